@@ -1,0 +1,71 @@
+// Resolver: one live, watched view of one service, and the pick path.
+//
+// A Resolver watches its service in a Registry and publishes immutable
+// snapshots (with a picker built by its Balancer) through an atomic pointer
+// swap. While the registry is unreachable it keeps serving the last known
+// snapshot and reports how stale it is; when the registry returns, the
+// backend resyncs fully and the resolver publishes the fresh state.
+//
+// Thread safety: all methods may be called from any thread. Pick() never
+// locks or allocates on its fast path (a per-thread cached pointer, refreshed
+// only when a new snapshot was published). Subscribers are called on the
+// registry's watch thread, one at a time.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "disco/balancer.h"
+#include "disco/error.h"
+#include "disco/registry.h"
+#include "disco/snapshot.h"
+
+namespace disco {
+
+struct ResolverOptions {
+  std::string policy = "round_robin";
+};
+
+// An endpoint chosen by Pick(), kept alive by the snapshot it came from.
+using EndpointPtr = std::shared_ptr<const Endpoint>;
+
+class Resolver {
+ public:
+  // Starts watching `service` in `registry`, which must outlive the resolver.
+  // Errors: kInvalidArgument (bad service name or policy).
+  static Result<std::unique_ptr<Resolver>> Make(Registry& registry, std::string service,
+                                                ResolverOptions options = {});
+  virtual ~Resolver() = default;
+
+  virtual const std::string& service() const = 0;
+
+  // The current snapshot (empty before the first update arrives).
+  virtual SnapshotConstPtr snapshot() const = 0;
+
+  // Picks an endpoint; nullptr when none is known.
+  virtual EndpointPtr Pick(const PickContext& context = {}) = 0;
+
+  // Blocks until the first update (ok or error) arrived or `timeout` passed.
+  // Returns true if a snapshot from the registry is available.
+  virtual bool WaitReady(std::chrono::milliseconds timeout) = 0;
+
+  // Seconds since the registry last confirmed this view; 0 while the watch
+  // is connected and healthy.
+  virtual std::chrono::milliseconds Staleness() const = 0;
+
+  // The last watch error, empty while connected.
+  virtual std::string LastError() const = 0;
+
+  // Calls `callback` with each newly published snapshot (not the current one)
+  // until the returned handle is destroyed.
+  class Subscription {
+   public:
+    virtual ~Subscription() = default;
+  };
+  [[nodiscard]] virtual std::unique_ptr<Subscription> Subscribe(
+      std::function<void(const SnapshotConstPtr&)> callback) = 0;
+};
+
+}  // namespace disco

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs every dependency of disco from Debian's own package archive.
+# Idempotent: packages already present are skipped; Consul is fetched only once.
+#   scripts/install-deps.sh            build + test + demo dependencies
+# Consul is not in Debian 12: its Debian 11 (bullseye) package is downloaded
+# with a private apt state (the system's sources are not touched) and unpacked
+# into .tools/consul/ inside the checkout.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+
+packages=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libboost-dev libboost-system-dev
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  nlohmann-json3-dev libjwt-dev libcrypt-dev libsqlite3-dev libpqxx-dev
+  libspdlog-dev libfmt-dev libcli11-dev libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  etcd-server etcd-client postgresql curl procps iproute2
+  wrk nginx
+)
+
+sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  sudo_ apt-get update -qq
+  # Installing a package must not start system services we did not ask for
+  # (etcd, nginx, postgresql): tests start their own on free ports.
+  policy=/usr/sbin/policy-rc.d
+  created_policy=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | sudo_ tee "$policy" >/dev/null
+    sudo_ chmod +x "$policy"
+    created_policy=1
+  fi
+  sudo_ apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  [ "$created_policy" = 1 ] && sudo_ rm -f "$policy"
+fi
+
+"$root/scripts/install-consul.sh"

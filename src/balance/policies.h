@@ -1,0 +1,13 @@
+// Factories of the built-in balancing policies, one per file in this folder.
+// MakeBalancer() (balancer_registry.cpp) maps names to them.
+#pragma once
+
+#include <memory>
+
+#include "disco/balancer.h"
+
+namespace disco::balance {
+
+std::unique_ptr<Balancer> MakeRoundRobin();
+
+}  // namespace disco::balance

@@ -1,0 +1,72 @@
+#include "common.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <iostream>
+
+namespace disco::cli {
+
+std::unique_ptr<Registry> OpenRegistry(const GlobalOptions& global) {
+  RegistryOptions options;
+  options.request_timeout = std::chrono::milliseconds(global.timeout_ms);
+  auto registry = MakeRegistry(global.registry, options);
+  if (!registry) {
+    ReportError("registry " + global.registry, registry.error());
+    return nullptr;
+  }
+  return std::move(*registry);
+}
+
+int ReportError(const std::string& what, const Error& error) {
+  std::cerr << "disco: " << what << ": " << error.ToString() << std::endl;
+  return error.code == ErrorCode::kInvalidArgument ? 2 : 1;
+}
+
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForStopSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int signal = 0;
+  while (sigwait(&set, &signal) != 0) {
+  }
+  return signal;
+}
+
+std::string FormatInstance(const ServiceInstance& instance) {
+  std::string out = instance.id + "  " + instance.Address();
+  if (instance.weight != 1) out += "  weight=" + std::to_string(instance.weight);
+  if (!instance.zone.empty()) out += "  zone=" + instance.zone;
+  if (!instance.tags.empty()) {
+    out += "  tags=";
+    for (std::size_t i = 0; i < instance.tags.size(); ++i) out += (i ? "," : "") + instance.tags[i];
+  }
+  for (const auto& [key, value] : instance.metadata) out += "  " + key + "=" + value;
+  return out;
+}
+
+std::string Timestamp() {
+  auto now = std::chrono::system_clock::now();
+  auto seconds = std::chrono::system_clock::to_time_t(now);
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
+  return buf;
+}
+
+}  // namespace disco::cli

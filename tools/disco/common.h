@@ -1,0 +1,43 @@
+// What every `disco` command shares: the registry flag, errors, signals, output.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "disco/registry.h"
+
+namespace disco::cli {
+
+// The registry URL from --registry, else $DISCO_REGISTRY, else etcd://127.0.0.1:2379.
+struct GlobalOptions {
+  std::string registry;
+  int timeout_ms = 3000;
+};
+
+// Each command adds itself to `app` and returns; its callback runs it and
+// stores the exit code in *exit_code.
+void AddRegister(CLI::App& app, GlobalOptions& global, int* exit_code);
+void AddDeregister(CLI::App& app, GlobalOptions& global, int* exit_code);
+void AddList(CLI::App& app, GlobalOptions& global, int* exit_code);
+void AddWatch(CLI::App& app, GlobalOptions& global, int* exit_code);
+void AddPick(CLI::App& app, GlobalOptions& global, int* exit_code);
+
+// Builds the registry or prints a one-line error and returns nullptr.
+std::unique_ptr<Registry> OpenRegistry(const GlobalOptions& global);
+
+// Prints "disco: <what>: <error>" to stderr; returns the exit code to use.
+int ReportError(const std::string& what, const Error& error);
+
+// Blocks SIGINT and SIGTERM in every thread started from now on, so that
+// WaitForStopSignal() can receive them synchronously. Call first in main().
+void BlockStopSignals();
+// Waits for SIGINT or SIGTERM; returns the signal number.
+int WaitForStopSignal();
+
+std::string FormatInstance(const ServiceInstance& instance);
+std::string Timestamp();
+
+}  // namespace disco::cli
