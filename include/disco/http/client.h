@@ -1,0 +1,116 @@
+// Client: a discovery-aware HTTP/1.1 client for calls between services.
+//
+//   http::ClientRequest req;
+//   req.url = "http://user-service/api/users/me";
+//   req.request_id = incoming.request_id;            // propagate
+//   req.authorization = incoming.Header("Authorization");
+//   auto res = co_await client.Send(std::move(req));
+//
+// "http://<service>/..." is resolved through disco: one Resolver per service
+// (made on first use and cached for the client's life), a balancer pick per
+// attempt, and per-endpoint keep-alive connection pools. "http://host:port/..."
+// (an authority with a port) goes straight to that address, without retries
+// on another instance.
+//
+// Each attempt has its own deadline (connect + write + read). A failed
+// attempt is retried once on another instance when the retry policy allows:
+// connect errors always (the request never left), and for retry-safe
+// requests (idempotent methods unless said otherwise) also resets, timeouts
+// and 503 answers. The decision lives in one function (src/http/retry_policy.h)
+// for the resilience layer to grow. A pooled connection that turns out to be
+// closed by the peer before any answer byte is replaced by a fresh one
+// transparently (not counted as a retry).
+//
+// Every attempt updates the endpoint's EndpointStats: active_requests while in
+// flight (least_request reads it), successes or failures (and
+// consecutive_failures) afterwards; a 5xx answer counts as a failure.
+//
+// Thread safety: Send() may be called from coroutines on any io_context and
+// thread at once. Connections are pooled per (io_context, endpoint), so a
+// connection is only ever used by the thread that created it. The registry
+// must outlive the client; the client must outlive every Send() in progress.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "disco/error.h"
+#include "disco/http/awaitable.h"
+#include "disco/registry.h"
+
+namespace disco {
+class MetricsRegistry;
+}
+
+namespace disco::http {
+
+struct ClientOptions {
+  std::string policy = "round_robin";  // balancer policy for every service
+  std::chrono::milliseconds per_try_timeout{2000};  // connect + send + receive of one attempt
+  int max_attempts = 2;                              // 1 = no retry
+  std::size_t max_idle_per_endpoint = 64;            // pooled connections per (thread, endpoint)
+  // A pooled connection unused for this long is closed instead of reused;
+  // keep it below the servers' idle timeout so we rarely reuse a dying one.
+  std::chrono::milliseconds pool_idle_timeout{15'000};
+  std::size_t response_limit = 8 * 1024 * 1024;
+  // How long a call waits for a service's first snapshot from the registry.
+  std::chrono::milliseconds resolve_timeout{2000};
+  std::string user_agent = "disco-http";
+  MetricsRegistry* metrics = nullptr;  // nullptr: MetricsRegistry::Default()
+};
+
+struct ClientRequest {
+  std::string method = "GET";
+  std::string url;  // http://service/path?query or http://host:port/path
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string content_type;   // sent when non-empty
+  std::string request_id;     // sent as X-Request-Id when non-empty
+  std::string authorization;  // sent as Authorization when non-empty
+  // Whether a reset, timeout or 503 may be retried. Default: true for GET,
+  // HEAD, OPTIONS, PUT and DELETE.
+  std::optional<bool> retry_safe;
+  std::string hash_key;  // for consistent-hashing policies
+};
+
+struct ClientResponse {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  std::string instance_id;  // the instance that answered (empty for direct calls)
+  std::string address;      // host:port that answered
+  int attempts = 0;
+
+  std::string_view Header(std::string_view name) const;
+};
+
+class Client {
+ public:
+  Client(Registry& registry, ClientOptions options = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // Errors: kInvalidArgument (bad URL), kUnavailable (no instance known, or
+  // every attempt failed to connect or was reset; the message says which
+  // service and why), kTimeout (the last attempt timed out). An HTTP answer,
+  // whatever its status, is a value, not an error.
+  Awaitable<Result<ClientResponse>> Send(ClientRequest request);
+
+  // Starts resolving `service` now and blocks up to `timeout` for its first
+  // snapshot, so that the first call does not wait. For start-up code only:
+  // never call it on an I/O thread. Errors: kInvalidArgument (bad name).
+  Result<void> Prepare(std::string_view service, std::chrono::milliseconds timeout);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace disco::http

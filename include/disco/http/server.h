@@ -1,0 +1,99 @@
+// Server: the HTTP/1.1 server every disco service runs on.
+//
+// Boost.Beast with C++20 coroutines. N I/O threads, each running its own
+// io_context (measured faster here than one io_context shared by N threads);
+// one acceptor hands accepted sockets to the threads round-robin, so a
+// connection lives on one thread for its whole life and its handlers never
+// hop threads. (One acceptor instead of SO_REUSEPORT: a second process started
+// by mistake on the same port then fails to bind instead of silently taking
+// half the traffic.)
+//
+// Per request the server: enforces limits (body → 413, header block → 431,
+// slow or stalled request → 408 and close, bad syntax → 400), takes or makes
+// the X-Request-Id (echoed in the response), routes (404 / 405 with Allow),
+// runs the handler, writes one JSON-lines access-log entry through the spdlog
+// logger named "access" (method, path without query, route, status, duration,
+// request id, bytes; never headers or bodies) and records metrics by route
+// pattern and status. GET /health and GET /metrics are built in unless the
+// router defines them. Keep-alive as HTTP/1.1 says.
+//
+// A handler that throws gets a 500 (that is a bug, and it is logged); a
+// handler must turn every bad input into a 4xx itself.
+//
+// Shutdown (Drain): stop accepting, answer requests in progress (new requests
+// on open connections are answered with "Connection: close"), close idle
+// connections, wait up to the grace period, then stop the threads.
+//
+// Thread safety: Start, Drain and Stop are called from one controlling thread
+// (typically main). port(), draining() and the counters may be read anywhere.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "disco/error.h"
+#include "disco/http/router.h"
+
+namespace disco {
+class MetricsRegistry;
+}
+
+namespace disco::http {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;  // 0: any free port (see Server::port())
+  std::size_t threads = 0;  // 0: one per core
+
+  std::size_t body_limit = 1024 * 1024;       // larger bodies → 413
+  std::size_t header_limit = 16 * 1024;       // larger header blocks → 431
+  // From the first byte of a request until it is fully read; slower → 408 and
+  // close (slowloris). Also bounds each response write.
+  std::chrono::milliseconds request_timeout{10'000};
+  // How long an idle keep-alive connection is kept open.
+  std::chrono::milliseconds idle_timeout{30'000};
+
+  // Shown by GET /health and used in logs.
+  std::string service = "service";
+  std::string instance_id;
+
+  bool access_log = true;
+  MetricsRegistry* metrics = nullptr;  // nullptr: MetricsRegistry::Default()
+};
+
+class Server {
+ public:
+  Server(Router router, ServerOptions options);
+  ~Server();  // Stop()s if still running
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds, listens and starts the I/O threads; returns once connections are
+  // accepted. Errors: kUnavailable (cannot bind), kInvalidArgument (bad host).
+  Result<void> Start();
+
+  // The bound port (useful when options.port was 0). REQUIRES: Start() succeeded.
+  std::uint16_t port() const;
+
+  // Stops accepting, lets requests in progress finish (new requests on open
+  // connections are still answered, with "Connection: close"), closes idle
+  // connections, and waits until all connections are closed or `grace`
+  // passed; then stops the I/O threads. Returns true when every connection
+  // finished within `grace`.
+  bool Drain(std::chrono::milliseconds grace);
+  // Drain(0).
+  void Stop();
+
+  bool draining() const;
+  std::uint64_t open_connections() const;
+  std::uint64_t requests_in_flight() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace disco::http
