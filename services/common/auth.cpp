@@ -1,0 +1,39 @@
+#include "auth.h"
+
+#include "logging.h"
+
+namespace disco::service {
+
+std::variant<JwtClaims, http::Response> Authenticate(const http::Request& request, const JwtCodec& jwt) {
+  auto unauthorized = [](std::string_view code, std::string_view message) {
+    auto response = http::Response::Error(401, code, message);
+    response.headers.emplace_back("WWW-Authenticate", "Bearer");
+    return response;
+  };
+  if (!request.HasHeader("Authorization")) {
+    return unauthorized("missing_token", "Authorization: Bearer <token> required");
+  }
+  std::string_view token = request.BearerToken();
+  if (token.empty()) return unauthorized("invalid_token", "Authorization header must be 'Bearer <token>'");
+  auto claims = jwt.Verify(token);
+  if (!claims) return unauthorized("invalid_token", claims.error().message);
+  return std::move(*claims);
+}
+
+http::Response StorageFailure(const Error& error, const http::Request& request) {
+  Log().error("storage error (request id {}): {}", request.request_id, error.ToString());
+  return http::Response::Error(503, "storage_unavailable",
+                               "the database is unavailable, try again (request id " + request.request_id + ")");
+}
+
+std::int64_t ParseId(std::string_view text) {
+  if (text.empty() || text.size() > 18) return 0;
+  std::int64_t value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return 0;
+    value = value * 10 + (c - '0');
+  }
+  return value;
+}
+
+}  // namespace disco::service

@@ -1,0 +1,51 @@
+// Flags every demo service shares, each with a DISCO_* environment twin
+// (--port / DISCO_PORT, --registry / DISCO_REGISTRY, ...), and the JWT secret.
+//
+// Thread safety: filled once in main() before any thread starts; read-only after.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "disco/error.h"
+
+namespace disco::service {
+
+struct ServiceConfig {
+  std::string service;  // "user-service"
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 0;
+  std::string advertise_address;  // default: host (127.0.0.1 when host is a wildcard)
+  std::string db;
+  std::string registry = "etcd://127.0.0.1:2379";
+  std::string jwt_secret_file;
+  bool dev = false;
+  std::string log_level = "info";
+  std::string id;  // default: <service>-<advertise address>-<port>
+  int threads = 0;  // I/O threads; 0 = one per core
+  int db_connections = 4;
+  int jwt_ttl_seconds = 3600;
+  int registry_ttl_seconds = 10;
+  int grace_ms = 10'000;     // bound on finishing in-flight requests at shutdown
+  int drain_delay_ms = 0;    // keep serving this long after deregistering
+  std::string sqlite_sync = "full";
+  bool access_log = true;
+  std::size_t body_limit = 1024 * 1024;
+};
+
+// Adds the shared flags to `app`, with defaults taken from `config`.
+void AddCommonFlags(CLI::App& app, ServiceConfig& config);
+
+// Fills derived defaults (advertise address, id) once the port is known.
+void FinishConfig(ServiceConfig& config, std::uint16_t bound_port);
+
+// The JWT secret: $DISCO_JWT_SECRET, else the file from --jwt-secret-file
+// (trailing newline dropped), else with --dev a random one. Errors
+// (kInvalidArgument, message fit for the log, never the secret): none given,
+// unreadable file, or shorter than 32 bytes. `generated` tells the caller to
+// say so in the log.
+Result<std::string> LoadJwtSecret(const ServiceConfig& config, bool* generated);
+
+}  // namespace disco::service

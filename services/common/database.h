@@ -1,0 +1,181 @@
+// Storage plumbing shared by the services' repositories: choosing the
+// backend from --db, SQLite connections (WAL, durable commits, busy timeout)
+// and PostgreSQL connections (libpqxx), each handed out by a small blocking
+// pool. Repositories are the only users; SQL always goes through bound
+// parameters.
+//
+// Durability (SQLite): journal_mode=WAL with synchronous=FULL by default. A
+// commit appends to the WAL with write() before returning, so it survives the
+// process being killed (kill -9) under either FULL or NORMAL: the data is in
+// the kernel's page cache, which outlives the process. FULL also fsyncs the
+// WAL at every commit, so an acknowledged write survives a kernel crash or
+// power loss too; NORMAL (--sqlite-sync normal) skips that fsync and can lose
+// the last commits on power loss, never on kill -9. We default to FULL
+// because "acknowledged" should mean "on disk"; NORMAL is there for
+// benchmarks and throwaway data.
+//
+// Thread safety: a ConnectionPool may be used from any thread; a connection
+// lease belongs to one thread at a time. Calls block (they are meant for a
+// BlockingPool thread).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "disco/error.h"
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace disco::service {
+
+struct DatabaseUrl {
+  enum class Kind { kSqlite, kPostgres };
+  Kind kind = Kind::kSqlite;
+  std::string target;  // file path, or the postgresql:// URL as given
+
+  // Without the password, for logs.
+  std::string Redacted() const;
+};
+
+// "postgresql://..." or "postgres://..." → PostgreSQL; "sqlite:PATH" or a path → SQLite.
+Result<DatabaseUrl> ParseDatabaseUrl(std::string_view text);
+
+// Storage errors inside a repository; converted to Result at its boundary.
+struct StorageError {
+  ErrorCode code;
+  std::string message;
+};
+
+// A pool of at most `max` connections made by `factory` on demand. A broken
+// connection is discarded (Lease::Discard) and replaced by the next Acquire.
+template <class T>
+class ConnectionPool {
+ public:
+  using Factory = std::function<Result<std::unique_ptr<T>>()>;
+
+  ConnectionPool(Factory factory, std::size_t max) : factory_(std::move(factory)), max_(max ? max : 1) {}
+
+  class Lease {
+   public:
+    Lease(ConnectionPool* pool, std::unique_ptr<T> conn) : pool_(pool), conn_(std::move(conn)) {}
+    Lease(Lease&& other) noexcept : pool_(other.pool_), conn_(std::move(other.conn_)) { other.pool_ = nullptr; }
+    Lease& operator=(Lease&&) = delete;
+    ~Lease() {
+      if (pool_) pool_->Return(std::move(conn_));
+    }
+    T& operator*() const { return *conn_; }
+    T* operator->() const { return conn_.get(); }
+    void Discard() { conn_.reset(); }
+
+   private:
+    ConnectionPool* pool_;
+    std::unique_ptr<T> conn_;
+  };
+
+  Result<Lease> Acquire() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !idle_.empty() || open_ < max_; });
+    if (!idle_.empty()) {
+      auto conn = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(this, std::move(conn));
+    }
+    ++open_;
+    lock.unlock();
+    auto made = factory_();
+    if (!made) {
+      lock.lock();
+      --open_;
+      cv_.notify_one();
+      return std::unexpected(made.error());
+    }
+    return Lease(this, std::move(*made));
+  }
+
+ private:
+  void Return(std::unique_ptr<T> conn) {
+    std::lock_guard lock(mu_);
+    if (conn) idle_.push_back(std::move(conn));
+    else --open_;
+    cv_.notify_one();
+  }
+
+  Factory factory_;
+  const std::size_t max_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::unique_ptr<T>> idle_;
+  std::size_t open_ = 0;
+};
+
+enum class SqliteSync { kFull, kNormal };
+
+// One SQLite connection with a cache of prepared statements.
+class SqliteConnection {
+ public:
+  // Opens (creating) the file, sets WAL, `sync`, busy_timeout and foreign
+  // keys, and runs `schema` in one IMMEDIATE transaction (idempotent DDL).
+  static Result<std::unique_ptr<SqliteConnection>> Open(const std::string& path, SqliteSync sync,
+                                                        std::string_view schema);
+  ~SqliteConnection();
+
+  class Statement {
+   public:
+    explicit Statement(sqlite3_stmt* stmt) : stmt_(stmt) {}
+    ~Statement();  // resets and clears bindings, for the next use
+    Statement& Bind(int index, std::int64_t value);
+    Statement& Bind(int index, std::string_view value);
+    bool Step();  // true: a row is available; false: done. Throws StorageError.
+    std::int64_t Int(int column) const;
+    std::string Text(int column) const;
+
+   private:
+    sqlite3_stmt* stmt_;
+  };
+
+  // The cached statement for `sql` (a string literal: cached by address).
+  // Throws StorageError.
+  Statement Prepare(const char* sql);
+  std::int64_t LastInsertId() const;
+  int ExtendedErrorCode() const;
+
+ private:
+  explicit SqliteConnection(sqlite3* db) : db_(db) {}
+  sqlite3* db_;
+  std::map<const char*, sqlite3_stmt*> statements_;
+};
+
+}  // namespace disco::service
+
+namespace disco::service {
+
+struct StorageOptions {
+  SqliteSync sqlite_sync = SqliteSync::kFull;
+  std::size_t connections = 4;
+};
+
+// "2026-11-25T13:18:25.123Z": the one timestamp format stored and returned.
+std::string UtcTimestamp();
+
+// Runs `body` and turns a StorageError or a libpqxx/std exception into a
+// Result error, so repository methods can be written straight.
+template <class T, class F>
+Result<T> Guard(F&& body) {
+  try {
+    return body();
+  } catch (const StorageError& e) {
+    return Fail(e.code, e.message);
+  } catch (const std::exception& e) {
+    return Fail(ErrorCode::kUnavailable, std::string("database error: ") + e.what());
+  }
+}
+
+}  // namespace disco::service

@@ -1,0 +1,25 @@
+// Process logging for the services: JSON lines through spdlog.
+//
+//   logger "disco"  (stderr) {"ts":...,"level":"info","logger":"disco","msg":"..."}
+//                   shared with libdisco, which logs through the same name
+//   logger "access" (stdout) one line per request, written by http::Server
+//
+// Never log secrets: not the JWT secret, not tokens, not passwords, not the
+// database password (use DatabaseUrl::Redacted) or registry tokens.
+//
+// Thread safety: call SetupLogging once in main() before anything logs; the
+// loggers are thread-safe afterwards.
+#pragma once
+
+#include <string_view>
+
+#include <spdlog/spdlog.h>
+
+namespace disco::service {
+
+void SetupLogging(std::string_view level);
+
+// The "disco" logger.
+spdlog::logger& Log();
+
+}  // namespace disco::service

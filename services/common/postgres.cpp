@@ -1,0 +1,20 @@
+#include "postgres.h"
+
+namespace disco::service {
+
+Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url, std::string_view schema) {
+  try {
+    auto conn = std::make_unique<pqxx::connection>(url);
+    pqxx::work txn(*conn);
+    // Any constant: serialises schema creation across every disco service.
+    txn.exec("SELECT pg_advisory_xact_lock(727274)");
+    txn.exec(std::string(schema));
+    txn.commit();
+    return conn;
+  } catch (const std::exception& e) {
+    // libpq messages name host and port but never the password.
+    return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL: ") + e.what());
+  }
+}
+
+}  // namespace disco::service

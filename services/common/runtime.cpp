@@ -1,0 +1,135 @@
+#include "runtime.h"
+
+#include <signal.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "logging.h"
+
+namespace disco::service {
+
+void BlockStopSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+namespace {
+
+int WaitForStopSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int signal = 0;
+  while (sigwait(&set, &signal) != 0) {
+  }
+  return signal;
+}
+
+}  // namespace
+
+struct ServiceRuntime::Impl {
+  Impl(ServiceConfig& c, Registry& r) : config(c), registry(r) {}
+
+  // Registers, retrying with a growing pause while the registry is down.
+  void RegisterLoop(ServiceInstance instance) {
+    RegisterOptions options;
+    options.ttl = std::chrono::seconds(config.registry_ttl_seconds);
+    auto pause = std::chrono::milliseconds(250);
+    while (true) {
+      auto made = registry.Register(instance, options);
+      std::unique_lock lock(mu);
+      if (made) {
+        if (stopping) {
+          lock.unlock();
+          (void)(*made)->Deregister();
+          return;
+        }
+        registration = std::move(*made);
+        Log().info("registered {} as {} at {} in {}", instance.service, instance.id, instance.Address(),
+                   registry.url());
+        return;
+      }
+      Log().warn("registering {} in {} failed, retrying in {} ms: {}", instance.id, registry.url(), pause.count(),
+                 made.error().ToString());
+      if (cv.wait_for(lock, pause, [&] { return stopping; })) return;
+      pause = std::min(pause * 2, std::chrono::milliseconds(5000));
+    }
+  }
+
+  ServiceConfig& config;
+  Registry& registry;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::unique_ptr<Registration> registration;
+};
+
+ServiceRuntime::ServiceRuntime(ServiceConfig& config, Registry& registry)
+    : impl_(std::make_unique<Impl>(config, registry)) {}
+
+ServiceRuntime::~ServiceRuntime() = default;
+
+int ServiceRuntime::Serve(http::Router router) {
+  ServiceConfig& config = impl_->config;
+  http::ServerOptions options;
+  options.host = config.host;
+  options.port = config.port;
+  options.threads = static_cast<std::size_t>(config.threads);
+  options.service = config.service;
+  options.access_log = config.access_log;
+  options.body_limit = config.body_limit;
+  // The default instance id contains the port: with --port 0 it is only known
+  // after binding, and /health then shows an empty id (give --id to have one).
+  if (config.port != 0) FinishConfig(config, config.port);
+  options.instance_id = config.id;
+  http::Server server(std::move(router), options);
+  if (auto started = server.Start(); !started) {
+    Log().error("{}: {}", config.service, started.error().message);
+    return 1;
+  }
+  config.port = server.port();
+  FinishConfig(config, config.port);
+  Log().info("{} {} listening on {}:{} ({} I/O threads)", config.service, config.id, config.host, server.port(),
+             options.threads ? options.threads : std::thread::hardware_concurrency());
+
+  ServiceInstance instance;
+  instance.service = config.service;
+  instance.id = config.id;
+  instance.host = config.advertise_address;
+  instance.port = server.port();
+  instance.tags = {"disco"};
+  instance.metadata = {{"version", "0.1.0"}};
+  std::thread registrar([this, instance] { impl_->RegisterLoop(instance); });
+
+  int signal = WaitForStopSignal();
+  Log().info("{}: {} received, shutting down: deregister, then drain", config.id,
+             signal == SIGTERM ? "SIGTERM" : "SIGINT");
+  {
+    std::lock_guard lock(impl_->mu);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  registrar.join();
+  if (impl_->registration) {
+    if (auto done = impl_->registration->Deregister(); !done) {
+      Log().warn("deregistering {} failed (the registry drops it after its TTL): {}", config.id,
+                 done.error().ToString());
+    } else {
+      Log().info("deregistered {}", config.id);
+    }
+    impl_->registration.reset();
+  }
+  if (config.drain_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(config.drain_delay_ms));
+  bool clean = server.Drain(std::chrono::milliseconds(config.grace_ms));
+  Log().info("{} stopped ({})", config.id, clean ? "all requests finished" : "grace period over");
+  return 0;
+}
+
+}  // namespace disco::service

@@ -1,0 +1,106 @@
+// order-service: orders for the disco demo; confirms users through discovery.
+#include <CLI/CLI.hpp>
+
+#include "common/config.h"
+#include "common/jwt.h"
+#include "common/logging.h"
+#include "common/runtime.h"
+#include "disco/balancer.h"
+#include "disco/http/blocking_pool.h"
+#include "disco/http/client.h"
+#include "disco/registry.h"
+#include "order_handlers.h"
+#include "order_repository.h"
+
+int main(int argc, char** argv) {
+  using namespace disco;
+  service::BlockStopSignals();
+
+  service::ServiceConfig config;
+  config.service = "order-service";
+  config.port = 5002;
+  config.db = "order-service.db";
+  if (const char* env = std::getenv("DISCO_REGISTRY"); env && *env) config.registry = env;
+  std::string user_service = "user-service";
+  int call_timeout_ms = 2000;
+  std::string policy = "round_robin";
+
+  CLI::App app{"order-service: orders for the disco demo; confirms users through discovery", "order-service"};
+  service::AddCommonFlags(app, config);
+  app.add_option("--user-service", user_service, "Name of user-service in the registry")
+      ->envname("DISCO_USER_SERVICE")
+      ->capture_default_str();
+  app.add_option("--call-timeout-ms", call_timeout_ms, "Per-try timeout of calls to user-service")
+      ->envname("DISCO_CALL_TIMEOUT_MS")
+      ->check(CLI::Range(50, 60'000))
+      ->capture_default_str();
+  app.add_option("--policy", policy, "Balancer policy for calls to user-service")
+      ->envname("DISCO_POLICY")
+      ->capture_default_str();
+  app.footer(
+      "Environment: every flag has a DISCO_* twin (DISCO_PORT, DISCO_REGISTRY, ...);\n"
+      "DISCO_JWT_SECRET holds the JWT secret (the same as user-service's).\n"
+      "Example: DISCO_JWT_SECRET=... order-service --registry etcd://127.0.0.1:2379 --db orders.db");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  service::SetupLogging(config.log_level);
+  auto& log = service::Log();
+  try {
+    bool generated = false;
+    auto secret = service::LoadJwtSecret(config, &generated);
+    if (!secret) {
+      log.error("order-service: {}", secret.error().message);
+      return 2;
+    }
+    if (generated) {
+      log.warn("--dev: using a random JWT secret; tokens from user-service will not verify here");
+    }
+    service::JwtCodec jwt(std::move(*secret), std::chrono::seconds(config.jwt_ttl_seconds));
+
+    auto db_url = service::ParseDatabaseUrl(config.db);
+    if (!db_url) {
+      log.error("order-service: {}", db_url.error().message);
+      return 2;
+    }
+    service::StorageOptions storage;
+    storage.connections = static_cast<std::size_t>(config.db_connections);
+    storage.sqlite_sync = config.sqlite_sync == "normal" ? service::SqliteSync::kNormal : service::SqliteSync::kFull;
+    auto repository = order::OpenOrderRepository(*db_url, storage);
+    if (!repository) {
+      log.error("order-service: storage {}: {}", db_url->Redacted(), repository.error().message);
+      return 1;
+    }
+    log.info("order-service storage: {}", db_url->Redacted());
+
+    auto registry = MakeRegistry(config.registry);
+    if (!registry) {
+      log.error("order-service: --registry: {}", registry.error().message);
+      return 2;
+    }
+    if (!MakeBalancer(policy)) {
+      log.error("order-service: --policy: {}", MakeBalancer(policy).error().message);
+      return 2;
+    }
+
+    http::ClientOptions client_options;
+    client_options.policy = policy;
+    client_options.per_try_timeout = std::chrono::milliseconds(call_timeout_ms);
+    http::Client client(**registry, client_options);
+    if (auto ok = client.Prepare(user_service, std::chrono::seconds(2)); !ok) {
+      log.error("order-service: --user-service: {}", ok.error().message);
+      return 2;
+    }
+    http::BlockingPool db_pool({.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
+
+    order::OrderServiceDeps deps{repository->get(), &jwt, &db_pool, &client, user_service};
+    service::ServiceRuntime runtime(config, **registry);
+    return runtime.Serve(order::MakeOrderRouter(deps));
+  } catch (const std::exception& e) {
+    log.error("order-service: {}", e.what());
+    return 1;
+  }
+}

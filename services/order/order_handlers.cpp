@@ -1,0 +1,168 @@
+#include "order_handlers.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/auth.h"
+#include "common/json_body.h"
+#include "common/logging.h"
+#include "money.h"
+
+namespace disco::order {
+namespace {
+
+using http::Awaitable;
+using http::Request;
+using http::Response;
+using json = nlohmann::json;
+
+constexpr std::size_t kMaxProductChars = 200;
+constexpr std::size_t kListLimit = 1000;
+
+std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json ToJson(const Order& o) {
+  return {{"id", o.id},
+          {"user_id", o.user_id},
+          {"product", o.product},
+          {"quantity", o.quantity},
+          {"price", FormatCents(o.price_cents)},
+          {"price_cents", o.price_cents},
+          {"total", FormatCents(o.total_cents)},
+          {"total_cents", o.total_cents},
+          {"status", o.status},
+          {"created_at", o.created_at}};
+}
+
+std::optional<std::string> CheckProduct(std::string_view product) {
+  std::size_t chars = 0;
+  bool blank = true;
+  for (char c : product) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return "product must not contain control characters";
+    if (c != ' ') blank = false;
+    if ((u & 0xc0) != 0x80) ++chars;
+  }
+  if (blank) return "product must not be empty";
+  if (chars > kMaxProductChars) return "product must be at most 200 characters";
+  return std::nullopt;
+}
+
+class OrderApi {
+ public:
+  explicit OrderApi(const OrderServiceDeps& deps) : deps_(deps) {}
+
+  Awaitable<Response> Create(Request& request) {
+    auto auth = service::Authenticate(request, *deps_.jwt);
+    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
+    const auto claims = std::get<service::JwtClaims>(auth);
+
+    service::JsonBody body;
+    if (auto error = service::ParseJsonObject(request, body)) co_return std::move(*error);
+    NewOrder order;
+    order.user_id = claims.user_id;
+    if (auto error = service::ReadString(body, "product", order.product)) co_return std::move(*error);
+    if (auto why = CheckProduct(order.product)) co_return service::FieldError("product", *why);
+    if (auto error = service::ReadInteger(body, "quantity", order.quantity)) co_return std::move(*error);
+    if (order.quantity < kMinQuantity || order.quantity > kMaxQuantity) {
+      co_return service::FieldError("quantity", "quantity must be 1-10000");
+    }
+    auto price = body.value.find("price");
+    if (price == body.value.end() || price->is_null()) co_return service::FieldError("price", "price is required");
+    Result<std::int64_t> cents;
+    if (price->is_string()) {
+      cents = ParsePrice(price->get_ref<const std::string&>());
+    } else if (price->is_number()) {
+      cents = ParsePrice(body.raw_numbers["price"]);
+    } else {
+      co_return service::FieldError("price", "price must be a number or a decimal string");
+    }
+    if (!cents) co_return service::FieldError("price", cents.error().message);
+    order.price_cents = *cents;
+    auto total = Total(order.price_cents, order.quantity);
+    if (!total) co_return service::FieldError("price", total.error().message);
+    order.total_cents = *total;
+
+    if (auto refused = co_await ConfirmUser(request, claims)) co_return std::move(*refused);
+
+    Result<Order> created;
+    co_await deps_.db->Run([&] { created = deps_.repository->Create(order); });
+    if (!created) co_return service::StorageFailure(created.error(), request);
+    auto response = Response::Json(201, Dump(ToJson(*created)));
+    response.headers.emplace_back("Location", "/api/orders/" + std::to_string(created->id));
+    co_return response;
+  }
+
+  Awaitable<Response> List(Request& request) {
+    auto auth = service::Authenticate(request, *deps_.jwt);
+    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
+    const auto& claims = std::get<service::JwtClaims>(auth);
+    Result<std::vector<Order>> orders;
+    co_await deps_.db->Run([&] { orders = deps_.repository->ListByUser(claims.user_id, kListLimit); });
+    if (!orders) co_return service::StorageFailure(orders.error(), request);
+    json items = json::array();
+    for (const auto& o : *orders) items.push_back(ToJson(o));
+    co_return Response::Json(200, Dump(json{{"orders", std::move(items)}, {"count", orders->size()}}));
+  }
+
+  Awaitable<Response> Get(Request& request) {
+    auto auth = service::Authenticate(request, *deps_.jwt);
+    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
+    const auto& claims = std::get<service::JwtClaims>(auth);
+    std::int64_t id = service::ParseId(request.Param("id"));
+    if (id == 0) co_return NotFound();
+    Result<std::optional<Order>> found;
+    co_await deps_.db->Run([&] { found = deps_.repository->FindById(id); });
+    if (!found) co_return service::StorageFailure(found.error(), request);
+    // Someone else's order looks exactly like a missing one.
+    if (!*found || (*found)->user_id != claims.user_id) co_return NotFound();
+    co_return Response::Json(200, Dump(ToJson(**found)));
+  }
+
+ private:
+  static Response NotFound() { return Response::Error(404, "not_found", "no such order"); }
+
+  // Asks user-service whether the token's user exists. nullopt: confirmed.
+  Awaitable<std::optional<Response>> ConfirmUser(const Request& request, const service::JwtClaims& claims) {
+    http::ClientRequest call;
+    call.method = "GET";
+    call.url = "http://" + deps_.user_service + "/api/users/me";
+    call.request_id = request.request_id;
+    call.authorization = std::string(request.Header("Authorization"));
+    auto answer = co_await deps_.client->Send(std::move(call));
+    if (!answer) {
+      service::Log().warn("confirming user {} failed (request id {}): {}", claims.user_id, request.request_id,
+                          answer.error().ToString());
+      co_return Response::Error(503, "user_service_unavailable",
+                                deps_.user_service + " is unavailable, so the user cannot be confirmed: " +
+                                    answer.error().message);
+    }
+    if (answer->status == 200) {
+      auto user = json::parse(answer->body, nullptr, false);
+      if (user.is_object() && user.value("id", std::int64_t{0}) == claims.user_id) co_return std::nullopt;
+      co_return Response::Error(401, "invalid_token", "the token's user does not exist");
+    }
+    if (answer->status == 401 || answer->status == 404) {
+      co_return Response::Error(401, "invalid_token", "the token's user does not exist");
+    }
+    service::Log().warn("{} answered {} when confirming user {} (request id {})", deps_.user_service, answer->status,
+                        claims.user_id, request.request_id);
+    co_return Response::Error(503, "user_service_unavailable",
+                              deps_.user_service + " could not confirm the user (it answered " +
+                                  std::to_string(answer->status) + ")");
+  }
+
+  OrderServiceDeps deps_;
+};
+
+}  // namespace
+
+http::Router MakeOrderRouter(const OrderServiceDeps& deps) {
+  auto api = std::make_shared<OrderApi>(deps);
+  http::Router router;
+  router.Add("POST", "/api/orders", [api](Request& r) { return api->Create(r); });
+  router.Add("GET", "/api/orders", [api](Request& r) { return api->List(r); });
+  router.Add("GET", "/api/orders/{id}", [api](Request& r) { return api->Get(r); });
+  return router;
+}
+
+}  // namespace disco::order

@@ -1,0 +1,32 @@
+// The HTTP API of order-service: create, list and read orders.
+//
+// Creating an order confirms the caller's user exists by asking user-service
+// through discovery (GET /api/users/me with the caller's token and request
+// id; the client retries once on another instance); user-service unavailable
+// → 503. Database calls run on `db`, never on an I/O thread.
+//
+// Thread safety: the dependencies must outlive the router and be safe to use
+// from several threads (they are).
+#pragma once
+
+#include <string>
+
+#include "common/jwt.h"
+#include "disco/http/blocking_pool.h"
+#include "disco/http/client.h"
+#include "disco/http/router.h"
+#include "order_repository.h"
+
+namespace disco::order {
+
+struct OrderServiceDeps {
+  OrderRepository* repository;
+  service::JwtCodec* jwt;
+  http::BlockingPool* db;
+  http::Client* client;
+  std::string user_service = "user-service";  // its name in the registry
+};
+
+http::Router MakeOrderRouter(const OrderServiceDeps& deps);
+
+}  // namespace disco::order

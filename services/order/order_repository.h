@@ -1,0 +1,56 @@
+// OrderRepository: where order-service keeps orders. SQLite (default) and
+// PostgreSQL behind one interface, run through the same tests.
+//
+// Thread safety: every method may be called from any thread at once; calls
+// block on the database (run them on a BlockingPool).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/database.h"
+#include "disco/error.h"
+
+namespace disco::order {
+
+struct Order {
+  std::int64_t id = 0;
+  std::int64_t user_id = 0;
+  std::string product;
+  std::int64_t quantity = 0;
+  std::int64_t price_cents = 0;
+  std::int64_t total_cents = 0;
+  std::string status;      // "created"
+  std::string created_at;  // UtcTimestamp()
+};
+
+struct NewOrder {
+  std::int64_t user_id = 0;
+  std::string product;
+  std::int64_t quantity = 0;
+  std::int64_t price_cents = 0;
+  std::int64_t total_cents = 0;
+};
+
+class OrderRepository {
+ public:
+  virtual ~OrderRepository() = default;
+
+  // Returns once the order is durably committed. Errors: kUnavailable.
+  virtual Result<Order> Create(const NewOrder& order) = 0;
+  // The user's orders, newest first, at most `limit`.
+  virtual Result<std::vector<Order>> ListByUser(std::int64_t user_id, std::size_t limit) = 0;
+  virtual Result<std::optional<Order>> FindById(std::int64_t id) = 0;
+};
+
+Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(const service::DatabaseUrl& url,
+                                                             const service::StorageOptions& options);
+Result<std::unique_ptr<OrderRepository>> OpenSqliteOrderRepository(const std::string& path,
+                                                                   const service::StorageOptions& options);
+Result<std::unique_ptr<OrderRepository>> OpenPostgresOrderRepository(const std::string& url,
+                                                                     const service::StorageOptions& options);
+
+}  // namespace disco::order

@@ -1,0 +1,116 @@
+// OrderRepository on PostgreSQL (libpqxx): for instances on several hosts.
+#include "common/database.h"
+#include "common/postgres.h"
+#include "order_repository.h"
+
+namespace disco::order {
+namespace {
+
+using service::ConnectionPool;
+
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS orders ("
+    " id BIGSERIAL PRIMARY KEY,"
+    " user_id BIGINT NOT NULL,"
+    " product TEXT NOT NULL,"
+    " quantity INTEGER NOT NULL,"
+    " price_cents BIGINT NOT NULL,"
+    " total_cents BIGINT NOT NULL,"
+    " status TEXT NOT NULL,"
+    " created_at TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id)";
+
+void PrepareStatements(pqxx::connection& conn) {
+  conn.prepare("order_insert",
+               "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, created_at)"
+               " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id");
+  conn.prepare("order_by_id",
+               "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at"
+               " FROM orders WHERE id = $1");
+  conn.prepare("orders_by_user",
+               "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at"
+               " FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2");
+}
+
+Order Row(const pqxx::row& r) {
+  return Order{r[0].as<std::int64_t>(), r[1].as<std::int64_t>(), r[2].as<std::string>(), r[3].as<std::int64_t>(),
+               r[4].as<std::int64_t>(), r[5].as<std::int64_t>(), r[6].as<std::string>(), r[7].as<std::string>()};
+}
+
+class PostgresOrderRepository final : public OrderRepository {
+ public:
+  PostgresOrderRepository(std::string url, const service::StorageOptions& options)
+      : pool_(
+            [url]() -> Result<std::unique_ptr<pqxx::connection>> {
+              auto conn = service::OpenPostgres(url, kSchema);
+              if (conn) PrepareStatements(**conn);
+              return conn;
+            },
+            options.connections) {}
+
+  Result<void> Check() {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    return {};
+  }
+
+  Result<Order> Create(const NewOrder& order) override {
+    return Run<Order>([&](pqxx::connection& conn) -> Result<Order> {
+      Order created{0, order.user_id, order.product, order.quantity, order.price_cents, order.total_cents,
+                    "created", service::UtcTimestamp()};
+      pqxx::nontransaction txn(conn);  // one statement: autocommit, durable when it returns
+      auto rows = txn.exec_prepared("order_insert", order.user_id, order.product, order.quantity,
+                                    order.price_cents, order.total_cents, created.status, created.created_at);
+      created.id = rows[0][0].as<std::int64_t>();
+      return created;
+    });
+  }
+
+  Result<std::vector<Order>> ListByUser(std::int64_t user_id, std::size_t limit) override {
+    return Run<std::vector<Order>>([&](pqxx::connection& conn) -> Result<std::vector<Order>> {
+      pqxx::nontransaction txn(conn);
+      auto rows = txn.exec_prepared("orders_by_user", user_id, static_cast<std::int64_t>(limit));
+      std::vector<Order> out;
+      out.reserve(rows.size());
+      for (const auto& row : rows) out.push_back(Row(row));
+      return out;
+    });
+  }
+
+  Result<std::optional<Order>> FindById(std::int64_t id) override {
+    return Run<std::optional<Order>>([&](pqxx::connection& conn) -> Result<std::optional<Order>> {
+      pqxx::nontransaction txn(conn);
+      auto rows = txn.exec_prepared("order_by_id", id);
+      if (rows.empty()) return std::nullopt;
+      return Row(rows[0]);
+    });
+  }
+
+ private:
+  template <class T, class F>
+  Result<T> Run(F&& body) {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    try {
+      return body(**lease);
+    } catch (const pqxx::broken_connection& e) {
+      lease->Discard();
+      return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL connection lost: ") + e.what());
+    } catch (const std::exception& e) {
+      return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL: ") + e.what());
+    }
+  }
+
+  ConnectionPool<pqxx::connection> pool_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<OrderRepository>> OpenPostgresOrderRepository(const std::string& url,
+                                                                     const service::StorageOptions& options) {
+  auto repo = std::make_unique<PostgresOrderRepository>(url, options);
+  if (auto ok = repo->Check(); !ok) return std::unexpected(ok.error());
+  return repo;
+}
+
+}  // namespace disco::order

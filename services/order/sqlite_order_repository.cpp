@@ -1,0 +1,107 @@
+// OrderRepository on SQLite: one file, WAL, shared by every instance on the host.
+#include "common/database.h"
+#include "order_repository.h"
+
+namespace disco::order {
+namespace {
+
+using service::ConnectionPool;
+using service::Guard;
+using service::SqliteConnection;
+
+constexpr const char* kSchema =
+    "CREATE TABLE IF NOT EXISTS orders ("
+    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    " user_id INTEGER NOT NULL,"
+    " product TEXT NOT NULL,"
+    " quantity INTEGER NOT NULL,"
+    " price_cents INTEGER NOT NULL,"
+    " total_cents INTEGER NOT NULL,"
+    " status TEXT NOT NULL,"
+    " created_at TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id)";
+
+constexpr const char* kInsert =
+    "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, created_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+constexpr const char* kById =
+    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at FROM orders WHERE id = ?1";
+constexpr const char* kByUser =
+    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at FROM orders"
+    " WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2";
+
+Order Row(const SqliteConnection::Statement& s) {
+  return Order{s.Int(0), s.Int(1), s.Text(2), s.Int(3), s.Int(4), s.Int(5), s.Text(6), s.Text(7)};
+}
+
+class SqliteOrderRepository final : public OrderRepository {
+ public:
+  SqliteOrderRepository(std::string path, const service::StorageOptions& options)
+      : pool_([path, sync = options.sqlite_sync] { return SqliteConnection::Open(path, sync, kSchema); },
+              options.connections) {}
+
+  Result<void> Check() {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    return {};
+  }
+
+  Result<Order> Create(const NewOrder& order) override {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    return Guard<Order>([&]() -> Result<Order> {
+      Order created{0, order.user_id, order.product, order.quantity, order.price_cents, order.total_cents,
+                    "created", service::UtcTimestamp()};
+      auto& conn = **lease;
+      auto insert = conn.Prepare(kInsert);
+      insert.Bind(1, order.user_id).Bind(2, order.product).Bind(3, order.quantity).Bind(4, order.price_cents);
+      insert.Bind(5, order.total_cents).Bind(6, created.status).Bind(7, created.created_at);
+      insert.Step();
+      created.id = conn.LastInsertId();
+      return created;
+    });
+  }
+
+  Result<std::vector<Order>> ListByUser(std::int64_t user_id, std::size_t limit) override {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    return Guard<std::vector<Order>>([&]() -> Result<std::vector<Order>> {
+      auto select = (*lease)->Prepare(kByUser);
+      select.Bind(1, user_id).Bind(2, static_cast<std::int64_t>(limit));
+      std::vector<Order> out;
+      while (select.Step()) out.push_back(Row(select));
+      return out;
+    });
+  }
+
+  Result<std::optional<Order>> FindById(std::int64_t id) override {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    return Guard<std::optional<Order>>([&]() -> Result<std::optional<Order>> {
+      auto select = (*lease)->Prepare(kById);
+      select.Bind(1, id);
+      if (!select.Step()) return std::nullopt;
+      return Row(select);
+    });
+  }
+
+ private:
+  ConnectionPool<SqliteConnection> pool_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<OrderRepository>> OpenSqliteOrderRepository(const std::string& path,
+                                                                   const service::StorageOptions& options) {
+  auto repo = std::make_unique<SqliteOrderRepository>(path, options);
+  if (auto ok = repo->Check(); !ok) return std::unexpected(ok.error());
+  return repo;
+}
+
+Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(const service::DatabaseUrl& url,
+                                                             const service::StorageOptions& options) {
+  if (url.kind == service::DatabaseUrl::Kind::kPostgres) return OpenPostgresOrderRepository(url.target, options);
+  return OpenSqliteOrderRepository(url.target, options);
+}
+
+}  // namespace disco::order

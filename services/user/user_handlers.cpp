@@ -1,0 +1,149 @@
+#include "user_handlers.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/auth.h"
+#include "common/json_body.h"
+#include "common/logging.h"
+#include "common/password.h"
+#include "validation.h"
+
+namespace disco::user {
+namespace {
+
+using http::Awaitable;
+using http::Request;
+using http::Response;
+using json = nlohmann::json;
+
+std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+json PublicUser(const User& user, bool with_email) {
+  json out = {{"id", user.id}, {"username", user.username}, {"created_at", user.created_at}};
+  if (with_email) out["email"] = user.email;
+  return out;
+}
+
+class UserApi {
+ public:
+  explicit UserApi(const UserServiceDeps& deps) : deps_(deps) {
+    // A real bcrypt hash at the configured cost, of a random string nobody knows.
+    auto hash = service::HashPassword(service::RandomSecret(), deps_.bcrypt_cost);
+    dummy_hash_ = hash ? *hash : std::string();
+  }
+
+  Awaitable<Response> Register(Request& request) {
+    service::JsonBody body;
+    if (auto error = service::ParseJsonObject(request, body)) co_return std::move(*error);
+    std::string username, password, email;
+    if (auto error = service::ReadString(body, "username", username)) co_return std::move(*error);
+    if (auto error = service::ReadString(body, "password", password)) co_return std::move(*error);
+    if (auto error = service::ReadString(body, "email", email)) co_return std::move(*error);
+    if (auto why = CheckUsername(username)) co_return service::FieldError("username", *why);
+    if (auto why = CheckPassword(password)) co_return service::FieldError("password", *why);
+    if (auto why = CheckEmail(email)) co_return service::FieldError("email", *why);
+
+    // A taken name is answered before spending a bcrypt on it; the insert
+    // below still catches two registrations racing for the same name.
+    Result<std::optional<User>> existing;
+    co_await deps_.db->Run([&] { existing = deps_.repository->FindByUsername(username); });
+    if (!existing) co_return service::StorageFailure(existing.error(), request);
+    if (*existing) co_return Taken(username);
+
+    Result<std::string> hash;
+    co_await deps_.cpu->Run([&] { hash = service::HashPassword(password, deps_.bcrypt_cost); });
+    if (!hash) co_return Response::Error(500, "internal", "hashing the password failed");
+
+    Result<User> created;
+    co_await deps_.db->Run([&] { created = deps_.repository->Create(NewUser{username, email, std::move(*hash)}); });
+    if (!created) {
+      if (created.error().code == ErrorCode::kAlreadyExists) co_return Taken(username);
+      co_return service::StorageFailure(created.error(), request);
+    }
+    service::Log().info("registered user {} ({}) request id {}", created->id, created->username, request.request_id);
+    auto response = Response::Json(201, Dump(PublicUser(*created, true)));
+    response.headers.emplace_back("Location", "/api/users/" + std::to_string(created->id));
+    co_return response;
+  }
+
+  Awaitable<Response> Login(Request& request) {
+    service::JsonBody body;
+    if (auto error = service::ParseJsonObject(request, body)) co_return std::move(*error);
+    std::string username, password;
+    if (auto error = service::ReadString(body, "username", username)) co_return std::move(*error);
+    if (auto error = service::ReadString(body, "password", password)) co_return std::move(*error);
+    if (username.empty()) co_return service::FieldError("username", "username is required");
+    if (password.empty()) co_return service::FieldError("password", "password is required");
+
+    Result<std::optional<User>> found;
+    // Names that can never exist are not looked up, but still cost a bcrypt.
+    if (!CheckUsername(username)) {
+      co_await deps_.db->Run([&] { found = deps_.repository->FindByUsername(username); });
+      if (!found) co_return service::StorageFailure(found.error(), request);
+    } else {
+      found = std::optional<User>();
+    }
+    bool ok = false;
+    const std::string& hash = *found ? (*found)->password_hash : dummy_hash_;
+    co_await deps_.cpu->Run([&] { ok = service::VerifyPassword(password, hash); });
+    if (!ok || !*found) {
+      // One answer for "no such user" and "wrong password".
+      co_return Response::Error(401, "invalid_credentials", "invalid username or password");
+    }
+    auto token = deps_.jwt->Issue((*found)->id, (*found)->username);
+    if (!token) co_return Response::Error(500, "internal", "issuing the token failed");
+    json out = {{"token", *token}, {"token_type", "Bearer"}, {"expires_in", deps_.jwt->ttl().count()}};
+    co_return Response::Json(200, Dump(out));
+  }
+
+  Awaitable<Response> Me(Request& request) {
+    auto auth = service::Authenticate(request, *deps_.jwt);
+    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
+    const auto& claims = std::get<service::JwtClaims>(auth);
+    Result<std::optional<User>> found;
+    co_await deps_.db->Run([&] { found = deps_.repository->FindById(claims.user_id); });
+    if (!found) co_return service::StorageFailure(found.error(), request);
+    if (!*found) {
+      auto response = Response::Error(401, "invalid_token", "the token's user does not exist");
+      response.headers.emplace_back("WWW-Authenticate", "Bearer");
+      co_return response;
+    }
+    co_return Response::Json(200, Dump(PublicUser(**found, true)));
+  }
+
+  Awaitable<Response> Get(Request& request) {
+    auto auth = service::Authenticate(request, *deps_.jwt);
+    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
+    const auto& claims = std::get<service::JwtClaims>(auth);
+    std::int64_t id = service::ParseId(request.Param("id"));
+    if (id == 0) co_return NotFound();
+    Result<std::optional<User>> found;
+    co_await deps_.db->Run([&] { found = deps_.repository->FindById(id); });
+    if (!found) co_return service::StorageFailure(found.error(), request);
+    if (!*found) co_return NotFound();
+    co_return Response::Json(200, Dump(PublicUser(**found, id == claims.user_id)));
+  }
+
+ private:
+  static Response Taken(std::string_view username) {
+    return Response::Error(409, "username_taken", "username '" + std::string(username) + "' is already taken");
+  }
+  static Response NotFound() { return Response::Error(404, "not_found", "no such user"); }
+
+  UserServiceDeps deps_;
+  std::string dummy_hash_;
+};
+
+}  // namespace
+
+http::Router MakeUserRouter(const UserServiceDeps& deps) {
+  auto api = std::make_shared<UserApi>(deps);
+  http::Router router;
+  router.Add("POST", "/api/users/register", [api](Request& r) { return api->Register(r); });
+  router.Add("POST", "/api/users/login", [api](Request& r) { return api->Login(r); });
+  router.Add("GET", "/api/users/me", [api](Request& r) { return api->Me(r); });
+  router.Add("GET", "/api/users/{id}", [api](Request& r) { return api->Get(r); });
+  return router;
+}
+
+}  // namespace disco::user

@@ -1,0 +1,30 @@
+// The HTTP API of user-service (see docs: register, login, me, users/{id}).
+//
+// Handlers run on the server's I/O threads; bcrypt runs on `cpu` (a niced
+// pool), database calls on `db`, so the event loop never blocks.
+//
+// Thread safety: the dependencies must outlive the router and be safe to use
+// from several threads (they are).
+#pragma once
+
+#include "common/jwt.h"
+#include "disco/http/blocking_pool.h"
+#include "disco/http/router.h"
+#include "user_repository.h"
+
+namespace disco::user {
+
+struct UserServiceDeps {
+  UserRepository* repository;
+  service::JwtCodec* jwt;
+  http::BlockingPool* db;
+  http::BlockingPool* cpu;
+  int bcrypt_cost = 12;
+};
+
+// Adds the user-service routes to a new router. Also computes, once, the
+// dummy hash that makes a login for an unknown user cost as much as one with
+// a wrong password (so timing does not tell which usernames exist).
+http::Router MakeUserRouter(const UserServiceDeps& deps);
+
+}  // namespace disco::user
