@@ -27,6 +27,9 @@ struct alignas(64) EndpointStats {
   std::atomic<std::uint64_t> successes{0};
   std::atomic<std::uint64_t> failures{0};
   std::atomic<std::uint32_t> consecutive_failures{0};
+  // Outlier detection's bookkeeping (see disco/outlier.h).
+  std::atomic<std::uint32_t> times_ejected{0};
+  std::atomic<std::int64_t> ejected_until_ns{0};  // steady_clock; meaningful while ejected
 };
 
 struct Endpoint {

@@ -38,7 +38,7 @@ class ResolverTest : public ::testing::Test {
   }
 
   std::unique_ptr<Resolver> MakeResolver(std::string policy = "round_robin") {
-    auto r = Resolver::Make(*registry_, "svc", ResolverOptions{policy});
+    auto r = Resolver::Make(*registry_, "svc", ResolverOptions{.policy = policy});
     EXPECT_TRUE(r) << r.error().ToString();
     return r ? std::move(*r) : nullptr;
   }
@@ -161,7 +161,7 @@ TEST_F(ResolverTest, RejectsBadNamesAndPolicies) {
   auto bad_name = Resolver::Make(*registry_, "no/slashes");
   ASSERT_FALSE(bad_name);
   EXPECT_EQ(bad_name.error().code, ErrorCode::kInvalidArgument);
-  auto bad_policy = Resolver::Make(*registry_, "svc", ResolverOptions{"fastest"});
+  auto bad_policy = Resolver::Make(*registry_, "svc", ResolverOptions{.policy = "fastest"});
   ASSERT_FALSE(bad_policy);
   EXPECT_EQ(bad_policy.error().code, ErrorCode::kInvalidArgument);
   EXPECT_NE(bad_policy.error().message.find("round_robin"), std::string::npos);
