@@ -57,9 +57,9 @@ struct OutlierOptions {
 struct OutlierEvent {
   enum class Kind { kEjected, kReturned };
   Kind kind;
-  std::string service;
-  std::string id;
-  std::string address;
+  std::string service{};
+  std::string id{};
+  std::string address{};
   CallOutcome cause = CallOutcome::kSuccess;  // for kEjected
   std::chrono::milliseconds duration{0};      // for kEjected
 };
@@ -97,7 +97,7 @@ class OutlierDetector {
   const OutlierOptions options_;
   const Clock clock_;
   mutable std::mutex mu_;
-  SnapshotConstPtr snapshot_;  // guarded by mu_
+  SnapshotConstPtr snapshot_{};  // guarded by mu_
   std::function<void(const OutlierEvent&)> listener_;
   std::atomic<std::int64_t> next_sweep_ns_{0};
   std::atomic<std::uint64_t> ejections_{0};

@@ -29,7 +29,7 @@ namespace disco {
 struct ResolverOptions {
   std::string policy = "round_robin";
   // When set, the balancer is wrapped in outlier detection fed by Report().
-  std::optional<OutlierOptions> outlier_detection;
+  std::optional<OutlierOptions> outlier_detection = std::nullopt;
 };
 
 // An endpoint chosen by Pick(), kept alive by the snapshot it came from.

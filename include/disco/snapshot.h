@@ -33,16 +33,16 @@ struct alignas(64) EndpointStats {
 };
 
 struct Endpoint {
-  ServiceInstance instance;
-  std::string address;  // instance.Address(), kept to avoid rebuilding it per call
-  std::shared_ptr<EndpointStats> stats;
+  ServiceInstance instance{};
+  std::string address{};  // instance.Address(), kept to avoid rebuilding it per call
+  std::shared_ptr<EndpointStats> stats{};
 
   bool ejected() const { return stats->ejected.load(std::memory_order_relaxed); }
 };
 
 struct Snapshot {
-  std::string service;
-  std::vector<Endpoint> endpoints;  // sorted by instance id
+  std::string service{};
+  std::vector<Endpoint> endpoints{};  // sorted by instance id
   std::uint64_t version = 0;        // grows by one per published snapshot of a resolver
   std::chrono::system_clock::time_point updated_at{};
 
