@@ -14,18 +14,6 @@
 
 namespace disco::http {
 
-std::string_view AttemptFailureName(AttemptFailure failure) {
-  switch (failure) {
-    case AttemptFailure::kNone: return "none";
-    case AttemptFailure::kConnect: return "connect_error";
-    case AttemptFailure::kReset: return "reset";
-    case AttemptFailure::kTimeout: return "timeout";
-    case AttemptFailure::kStatus503: return "status_503";
-    case AttemptFailure::kProtocol: return "protocol_error";
-  }
-  return "unknown";
-}
-
 namespace {
 
 namespace asio = boost::asio;
@@ -109,10 +97,18 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
 }
 
 struct AttemptResult {
-  AttemptFailure failure = AttemptFailure::kNone;
-  std::string error;  // when failure != kNone
+  CallOutcome outcome = CallOutcome::kSuccess;  // kServerError only for a 5xx answer
+  bool answered = false;                        // `response` holds an HTTP answer
+  std::string error;                            // when !answered
   ClientResponse response;
 };
+
+AttemptResult Failed(CallOutcome outcome, std::string error) {
+  AttemptResult result;
+  result.outcome = outcome;
+  result.error = std::move(error);
+  return result;
+}
 
 }  // namespace
 
@@ -145,6 +141,7 @@ struct Client::Impl {
     if (auto it = resolvers.find(service); it != resolvers.end()) return it->second.get();
     ResolverOptions resolver_options;
     resolver_options.policy = options.policy;
+    resolver_options.outlier_detection = options.outlier_detection;
     auto made = Resolver::Make(registry, std::string(service), resolver_options);
     if (!made) return std::unexpected(made.error());
     Resolver* raw = made->get();
@@ -202,11 +199,7 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     bool reused = stream != nullptr;
     if (!stream) {
       auto host_port = ParseHostPort(address);
-      if (!host_port) {
-        result.failure = AttemptFailure::kConnect;
-        result.error = "bad address '" + address + "'";
-        co_return result;
-      }
+      if (!host_port) co_return Failed(CallOutcome::kConnectFailed, "bad address '" + address + "'");
       stream = std::make_unique<beast::tcp_stream>(executor);
       stream->expires_at(deadline);
       auto ip = asio::ip::make_address(host_port->host, ec);
@@ -220,10 +213,10 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
         if (!ec) co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
       }
       if (ec) {
-        result.failure = AttemptFailure::kConnect;
-        result.error = "cannot connect to " + address + ": " +
-                       (ec == beast::error::timeout ? std::string("timed out") : ec.message());
-        co_return result;
+        co_return Failed(ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
+                                                               : CallOutcome::kConnectFailed,
+                         "cannot connect to " + address + ": " +
+                             (ec == beast::error::timeout ? std::string("timed out") : ec.message()));
       }
       stream->socket().set_option(tcp::no_delay(true), ec);
     }
@@ -231,9 +224,8 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     co_await bhttp::async_write(*stream, out, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (reused && ec != beast::error::timeout) continue;
-      result.failure = ec == beast::error::timeout ? AttemptFailure::kTimeout : AttemptFailure::kReset;
-      result.error = "sending to " + address + " failed: " + ec.message();
-      co_return result;
+      co_return Failed(ec == beast::error::timeout ? CallOutcome::kTimeout : CallOutcome::kReset,
+                       "sending to " + address + " failed: " + ec.message());
     }
     beast::flat_buffer buffer;
     bhttp::response_parser<bhttp::string_body> parser;
@@ -246,19 +238,18 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
                     ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
-        result.failure = AttemptFailure::kTimeout;
-        result.error = address + " did not answer within the per-try timeout";
-      } else if (closed || ec == bhttp::error::partial_message) {
-        result.failure = AttemptFailure::kReset;
-        result.error = address + " closed the connection: " + ec.message();
-      } else {
-        result.failure = AttemptFailure::kProtocol;
-        result.error = "bad answer from " + address + ": " + ec.message();
+        co_return Failed(CallOutcome::kTimeout, address + " did not answer within the per-try timeout");
       }
-      co_return result;
+      if (closed || ec == bhttp::error::partial_message) {
+        co_return Failed(CallOutcome::kReset, address + " closed the connection: " + ec.message());
+      }
+      // Not HTTP we can read: counts against the endpoint, never retried.
+      co_return Failed(CallOutcome::kServerError, "bad answer from " + address + ": " + ec.message());
     }
     auto& message = parser.get();
+    result.answered = true;
     result.response.status = static_cast<int>(message.result_int());
+    if (result.response.status >= 500) result.outcome = CallOutcome::kServerError;
     result.response.address = address;
     result.response.headers.reserve(8);
     for (const auto& field : message) {
@@ -274,9 +265,7 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     }
     co_return result;
   }
-  result.failure = AttemptFailure::kReset;
-  result.error = address + " closed the connection";
-  co_return result;
+  co_return Failed(CallOutcome::kReset, address + " closed the connection");
 }
 
 Client::Client(Registry& registry, ClientOptions options)
@@ -352,39 +341,32 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     AttemptResult result =
         co_await impl.Attempt(*url, address, request, Clock::now() + impl.options.per_try_timeout);
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
+    // Successes, failures and outlier detection: one report per attempt.
+    if (endpoint) resolver->Report(*endpoint, result.outcome);
 
-    AttemptFailure failure = result.failure;
-    if (failure == AttemptFailure::kNone && result.response.status == 503) failure = AttemptFailure::kStatus503;
-    bool failed = result.failure != AttemptFailure::kNone || result.response.status >= 500;
-    if (stats) {
-      if (failed) {
-        stats->failures.fetch_add(1, std::memory_order_relaxed);
-        stats->consecutive_failures.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        stats->successes.fetch_add(1, std::memory_order_relaxed);
-        stats->consecutive_failures.store(0, std::memory_order_relaxed);
-      }
-    }
-    std::string outcome = result.failure == AttemptFailure::kNone ? std::to_string(result.response.status)
-                                                                   : std::string(AttemptFailureName(failure));
+    const int status = result.answered ? result.response.status : 0;
+    std::string outcome = result.answered ? std::to_string(status) : std::string(CallOutcomeName(result.outcome));
     impl.attempts_family->With({service_label, outcome}).Inc();
 
-    if (result.failure == AttemptFailure::kNone) {
+    if (result.answered) {
       result.response.attempts = attempt;
       if (endpoint) result.response.instance_id = endpoint->instance.id;
       last_response = std::move(result.response);
     } else {
       last_response.reset();
-      last_error = Error{failure == AttemptFailure::kTimeout ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
+      last_error = Error{result.outcome == CallOutcome::kTimeout ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
                          url->authority + ": " + result.error};
     }
-    bool may_retry = !url->direct || failure == AttemptFailure::kConnect;
-    if (failure != AttemptFailure::kNone && may_retry &&
-        ShouldRetry(failure, retry_safe, attempt, impl.options.max_attempts)) {
-      impl.retries->With({service_label, AttemptFailureName(failure)}).Inc();
+    // A direct address has no other instance: only a connect failure is worth another try.
+    bool connect_failure =
+        result.outcome == CallOutcome::kConnectRefused || result.outcome == CallOutcome::kConnectFailed;
+    bool may_retry = !url->direct || connect_failure;
+    if (result.outcome != CallOutcome::kSuccess && may_retry &&
+        ShouldRetry(result.outcome, status, retry_safe, attempt, impl.options.max_attempts)) {
+      impl.retries->With({service_label, CallOutcomeName(result.outcome)}).Inc();
       if (endpoint) failed_instance = endpoint->instance.id;
       log::Get().debug("retrying {} {} after {} (request id {})", request.method, request.url,
-                       AttemptFailureName(failure), request.request_id);
+                       CallOutcomeName(result.outcome), request.request_id);
       continue;
     }
     break;

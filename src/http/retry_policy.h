@@ -1,35 +1,22 @@
 // The one place that decides whether a failed attempt of an outgoing HTTP
-// call is tried again on another instance. The resilience layer (retry
-// budget, backoff, outlier feedback) grows from here.
+// call is tried again on another instance (http::Client). Built on
+// disco::IsRetryable (disco/retry.h); the resilience work (budget, backoff)
+// grows from here.
 #pragma once
 
-#include <string_view>
+#include "disco/outlier.h"
+#include "disco/retry.h"
 
 namespace disco::http {
 
-enum class AttemptFailure {
-  kNone,
-  kConnect,    // no connection: the request never left, safe for any method
-  kReset,      // connection reset or closed before a complete answer
-  kTimeout,    // the per-try deadline passed after the request was sent
-  kStatus503,  // the instance answered 503 (overloaded, draining)
-  kProtocol,   // the answer was not HTTP we can read: retrying will not help
-};
-
-std::string_view AttemptFailureName(AttemptFailure failure);
-
+// A connect failure is always safe to retry: the request never left. Resets,
+// timeouts and 503s are retried only for retry-safe (idempotent) requests,
+// since the first instance may have acted on the request.
 // REQUIRES: attempt >= 1 (the attempt that just failed).
-inline bool ShouldRetry(AttemptFailure failure, bool retry_safe, int attempt, int max_attempts) {
-  if (attempt >= max_attempts) return false;
-  switch (failure) {
-    case AttemptFailure::kConnect: return true;
-    case AttemptFailure::kReset:
-    case AttemptFailure::kTimeout:
-    case AttemptFailure::kStatus503: return retry_safe;
-    case AttemptFailure::kNone:
-    case AttemptFailure::kProtocol: return false;
-  }
-  return false;
+inline bool ShouldRetry(CallOutcome outcome, int http_status, bool retry_safe, int attempt, int max_attempts) {
+  if (attempt >= max_attempts || !IsRetryable(outcome, http_status)) return false;
+  if (outcome == CallOutcome::kConnectRefused || outcome == CallOutcome::kConnectFailed) return true;
+  return retry_safe;
 }
 
 }  // namespace disco::http

@@ -22,8 +22,9 @@
 // transparently (not counted as a retry).
 //
 // Every attempt updates the endpoint's EndpointStats: active_requests while in
-// flight (least_request reads it), successes or failures (and
-// consecutive_failures) afterwards; a 5xx answer counts as a failure.
+// flight (least_request reads it), and afterwards the outcome goes to
+// Resolver::Report (successes, failures, outlier detection); a 5xx answer
+// counts as a failure.
 //
 // Thread safety: Send() may be called from coroutines on any io_context and
 // thread at once. Connections are pooled per (io_context, endpoint), so a
@@ -42,6 +43,7 @@
 
 #include "disco/error.h"
 #include "disco/http/awaitable.h"
+#include "disco/outlier.h"
 #include "disco/registry.h"
 
 namespace disco {
@@ -52,6 +54,9 @@ namespace disco::http {
 
 struct ClientOptions {
   std::string policy = "round_robin";  // balancer policy for every service
+  // When set, each service's balancer is wrapped in outlier detection, fed
+  // with the outcome of every attempt.
+  std::optional<OutlierOptions> outlier_detection = std::nullopt;
   std::chrono::milliseconds per_try_timeout{2000};  // connect + send + receive of one attempt
   int max_attempts = 2;                              // 1 = no retry
   std::size_t max_idle_per_endpoint = 64;            // pooled connections per (thread, endpoint)
