@@ -1,0 +1,102 @@
+// Router matching and the HTTP message helpers (request ids, JSON errors).
+#include <gtest/gtest.h>
+
+#include "disco/http/message.h"
+#include "disco/http/router.h"
+
+namespace disco::http {
+namespace {
+
+Handler Dummy() {
+  return [](Request&) -> Awaitable<Response> { co_return Response::Text(200, "x"); };
+}
+
+using Params = std::vector<std::pair<std::string_view, std::string_view>>;
+
+TEST(RouterTest, MatchesLiteralsAndCaptures) {
+  Router router;
+  router.Add("GET", "/api/users/{id}", Dummy()).Add("GET", "/api/users/me", Dummy()).Add("POST", "/api/users/register", Dummy());
+  Params params;
+  auto m = router.Match("GET", "/api/users/42", params);
+  ASSERT_EQ(m.kind, RouteMatch::Kind::kFound);
+  EXPECT_EQ(m.pattern, "/api/users/{id}");
+  ASSERT_EQ(params.size(), 1u);
+  EXPECT_EQ(params[0].first, "id");
+  EXPECT_EQ(params[0].second, "42");
+
+  params.clear();
+  m = router.Match("GET", "/api/users/me", params);
+  ASSERT_EQ(m.kind, RouteMatch::Kind::kFound);
+  EXPECT_EQ(m.pattern, "/api/users/me") << "a literal segment beats a capture";
+  EXPECT_TRUE(params.empty());
+}
+
+TEST(RouterTest, UnknownPathIs404AndWrongMethodIs405WithAllow) {
+  Router router;
+  router.Add("GET", "/api/orders", Dummy()).Add("POST", "/api/orders", Dummy()).Add("GET", "/api/orders/{id}", Dummy());
+  Params params;
+  EXPECT_EQ(router.Match("GET", "/api/nothing", params).kind, RouteMatch::Kind::kNotFound);
+  EXPECT_EQ(router.Match("GET", "/api/orders/1/extra", params).kind, RouteMatch::Kind::kNotFound);
+  EXPECT_EQ(router.Match("GET", "/api/orders/", params).kind, RouteMatch::Kind::kNotFound)
+      << "an empty segment does not fill a capture";
+  auto m = router.Match("DELETE", "/api/orders", params);
+  ASSERT_EQ(m.kind, RouteMatch::Kind::kMethodNotAllowed);
+  EXPECT_EQ(m.allow, "GET, POST");
+  m = router.Match("PUT", "/api/orders/7", params);
+  ASSERT_EQ(m.kind, RouteMatch::Kind::kMethodNotAllowed);
+  EXPECT_EQ(m.allow, "GET");
+}
+
+TEST(RouterTest, RootAndLongPaths) {
+  Router router;
+  router.Add("GET", "/", Dummy()).Add("GET", "/a/b/c/d/e/f/g/h/i/j/k/l/m/{n}", Dummy());
+  Params params;
+  EXPECT_EQ(router.Match("GET", "/", params).kind, RouteMatch::Kind::kFound);
+  params.clear();
+  auto m = router.Match("GET", "/a/b/c/d/e/f/g/h/i/j/k/l/m/zz", params);
+  ASSERT_EQ(m.kind, RouteMatch::Kind::kFound) << "more segments than the inline buffer";
+  EXPECT_EQ(params.at(0).second, "zz");
+}
+
+TEST(RouterTest, AddingTheSameRouteReplacesIt) {
+  Router router;
+  router.Add("GET", "/x", Dummy()).Add("GET", "/x", Dummy());
+  EXPECT_EQ(router.size(), 1u);
+  EXPECT_TRUE(router.Has("GET", "/x"));
+  EXPECT_FALSE(router.Has("POST", "/x"));
+}
+
+TEST(HttpMessageTest, RequestIdRules) {
+  EXPECT_TRUE(IsValidRequestId("abc-123_x.y:z"));
+  EXPECT_TRUE(IsValidRequestId(std::string(128, 'a')));
+  EXPECT_FALSE(IsValidRequestId(""));
+  EXPECT_FALSE(IsValidRequestId(std::string(129, 'a')));
+  EXPECT_FALSE(IsValidRequestId("has space"));
+  EXPECT_FALSE(IsValidRequestId("quote\""));
+  EXPECT_FALSE(IsValidRequestId("new\nline"));
+  auto a = NewRequestId(), b = NewRequestId();
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_TRUE(IsValidRequestId(a));
+  EXPECT_NE(a, b);
+}
+
+TEST(HttpMessageTest, JsonErrorsAreEscaped) {
+  auto r = Response::Error(422, "validation_failed", "bad \"name\"\n\x01");
+  EXPECT_EQ(r.status, 422);
+  EXPECT_EQ(r.content_type, "application/json");
+  EXPECT_EQ(r.body, R"({"error":"validation_failed","message":"bad \"name\"\n\u0001"})");
+}
+
+TEST(HttpMessageTest, HeadersAreCaseInsensitiveAndBearerIsParsed) {
+  Request r;
+  r.headers = {{"content-type", "Application/JSON; charset=utf-8"}, {"AUTHORIZATION", "bearer  abc.def.ghi "}};
+  EXPECT_TRUE(r.IsJson());
+  EXPECT_EQ(r.Header("Content-Type"), "Application/JSON; charset=utf-8");
+  EXPECT_EQ(r.BearerToken(), "abc.def.ghi");
+  r.headers = {{"Content-Type", "text/plain"}, {"Authorization", "Basic dXNlcjpwYXNz"}};
+  EXPECT_FALSE(r.IsJson());
+  EXPECT_EQ(r.BearerToken(), "");
+}
+
+}  // namespace
+}  // namespace disco::http

@@ -1,0 +1,131 @@
+// JWT issue/verify and the attacks the algorithm pin must stop.
+#include <jwt.h>
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "common/jwt.h"
+
+namespace disco::service {
+namespace {
+
+const std::string kSecret = "unit-test-secret-0123456789abcdefghijklmnop";
+
+std::string B64Url(const std::string& in) {
+  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  std::uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : in) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kA[(acc >> bits) & 63]);
+    }
+  }
+  if (bits > 0) out.push_back(kA[(acc << (6 - bits)) & 63]);
+  return out;
+}
+
+// A token signed by libjwt with any algorithm and claims.
+std::string Sign(jwt_alg_t alg, const std::string& key, bool with_exp = true, long exp_offset = 3600,
+                 const char* sub = "7") {
+  jwt_t* jwt = nullptr;
+  jwt_new(&jwt);
+  long now = static_cast<long>(std::time(nullptr));
+  if (sub) jwt_add_grant(jwt, "sub", sub);
+  jwt_add_grant(jwt, "username", "alice");
+  jwt_add_grant_int(jwt, "iat", now);
+  if (with_exp) jwt_add_grant_int(jwt, "exp", now + exp_offset);
+  jwt_set_alg(jwt, alg, alg == JWT_ALG_NONE ? nullptr : reinterpret_cast<const unsigned char*>(key.data()),
+              alg == JWT_ALG_NONE ? 0 : static_cast<int>(key.size()));
+  char* s = jwt_encode_str(jwt);
+  std::string token = s ? s : "";
+  free(s);
+  jwt_free(jwt);
+  return token;
+}
+
+TEST(JwtTest, IssuesAndVerifiesHs256) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600));
+  auto token = codec.Issue(42, "alice");
+  ASSERT_TRUE(token);
+  auto claims = codec.Verify(*token);
+  ASSERT_TRUE(claims) << claims.error().message;
+  EXPECT_EQ(claims->user_id, 42);
+  EXPECT_EQ(claims->username, "alice");
+  EXPECT_EQ(claims->expires_at - claims->issued_at, 3600);
+  // The header names HS256.
+  EXPECT_EQ(token->substr(0, token->find('.')), B64Url(R"({"alg":"HS256","typ":"JWT"})"));
+}
+
+TEST(JwtTest, RejectsExpiredTokens) {
+  JwtCodec codec(kSecret, std::chrono::seconds(60));
+  auto token = codec.Issue(1, "bob", std::chrono::system_clock::now() - std::chrono::seconds(61));
+  auto claims = codec.Verify(*token);
+  ASSERT_FALSE(claims);
+  EXPECT_EQ(claims.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(claims.error().message.find("expired"), std::string::npos);
+  EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_HS256, kSecret, true, -1)));
+  EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_HS256, kSecret, /*with_exp=*/false))) << "exp is required";
+}
+
+TEST(JwtTest, RejectsAlgNone) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600));
+  std::string payload = B64Url(R"({"sub":"7","username":"alice","iat":1,"exp":99999999999})");
+  for (const char* header : {R"({"alg":"none","typ":"JWT"})", R"({"alg":"None"})", R"({"alg":"NONE"})"}) {
+    EXPECT_FALSE(codec.Verify(B64Url(header) + "." + payload + ".")) << header;
+  }
+  EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_NONE, "")));
+}
+
+TEST(JwtTest, RejectsOtherAlgorithmsEvenWithTheRightKey) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600));
+  auto hs512 = codec.Verify(Sign(JWT_ALG_HS512, kSecret));
+  ASSERT_FALSE(hs512);
+  EXPECT_NE(hs512.error().message.find("algorithm"), std::string::npos);
+  EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_HS384, kSecret)));
+  // RS256 header with an HMAC signature (the key-confusion attack).
+  std::string payload = B64Url(R"({"sub":"7","username":"alice","iat":1,"exp":99999999999})");
+  EXPECT_FALSE(codec.Verify(B64Url(R"({"alg":"RS256","typ":"JWT"})") + "." + payload + ".c2ln"));
+  EXPECT_FALSE(codec.Verify(B64Url(R"({"alg":"hs256"})") + "." + payload + ".c2ln"));
+  EXPECT_FALSE(codec.Verify(B64Url(R"({"typ":"JWT"})") + "." + payload + ".c2ln")) << "no alg at all";
+}
+
+TEST(JwtTest, RejectsBadSignaturesAndTampering) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600));
+  EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_HS256, "another-secret-0123456789abcdefghijklmn")));
+  auto token = *codec.Issue(7, "alice");
+  // Swap the payload for one claiming another user, keep the signature.
+  auto dot1 = token.find('.'), dot2 = token.rfind('.');
+  std::string forged = token.substr(0, dot1) + "." +
+                       B64Url(R"({"sub":"1","username":"admin","iat":1,"exp":99999999999})") + token.substr(dot2);
+  EXPECT_FALSE(codec.Verify(forged));
+  std::string flipped = token;
+  flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(codec.Verify(flipped));
+  EXPECT_FALSE(codec.Verify(token.substr(0, dot2))) << "no signature part";
+}
+
+TEST(JwtTest, RejectsMalformedTokensAndBadClaims) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600));
+  for (const char* bad : {"", "abc", "a.b", "a.b.c.d", "!!!.###.$$$", "..."}) {
+    EXPECT_FALSE(codec.Verify(bad)) << bad;
+  }
+  EXPECT_FALSE(codec.Verify(std::string(5000, 'a'))) << "oversized";
+  EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_HS256, kSecret, true, 3600, "not-a-number")));
+  EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_HS256, kSecret, true, 3600, "-3")));
+  EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_HS256, kSecret, true, 3600, nullptr))) << "no sub";
+  EXPECT_TRUE(codec.Verify(Sign(JWT_ALG_HS256, kSecret))) << "the helper makes good tokens";
+}
+
+TEST(JwtTest, RandomSecretsAreLongAndDifferent) {
+  auto a = RandomSecret(), b = RandomSecret();
+  EXPECT_GE(a.size(), JwtCodec::kMinSecretBytes);
+  EXPECT_NE(a, b);
+}
+
+}  // namespace
+}  // namespace disco::service
