@@ -2,6 +2,7 @@
 // movement when endpoints come and go, weights, ejection.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -35,6 +36,59 @@ TEST(RingHashTest, Hash64IsXxh64) {
   EXPECT_EQ(Hash64("abc"), 0x44BC2CF5AD770999ull);
   EXPECT_EQ(Hash64("The quick brown fox jumps over the lazy dog"), 0x0B242D361FDA71BCull);
   EXPECT_EQ(Hash64(std::string(100, 'x')), 0x92F0DE5A88A3C094ull);
+}
+
+// The ring exactly as ring_hash.cpp documents it, built the slow and obvious
+// way: point j (1-based) of an endpoint is Mix64(XXH64(id) + j × golden),
+// points(weight) points per endpoint; a key goes to the first point at or
+// after XXH64(key), wrapping around.
+std::vector<std::string> ReferenceAssign(const Snapshot& snapshot,
+                                         std::uint64_t (*points)(std::uint32_t weight),
+                                         const std::vector<std::string>& keys) {
+  std::vector<std::pair<std::uint64_t, std::uint32_t>> ring;
+  for (std::uint32_t i = 0; i < snapshot.endpoints.size(); ++i) {
+    const auto& instance = snapshot.endpoints[i].instance;
+    const std::uint64_t base = Hash64(instance.id);
+    for (std::uint64_t j = 1; j <= points(instance.weight); ++j) {
+      ring.emplace_back(balance::Mix64(base + j * 0x9E3779B97F4A7C15ull), i);
+    }
+  }
+  std::sort(ring.begin(), ring.end());
+  std::vector<std::string> owners;
+  for (const auto& key : keys) {
+    auto it = std::lower_bound(ring.begin(), ring.end(), std::make_pair(Hash64(key), 0u));
+    if (it == ring.end()) it = ring.begin();
+    owners.push_back(snapshot.endpoints[it->second].instance.id);
+  }
+  return owners;
+}
+
+TEST(RingHashTest, RingIsExactlyTheDocumentedOne) {
+  const auto keys = MakeKeys(5000, "k");
+  struct Case {
+    SnapshotConstPtr snapshot;
+    std::uint64_t (*points)(std::uint32_t weight);
+  };
+  const std::vector<std::uint32_t> weights = {1, 2, 3, 4};
+  const std::vector<std::uint32_t> heavy(20, 10'000);
+  const std::vector<Case> cases = {
+      // 100 points, ×16 to reach 1,024.
+      {MakeEndpoints(1), [](std::uint32_t w) -> std::uint64_t { return w * 1600; }},
+      // 2,000 points.
+      {MakeEndpoints(20), [](std::uint32_t w) -> std::uint64_t { return w * 100; }},
+      // 1,000 points, ×2.
+      {MakeWeightedEndpoints(weights), [](std::uint32_t w) -> std::uint64_t { return w * 200; }},
+      // 300,000 points: 2^16 index buckets.
+      {MakeEndpoints(3000), [](std::uint32_t w) -> std::uint64_t { return w * 100; }},
+      // 20,000,000 points, /32 (rounded) to stay under 2^20.
+      {MakeWeightedEndpoints(heavy),
+       [](std::uint32_t w) -> std::uint64_t { return (w * 100ull + 16) >> 5; }},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.snapshot->endpoints.size());
+    auto picker = BuildPicker("ring_hash", c.snapshot);
+    EXPECT_EQ(Assign(*picker, keys), ReferenceAssign(*c.snapshot, c.points, keys));
+  }
 }
 
 TEST(RingHashTest, SameKeySameEndpointAcrossPickersAndRebuilds) {
