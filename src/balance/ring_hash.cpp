@@ -19,13 +19,13 @@
 //
 // Pick. XXH64 of the key; the first point at or after it (wrapping around)
 // names the endpoint: the index on the top bits gives the bucket, a binary
-// search within it (about 8 points, in one or two cache lines) the point, so
-// a pick on a 2^20-point ring costs two or three cache misses instead of a
-// binary search's twenty. An empty key picks a random point, which keeps
-// weights.
-// An ejected endpoint's keys go to the next healthy endpoint along the ring
-// (ketama's rule, so the other keys do not move), looking at most kMaxWalk
-// points ahead before scanning the endpoints.
+// search within it (8 points on average, 16 on the largest rings: one or two
+// cache lines) the point, so a pick on a 2^20-point ring costs two or three
+// cache misses instead of a full binary search's twenty. An empty key picks a
+// random point, which keeps weights. An ejected endpoint's keys go to the
+// next healthy endpoint along the ring (ketama's rule, so the other keys do
+// not move), looking at most kMaxWalk points ahead before scanning the
+// endpoints.
 //
 // Thread safety: Build runs on the control plane; the ring is immutable, so
 // Pick runs on any thread with relaxed loads of the ejection flags only.
