@@ -6,6 +6,11 @@
 // label values. Children live as long as the registry and never move, so
 // callers may keep references to them and skip the lookup on the hot path.
 //
+// Values kept elsewhere (an endpoint's pick counter, a resolver's staleness)
+// are exposed through collectors: callbacks that produce samples when the
+// registry is rendered, so nothing is copied on the hot path and samples of
+// things that are gone (a departed instance) disappear.
+//
 // Thread safety: everything may be called from any thread. Updating a child
 // is a relaxed atomic operation (no lock). Looking a child up by label values
 // takes a shared lock (an exclusive one only the first time a combination is
@@ -15,6 +20,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -70,6 +76,21 @@ std::span<const double> DefaultLatencyBuckets();
 template <class T>
 class Family;
 
+// One sample produced by a collector: label values in the order of the
+// collector's label names, and the value.
+struct CollectedSample {
+  std::vector<std::string> labels{};
+  double value = 0;
+};
+
+enum class CollectedType { kCounter, kGauge };
+
+// Removes its collector when destroyed; no callback of it runs afterwards.
+class CollectorHandle {
+ public:
+  virtual ~CollectorHandle() = default;
+};
+
 class MetricsRegistry {
  public:
   MetricsRegistry();
@@ -91,8 +112,20 @@ class MetricsRegistry {
                                      std::initializer_list<std::string_view> labels = {},
                                      std::span<const double> bounds = DefaultLatencyBuckets());
 
-  // Everything, in the Prometheus text format, families sorted by name and
-  // children by label values.
+  // Adds a collector: `collect` appends samples each time the registry is
+  // rendered. Several collectors may share a name (say, one per resolver):
+  // they are rendered as one metric (type, help and labels of the first);
+  // samples with equal labels are added up for counters and the largest is
+  // kept for gauges. `collect` runs under the registry's lock: it must be
+  // quick and must not call into this registry.
+  // REQUIRES: no family has this name; names as for families.
+  [[nodiscard]] std::unique_ptr<CollectorHandle> AddCollector(
+      std::string_view name, std::string_view help, CollectedType type,
+      std::initializer_list<std::string_view> labels,
+      std::function<void(std::vector<CollectedSample>&)> collect);
+
+  // Everything, in the Prometheus text format, metrics sorted by name and
+  // samples by label values.
   std::string Render() const;
 
  private:
@@ -110,7 +143,8 @@ template <class T>
 class Family {
  public:
   T& With(std::initializer_list<std::string_view> values) {
-    return *static_cast<T*>(Child(std::span<const std::string_view>(values.begin(), values.size())));
+    return *static_cast<T*>(
+        Child(std::span<const std::string_view>(values.begin(), values.size())));
   }
   T& With(std::span<const std::string_view> values) { return *static_cast<T*>(Child(values)); }
 

@@ -23,6 +23,8 @@
 
 namespace disco {
 
+class MetricsRegistry;
+
 struct RegisterOptions {
   // Failure-detection bound: an instance that stops refreshing disappears
   // after about this long. etcd raises anything below 2 s to 2 s.
@@ -112,10 +114,16 @@ class Registry {
 struct RegistryOptions {
   // Bound on each one-shot request (register, list, deregister).
   std::chrono::milliseconds request_timeout{3000};
+  // Where operation counts go (disco_registry_operations_total by backend,
+  // operation and result; registrations by state). nullptr:
+  // MetricsRegistry::Default(). Must outlive the registry.
+  MetricsRegistry* metrics = nullptr;
 };
 
-// Builds a registry from its URL. Errors: kInvalidArgument naming what is
-// wrong with the URL. Does not contact the registry.
+// Builds a registry from its URL. Every backend is wrapped so that its
+// operations, watch updates and registrations are counted in the metrics.
+// Errors: kInvalidArgument naming what is wrong with the URL. Does not
+// contact the registry.
 Result<std::unique_ptr<Registry>> MakeRegistry(std::string_view url,
                                                const RegistryOptions& options = {});
 

@@ -26,10 +26,17 @@
 
 namespace disco {
 
+class MetricsRegistry;
+
 struct ResolverOptions {
   std::string policy = "round_robin";
   // When set, the balancer is wrapped in outlier detection fed by Report().
   std::optional<OutlierOptions> outlier_detection = std::nullopt;
+  // Where the resolver's metrics go (picks, calls, in-flight and ejection
+  // per endpoint; ejections, endpoints and staleness per service), computed
+  // at scrape time from its counters. nullptr: MetricsRegistry::Default().
+  // Must outlive the resolver.
+  MetricsRegistry* metrics = nullptr;
 };
 
 // An endpoint chosen by Pick(), kept alive by the snapshot it came from.

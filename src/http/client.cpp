@@ -1,5 +1,6 @@
 #include "disco/http/client.h"
 
+#include <array>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -32,30 +33,35 @@ class PoolService final : public asio::execution_context::service {
   using key_type = PoolService;
   static inline asio::execution_context::id id;
 
-  explicit PoolService(asio::execution_context& context) : asio::execution_context::service(context) {}
+  explicit PoolService(asio::execution_context& context)
+      : asio::execution_context::service(context) {}
 
   struct Idle {
     std::unique_ptr<beast::tcp_stream> stream;
     Clock::time_point since;
   };
 
-  std::unique_ptr<beast::tcp_stream> Take(const std::string& key, std::chrono::milliseconds max_idle) {
+  std::unique_ptr<beast::tcp_stream> Take(std::string_view key,
+                                          std::chrono::milliseconds max_idle) {
     std::lock_guard lock(mu_);
     auto it = pools_.find(key);
     if (it == pools_.end()) return nullptr;
     auto& idle = it->second;
     auto now = Clock::now();
     while (!idle.empty()) {
-      Idle entry = std::move(idle.back());  // most recently used first: warmest, least likely closed
+      Idle entry =
+          std::move(idle.back());  // most recently used first: warmest, least likely closed
       idle.pop_back();
       if (now - entry.since < max_idle) return std::move(entry.stream);
     }
     return nullptr;
   }
 
-  void Put(const std::string& key, std::unique_ptr<beast::tcp_stream> stream, std::size_t max) {
+  void Put(std::string_view key, std::unique_ptr<beast::tcp_stream> stream, std::size_t max) {
     std::lock_guard lock(mu_);
-    auto& idle = pools_[key];
+    auto it = pools_.find(key);
+    if (it == pools_.end()) it = pools_.emplace(std::string(key), std::vector<Idle>{}).first;
+    auto& idle = it->second;
     if (idle.size() >= max) return;  // closes it
     idle.push_back(Idle{std::move(stream), Clock::now()});
   }
@@ -66,12 +72,18 @@ class PoolService final : public asio::execution_context::service {
     pools_.clear();
   }
 
+  // Heterogeneous lookup: the hot path looks up a string_view, no allocation.
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
   std::mutex mu_;
-  std::unordered_map<std::string, std::vector<Idle>> pools_;
+  std::unordered_map<std::string, std::vector<Idle>, Hash, std::equal_to<>> pools_;
 };
 
 bool IsIdempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" || method == "DELETE";
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE";
 }
 
 struct ParsedUrl {
@@ -83,7 +95,8 @@ struct ParsedUrl {
 Result<ParsedUrl> ParseUrl(std::string_view url) {
   constexpr std::string_view kScheme = "http://";
   if (url.substr(0, kScheme.size()) != kScheme) {
-    return Fail(ErrorCode::kInvalidArgument, "URL must start with http:// (got '" + std::string(url) + "')");
+    return Fail(ErrorCode::kInvalidArgument,
+                "URL must start with http:// (got '" + std::string(url) + "')");
   }
   url.remove_prefix(kScheme.size());
   auto slash = url.find_first_of("/?");
@@ -91,7 +104,8 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
   out.authority = std::string(url.substr(0, slash));
   out.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
   if (out.target.front() == '?') out.target.insert(out.target.begin(), '/');
-  if (out.authority.empty()) return Fail(ErrorCode::kInvalidArgument, "URL has no host or service name");
+  if (out.authority.empty())
+    return Fail(ErrorCode::kInvalidArgument, "URL has no host or service name");
   out.direct = out.authority.find(':') != std::string::npos;
   return out;
 }
@@ -99,16 +113,61 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
 struct AttemptResult {
   CallOutcome outcome = CallOutcome::kSuccess;  // kServerError only for a 5xx answer
   bool answered = false;                        // `response` holds an HTTP answer
+  ErrorCode code = ErrorCode::kUnavailable;     // when !answered
   std::string error;                            // when !answered
   ClientResponse response;
 };
 
+// The error code a failed attempt becomes when it is the call's last.
+ErrorCode CodeFor(CallOutcome outcome) {
+  switch (outcome) {
+    case CallOutcome::kTimeout:
+      return ErrorCode::kTimeout;
+    case CallOutcome::kReset:
+    case CallOutcome::kServerError:
+      return ErrorCode::kMalformed;
+    default:
+      return ErrorCode::kUnavailable;
+  }
+}
+
 AttemptResult Failed(CallOutcome outcome, std::string error) {
   AttemptResult result;
   result.outcome = outcome;
+  result.code = CodeFor(outcome);
   result.error = std::move(error);
   return result;
 }
+
+// Beast keeps these itself (or must not see them twice).
+bool IsClientOwnedHeader(std::string_view name) {
+  return HeaderNameEquals(name, "Host") || HeaderNameEquals(name, "User-Agent");
+}
+
+// Per-status counters of one service, filled on first use, so the hot path
+// does not build label keys (a lock and a map lookup) per call.
+class StatusCounters {
+ public:
+  StatusCounters(Family<Counter>& family, std::string service)
+      : family_(family), service_(std::move(service)) {}
+
+  Counter& ForStatus(int status) {
+    if (status < 100 || status > 599) return ForOutcome(std::to_string(status));
+    auto& slot = by_status_[static_cast<std::size_t>(status - 100)];
+    Counter* counter = slot.load(std::memory_order_acquire);
+    if (counter == nullptr) {
+      counter = &family_.With({service_, std::to_string(status)});
+      slot.store(counter, std::memory_order_release);
+    }
+    return *counter;
+  }
+  Counter& ForOutcome(std::string_view outcome) { return family_.With({service_, outcome}); }
+
+ private:
+  Family<Counter>& family_;
+  const std::string service_;
+  std::array<std::atomic<Counter*>, 500> by_status_{};
+};
 
 }  // namespace
 
@@ -119,64 +178,123 @@ std::string_view ClientResponse::Header(std::string_view name) const {
   return {};
 }
 
+// What the client keeps per target service (or per "direct" for host:port URLs).
+struct ServiceState {
+  ServiceState(std::string name, MetricsRegistry& metrics, Family<Counter>& requests,
+               Family<Counter>& attempts, double budget_percent, std::uint32_t budget_min)
+      : label(std::move(name)),
+        budget(budget_percent, budget_min),
+        request_counters(requests, label),
+        attempt_counters(attempts, label),
+        latency(&metrics
+                     .HistogramFamily("http_client_request_duration_seconds",
+                                      "Duration of outgoing HTTP calls, retries included",
+                                      {"service"})
+                     .With({label})),
+        budget_exhausted(
+            &metrics
+                 .CounterFamily("http_client_retry_budget_exhausted_total",
+                                "Retries wanted but refused because the retry budget was spent",
+                                {"service"})
+                 .With({label})) {}
+
+  const std::string label;
+  std::unique_ptr<Resolver> resolver;  // null for "direct"
+  RetryBudget budget;
+  StatusCounters request_counters;
+  StatusCounters attempt_counters;
+  Histogram* latency;
+  Counter* budget_exhausted;
+};
+
 struct Client::Impl {
   Impl(Registry& r, ClientOptions o) : registry(r), options(std::move(o)) {
     if (options.max_attempts < 1) options.max_attempts = 1;
+    if (options.deadline.count() <= 0)
+      options.deadline = options.per_try_timeout * options.max_attempts;
     metrics = options.metrics ? options.metrics : &MetricsRegistry::Default();
-    requests = &metrics->CounterFamily("http_client_requests_total",
-                                       "Outgoing HTTP calls by target service and outcome (status code or "
-                                       "error), counting the final result of each call",
-                                       {"service", "outcome"});
+    requests =
+        &metrics->CounterFamily("http_client_requests_total",
+                                "Outgoing HTTP calls by target service and outcome (status code or "
+                                "error), counting the final result of each call",
+                                {"service", "outcome"});
     attempts_family = &metrics->CounterFamily("http_client_attempts_total",
                                               "Attempts of outgoing HTTP calls, retries included",
                                               {"service", "outcome"});
-    retries = &metrics->CounterFamily("http_client_retries_total", "Attempts retried on another instance",
-                                      {"service", "reason"});
-    latency = &metrics->HistogramFamily("http_client_request_duration_seconds",
-                                        "Duration of outgoing HTTP calls, retries included", {"service"});
+    retries = &metrics->CounterFamily(
+        "http_client_retries_total", "Attempts retried on another instance", {"service", "reason"});
+    retry_options.per_try_timeout = options.per_try_timeout;
+    retry_options.deadline = options.deadline;
+    retry_options.backoff_base = options.backoff_base;
+    retry_options.backoff_max = options.backoff_max;
+    direct = NewState("direct");
   }
 
-  Result<Resolver*> GetResolver(std::string_view service) {
+  std::unique_ptr<ServiceState> NewState(std::string label) {
+    return std::make_unique<ServiceState>(std::move(label), *metrics, *requests, *attempts_family,
+                                          options.retry_budget_percent, options.retry_budget_min);
+  }
+
+  Result<ServiceState*> GetService(std::string_view service) {
     std::lock_guard lock(mu);
-    if (auto it = resolvers.find(service); it != resolvers.end()) return it->second.get();
+    if (auto it = services.find(service); it != services.end()) return it->second.get();
     ResolverOptions resolver_options;
     resolver_options.policy = options.policy;
     resolver_options.outlier_detection = options.outlier_detection;
+    resolver_options.metrics = metrics;
     auto made = Resolver::Make(registry, std::string(service), resolver_options);
     if (!made) return std::unexpected(made.error());
-    Resolver* raw = made->get();
-    resolvers.emplace(std::string(service), std::move(*made));
+    auto state = NewState(std::string(service));
+    state->resolver = std::move(*made);
+    ServiceState* raw = state.get();
+    services.emplace(std::string(service), std::move(state));
     return raw;
   }
 
-  Awaitable<AttemptResult> Attempt(const ParsedUrl& url, const std::string& address, const ClientRequest& request,
-                                   Clock::time_point deadline);
+  Awaitable<AttemptResult> Attempt(const ParsedUrl& url, const std::string& address,
+                                   const ClientRequest& request, Clock::time_point deadline);
 
   Registry& registry;
   ClientOptions options;
+  RetryOptions retry_options;
   const std::string id = std::to_string(g_client_ids.fetch_add(1) + 1) + "|";
   MetricsRegistry* metrics;
   Family<Counter>* requests;
   Family<Counter>* attempts_family;
   Family<Counter>* retries;
-  Family<Histogram>* latency;
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> attempts{0};
+  std::atomic<std::uint64_t> retried{0};
+  std::atomic<std::uint64_t> exhausted{0};
+  std::unique_ptr<ServiceState> direct;
   std::mutex mu;
-  std::map<std::string, std::unique_ptr<Resolver>, std::less<>> resolvers;
+  std::map<std::string, std::unique_ptr<ServiceState>, std::less<>> services;
 };
 
 Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::string& address,
-                                               const ClientRequest& request, Clock::time_point deadline) {
+                                               const ClientRequest& request,
+                                               Clock::time_point deadline) {
   AttemptResult result;
   auto executor = co_await asio::this_coro::executor;
   auto& context = asio::query(executor, asio::execution::context);
   auto& pools = asio::use_service<PoolService>(context);
-  const std::string pool_key = id + address;
+  // The pool key (client id + address) is built in a per-thread buffer right
+  // before each use, never across a suspension: no allocation per attempt.
+  auto pool_key = [&]() -> std::string_view {
+    thread_local std::string key;
+    key.assign(id);
+    key.append(address);
+    return key;
+  };
 
   bhttp::request<bhttp::string_body> out;
   {
-    auto verb = bhttp::string_to_verb(beast::string_view(request.method.data(), request.method.size()));
-    if (verb == bhttp::verb::unknown) out.method_string(beast::string_view(request.method.data(), request.method.size()));
-    else out.method(verb);
+    auto verb =
+        bhttp::string_to_verb(beast::string_view(request.method.data(), request.method.size()));
+    if (verb == bhttp::verb::unknown)
+      out.method_string(beast::string_view(request.method.data(), request.method.size()));
+    else
+      out.method(verb);
   }
   out.target(url.target);
   out.version(11);
@@ -185,7 +303,12 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
   if (!request.content_type.empty()) out.set(bhttp::field::content_type, request.content_type);
   if (!request.request_id.empty()) out.set("X-Request-Id", request.request_id);
   if (!request.authorization.empty()) out.set(bhttp::field::authorization, request.authorization);
-  for (const auto& [name, value] : request.headers) out.set(name, value);
+  for (const auto& [name, value] : request.headers) {
+    if (IsClientOwnedHeader(name))
+      out.set(name, value);
+    else
+      out.insert(name, value);
+  }
   out.body() = request.body;
   out.keep_alive(true);
   out.prepare_payload();
@@ -195,11 +318,12 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
   // fails before any answer byte, the request was not processed: use a fresh
   // connection (once) without calling it a retry.
   for (int round = 0; round < 2; ++round) {
-    auto stream = round == 0 ? pools.Take(pool_key, options.pool_idle_timeout) : nullptr;
+    auto stream = round == 0 ? pools.Take(pool_key(), options.pool_idle_timeout) : nullptr;
     bool reused = stream != nullptr;
     if (!stream) {
       auto host_port = ParseHostPort(address);
-      if (!host_port) co_return Failed(CallOutcome::kConnectFailed, "bad address '" + address + "'");
+      if (!host_port)
+        co_return Failed(CallOutcome::kConnectFailed, "bad address '" + address + "'");
       stream = std::make_unique<beast::tcp_stream>(executor);
       stream->expires_at(deadline);
       auto ip = asio::ip::make_address(host_port->host, ec);
@@ -208,15 +332,18 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
                                        asio::redirect_error(asio::use_awaitable, ec));
       } else {
         tcp::resolver resolver(executor);
-        auto endpoints = co_await resolver.async_resolve(host_port->host, std::to_string(host_port->port),
-                                                         asio::redirect_error(asio::use_awaitable, ec));
-        if (!ec) co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+        auto endpoints =
+            co_await resolver.async_resolve(host_port->host, std::to_string(host_port->port),
+                                            asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec)
+          co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
       }
       if (ec) {
-        co_return Failed(ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
-                                                               : CallOutcome::kConnectFailed,
-                         "cannot connect to " + address + ": " +
-                             (ec == beast::error::timeout ? std::string("timed out") : ec.message()));
+        co_return Failed(
+            ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
+                                                  : CallOutcome::kConnectFailed,
+            "cannot connect to " + address + ": " +
+                (ec == beast::error::timeout ? std::string("timed out") : ec.message()));
       }
       stream->socket().set_option(tcp::no_delay(true), ec);
     }
@@ -231,20 +358,33 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(options.response_limit);
     parser.header_limit(64 * 1024);
-    co_await bhttp::async_read(*stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    if (out.method() == bhttp::verb::head) parser.skip(true);  // the answer has headers only
+    co_await bhttp::async_read(*stream, buffer, parser,
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == bhttp::error::body_limit) {
+      // The instance works; the answer is just too big for us.
+      AttemptResult too_big;
+      too_big.code = ErrorCode::kMalformed;
+      too_big.error = "the answer of " + address + " is larger than " +
+                      std::to_string(options.response_limit) + " bytes";
+      stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+      co_return too_big;
+    }
     if (ec) {
       bool nothing_read = !parser.got_some() && buffer.size() == 0;
       bool closed = ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                     ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
-        co_return Failed(CallOutcome::kTimeout, address + " did not answer within the per-try timeout");
+        co_return Failed(CallOutcome::kTimeout,
+                         address + " did not answer within the per-try timeout");
       }
       if (closed || ec == bhttp::error::partial_message) {
         co_return Failed(CallOutcome::kReset, address + " closed the connection: " + ec.message());
       }
       // Not HTTP we can read: counts against the endpoint, never retried.
-      co_return Failed(CallOutcome::kServerError, "bad answer from " + address + ": " + ec.message());
+      co_return Failed(CallOutcome::kServerError,
+                       "bad answer from " + address + ": " + ec.message());
     }
     auto& message = parser.get();
     result.answered = true;
@@ -253,13 +393,14 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     result.response.address = address;
     result.response.headers.reserve(8);
     for (const auto& field : message) {
-      result.response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      result.response.headers.emplace_back(std::string(field.name_string()),
+                                           std::string(field.value()));
     }
     bool keep = message.keep_alive() && buffer.size() == 0;
     result.response.body = std::move(message.body());
     if (keep) {
       stream->expires_never();
-      pools.Put(pool_key, std::move(stream), options.max_idle_per_endpoint);
+      pools.Put(pool_key(), std::move(stream), options.max_idle_per_endpoint);
     } else {
       stream->socket().shutdown(tcp::socket::shutdown_both, ec);
     }
@@ -274,40 +415,59 @@ Client::Client(Registry& registry, ClientOptions options)
 Client::~Client() = default;
 
 Result<void> Client::Prepare(std::string_view service, std::chrono::milliseconds timeout) {
-  auto resolver = impl_->GetResolver(service);
-  if (!resolver) return std::unexpected(resolver.error());
-  (*resolver)->WaitReady(timeout);
+  auto state = impl_->GetService(service);
+  if (!state) return std::unexpected(state.error());
+  (*state)->resolver->WaitReady(timeout);
   return {};
+}
+
+Result<Resolver*> Client::ResolverFor(std::string_view service) {
+  auto state = impl_->GetService(service);
+  if (!state) return std::unexpected(state.error());
+  return (*state)->resolver.get();
+}
+
+ClientStats Client::stats() const {
+  return ClientStats{impl_->calls.load(std::memory_order_relaxed),
+                     impl_->attempts.load(std::memory_order_relaxed),
+                     impl_->retried.load(std::memory_order_relaxed),
+                     impl_->exhausted.load(std::memory_order_relaxed)};
 }
 
 Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   Impl& impl = *impl_;
   auto started = Clock::now();
+  const auto deadline = started + impl.options.deadline;
   auto url = ParseUrl(request.url);
   if (!url) co_return std::unexpected(url.error());
   const bool retry_safe = request.retry_safe.value_or(IsIdempotent(request.method));
-  const std::string service_label = url->direct ? "direct" : url->authority;
 
+  ServiceState* state = impl.direct.get();
   Resolver* resolver = nullptr;
   if (!url->direct) {
-    auto found = impl.GetResolver(url->authority);
+    auto found = impl.GetService(url->authority);
     if (!found) co_return std::unexpected(found.error());
-    resolver = *found;
+    state = *found;
+    resolver = state->resolver.get();
     if (resolver->snapshot()->version == 0) {
       // No answer from the registry yet: wait for it without blocking the thread.
       asio::steady_timer timer(co_await asio::this_coro::executor);
-      auto until = Clock::now() + impl.options.resolve_timeout;
-      while (resolver->snapshot()->version == 0 && resolver->LastError().empty() && Clock::now() < until) {
+      auto until = std::min(deadline, Clock::now() + impl.options.resolve_timeout);
+      while (resolver->snapshot()->version == 0 && resolver->LastError().empty() &&
+             Clock::now() < until) {
         timer.expires_after(std::chrono::milliseconds(5));
         boost::system::error_code ec;
         co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
     }
   }
+  impl.calls.fetch_add(1, std::memory_order_relaxed);
+  RetryBudget::Request in_flight(state->budget);
+  std::optional<RetryBudget::Token> retry_token;
 
-  auto finish = [&](std::string_view outcome) {
-    impl.requests->With({service_label, outcome}).Inc();
-    impl.latency->With({service_label}).Observe(std::chrono::duration<double>(Clock::now() - started).count());
+  auto finish = [&](Counter& outcome) {
+    outcome.Inc();
+    state->latency->Observe(std::chrono::duration<double>(Clock::now() - started).count());
   };
 
   std::string failed_instance;
@@ -315,20 +475,21 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   Error last_error{ErrorCode::kUnavailable, ""};
   for (int attempt = 1; attempt <= impl.options.max_attempts; ++attempt) {
     EndpointPtr endpoint;
-    std::string address;
+    std::string_view address;
     if (resolver) {
       PickContext pick{request.hash_key};
       endpoint = resolver->Pick(pick);
       // Prefer another instance than the one that just failed.
-      for (int i = 0; i < 3 && endpoint && !failed_instance.empty() && endpoint->instance.id == failed_instance;
+      for (int i = 0; i < 3 && endpoint && !failed_instance.empty() &&
+                      endpoint->instance.id == failed_instance;
            ++i) {
         endpoint = resolver->Pick(pick);
       }
       if (!endpoint) {
+        if (last_response || attempt > 1) break;
         std::string why = "no instance of " + url->authority + " is available";
         if (auto error = resolver->LastError(); !error.empty()) why += " (registry: " + error + ")";
-        if (last_response) break;
-        finish("no_instance");
+        finish(state->request_counters.ForOutcome("no_instance"));
         co_return Fail(ErrorCode::kUnavailable, why);
       }
       address = endpoint->address;
@@ -338,15 +499,25 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
 
     EndpointStats* stats = endpoint ? endpoint->stats.get() : nullptr;
     if (stats) stats->active_requests.fetch_add(1, std::memory_order_relaxed);
+    impl.attempts.fetch_add(1, std::memory_order_relaxed);
+    const std::string address_copy(address);
     AttemptResult result =
-        co_await impl.Attempt(*url, address, request, Clock::now() + impl.options.per_try_timeout);
+        co_await impl.Attempt(*url, address_copy, request,
+                              std::min(deadline, Clock::now() + impl.options.per_try_timeout));
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     // Successes, failures and outlier detection: one report per attempt.
     if (endpoint) resolver->Report(*endpoint, result.outcome);
 
     const int status = result.answered ? result.response.status : 0;
-    std::string outcome = result.answered ? std::to_string(status) : std::string(CallOutcomeName(result.outcome));
-    impl.attempts_family->With({service_label, outcome}).Inc();
+    if (result.answered)
+      state->attempt_counters.ForStatus(status).Inc();
+    else
+      state->attempt_counters
+          .ForOutcome(result.code == ErrorCode::kMalformed &&
+                              result.outcome == CallOutcome::kSuccess
+                          ? std::string_view("too_large")
+                          : CallOutcomeName(result.outcome))
+          .Inc();
 
     if (result.answered) {
       result.response.attempts = attempt;
@@ -354,28 +525,54 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
       last_response = std::move(result.response);
     } else {
       last_response.reset();
-      last_error = Error{result.outcome == CallOutcome::kTimeout ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
-                         url->authority + ": " + result.error};
+      last_error = Error{result.code, url->authority + ": " + result.error};
     }
     // A direct address has no other instance: only a connect failure is worth another try.
-    bool connect_failure =
-        result.outcome == CallOutcome::kConnectRefused || result.outcome == CallOutcome::kConnectFailed;
+    bool connect_failure = result.outcome == CallOutcome::kConnectRefused ||
+                           result.outcome == CallOutcome::kConnectFailed;
     bool may_retry = !url->direct || connect_failure;
-    if (result.outcome != CallOutcome::kSuccess && may_retry &&
-        ShouldRetry(result.outcome, status, retry_safe, attempt, impl.options.max_attempts)) {
-      impl.retries->With({service_label, CallOutcomeName(result.outcome)}).Inc();
-      if (endpoint) failed_instance = endpoint->instance.id;
-      log::Get().debug("retrying {} {} after {} (request id {})", request.method, request.url,
-                       CallOutcomeName(result.outcome), request.request_id);
-      continue;
+    if (result.outcome == CallOutcome::kSuccess || !may_retry ||
+        !ShouldRetry(result.outcome, status, retry_safe, attempt, impl.options.max_attempts)) {
+      break;
     }
-    break;
+    auto pause = RetryBackoff(impl.retry_options, static_cast<std::uint32_t>(attempt + 1));
+    if (Clock::now() + pause >= deadline) {
+      if (!last_response) last_error.message += " (deadline reached, not retried)";
+      break;
+    }
+    retry_token.reset();  // a retry holds one token at a time
+    if (auto token = state->budget.TryAcquire()) retry_token.emplace(std::move(*token));
+    if (!retry_token) {
+      impl.exhausted.fetch_add(1, std::memory_order_relaxed);
+      state->budget_exhausted->Inc();
+      if (!last_response) {
+        last_error = Error{
+            ErrorCode::kUnavailable,
+            "retry budget of " + url->authority +
+                " exhausted (too many retries in flight); last attempt: " + last_error.message};
+      }
+      break;
+    }
+    impl.retries->With({state->label, CallOutcomeName(result.outcome)}).Inc();
+    impl.retried.fetch_add(1, std::memory_order_relaxed);
+    if (endpoint) failed_instance = endpoint->instance.id;
+    log::Get().debug("retrying {} {} after {} (request id {})", request.method, request.url,
+                     CallOutcomeName(result.outcome), request.request_id);
+    if (pause.count() > 0) {
+      asio::steady_timer timer(co_await asio::this_coro::executor);
+      timer.expires_after(pause);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
   }
   if (last_response) {
-    finish(std::to_string(last_response->status));
+    finish(state->request_counters.ForStatus(last_response->status));
     co_return std::move(*last_response);
   }
-  finish(last_error.code == ErrorCode::kTimeout ? "timeout" : "unavailable");
+  finish(state->request_counters.ForOutcome(last_error.code == ErrorCode::kTimeout ? "timeout"
+                                            : last_error.code == ErrorCode::kMalformed
+                                                ? "bad_answer"
+                                                : "unavailable"));
   co_return std::unexpected(last_error);
 }
 

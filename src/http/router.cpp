@@ -30,12 +30,19 @@ bool IsCapture(std::string_view segment) {
   return segment.size() >= 2 && segment.front() == '{' && segment.back() == '}';
 }
 
-// Lower is more specific: literal segments before captures, earlier first.
-int Specificity(const std::vector<std::string>& segments) {
+// "{name...}": the rest of the path, zero or more segments.
+bool IsRest(std::string_view segment) { return IsCapture(segment) && segment.ends_with("...}"); }
+
+// Lower is more specific: literal segments before captures, earlier first;
+// a rest capture after everything of the same length; the any-method route
+// after the routes that name a method.
+int Specificity(const std::vector<std::string>& segments, std::string_view method) {
   int score = 0;
   for (std::size_t i = 0; i < segments.size(); ++i) {
+    if (IsRest(segments[i])) score += 1 << 20;
     if (IsCapture(segments[i])) score += 1 << (16 - std::min<std::size_t>(i, 15));
   }
+  if (method == "*") score += 1;
   return score;
 }
 
@@ -60,8 +67,9 @@ Router& Router::Add(std::string_view method, std::string_view pattern, Handler h
   route->handler = std::move(handler);
   route->index = routes_.size();
   routes_.push_back(std::move(route));
-  std::stable_sort(routes_.begin(), routes_.end(),
-                   [](const auto& a, const auto& b) { return Specificity(a->segments) < Specificity(b->segments); });
+  std::stable_sort(routes_.begin(), routes_.end(), [](const auto& a, const auto& b) {
+    return Specificity(a->segments, a->method) < Specificity(b->segments, b->method);
+  });
   return *this;
 }
 
@@ -99,8 +107,10 @@ RouteMatch Router::Match(std::string_view method, std::string_view path,
   const std::string_view* segments = heap_segments.empty() ? inline_segments : heap_segments.data();
 
   auto matches = [&](const Route& route) {
-    if (route.segments.size() != count) return false;
-    for (std::size_t i = 0; i < count; ++i) {
+    const bool rest = !route.segments.empty() && IsRest(route.segments.back());
+    const std::size_t fixed = rest ? route.segments.size() - 1 : route.segments.size();
+    if (rest ? count < fixed : count != fixed) return false;
+    for (std::size_t i = 0; i < fixed; ++i) {
       const auto& want = route.segments[i];
       if (IsCapture(want)) {
         if (segments[i].empty()) return false;
@@ -114,15 +124,21 @@ RouteMatch Router::Match(std::string_view method, std::string_view path,
   std::vector<std::string_view> allowed;
   for (const auto& route : routes_) {
     if (!matches(*route)) continue;
-    if (route->method == method) {
+    if (route->method == method || route->method == "*") {
       match.kind = RouteMatch::Kind::kFound;
       match.handler = &route->handler;
       match.pattern = route->pattern;
       match.index = route->index;
-      for (std::size_t i = 0; i < count; ++i) {
-        const auto& want = route->segments[i];
-        if (IsCapture(want)) {
-          params.emplace_back(std::string_view(want).substr(1, want.size() - 2), segments[i]);
+      for (std::size_t i = 0; i < route->segments.size(); ++i) {
+        std::string_view want = route->segments[i];
+        if (IsRest(want)) {
+          // Everything after the fixed segments, as one view into `path`.
+          std::string_view value;
+          if (i < count)
+            value = path.substr(static_cast<std::size_t>(segments[i].data() - path.data()));
+          params.emplace_back(want.substr(1, want.size() - 5), value);
+        } else if (IsCapture(want)) {
+          params.emplace_back(want.substr(1, want.size() - 2), segments[i]);
         }
       }
       return match;

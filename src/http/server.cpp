@@ -371,9 +371,14 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
 
     bool keep_alive = message.keep_alive() && !draining.load(std::memory_order_relaxed);
     bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status), message.version()};
-    out.set(bhttp::field::content_type, response.content_type);
+    if (!response.content_type.empty()) out.set(bhttp::field::content_type, response.content_type);
     out.set("X-Request-Id", request.request_id);
-    for (auto& [name, value] : response.headers) out.set(name, value);
+    for (auto& [name, value] : response.headers) {
+      // Repeatable headers (Set-Cookie, Vary...) keep every copy; the ones the
+      // server owns are replaced.
+      if (HeaderNameEquals(name, "X-Request-Id") || HeaderNameEquals(name, "Content-Type")) out.set(name, value);
+      else out.insert(name, value);
+    }
     std::size_t bytes_in = request.body.size();
     std::size_t bytes_out = response.body.size();
     out.body() = std::move(response.body);

@@ -12,8 +12,8 @@ namespace disco {
 namespace {
 
 constexpr double kNanos = 1e9;
-constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                      0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
+constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                      0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 // Prometheus wants Go-style floats: shortest round-trip text, "+Inf" for infinity.
 void AppendDouble(std::string& out, double v) {
@@ -45,9 +45,12 @@ void AppendInt(std::string& out, std::int64_t v) {
 std::string EscapeHelp(std::string_view help) {
   std::string out;
   for (char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -58,10 +61,14 @@ std::string EscapeLabelValue(std::string_view value) {
   std::string out;
   out.reserve(value.size());
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -80,10 +87,13 @@ void Histogram::Observe(double value) {
   while (i < bounds_.size() && value > bounds_[i]) ++i;
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
-  sum_nanos_.fetch_add(static_cast<std::int64_t>(std::llround(value * kNanos)), std::memory_order_relaxed);
+  sum_nanos_.fetch_add(static_cast<std::int64_t>(std::llround(value * kNanos)),
+                       std::memory_order_relaxed);
 }
 
-double Histogram::sum() const { return static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / kNanos; }
+double Histogram::sum() const {
+  return static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / kNanos;
+}
 
 namespace detail {
 
@@ -93,7 +103,10 @@ class FamilyBase {
  public:
   FamilyBase(Kind kind, std::string name, std::string help, std::vector<std::string> labels,
              std::vector<double> bounds)
-      : kind_(kind), name_(std::move(name)), help_(std::move(help)), labels_(std::move(labels)),
+      : kind_(kind),
+        name_(std::move(name)),
+        help_(std::move(help)),
+        labels_(std::move(labels)),
         bounds_(std::move(bounds)) {}
 
   void* Child(std::span<const std::string_view> values) {
@@ -124,7 +137,9 @@ class FamilyBase {
     out += EscapeHelp(help_);
     out += "\n# TYPE ";
     out += name_;
-    out += kind_ == Kind::kCounter ? " counter\n" : kind_ == Kind::kGauge ? " gauge\n" : " histogram\n";
+    out += kind_ == Kind::kCounter ? " counter\n"
+           : kind_ == Kind::kGauge ? " gauge\n"
+                                   : " histogram\n";
     std::shared_lock lock(mu_);
     for (const auto& [key, child] : children_) {
       std::string labels = LabelText(values_.at(key));
@@ -146,8 +161,10 @@ class FamilyBase {
           for (std::size_t i = 0; i <= bounds.size(); ++i) {
             cumulative += h->bucket(i);
             std::string le;
-            if (i < bounds.size()) AppendDouble(le, bounds[i]);
-            else le = "+Inf";
+            if (i < bounds.size())
+              AppendDouble(le, bounds[i]);
+            else
+              le = "+Inf";
             Sample(out, name_ + "_bucket", labels, le);
             AppendUint(out, cumulative);
             out += '\n';
@@ -174,9 +191,12 @@ class FamilyBase {
 
   Holder NewChild() const {
     switch (kind_) {
-      case Kind::kCounter: return std::make_shared<Counter>();
-      case Kind::kGauge: return std::make_shared<Gauge>();
-      case Kind::kHistogram: return std::make_shared<Histogram>(bounds_);
+      case Kind::kCounter:
+        return std::make_shared<Counter>();
+      case Kind::kGauge:
+        return std::make_shared<Gauge>();
+      case Kind::kHistogram:
+        return std::make_shared<Histogram>(bounds_);
     }
     return nullptr;
   }
@@ -232,6 +252,54 @@ template class Family<Gauge>;
 template class Family<Histogram>;
 
 struct MetricsRegistry::Impl {
+  struct CollectorGroup {
+    std::string help;
+    CollectedType type;
+    std::vector<std::string> labels;
+    std::map<std::uint64_t, std::function<void(std::vector<CollectedSample>&)>> callbacks;
+  };
+  std::map<std::string, CollectorGroup, std::less<>> collectors;  // guarded by mu
+  std::uint64_t next_collector = 0;
+
+  void RenderCollected(std::string& out, const std::string& name,
+                       const CollectorGroup& group) const {
+    std::vector<CollectedSample> samples;
+    for (const auto& [id, collect] : group.callbacks) collect(samples);
+    // Merge equal label sets (several resolvers of one service), then order.
+    std::map<std::vector<std::string>, double> merged;
+    for (auto& sample : samples) {
+      auto [it, fresh] = merged.emplace(std::move(sample.labels), sample.value);
+      if (!fresh) {
+        it->second = group.type == CollectedType::kCounter ? it->second + sample.value
+                                                           : std::max(it->second, sample.value);
+      }
+    }
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += EscapeHelp(group.help);
+    out += "\n# TYPE ";
+    out += name;
+    out += group.type == CollectedType::kCounter ? " counter\n" : " gauge\n";
+    for (const auto& [values, value] : merged) {
+      out += name;
+      if (!group.labels.empty()) {
+        out += '{';
+        for (std::size_t i = 0; i < group.labels.size() && i < values.size(); ++i) {
+          if (i) out += ',';
+          out += group.labels[i];
+          out += "=\"";
+          out += EscapeLabelValue(values[i]);
+          out += '"';
+        }
+        out += '}';
+      }
+      out += ' ';
+      AppendDouble(out, value);
+      out += '\n';
+    }
+  }
+
   struct Entry {
     std::unique_ptr<detail::FamilyBase> base;
     void* family;  // Family<T>*, typed by `kind`
@@ -247,7 +315,8 @@ struct MetricsRegistry::Impl {
     auto it = families.find(name);
     if (it == families.end()) {
       auto base = std::make_unique<detail::FamilyBase>(
-          kind, std::string(name), std::string(help), std::vector<std::string>(labels.begin(), labels.end()),
+          kind, std::string(name), std::string(help),
+          std::vector<std::string>(labels.begin(), labels.end()),
           std::vector<double>(bounds.begin(), bounds.end()));
       auto* family = new Family<T>(base.get());
       it = families.emplace(std::string(name), Entry{std::move(base), family, kind}).first;
@@ -261,9 +330,15 @@ MetricsRegistry::MetricsRegistry() : impl_(std::make_unique<Impl>()) {}
 MetricsRegistry::~MetricsRegistry() {
   for (auto& [name, entry] : impl_->families) {
     switch (entry.kind) {
-      case detail::Kind::kCounter: delete static_cast<Family<Counter>*>(entry.family); break;
-      case detail::Kind::kGauge: delete static_cast<Family<Gauge>*>(entry.family); break;
-      case detail::Kind::kHistogram: delete static_cast<Family<Histogram>*>(entry.family); break;
+      case detail::Kind::kCounter:
+        delete static_cast<Family<Counter>*>(entry.family);
+        break;
+      case detail::Kind::kGauge:
+        delete static_cast<Family<Gauge>*>(entry.family);
+        break;
+      case detail::Kind::kHistogram:
+        delete static_cast<Family<Histogram>*>(entry.family);
+        break;
     }
   }
 }
@@ -289,10 +364,60 @@ Family<Histogram>& MetricsRegistry::HistogramFamily(std::string_view name, std::
   return impl_->Get<Histogram>(detail::Kind::kHistogram, name, help, labels, bounds);
 }
 
+namespace {
+
+class CollectorHandleImpl final : public CollectorHandle {
+ public:
+  CollectorHandleImpl(std::function<void()> remove) : remove_(std::move(remove)) {}
+  ~CollectorHandleImpl() override { remove_(); }
+
+ private:
+  std::function<void()> remove_;
+};
+
+}  // namespace
+
+std::unique_ptr<CollectorHandle> MetricsRegistry::AddCollector(
+    std::string_view name, std::string_view help, CollectedType type,
+    std::initializer_list<std::string_view> labels,
+    std::function<void(std::vector<CollectedSample>&)> collect) {
+  std::lock_guard lock(impl_->mu);
+  auto it = impl_->collectors.find(name);
+  if (it == impl_->collectors.end()) {
+    Impl::CollectorGroup group{
+        std::string(help), type, std::vector<std::string>(labels.begin(), labels.end()), {}};
+    it = impl_->collectors.emplace(std::string(name), std::move(group)).first;
+  }
+  std::uint64_t id = ++impl_->next_collector;
+  it->second.callbacks.emplace(id, std::move(collect));
+  Impl* impl = impl_.get();
+  std::string key(name);
+  return std::make_unique<CollectorHandleImpl>([impl, key, id] {
+    std::lock_guard lock(impl->mu);
+    auto found = impl->collectors.find(key);
+    if (found == impl->collectors.end()) return;
+    found->second.callbacks.erase(id);
+    if (found->second.callbacks.empty()) impl->collectors.erase(found);
+  });
+}
+
 std::string MetricsRegistry::Render() const {
   std::string out;
   std::lock_guard lock(impl_->mu);
-  for (const auto& [name, entry] : impl_->families) entry.base->Render(out);
+  // Families and collectors, merged in name order.
+  auto family = impl_->families.begin();
+  auto collector = impl_->collectors.begin();
+  while (family != impl_->families.end() || collector != impl_->collectors.end()) {
+    bool take_family = collector == impl_->collectors.end() ||
+                       (family != impl_->families.end() && family->first < collector->first);
+    if (take_family) {
+      family->second.base->Render(out);
+      ++family;
+    } else {
+      impl_->RenderCollected(out, collector->first, collector->second);
+      ++collector;
+    }
+  }
   return out;
 }
 

@@ -1,5 +1,7 @@
 #include "registry/backends.h"
 
+#include "disco/metrics.h"
+
 namespace disco {
 
 std::string_view RegistrationStateName(RegistrationState state) {
@@ -14,9 +16,12 @@ std::string_view RegistrationStateName(RegistrationState state) {
 Result<std::unique_ptr<Registry>> MakeRegistry(std::string_view url, const RegistryOptions& options) {
   auto parsed = ParseRegistryUrl(url);
   if (!parsed) return std::unexpected(parsed.error());
-  if (parsed->scheme == "memory") return MakeMemoryRegistry(*parsed, options);
-  if (parsed->scheme == "etcd") return MakeEtcdRegistry(*parsed, options);
-  return MakeConsulRegistry(*parsed, options);
+  Result<std::unique_ptr<Registry>> made = parsed->scheme == "memory" ? MakeMemoryRegistry(*parsed, options)
+                                           : parsed->scheme == "etcd"   ? MakeEtcdRegistry(*parsed, options)
+                                                                        : MakeConsulRegistry(*parsed, options);
+  if (!made) return made;
+  return InstrumentRegistry(std::move(*made), parsed->scheme,
+                            options.metrics ? *options.metrics : MetricsRegistry::Default());
 }
 
 }  // namespace disco

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 
+#include "disco/metrics.h"
 #include "util/log.h"
 
 namespace disco {
@@ -42,14 +43,81 @@ class WatchedResolver final : public Resolver {
   WatchedResolver(std::string service, std::unique_ptr<Balancer> balancer,
                   std::shared_ptr<OutlierDetector> detector)
       : service_(std::move(service)), detector_(std::move(detector)) {
-    balancer_ = detector_ ? WithOutlierDetection(std::move(balancer), detector_) : std::move(balancer);
+    balancer_ =
+        detector_ ? WithOutlierDetection(std::move(balancer), detector_) : std::move(balancer);
     auto empty = std::make_shared<Snapshot>();
     empty->service = service_;
     Publish(std::move(empty));
   }
 
   ~WatchedResolver() override {
-    watch_.reset();  // no watch callback runs after this
+    collectors_.clear();  // no scrape reads this resolver after this
+    watch_.reset();       // no watch callback runs after this
+  }
+
+  // Exposes the counters kept in EndpointStats and the detector, read at
+  // scrape time (nothing extra on the pick path).
+  void AddMetrics(MetricsRegistry& metrics) {
+    auto per_endpoint = [this](auto value) {
+      return [this, value](std::vector<CollectedSample>& out) {
+        auto current = snapshot();
+        for (const auto& endpoint : current->endpoints) {
+          out.push_back({{service_, endpoint.instance.id, endpoint.address},
+                         static_cast<double>(value(*endpoint.stats))});
+        }
+      };
+    };
+    collectors_.push_back(metrics.AddCollector(
+        "disco_balancer_picks_total", "Times the balancer picked this endpoint",
+        CollectedType::kCounter, {"service", "instance", "address"},
+        per_endpoint(
+            [](const EndpointStats& s) { return s.picks.load(std::memory_order_relaxed); })));
+    collectors_.push_back(metrics.AddCollector(
+        "disco_endpoint_failures_total",
+        "Calls to this endpoint that failed (connect error, reset, timeout, 5xx)",
+        CollectedType::kCounter, {"service", "instance", "address"},
+        per_endpoint(
+            [](const EndpointStats& s) { return s.failures.load(std::memory_order_relaxed); })));
+    collectors_.push_back(metrics.AddCollector(
+        "disco_endpoint_successes_total", "Calls to this endpoint that succeeded",
+        CollectedType::kCounter, {"service", "instance", "address"},
+        per_endpoint(
+            [](const EndpointStats& s) { return s.successes.load(std::memory_order_relaxed); })));
+    collectors_.push_back(metrics.AddCollector(
+        "disco_endpoint_active_requests", "Calls to this endpoint in flight now",
+        CollectedType::kGauge, {"service", "instance", "address"},
+        per_endpoint([](const EndpointStats& s) {
+          return s.active_requests.load(std::memory_order_relaxed);
+        })));
+    collectors_.push_back(metrics.AddCollector(
+        "disco_endpoint_ejected", "1 while outlier detection keeps this endpoint out of the picks",
+        CollectedType::kGauge, {"service", "instance", "address"},
+        per_endpoint([](const EndpointStats& s) {
+          return s.ejected.load(std::memory_order_relaxed) ? 1 : 0;
+        })));
+    collectors_.push_back(metrics.AddCollector(
+        "disco_resolver_endpoints", "Endpoints in the resolver's current snapshot",
+        CollectedType::kGauge, {"service"}, [this](std::vector<CollectedSample>& out) {
+          out.push_back({{service_}, static_cast<double>(snapshot()->endpoints.size())});
+        }));
+    collectors_.push_back(metrics.AddCollector(
+        "disco_resolver_staleness_seconds",
+        "How long the registry has been unreachable for this service's view (0 while connected)",
+        CollectedType::kGauge, {"service"}, [this](std::vector<CollectedSample>& out) {
+          out.push_back({{service_}, std::chrono::duration<double>(Staleness()).count()});
+        }));
+    if (detector_) {
+      collectors_.push_back(metrics.AddCollector(
+          "disco_outlier_ejections_total", "Endpoints ejected by outlier detection",
+          CollectedType::kCounter, {"service"}, [this](std::vector<CollectedSample>& out) {
+            out.push_back({{service_}, static_cast<double>(detector_->ejections_total())});
+          }));
+      collectors_.push_back(metrics.AddCollector(
+          "disco_outlier_ejected_endpoints", "Endpoints ejected now", CollectedType::kGauge,
+          {"service"}, [this](std::vector<CollectedSample>& out) {
+            out.push_back({{service_}, static_cast<double>(detector_->ejected_now())});
+          }));
+    }
   }
 
   void Start(Registry& registry) {
@@ -58,7 +126,9 @@ class WatchedResolver final : public Resolver {
 
   const std::string& service() const override { return service_; }
 
-  SnapshotConstPtr snapshot() const override { return current_.load(std::memory_order_acquire)->snapshot; }
+  SnapshotConstPtr snapshot() const override {
+    return current_.load(std::memory_order_acquire)->snapshot;
+  }
 
   EndpointPtr Pick(const PickContext& context) override {
     const std::shared_ptr<Published>& published = Current();
@@ -102,7 +172,8 @@ class WatchedResolver final : public Resolver {
     return last_error_;
   }
 
-  std::unique_ptr<Subscription> Subscribe(std::function<void(const SnapshotConstPtr&)> callback) override {
+  std::unique_ptr<Subscription> Subscribe(
+      std::function<void(const SnapshotConstPtr&)> callback) override {
     std::lock_guard lock(subscribers_mu_);
     auto id = ++next_subscriber_id_;
     subscribers_.emplace_back(id, std::move(callback));
@@ -151,8 +222,9 @@ class WatchedResolver final : public Resolver {
         std::lock_guard lock(mu_);
         if (!stale_since_) {
           stale_since_ = Clock::now();
-          log::Get().warn("resolver {}: registry unreachable, serving the last known {} endpoint(s): {}",
-                          service_, snapshot()->endpoints.size(), update.error.ToString());
+          log::Get().warn(
+              "resolver {}: registry unreachable, serving the last known {} endpoint(s): {}",
+              service_, snapshot()->endpoints.size(), update.error.ToString());
         }
         last_error_ = update.error.ToString();
         got_update_ = true;
@@ -210,6 +282,7 @@ class WatchedResolver final : public Resolver {
   std::uint64_t next_subscriber_id_ = 0;
   std::list<std::pair<std::uint64_t, std::function<void(const SnapshotConstPtr&)>>> subscribers_;
 
+  std::vector<std::unique_ptr<CollectorHandle>> collectors_;
   std::unique_ptr<WatchHandle> watch_;  // last member: destroyed first
 };
 
@@ -226,7 +299,9 @@ Result<std::unique_ptr<Resolver>> Resolver::Make(Registry& registry, std::string
   if (options.outlier_detection) {
     detector = std::make_shared<OutlierDetector>(service, *options.outlier_detection);
   }
-  auto resolver = std::make_unique<WatchedResolver>(std::move(service), std::move(*balancer), std::move(detector));
+  auto resolver = std::make_unique<WatchedResolver>(std::move(service), std::move(*balancer),
+                                                    std::move(detector));
+  resolver->AddMetrics(options.metrics ? *options.metrics : MetricsRegistry::Default());
   resolver->Start(registry);
   return resolver;
 }

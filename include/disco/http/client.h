@@ -12,19 +12,26 @@
 // (an authority with a port) goes straight to that address, without retries
 // on another instance.
 //
-// Each attempt has its own deadline (connect + write + read). A failed
-// attempt is retried once on another instance when the retry policy allows:
+// Each attempt has its own deadline (connect + write + read), and the whole
+// call an overall deadline that no attempt starts or runs past. A failed
+// attempt is retried on another instance when the retry policy allows:
 // connect errors always (the request never left), and for retry-safe
 // requests (idempotent methods unless said otherwise) also resets, timeouts
-// and 503 answers. The decision lives in one function (src/http/retry_policy.h)
-// for the resilience layer to grow. A pooled connection that turns out to be
-// closed by the peer before any answer byte is replaced by a fresh one
-// transparently (not counted as a retry).
+// and 503 answers. Retries wait a fully jittered exponential backoff and need
+// a token from the service's retry budget (disco/retry.h: at most a share of
+// the requests in flight, Envoy's rule), so a failing service is not flooded.
+// The decision lives in one function (src/http/retry_policy.h). A pooled
+// connection that turns out to be closed by the peer before any answer byte
+// is replaced by a fresh one transparently (not counted as a retry).
 //
 // Every attempt updates the endpoint's EndpointStats: active_requests while in
 // flight (least_request reads it), and afterwards the outcome goes to
 // Resolver::Report (successes, failures, outlier detection); a 5xx answer
 // counts as a failure.
+//
+// Metrics (into ClientOptions::metrics): calls and attempts by service and
+// outcome, retries by reason, retry-budget exhaustion, call latency; the
+// resolvers add picks per endpoint, ejections and staleness.
 //
 // Thread safety: Send() may be called from coroutines on any io_context and
 // thread at once. Connections are pooled per (io_context, endpoint), so a
@@ -34,6 +41,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -48,7 +56,8 @@
 
 namespace disco {
 class MetricsRegistry;
-}
+class Resolver;
+}  // namespace disco
 
 namespace disco::http {
 
@@ -58,8 +67,19 @@ struct ClientOptions {
   // with the outcome of every attempt.
   std::optional<OutlierOptions> outlier_detection = std::nullopt;
   std::chrono::milliseconds per_try_timeout{2000};  // connect + send + receive of one attempt
-  int max_attempts = 2;                              // 1 = no retry
-  std::size_t max_idle_per_endpoint = 64;            // pooled connections per (thread, endpoint)
+  int max_attempts = 2;                             // 1 = no retry
+  // Bound on the whole call, retries and backoff included; no attempt starts
+  // or runs past it. Zero: per_try_timeout × max_attempts.
+  std::chrono::milliseconds deadline{0};
+  // Pause before retry n (n = 2 for the first retry): uniform in
+  // [0, min(backoff_max, backoff_base × 2^(n-2))].
+  std::chrono::milliseconds backoff_base{25};
+  std::chrono::milliseconds backoff_max{250};
+  // Retries in flight per service may be at most this share of the calls in
+  // flight to it, but at least retry_budget_min.
+  double retry_budget_percent = 20.0;
+  std::uint32_t retry_budget_min = 3;
+  std::size_t max_idle_per_endpoint = 64;  // pooled connections per (thread, endpoint)
   // A pooled connection unused for this long is closed instead of reused;
   // keep it below the servers' idle timeout so we rarely reuse a dying one.
   std::chrono::milliseconds pool_idle_timeout{15'000};
@@ -73,6 +93,8 @@ struct ClientOptions {
 struct ClientRequest {
   std::string method = "GET";
   std::string url;  // http://service/path?query or http://host:port/path
+  // Sent as given, duplicates kept; a Host or User-Agent here replaces the
+  // client's own.
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
   std::string content_type;   // sent when non-empty
@@ -95,6 +117,14 @@ struct ClientResponse {
   std::string_view Header(std::string_view name) const;
 };
 
+// Totals since the client was made (all services).
+struct ClientStats {
+  std::uint64_t calls = 0;             // Send() calls that picked or resolved
+  std::uint64_t attempts = 0;          // retries included
+  std::uint64_t retries = 0;           // attempts after the first
+  std::uint64_t budget_exhausted = 0;  // retries wanted but refused by the budget
+};
+
 class Client {
  public:
   Client(Registry& registry, ClientOptions options = {});
@@ -102,16 +132,28 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // Errors: kInvalidArgument (bad URL), kUnavailable (no instance known, or
-  // every attempt failed to connect or was reset; the message says which
-  // service and why), kTimeout (the last attempt timed out). An HTTP answer,
-  // whatever its status, is a value, not an error.
+  // Errors (the message says which service and why):
+  //   kInvalidArgument  bad URL
+  //   kUnavailable      no instance known, every attempt failed to connect,
+  //                     or a retry was needed and the retry budget is spent
+  //   kTimeout          the last attempt timed out, or the deadline passed
+  //   kMalformed        the instance broke the exchange: reset or closed the
+  //                     connection before a complete answer, answered with
+  //                     something that is not HTTP, or more than response_limit
+  // An HTTP answer, whatever its status, is a value, not an error.
   Awaitable<Result<ClientResponse>> Send(ClientRequest request);
 
   // Starts resolving `service` now and blocks up to `timeout` for its first
   // snapshot, so that the first call does not wait. For start-up code only:
   // never call it on an I/O thread. Errors: kInvalidArgument (bad name).
   Result<void> Prepare(std::string_view service, std::chrono::milliseconds timeout);
+
+  // The resolver the client uses for `service` (made on first use; lives as
+  // long as the client), e.g. to show its endpoints and their counters.
+  // Errors: kInvalidArgument (bad name).
+  Result<Resolver*> ResolverFor(std::string_view service);
+
+  ClientStats stats() const;
 
  private:
   struct Impl;

@@ -2,6 +2,11 @@
 //
 // Patterns are literal segments and {name} captures of one whole segment:
 // "/api/users/{id}". A literal segment wins over a capture at the same place.
+// A last segment "{name...}" captures the rest of the path, zero or more
+// segments ("/api/users/{rest...}" matches "/api/users", "/api/users/" and
+// "/api/users/7/orders"; rest is "", "" and "7/orders"); it loses to every
+// pattern without one. The method "*" matches any method (a reverse proxy's
+// routes), after the routes that name the method.
 // A path no pattern matches is 404; a path some pattern matches but not with
 // this method is 405 with an Allow header listing the methods that would work.
 // Routes are added before the server starts and never change afterwards.
@@ -39,7 +44,7 @@ class Router {
   Router(Router&&) noexcept;
   Router& operator=(Router&&) noexcept;
 
-  // REQUIRES: pattern starts with '/'; method upper case. Adding the same
+  // REQUIRES: pattern starts with '/'; method upper case or "*". Adding the same
   // method and pattern twice replaces the handler.
   Router& Add(std::string_view method, std::string_view pattern, Handler handler);
   bool Has(std::string_view method, std::string_view pattern) const;

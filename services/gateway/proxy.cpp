@@ -1,0 +1,277 @@
+#include "gateway/proxy.h"
+
+#include <array>
+#include <variant>
+
+#include "common/auth.h"
+#include "common/logging.h"
+#include "disco/http/message.h"
+#include "disco/resolver.h"
+
+namespace disco::gateway {
+namespace {
+
+using http::HeaderNameEquals;
+
+// Hop-by-hop headers (RFC 9110 7.6.1, plus the old Proxy-Connection):
+// meaningful for one connection only, never forwarded.
+constexpr std::array<std::string_view, 9> kHopByHop = {"Connection",
+                                                       "Keep-Alive",
+                                                       "Proxy-Authenticate",
+                                                       "Proxy-Authorization",
+                                                       "Proxy-Connection",
+                                                       "TE",
+                                                       "Trailer",
+                                                       "Transfer-Encoding",
+                                                       "Upgrade"};
+
+bool IsHopByHop(std::string_view name) {
+  for (auto h : kHopByHop) {
+    if (HeaderNameEquals(name, h)) return true;
+  }
+  return false;
+}
+
+// Whether `name` is listed in a Connection header value ("close, X-Foo").
+bool NamedByConnection(std::string_view connection, std::string_view name) {
+  while (!connection.empty()) {
+    auto comma = connection.find(',');
+    auto token = connection.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty() && HeaderNameEquals(token, name)) return true;
+    if (comma == std::string_view::npos) break;
+    connection.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+template <class Headers>
+std::string_view ConnectionHeader(const Headers& headers) {
+  for (const auto& [name, value] : headers) {
+    if (HeaderNameEquals(name, "Connection")) return value;
+  }
+  return {};
+}
+
+// Request headers the gateway sets itself (or the transport recomputes).
+bool IsOwnRequestHeader(std::string_view name) {
+  return HeaderNameEquals(name, "Host") || HeaderNameEquals(name, "Content-Length") ||
+         HeaderNameEquals(name, "Expect") || HeaderNameEquals(name, "X-Request-Id") ||
+         HeaderNameEquals(name, "X-Forwarded-For") || HeaderNameEquals(name, "X-Forwarded-Host") ||
+         HeaderNameEquals(name, "X-Forwarded-Proto");
+}
+
+bool IsOwnResponseHeader(std::string_view name) {
+  return HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Content-Type") ||
+         HeaderNameEquals(name, "X-Request-Id");
+}
+
+bool IsIdempotent(std::string_view method) {
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE" || method == "TRACE";
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+http::Response UpstreamError(int status, std::string_view code, const std::string& message,
+                             const http::Request& request) {
+  return http::Response::Error(status, code, message + " (request id " + request.request_id + ")");
+}
+
+}  // namespace
+
+Proxy::Proxy(GatewayConfig config, const service::JwtCodec* jwt, MetricsRegistry& metrics)
+    : config_(std::move(config)), jwt_(jwt) {
+  refused_ = &metrics.CounterFamily(
+      "gateway_refused_total",
+      "Requests the gateway answered itself without calling upstream, by reason",
+      {"route", "reason"});
+}
+
+Result<std::unique_ptr<Proxy>> Proxy::Make(Registry& registry, GatewayConfig config,
+                                           const service::JwtCodec* jwt, MetricsRegistry* metrics) {
+  MetricsRegistry& m = metrics ? *metrics : MetricsRegistry::Default();
+  for (const auto& route : config.routes) {
+    if (route.auth && jwt == nullptr) {
+      return Fail(
+          ErrorCode::kInvalidArgument,
+          "route " + route.prefix + " checks JWTs at the edge, but no JWT secret was given");
+    }
+  }
+  std::unique_ptr<Proxy> proxy(new Proxy(std::move(config), jwt, m));
+  const auto& rl = proxy->config_.rate_limit;
+  if (rl.requests_per_second > 0) {
+    proxy->limiter_ = std::make_unique<RateLimiter>(rl.requests_per_second, rl.burst);
+  }
+  for (const auto& route : proxy->config_.routes) {
+    http::ClientOptions options;
+    options.policy = route.policy;
+    options.outlier_detection = proxy->config_.outlier_detection;
+    options.per_try_timeout = route.per_try_timeout;
+    options.max_attempts = route.max_attempts;
+    options.deadline = route.deadline;
+    options.retry_budget_percent = route.retry_budget_percent;
+    options.retry_budget_min = route.retry_budget_min;
+    options.response_limit = proxy->config_.response_limit;
+    options.user_agent = "disco-gateway";
+    options.metrics = &m;
+    auto item = std::make_unique<Route>();
+    item->config = route;
+    item->client = std::make_unique<http::Client>(registry, options);
+    item->pattern = (route.prefix == "/" ? std::string() : route.prefix) + "/{rest...}";
+    if (auto resolver = item->client->ResolverFor(route.service); !resolver)
+      return std::unexpected(resolver.error());
+    proxy->routes_.push_back(std::move(item));
+  }
+  return proxy;
+}
+
+void Proxy::AddRoutes(http::Router& router) {
+  for (auto& route : routes_) {
+    Route* r = route.get();
+    router.Add("*", r->pattern, [this, r](http::Request& request) { return Handle(*r, request); });
+  }
+}
+
+void Proxy::Prepare(std::chrono::milliseconds timeout) {
+  auto until = std::chrono::steady_clock::now() + timeout;
+  for (auto& route : routes_) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    (void)route->client->Prepare(route->config.service,
+                                 std::max(left, std::chrono::milliseconds(0)));
+  }
+}
+
+ProxyTotals Proxy::totals() const {
+  ProxyTotals totals;
+  totals.requests = requests_.load(std::memory_order_relaxed);
+  totals.rate_limited = rate_limited_.load(std::memory_order_relaxed);
+  totals.unauthorized = unauthorized_.load(std::memory_order_relaxed);
+  for (const auto& route : routes_) {
+    auto stats = route->client->stats();
+    totals.retries += stats.retries;
+    totals.budget_exhausted += stats.budget_exhausted;
+    if (auto resolver = route->client->ResolverFor(route->config.service); resolver) {
+      if (auto* detector = (*resolver)->outlier_detector())
+        totals.ejections += detector->ejections_total();
+    }
+  }
+  return totals;
+}
+
+http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& request) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  const RouteConfig& config = route.config;
+
+  // Who the client is: the peer, or (behind a trusted proxy) the address
+  // that proxy appended last to X-Forwarded-For.
+  std::string_view forwarded_for = request.Header("X-Forwarded-For");
+  std::string_view client = request.remote_address;
+  if (config_.rate_limit.trust_forwarded_for && !forwarded_for.empty()) {
+    auto comma = forwarded_for.rfind(',');
+    auto last =
+        Trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
+    if (!last.empty()) client = last;
+  }
+  if (limiter_) {
+    auto decision = limiter_->Acquire(client);
+    if (!decision.allowed) {
+      rate_limited_.fetch_add(1, std::memory_order_relaxed);
+      refused_->With({route.pattern, "rate_limited"}).Inc();
+      auto seconds = std::max<std::int64_t>(1, (decision.retry_after.count() + 999) / 1000);
+      auto response = http::Response::Error(429, "rate_limited",
+                                            "too many requests from " + std::string(client) +
+                                                "; retry in " + std::to_string(seconds) + " s");
+      response.headers.emplace_back("Retry-After", std::to_string(seconds));
+      co_return response;
+    }
+  }
+  if (config.auth) {
+    auto verified = service::Authenticate(request, *jwt_);
+    if (auto* refusal = std::get_if<http::Response>(&verified)) {
+      unauthorized_.fetch_add(1, std::memory_order_relaxed);
+      refused_->With({route.pattern, "unauthorized"}).Inc();
+      co_return std::move(*refusal);
+    }
+  }
+
+  http::ClientRequest upstream;
+  upstream.method = std::string(request.method);
+  upstream.url.reserve(8 + config.service.size() + request.target.size());
+  upstream.url = "http://";
+  upstream.url += config.service;
+  if (config.strip_prefix && config.prefix != "/") {
+    std::string_view rest = request.target.substr(config.prefix.size());
+    if (rest.empty() || rest.front() == '?') upstream.url += '/';
+    upstream.url += rest;
+  } else {
+    upstream.url += request.target;
+  }
+  const std::string_view connection = ConnectionHeader(request.headers);
+  upstream.headers.reserve(request.headers.size() + 3);
+  std::string_view host;
+  for (const auto& [name, value] : request.headers) {
+    if (HeaderNameEquals(name, "Host")) host = value;
+    if (IsHopByHop(name) || IsOwnRequestHeader(name)) continue;
+    if (!connection.empty() && NamedByConnection(connection, name)) continue;
+    upstream.headers.emplace_back(std::string(name), std::string(value));
+  }
+  std::string chain;
+  if (!forwarded_for.empty()) {
+    chain.assign(forwarded_for);
+    chain += ", ";
+  }
+  chain += request.remote_address;
+  upstream.headers.emplace_back("X-Forwarded-For", std::move(chain));
+  if (!host.empty()) upstream.headers.emplace_back("X-Forwarded-Host", std::string(host));
+  upstream.headers.emplace_back("X-Forwarded-Proto", "http");
+  upstream.request_id = request.request_id;
+  upstream.body = std::move(request.body);
+  if (!IsIdempotent(request.method) && request.HasHeader("Idempotency-Key"))
+    upstream.retry_safe = true;
+  else
+    upstream.retry_safe = IsIdempotent(request.method);
+
+  auto answer = co_await route.client->Send(std::move(upstream));
+  if (!answer) {
+    const Error& error = answer.error();
+    service::Log().warn("gateway {} {} → {} failed (request id {}): {}", request.method,
+                        request.path, config.service, request.request_id, error.ToString());
+    switch (error.code) {
+      case ErrorCode::kTimeout:
+        co_return UpstreamError(504, "upstream_timeout",
+                                config.service + " did not answer in time: " + error.message,
+                                request);
+      case ErrorCode::kMalformed:
+        co_return UpstreamError(502, "bad_gateway",
+                                config.service + " broke the exchange: " + error.message, request);
+      default:
+        co_return UpstreamError(503, "upstream_unavailable",
+                                "no healthy instance of " + config.service +
+                                    " could take the request: " + error.message,
+                                request);
+    }
+  }
+
+  http::Response response;
+  response.status = answer->status;
+  response.content_type = std::string(answer->Header("Content-Type"));
+  response.body = std::move(answer->body);
+  const std::string_view upstream_connection = ConnectionHeader(answer->headers);
+  response.headers.reserve(answer->headers.size());
+  for (auto& [name, value] : answer->headers) {
+    if (IsHopByHop(name) || IsOwnResponseHeader(name)) continue;
+    if (!upstream_connection.empty() && NamedByConnection(upstream_connection, name)) continue;
+    response.headers.emplace_back(std::move(name), std::move(value));
+  }
+  co_return response;
+}
+
+}  // namespace disco::gateway

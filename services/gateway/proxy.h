@@ -1,0 +1,94 @@
+// Proxy: the gateway's reverse-proxy handler, one route per configured prefix.
+//
+// Per request: rate limit by client (429 + Retry-After), the edge JWT check
+// when the route asks for it (401, the same code as user-service), then the
+// request goes to the route's service through the library's discovery-aware
+// client (resolver + balancer + outlier detection, keep-alive pools, retries
+// within a budget, per-try timeout, overall deadline). Request and response
+// bodies pass through, buffered and bounded (request: the server's body
+// limit → 413; response: the route config's response_limit → 502).
+//
+// Headers: hop-by-hop headers (Connection and the ones it names, Keep-Alive,
+// TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*) are dropped both ways;
+// X-Request-Id is propagated (or made) and echoed; X-Forwarded-For gets the
+// client's address appended, X-Forwarded-Host and -Proto are set. Retried
+// only when safe: idempotent methods, or a POST/PATCH carrying an
+// Idempotency-Key header.
+//
+// Upstream failures become JSON errors: 502 bad_gateway (reset, broken or
+// oversized answer), 503 upstream_unavailable (no healthy instance, nothing
+// accepts connections, retry budget exhausted), 504 upstream_timeout. An
+// upstream's own HTTP answer, whatever its status, is passed through.
+//
+// Thread safety: Handle runs on any server I/O thread at once; everything it
+// touches is the library client (thread-safe), the rate limiter (sharded
+// locks) and relaxed atomics. Routes are fixed after construction.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/jwt.h"
+#include "disco/http/client.h"
+#include "disco/http/router.h"
+#include "disco/metrics.h"
+#include "disco/registry.h"
+#include "gateway/rate_limiter.h"
+#include "gateway/route_config.h"
+
+namespace disco::gateway {
+
+struct ProxyTotals {
+  std::uint64_t requests = 0;  // requests that reached a proxy route
+  std::uint64_t retries = 0;
+  std::uint64_t ejections = 0;
+  std::uint64_t rate_limited = 0;
+  std::uint64_t unauthorized = 0;  // refused by the edge JWT check
+  std::uint64_t budget_exhausted = 0;
+};
+
+class Proxy {
+ public:
+  struct Route {
+    RouteConfig config;
+    std::unique_ptr<http::Client> client;
+    std::string pattern;  // router pattern, e.g. "/api/users/{rest...}"
+  };
+
+  // `registry` must outlive the proxy. `jwt` is needed (non-null) when a
+  // route has auth; it must outlive the proxy. Errors: kInvalidArgument.
+  static Result<std::unique_ptr<Proxy>> Make(Registry& registry, GatewayConfig config,
+                                             const service::JwtCodec* jwt,
+                                             MetricsRegistry* metrics = nullptr);
+
+  // Adds one any-method route per configured prefix.
+  void AddRoutes(http::Router& router);
+
+  // Starts resolving every route's service and waits up to `timeout` in
+  // total for the first snapshots (start-up only, blocks).
+  void Prepare(std::chrono::milliseconds timeout);
+
+  const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
+  const GatewayConfig& config() const { return config_; }
+  ProxyTotals totals() const;
+
+  http::Awaitable<http::Response> Handle(Route& route, http::Request& request);
+
+ private:
+  Proxy(GatewayConfig config, const service::JwtCodec* jwt, MetricsRegistry& metrics);
+
+  GatewayConfig config_;
+  const service::JwtCodec* jwt_;
+  std::unique_ptr<RateLimiter> limiter_;  // null: rate limiting off
+  std::vector<std::unique_ptr<Route>> routes_;
+  Family<Counter>* refused_;  // gateway_refused_total{route,reason}
+  std::atomic<std::uint64_t> requests_{0};
+  std::atomic<std::uint64_t> rate_limited_{0};
+  std::atomic<std::uint64_t> unauthorized_{0};
+};
+
+}  // namespace disco::gateway
