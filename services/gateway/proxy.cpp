@@ -47,12 +47,13 @@ bool NamedByConnection(std::string_view connection, std::string_view name) {
   return false;
 }
 
+// Whether any Connection header among `headers` names `name`.
 template <class Headers>
-std::string_view ConnectionHeader(const Headers& headers) {
-  for (const auto& [name, value] : headers) {
-    if (HeaderNameEquals(name, "Connection")) return value;
+bool NamedByAnyConnection(const Headers& headers, std::string_view name) {
+  for (const auto& [key, value] : headers) {
+    if (HeaderNameEquals(key, "Connection") && NamedByConnection(value, name)) return true;
   }
-  return {};
+  return false;
 }
 
 // Request headers the gateway sets itself (or the transport recomputes).
@@ -214,13 +215,12 @@ http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& reque
   } else {
     upstream.url += request.target;
   }
-  const std::string_view connection = ConnectionHeader(request.headers);
   upstream.headers.reserve(request.headers.size() + 3);
   std::string_view host;
   for (const auto& [name, value] : request.headers) {
     if (HeaderNameEquals(name, "Host")) host = value;
     if (IsHopByHop(name) || IsOwnRequestHeader(name)) continue;
-    if (!connection.empty() && NamedByConnection(connection, name)) continue;
+    if (NamedByAnyConnection(request.headers, name)) continue;
     upstream.headers.emplace_back(std::string(name), std::string(value));
   }
   std::string chain;
@@ -264,11 +264,10 @@ http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& reque
   response.status = answer->status;
   response.content_type = std::string(answer->Header("Content-Type"));
   response.body = std::move(answer->body);
-  const std::string_view upstream_connection = ConnectionHeader(answer->headers);
   response.headers.reserve(answer->headers.size());
   for (auto& [name, value] : answer->headers) {
     if (IsHopByHop(name) || IsOwnResponseHeader(name)) continue;
-    if (!upstream_connection.empty() && NamedByConnection(upstream_connection, name)) continue;
+    if (NamedByAnyConnection(answer->headers, name)) continue;
     response.headers.emplace_back(std::move(name), std::move(value));
   }
   co_return response;

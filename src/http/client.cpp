@@ -359,8 +359,16 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     parser.body_limit(options.response_limit);
     parser.header_limit(64 * 1024);
     if (out.method() == bhttp::verb::head) parser.skip(true);  // the answer has headers only
-    co_await bhttp::async_read(*stream, buffer, parser,
-                               asio::redirect_error(asio::use_awaitable, ec));
+    // Header first: an announced length above the limit is refused before
+    // any body byte is read (Beast's own check did not fire for it here).
+    co_await bhttp::async_read_header(*stream, buffer, parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec && parser.content_length().value_or(0) > options.response_limit)
+      ec = bhttp::error::body_limit;
+    if (!ec && !parser.is_done()) {
+      co_await bhttp::async_read(*stream, buffer, parser,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
     if (ec == bhttp::error::body_limit) {
       // The instance works; the answer is just too big for us.
       AttemptResult too_big;

@@ -1,0 +1,155 @@
+// The gateway's route config, rate limiter and the router features it uses
+// (rest captures, any-method routes): pure logic, injected clock.
+#include <gtest/gtest.h>
+
+#include "disco/http/router.h"
+#include "gateway/rate_limiter.h"
+#include "gateway/route_config.h"
+
+namespace disco::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(GatewayConfig, DefaultRoutesAreTheDemos) {
+  auto config = DefaultGatewayConfig();
+  ASSERT_EQ(config.routes.size(), 2u);
+  EXPECT_EQ(config.routes[0].prefix, "/api/users");
+  EXPECT_EQ(config.routes[0].service, "user-service");
+  EXPECT_EQ(config.routes[1].prefix, "/api/orders");
+  EXPECT_EQ(config.routes[1].service, "order-service");
+  EXPECT_TRUE(config.outlier_detection.has_value());
+  EXPECT_GT(config.rate_limit.requests_per_second, 0);
+}
+
+TEST(GatewayConfig, ParsesEveryField) {
+  auto config = ParseGatewayConfig(R"({
+    "routes": [{"prefix": "/api/users/", "service": "user-service", "policy": "least_request", "auth": true,
+                "strip_prefix": true, "max_attempts": 3, "per_try_timeout_ms": 250, "deadline_ms": 900,
+                "retry_budget_percent": 10, "retry_budget_min": 1}],
+    "rate_limit": {"requests_per_second": 5, "burst": 10, "trust_forwarded_for": true},
+    "outlier_detection": {"consecutive_failures": 2, "base_ejection_ms": 1000, "max_ejection_ms": 5000,
+                          "max_ejected_percent": 34},
+    "response_limit": 4096})");
+  ASSERT_TRUE(config) << config.error().message;
+  const auto& r = config->routes.at(0);
+  EXPECT_EQ(r.prefix, "/api/users");  // trailing slash dropped
+  EXPECT_EQ(r.policy, "least_request");
+  EXPECT_TRUE(r.auth);
+  EXPECT_TRUE(r.strip_prefix);
+  EXPECT_EQ(r.max_attempts, 3);
+  EXPECT_EQ(r.per_try_timeout, 250ms);
+  EXPECT_EQ(r.deadline, 900ms);
+  EXPECT_EQ(r.retry_budget_percent, 10);
+  EXPECT_EQ(r.retry_budget_min, 1u);
+  EXPECT_EQ(config->rate_limit.requests_per_second, 5);
+  EXPECT_EQ(config->rate_limit.burst, 10);
+  EXPECT_TRUE(config->rate_limit.trust_forwarded_for);
+  ASSERT_TRUE(config->outlier_detection);
+  EXPECT_EQ(config->outlier_detection->consecutive_failures, 2u);
+  EXPECT_EQ(config->outlier_detection->max_ejected_percent, 34u);
+  EXPECT_EQ(config->response_limit, 4096u);
+  auto off =
+      ParseGatewayConfig(R"({"routes":[{"prefix":"/","service":"s"}],"outlier_detection":null})");
+  ASSERT_TRUE(off);
+  EXPECT_FALSE(off->outlier_detection);
+}
+
+TEST(GatewayConfig, RejectsBadConfigNamingTheField) {
+  struct Case {
+    const char* json;
+    const char* mentions;
+  } cases[] = {
+      {"[]", "JSON object"},
+      {"{}", "routes"},
+      {R"({"routes":[]})", "routes"},
+      {R"({"routes":[{"service":"s"}]})", "routes[0].prefix"},
+      {R"({"routes":[{"prefix":"api","service":"s"}]})", "routes[0].prefix"},
+      {R"({"routes":[{"prefix":"/a/*","service":"s"}]})", "routes[0].prefix"},
+      {R"({"routes":[{"prefix":"/a","service":"bad name"}]})", "routes[0].service"},
+      {R"({"routes":[{"prefix":"/a","service":"s","policy":"fastest"}]})", "routes[0].policy"},
+      {R"({"routes":[{"prefix":"/a","service":"s","max_attempts":0}]})", "routes[0].max_attempts"},
+      {R"({"routes":[{"prefix":"/a","service":"s","auth":"yes"}]})", "routes[0].auth"},
+      {R"({"routes":[{"prefix":"/a","service":"s"},{"prefix":"/a/","service":"t"}]})", "twice"},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"rate_limit":{"burst":0}})",
+       "rate_limit.burst"},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"outlier_detection":{"max_ejected_percent":101}})",
+       "max_ejected_percent"},
+  };
+  for (const auto& c : cases) {
+    auto parsed = ParseGatewayConfig(c.json);
+    ASSERT_FALSE(parsed) << c.json;
+    EXPECT_NE(parsed.error().message.find(c.mentions), std::string::npos)
+        << c.json << ": " << parsed.error().message;
+  }
+}
+
+TEST(GatewayConfig, PrefixMatchesWholeSegments) {
+  EXPECT_TRUE(PrefixMatches("/api/users", "/api/users"));
+  EXPECT_TRUE(PrefixMatches("/api/users", "/api/users/7"));
+  EXPECT_FALSE(PrefixMatches("/api/users", "/api/usersX"));
+  EXPECT_TRUE(PrefixMatches("/", "/anything"));
+}
+
+TEST(RateLimiter, BurstThenRefillAtTheRate) {
+  auto now = std::chrono::steady_clock::time_point(std::chrono::seconds(1000));
+  RateLimiter limiter(2.0, 3.0, 1000, [&] { return now; });
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.Acquire("a").allowed) << i;
+  auto refused = limiter.Acquire("a");
+  EXPECT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.retry_after, 500ms);
+  EXPECT_TRUE(limiter.Acquire("b").allowed) << "keys have their own buckets";
+  now += 250ms;
+  EXPECT_FALSE(limiter.Acquire("a").allowed);
+  now += 250ms;
+  EXPECT_TRUE(limiter.Acquire("a").allowed);
+  EXPECT_FALSE(limiter.Acquire("a").allowed);
+  now += 10s;  // never more than the burst
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.Acquire("a").allowed);
+  EXPECT_FALSE(limiter.Acquire("a").allowed);
+}
+
+TEST(RateLimiter, ForgetsQuietClientsAndStaysBounded) {
+  auto now = std::chrono::steady_clock::time_point(std::chrono::seconds(1000));
+  RateLimiter limiter(10.0, 10.0, 16 * 4, [&] { return now; });
+  for (int i = 0; i < 1000; ++i) limiter.Acquire("client-" + std::to_string(i));
+  EXPECT_LE(limiter.tracked(), 16u * 4u);
+  now += 2s;  // every bucket is full again
+  limiter.Acquire("late");
+  EXPECT_LE(limiter.tracked(), 16u * 4u);
+}
+
+TEST(RouterRest, RestCaptureAndAnyMethod) {
+  http::Router router;
+  int which = 0;
+  auto handler = [&which](int n) {
+    return [&which, n](http::Request&) -> http::Awaitable<http::Response> {
+      which = n;
+      co_return http::Response{};
+    };
+  };
+  router.Add("*", "/api/users/{rest...}", handler(1));
+  router.Add("GET", "/api/users/me", handler(2));
+  router.Add("*", "/{rest...}", handler(3));
+  std::vector<std::pair<std::string_view, std::string_view>> params;
+  auto m = router.Match("DELETE", "/api/users/7/x", params);
+  ASSERT_EQ(m.kind, http::RouteMatch::Kind::kFound);
+  EXPECT_EQ(m.pattern, "/api/users/{rest...}");
+  ASSERT_EQ(params.size(), 1u);
+  EXPECT_EQ(params[0].first, "rest");
+  EXPECT_EQ(params[0].second, "7/x");
+  params.clear();
+  EXPECT_EQ(router.Match("GET", "/api/users", params).pattern, "/api/users/{rest...}");
+  EXPECT_EQ(params.at(0).second, "");
+  params.clear();
+  EXPECT_EQ(router.Match("GET", "/api/users/me", params).pattern, "/api/users/me");
+  params.clear();
+  EXPECT_EQ(router.Match("POST", "/api/users/me", params).pattern, "/api/users/{rest...}");
+  params.clear();
+  EXPECT_EQ(router.Match("GET", "/api/usersX", params).pattern, "/{rest...}");
+  params.clear();
+  EXPECT_EQ(router.Match("GET", "/", params).pattern, "/{rest...}");
+}
+
+}  // namespace
+}  // namespace disco::gateway
