@@ -16,7 +16,7 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   etcd-server etcd-client postgresql curl procps iproute2
-  wrk nginx chromium
+  wrk nginx chromium prometheus
 )
 # Node.js runs the browser tests (playwright-core drives Debian's Chromium).
 # Machines that already have a node keep theirs.
@@ -33,7 +33,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   sudo_ apt-get update -qq
   # Installing a package must not start system services we did not ask for
-  # (etcd, nginx, postgresql): tests start their own on free ports.
+  # (etcd, nginx, postgresql, prometheus): tests start their own on free ports.
   policy=/usr/sbin/policy-rc.d
   created_policy=0
   if [ ! -e "$policy" ]; then

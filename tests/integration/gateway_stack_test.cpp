@@ -1,0 +1,187 @@
+// The gateway binary in a real stack: etcd, two user-service instances and
+// the gateway, each a process started by PID on free loopback ports.
+//   - a stock Prometheus (Debian's) finds every instance through the
+//     gateway's HTTP service discovery and scrapes each one "up";
+//   - the dashboard in headless Chromium lists the instances and shows one
+//     leaving after kill -9 (tests/browser/dashboard_test.mjs), writing
+//     screenshots into <build>/test-artifacts/.
+// Needs the etcd test fixture (tests/fixture/etcd_server.h); without it the
+// file compiles to nothing.
+#if __has_include("fixture/etcd_server.h")
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "fixture/etcd_server.h"
+#include "fixture/http.h"
+#include "fixture/process.h"
+#include "fixture/service_process.h"
+#include "fixture/util.h"
+
+namespace disco::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class GatewayStackTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (int i = 0; i < 2; ++i) {
+      ServiceOptions options;
+      options.binary = UserServicePath();
+      options.registry = etcd_.url();
+      options.db = dir_.Sub("users.db");
+      options.log_path = dir_.Sub("user-" + std::to_string(i) + ".log");
+      options.args = {"--bcrypt-cost", "4", "--access-log", "false"};
+      users_.push_back(std::make_unique<ServiceProcess>(options));
+    }
+    ServiceOptions gw;
+    gw.binary = GatewayPath();
+    gw.registry = etcd_.url();
+    gw.log_path = dir_.Sub("gateway.log");
+    gw.args = {"--catalog-refresh-ms", "200", "--access-log", "false"};
+    gateway_ = std::make_unique<ServiceProcess>(gw);
+  }
+
+  // Waits until the gateway's SD endpoint lists `n` targets.
+  nlohmann::json WaitTargets(std::size_t n) {
+    nlohmann::json targets;
+    WaitFor(
+        [&] {
+          targets = HttpRequest(gateway_->port(), "GET", "/sd/prometheus").Json();
+          return targets.is_array() && targets.size() == n;
+        },
+        15s, 100ms);
+    return targets;
+  }
+
+  EtcdServer etcd_;
+  TempDir dir_{"disco-gw-stack"};
+  std::vector<std::unique_ptr<ServiceProcess>> users_;
+  std::unique_ptr<ServiceProcess> gateway_;
+};
+
+TEST_F(GatewayStackTest, ProxiesTheDemoThroughDiscovery) {
+  auto registered =
+      HttpRequest(gateway_->port(), "POST", "/api/users/register",
+                  R"({"username":"gwuser","password":"password123","email":"gw@example.com"})",
+                  {{"Content-Type", "application/json"}});
+  ASSERT_EQ(registered.status, 201) << registered.raw;
+  auto login = HttpRequest(gateway_->port(), "POST", "/api/users/login",
+                           R"({"username":"gwuser","password":"password123"})",
+                           {{"Content-Type", "application/json"}});
+  ASSERT_EQ(login.status, 200) << login.raw;
+  std::string token = login.Json()["token"];
+  std::set<std::string> answered_by;
+  for (int i = 0; i < 6; ++i) {
+    auto me = HttpRequest(gateway_->port(), "GET", "/api/users/me", {},
+                          {{"Authorization", "Bearer " + token}});
+    ASSERT_EQ(me.status, 200) << me.raw;
+  }
+  auto state = HttpRequest(gateway_->port(), "GET", "/dashboard/state").Json();
+  for (const auto& service : state["services"]) {
+    if (service["name"] != "user-service") continue;
+    ASSERT_EQ(service["instances"].size(), 2u) << state.dump();
+    for (const auto& instance : service["instances"])
+      EXPECT_GE(instance["picks"].get<int>(), 3) << state.dump();
+  }
+  // Every binary serves Prometheus metrics with the library's families.
+  auto metrics = HttpRequest(gateway_->port(), "GET", "/metrics").body;
+  for (const char* family :
+       {"disco_balancer_picks_total{service=\"user-service\"", "disco_registry_operations_total",
+        "disco_resolver_staleness_seconds", "http_client_requests_total",
+        "http_server_request_duration_seconds_bucket"}) {
+    EXPECT_NE(metrics.find(family), std::string::npos) << family;
+  }
+  auto user_metrics = HttpRequest(users_[0]->port(), "GET", "/metrics").body;
+  EXPECT_NE(
+      user_metrics.find(
+          "disco_registry_operations_total{backend=\"etcd\",operation=\"register\",result=\"ok\"}"),
+      std::string::npos)
+      << user_metrics;
+}
+
+TEST_F(GatewayStackTest, PrometheusDiscoversAndScrapesEveryInstance) {
+  const std::string prometheus = "/usr/bin/prometheus";
+  ASSERT_EQ(access(prometheus.c_str(), X_OK), 0)
+      << "Debian's prometheus is not installed (scripts/install-deps.sh)";
+  ASSERT_EQ(WaitTargets(3).size(), 3u)
+      << "the gateway's SD endpoint does not list 2 users + the gateway";
+
+  std::uint16_t port = FreePort();
+  std::string config = dir_.Sub("prometheus.yml");
+  {
+    std::ofstream out(config);
+    out << "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
+        << "scrape_configs:\n"
+        << "  - job_name: disco\n"
+        << "    http_sd_configs:\n"
+        << "      - url: http://127.0.0.1:" << gateway_->port() << "/sd/prometheus\n"
+        << "        refresh_interval: 1s\n"
+        << "    relabel_configs:\n"
+        << "      - source_labels: [__meta_disco_service]\n        target_label: service\n"
+        << "      - source_labels: [__meta_disco_instance]\n        target_label: disco_instance\n";
+  }
+  Process server(
+      {prometheus, "--config.file=" + config, "--storage.tsdb.path=" + dir_.Sub("prometheus-data"),
+       "--web.listen-address=127.0.0.1:" + std::to_string(port), "--log.level=warn"},
+      dir_.Sub("prometheus.log"));
+
+  std::set<std::string> expected = {"user-service/" + users_[0]->id(),
+                                    "user-service/" + users_[1]->id(), "gateway/" + gateway_->id()};
+  std::set<std::string> up;
+  nlohmann::json last;
+  bool all_up = WaitFor(
+      [&] {
+        auto answer = HttpRequest(port, "GET", "/api/v1/targets?state=active", {}, {}, 2s);
+        if (answer.status != 200) return false;
+        last = answer.Json();
+        up.clear();
+        for (const auto& target : last["data"]["activeTargets"]) {
+          if (target["health"] == "up") {
+            up.insert(target["labels"]["service"].get<std::string>() + "/" +
+                      target["labels"]["disco_instance"].get<std::string>());
+          }
+        }
+        return up == expected;
+      },
+      40s, 250ms);
+  EXPECT_TRUE(all_up) << "Prometheus saw " << last.dump() << "\nlog:\n" << server.ReadLog();
+  server.Stop();
+}
+
+TEST_F(GatewayStackTest, DashboardInChromiumShowsAKilledInstanceLeave) {
+  const std::string source = DISCO_SOURCE_DIR;
+  ASSERT_TRUE(std::filesystem::exists(source + "/tests/browser/node_modules/playwright-core"))
+      << "run scripts/install-deps.sh (npm ci in tests/browser)";
+  ASSERT_EQ(access("/usr/bin/chromium", X_OK), 0) << "Debian's chromium is not installed";
+  // Traffic first, so the share-of-traffic bars have something to show.
+  for (int i = 0; i < 20; ++i) HttpRequest(gateway_->port(), "GET", "/api/users/1");
+  const std::string artifacts = DISCO_TEST_ARTIFACTS_DIR;
+  std::filesystem::create_directories(artifacts);
+  auto& victim = *users_[1];
+  Process node({"node", source + "/tests/browser/dashboard_test.mjs", "--url",
+                "http://127.0.0.1:" + std::to_string(gateway_->port()) + "/dashboard", "--service",
+                "user-service", "--instances", users_[0]->id() + "," + victim.id(), "--kill-id",
+                victim.id(), "--kill-pid", std::to_string(victim.pid()), "--within-ms", "10000",
+                "--artifacts", artifacts},
+               dir_.Sub("node.log"));
+  int status = node.Wait(90s);
+  std::string log = node.ReadLog();
+  std::printf("%s", log.c_str());
+  ASSERT_NE(status, -1) << "the browser script did not finish:\n" << log;
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
+  EXPECT_FALSE(victim.running()) << "the script did not kill the instance";
+  EXPECT_TRUE(std::filesystem::exists(artifacts + "/dashboard.png"));
+  std::printf("screenshot: %s/dashboard.png\n", artifacts.c_str());
+}
+
+}  // namespace
+}  // namespace disco::testing
+
+#endif  // __has_include("fixture/etcd_server.h")
