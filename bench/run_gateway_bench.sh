@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Gateway vs nginx vs direct, in one run (issue 7).
+#
+#   bench/run_gateway_bench.sh [BUILD_DIR] [DURATION_S] [CONNECTIONS]
+#   (defaults: build/default 10 50)
+#
+# Starts on free loopback ports, each stopped by its PID at the end:
+#   etcd (temp data dir), one user-service (the upstream, 1 I/O thread),
+#   the gateway (1 I/O thread, rate limiting off, no access log) routing
+#   /up/* to user-service with the prefix stripped, and Debian's nginx
+#   (1 worker, no master, access log off) as the equivalent reverse proxy:
+#   keep-alive upstream pool, proxy_http_version 1.1.
+# Then wrk -t1 -cN --latency on GET /health: direct to user-service, through
+# nginx (/up/health) and through the gateway (/up/health), each after a short
+# warm-up, rounds interleaved (direct, nginx, gateway) ROUNDS times so that
+# machine noise hits all three alike; prints a markdown table (median of the
+# rounds) with requests/s, p99, gateway/nginx ratios and the gateway's
+# overhead per request over direct.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-$root/build/default}
+duration=${2:-10}
+connections=${3:-50}
+rounds=${ROUNDS:-3}
+
+for tool in etcd nginx wrk python3; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
+done
+gateway=$build/services/gateway/gateway
+user_service=$build/services/user/user-service
+[ -x "$gateway" ] && [ -x "$user_service" ] || { echo "build first: $gateway, $user_service" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/disco-gw-bench-XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+wait_http() {  # port path
+  for _ in $(seq 1 200); do
+    if curl -fs -o /dev/null "http://127.0.0.1:$1$2"; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing answers on 127.0.0.1:$1$2" >&2
+  exit 1
+}
+
+etcd_port=$(free_port)
+etcd_peer=$(free_port)
+etcd --name bench --data-dir "$work/etcd" \
+  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+  --initial-cluster "bench=http://127.0.0.1:$etcd_peer" >"$work/etcd.log" 2>&1 &
+pids+=($!)
+wait_http "$etcd_port" /health
+registry="etcd://127.0.0.1:$etcd_port"
+
+user_port=$(free_port)
+DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
+  "$user_service" --port "$user_port" --registry "$registry" --db "$work/users.db" --threads 1 \
+  --access-log false --log-level warn >"$work/user.log" 2>&1 &
+pids+=($!)
+wait_http "$user_port" /health
+
+cat >"$work/routes.json" <<EOF
+{"routes": [{"prefix": "/up", "service": "user-service", "strip_prefix": true}],
+ "rate_limit": {"requests_per_second": 0}}
+EOF
+gw_port=$(free_port)
+"$gateway" --port "$gw_port" --registry "$registry" --routes "$work/routes.json" --threads 1 \
+  --access-log false --log-level warn >"$work/gateway.log" 2>&1 &
+pids+=($!)
+wait_http "$gw_port" /health
+wait_http "$gw_port" /up/health
+
+nginx_port=$(free_port)
+mkdir -p "$work/nginx/logs"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+master_process off;
+user root;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream backend {
+    server 127.0.0.1:$user_port;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location /up/ {
+      proxy_pass http://backend/;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log" &
+pids+=($!)
+wait_http "$nginx_port" /up/health
+
+# wrk's summary: "Requests/sec: N" and the latency distribution's "99% X".
+run_wrk() {  # name url
+  wrk -t1 -c"$connections" -d2s "$2" >/dev/null 2>&1  # warm-up: pools, caches
+  wrk -t1 -c"$connections" -d"${duration}s" --latency "$2" >"$work/$1.txt" 2>&1
+  local rps p99
+  rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.txt")
+  p99=$(awk '$1 == "99%" {print $2}' "$work/$1.txt")
+  local errors
+  errors=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$1.txt")
+  [ -z "$errors" ] || echo "$1: $errors" >&2
+  echo "$1 $rps $p99" >>"$work/results.txt"
+}
+
+for round in $(seq 1 "$rounds"); do
+  run_wrk direct "http://127.0.0.1:$user_port/health"
+  run_wrk nginx "http://127.0.0.1:$nginx_port/up/health"
+  run_wrk gateway "http://127.0.0.1:$gw_port/up/health"
+done
+
+python3 - "$work/results.txt" "$rounds" "$duration" "$connections" <<'EOF'
+import statistics, sys
+path, rounds, duration, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+def us(text):
+    units = {"us": 1, "ms": 1000, "s": 1_000_000}
+    for unit in ("us", "ms", "s"):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * units[unit]
+    raise ValueError(text)
+runs = {}
+for line in open(path):
+    name, rps, p99 = line.split()
+    runs.setdefault(name, []).append((float(rps), us(p99)))
+med = {n: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v)) for n, v in runs.items()}
+print(f"wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
+      f"(each round: {', '.join(f'{n} ' + '/'.join(f'{r:.0f}' for r, _ in v) for n, v in runs.items())} req/s)")
+print()
+print("| path | requests/s | p99 (µs) | vs nginx (throughput) |")
+print("| --- | ---: | ---: | ---: |")
+for name in ("direct", "nginx", "gateway"):
+    rps, p99 = med[name]
+    print(f"| {name} | {rps:,.0f} | {p99:,.0f} | {rps / med['nginx'][0]:.2f}× |")
+overhead = lambda n: 1e6 / med[n][0] - 1e6 / med["direct"][0]
+print()
+print(f"gateway/nginx throughput {med['gateway'][0] / med['nginx'][0]:.2f}×, "
+      f"p99 gateway {med['gateway'][1]:,.0f} µs vs nginx {med['nginx'][1]:,.0f} µs; "
+      f"time per request over direct (1/throughput): gateway +{overhead('gateway'):.1f} µs, "
+      f"nginx +{overhead('nginx'):.1f} µs")
+EOF
