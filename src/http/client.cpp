@@ -1,6 +1,7 @@
 #include "disco/http/client.h"
 
 #include <array>
+#include <charconv>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -169,6 +170,103 @@ class StatusCounters {
   std::array<std::atomic<Counter*>, 500> by_status_{};
 };
 
+bool HasLineBreak(std::string_view text) {
+  return text.find_first_of("\r\n") != std::string_view::npos;
+}
+
+bool MethodHasBody(std::string_view method) {
+  return !(method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS" ||
+           method == "TRACE");
+}
+
+// The request line and header block, written by hand: one string, no
+// per-field allocation (the gateway sends one per proxied request). Headers
+// whose name or value holds a line break are dropped (no header injection).
+std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
+                          std::string_view user_agent) {
+  bool own_host = false;
+  bool own_agent = false;
+  std::size_t size = 128 + request.method.size() + url.target.size() + url.authority.size();
+  for (const auto& [name, value] : request.headers) {
+    own_host = own_host || HeaderNameEquals(name, "Host");
+    own_agent = own_agent || HeaderNameEquals(name, "User-Agent");
+    size += name.size() + value.size() + 4;
+  }
+  std::string out;
+  out.reserve(size + request.request_id.size() + request.authorization.size() +
+              request.content_type.size());
+  auto field = [&out](std::string_view name, std::string_view value) {
+    if (HasLineBreak(name) || HasLineBreak(value) || name.empty()) return;
+    out.append(name);
+    out.append(": ");
+    out.append(value);
+    out.append("\r\n");
+  };
+  out.append(request.method);
+  out.push_back(' ');
+  out.append(url.target);
+  out.append(" HTTP/1.1\r\n");
+  if (!own_host) field("Host", url.authority);
+  if (!own_agent) field("User-Agent", user_agent);
+  if (!request.content_type.empty()) field("Content-Type", request.content_type);
+  if (!request.request_id.empty()) field("X-Request-Id", request.request_id);
+  if (!request.authorization.empty()) field("Authorization", request.authorization);
+  for (const auto& [name, value] : request.headers) {
+    if (HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Transfer-Encoding"))
+      continue;
+    field(name, value);
+  }
+  if (!request.body.empty() || MethodHasBody(request.method)) {
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());
+    field("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
+  }
+  out.append("\r\n");
+  return out;
+}
+
+// Parses a response straight into a ClientResponse: status, headers as
+// owned pairs, body; no intermediate header container.
+class ResponseParser final : public bhttp::basic_parser<false> {
+ public:
+  explicit ResponseParser(ClientResponse& out) : out_(out) {}
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, beast::error_code& ec) override {
+    out_.status = code;
+    ec = {};
+  }
+  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
+                     beast::error_code& ec) override {
+    out_.headers.emplace_back(std::string(name.data(), name.size()),
+                              std::string(value.data(), value.size()));
+    ec = {};
+  }
+  void on_header_impl(beast::error_code& ec) override { ec = {}; }
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code& ec) override {
+    if (length) out_.body.reserve(static_cast<std::size_t>(*length));
+    ec = {};
+  }
+  std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
+    out_.body.append(body.data(), body.size());
+    ec = {};
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code& ec) override {
+    ec = {};
+  }
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                                 beast::error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(beast::error_code& ec) override { ec = {}; }
+
+  ClientResponse& out_;
+};
+
 }  // namespace
 
 std::string_view ClientResponse::Header(std::string_view name) const {
@@ -251,7 +349,8 @@ struct Client::Impl {
     return raw;
   }
 
-  Awaitable<AttemptResult> Attempt(const ParsedUrl& url, const std::string& address,
+  // `wire` is the request head (SerializeHead); the body is request.body.
+  Awaitable<AttemptResult> Attempt(const std::string& wire, const std::string& address,
                                    const ClientRequest& request, Clock::time_point deadline);
 
   Registry& registry;
@@ -271,7 +370,7 @@ struct Client::Impl {
   std::map<std::string, std::unique_ptr<ServiceState>, std::less<>> services;
 };
 
-Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::string& address,
+Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const std::string& address,
                                                const ClientRequest& request,
                                                Clock::time_point deadline) {
   AttemptResult result;
@@ -287,32 +386,7 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     return key;
   };
 
-  bhttp::request<bhttp::string_body> out;
-  {
-    auto verb =
-        bhttp::string_to_verb(beast::string_view(request.method.data(), request.method.size()));
-    if (verb == bhttp::verb::unknown)
-      out.method_string(beast::string_view(request.method.data(), request.method.size()));
-    else
-      out.method(verb);
-  }
-  out.target(url.target);
-  out.version(11);
-  out.set(bhttp::field::host, url.authority);
-  out.set(bhttp::field::user_agent, options.user_agent);
-  if (!request.content_type.empty()) out.set(bhttp::field::content_type, request.content_type);
-  if (!request.request_id.empty()) out.set("X-Request-Id", request.request_id);
-  if (!request.authorization.empty()) out.set(bhttp::field::authorization, request.authorization);
-  for (const auto& [name, value] : request.headers) {
-    if (IsClientOwnedHeader(name))
-      out.set(name, value);
-    else
-      out.insert(name, value);
-  }
-  out.body() = request.body;
-  out.keep_alive(true);
-  out.prepare_payload();
-
+  const bool head_request = request.method == "HEAD";
   boost::system::error_code ec;
   // A pooled connection may have been closed by the peer while idle; if it
   // fails before any answer byte, the request was not processed: use a fresh
@@ -348,17 +422,19 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
       stream->socket().set_option(tcp::no_delay(true), ec);
     }
     stream->expires_at(deadline);
-    co_await bhttp::async_write(*stream, out, asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(
+        *stream, std::array<asio::const_buffer, 2>{asio::buffer(wire), asio::buffer(request.body)},
+        asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (reused && ec != beast::error::timeout) continue;
       co_return Failed(ec == beast::error::timeout ? CallOutcome::kTimeout : CallOutcome::kReset,
                        "sending to " + address + " failed: " + ec.message());
     }
     beast::flat_buffer buffer;
-    bhttp::response_parser<bhttp::string_body> parser;
+    ResponseParser parser(result.response);
     parser.body_limit(options.response_limit);
     parser.header_limit(64 * 1024);
-    if (out.method() == bhttp::verb::head) parser.skip(true);  // the answer has headers only
+    if (head_request) parser.skip(true);  // the answer has headers only
     // Header first: an announced length above the limit is refused before
     // any body byte is read (Beast's own check did not fire for it here).
     co_await bhttp::async_read_header(*stream, buffer, parser,
@@ -394,18 +470,10 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
       co_return Failed(CallOutcome::kServerError,
                        "bad answer from " + address + ": " + ec.message());
     }
-    auto& message = parser.get();
     result.answered = true;
-    result.response.status = static_cast<int>(message.result_int());
     if (result.response.status >= 500) result.outcome = CallOutcome::kServerError;
     result.response.address = address;
-    result.response.headers.reserve(8);
-    for (const auto& field : message) {
-      result.response.headers.emplace_back(std::string(field.name_string()),
-                                           std::string(field.value()));
-    }
-    bool keep = message.keep_alive() && buffer.size() == 0;
-    result.response.body = std::move(message.body());
+    bool keep = parser.keep_alive() && buffer.size() == 0;
     if (keep) {
       stream->expires_never();
       pools.Put(pool_key(), std::move(stream), options.max_idle_per_endpoint);
@@ -470,6 +538,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     }
   }
   impl.calls.fetch_add(1, std::memory_order_relaxed);
+  const std::string wire = SerializeHead(request, *url, impl.options.user_agent);
   RetryBudget::Request in_flight(state->budget);
   std::optional<RetryBudget::Token> retry_token;
 
@@ -483,7 +552,6 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   Error last_error{ErrorCode::kUnavailable, ""};
   for (int attempt = 1; attempt <= impl.options.max_attempts; ++attempt) {
     EndpointPtr endpoint;
-    std::string_view address;
     if (resolver) {
       PickContext pick{request.hash_key};
       endpoint = resolver->Pick(pick);
@@ -500,17 +568,13 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
         finish(state->request_counters.ForOutcome("no_instance"));
         co_return Fail(ErrorCode::kUnavailable, why);
       }
-      address = endpoint->address;
-    } else {
-      address = url->authority;
     }
 
     EndpointStats* stats = endpoint ? endpoint->stats.get() : nullptr;
     if (stats) stats->active_requests.fetch_add(1, std::memory_order_relaxed);
     impl.attempts.fetch_add(1, std::memory_order_relaxed);
-    const std::string address_copy(address);
     AttemptResult result =
-        co_await impl.Attempt(*url, address_copy, request,
+        co_await impl.Attempt(wire, endpoint ? endpoint->address : url->authority, request,
                               std::min(deadline, Clock::now() + impl.options.per_try_timeout));
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     // Successes, failures and outlier detection: one report per attempt.
