@@ -22,18 +22,18 @@ namespace disco::http {
 bool HeaderNameEquals(std::string_view a, std::string_view b);
 
 struct Request {
-  std::string_view method;  // "GET", "POST", ... (upper case, as sent)
-  std::string_view target;  // as sent: path and query
-  std::string_view path;    // target up to '?'
-  std::string_view query;   // after '?', without it; empty if none
-  std::vector<std::pair<std::string_view, std::string_view>> headers;
-  std::string body;
+  std::string_view method{};  // "GET", "POST", ... (upper case, as sent)
+  std::string_view target{};  // as sent: path and query
+  std::string_view path{};    // target up to '?'
+  std::string_view query{};   // after '?', without it; empty if none
+  std::vector<std::pair<std::string_view, std::string_view>> headers{};
+  std::string body{};
 
   // Filled in by the server before the handler runs.
-  std::string request_id;  // the caller's X-Request-Id if valid, else a new one
-  std::string_view route;  // the matched pattern, e.g. "/api/users/{id}"
-  std::vector<std::pair<std::string_view, std::string_view>> params;  // {name} -> segment
-  std::string remote_address;
+  std::string request_id{};  // the caller's X-Request-Id if valid, else a new one
+  std::string_view route{};  // the matched pattern, e.g. "/api/users/{id}"
+  std::vector<std::pair<std::string_view, std::string_view>> params{};  // {name} -> segment
+  std::string remote_address{};
 
   // The first header with this name, or empty.
   std::string_view Header(std::string_view name) const;
@@ -49,8 +49,8 @@ struct Request {
 struct Response {
   int status = 200;
   std::string content_type = "application/json";
-  std::vector<std::pair<std::string, std::string>> headers;  // extra headers
-  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers{};  // extra headers
+  std::string body{};
 
   // A response whose body is already JSON text.
   static Response Json(int status, std::string json_body);

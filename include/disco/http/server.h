@@ -58,7 +58,7 @@ struct ServerOptions {
 
   // Shown by GET /health and used in logs.
   std::string service = "service";
-  std::string instance_id;
+  std::string instance_id{};
 
   bool access_log = true;
   MetricsRegistry* metrics = nullptr;  // nullptr: MetricsRegistry::Default()
