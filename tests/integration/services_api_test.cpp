@@ -1,5 +1,9 @@
 // API tests of user-service and order-service: the real binaries, a real etcd
 // (and a real PostgreSQL where said), on free loopback ports.
+//
+// They need the etcd backend and its EtcdServer fixture (issue 2, branch
+// etcd). Until those are in the tree this file compiles to one skipped test.
+#if __has_include("fixture/etcd_server.h")
 #include <jwt.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -569,3 +573,13 @@ TEST_F(ServicesApiTest, HelpDescribesEveryFlag) {
 
 }  // namespace
 }  // namespace disco
+
+#else  // no fixture/etcd_server.h yet
+
+#include <gtest/gtest.h>
+
+TEST(ServicesApiTest, NeedsTheEtcdBackend) {
+  GTEST_SKIP() << "the API tests need fixture/etcd_server.h and the etcd backend (branch etcd)";
+}
+
+#endif
