@@ -110,7 +110,8 @@ template <class T>
 class Family {
  public:
   T& With(std::initializer_list<std::string_view> values) {
-    return *static_cast<T*>(Child(std::span<const std::string_view>(values.begin(), values.size())));
+    return *static_cast<T*>(
+        Child(std::span<const std::string_view>(values.begin(), values.size())));
   }
   T& With(std::span<const std::string_view> values) { return *static_cast<T*>(Child(values)); }
 

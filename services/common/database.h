@@ -61,12 +61,15 @@ class ConnectionPool {
  public:
   using Factory = std::function<Result<std::unique_ptr<T>>()>;
 
-  ConnectionPool(Factory factory, std::size_t max) : factory_(std::move(factory)), max_(max ? max : 1) {}
+  ConnectionPool(Factory factory, std::size_t max)
+      : factory_(std::move(factory)), max_(max ? max : 1) {}
 
   class Lease {
    public:
     Lease(ConnectionPool* pool, std::unique_ptr<T> conn) : pool_(pool), conn_(std::move(conn)) {}
-    Lease(Lease&& other) noexcept : pool_(other.pool_), conn_(std::move(other.conn_)) { other.pool_ = nullptr; }
+    Lease(Lease&& other) noexcept : pool_(other.pool_), conn_(std::move(other.conn_)) {
+      other.pool_ = nullptr;
+    }
     Lease& operator=(Lease&&) = delete;
     ~Lease() {
       if (pool_) pool_->Return(std::move(conn_));
@@ -103,8 +106,10 @@ class ConnectionPool {
  private:
   void Return(std::unique_ptr<T> conn) {
     std::lock_guard lock(mu_);
-    if (conn) idle_.push_back(std::move(conn));
-    else --open_;
+    if (conn)
+      idle_.push_back(std::move(conn));
+    else
+      --open_;
     cv_.notify_one();
   }
 

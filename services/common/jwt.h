@@ -36,13 +36,14 @@ class JwtCodec {
   std::chrono::seconds ttl() const { return ttl_; }
 
   // A signed token for the user, valid for ttl() from `now`.
-  Result<std::string> Issue(std::int64_t user_id, std::string_view username,
-                            std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const;
+  Result<std::string> Issue(
+      std::int64_t user_id, std::string_view username,
+      std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const;
 
   // Errors (all kPermissionDenied, message safe to show the caller): malformed
   // token, wrong algorithm, bad signature, expired, missing or bad claims.
-  Result<JwtClaims> Verify(std::string_view token,
-                           std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const;
+  Result<JwtClaims> Verify(std::string_view token, std::chrono::system_clock::time_point now =
+                                                       std::chrono::system_clock::now()) const;
 
  private:
   std::string secret_;

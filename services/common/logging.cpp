@@ -11,11 +11,14 @@ namespace {
 // %j: the message as the inside of a JSON string (quotes and controls escaped).
 class JsonMessageFlag final : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     std::string quoted = http::JsonQuote(std::string_view(msg.payload.data(), msg.payload.size()));
     dest.append(quoted.data() + 1, quoted.data() + quoted.size() - 1);
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<JsonMessageFlag>();
+  }
 };
 
 }  // namespace

@@ -11,9 +11,9 @@
 // loggers are thread-safe afterwards.
 #pragma once
 
-#include <string_view>
-
 #include <spdlog/spdlog.h>
+
+#include <string_view>
 
 namespace disco::service {
 

@@ -16,7 +16,9 @@ using http::Request;
 using http::Response;
 using json = nlohmann::json;
 
-std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 json PublicUser(const User& user, bool with_email) {
   json out = {{"id", user.id}, {"username", user.username}, {"created_at", user.created_at}};
@@ -55,12 +57,15 @@ class UserApi {
     if (!hash) co_return Response::Error(500, "internal", "hashing the password failed");
 
     Result<User> created;
-    co_await deps_.db->Run([&] { created = deps_.repository->Create(NewUser{username, email, std::move(*hash)}); });
+    co_await deps_.db->Run([&] {
+      created = deps_.repository->Create(NewUser{username, email, std::move(*hash)});
+    });
     if (!created) {
       if (created.error().code == ErrorCode::kAlreadyExists) co_return Taken(username);
       co_return service::StorageFailure(created.error(), request);
     }
-    service::Log().info("registered user {} ({}) request id {}", created->id, created->username, request.request_id);
+    service::Log().info("registered user {} ({}) request id {}", created->id, created->username,
+                        request.request_id);
     auto response = Response::Json(201, Dump(PublicUser(*created, true)));
     response.headers.emplace_back("Location", "/api/users/" + std::to_string(created->id));
     co_return response;
@@ -92,7 +97,8 @@ class UserApi {
     }
     auto token = deps_.jwt->Issue((*found)->id, (*found)->username);
     if (!token) co_return Response::Error(500, "internal", "issuing the token failed");
-    json out = {{"token", *token}, {"token_type", "Bearer"}, {"expires_in", deps_.jwt->ttl().count()}};
+    json out = {
+        {"token", *token}, {"token_type", "Bearer"}, {"expires_in", deps_.jwt->ttl().count()}};
     co_return Response::Json(200, Dump(out));
   }
 
@@ -126,7 +132,8 @@ class UserApi {
 
  private:
   static Response Taken(std::string_view username) {
-    return Response::Error(409, "username_taken", "username '" + std::string(username) + "' is already taken");
+    return Response::Error(409, "username_taken",
+                           "username '" + std::string(username) + "' is already taken");
   }
   static Response NotFound() { return Response::Error(404, "not_found", "no such user"); }
 

@@ -17,7 +17,8 @@ namespace disco::http {
 namespace asio = boost::asio;
 
 struct BlockingPool::Impl {
-  explicit Impl(BlockingPoolOptions o) : options(std::move(o)), pool(options.threads ? options.threads : 1) {
+  explicit Impl(BlockingPoolOptions o)
+      : options(std::move(o)), pool(options.threads ? options.threads : 1) {
     // Name and renice every pool thread from inside it (nice is per thread on
     // Linux). Each thread blocks on the barrier until all have run the setup,
     // so no thread takes two setup tasks.
@@ -43,12 +44,15 @@ struct BlockingPool::Impl {
   std::atomic<std::size_t> pending{0};
 };
 
-BlockingPool::BlockingPool(BlockingPoolOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+BlockingPool::BlockingPool(BlockingPoolOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 BlockingPool::~BlockingPool() { impl_->pool.join(); }
 
 std::size_t BlockingPool::pending() const { return impl_->pending.load(std::memory_order_relaxed); }
-std::size_t BlockingPool::threads() const { return impl_->options.threads ? impl_->options.threads : 1; }
+std::size_t BlockingPool::threads() const {
+  return impl_->options.threads ? impl_->options.threads : 1;
+}
 
 Awaitable<void> BlockingPool::Run(std::function<void()> work) {
   std::exception_ptr error;

@@ -32,21 +32,24 @@ class PoolService final : public asio::execution_context::service {
   using key_type = PoolService;
   static inline asio::execution_context::id id;
 
-  explicit PoolService(asio::execution_context& context) : asio::execution_context::service(context) {}
+  explicit PoolService(asio::execution_context& context)
+      : asio::execution_context::service(context) {}
 
   struct Idle {
     std::unique_ptr<beast::tcp_stream> stream;
     Clock::time_point since;
   };
 
-  std::unique_ptr<beast::tcp_stream> Take(const std::string& key, std::chrono::milliseconds max_idle) {
+  std::unique_ptr<beast::tcp_stream> Take(const std::string& key,
+                                          std::chrono::milliseconds max_idle) {
     std::lock_guard lock(mu_);
     auto it = pools_.find(key);
     if (it == pools_.end()) return nullptr;
     auto& idle = it->second;
     auto now = Clock::now();
     while (!idle.empty()) {
-      Idle entry = std::move(idle.back());  // most recently used first: warmest, least likely closed
+      Idle entry =
+          std::move(idle.back());  // most recently used first: warmest, least likely closed
       idle.pop_back();
       if (now - entry.since < max_idle) return std::move(entry.stream);
     }
@@ -71,7 +74,8 @@ class PoolService final : public asio::execution_context::service {
 };
 
 bool IsIdempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" || method == "DELETE";
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
+         method == "DELETE";
 }
 
 struct ParsedUrl {
@@ -83,7 +87,8 @@ struct ParsedUrl {
 Result<ParsedUrl> ParseUrl(std::string_view url) {
   constexpr std::string_view kScheme = "http://";
   if (url.substr(0, kScheme.size()) != kScheme) {
-    return Fail(ErrorCode::kInvalidArgument, "URL must start with http:// (got '" + std::string(url) + "')");
+    return Fail(ErrorCode::kInvalidArgument,
+                "URL must start with http:// (got '" + std::string(url) + "')");
   }
   url.remove_prefix(kScheme.size());
   auto slash = url.find_first_of("/?");
@@ -91,7 +96,8 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
   out.authority = std::string(url.substr(0, slash));
   out.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
   if (out.target.front() == '?') out.target.insert(out.target.begin(), '/');
-  if (out.authority.empty()) return Fail(ErrorCode::kInvalidArgument, "URL has no host or service name");
+  if (out.authority.empty())
+    return Fail(ErrorCode::kInvalidArgument, "URL has no host or service name");
   out.direct = out.authority.find(':') != std::string::npos;
   return out;
 }
@@ -123,17 +129,19 @@ struct Client::Impl {
   Impl(Registry& r, ClientOptions o) : registry(r), options(std::move(o)) {
     if (options.max_attempts < 1) options.max_attempts = 1;
     metrics = options.metrics ? options.metrics : &MetricsRegistry::Default();
-    requests = &metrics->CounterFamily("http_client_requests_total",
-                                       "Outgoing HTTP calls by target service and outcome (status code or "
-                                       "error), counting the final result of each call",
-                                       {"service", "outcome"});
+    requests =
+        &metrics->CounterFamily("http_client_requests_total",
+                                "Outgoing HTTP calls by target service and outcome (status code or "
+                                "error), counting the final result of each call",
+                                {"service", "outcome"});
     attempts_family = &metrics->CounterFamily("http_client_attempts_total",
                                               "Attempts of outgoing HTTP calls, retries included",
                                               {"service", "outcome"});
-    retries = &metrics->CounterFamily("http_client_retries_total", "Attempts retried on another instance",
-                                      {"service", "reason"});
-    latency = &metrics->HistogramFamily("http_client_request_duration_seconds",
-                                        "Duration of outgoing HTTP calls, retries included", {"service"});
+    retries = &metrics->CounterFamily(
+        "http_client_retries_total", "Attempts retried on another instance", {"service", "reason"});
+    latency =
+        &metrics->HistogramFamily("http_client_request_duration_seconds",
+                                  "Duration of outgoing HTTP calls, retries included", {"service"});
   }
 
   Result<Resolver*> GetResolver(std::string_view service) {
@@ -149,8 +157,8 @@ struct Client::Impl {
     return raw;
   }
 
-  Awaitable<AttemptResult> Attempt(const ParsedUrl& url, const std::string& address, const ClientRequest& request,
-                                   Clock::time_point deadline);
+  Awaitable<AttemptResult> Attempt(const ParsedUrl& url, const std::string& address,
+                                   const ClientRequest& request, Clock::time_point deadline);
 
   Registry& registry;
   ClientOptions options;
@@ -165,7 +173,8 @@ struct Client::Impl {
 };
 
 Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::string& address,
-                                               const ClientRequest& request, Clock::time_point deadline) {
+                                               const ClientRequest& request,
+                                               Clock::time_point deadline) {
   AttemptResult result;
   auto executor = co_await asio::this_coro::executor;
   auto& context = asio::query(executor, asio::execution::context);
@@ -174,9 +183,12 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
 
   bhttp::request<bhttp::string_body> out;
   {
-    auto verb = bhttp::string_to_verb(beast::string_view(request.method.data(), request.method.size()));
-    if (verb == bhttp::verb::unknown) out.method_string(beast::string_view(request.method.data(), request.method.size()));
-    else out.method(verb);
+    auto verb =
+        bhttp::string_to_verb(beast::string_view(request.method.data(), request.method.size()));
+    if (verb == bhttp::verb::unknown)
+      out.method_string(beast::string_view(request.method.data(), request.method.size()));
+    else
+      out.method(verb);
   }
   out.target(url.target);
   out.version(11);
@@ -199,7 +211,8 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     bool reused = stream != nullptr;
     if (!stream) {
       auto host_port = ParseHostPort(address);
-      if (!host_port) co_return Failed(CallOutcome::kConnectFailed, "bad address '" + address + "'");
+      if (!host_port)
+        co_return Failed(CallOutcome::kConnectFailed, "bad address '" + address + "'");
       stream = std::make_unique<beast::tcp_stream>(executor);
       stream->expires_at(deadline);
       auto ip = asio::ip::make_address(host_port->host, ec);
@@ -208,15 +221,18 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
                                        asio::redirect_error(asio::use_awaitable, ec));
       } else {
         tcp::resolver resolver(executor);
-        auto endpoints = co_await resolver.async_resolve(host_port->host, std::to_string(host_port->port),
-                                                         asio::redirect_error(asio::use_awaitable, ec));
-        if (!ec) co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+        auto endpoints =
+            co_await resolver.async_resolve(host_port->host, std::to_string(host_port->port),
+                                            asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec)
+          co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
       }
       if (ec) {
-        co_return Failed(ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
-                                                               : CallOutcome::kConnectFailed,
-                         "cannot connect to " + address + ": " +
-                             (ec == beast::error::timeout ? std::string("timed out") : ec.message()));
+        co_return Failed(
+            ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
+                                                  : CallOutcome::kConnectFailed,
+            "cannot connect to " + address + ": " +
+                (ec == beast::error::timeout ? std::string("timed out") : ec.message()));
       }
       stream->socket().set_option(tcp::no_delay(true), ec);
     }
@@ -231,20 +247,23 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     bhttp::response_parser<bhttp::string_body> parser;
     parser.body_limit(options.response_limit);
     parser.header_limit(64 * 1024);
-    co_await bhttp::async_read(*stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await bhttp::async_read(*stream, buffer, parser,
+                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       bool nothing_read = !parser.got_some() && buffer.size() == 0;
       bool closed = ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                     ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
-        co_return Failed(CallOutcome::kTimeout, address + " did not answer within the per-try timeout");
+        co_return Failed(CallOutcome::kTimeout,
+                         address + " did not answer within the per-try timeout");
       }
       if (closed || ec == bhttp::error::partial_message) {
         co_return Failed(CallOutcome::kReset, address + " closed the connection: " + ec.message());
       }
       // Not HTTP we can read: counts against the endpoint, never retried.
-      co_return Failed(CallOutcome::kServerError, "bad answer from " + address + ": " + ec.message());
+      co_return Failed(CallOutcome::kServerError,
+                       "bad answer from " + address + ": " + ec.message());
     }
     auto& message = parser.get();
     result.answered = true;
@@ -253,7 +272,8 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const ParsedUrl& url, const std::
     result.response.address = address;
     result.response.headers.reserve(8);
     for (const auto& field : message) {
-      result.response.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+      result.response.headers.emplace_back(std::string(field.name_string()),
+                                           std::string(field.value()));
     }
     bool keep = message.keep_alive() && buffer.size() == 0;
     result.response.body = std::move(message.body());
@@ -297,7 +317,8 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
       // No answer from the registry yet: wait for it without blocking the thread.
       asio::steady_timer timer(co_await asio::this_coro::executor);
       auto until = Clock::now() + impl.options.resolve_timeout;
-      while (resolver->snapshot()->version == 0 && resolver->LastError().empty() && Clock::now() < until) {
+      while (resolver->snapshot()->version == 0 && resolver->LastError().empty() &&
+             Clock::now() < until) {
         timer.expires_after(std::chrono::milliseconds(5));
         boost::system::error_code ec;
         co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -307,7 +328,8 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
 
   auto finish = [&](std::string_view outcome) {
     impl.requests->With({service_label, outcome}).Inc();
-    impl.latency->With({service_label}).Observe(std::chrono::duration<double>(Clock::now() - started).count());
+    impl.latency->With({service_label})
+        .Observe(std::chrono::duration<double>(Clock::now() - started).count());
   };
 
   std::string failed_instance;
@@ -320,7 +342,8 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
       PickContext pick{request.hash_key};
       endpoint = resolver->Pick(pick);
       // Prefer another instance than the one that just failed.
-      for (int i = 0; i < 3 && endpoint && !failed_instance.empty() && endpoint->instance.id == failed_instance;
+      for (int i = 0; i < 3 && endpoint && !failed_instance.empty() &&
+                      endpoint->instance.id == failed_instance;
            ++i) {
         endpoint = resolver->Pick(pick);
       }
@@ -345,7 +368,8 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (endpoint) resolver->Report(*endpoint, result.outcome);
 
     const int status = result.answered ? result.response.status : 0;
-    std::string outcome = result.answered ? std::to_string(status) : std::string(CallOutcomeName(result.outcome));
+    std::string outcome =
+        result.answered ? std::to_string(status) : std::string(CallOutcomeName(result.outcome));
     impl.attempts_family->With({service_label, outcome}).Inc();
 
     if (result.answered) {
@@ -354,12 +378,13 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
       last_response = std::move(result.response);
     } else {
       last_response.reset();
-      last_error = Error{result.outcome == CallOutcome::kTimeout ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
-                         url->authority + ": " + result.error};
+      last_error = Error{
+          result.outcome == CallOutcome::kTimeout ? ErrorCode::kTimeout : ErrorCode::kUnavailable,
+          url->authority + ": " + result.error};
     }
     // A direct address has no other instance: only a connect failure is worth another try.
-    bool connect_failure =
-        result.outcome == CallOutcome::kConnectRefused || result.outcome == CallOutcome::kConnectFailed;
+    bool connect_failure = result.outcome == CallOutcome::kConnectRefused ||
+                           result.outcome == CallOutcome::kConnectFailed;
     bool may_retry = !url->direct || connect_failure;
     if (result.outcome != CallOutcome::kSuccess && may_retry &&
         ShouldRetry(result.outcome, status, retry_safe, attempt, impl.options.max_attempts)) {

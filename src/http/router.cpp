@@ -60,8 +60,9 @@ Router& Router::Add(std::string_view method, std::string_view pattern, Handler h
   route->handler = std::move(handler);
   route->index = routes_.size();
   routes_.push_back(std::move(route));
-  std::stable_sort(routes_.begin(), routes_.end(),
-                   [](const auto& a, const auto& b) { return Specificity(a->segments) < Specificity(b->segments); });
+  std::stable_sort(routes_.begin(), routes_.end(), [](const auto& a, const auto& b) {
+    return Specificity(a->segments) < Specificity(b->segments);
+  });
   return *this;
 }
 

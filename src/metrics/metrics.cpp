@@ -12,8 +12,8 @@ namespace disco {
 namespace {
 
 constexpr double kNanos = 1e9;
-constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                      0.05,   0.1,   0.25,   0.5,   1,    2.5, 5, 10};
+constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                      0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
 // Prometheus wants Go-style floats: shortest round-trip text, "+Inf" for infinity.
 void AppendDouble(std::string& out, double v) {
@@ -45,9 +45,12 @@ void AppendInt(std::string& out, std::int64_t v) {
 std::string EscapeHelp(std::string_view help) {
   std::string out;
   for (char c : help) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -58,10 +61,14 @@ std::string EscapeLabelValue(std::string_view value) {
   std::string out;
   out.reserve(value.size());
   for (char c : value) {
-    if (c == '\\') out += "\\\\";
-    else if (c == '"') out += "\\\"";
-    else if (c == '\n') out += "\\n";
-    else out += c;
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '"')
+      out += "\\\"";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
   }
   return out;
 }
@@ -80,10 +87,13 @@ void Histogram::Observe(double value) {
   while (i < bounds_.size() && value > bounds_[i]) ++i;
   buckets_[i].fetch_add(1, std::memory_order_relaxed);
   count_.fetch_add(1, std::memory_order_relaxed);
-  sum_nanos_.fetch_add(static_cast<std::int64_t>(std::llround(value * kNanos)), std::memory_order_relaxed);
+  sum_nanos_.fetch_add(static_cast<std::int64_t>(std::llround(value * kNanos)),
+                       std::memory_order_relaxed);
 }
 
-double Histogram::sum() const { return static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / kNanos; }
+double Histogram::sum() const {
+  return static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / kNanos;
+}
 
 namespace detail {
 
@@ -93,7 +103,10 @@ class FamilyBase {
  public:
   FamilyBase(Kind kind, std::string name, std::string help, std::vector<std::string> labels,
              std::vector<double> bounds)
-      : kind_(kind), name_(std::move(name)), help_(std::move(help)), labels_(std::move(labels)),
+      : kind_(kind),
+        name_(std::move(name)),
+        help_(std::move(help)),
+        labels_(std::move(labels)),
         bounds_(std::move(bounds)) {}
 
   void* Child(std::span<const std::string_view> values) {
@@ -124,7 +137,9 @@ class FamilyBase {
     out += EscapeHelp(help_);
     out += "\n# TYPE ";
     out += name_;
-    out += kind_ == Kind::kCounter ? " counter\n" : kind_ == Kind::kGauge ? " gauge\n" : " histogram\n";
+    out += kind_ == Kind::kCounter ? " counter\n"
+           : kind_ == Kind::kGauge ? " gauge\n"
+                                   : " histogram\n";
     std::shared_lock lock(mu_);
     for (const auto& [key, child] : children_) {
       std::string labels = LabelText(values_.at(key));
@@ -146,8 +161,10 @@ class FamilyBase {
           for (std::size_t i = 0; i <= bounds.size(); ++i) {
             cumulative += h->bucket(i);
             std::string le;
-            if (i < bounds.size()) AppendDouble(le, bounds[i]);
-            else le = "+Inf";
+            if (i < bounds.size())
+              AppendDouble(le, bounds[i]);
+            else
+              le = "+Inf";
             Sample(out, name_ + "_bucket", labels, le);
             AppendUint(out, cumulative);
             out += '\n';
@@ -174,9 +191,12 @@ class FamilyBase {
 
   Holder NewChild() const {
     switch (kind_) {
-      case Kind::kCounter: return std::make_shared<Counter>();
-      case Kind::kGauge: return std::make_shared<Gauge>();
-      case Kind::kHistogram: return std::make_shared<Histogram>(bounds_);
+      case Kind::kCounter:
+        return std::make_shared<Counter>();
+      case Kind::kGauge:
+        return std::make_shared<Gauge>();
+      case Kind::kHistogram:
+        return std::make_shared<Histogram>(bounds_);
     }
     return nullptr;
   }
@@ -247,7 +267,8 @@ struct MetricsRegistry::Impl {
     auto it = families.find(name);
     if (it == families.end()) {
       auto base = std::make_unique<detail::FamilyBase>(
-          kind, std::string(name), std::string(help), std::vector<std::string>(labels.begin(), labels.end()),
+          kind, std::string(name), std::string(help),
+          std::vector<std::string>(labels.begin(), labels.end()),
           std::vector<double>(bounds.begin(), bounds.end()));
       auto* family = new Family<T>(base.get());
       it = families.emplace(std::string(name), Entry{std::move(base), family, kind}).first;
@@ -261,9 +282,15 @@ MetricsRegistry::MetricsRegistry() : impl_(std::make_unique<Impl>()) {}
 MetricsRegistry::~MetricsRegistry() {
   for (auto& [name, entry] : impl_->families) {
     switch (entry.kind) {
-      case detail::Kind::kCounter: delete static_cast<Family<Counter>*>(entry.family); break;
-      case detail::Kind::kGauge: delete static_cast<Family<Gauge>*>(entry.family); break;
-      case detail::Kind::kHistogram: delete static_cast<Family<Histogram>*>(entry.family); break;
+      case detail::Kind::kCounter:
+        delete static_cast<Family<Counter>*>(entry.family);
+        break;
+      case detail::Kind::kGauge:
+        delete static_cast<Family<Gauge>*>(entry.family);
+        break;
+      case detail::Kind::kHistogram:
+        delete static_cast<Family<Histogram>*>(entry.family);
+        break;
     }
   }
 }

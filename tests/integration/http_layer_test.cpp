@@ -37,14 +37,17 @@ Router EchoRouter(std::string name, std::atomic<int>* hits = nullptr) {
   Router router;
   router.Add("GET", "/echo", [name, hits](Request& r) -> Awaitable<Response> {
     if (hits) hits->fetch_add(1);
-    std::string body = "{\"instance\":" + JsonQuote(name) + ",\"request_id\":" + JsonQuote(r.request_id) +
+    std::string body = "{\"instance\":" + JsonQuote(name) +
+                       ",\"request_id\":" + JsonQuote(r.request_id) +
                        ",\"authorization\":" + JsonQuote(r.Header("Authorization")) + "}";
     co_return Response::Json(200, body);
   });
   router.Add("GET", "/items/{id}", [](Request& r) -> Awaitable<Response> {
-    co_return Response::Json(200, "{\"id\":" + JsonQuote(r.Param("id")) + ",\"route\":" + JsonQuote(r.route) + "}");
+    co_return Response::Json(
+        200, "{\"id\":" + JsonQuote(r.Param("id")) + ",\"route\":" + JsonQuote(r.route) + "}");
   });
-  router.Add("POST", "/echo", [](Request& r) -> Awaitable<Response> { co_return Response::Text(200, r.body); });
+  router.Add("POST", "/echo",
+             [](Request& r) -> Awaitable<Response> { co_return Response::Text(200, r.body); });
   router.Add("GET", "/throw", [](Request&) -> Awaitable<Response> {
     throw std::runtime_error("boom");
     co_return Response();
@@ -87,7 +90,8 @@ TEST(HttpServerTest, HealthRoutingAndJsonErrors) {
   auto thrown = HttpRequest(server.port(), "GET", "/throw");
   EXPECT_EQ(thrown.status, 500);
   EXPECT_EQ(thrown.Json()["error"], "internal");
-  EXPECT_EQ(HttpRequest(server.port(), "GET", "/health").status, 200) << "a throwing handler takes nothing down";
+  EXPECT_EQ(HttpRequest(server.port(), "GET", "/health").status, 200)
+      << "a throwing handler takes nothing down";
 }
 
 TEST(HttpServerTest, RequestIdIsEchoedOrReplaced) {
@@ -96,7 +100,8 @@ TEST(HttpServerTest, RequestIdIsEchoedOrReplaced) {
   auto given = HttpRequest(server.port(), "GET", "/echo", {}, {{"X-Request-Id", "abc-123"}});
   EXPECT_EQ(given.Header("x-request-id"), "abc-123");
   EXPECT_EQ(given.Json()["request_id"], "abc-123");
-  auto bad = HttpRequest(server.port(), "GET", "/echo", {}, {{"X-Request-Id", std::string(200, 'x')}});
+  auto bad =
+      HttpRequest(server.port(), "GET", "/echo", {}, {{"X-Request-Id", std::string(200, 'x')}});
   EXPECT_EQ(bad.Header("x-request-id").size(), 32u) << "too long: replaced";
   auto none = HttpRequest(server.port(), "GET", "/echo");
   EXPECT_EQ(none.Header("x-request-id").size(), 32u);
@@ -112,9 +117,9 @@ TEST(HttpServerTest, LimitsGiveJsonErrors) {
   auto big = HttpRequest(server.port(), "POST", "/echo", std::string(2000, 'x'));
   EXPECT_EQ(big.status, 413);
   EXPECT_EQ(big.Json()["error"], "payload_too_large");
-  auto chunked = RawHttp(server.port(),
-                         "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" +
-                             std::string(2048, 'y') + "\r\n0\r\n\r\n");
+  auto chunked = RawHttp(
+      server.port(), "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n" +
+                         std::string(2048, 'y') + "\r\n0\r\n\r\n");
   EXPECT_EQ(chunked.status, 413) << "the limit also holds for chunked bodies";
   auto fine = HttpRequest(server.port(), "POST", "/echo", std::string(1000, 'x'));
   EXPECT_EQ(fine.status, 200);
@@ -125,7 +130,8 @@ TEST(HttpServerTest, LimitsGiveJsonErrors) {
   auto garbage = RawHttp(server.port(), "THIS IS NOT HTTP\r\n\r\n");
   EXPECT_EQ(garbage.status, 400);
   EXPECT_EQ(garbage.Json()["error"], "bad_request");
-  auto bad_length = RawHttp(server.port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
+  auto bad_length =
+      RawHttp(server.port(), "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n");
   EXPECT_EQ(bad_length.status, 400);
   EXPECT_EQ(HttpRequest(server.port(), "GET", "/health").status, 200);
 }
@@ -147,10 +153,13 @@ TEST(HttpServerTest, SlowRequestsAreCutOff) {
 TEST(HttpServerTest, KeepAliveServesSeveralRequestsOnOneConnection) {
   Server server(EchoRouter("a"), Options());
   ASSERT_TRUE(server.Start());
-  std::string two = "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /items/7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  std::string two =
+      "GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /items/7 HTTP/1.1\r\nHost: x\r\nConnection: "
+      "close\r\n\r\n";
   auto r = RawHttp(server.port(), two);
   std::size_t count = 0;
-  for (auto pos = r.raw.find("HTTP/1.1 200"); pos != std::string::npos; pos = r.raw.find("HTTP/1.1 200", pos + 1)) {
+  for (auto pos = r.raw.find("HTTP/1.1 200"); pos != std::string::npos;
+       pos = r.raw.find("HTTP/1.1 200", pos + 1)) {
     ++count;
   }
   EXPECT_EQ(count, 2u) << r.raw;
@@ -167,14 +176,19 @@ TEST(HttpServerTest, MetricsAreLabelledByRoutePattern) {
   auto text = HttpRequest(server.port(), "GET", "/metrics");
   EXPECT_EQ(text.status, 200);
   EXPECT_NE(text.Header("content-type").find("text/plain"), std::string::npos);
-  EXPECT_NE(text.body.find("http_server_requests_total{service=\"metered\",route=\"/items/{id}\",method=\"GET\","
-                           "status=\"200\"} 3"),
-            std::string::npos)
+  EXPECT_NE(
+      text.body.find(
+          "http_server_requests_total{service=\"metered\",route=\"/items/{id}\",method=\"GET\","
+          "status=\"200\"} 3"),
+      std::string::npos)
       << text.body;
-  EXPECT_NE(text.body.find("route=\"unmatched\",method=\"GET\",status=\"404\"} 1"), std::string::npos);
-  EXPECT_EQ(text.body.find("zzzz"), std::string::npos) << "raw paths never become labels";
-  EXPECT_NE(text.body.find("http_server_request_duration_seconds_bucket{service=\"metered\",route=\"/items/{id}\""),
+  EXPECT_NE(text.body.find("route=\"unmatched\",method=\"GET\",status=\"404\"} 1"),
             std::string::npos);
+  EXPECT_EQ(text.body.find("zzzz"), std::string::npos) << "raw paths never become labels";
+  EXPECT_NE(
+      text.body.find(
+          "http_server_request_duration_seconds_bucket{service=\"metered\",route=\"/items/{id}\""),
+      std::string::npos);
 }
 
 TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
@@ -200,13 +214,15 @@ TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
   options.threads = 1;  // one I/O thread: a blocked loop would stall /health
   Server server(std::move(router), options);
   ASSERT_TRUE(server.Start());
-  auto slow = std::async(std::launch::async, [&] { return HttpRequest(server.port(), "GET", "/slow"); });
+  auto slow =
+      std::async(std::launch::async, [&] { return HttpRequest(server.port(), "GET", "/slow"); });
   std::this_thread::sleep_for(100ms);
   auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(HttpRequest(server.port(), "GET", "/health").status, 200);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 200ms);
   EXPECT_EQ(slow.get().Json()["value"], 42);
-  EXPECT_EQ(HttpRequest(server.port(), "GET", "/fail").status, 503) << "exceptions come back to the coroutine";
+  EXPECT_EQ(HttpRequest(server.port(), "GET", "/fail").status, 503)
+      << "exceptions come back to the coroutine";
 }
 
 TEST(HttpServerTest, DrainFinishesInFlightRequestsAndStopsAccepting) {
@@ -237,7 +253,8 @@ TEST(HttpServerTest, DrainGivesUpAfterTheGracePeriod) {
   });
   Server server(std::move(router), Options());
   ASSERT_TRUE(server.Start());
-  auto hung = std::async(std::launch::async, [&] { return HttpRequest(server.port(), "GET", "/hang", {}, {}, 5s); });
+  auto hung = std::async(std::launch::async,
+                         [&] { return HttpRequest(server.port(), "GET", "/hang", {}, {}, 5s); });
   std::this_thread::sleep_for(100ms);
   auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(server.Drain(300ms));
@@ -261,7 +278,8 @@ TEST(HttpServerTest, PortInUseIsAnError) {
 class HttpClientTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    registry_ = std::move(*MakeRegistry("memory://http-client-" + std::to_string(reinterpret_cast<std::uintptr_t>(this))));
+    registry_ = std::move(*MakeRegistry("memory://http-client-" +
+                                        std::to_string(reinterpret_cast<std::uintptr_t>(this))));
   }
 
   std::uint16_t StartServer(Router router, const std::string& name) {
@@ -277,7 +295,9 @@ class HttpClientTest : public ::testing::Test {
     registrations_.push_back(std::move(*registry_->Register(instance)));
   }
 
-  Result<ClientResponse> Call(Client& client, ClientRequest request) { return RunAwaitable(client.Send(std::move(request))); }
+  Result<ClientResponse> Call(Client& client, ClientRequest request) {
+    return RunAwaitable(client.Send(std::move(request)));
+  }
 
   std::unique_ptr<Registry> registry_;
   std::vector<std::unique_ptr<Server>> servers_;
@@ -290,7 +310,8 @@ TEST_F(HttpClientTest, ResolvesBalancesAndPropagates) {
   Client client(*registry_);
   std::map<std::string, int> seen;
   for (int i = 0; i < 10; ++i) {
-    auto r = Call(client, {.url = "http://svc/echo", .request_id = "rid-" + std::to_string(i),
+    auto r = Call(client, {.url = "http://svc/echo",
+                           .request_id = "rid-" + std::to_string(i),
                            .authorization = "Bearer t0k3n"});
     ASSERT_TRUE(r) << r.error().ToString();
     EXPECT_EQ(r->status, 200);
@@ -330,14 +351,19 @@ TEST_F(HttpClientTest, RetriesOnAnotherInstanceAfter503) {
   // POST is not retry-safe: the 503 comes back as it is.
   int unavailable_answers = 0;
   for (int i = 0; i < 12; ++i) {
-    auto r = Call(client, {.method = "POST", .url = "http://svc/echo", .body = "x", .content_type = "text/plain"});
+    auto r = Call(
+        client,
+        {.method = "POST", .url = "http://svc/echo", .body = "x", .content_type = "text/plain"});
     ASSERT_TRUE(r) << r.error().ToString();
     if (r->status == 503) ++unavailable_answers;
   }
   EXPECT_GE(unavailable_answers, 5) << "one pick per call: every other call hits the 503 instance";
   // Unless the caller marks it retry-safe.
   for (int i = 0; i < 6; ++i) {
-    auto r = Call(client, {.method = "POST", .url = "http://svc/echo", .body = "x", .content_type = "text/plain",
+    auto r = Call(client, {.method = "POST",
+                           .url = "http://svc/echo",
+                           .body = "x",
+                           .content_type = "text/plain",
                            .retry_safe = true});
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
@@ -349,7 +375,9 @@ TEST_F(HttpClientTest, RetriesRefusedConnectionsForEveryMethod) {
   Register("c-dead", testing::FreePort());  // nothing listens: connection refused
   Client client(*registry_);
   for (int i = 0; i < 10; ++i) {
-    auto r = Call(client, {.method = i % 2 ? "GET" : "POST", .url = "http://svc/echo", .body = "x",
+    auto r = Call(client, {.method = i % 2 ? "GET" : "POST",
+                           .url = "http://svc/echo",
+                           .body = "x",
                            .content_type = "text/plain"});
     ASSERT_TRUE(r) << r.error().ToString();
     EXPECT_EQ(r->status, 200);
@@ -410,8 +438,11 @@ TEST_F(HttpClientTest, ReusesConnectionsAndCountsStats) {
   EXPECT_EQ(future.get(), 50);
   EXPECT_LE(servers_[0]->open_connections(), 1u) << "one pooled keep-alive connection";
   std::string text = metrics.Render();
-  EXPECT_NE(text.find("http_client_attempts_total{service=\"svc\",outcome=\"200\"} 50"), std::string::npos) << text;
-  EXPECT_NE(text.find("http_client_requests_total{service=\"svc\",outcome=\"200\"} 50"), std::string::npos);
+  EXPECT_NE(text.find("http_client_attempts_total{service=\"svc\",outcome=\"200\"} 50"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("http_client_requests_total{service=\"svc\",outcome=\"200\"} 50"),
+            std::string::npos);
 }
 
 TEST_F(HttpClientTest, DirectAddressesSkipDiscovery) {

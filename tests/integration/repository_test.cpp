@@ -89,7 +89,8 @@ TEST_P(RepositoryTest, TwoRepositoriesShareOneDatabase) {
   auto seen = second->FindByUsername("shared");
   ASSERT_TRUE(seen && *seen);
   EXPECT_EQ((*seen)->id, created->id);
-  EXPECT_EQ(second->Create({"shared", "t@example.com", "h"}).error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(second->Create({"shared", "t@example.com", "h"}).error().code,
+            ErrorCode::kAlreadyExists);
 }
 
 TEST_P(RepositoryTest, ConcurrentWritersFromManyThreads) {
@@ -144,20 +145,26 @@ TEST_P(RepositoryTest, BigAmountsRoundTrip) {
   EXPECT_EQ((*orders->FindById(big->id))->total_cents, 1'000'000'000'000);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, RepositoryTest, ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         [](const auto& info) { return info.param == Backend::kSqlite ? "SQLite" : "PostgreSQL"; });
+INSTANTIATE_TEST_SUITE_P(Backends, RepositoryTest,
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
+                         [](const auto& info) {
+                           return info.param == Backend::kSqlite ? "SQLite" : "PostgreSQL";
+                         });
 
 TEST(RepositoryOpenTest, UnreachableDatabasesAreErrorsNotCrashes) {
-  auto pg = user::OpenUserRepository(*service::ParseDatabaseUrl("postgresql://disco@127.0.0.1:" +
-                                                                std::to_string(testing::FreePort()) + "/x"),
-                                     {});
+  auto pg = user::OpenUserRepository(
+      *service::ParseDatabaseUrl(
+          "postgresql://disco@127.0.0.1:" + std::to_string(testing::FreePort()) + "/x"),
+      {});
   ASSERT_FALSE(pg);
   EXPECT_EQ(pg.error().code, ErrorCode::kUnavailable);
-  auto sqlite = order::OpenOrderRepository(*service::ParseDatabaseUrl("/nonexistent-dir/x/y.db"), {});
+  auto sqlite =
+      order::OpenOrderRepository(*service::ParseDatabaseUrl("/nonexistent-dir/x/y.db"), {});
   ASSERT_FALSE(sqlite);
   EXPECT_EQ(sqlite.error().code, ErrorCode::kUnavailable);
   EXPECT_FALSE(service::ParseDatabaseUrl("mysql://x"));
-  EXPECT_EQ(service::ParseDatabaseUrl("postgresql://u:secret@h/db")->Redacted(), "postgresql://u:***@h/db");
+  EXPECT_EQ(service::ParseDatabaseUrl("postgresql://u:secret@h/db")->Redacted(),
+            "postgresql://u:***@h/db");
 }
 
 }  // namespace

@@ -58,8 +58,8 @@ struct ClientOptions {
   // with the outcome of every attempt.
   std::optional<OutlierOptions> outlier_detection = std::nullopt;
   std::chrono::milliseconds per_try_timeout{2000};  // connect + send + receive of one attempt
-  int max_attempts = 2;                              // 1 = no retry
-  std::size_t max_idle_per_endpoint = 64;            // pooled connections per (thread, endpoint)
+  int max_attempts = 2;                             // 1 = no retry
+  std::size_t max_idle_per_endpoint = 64;           // pooled connections per (thread, endpoint)
   // A pooled connection unused for this long is closed instead of reused;
   // keep it below the servers' idle timeout so we rarely reuse a dying one.
   std::chrono::milliseconds pool_idle_timeout{15'000};

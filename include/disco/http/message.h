@@ -54,7 +54,8 @@ struct Response {
 
   // A response whose body is already JSON text.
   static Response Json(int status, std::string json_body);
-  static Response Text(int status, std::string text, std::string content_type = "text/plain; charset=utf-8");
+  static Response Text(int status, std::string text,
+                       std::string content_type = "text/plain; charset=utf-8");
   // {"error":code,"message":message} with `status`.
   static Response Error(int status, std::string_view code, std::string_view message);
 };
