@@ -66,8 +66,8 @@ std::string Base64UrlEncode(const unsigned char* data, std::size_t n) {
 
 }  // namespace
 
-JwtCodec::JwtCodec(std::string secret, std::chrono::seconds ttl)
-    : secret_(std::move(secret)), ttl_(ttl) {
+JwtCodec::JwtCodec(std::string secret, std::chrono::seconds ttl, std::size_t cache_entries)
+    : secret_(std::move(secret)), ttl_(ttl), cache_entries_(cache_entries) {
   if (secret_.size() < kMinSecretBytes) throw std::invalid_argument("JWT secret too short");
 }
 
@@ -96,6 +96,30 @@ Result<std::string> JwtCodec::Issue(std::int64_t user_id, std::string_view usern
 
 Result<JwtClaims> JwtCodec::Verify(std::string_view token,
                                    std::chrono::system_clock::time_point now) const {
+  auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  if (cache_entries_ > 0 && !token.empty() && token.size() <= kMaxTokenBytes) {
+    std::lock_guard lock(cache_mu_);
+    if (auto it = cache_.find(std::string(token)); it != cache_.end()) {
+      if (it->second.expires_at > now_s) return it->second;
+      cache_.erase(it);
+      return Fail(ErrorCode::kPermissionDenied, "token expired");
+    }
+  }
+  auto claims = VerifyUncached(token, now_s);
+  if (claims && cache_entries_ > 0) {
+    std::lock_guard lock(cache_mu_);
+    if (cache_.size() >= cache_entries_) {
+      // Drop an arbitrary quarter: cheap, and a dropped token just verifies again.
+      for (std::size_t n = cache_entries_ / 4 + 1; n > 0 && !cache_.empty(); --n) {
+        cache_.erase(cache_.begin());
+      }
+    }
+    cache_.emplace(std::string(token), *claims);
+  }
+  return claims;
+}
+
+Result<JwtClaims> JwtCodec::VerifyUncached(std::string_view token, std::int64_t now_s) const {
   if (token.empty()) return Fail(ErrorCode::kPermissionDenied, "missing token");
   if (token.size() > kMaxTokenBytes) return Fail(ErrorCode::kPermissionDenied, "token too long");
   auto dot1 = token.find('.');
@@ -131,7 +155,6 @@ Result<JwtClaims> JwtCodec::Verify(std::string_view token,
   errno = 0;
   long iat = jwt_get_grant_int(jwt.get(), "iat");
   if (errno != 0) return Fail(ErrorCode::kPermissionDenied, "token has no valid iat claim");
-  auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (exp <= now_s) return Fail(ErrorCode::kPermissionDenied, "token expired");
   if (iat > now_s + kMaxSkewSeconds)
     return Fail(ErrorCode::kPermissionDenied, "token issued in the future");

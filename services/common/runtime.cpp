@@ -131,6 +131,7 @@ int ServiceRuntime::Serve(http::Router router) {
     std::this_thread::sleep_for(std::chrono::milliseconds(config.drain_delay_ms));
   bool clean = server.Drain(std::chrono::milliseconds(config.grace_ms));
   Log().info("{} stopped ({})", config.id, clean ? "all requests finished" : "grace period over");
+  FlushLogs();
   return 0;
 }
 

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   config.db = "user-service.db";
   if (const char* env = std::getenv("DISCO_REGISTRY"); env && *env) config.registry = env;
   int bcrypt_cost = 12;
+  std::size_t cache_entries = 10000;
 
   CLI::App app{"user-service: accounts for the disco demo (register, login with JWT, profile)",
                "user-service"};
@@ -29,6 +30,10 @@ int main(int argc, char** argv) {
   app.add_option("--bcrypt-cost", bcrypt_cost, "bcrypt cost factor for new password hashes")
       ->envname("DISCO_BCRYPT_COST")
       ->check(CLI::Range(service::kMinBcryptCost, service::kMaxBcryptCost))
+      ->capture_default_str();
+  app.add_option("--user-cache", cache_entries,
+                 "Users kept in memory by id (accounts never change once created); 0: none")
+      ->envname("DISCO_USER_CACHE")
       ->capture_default_str();
   app.footer(
       "Environment: every flag has a DISCO_* twin (DISCO_PORT, DISCO_REGISTRY, ...);\n"
@@ -86,7 +91,8 @@ int main(int argc, char** argv) {
                                  .threads = std::max(1u, std::thread::hardware_concurrency()),
                                  .nice = 10});
 
-    user::UserServiceDeps deps{repository->get(), &jwt, &db_pool, &cpu_pool, bcrypt_cost};
+    user::UserServiceDeps deps{repository->get(), &jwt,        &db_pool,
+                               &cpu_pool,         bcrypt_cost, cache_entries};
     service::ServiceRuntime runtime(config, **registry);
     return runtime.Serve(user::MakeUserRouter(deps));
   } catch (const std::exception& e) {

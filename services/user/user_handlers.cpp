@@ -1,6 +1,8 @@
 #include "user_handlers.h"
 
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "common/auth.h"
 #include "common/json_body.h"
@@ -26,9 +28,43 @@ json PublicUser(const User& user, bool with_email) {
   return out;
 }
 
+// Users by id. Accounts never change once created (the API has no update or
+// delete), so a cached user is never stale, whichever instance created it;
+// missing users are not cached (another instance may create them). Bounded:
+// when full, an arbitrary quarter is dropped. Password hashes are not kept.
+class UserCache {
+ public:
+  explicit UserCache(std::size_t capacity) : capacity_(capacity) {}
+
+  std::optional<User> Get(std::int64_t id) {
+    if (capacity_ == 0) return std::nullopt;
+    std::lock_guard lock(mu_);
+    auto it = users_.find(id);
+    if (it == users_.end()) return std::nullopt;
+    return it->second;
+  }
+
+  void Put(const User& user) {
+    if (capacity_ == 0) return;
+    std::lock_guard lock(mu_);
+    if (users_.size() >= capacity_) {
+      for (std::size_t n = capacity_ / 4 + 1; n > 0 && !users_.empty(); --n)
+        users_.erase(users_.begin());
+    }
+    User copy = user;
+    copy.password_hash.clear();
+    users_.insert_or_assign(user.id, std::move(copy));
+  }
+
+ private:
+  const std::size_t capacity_;
+  std::mutex mu_;
+  std::unordered_map<std::int64_t, User> users_;
+};
+
 class UserApi {
  public:
-  explicit UserApi(const UserServiceDeps& deps) : deps_(deps) {
+  explicit UserApi(const UserServiceDeps& deps) : deps_(deps), cache_(deps.cache_entries) {
     // A real bcrypt hash at the configured cost, of a random string nobody knows.
     auto hash = service::HashPassword(service::RandomSecret(), deps_.bcrypt_cost);
     dummy_hash_ = hash ? *hash : std::string();
@@ -64,6 +100,7 @@ class UserApi {
       if (created.error().code == ErrorCode::kAlreadyExists) co_return Taken(username);
       co_return service::StorageFailure(created.error(), request);
     }
+    cache_.Put(*created);
     service::Log().info("registered user {} ({}) request id {}", created->id, created->username,
                         request.request_id);
     auto response = Response::Json(201, Dump(PublicUser(*created, true)));
@@ -107,7 +144,7 @@ class UserApi {
     if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
     const auto& claims = std::get<service::JwtClaims>(auth);
     Result<std::optional<User>> found;
-    co_await deps_.db->Run([&] { found = deps_.repository->FindById(claims.user_id); });
+    co_await Find(claims.user_id, found);
     if (!found) co_return service::StorageFailure(found.error(), request);
     if (!*found) {
       auto response = Response::Error(401, "invalid_token", "the token's user does not exist");
@@ -124,13 +161,23 @@ class UserApi {
     std::int64_t id = service::ParseId(request.Param("id"));
     if (id == 0) co_return NotFound();
     Result<std::optional<User>> found;
-    co_await deps_.db->Run([&] { found = deps_.repository->FindById(id); });
+    co_await Find(id, found);
     if (!found) co_return service::StorageFailure(found.error(), request);
     if (!*found) co_return NotFound();
     co_return Response::Json(200, Dump(PublicUser(**found, id == claims.user_id)));
   }
 
  private:
+  // The user from the cache, else from the database (on the db pool).
+  Awaitable<void> Find(std::int64_t id, Result<std::optional<User>>& found) {
+    if (auto cached = cache_.Get(id)) {
+      found = std::move(cached);
+      co_return;
+    }
+    co_await deps_.db->Run([&] { found = deps_.repository->FindById(id); });
+    if (found && *found) cache_.Put(**found);
+  }
+
   static Response Taken(std::string_view username) {
     return Response::Error(409, "username_taken",
                            "username '" + std::string(username) + "' is already taken");
@@ -138,6 +185,7 @@ class UserApi {
   static Response NotFound() { return Response::Error(404, "not_found", "no such user"); }
 
   UserServiceDeps deps_;
+  UserCache cache_;
   std::string dummy_hash_;
 };
 

@@ -218,7 +218,7 @@ TEST_F(ServicesApiTest, HappyPath) {
       [&] {
         return user_->ReadLog().find("\"request_id\":\"api-test-rid-1\"") != std::string::npos;
       },
-      2s));
+      5s));
   auto user_log = user_->ReadLog();
   auto at = user_log.find("\"request_id\":\"api-test-rid-1\"");
   auto line_start = user_log.rfind('\n', at);

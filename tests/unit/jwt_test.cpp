@@ -132,3 +132,31 @@ TEST(JwtTest, RandomSecretsAreLongAndDifferent) {
 
 }  // namespace
 }  // namespace disco::service
+
+namespace disco::service {
+namespace {
+
+TEST(JwtCacheTest, CachedTokensStillExpireAndOthersStillFail) {
+  JwtCodec codec(kSecret, std::chrono::seconds(60), /*cache_entries=*/4);
+  auto now = std::chrono::system_clock::now();
+  auto token = *codec.Issue(5, "eve", now);
+  ASSERT_TRUE(codec.Verify(token, now));
+  ASSERT_TRUE(codec.Verify(token, now)) << "from the cache";
+  auto later = codec.Verify(token, now + std::chrono::seconds(61));
+  ASSERT_FALSE(later) << "exp is checked on a cache hit";
+  EXPECT_NE(later.error().message.find("expired"), std::string::npos);
+  // A different token (one flipped character) never hits the entry.
+  std::string flipped = *codec.Issue(5, "eve", now);
+  flipped[flipped.size() - 2] = flipped[flipped.size() - 2] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(codec.Verify(flipped, now));
+  // Many tokens: the cache stays bounded and every token still verifies.
+  for (int i = 1; i <= 20; ++i) {
+    auto t = *codec.Issue(i, "user" + std::to_string(i), now);
+    auto claims = codec.Verify(t, now);
+    ASSERT_TRUE(claims);
+    EXPECT_EQ(claims->user_id, i);
+  }
+}
+
+}  // namespace
+}  // namespace disco::service
