@@ -99,7 +99,7 @@ Result<JwtClaims> JwtCodec::Verify(std::string_view token,
   auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (cache_entries_ > 0 && !token.empty() && token.size() <= kMaxTokenBytes) {
     std::lock_guard lock(cache_mu_);
-    if (auto it = cache_.find(std::string(token)); it != cache_.end()) {
+    if (auto it = cache_.find(token); it != cache_.end()) {  // no allocation
       if (it->second.expires_at > now_s) return it->second;
       cache_.erase(it);
       return Fail(ErrorCode::kPermissionDenied, "token expired");

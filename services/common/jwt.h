@@ -60,7 +60,11 @@ class JwtCodec {
   std::chrono::seconds ttl_;
   std::size_t cache_entries_;
   mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, JwtClaims> cache_;
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  mutable std::unordered_map<std::string, JwtClaims, Hash, std::equal_to<>> cache_;
 };
 
 // 48 random bytes from the OS, base64url-encoded (for --dev).

@@ -1,5 +1,6 @@
 #include "user_handlers.h"
 
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <unordered_map>
@@ -22,9 +23,14 @@ std::string Dump(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-json PublicUser(const User& user, bool with_email) {
-  json out = {{"id", user.id}, {"username", user.username}, {"created_at", user.created_at}};
-  if (with_email) out["email"] = user.email;
+// The user as JSON, written directly: this is on the hot path of every
+// order (order-service confirms the user), and the strings were validated
+// on the way in (JsonQuote escapes anyway).
+std::string PublicUser(const User& user, bool with_email) {
+  std::string out =
+      "{\"id\":" + std::to_string(user.id) + ",\"username\":" + http::JsonQuote(user.username);
+  if (with_email) out += ",\"email\":" + http::JsonQuote(user.email);
+  out += ",\"created_at\":" + http::JsonQuote(user.created_at) + "}";
   return out;
 }
 
@@ -36,12 +42,12 @@ class UserCache {
  public:
   explicit UserCache(std::size_t capacity) : capacity_(capacity) {}
 
-  std::optional<User> Get(std::int64_t id) {
-    if (capacity_ == 0) return std::nullopt;
+  // nullptr when not cached. Shared, so a hit copies no strings.
+  std::shared_ptr<const User> Get(std::int64_t id) {
+    if (capacity_ == 0) return nullptr;
     std::lock_guard lock(mu_);
     auto it = users_.find(id);
-    if (it == users_.end()) return std::nullopt;
-    return it->second;
+    return it == users_.end() ? nullptr : it->second;
   }
 
   void Put(const User& user) {
@@ -51,15 +57,15 @@ class UserCache {
       for (std::size_t n = capacity_ / 4 + 1; n > 0 && !users_.empty(); --n)
         users_.erase(users_.begin());
     }
-    User copy = user;
-    copy.password_hash.clear();
+    auto copy = std::make_shared<User>(user);
+    copy->password_hash.clear();
     users_.insert_or_assign(user.id, std::move(copy));
   }
 
  private:
   const std::size_t capacity_;
   std::mutex mu_;
-  std::unordered_map<std::int64_t, User> users_;
+  std::unordered_map<std::int64_t, std::shared_ptr<const User>> users_;
 };
 
 class UserApi {
@@ -103,7 +109,7 @@ class UserApi {
     cache_.Put(*created);
     service::Log().info("registered user {} ({}) request id {}", created->id, created->username,
                         request.request_id);
-    auto response = Response::Json(201, Dump(PublicUser(*created, true)));
+    auto response = Response::Json(201, PublicUser(*created, true));
     response.headers.emplace_back("Location", "/api/users/" + std::to_string(created->id));
     co_return response;
   }
@@ -143,7 +149,7 @@ class UserApi {
     auto auth = service::Authenticate(request, *deps_.jwt);
     if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
     const auto& claims = std::get<service::JwtClaims>(auth);
-    Result<std::optional<User>> found;
+    Result<std::shared_ptr<const User>> found;
     co_await Find(claims.user_id, found);
     if (!found) co_return service::StorageFailure(found.error(), request);
     if (!*found) {
@@ -151,7 +157,7 @@ class UserApi {
       response.headers.emplace_back("WWW-Authenticate", "Bearer");
       co_return response;
     }
-    co_return Response::Json(200, Dump(PublicUser(**found, true)));
+    co_return Response::Json(200, PublicUser(**found, true));
   }
 
   Awaitable<Response> Get(Request& request) {
@@ -160,22 +166,30 @@ class UserApi {
     const auto& claims = std::get<service::JwtClaims>(auth);
     std::int64_t id = service::ParseId(request.Param("id"));
     if (id == 0) co_return NotFound();
-    Result<std::optional<User>> found;
+    Result<std::shared_ptr<const User>> found;
     co_await Find(id, found);
     if (!found) co_return service::StorageFailure(found.error(), request);
     if (!*found) co_return NotFound();
-    co_return Response::Json(200, Dump(PublicUser(**found, id == claims.user_id)));
+    co_return Response::Json(200, PublicUser(**found, id == claims.user_id));
   }
 
  private:
   // The user from the cache, else from the database (on the db pool).
-  Awaitable<void> Find(std::int64_t id, Result<std::optional<User>>& found) {
+  Awaitable<void> Find(std::int64_t id, Result<std::shared_ptr<const User>>& found) {
     if (auto cached = cache_.Get(id)) {
       found = std::move(cached);
       co_return;
     }
-    co_await deps_.db->Run([&] { found = deps_.repository->FindById(id); });
-    if (found && *found) cache_.Put(**found);
+    Result<std::optional<User>> read;
+    co_await deps_.db->Run([&] { read = deps_.repository->FindById(id); });
+    if (!read) {
+      found = std::unexpected(read.error());
+    } else if (!*read) {
+      found = nullptr;
+    } else {
+      cache_.Put(**read);
+      found = std::make_shared<const User>(std::move(**read));
+    }
   }
 
   static Response Taken(std::string_view username) {
