@@ -4,7 +4,8 @@
 
 namespace disco::service {
 
-std::variant<JwtClaims, http::Response> Authenticate(const http::Request& request, const JwtCodec& jwt) {
+std::variant<JwtClaims, http::Response> Authenticate(const http::Request& request,
+                                                     const JwtCodec& jwt) {
   auto unauthorized = [](std::string_view code, std::string_view message) {
     auto response = http::Response::Error(401, code, message);
     response.headers.emplace_back("WWW-Authenticate", "Bearer");
@@ -14,7 +15,8 @@ std::variant<JwtClaims, http::Response> Authenticate(const http::Request& reques
     return unauthorized("missing_token", "Authorization: Bearer <token> required");
   }
   std::string_view token = request.BearerToken();
-  if (token.empty()) return unauthorized("invalid_token", "Authorization header must be 'Bearer <token>'");
+  if (token.empty())
+    return unauthorized("invalid_token", "Authorization header must be 'Bearer <token>'");
   auto claims = jwt.Verify(token);
   if (!claims) return unauthorized("invalid_token", claims.error().message);
   return std::move(*claims);
@@ -22,8 +24,9 @@ std::variant<JwtClaims, http::Response> Authenticate(const http::Request& reques
 
 http::Response StorageFailure(const Error& error, const http::Request& request) {
   Log().error("storage error (request id {}): {}", request.request_id, error.ToString());
-  return http::Response::Error(503, "storage_unavailable",
-                               "the database is unavailable, try again (request id " + request.request_id + ")");
+  return http::Response::Error(
+      503, "storage_unavailable",
+      "the database is unavailable, try again (request id " + request.request_id + ")");
 }
 
 std::int64_t ParseId(std::string_view text) {

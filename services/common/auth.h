@@ -11,7 +11,8 @@
 namespace disco::service {
 
 // The verified claims, or the 401 response to send (with WWW-Authenticate).
-std::variant<JwtClaims, http::Response> Authenticate(const http::Request& request, const JwtCodec& jwt);
+std::variant<JwtClaims, http::Response> Authenticate(const http::Request& request,
+                                                     const JwtCodec& jwt);
 
 // 503 {"error":"storage_unavailable"} for a database error; never shows SQL.
 http::Response StorageFailure(const Error& error, const http::Request& request);

@@ -9,21 +9,28 @@
 namespace disco::service {
 
 void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
-  app.add_option("--host", c.host, "Address to listen on")->envname("DISCO_HOST")->capture_default_str();
-  app.add_option("--port", c.port, "Port to listen on (0: any free port)")->envname("DISCO_PORT")->capture_default_str();
-  app.add_option("--advertise-address", c.advertise_address,
-                 "Address registered for callers (default: --host, or 127.0.0.1 for a wildcard host)")
+  app.add_option("--host", c.host, "Address to listen on")
+      ->envname("DISCO_HOST")
+      ->capture_default_str();
+  app.add_option("--port", c.port, "Port to listen on (0: any free port)")
+      ->envname("DISCO_PORT")
+      ->capture_default_str();
+  app.add_option(
+         "--advertise-address", c.advertise_address,
+         "Address registered for callers (default: --host, or 127.0.0.1 for a wildcard host)")
       ->envname("DISCO_ADVERTISE_ADDRESS");
   app.add_option("--db", c.db, "Database: a SQLite file path, or postgresql://user@host:port/db")
       ->envname("DISCO_DB")
       ->capture_default_str();
-  app.add_option("--registry", c.registry, "Registry URL: etcd://host:port, consul://host:port, memory://")
+  app.add_option("--registry", c.registry,
+                 "Registry URL: etcd://host:port, consul://host:port, memory://")
       ->envname("DISCO_REGISTRY")
       ->capture_default_str();
   app.add_option("--jwt-secret-file", c.jwt_secret_file,
                  "File holding the JWT signing secret (or set DISCO_JWT_SECRET; at least 32 bytes)")
       ->envname("DISCO_JWT_SECRET_FILE");
-  app.add_flag("--dev", c.dev, "Development mode: a random JWT secret when none is given")->envname("DISCO_DEV");
+  app.add_flag("--dev", c.dev, "Development mode: a random JWT secret when none is given")
+      ->envname("DISCO_DEV");
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error, off")
       ->envname("DISCO_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
@@ -34,7 +41,8 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->envname("DISCO_THREADS")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();
-  app.add_option("--db-connections", c.db_connections, "Database connections (and database worker threads)")
+  app.add_option("--db-connections", c.db_connections,
+                 "Database connections (and database worker threads)")
       ->envname("DISCO_DB_CONNECTIONS")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
@@ -42,28 +50,33 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->envname("DISCO_JWT_TTL")
       ->check(CLI::Range(60, 30 * 24 * 3600))
       ->capture_default_str();
-  app.add_option("--registry-ttl", c.registry_ttl_seconds, "Registration TTL in seconds (failure-detection bound)")
+  app.add_option("--registry-ttl", c.registry_ttl_seconds,
+                 "Registration TTL in seconds (failure-detection bound)")
       ->envname("DISCO_REGISTRY_TTL")
       ->check(CLI::Range(1, 3600))
       ->capture_default_str();
-  app.add_option("--grace-ms", c.grace_ms, "At shutdown, how long in-flight requests may take to finish")
+  app.add_option("--grace-ms", c.grace_ms,
+                 "At shutdown, how long in-flight requests may take to finish")
       ->envname("DISCO_GRACE_MS")
       ->check(CLI::Range(0, 600'000))
       ->capture_default_str();
-  app.add_option("--drain-delay-ms", c.drain_delay_ms,
-                 "At shutdown, keep serving this long after deregistering (callers see the change first)")
+  app.add_option(
+         "--drain-delay-ms", c.drain_delay_ms,
+         "At shutdown, keep serving this long after deregistering (callers see the change first)")
       ->envname("DISCO_DRAIN_DELAY_MS")
       ->check(CLI::Range(0, 600'000))
       ->capture_default_str();
   app.add_option("--sqlite-sync", c.sqlite_sync,
-                 "SQLite synchronous mode: full (commits fsynced: survive power loss) or normal (survive kill -9 only)")
+                 "SQLite synchronous mode: full (commits fsynced: survive power loss) or normal "
+                 "(survive kill -9 only)")
       ->envname("DISCO_SQLITE_SYNC")
       ->check(CLI::IsMember({"full", "normal"}))
       ->capture_default_str();
   app.add_option("--access-log", c.access_log, "Write a JSON access-log line per request to stdout")
       ->envname("DISCO_ACCESS_LOG")
       ->capture_default_str();
-  app.add_option("--body-limit", c.body_limit, "Largest request body accepted, in bytes (larger: 413)")
+  app.add_option("--body-limit", c.body_limit,
+                 "Largest request body accepted, in bytes (larger: 413)")
       ->envname("DISCO_BODY_LIMIT")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{64} << 20))
       ->capture_default_str();
@@ -91,7 +104,9 @@ Result<std::string> LoadJwtSecret(const ServiceConfig& c, bool* generated) {
     secret = env;
   } else if (!c.jwt_secret_file.empty()) {
     std::ifstream in(c.jwt_secret_file, std::ios::binary);
-    if (!in) return Fail(ErrorCode::kInvalidArgument, "cannot read --jwt-secret-file " + c.jwt_secret_file);
+    if (!in)
+      return Fail(ErrorCode::kInvalidArgument,
+                  "cannot read --jwt-secret-file " + c.jwt_secret_file);
     std::stringstream ss;
     ss << in.rdbuf();
     secret = ss.str();
@@ -100,13 +115,14 @@ Result<std::string> LoadJwtSecret(const ServiceConfig& c, bool* generated) {
     *generated = true;
     return RandomSecret();
   } else {
-    return Fail(ErrorCode::kInvalidArgument,
-                "no JWT secret: set DISCO_JWT_SECRET or --jwt-secret-file (or --dev for a random one)");
+    return Fail(
+        ErrorCode::kInvalidArgument,
+        "no JWT secret: set DISCO_JWT_SECRET or --jwt-secret-file (or --dev for a random one)");
   }
   if (secret.size() < JwtCodec::kMinSecretBytes) {
     return Fail(ErrorCode::kInvalidArgument,
-                "the JWT secret is too short (" + std::to_string(secret.size()) + " bytes, need at least " +
-                    std::to_string(JwtCodec::kMinSecretBytes) + ")");
+                "the JWT secret is too short (" + std::to_string(secret.size()) +
+                    " bytes, need at least " + std::to_string(JwtCodec::kMinSecretBytes) + ")");
   }
   return secret;
 }

@@ -4,10 +4,9 @@
 // Thread safety: filled once in main() before any thread starts; read-only after.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "disco/error.h"
 
@@ -23,14 +22,14 @@ struct ServiceConfig {
   std::string jwt_secret_file;
   bool dev = false;
   std::string log_level = "info";
-  std::string id;  // default: <service>-<advertise address>-<port>
+  std::string id;   // default: <service>-<advertise address>-<port>
   int threads = 0;  // I/O threads; 0 = one per core
-  int db_connections = 4;
+  int db_connections = 2;
   int jwt_ttl_seconds = 3600;
   int registry_ttl_seconds = 10;
-  int grace_ms = 10'000;     // bound on finishing in-flight requests at shutdown
-  int drain_delay_ms = 0;    // keep serving this long after deregistering
-  std::string sqlite_sync = "full";
+  int grace_ms = 10'000;   // bound on finishing in-flight requests at shutdown
+  int drain_delay_ms = 0;  // keep serving this long after deregistering
+  std::string sqlite_sync = "normal";
   bool access_log = true;
   std::size_t body_limit = 1024 * 1024;
 };

@@ -13,19 +13,23 @@ constexpr int kBusyTimeoutMs = 5000;
 
 ErrorCode CodeFor(int rc) {
   switch (rc & 0xff) {
-    case SQLITE_CONSTRAINT: return ErrorCode::kAlreadyExists;
+    case SQLITE_CONSTRAINT:
+      return ErrorCode::kAlreadyExists;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_IOERR:
     case SQLITE_FULL:
     case SQLITE_CANTOPEN:
-    case SQLITE_READONLY: return ErrorCode::kUnavailable;
-    default: return ErrorCode::kInternal;
+    case SQLITE_READONLY:
+      return ErrorCode::kUnavailable;
+    default:
+      return ErrorCode::kInternal;
   }
 }
 
 [[noreturn]] void Throw(sqlite3* db, int rc, std::string_view what) {
-  throw StorageError{CodeFor(rc), std::string(what) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc))};
+  throw StorageError{CodeFor(rc),
+                     std::string(what) + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc))};
 }
 
 }  // namespace
@@ -51,20 +55,23 @@ Result<DatabaseUrl> ParseDatabaseUrl(std::string_view text) {
   if (text.starts_with("sqlite:")) text.remove_prefix(7);
   if (text.empty()) return Fail(ErrorCode::kInvalidArgument, "--db: empty database path");
   if (text.find("://") != std::string_view::npos) {
-    return Fail(ErrorCode::kInvalidArgument, "--db: unknown database URL scheme (use a file path or postgresql://)");
+    return Fail(ErrorCode::kInvalidArgument,
+                "--db: unknown database URL scheme (use a file path or postgresql://)");
   }
   url.kind = DatabaseUrl::Kind::kSqlite;
   url.target = std::string(text);
   return url;
 }
 
-Result<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(const std::string& path, SqliteSync sync,
-                                                                  std::string_view schema) {
+Result<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(const std::string& path,
+                                                                 SqliteSync sync,
+                                                                 std::string_view schema) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
-    std::string message = "cannot open SQLite database '" + path + "': " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+    std::string message = "cannot open SQLite database '" + path +
+                          "': " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
     sqlite3_close(db);
     return Fail(ErrorCode::kUnavailable, message);
   }
@@ -78,7 +85,8 @@ Result<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(const std::stri
   char* error = nullptr;
   rc = sqlite3_exec(db, setup.c_str(), nullptr, nullptr, &error);
   if (rc != SQLITE_OK) {
-    std::string message = "preparing SQLite database '" + path + "': " + (error ? error : sqlite3_errstr(rc));
+    std::string message =
+        "preparing SQLite database '" + path + "': " + (error ? error : sqlite3_errstr(rc));
     sqlite3_free(error);
     sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
     return Fail(ErrorCode::kUnavailable, message);
@@ -117,7 +125,8 @@ SqliteConnection::Statement& SqliteConnection::Statement::Bind(int index, std::i
 }
 
 SqliteConnection::Statement& SqliteConnection::Statement::Bind(int index, std::string_view value) {
-  int rc = sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+  int rc = sqlite3_bind_text(stmt_, index, value.data(), static_cast<int>(value.size()),
+                             SQLITE_TRANSIENT);
   if (rc != SQLITE_OK) Throw(sqlite3_db_handle(stmt_), rc, "bind");
   return *this;
 }
@@ -129,12 +138,15 @@ bool SqliteConnection::Statement::Step() {
   Throw(sqlite3_db_handle(stmt_), rc, "step");
 }
 
-std::int64_t SqliteConnection::Statement::Int(int column) const { return sqlite3_column_int64(stmt_, column); }
+std::int64_t SqliteConnection::Statement::Int(int column) const {
+  return sqlite3_column_int64(stmt_, column);
+}
 
 std::string SqliteConnection::Statement::Text(int column) const {
   const unsigned char* text = sqlite3_column_text(stmt_, column);
   int n = sqlite3_column_bytes(stmt_, column);
-  return text ? std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(n)) : std::string();
+  return text ? std::string(reinterpret_cast<const char*>(text), static_cast<std::size_t>(n))
+              : std::string();
 }
 
 }  // namespace disco::service
@@ -144,12 +156,13 @@ namespace disco::service {
 std::string UtcTimestamp() {
   auto now = std::chrono::system_clock::now();
   auto seconds = std::chrono::system_clock::to_time_t(now);
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&seconds, &tm);
   char buf[96];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
   return buf;
 }
 

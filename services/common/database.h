@@ -4,15 +4,18 @@
 // pool. Repositories are the only users; SQL always goes through bound
 // parameters.
 //
-// Durability (SQLite): journal_mode=WAL with synchronous=FULL by default. A
-// commit appends to the WAL with write() before returning, so it survives the
-// process being killed (kill -9) under either FULL or NORMAL: the data is in
-// the kernel's page cache, which outlives the process. FULL also fsyncs the
-// WAL at every commit, so an acknowledged write survives a kernel crash or
-// power loss too; NORMAL (--sqlite-sync normal) skips that fsync and can lose
-// the last commits on power loss, never on kill -9. We default to FULL
-// because "acknowledged" should mean "on disk"; NORMAL is there for
-// benchmarks and throwaway data.
+// Durability (SQLite): journal_mode=WAL with synchronous=NORMAL by default.
+// The requirement is that a write acknowledged to the client survives the
+// process being killed (kill -9). In WAL mode a commit has appended its
+// frames to the WAL file with write() before sqlite3_step returns, under
+// NORMAL as under FULL; after that the bytes are in the kernel's page cache,
+// which outlives the process, and the next connection recovers them from the
+// WAL. So NORMAL meets the requirement (the API tests kill -9 right after a
+// 201 and find the order). What NORMAL gives up is the fsync per commit: after
+// a kernel crash or power loss the last commits may be lost (the database is
+// never corrupted). FULL (--sqlite-sync full) adds that fsync and so also
+// survives power loss, at about a seventh of the write throughput here
+// (docs/benchmarks.md). PostgreSQL keeps its own defaults (fsync'd commits).
 //
 // Thread safety: a ConnectionPool may be used from any thread; a connection
 // lease belongs to one thread at a time. Calls block (they are meant for a
@@ -61,12 +64,15 @@ class ConnectionPool {
  public:
   using Factory = std::function<Result<std::unique_ptr<T>>()>;
 
-  ConnectionPool(Factory factory, std::size_t max) : factory_(std::move(factory)), max_(max ? max : 1) {}
+  ConnectionPool(Factory factory, std::size_t max)
+      : factory_(std::move(factory)), max_(max ? max : 1) {}
 
   class Lease {
    public:
     Lease(ConnectionPool* pool, std::unique_ptr<T> conn) : pool_(pool), conn_(std::move(conn)) {}
-    Lease(Lease&& other) noexcept : pool_(other.pool_), conn_(std::move(other.conn_)) { other.pool_ = nullptr; }
+    Lease(Lease&& other) noexcept : pool_(other.pool_), conn_(std::move(other.conn_)) {
+      other.pool_ = nullptr;
+    }
     Lease& operator=(Lease&&) = delete;
     ~Lease() {
       if (pool_) pool_->Return(std::move(conn_));
@@ -103,8 +109,10 @@ class ConnectionPool {
  private:
   void Return(std::unique_ptr<T> conn) {
     std::lock_guard lock(mu_);
-    if (conn) idle_.push_back(std::move(conn));
-    else --open_;
+    if (conn)
+      idle_.push_back(std::move(conn));
+    else
+      --open_;
     cv_.notify_one();
   }
 
@@ -158,7 +166,7 @@ class SqliteConnection {
 namespace disco::service {
 
 struct StorageOptions {
-  SqliteSync sqlite_sync = SqliteSync::kFull;
+  SqliteSync sqlite_sync = SqliteSync::kNormal;
   std::size_t connections = 4;
 };
 

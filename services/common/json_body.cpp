@@ -63,12 +63,18 @@ class RecordingSax {
 
 std::string_view TypeName(const json& v) {
   switch (v.type()) {
-    case json::value_t::null: return "null";
-    case json::value_t::boolean: return "a boolean";
-    case json::value_t::string: return "a string";
-    case json::value_t::array: return "an array";
-    case json::value_t::object: return "an object";
-    default: return "a number";
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "a boolean";
+    case json::value_t::string:
+      return "a string";
+    case json::value_t::array:
+      return "an array";
+    case json::value_t::object:
+      return "an object";
+    default:
+      return "a number";
   }
 }
 
@@ -82,14 +88,16 @@ http::Response FieldError(std::string_view field, std::string_view message) {
 
 std::optional<http::Response> ParseJsonObject(const http::Request& request, JsonBody& out) {
   if (!request.IsJson()) {
-    return http::Response::Error(415, "unsupported_media_type", "Content-Type must be application/json");
+    return http::Response::Error(415, "unsupported_media_type",
+                                 "Content-Type must be application/json");
   }
   if (request.body.empty()) return http::Response::Error(400, "bad_json", "request body is empty");
   RecordingSax sax(out.value, out);
   bool ok = json::sax_parse(request.body, &sax, json::input_format_t::json, true, false);
   if (!ok) {
     if (sax.too_deep()) return http::Response::Error(400, "bad_json", "JSON nested too deeply");
-    return http::Response::Error(400, "bad_json", sax.error().empty() ? "invalid JSON" : sax.error());
+    return http::Response::Error(400, "bad_json",
+                                 sax.error().empty() ? "invalid JSON" : sax.error());
   }
   if (!out.value.is_object()) {
     return http::Response::Error(422, "validation_failed", "request body must be a JSON object");
@@ -97,28 +105,36 @@ std::optional<http::Response> ParseJsonObject(const http::Request& request, Json
   return std::nullopt;
 }
 
-std::optional<http::Response> ReadString(const JsonBody& body, std::string_view field, std::string& out) {
+std::optional<http::Response> ReadString(const JsonBody& body, std::string_view field,
+                                         std::string& out) {
   auto it = body.value.find(field);
-  if (it == body.value.end() || it->is_null()) return FieldError(field, std::string(field) + " is required");
+  if (it == body.value.end() || it->is_null())
+    return FieldError(field, std::string(field) + " is required");
   if (!it->is_string()) {
-    return FieldError(field, std::string(field) + " must be a string, not " + std::string(TypeName(*it)));
+    return FieldError(field,
+                      std::string(field) + " must be a string, not " + std::string(TypeName(*it)));
   }
   out = it->get<std::string>();
   return std::nullopt;
 }
 
-std::optional<http::Response> ReadInteger(const JsonBody& body, std::string_view field, std::int64_t& out) {
+std::optional<http::Response> ReadInteger(const JsonBody& body, std::string_view field,
+                                          std::int64_t& out) {
   auto it = body.value.find(field);
-  if (it == body.value.end() || it->is_null()) return FieldError(field, std::string(field) + " is required");
+  if (it == body.value.end() || it->is_null())
+    return FieldError(field, std::string(field) + " is required");
   if (it->is_number_integer()) {
-    if (it->is_number_unsigned() && it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
+    if (it->is_number_unsigned() &&
+        it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) {
       return FieldError(field, std::string(field) + " is out of range");
     }
     out = it->get<std::int64_t>();
     return std::nullopt;
   }
-  if (it->is_number_float()) return FieldError(field, std::string(field) + " must be a whole number");
-  return FieldError(field, std::string(field) + " must be an integer, not " + std::string(TypeName(*it)));
+  if (it->is_number_float())
+    return FieldError(field, std::string(field) + " must be a whole number");
+  return FieldError(field,
+                    std::string(field) + " must be an integer, not " + std::string(TypeName(*it)));
 }
 
 }  // namespace disco::service

@@ -11,18 +11,17 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <nlohmann/json.hpp>
 
 #include "disco/http/message.h"
 
 namespace disco::service {
 
 struct JsonBody {
-  nlohmann::json value;                           // an object
+  nlohmann::json value;                            // an object
   std::map<std::string, std::string> raw_numbers;  // top-level key -> number as written
 };
 
@@ -33,7 +32,9 @@ http::Response FieldError(std::string_view field, std::string_view message);
 std::optional<http::Response> ParseJsonObject(const http::Request& request, JsonBody& out);
 
 // Each returns the error response when the field is missing or has the wrong type.
-std::optional<http::Response> ReadString(const JsonBody& body, std::string_view field, std::string& out);
-std::optional<http::Response> ReadInteger(const JsonBody& body, std::string_view field, std::int64_t& out);
+std::optional<http::Response> ReadString(const JsonBody& body, std::string_view field,
+                                         std::string& out);
+std::optional<http::Response> ReadInteger(const JsonBody& body, std::string_view field,
+                                          std::int64_t& out);
 
 }  // namespace disco::service

@@ -6,9 +6,8 @@
 #include <cerrno>
 #include <charconv>
 #include <memory>
-#include <stdexcept>
-
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 namespace disco::service {
 namespace {
@@ -48,7 +47,8 @@ Result<std::string> Base64UrlDecode(std::string_view in) {
 }
 
 std::string Base64UrlEncode(const unsigned char* data, std::size_t n) {
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string out;
   std::uint32_t acc = 0;
   int bits = 0;
@@ -66,7 +66,8 @@ std::string Base64UrlEncode(const unsigned char* data, std::size_t n) {
 
 }  // namespace
 
-JwtCodec::JwtCodec(std::string secret, std::chrono::seconds ttl) : secret_(std::move(secret)), ttl_(ttl) {
+JwtCodec::JwtCodec(std::string secret, std::chrono::seconds ttl, std::size_t cache_entries)
+    : secret_(std::move(secret)), ttl_(ttl), cache_entries_(cache_entries) {
   if (secret_.size() < kMinSecretBytes) throw std::invalid_argument("JWT secret too short");
 }
 
@@ -78,7 +79,8 @@ Result<std::string> JwtCodec::Issue(std::int64_t user_id, std::string_view usern
   auto iat = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   std::string sub = std::to_string(user_id);
   std::string name(username);
-  if (jwt_add_grant(jwt.get(), "sub", sub.c_str()) != 0 || jwt_add_grant(jwt.get(), "username", name.c_str()) != 0 ||
+  if (jwt_add_grant(jwt.get(), "sub", sub.c_str()) != 0 ||
+      jwt_add_grant(jwt.get(), "username", name.c_str()) != 0 ||
       jwt_add_grant_int(jwt.get(), "iat", static_cast<long>(iat)) != 0 ||
       jwt_add_grant_int(jwt.get(), "exp", static_cast<long>(iat + ttl_.count())) != 0 ||
       jwt_set_alg(jwt.get(), JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(secret_.data()),
@@ -92,12 +94,38 @@ Result<std::string> JwtCodec::Issue(std::int64_t user_id, std::string_view usern
   return token;
 }
 
-Result<JwtClaims> JwtCodec::Verify(std::string_view token, std::chrono::system_clock::time_point now) const {
+Result<JwtClaims> JwtCodec::Verify(std::string_view token,
+                                   std::chrono::system_clock::time_point now) const {
+  auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+  if (cache_entries_ > 0 && !token.empty() && token.size() <= kMaxTokenBytes) {
+    std::lock_guard lock(cache_mu_);
+    if (auto it = cache_.find(token); it != cache_.end()) {  // no allocation
+      if (it->second.expires_at > now_s) return it->second;
+      cache_.erase(it);
+      return Fail(ErrorCode::kPermissionDenied, "token expired");
+    }
+  }
+  auto claims = VerifyUncached(token, now_s);
+  if (claims && cache_entries_ > 0) {
+    std::lock_guard lock(cache_mu_);
+    if (cache_.size() >= cache_entries_) {
+      // Drop an arbitrary quarter: cheap, and a dropped token just verifies again.
+      for (std::size_t n = cache_entries_ / 4 + 1; n > 0 && !cache_.empty(); --n) {
+        cache_.erase(cache_.begin());
+      }
+    }
+    cache_.emplace(std::string(token), *claims);
+  }
+  return claims;
+}
+
+Result<JwtClaims> JwtCodec::VerifyUncached(std::string_view token, std::int64_t now_s) const {
   if (token.empty()) return Fail(ErrorCode::kPermissionDenied, "missing token");
   if (token.size() > kMaxTokenBytes) return Fail(ErrorCode::kPermissionDenied, "token too long");
   auto dot1 = token.find('.');
   auto dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
-  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos || dot2 + 1 == token.size()) {
+  if (dot2 == std::string_view::npos || token.find('.', dot2 + 1) != std::string_view::npos ||
+      dot2 + 1 == token.size()) {
     return Fail(ErrorCode::kPermissionDenied, "malformed token");
   }
   // Pin the algorithm ourselves, before libjwt: it would otherwise verify
@@ -105,7 +133,8 @@ Result<JwtClaims> JwtCodec::Verify(std::string_view token, std::chrono::system_c
   auto header_text = Base64UrlDecode(token.substr(0, dot1));
   if (!header_text) return std::unexpected(header_text.error());
   auto header = nlohmann::json::parse(*header_text, nullptr, false);
-  if (header.is_discarded() || !header.is_object()) return Fail(ErrorCode::kPermissionDenied, "malformed token");
+  if (header.is_discarded() || !header.is_object())
+    return Fail(ErrorCode::kPermissionDenied, "malformed token");
   auto alg = header.find("alg");
   if (alg == header.end() || !alg->is_string() || alg->get<std::string>() != "HS256") {
     return Fail(ErrorCode::kPermissionDenied, "token algorithm not accepted (HS256 only)");
@@ -126,14 +155,16 @@ Result<JwtClaims> JwtCodec::Verify(std::string_view token, std::chrono::system_c
   errno = 0;
   long iat = jwt_get_grant_int(jwt.get(), "iat");
   if (errno != 0) return Fail(ErrorCode::kPermissionDenied, "token has no valid iat claim");
-  auto now_s = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   if (exp <= now_s) return Fail(ErrorCode::kPermissionDenied, "token expired");
-  if (iat > now_s + kMaxSkewSeconds) return Fail(ErrorCode::kPermissionDenied, "token issued in the future");
+  if (iat > now_s + kMaxSkewSeconds)
+    return Fail(ErrorCode::kPermissionDenied, "token issued in the future");
   const char* sub = jwt_get_grant(jwt.get(), "sub");
   const char* username = jwt_get_grant(jwt.get(), "username");
-  if (sub == nullptr || username == nullptr) return Fail(ErrorCode::kPermissionDenied, "token lacks sub or username");
+  if (sub == nullptr || username == nullptr)
+    return Fail(ErrorCode::kPermissionDenied, "token lacks sub or username");
   std::string_view sub_view(sub);
-  auto [end, ec] = std::from_chars(sub_view.data(), sub_view.data() + sub_view.size(), claims.user_id);
+  auto [end, ec] =
+      std::from_chars(sub_view.data(), sub_view.data() + sub_view.size(), claims.user_id);
   if (ec != std::errc() || end != sub_view.data() + sub_view.size() || claims.user_id <= 0) {
     return Fail(ErrorCode::kPermissionDenied, "token has a bad sub claim");
   }

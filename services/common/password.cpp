@@ -21,7 +21,8 @@ std::string Prepare(std::string_view password) {
   if (password.size() <= kBcryptMaxBytes) return std::string(password);
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(reinterpret_cast<const unsigned char*>(password.data()), password.size(), digest);
-  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static constexpr char kAlphabet[] =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   for (std::size_t i = 0; i < sizeof digest; i += 3) {
     std::uint32_t n = static_cast<std::uint32_t>(digest[i]) << 16;
@@ -36,7 +37,8 @@ std::string Prepare(std::string_view password) {
 }
 
 bool IsBcrypt(std::string_view hash) {
-  return hash.size() == 60 && (hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$"));
+  return hash.size() == 60 &&
+         (hash.starts_with("$2a$") || hash.starts_with("$2b$") || hash.starts_with("$2y$"));
 }
 
 }  // namespace
@@ -50,7 +52,8 @@ Result<std::string> HashPassword(std::string_view password, int cost) {
   }
   char setting[CRYPT_GENSALT_OUTPUT_SIZE];
   // nullptr random bytes: libxcrypt draws the salt from the OS.
-  if (crypt_gensalt_rn("$2b$", static_cast<unsigned long>(cost), nullptr, 0, setting, sizeof setting) == nullptr) {
+  if (crypt_gensalt_rn("$2b$", static_cast<unsigned long>(cost), nullptr, 0, setting,
+                       sizeof setting) == nullptr) {
     return Fail(ErrorCode::kInternal, "crypt_gensalt_rn failed");
   }
   std::string prepared = Prepare(password);
@@ -67,7 +70,8 @@ bool VerifyPassword(std::string_view password, std::string_view hash) {
   if (hashed == nullptr || std::strlen(hashed) != hash.size()) return false;
   // Constant time: do not leak how many leading characters matched.
   unsigned char diff = 0;
-  for (std::size_t i = 0; i < hash.size(); ++i) diff |= static_cast<unsigned char>(hashed[i] ^ hash[i]);
+  for (std::size_t i = 0; i < hash.size(); ++i)
+    diff |= static_cast<unsigned char>(hashed[i] ^ hash[i]);
   return diff == 0;
 }
 

@@ -2,7 +2,8 @@
 
 namespace disco::service {
 
-Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url, std::string_view schema) {
+Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url,
+                                                       std::string_view schema) {
   try {
     auto conn = std::make_unique<pqxx::connection>(url);
     pqxx::work txn(*conn);

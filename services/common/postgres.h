@@ -5,10 +5,9 @@
 #pragma once
 
 #include <memory>
+#include <pqxx/pqxx>
 #include <string>
 #include <string_view>
-
-#include <pqxx/pqxx>
 
 #include "disco/error.h"
 
@@ -17,6 +16,7 @@ namespace disco::service {
 // Connects and runs `schema` (idempotent DDL) in one transaction under an
 // advisory lock, so instances starting together do not race on CREATE.
 // Errors: kUnavailable (the message has no password).
-Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url, std::string_view schema);
+Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url,
+                                                       std::string_view schema);
 
 }  // namespace disco::service

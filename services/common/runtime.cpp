@@ -52,12 +52,12 @@ struct ServiceRuntime::Impl {
           return;
         }
         registration = std::move(*made);
-        Log().info("registered {} as {} at {} in {}", instance.service, instance.id, instance.Address(),
-                   registry.url());
+        Log().info("registered {} as {} at {} in {}", instance.service, instance.id,
+                   instance.Address(), registry.url());
         return;
       }
-      Log().warn("registering {} in {} failed, retrying in {} ms: {}", instance.id, registry.url(), pause.count(),
-                 made.error().ToString());
+      Log().warn("registering {} in {} failed, retrying in {} ms: {}", instance.id, registry.url(),
+                 pause.count(), made.error().ToString());
       if (cv.wait_for(lock, pause, [&] { return stopping; })) return;
       pause = std::min(pause * 2, std::chrono::milliseconds(5000));
     }
@@ -96,7 +96,8 @@ int ServiceRuntime::Serve(http::Router router) {
   }
   config.port = server.port();
   FinishConfig(config, config.port);
-  Log().info("{} {} listening on {}:{} ({} I/O threads)", config.service, config.id, config.host, server.port(),
+  Log().info("{} {} listening on {}:{} ({} I/O threads)", config.service, config.id, config.host,
+             server.port(),
              options.threads ? options.threads : std::thread::hardware_concurrency());
 
   ServiceInstance instance;
@@ -126,9 +127,11 @@ int ServiceRuntime::Serve(http::Router router) {
     }
     impl_->registration.reset();
   }
-  if (config.drain_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(config.drain_delay_ms));
+  if (config.drain_delay_ms > 0)
+    std::this_thread::sleep_for(std::chrono::milliseconds(config.drain_delay_ms));
   bool clean = server.Drain(std::chrono::milliseconds(config.grace_ms));
   Log().info("{} stopped ({})", config.id, clean ? "all requests finished" : "grace period over");
+  FlushLogs();
   return 0;
 }
 

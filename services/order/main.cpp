@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   int call_timeout_ms = 2000;
   std::string policy = "round_robin";
 
-  CLI::App app{"order-service: orders for the disco demo; confirms users through discovery", "order-service"};
+  CLI::App app{"order-service: orders for the disco demo; confirms users through discovery",
+               "order-service"};
   service::AddCommonFlags(app, config);
   app.add_option("--user-service", user_service, "Name of user-service in the registry")
       ->envname("DISCO_USER_SERVICE")
@@ -40,7 +41,8 @@ int main(int argc, char** argv) {
   app.footer(
       "Environment: every flag has a DISCO_* twin (DISCO_PORT, DISCO_REGISTRY, ...);\n"
       "DISCO_JWT_SECRET holds the JWT secret (the same as user-service's).\n"
-      "Example: DISCO_JWT_SECRET=... order-service --registry etcd://127.0.0.1:2379 --db orders.db");
+      "Example: DISCO_JWT_SECRET=... order-service --registry etcd://127.0.0.1:2379 --db "
+      "orders.db");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -68,7 +70,8 @@ int main(int argc, char** argv) {
     }
     service::StorageOptions storage;
     storage.connections = static_cast<std::size_t>(config.db_connections);
-    storage.sqlite_sync = config.sqlite_sync == "normal" ? service::SqliteSync::kNormal : service::SqliteSync::kFull;
+    storage.sqlite_sync =
+        config.sqlite_sync == "normal" ? service::SqliteSync::kNormal : service::SqliteSync::kFull;
     auto repository = order::OpenOrderRepository(*db_url, storage);
     if (!repository) {
       log.error("order-service: storage {}: {}", db_url->Redacted(), repository.error().message);
@@ -94,7 +97,8 @@ int main(int argc, char** argv) {
       log.error("order-service: --user-service: {}", ok.error().message);
       return 2;
     }
-    http::BlockingPool db_pool({.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
+    http::BlockingPool db_pool(
+        {.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
 
     order::OrderServiceDeps deps{repository->get(), &jwt, &db_pool, &client, user_service};
     service::ServiceRuntime runtime(config, **registry);

@@ -18,7 +18,9 @@ using json = nlohmann::json;
 constexpr std::size_t kMaxProductChars = 200;
 constexpr std::size_t kListLimit = 1000;
 
-std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 json ToJson(const Order& o) {
   return {{"id", o.id},
@@ -60,14 +62,17 @@ class OrderApi {
     if (auto error = service::ParseJsonObject(request, body)) co_return std::move(*error);
     NewOrder order;
     order.user_id = claims.user_id;
-    if (auto error = service::ReadString(body, "product", order.product)) co_return std::move(*error);
+    if (auto error = service::ReadString(body, "product", order.product))
+      co_return std::move(*error);
     if (auto why = CheckProduct(order.product)) co_return service::FieldError("product", *why);
-    if (auto error = service::ReadInteger(body, "quantity", order.quantity)) co_return std::move(*error);
+    if (auto error = service::ReadInteger(body, "quantity", order.quantity))
+      co_return std::move(*error);
     if (order.quantity < kMinQuantity || order.quantity > kMaxQuantity) {
       co_return service::FieldError("quantity", "quantity must be 1-10000");
     }
     auto price = body.value.find("price");
-    if (price == body.value.end() || price->is_null()) co_return service::FieldError("price", "price is required");
+    if (price == body.value.end() || price->is_null())
+      co_return service::FieldError("price", "price is required");
     Result<std::int64_t> cents;
     if (price->is_string()) {
       cents = ParsePrice(price->get_ref<const std::string&>());
@@ -97,11 +102,13 @@ class OrderApi {
     if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
     const auto& claims = std::get<service::JwtClaims>(auth);
     Result<std::vector<Order>> orders;
-    co_await deps_.db->Run([&] { orders = deps_.repository->ListByUser(claims.user_id, kListLimit); });
+    co_await deps_.db->Run(
+        [&] { orders = deps_.repository->ListByUser(claims.user_id, kListLimit); });
     if (!orders) co_return service::StorageFailure(orders.error(), request);
     json items = json::array();
     for (const auto& o : *orders) items.push_back(ToJson(o));
-    co_return Response::Json(200, Dump(json{{"orders", std::move(items)}, {"count", orders->size()}}));
+    co_return Response::Json(200,
+                             Dump(json{{"orders", std::move(items)}, {"count", orders->size()}}));
   }
 
   Awaitable<Response> Get(Request& request) {
@@ -122,7 +129,8 @@ class OrderApi {
   static Response NotFound() { return Response::Error(404, "not_found", "no such order"); }
 
   // Asks user-service whether the token's user exists. nullopt: confirmed.
-  Awaitable<std::optional<Response>> ConfirmUser(const Request& request, const service::JwtClaims& claims) {
+  Awaitable<std::optional<Response>> ConfirmUser(const Request& request,
+                                                 const service::JwtClaims& claims) {
     http::ClientRequest call;
     call.method = "GET";
     call.url = "http://" + deps_.user_service + "/api/users/me";
@@ -130,22 +138,24 @@ class OrderApi {
     call.authorization = std::string(request.Header("Authorization"));
     auto answer = co_await deps_.client->Send(std::move(call));
     if (!answer) {
-      service::Log().warn("confirming user {} failed (request id {}): {}", claims.user_id, request.request_id,
-                          answer.error().ToString());
-      co_return Response::Error(503, "user_service_unavailable",
-                                deps_.user_service + " is unavailable, so the user cannot be confirmed: " +
-                                    answer.error().message);
+      service::Log().warn("confirming user {} failed (request id {}): {}", claims.user_id,
+                          request.request_id, answer.error().ToString());
+      co_return Response::Error(
+          503, "user_service_unavailable",
+          deps_.user_service +
+              " is unavailable, so the user cannot be confirmed: " + answer.error().message);
     }
     if (answer->status == 200) {
       auto user = json::parse(answer->body, nullptr, false);
-      if (user.is_object() && user.value("id", std::int64_t{0}) == claims.user_id) co_return std::nullopt;
+      if (user.is_object() && user.value("id", std::int64_t{0}) == claims.user_id)
+        co_return std::nullopt;
       co_return Response::Error(401, "invalid_token", "the token's user does not exist");
     }
     if (answer->status == 401 || answer->status == 404) {
       co_return Response::Error(401, "invalid_token", "the token's user does not exist");
     }
-    service::Log().warn("{} answered {} when confirming user {} (request id {})", deps_.user_service, answer->status,
-                        claims.user_id, request.request_id);
+    service::Log().warn("{} answered {} when confirming user {} (request id {})",
+                        deps_.user_service, answer->status, claims.user_id, request.request_id);
     co_return Response::Error(503, "user_service_unavailable",
                               deps_.user_service + " could not confirm the user (it answered " +
                                   std::to_string(answer->status) + ")");

@@ -46,11 +46,11 @@ class OrderRepository {
   virtual Result<std::optional<Order>> FindById(std::int64_t id) = 0;
 };
 
-Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(const service::DatabaseUrl& url,
-                                                             const service::StorageOptions& options);
-Result<std::unique_ptr<OrderRepository>> OpenSqliteOrderRepository(const std::string& path,
-                                                                   const service::StorageOptions& options);
-Result<std::unique_ptr<OrderRepository>> OpenPostgresOrderRepository(const std::string& url,
-                                                                     const service::StorageOptions& options);
+Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(
+    const service::DatabaseUrl& url, const service::StorageOptions& options);
+Result<std::unique_ptr<OrderRepository>> OpenSqliteOrderRepository(
+    const std::string& path, const service::StorageOptions& options);
+Result<std::unique_ptr<OrderRepository>> OpenPostgresOrderRepository(
+    const std::string& url, const service::StorageOptions& options);
 
 }  // namespace disco::order

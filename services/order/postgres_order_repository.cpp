@@ -22,7 +22,8 @@ constexpr const char* kSchema =
 
 void PrepareStatements(pqxx::connection& conn) {
   conn.prepare("order_insert",
-               "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, created_at)"
+               "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, "
+               "created_at)"
                " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id");
   conn.prepare("order_by_id",
                "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at"
@@ -33,8 +34,9 @@ void PrepareStatements(pqxx::connection& conn) {
 }
 
 Order Row(const pqxx::row& r) {
-  return Order{r[0].as<std::int64_t>(), r[1].as<std::int64_t>(), r[2].as<std::string>(), r[3].as<std::int64_t>(),
-               r[4].as<std::int64_t>(), r[5].as<std::int64_t>(), r[6].as<std::string>(), r[7].as<std::string>()};
+  return Order{r[0].as<std::int64_t>(), r[1].as<std::int64_t>(), r[2].as<std::string>(),
+               r[3].as<std::int64_t>(), r[4].as<std::int64_t>(), r[5].as<std::int64_t>(),
+               r[6].as<std::string>(),  r[7].as<std::string>()};
 }
 
 class PostgresOrderRepository final : public OrderRepository {
@@ -56,11 +58,18 @@ class PostgresOrderRepository final : public OrderRepository {
 
   Result<Order> Create(const NewOrder& order) override {
     return Run<Order>([&](pqxx::connection& conn) -> Result<Order> {
-      Order created{0, order.user_id, order.product, order.quantity, order.price_cents, order.total_cents,
-                    "created", service::UtcTimestamp()};
+      Order created{0,
+                    order.user_id,
+                    order.product,
+                    order.quantity,
+                    order.price_cents,
+                    order.total_cents,
+                    "created",
+                    service::UtcTimestamp()};
       pqxx::nontransaction txn(conn);  // one statement: autocommit, durable when it returns
       auto rows = txn.exec_prepared("order_insert", order.user_id, order.product, order.quantity,
-                                    order.price_cents, order.total_cents, created.status, created.created_at);
+                                    order.price_cents, order.total_cents, created.status,
+                                    created.created_at);
       created.id = rows[0][0].as<std::int64_t>();
       return created;
     });
@@ -106,8 +115,8 @@ class PostgresOrderRepository final : public OrderRepository {
 
 }  // namespace
 
-Result<std::unique_ptr<OrderRepository>> OpenPostgresOrderRepository(const std::string& url,
-                                                                     const service::StorageOptions& options) {
+Result<std::unique_ptr<OrderRepository>> OpenPostgresOrderRepository(
+    const std::string& url, const service::StorageOptions& options) {
   auto repo = std::make_unique<PostgresOrderRepository>(url, options);
   if (auto ok = repo->Check(); !ok) return std::unexpected(ok.error());
   return repo;

@@ -25,9 +25,11 @@ constexpr const char* kInsert =
     "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, created_at)"
     " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 constexpr const char* kById =
-    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at FROM orders WHERE id = ?1";
+    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at FROM "
+    "orders WHERE id = ?1";
 constexpr const char* kByUser =
-    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at FROM orders"
+    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at FROM "
+    "orders"
     " WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2";
 
 Order Row(const SqliteConnection::Statement& s) {
@@ -37,7 +39,8 @@ Order Row(const SqliteConnection::Statement& s) {
 class SqliteOrderRepository final : public OrderRepository {
  public:
   SqliteOrderRepository(std::string path, const service::StorageOptions& options)
-      : pool_([path, sync = options.sqlite_sync] { return SqliteConnection::Open(path, sync, kSchema); },
+      : pool_([path,
+               sync = options.sqlite_sync] { return SqliteConnection::Open(path, sync, kSchema); },
               options.connections) {}
 
   Result<void> Check() {
@@ -50,11 +53,20 @@ class SqliteOrderRepository final : public OrderRepository {
     auto lease = pool_.Acquire();
     if (!lease) return std::unexpected(lease.error());
     return Guard<Order>([&]() -> Result<Order> {
-      Order created{0, order.user_id, order.product, order.quantity, order.price_cents, order.total_cents,
-                    "created", service::UtcTimestamp()};
+      Order created{0,
+                    order.user_id,
+                    order.product,
+                    order.quantity,
+                    order.price_cents,
+                    order.total_cents,
+                    "created",
+                    service::UtcTimestamp()};
       auto& conn = **lease;
       auto insert = conn.Prepare(kInsert);
-      insert.Bind(1, order.user_id).Bind(2, order.product).Bind(3, order.quantity).Bind(4, order.price_cents);
+      insert.Bind(1, order.user_id)
+          .Bind(2, order.product)
+          .Bind(3, order.quantity)
+          .Bind(4, order.price_cents);
       insert.Bind(5, order.total_cents).Bind(6, created.status).Bind(7, created.created_at);
       insert.Step();
       created.id = conn.LastInsertId();
@@ -91,16 +103,17 @@ class SqliteOrderRepository final : public OrderRepository {
 
 }  // namespace
 
-Result<std::unique_ptr<OrderRepository>> OpenSqliteOrderRepository(const std::string& path,
-                                                                   const service::StorageOptions& options) {
+Result<std::unique_ptr<OrderRepository>> OpenSqliteOrderRepository(
+    const std::string& path, const service::StorageOptions& options) {
   auto repo = std::make_unique<SqliteOrderRepository>(path, options);
   if (auto ok = repo->Check(); !ok) return std::unexpected(ok.error());
   return repo;
 }
 
-Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(const service::DatabaseUrl& url,
-                                                             const service::StorageOptions& options) {
-  if (url.kind == service::DatabaseUrl::Kind::kPostgres) return OpenPostgresOrderRepository(url.target, options);
+Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(
+    const service::DatabaseUrl& url, const service::StorageOptions& options) {
+  if (url.kind == service::DatabaseUrl::Kind::kPostgres)
+    return OpenPostgresOrderRepository(url.target, options);
   return OpenSqliteOrderRepository(url.target, options);
 }
 

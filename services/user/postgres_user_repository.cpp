@@ -19,17 +19,20 @@ constexpr const char* kSchema =
 
 void PrepareStatements(pqxx::connection& conn) {
   conn.prepare("user_insert",
-               "INSERT INTO users (username, email, password_hash, created_at) VALUES ($1, $2, $3, $4) RETURNING id");
-  conn.prepare("user_by_id", "SELECT id, username, email, password_hash, created_at FROM users WHERE id = $1");
-  conn.prepare("user_by_name",
-               "SELECT id, username, email, password_hash, created_at FROM users WHERE username = $1");
+               "INSERT INTO users (username, email, password_hash, created_at) VALUES ($1, $2, $3, "
+               "$4) RETURNING id");
+  conn.prepare("user_by_id",
+               "SELECT id, username, email, password_hash, created_at FROM users WHERE id = $1");
+  conn.prepare(
+      "user_by_name",
+      "SELECT id, username, email, password_hash, created_at FROM users WHERE username = $1");
 }
 
 std::optional<User> First(const pqxx::result& rows) {
   if (rows.empty()) return std::nullopt;
   const auto& r = rows[0];
-  return User{r[0].as<std::int64_t>(), r[1].as<std::string>(), r[2].as<std::string>(), r[3].as<std::string>(),
-              r[4].as<std::string>()};
+  return User{r[0].as<std::int64_t>(), r[1].as<std::string>(), r[2].as<std::string>(),
+              r[3].as<std::string>(), r[4].as<std::string>()};
 }
 
 class PostgresUserRepository final : public UserRepository {
@@ -99,8 +102,8 @@ class PostgresUserRepository final : public UserRepository {
 
 }  // namespace
 
-Result<std::unique_ptr<UserRepository>> OpenPostgresUserRepository(const std::string& url,
-                                                                   const service::StorageOptions& options) {
+Result<std::unique_ptr<UserRepository>> OpenPostgresUserRepository(
+    const std::string& url, const service::StorageOptions& options) {
   auto repo = std::make_unique<PostgresUserRepository>(url, options);
   if (auto ok = repo->Check(); !ok) return std::unexpected(ok.error());
   return repo;

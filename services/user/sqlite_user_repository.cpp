@@ -19,7 +19,8 @@ constexpr const char* kSchema =
 
 constexpr const char* kInsert =
     "INSERT INTO users (username, email, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)";
-constexpr const char* kById = "SELECT id, username, email, password_hash, created_at FROM users WHERE id = ?1";
+constexpr const char* kById =
+    "SELECT id, username, email, password_hash, created_at FROM users WHERE id = ?1";
 constexpr const char* kByName =
     "SELECT id, username, email, password_hash, created_at FROM users WHERE username = ?1";
 
@@ -30,7 +31,8 @@ User Row(const SqliteConnection::Statement& s) {
 class SqliteUserRepository final : public UserRepository {
  public:
   SqliteUserRepository(std::string path, const service::StorageOptions& options)
-      : pool_([path, sync = options.sqlite_sync] { return SqliteConnection::Open(path, sync, kSchema); },
+      : pool_([path,
+               sync = options.sqlite_sync] { return SqliteConnection::Open(path, sync, kSchema); },
               options.connections) {}
 
   Result<void> Check() {
@@ -47,10 +49,14 @@ class SqliteUserRepository final : public UserRepository {
       auto& conn = **lease;
       try {
         auto insert = conn.Prepare(kInsert);
-        insert.Bind(1, user.username).Bind(2, user.email).Bind(3, user.password_hash).Bind(4, created.created_at);
+        insert.Bind(1, user.username)
+            .Bind(2, user.email)
+            .Bind(3, user.password_hash)
+            .Bind(4, created.created_at);
         insert.Step();
       } catch (const service::StorageError& e) {
-        if (e.code == ErrorCode::kAlreadyExists) return Fail(ErrorCode::kAlreadyExists, "username taken");
+        if (e.code == ErrorCode::kAlreadyExists)
+          return Fail(ErrorCode::kAlreadyExists, "username taken");
         throw;
       }
       created.id = conn.LastInsertId();
@@ -86,16 +92,18 @@ class SqliteUserRepository final : public UserRepository {
 
 }  // namespace
 
-Result<std::unique_ptr<UserRepository>> OpenSqliteUserRepository(const std::string& path,
-                                                                 const service::StorageOptions& options) {
+Result<std::unique_ptr<UserRepository>> OpenSqliteUserRepository(
+    const std::string& path, const service::StorageOptions& options) {
   auto repo = std::make_unique<SqliteUserRepository>(path, options);
-  if (auto ok = repo->Check(); !ok) return std::unexpected(ok.error());  // opens the file, creates the schema
+  if (auto ok = repo->Check(); !ok)
+    return std::unexpected(ok.error());  // opens the file, creates the schema
   return repo;
 }
 
 Result<std::unique_ptr<UserRepository>> OpenUserRepository(const service::DatabaseUrl& url,
                                                            const service::StorageOptions& options) {
-  if (url.kind == service::DatabaseUrl::Kind::kPostgres) return OpenPostgresUserRepository(url.target, options);
+  if (url.kind == service::DatabaseUrl::Kind::kPostgres)
+    return OpenPostgresUserRepository(url.target, options);
   return OpenSqliteUserRepository(url.target, options);
 }
 

@@ -1,6 +1,9 @@
 #include "user_handlers.h"
 
+#include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 #include "common/auth.h"
 #include "common/json_body.h"
@@ -16,17 +19,58 @@ using http::Request;
 using http::Response;
 using json = nlohmann::json;
 
-std::string Dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string Dump(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
-json PublicUser(const User& user, bool with_email) {
-  json out = {{"id", user.id}, {"username", user.username}, {"created_at", user.created_at}};
-  if (with_email) out["email"] = user.email;
+// The user as JSON, written directly: this is on the hot path of every
+// order (order-service confirms the user), and the strings were validated
+// on the way in (JsonQuote escapes anyway).
+std::string PublicUser(const User& user, bool with_email) {
+  std::string out =
+      "{\"id\":" + std::to_string(user.id) + ",\"username\":" + http::JsonQuote(user.username);
+  if (with_email) out += ",\"email\":" + http::JsonQuote(user.email);
+  out += ",\"created_at\":" + http::JsonQuote(user.created_at) + "}";
   return out;
 }
 
+// Users by id. Accounts never change once created (the API has no update or
+// delete), so a cached user is never stale, whichever instance created it;
+// missing users are not cached (another instance may create them). Bounded:
+// when full, an arbitrary quarter is dropped. Password hashes are not kept.
+class UserCache {
+ public:
+  explicit UserCache(std::size_t capacity) : capacity_(capacity) {}
+
+  // nullptr when not cached. Shared, so a hit copies no strings.
+  std::shared_ptr<const User> Get(std::int64_t id) {
+    if (capacity_ == 0) return nullptr;
+    std::lock_guard lock(mu_);
+    auto it = users_.find(id);
+    return it == users_.end() ? nullptr : it->second;
+  }
+
+  void Put(const User& user) {
+    if (capacity_ == 0) return;
+    std::lock_guard lock(mu_);
+    if (users_.size() >= capacity_) {
+      for (std::size_t n = capacity_ / 4 + 1; n > 0 && !users_.empty(); --n)
+        users_.erase(users_.begin());
+    }
+    auto copy = std::make_shared<User>(user);
+    copy->password_hash.clear();
+    users_.insert_or_assign(user.id, std::move(copy));
+  }
+
+ private:
+  const std::size_t capacity_;
+  std::mutex mu_;
+  std::unordered_map<std::int64_t, std::shared_ptr<const User>> users_;
+};
+
 class UserApi {
  public:
-  explicit UserApi(const UserServiceDeps& deps) : deps_(deps) {
+  explicit UserApi(const UserServiceDeps& deps) : deps_(deps), cache_(deps.cache_entries) {
     // A real bcrypt hash at the configured cost, of a random string nobody knows.
     auto hash = service::HashPassword(service::RandomSecret(), deps_.bcrypt_cost);
     dummy_hash_ = hash ? *hash : std::string();
@@ -55,13 +99,17 @@ class UserApi {
     if (!hash) co_return Response::Error(500, "internal", "hashing the password failed");
 
     Result<User> created;
-    co_await deps_.db->Run([&] { created = deps_.repository->Create(NewUser{username, email, std::move(*hash)}); });
+    co_await deps_.db->Run([&] {
+      created = deps_.repository->Create(NewUser{username, email, std::move(*hash)});
+    });
     if (!created) {
       if (created.error().code == ErrorCode::kAlreadyExists) co_return Taken(username);
       co_return service::StorageFailure(created.error(), request);
     }
-    service::Log().info("registered user {} ({}) request id {}", created->id, created->username, request.request_id);
-    auto response = Response::Json(201, Dump(PublicUser(*created, true)));
+    cache_.Put(*created);
+    service::Log().info("registered user {} ({}) request id {}", created->id, created->username,
+                        request.request_id);
+    auto response = Response::Json(201, PublicUser(*created, true));
     response.headers.emplace_back("Location", "/api/users/" + std::to_string(created->id));
     co_return response;
   }
@@ -92,7 +140,8 @@ class UserApi {
     }
     auto token = deps_.jwt->Issue((*found)->id, (*found)->username);
     if (!token) co_return Response::Error(500, "internal", "issuing the token failed");
-    json out = {{"token", *token}, {"token_type", "Bearer"}, {"expires_in", deps_.jwt->ttl().count()}};
+    json out = {
+        {"token", *token}, {"token_type", "Bearer"}, {"expires_in", deps_.jwt->ttl().count()}};
     co_return Response::Json(200, Dump(out));
   }
 
@@ -100,15 +149,15 @@ class UserApi {
     auto auth = service::Authenticate(request, *deps_.jwt);
     if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
     const auto& claims = std::get<service::JwtClaims>(auth);
-    Result<std::optional<User>> found;
-    co_await deps_.db->Run([&] { found = deps_.repository->FindById(claims.user_id); });
+    Result<std::shared_ptr<const User>> found;
+    co_await Find(claims.user_id, found);
     if (!found) co_return service::StorageFailure(found.error(), request);
     if (!*found) {
       auto response = Response::Error(401, "invalid_token", "the token's user does not exist");
       response.headers.emplace_back("WWW-Authenticate", "Bearer");
       co_return response;
     }
-    co_return Response::Json(200, Dump(PublicUser(**found, true)));
+    co_return Response::Json(200, PublicUser(**found, true));
   }
 
   Awaitable<Response> Get(Request& request) {
@@ -117,20 +166,40 @@ class UserApi {
     const auto& claims = std::get<service::JwtClaims>(auth);
     std::int64_t id = service::ParseId(request.Param("id"));
     if (id == 0) co_return NotFound();
-    Result<std::optional<User>> found;
-    co_await deps_.db->Run([&] { found = deps_.repository->FindById(id); });
+    Result<std::shared_ptr<const User>> found;
+    co_await Find(id, found);
     if (!found) co_return service::StorageFailure(found.error(), request);
     if (!*found) co_return NotFound();
-    co_return Response::Json(200, Dump(PublicUser(**found, id == claims.user_id)));
+    co_return Response::Json(200, PublicUser(**found, id == claims.user_id));
   }
 
  private:
+  // The user from the cache, else from the database (on the db pool).
+  Awaitable<void> Find(std::int64_t id, Result<std::shared_ptr<const User>>& found) {
+    if (auto cached = cache_.Get(id)) {
+      found = std::move(cached);
+      co_return;
+    }
+    Result<std::optional<User>> read;
+    co_await deps_.db->Run([&] { read = deps_.repository->FindById(id); });
+    if (!read) {
+      found = std::unexpected(read.error());
+    } else if (!*read) {
+      found = nullptr;
+    } else {
+      cache_.Put(**read);
+      found = std::make_shared<const User>(std::move(**read));
+    }
+  }
+
   static Response Taken(std::string_view username) {
-    return Response::Error(409, "username_taken", "username '" + std::string(username) + "' is already taken");
+    return Response::Error(409, "username_taken",
+                           "username '" + std::string(username) + "' is already taken");
   }
   static Response NotFound() { return Response::Error(404, "not_found", "no such user"); }
 
   UserServiceDeps deps_;
+  UserCache cache_;
   std::string dummy_hash_;
 };
 

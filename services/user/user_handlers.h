@@ -20,6 +20,7 @@ struct UserServiceDeps {
   http::BlockingPool* db;
   http::BlockingPool* cpu;
   int bcrypt_cost = 12;
+  std::size_t cache_entries = 10000;  // users cached by id; 0: none
 };
 
 // Adds the user-service routes to a new router. Also computes, once, the

@@ -46,9 +46,9 @@ class UserRepository {
 Result<std::unique_ptr<UserRepository>> OpenUserRepository(const service::DatabaseUrl& url,
                                                            const service::StorageOptions& options);
 
-Result<std::unique_ptr<UserRepository>> OpenSqliteUserRepository(const std::string& path,
-                                                                 const service::StorageOptions& options);
-Result<std::unique_ptr<UserRepository>> OpenPostgresUserRepository(const std::string& url,
-                                                                   const service::StorageOptions& options);
+Result<std::unique_ptr<UserRepository>> OpenSqliteUserRepository(
+    const std::string& path, const service::StorageOptions& options);
+Result<std::unique_ptr<UserRepository>> OpenPostgresUserRepository(
+    const std::string& url, const service::StorageOptions& options);
 
 }  // namespace disco::user

@@ -3,7 +3,9 @@
 namespace disco::user {
 namespace {
 
-bool IsAlnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+bool IsAlnum(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
 
 }  // namespace
 
@@ -39,8 +41,8 @@ std::optional<std::string> CheckEmail(std::string_view email) {
   if (local.empty() || local.size() > 64 || local.front() == '.' || local.back() == '.') return bad;
   for (char c : local) {
     auto u = static_cast<unsigned char>(c);
-    if (u <= 0x20 || u == 0x7f || c == '(' || c == ')' || c == ',' || c == ':' || c == ';' || c == '<' ||
-        c == '>' || c == '[' || c == ']' || c == '\\' || c == '"') {
+    if (u <= 0x20 || u == 0x7f || c == '(' || c == ')' || c == ',' || c == ':' || c == ';' ||
+        c == '<' || c == '>' || c == '[' || c == ']' || c == '\\' || c == '"') {
       return bad;
     }
   }
@@ -52,7 +54,8 @@ std::optional<std::string> CheckEmail(std::string_view email) {
   while (true) {
     auto dot = domain.find('.');
     auto label = domain.substr(0, dot);
-    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') return bad;
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-')
+      return bad;
     for (char c : label) {
       if (!IsAlnum(c) && c != '-') return bad;
     }

@@ -17,14 +17,14 @@ namespace disco::http {
 namespace asio = boost::asio;
 
 struct BlockingPool::Impl {
-  explicit Impl(BlockingPoolOptions o) : options(std::move(o)), pool(options.threads ? options.threads : 1) {
+  explicit Impl(BlockingPoolOptions o)
+      : options(std::move(o)), size(options.threads ? options.threads : 1), pool(size) {
     // Name and renice every pool thread from inside it (nice is per thread on
-    // Linux). Each thread blocks on the barrier until all have run the setup,
-    // so no thread takes two setup tasks.
-    std::size_t n = options.threads ? options.threads : 1;
-    std::atomic<std::size_t> arrived{0};
-    for (std::size_t i = 0; i < n; ++i) {
-      asio::post(pool, [this, i, n, &arrived] {
+    // Linux). Each setup task waits until all have started, so no thread
+    // takes two of them. `arrived` is a member: a thread may still be reading
+    // it after the constructor returned.
+    for (std::size_t i = 0; i < size; ++i) {
+      asio::post(pool, [this, i] {
         std::string name = options.name.substr(0, 12) + "-" + std::to_string(i);
         pthread_setname_np(pthread_self(), name.c_str());
         if (options.nice != 0) {
@@ -32,23 +32,26 @@ struct BlockingPool::Impl {
           setpriority(PRIO_PROCESS, tid, getpriority(PRIO_PROCESS, tid) + options.nice);
         }
         arrived.fetch_add(1);
-        while (arrived.load() < n) std::this_thread::yield();
+        while (arrived.load() < size) std::this_thread::yield();
       });
     }
-    while (arrived.load() < n) std::this_thread::yield();
+    while (arrived.load() < size) std::this_thread::yield();
   }
 
   BlockingPoolOptions options;
+  const std::size_t size;
+  std::atomic<std::size_t> arrived{0};
   asio::thread_pool pool;
   std::atomic<std::size_t> pending{0};
 };
 
-BlockingPool::BlockingPool(BlockingPoolOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+BlockingPool::BlockingPool(BlockingPoolOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 BlockingPool::~BlockingPool() { impl_->pool.join(); }
 
 std::size_t BlockingPool::pending() const { return impl_->pending.load(std::memory_order_relaxed); }
-std::size_t BlockingPool::threads() const { return impl_->options.threads ? impl_->options.threads : 1; }
+std::size_t BlockingPool::threads() const { return impl_->size; }
 
 Awaitable<void> BlockingPool::Run(std::function<void()> work) {
   std::exception_ptr error;

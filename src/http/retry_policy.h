@@ -13,9 +13,11 @@ namespace disco::http {
 // timeouts and 503s are retried only for retry-safe (idempotent) requests,
 // since the first instance may have acted on the request.
 // REQUIRES: attempt >= 1 (the attempt that just failed).
-inline bool ShouldRetry(CallOutcome outcome, int http_status, bool retry_safe, int attempt, int max_attempts) {
+inline bool ShouldRetry(CallOutcome outcome, int http_status, bool retry_safe, int attempt,
+                        int max_attempts) {
   if (attempt >= max_attempts || !IsRetryable(outcome, http_status)) return false;
-  if (outcome == CallOutcome::kConnectRefused || outcome == CallOutcome::kConnectFailed) return true;
+  if (outcome == CallOutcome::kConnectRefused || outcome == CallOutcome::kConnectFailed)
+    return true;
   return retry_safe;
 }
 

@@ -1,6 +1,8 @@
 #include "disco/http/server.h"
 
 #include <pthread.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <charconv>
@@ -8,9 +10,6 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#include <spdlog/sinks/stdout_sinks.h>
-#include <spdlog/spdlog.h>
 
 #include "disco/detail/asio.h"
 #include "disco/metrics.h"
@@ -31,7 +30,8 @@ constexpr std::string_view kUnmatched = "unmatched";
 constexpr const char* kAccessPattern = "{\"ts\":\"%Y-%m-%dT%H:%M:%S.%eZ\",%v}";
 
 // Bounded label values for the method: anything unusual is "OTHER".
-constexpr std::string_view kMethods[] = {"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "OTHER"};
+constexpr std::string_view kMethods[] = {"GET",   "POST", "PUT",     "DELETE",
+                                         "PATCH", "HEAD", "OPTIONS", "OTHER"};
 
 std::size_t MethodIndex(std::string_view method) {
   for (std::size_t i = 0; i + 1 < std::size(kMethods); ++i) {
@@ -73,24 +73,29 @@ struct Server::Impl {
   Impl(Router r, ServerOptions o) : router(std::move(r)), options(std::move(o)) {
     if (options.threads == 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
     metrics = options.metrics ? options.metrics : &MetricsRegistry::Default();
-    requests_family = &metrics->CounterFamily("http_server_requests_total", "HTTP requests answered",
-                                              {"service", "route", "method", "status"});
-    latency_family = &metrics->HistogramFamily("http_server_request_duration_seconds",
-                                               "Time from the request's first byte being parsed to the "
-                                               "response written",
-                                               {"service", "route", "method", "status"});
-    connections_gauge = &metrics->GaugeFamily("http_server_open_connections", "Open client connections",
-                                              {"service"})
-                             .With({options.service});
-    in_flight_gauge = &metrics->GaugeFamily("http_server_requests_in_flight", "Requests being handled",
-                                            {"service"})
-                          .With({options.service});
+    requests_family =
+        &metrics->CounterFamily("http_server_requests_total", "HTTP requests answered",
+                                {"service", "route", "method", "status"});
+    latency_family =
+        &metrics->HistogramFamily("http_server_request_duration_seconds",
+                                  "Time from the request's first byte being parsed to the "
+                                  "response written",
+                                  {"service", "route", "method", "status"});
+    connections_gauge =
+        &metrics
+             ->GaugeFamily("http_server_open_connections", "Open client connections", {"service"})
+             .With({options.service});
+    in_flight_gauge =
+        &metrics
+             ->GaugeFamily("http_server_requests_in_flight", "Requests being handled", {"service"})
+             .With({options.service});
     if (!router.Has("GET", "/health")) {
       router.Add("GET", "/health", [this](Request&) -> Awaitable<Response> { co_return Health(); });
     }
     if (!router.Has("GET", "/metrics")) {
       router.Add("GET", "/metrics", [this](Request&) -> Awaitable<Response> {
-        co_return Response::Text(200, metrics->Render(), "text/plain; version=0.0.4; charset=utf-8");
+        co_return Response::Text(200, metrics->Render(),
+                                 "text/plain; version=0.0.4; charset=utf-8");
       });
     }
   }
@@ -99,16 +104,17 @@ struct Server::Impl {
     bool drain = draining.load();
     std::string body = "{\"status\":";
     body += drain ? "\"draining\"" : "\"ok\"";
-    body += ",\"service\":" + JsonQuote(options.service) + ",\"instance\":" + JsonQuote(options.instance_id) + "}";
+    body += ",\"service\":" + JsonQuote(options.service) +
+            ",\"instance\":" + JsonQuote(options.instance_id) + "}";
     return Response::Json(drain ? 503 : 200, std::move(body));
   }
 
   Result<void> Start();
   Awaitable<void> AcceptLoop();
   Awaitable<void> Session(tcp::socket socket, Worker& worker);
-  void Finish(Worker& worker, std::string_view route_label, std::size_t route_id, std::string_view method,
-              std::string_view path, int status, Clock::time_point start, const std::string& request_id,
-              std::size_t bytes_in, std::size_t bytes_out);
+  void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
+              std::string_view method, std::string_view path, int status, Clock::time_point start,
+              const std::string& request_id, std::size_t bytes_in, std::size_t bytes_out);
   void StopThreads();
 
   Router router;
@@ -184,7 +190,8 @@ Awaitable<void> Server::Impl::AcceptLoop() {
   while (acceptor && acceptor->is_open()) {
     Worker& target = *workers[next++ % workers.size()];
     boost::system::error_code ec;
-    tcp::socket socket = co_await acceptor->async_accept(*target.ioc, asio::redirect_error(asio::use_awaitable, ec));
+    tcp::socket socket =
+        co_await acceptor->async_accept(*target.ioc, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
       // Out of file descriptors or similar: pause instead of spinning.
@@ -199,8 +206,9 @@ Awaitable<void> Server::Impl::AcceptLoop() {
 }
 
 void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
-                          std::string_view method, std::string_view path, int status, Clock::time_point start,
-                          const std::string& request_id, std::size_t bytes_in, std::size_t bytes_out) {
+                          std::string_view method, std::string_view path, int status,
+                          Clock::time_point start, const std::string& request_id,
+                          std::size_t bytes_in, std::size_t bytes_out) {
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::size_t method_index = MethodIndex(method);
   std::uint64_t key = (static_cast<std::uint64_t>(route_id) << 16) | (method_index << 10) |
@@ -212,7 +220,8 @@ void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::siz
     std::string_view status_view(status_text, end - status_text);
     std::string_view labels[] = {options.service, route_label, kMethods[method_index], status_view};
     it = worker.metrics_cache
-             .emplace(key, RouteMetrics{&requests_family->With(labels), &latency_family->With(labels)})
+             .emplace(key,
+                      RouteMetrics{&requests_family->With(labels), &latency_family->With(labels)})
              .first;
   }
   it->second.requests->Inc();
@@ -230,7 +239,8 @@ void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::siz
     AppendNumber(line, static_cast<std::uint64_t>(status));
     line += ",\"duration_ms\":";
     char buf[32];
-    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, seconds * 1000.0, std::chars_format::fixed, 3);
+    auto [end, ec] =
+        std::to_chars(buf, buf + sizeof buf, seconds * 1000.0, std::chars_format::fixed, 3);
     line.append(buf, end);
     line += ",\"request_id\":";
     line += JsonQuote(request_id);
@@ -274,8 +284,8 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
     if (buffer.size() == 0) {
       connection.idle = true;
       stream.expires_after(options.idle_timeout);
-      std::size_t n = co_await stream.async_read_some(buffer.prepare(4096),
-                                                      asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t n = co_await stream.async_read_some(
+          buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
       connection.idle = false;
       if (ec) break;  // idle timeout, peer closed, or shutdown: nothing to answer
       buffer.commit(n);
@@ -285,25 +295,29 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
     parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
     parser.body_limit(options.body_limit);
     stream.expires_after(options.request_timeout);
-    co_await bhttp::async_read_header(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+    co_await bhttp::async_read_header(stream, buffer, parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
     if (!ec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
       bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
       co_await bhttp::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
     }
     if (!ec && !parser.is_done()) {
-      co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
+      co_await bhttp::async_read(stream, buffer, parser,
+                                 asio::redirect_error(asio::use_awaitable, ec));
     }
     if (ec) {
       Response error;
       if (ec == bhttp::error::body_limit) {
-        error = Response::Error(413, "payload_too_large",
-                                "request body exceeds " + std::to_string(options.body_limit) + " bytes");
+        error = Response::Error(
+            413, "payload_too_large",
+            "request body exceeds " + std::to_string(options.body_limit) + " bytes");
       } else if (ec == bhttp::error::header_limit) {
-        error = Response::Error(431, "header_too_large",
-                                "request header exceeds " + std::to_string(options.header_limit) + " bytes");
-      } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-                 ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-                 ec == bhttp::error::partial_message) {
+        error = Response::Error(
+            431, "header_too_large",
+            "request header exceeds " + std::to_string(options.header_limit) + " bytes");
+      } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
+                 ec == asio::error::eof || ec == asio::error::connection_reset ||
+                 ec == asio::error::operation_aborted || ec == bhttp::error::partial_message) {
         // Too slow (tcp_stream has closed the socket: slowloris ends here) or
         // the peer went away mid-request: nobody to answer.
         break;
@@ -335,7 +349,8 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
     request.path = request.target.substr(0, question);
     if (question != std::string_view::npos) request.query = request.target.substr(question + 1);
     request.headers.reserve(16);
-    for (const auto& field : message) request.headers.emplace_back(SV(field.name_string()), SV(field.value()));
+    for (const auto& field : message)
+      request.headers.emplace_back(SV(field.name_string()), SV(field.value()));
     request.body = std::move(message.body());
     request.remote_address = remote;
     std::string_view caller_id = SV(message["X-Request-Id"]);
@@ -353,15 +368,16 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
         try {
           response = co_await (*match.handler)(request);
         } catch (const std::exception& e) {
-          log::Get().error("handler {} {} failed (request id {}): {}", request.method, match.pattern,
-                           request.request_id, e.what());
-          response = Response::Error(500, "internal", "internal error (request id " + request.request_id + ")");
+          log::Get().error("handler {} {} failed (request id {}): {}", request.method,
+                           match.pattern, request.request_id, e.what());
+          response = Response::Error(500, "internal",
+                                     "internal error (request id " + request.request_id + ")");
         }
         break;
       case RouteMatch::Kind::kMethodNotAllowed:
         response = Response::Error(405, "method_not_allowed",
-                                   "method " + std::string(request.method) + " is not allowed here (allowed: " +
-                                       match.allow + ")");
+                                   "method " + std::string(request.method) +
+                                       " is not allowed here (allowed: " + match.allow + ")");
         response.headers.emplace_back("Allow", match.allow);
         break;
       case RouteMatch::Kind::kNotFound:
@@ -370,14 +386,17 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
     }
 
     bool keep_alive = message.keep_alive() && !draining.load(std::memory_order_relaxed);
-    bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status), message.version()};
+    bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status),
+                                            message.version()};
     if (!response.content_type.empty()) out.set(bhttp::field::content_type, response.content_type);
     out.set("X-Request-Id", request.request_id);
     for (auto& [name, value] : response.headers) {
       // Repeatable headers (Set-Cookie, Vary...) keep every copy; the ones the
       // server owns are replaced.
-      if (HeaderNameEquals(name, "X-Request-Id") || HeaderNameEquals(name, "Content-Type")) out.set(name, value);
-      else out.insert(name, value);
+      if (HeaderNameEquals(name, "X-Request-Id") || HeaderNameEquals(name, "Content-Type"))
+        out.set(name, value);
+      else
+        out.insert(name, value);
     }
     std::size_t bytes_in = request.body.size();
     std::size_t bytes_out = response.body.size();
@@ -386,8 +405,8 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
     out.prepare_payload();
     stream.expires_after(options.request_timeout);
     co_await bhttp::async_write(stream, out, asio::redirect_error(asio::use_awaitable, ec));
-    Finish(worker, route_label, route_id, request.method, request.path, response.status, start, request.request_id,
-           bytes_in, bytes_out);
+    Finish(worker, route_label, route_id, request.method, request.path, response.status, start,
+           request.request_id, bytes_in, bytes_out);
     in_flight_gauge->Add(-1);
     in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (ec || !keep_alive) break;
@@ -402,7 +421,8 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
     std::size_t drained = 0;
     char sink[4096];
     while (drained < 1024 * 1024) {
-      std::size_t n = co_await stream.async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t n = co_await stream.async_read_some(
+          asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
       drained += n;
     }
@@ -461,8 +481,9 @@ bool Server::Drain(std::chrono::milliseconds grace) {
   while (impl.open_connections.load() > 0) {
     if (Clock::now() >= deadline) {
       clean = false;
-      log::Get().warn("http server: grace period over with {} connection(s) open, {} request(s) in flight",
-                      impl.open_connections.load(), impl.in_flight.load());
+      log::Get().warn(
+          "http server: grace period over with {} connection(s) open, {} request(s) in flight",
+          impl.open_connections.load(), impl.in_flight.load());
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));

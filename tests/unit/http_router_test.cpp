@@ -15,7 +15,9 @@ using Params = std::vector<std::pair<std::string_view, std::string_view>>;
 
 TEST(RouterTest, MatchesLiteralsAndCaptures) {
   Router router;
-  router.Add("GET", "/api/users/{id}", Dummy()).Add("GET", "/api/users/me", Dummy()).Add("POST", "/api/users/register", Dummy());
+  router.Add("GET", "/api/users/{id}", Dummy())
+      .Add("GET", "/api/users/me", Dummy())
+      .Add("POST", "/api/users/register", Dummy());
   Params params;
   auto m = router.Match("GET", "/api/users/42", params);
   ASSERT_EQ(m.kind, RouteMatch::Kind::kFound);
@@ -33,7 +35,9 @@ TEST(RouterTest, MatchesLiteralsAndCaptures) {
 
 TEST(RouterTest, UnknownPathIs404AndWrongMethodIs405WithAllow) {
   Router router;
-  router.Add("GET", "/api/orders", Dummy()).Add("POST", "/api/orders", Dummy()).Add("GET", "/api/orders/{id}", Dummy());
+  router.Add("GET", "/api/orders", Dummy())
+      .Add("POST", "/api/orders", Dummy())
+      .Add("GET", "/api/orders/{id}", Dummy());
   Params params;
   EXPECT_EQ(router.Match("GET", "/api/nothing", params).kind, RouteMatch::Kind::kNotFound);
   EXPECT_EQ(router.Match("GET", "/api/orders/1/extra", params).kind, RouteMatch::Kind::kNotFound);
@@ -89,7 +93,8 @@ TEST(HttpMessageTest, JsonErrorsAreEscaped) {
 
 TEST(HttpMessageTest, HeadersAreCaseInsensitiveAndBearerIsParsed) {
   Request r;
-  r.headers = {{"content-type", "Application/JSON; charset=utf-8"}, {"AUTHORIZATION", "bearer  abc.def.ghi "}};
+  r.headers = {{"content-type", "Application/JSON; charset=utf-8"},
+               {"AUTHORIZATION", "bearer  abc.def.ghi "}};
   EXPECT_TRUE(r.IsJson());
   EXPECT_EQ(r.Header("Content-Type"), "Application/JSON; charset=utf-8");
   EXPECT_EQ(r.BearerToken(), "abc.def.ghi");

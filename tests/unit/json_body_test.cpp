@@ -1,7 +1,7 @@
 // Reading JSON request bodies: status codes, field errors, exact numbers.
-#include <gtest/gtest.h>
-
 #include "common/json_body.h"
+
+#include <gtest/gtest.h>
 
 namespace disco::service {
 namespace {
@@ -23,7 +23,9 @@ TEST(JsonBodyTest, StatusForEachKindOfBadBody) {
   EXPECT_EQ(ParseJsonObject(JsonRequest("{\"a\":"), body)->status, 400);
   EXPECT_EQ(ParseJsonObject(JsonRequest("{} trailing"), body)->status, 400);
   EXPECT_EQ(ParseJsonObject(JsonRequest("{\"a\":\"\xff\"}"), body)->status, 400) << "invalid UTF-8";
-  EXPECT_EQ(ParseJsonObject(JsonRequest(std::string(100, '[') + std::string(100, ']')), body)->status, 400);
+  EXPECT_EQ(
+      ParseJsonObject(JsonRequest(std::string(100, '[') + std::string(100, ']')), body)->status,
+      400);
   EXPECT_EQ(ParseJsonObject(JsonRequest("[1,2]"), body)->status, 422);
   EXPECT_EQ(ParseJsonObject(JsonRequest("\"text\""), body)->status, 422);
   JsonBody ok;
@@ -32,30 +34,34 @@ TEST(JsonBodyTest, StatusForEachKindOfBadBody) {
 
 TEST(JsonBodyTest, KeepsTheTextOfTopLevelNumbers) {
   JsonBody body;
-  ASSERT_FALSE(ParseJsonObject(JsonRequest(R"({"price":12.30,"q":7,"n":{"price":1.5},"big":1e300})"), body));
+  ASSERT_FALSE(
+      ParseJsonObject(JsonRequest(R"({"price":12.30,"q":7,"n":{"price":1.5},"big":1e300})"), body));
   EXPECT_EQ(body.raw_numbers["price"], "12.30");
   EXPECT_EQ(body.raw_numbers["q"], "7");
   EXPECT_EQ(body.raw_numbers["big"], "1e300");
   JsonBody overflow;
-  EXPECT_EQ(ParseJsonObject(JsonRequest(R"({"price":1e400})"), overflow)->status, 400) << "out of double range";
+  EXPECT_EQ(ParseJsonObject(JsonRequest(R"({"price":1e400})"), overflow)->status, 400)
+      << "out of double range";
   EXPECT_EQ(body.raw_numbers.count("n"), 0u);
 }
 
 TEST(JsonBodyTest, FieldReadersNameTheField) {
   JsonBody body;
-  ASSERT_FALSE(ParseJsonObject(JsonRequest(R"({"s":"x","i":5,"f":1.5,"b":true,"n":null,"u":18446744073709551615})"),
-                               body));
+  ASSERT_FALSE(ParseJsonObject(
+      JsonRequest(R"({"s":"x","i":5,"f":1.5,"b":true,"n":null,"u":18446744073709551615})"), body));
   std::string s;
   std::int64_t i = 0;
   EXPECT_FALSE(ReadString(body, "s", s));
   EXPECT_EQ(s, "x");
   EXPECT_FALSE(ReadInteger(body, "i", i));
   EXPECT_EQ(i, 5);
-  for (auto [field, expect] : {std::pair{"missing", "is required"}, {"n", "is required"}, {"i", "must be a string"}}) {
+  for (auto [field, expect] :
+       {std::pair{"missing", "is required"}, {"n", "is required"}, {"i", "must be a string"}}) {
     auto error = ReadString(body, field, s);
     ASSERT_TRUE(error);
     EXPECT_EQ(error->status, 422);
-    EXPECT_NE(error->body.find(std::string("\"field\":\"") + field + "\""), std::string::npos) << error->body;
+    EXPECT_NE(error->body.find(std::string("\"field\":\"") + field + "\""), std::string::npos)
+        << error->body;
     EXPECT_NE(error->body.find(expect), std::string::npos) << error->body;
   }
   EXPECT_EQ(ReadInteger(body, "f", i)->status, 422);

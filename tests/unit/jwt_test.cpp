@@ -1,11 +1,10 @@
 // JWT issue/verify and the attacks the algorithm pin must stop.
-#include <jwt.h>
+#include "common/jwt.h"
 
 #include <gtest/gtest.h>
+#include <jwt.h>
 
 #include <cstdlib>
-
-#include "common/jwt.h"
 
 namespace disco::service {
 namespace {
@@ -30,8 +29,8 @@ std::string B64Url(const std::string& in) {
 }
 
 // A token signed by libjwt with any algorithm and claims.
-std::string Sign(jwt_alg_t alg, const std::string& key, bool with_exp = true, long exp_offset = 3600,
-                 const char* sub = "7") {
+std::string Sign(jwt_alg_t alg, const std::string& key, bool with_exp = true,
+                 long exp_offset = 3600, const char* sub = "7") {
   jwt_t* jwt = nullptr;
   jwt_new(&jwt);
   long now = static_cast<long>(std::time(nullptr));
@@ -39,7 +38,8 @@ std::string Sign(jwt_alg_t alg, const std::string& key, bool with_exp = true, lo
   jwt_add_grant(jwt, "username", "alice");
   jwt_add_grant_int(jwt, "iat", now);
   if (with_exp) jwt_add_grant_int(jwt, "exp", now + exp_offset);
-  jwt_set_alg(jwt, alg, alg == JWT_ALG_NONE ? nullptr : reinterpret_cast<const unsigned char*>(key.data()),
+  jwt_set_alg(jwt, alg,
+              alg == JWT_ALG_NONE ? nullptr : reinterpret_cast<const unsigned char*>(key.data()),
               alg == JWT_ALG_NONE ? 0 : static_cast<int>(key.size()));
   char* s = jwt_encode_str(jwt);
   std::string token = s ? s : "";
@@ -75,7 +75,8 @@ TEST(JwtTest, RejectsExpiredTokens) {
 TEST(JwtTest, RejectsAlgNone) {
   JwtCodec codec(kSecret, std::chrono::seconds(3600));
   std::string payload = B64Url(R"({"sub":"7","username":"alice","iat":1,"exp":99999999999})");
-  for (const char* header : {R"({"alg":"none","typ":"JWT"})", R"({"alg":"None"})", R"({"alg":"NONE"})"}) {
+  for (const char* header :
+       {R"({"alg":"none","typ":"JWT"})", R"({"alg":"None"})", R"({"alg":"NONE"})"}) {
     EXPECT_FALSE(codec.Verify(B64Url(header) + "." + payload + ".")) << header;
   }
   EXPECT_FALSE(codec.Verify(Sign(JWT_ALG_NONE, "")));
@@ -91,7 +92,8 @@ TEST(JwtTest, RejectsOtherAlgorithmsEvenWithTheRightKey) {
   std::string payload = B64Url(R"({"sub":"7","username":"alice","iat":1,"exp":99999999999})");
   EXPECT_FALSE(codec.Verify(B64Url(R"({"alg":"RS256","typ":"JWT"})") + "." + payload + ".c2ln"));
   EXPECT_FALSE(codec.Verify(B64Url(R"({"alg":"hs256"})") + "." + payload + ".c2ln"));
-  EXPECT_FALSE(codec.Verify(B64Url(R"({"typ":"JWT"})") + "." + payload + ".c2ln")) << "no alg at all";
+  EXPECT_FALSE(codec.Verify(B64Url(R"({"typ":"JWT"})") + "." + payload + ".c2ln"))
+      << "no alg at all";
 }
 
 TEST(JwtTest, RejectsBadSignaturesAndTampering) {
@@ -101,7 +103,8 @@ TEST(JwtTest, RejectsBadSignaturesAndTampering) {
   // Swap the payload for one claiming another user, keep the signature.
   auto dot1 = token.find('.'), dot2 = token.rfind('.');
   std::string forged = token.substr(0, dot1) + "." +
-                       B64Url(R"({"sub":"1","username":"admin","iat":1,"exp":99999999999})") + token.substr(dot2);
+                       B64Url(R"({"sub":"1","username":"admin","iat":1,"exp":99999999999})") +
+                       token.substr(dot2);
   EXPECT_FALSE(codec.Verify(forged));
   std::string flipped = token;
   flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
@@ -125,6 +128,34 @@ TEST(JwtTest, RandomSecretsAreLongAndDifferent) {
   auto a = RandomSecret(), b = RandomSecret();
   EXPECT_GE(a.size(), JwtCodec::kMinSecretBytes);
   EXPECT_NE(a, b);
+}
+
+}  // namespace
+}  // namespace disco::service
+
+namespace disco::service {
+namespace {
+
+TEST(JwtCacheTest, CachedTokensStillExpireAndOthersStillFail) {
+  JwtCodec codec(kSecret, std::chrono::seconds(60), /*cache_entries=*/4);
+  auto now = std::chrono::system_clock::now();
+  auto token = *codec.Issue(5, "eve", now);
+  ASSERT_TRUE(codec.Verify(token, now));
+  ASSERT_TRUE(codec.Verify(token, now)) << "from the cache";
+  auto later = codec.Verify(token, now + std::chrono::seconds(61));
+  ASSERT_FALSE(later) << "exp is checked on a cache hit";
+  EXPECT_NE(later.error().message.find("expired"), std::string::npos);
+  // A different token (one flipped character) never hits the entry.
+  std::string flipped = *codec.Issue(5, "eve", now);
+  flipped[flipped.size() - 2] = flipped[flipped.size() - 2] == 'A' ? 'B' : 'A';
+  EXPECT_FALSE(codec.Verify(flipped, now));
+  // Many tokens: the cache stays bounded and every token still verifies.
+  for (int i = 1; i <= 20; ++i) {
+    auto t = *codec.Issue(i, "user" + std::to_string(i), now);
+    auto claims = codec.Verify(t, now);
+    ASSERT_TRUE(claims);
+    EXPECT_EQ(claims->user_id, i);
+  }
 }
 
 }  // namespace

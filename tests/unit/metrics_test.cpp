@@ -1,17 +1,18 @@
 // The metrics registry and its Prometheus text rendering.
+#include "disco/metrics.h"
+
 #include <gtest/gtest.h>
 
 #include <thread>
 #include <vector>
-
-#include "disco/metrics.h"
 
 namespace disco {
 namespace {
 
 TEST(MetricsTest, RendersCountersGaugesAndHistogramsInTextFormat) {
   MetricsRegistry registry;
-  auto& requests = registry.CounterFamily("http_requests_total", "Requests answered", {"route", "status"});
+  auto& requests =
+      registry.CounterFamily("http_requests_total", "Requests answered", {"route", "status"});
   requests.With({"/api/users/{id}", "200"}).Inc(3);
   requests.With({"/api/users/{id}", "404"}).Inc();
   registry.GaugeFamily("open_connections", "Open connections").With({}).Set(7);
@@ -22,10 +23,14 @@ TEST(MetricsTest, RendersCountersGaugesAndHistogramsInTextFormat) {
   latency.With({"/x"}).Observe(5);
 
   std::string text = registry.Render();
-  EXPECT_NE(text.find("# HELP http_requests_total Requests answered\n# TYPE http_requests_total counter\n"),
+  EXPECT_NE(
+      text.find(
+          "# HELP http_requests_total Requests answered\n# TYPE http_requests_total counter\n"),
+      std::string::npos);
+  EXPECT_NE(text.find("http_requests_total{route=\"/api/users/{id}\",status=\"200\"} 3\n"),
             std::string::npos);
-  EXPECT_NE(text.find("http_requests_total{route=\"/api/users/{id}\",status=\"200\"} 3\n"), std::string::npos);
-  EXPECT_NE(text.find("http_requests_total{route=\"/api/users/{id}\",status=\"404\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("http_requests_total{route=\"/api/users/{id}\",status=\"404\"} 1\n"),
+            std::string::npos);
   EXPECT_NE(text.find("# TYPE open_connections gauge\nopen_connections 7\n"), std::string::npos);
   EXPECT_NE(text.find("# TYPE latency_seconds histogram\n"), std::string::npos);
   EXPECT_NE(text.find("latency_seconds_bucket{route=\"/x\",le=\"0.1\"} 1\n"), std::string::npos);

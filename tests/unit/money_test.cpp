@@ -1,7 +1,7 @@
 // Money parsing and arithmetic in integer cents (order-service).
-#include <gtest/gtest.h>
-
 #include "order/money.h"
+
+#include <gtest/gtest.h>
 
 namespace disco::order {
 namespace {
@@ -18,8 +18,8 @@ TEST(MoneyTest, ParsesPlainDecimalsExactly) {
 }
 
 TEST(MoneyTest, RejectsEverythingElse) {
-  for (const char* bad : {"", ".5", "5.", "1.234", "-1", "+1", "1e2", "1E2", "0x10", " 1", "1 ", "1,00", "1.2.3",
-                          "NaN", "inf", "1000000000000", "12.3a", "١٢"}) {
+  for (const char* bad : {"", ".5", "5.", "1.234", "-1", "+1", "1e2", "1E2", "0x10", " 1", "1 ",
+                          "1,00", "1.2.3", "NaN", "inf", "1000000000000", "12.3a", "١٢"}) {
     EXPECT_FALSE(ParseCents(bad)) << "'" << bad << "'";
   }
 }

@@ -1,7 +1,7 @@
 // bcrypt through libxcrypt, compatible with Python's bcrypt.
-#include <gtest/gtest.h>
-
 #include "common/password.h"
+
+#include <gtest/gtest.h>
 
 namespace disco::service {
 namespace {
@@ -20,12 +20,17 @@ TEST(PasswordTest, HashesAre2bAndVerify) {
 TEST(PasswordTest, VerifiesHashesMadeByPythonBcrypt) {
   // Made with Debian's python3-bcrypt 3.2.2:
   //   bcrypt.hashpw(b"correct horse battery", bcrypt.gensalt(rounds=4))  (and rounds=5, 12)
-  EXPECT_TRUE(VerifyPassword("correct horse battery", "$2b$04$6Nkg43u.eE3RQRxO.U6uVeFAJw5NM/qB.hjaIXmZr3vFhDNuNmtRC"));
-  EXPECT_TRUE(VerifyPassword("S3cret!pass", "$2b$05$kSJbS1Q19GYmCdxZojPk4eIi8RwLKav9RQOhSgACIWulx9malS6pu"));
-  EXPECT_TRUE(VerifyPassword("correct horse battery", "$2b$12$khkd2a.DyfpbYAol25cyhum/0CT5S2fqDNVvjLammJe8jZoJ2FPTy"));
-  EXPECT_FALSE(VerifyPassword("wrong", "$2b$04$6Nkg43u.eE3RQRxO.U6uVeFAJw5NM/qB.hjaIXmZr3vFhDNuNmtRC"));
+  EXPECT_TRUE(VerifyPassword("correct horse battery",
+                             "$2b$04$6Nkg43u.eE3RQRxO.U6uVeFAJw5NM/qB.hjaIXmZr3vFhDNuNmtRC"));
+  EXPECT_TRUE(VerifyPassword("S3cret!pass",
+                             "$2b$05$kSJbS1Q19GYmCdxZojPk4eIi8RwLKav9RQOhSgACIWulx9malS6pu"));
+  EXPECT_TRUE(VerifyPassword("correct horse battery",
+                             "$2b$12$khkd2a.DyfpbYAol25cyhum/0CT5S2fqDNVvjLammJe8jZoJ2FPTy"));
+  EXPECT_FALSE(
+      VerifyPassword("wrong", "$2b$04$6Nkg43u.eE3RQRxO.U6uVeFAJw5NM/qB.hjaIXmZr3vFhDNuNmtRC"));
   // OpenBSD / Openwall published $2a$ vector.
-  EXPECT_TRUE(VerifyPassword("U*U", "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"));
+  EXPECT_TRUE(
+      VerifyPassword("U*U", "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW"));
 }
 
 TEST(PasswordTest, CostIsHonouredAndChecked) {
@@ -47,7 +52,8 @@ TEST(PasswordTest, LongPasswordsUseEveryByte) {
 }
 
 TEST(PasswordTest, MalformedHashesAndNulBytesNeverVerify) {
-  for (const char* bad : {"", "*0", "$1$abc$def", "$2b$04$short", "plaintext-password-stored-by-mistake"}) {
+  for (const char* bad :
+       {"", "*0", "$1$abc$def", "$2b$04$short", "plaintext-password-stored-by-mistake"}) {
     EXPECT_FALSE(VerifyPassword("password", bad)) << bad;
   }
   EXPECT_FALSE(HashPassword(std::string("abc\0def", 7), 4));

@@ -6,9 +6,10 @@
 // 1.74's awaitable.hpp needs <utility> first.
 #pragma once
 
-#include <utility>
-
+// clang-format off
+#include <utility>  // first: see above
 #include <boost/asio/awaitable.hpp>
+// clang-format on
 
 namespace disco::http {
 

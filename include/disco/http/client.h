@@ -92,26 +92,26 @@ struct ClientOptions {
 
 struct ClientRequest {
   std::string method = "GET";
-  std::string url;  // http://service/path?query or http://host:port/path
+  std::string url{};  // http://service/path?query or http://host:port/path
   // Sent as given, duplicates kept; a Host or User-Agent here replaces the
   // client's own.
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  std::string content_type;   // sent when non-empty
-  std::string request_id;     // sent as X-Request-Id when non-empty
-  std::string authorization;  // sent as Authorization when non-empty
+  std::vector<std::pair<std::string, std::string>> headers{};
+  std::string body{};
+  std::string content_type{};   // sent when non-empty
+  std::string request_id{};     // sent as X-Request-Id when non-empty
+  std::string authorization{};  // sent as Authorization when non-empty
   // Whether a reset, timeout or 503 may be retried. Default: true for GET,
   // HEAD, OPTIONS, PUT and DELETE.
-  std::optional<bool> retry_safe;
-  std::string hash_key;  // for consistent-hashing policies
+  std::optional<bool> retry_safe{};
+  std::string hash_key{};  // for consistent-hashing policies
 };
 
 struct ClientResponse {
   int status = 0;
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
-  std::string instance_id;  // the instance that answered (empty for direct calls)
-  std::string address;      // host:port that answered
+  std::vector<std::pair<std::string, std::string>> headers{};
+  std::string body{};
+  std::string instance_id{};  // the instance that answered (empty for direct calls)
+  std::string address{};      // host:port that answered
   int attempts = 0;
 
   std::string_view Header(std::string_view name) const;

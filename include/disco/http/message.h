@@ -22,18 +22,18 @@ namespace disco::http {
 bool HeaderNameEquals(std::string_view a, std::string_view b);
 
 struct Request {
-  std::string_view method;  // "GET", "POST", ... (upper case, as sent)
-  std::string_view target;  // as sent: path and query
-  std::string_view path;    // target up to '?'
-  std::string_view query;   // after '?', without it; empty if none
-  std::vector<std::pair<std::string_view, std::string_view>> headers;
-  std::string body;
+  std::string_view method{};  // "GET", "POST", ... (upper case, as sent)
+  std::string_view target{};  // as sent: path and query
+  std::string_view path{};    // target up to '?'
+  std::string_view query{};   // after '?', without it; empty if none
+  std::vector<std::pair<std::string_view, std::string_view>> headers{};
+  std::string body{};
 
   // Filled in by the server before the handler runs.
-  std::string request_id;  // the caller's X-Request-Id if valid, else a new one
-  std::string_view route;  // the matched pattern, e.g. "/api/users/{id}"
-  std::vector<std::pair<std::string_view, std::string_view>> params;  // {name} -> segment
-  std::string remote_address;
+  std::string request_id{};  // the caller's X-Request-Id if valid, else a new one
+  std::string_view route{};  // the matched pattern, e.g. "/api/users/{id}"
+  std::vector<std::pair<std::string_view, std::string_view>> params{};  // {name} -> segment
+  std::string remote_address{};
 
   // The first header with this name, or empty.
   std::string_view Header(std::string_view name) const;
@@ -52,12 +52,13 @@ struct Response {
   // Extra headers, sent in order with duplicates kept (Content-Type and
   // X-Request-Id here replace the server's own; Content-Length and
   // Connection are the server's business and must not be given).
-  std::vector<std::pair<std::string, std::string>> headers;
-  std::string body;
+  std::vector<std::pair<std::string, std::string>> headers{};
+  std::string body{};
 
   // A response whose body is already JSON text.
   static Response Json(int status, std::string json_body);
-  static Response Text(int status, std::string text, std::string content_type = "text/plain; charset=utf-8");
+  static Response Text(int status, std::string text,
+                       std::string content_type = "text/plain; charset=utf-8");
   // {"error":code,"message":message} with `status`.
   static Response Error(int status, std::string_view code, std::string_view message);
 };

@@ -33,7 +33,7 @@ struct RouteMatch {
   Kind kind = Kind::kNotFound;
   const Handler* handler = nullptr;  // kFound
   std::string_view pattern;          // kFound: the route's pattern (a metrics label)
-  std::string allow;                 // kMethodNotAllowed: "GET, POST"
+  std::string allow{};               // kMethodNotAllowed: "GET, POST"
   std::size_t index = 0;             // kFound: the route's index in order of Add()
 };
 

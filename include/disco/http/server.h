@@ -45,11 +45,11 @@ namespace disco::http {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 0;  // 0: any free port (see Server::port())
+  std::uint16_t port = 0;   // 0: any free port (see Server::port())
   std::size_t threads = 0;  // 0: one per core
 
-  std::size_t body_limit = 1024 * 1024;       // larger bodies → 413
-  std::size_t header_limit = 16 * 1024;       // larger header blocks → 431
+  std::size_t body_limit = 1024 * 1024;  // larger bodies → 413
+  std::size_t header_limit = 16 * 1024;  // larger header blocks → 431
   // From the first byte of a request until it is fully read; slower → 408 and
   // close (slowloris). Also bounds each response write.
   std::chrono::milliseconds request_timeout{10'000};
@@ -58,7 +58,7 @@ struct ServerOptions {
 
   // Shown by GET /health and used in logs.
   std::string service = "service";
-  std::string instance_id;
+  std::string instance_id{};
 
   bool access_log = true;
   MetricsRegistry* metrics = nullptr;  // nullptr: MetricsRegistry::Default()
