@@ -17,6 +17,9 @@ constexpr int kMinConnectTimeoutMs = 1000;
 // defaults to 5 s and it closes connections that ping more often.
 constexpr int kKeepaliveTimeMs = 10000;
 constexpr int kKeepaliveTimeoutMs = 5000;
+// How long a call waits for an immediate reconnection attempt to an endpoint
+// that failed before, until it gives up on it for now (kUnavailable).
+constexpr auto kRetryWindow = std::chrono::milliseconds(300);
 
 bool IsInvalidToken(const grpc::Status& status) {
   return status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
@@ -79,6 +82,7 @@ Connection::Connection(const RegistryUrl& url, std::string redacted_url,
     stubs.watch = etcdserverpb::Watch::NewStub(channel);
     stubs.auth = etcdserverpb::Auth::NewStub(channel);
     stubs_.push_back(std::move(stubs));
+    channels_.push_back(std::move(channel));
     endpoint_names_.push_back(std::move(target));
   }
 }
@@ -152,6 +156,33 @@ Result<void> Connection::AddAuth(grpc::ClientContext& context, std::size_t index
   return {};
 }
 
+void Connection::AwaitConnectivity(std::size_t index, Clock::time_point deadline,
+                                   CallCanceller* canceller) {
+  // Short waits, so that a cancellation is noticed within one of them.
+  constexpr auto kStep = std::chrono::milliseconds(50);
+  auto& channel = *channels_[index];
+  grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+  if (state == GRPC_CHANNEL_READY) return;
+  // From IDLE the channel reports the outcome of the attempt this starts. In
+  // TRANSIENT_FAILURE it stays there until an attempt succeeds, so a failed
+  // retry is invisible: skip the backoff to retry now, and give the attempt
+  // a short window to succeed (a loopback or LAN connect takes milliseconds).
+  bool attempted = state != GRPC_CHANNEL_TRANSIENT_FAILURE;
+  if (!attempted) {
+    grpc::experimental::ChannelResetConnectionBackoff(&channel);
+    deadline = std::min(deadline, Clock::now() + kRetryWindow);
+  }
+  while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_SHUTDOWN) {
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && attempted) return;
+    auto now = Clock::now();
+    if (now >= deadline || (canceller != nullptr && canceller->cancelled())) return;
+    if (channel.WaitForStateChange(state, ToGrpcDeadline(std::min(deadline, now + kStep)))) {
+      state = channel.GetState(/*try_to_connect=*/true);
+      if (state == GRPC_CHANNEL_IDLE || state == GRPC_CHANNEL_CONNECTING) attempted = true;
+    }
+  }
+}
+
 Result<void> Connection::Invoke(const Attempt& attempt, const CallOptions& options) {
   const std::size_t count = stubs_.size();
   const std::size_t first = current_.load(std::memory_order_relaxed) % count;
@@ -162,7 +193,7 @@ Result<void> Connection::Invoke(const Attempt& attempt, const CallOptions& optio
     if (options.canceller != nullptr && options.canceller->cancelled()) {
       return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
     }
-    if (Clock::now() >= options.deadline) break;
+    AwaitConnectivity(index, options.deadline, options.canceller);
     grpc::ClientContext context;
     context.set_deadline(ToGrpcDeadline(options.deadline));
     if (auto ok = AddAuth(context, index, options); !ok) {
@@ -307,6 +338,7 @@ Result<etcdserverpb::LeaseKeepAliveResponse> Connection::KeepAliveOnce(std::int6
 Result<Connection::StreamTarget> Connection::PrepareStream(grpc::ClientContext& context,
                                                            const CallOptions& options) {
   const std::size_t index = current_.load(std::memory_order_relaxed) % stubs_.size();
+  AwaitConnectivity(index, options.deadline, options.canceller);
   if (auto ok = AddAuth(context, index, options); !ok) return std::unexpected(ok.error());
   return StreamTarget{&stubs_[index], index};
 }

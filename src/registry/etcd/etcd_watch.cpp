@@ -21,7 +21,7 @@ constexpr std::chrono::milliseconds kRetryBackoffMax{2000};
 
 std::atomic<std::uint64_t> g_resyncs{0};
 std::atomic<std::uint64_t> g_compaction_cancels{0};
-std::atomic<std::uint64_t> g_progress_timeouts{0};
+std::atomic<std::uint64_t> g_silent_streams{0};
 
 std::mutex g_hook_mu;
 std::function<void(std::string_view, std::int64_t)> g_before_create_hook;  // guarded by g_hook_mu
@@ -233,7 +233,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
         }
         auto now = Clock::now();
         if (progress_pending() && now - progress_sent >= kProgressTimeout) {
-          g_progress_timeouts.fetch_add(1, std::memory_order_relaxed);
+          g_silent_streams.fetch_add(1, std::memory_order_relaxed);
           log::Get().warn(
               "etcd {}: watch of {} got no answer to a progress request in {} ms; "
               "reconnecting",
@@ -342,7 +342,7 @@ EtcdWatch::EtcdWatch(std::shared_ptr<Context> context, std::string service, Watc
 EtcdWatch::~EtcdWatch() { loop_->Stop(); }
 
 WatchCounters WatchCountersForTesting() {
-  return {g_resyncs.load(), g_compaction_cancels.load(), g_progress_timeouts.load()};
+  return {g_resyncs.load(), g_compaction_cancels.load(), g_silent_streams.load()};
 }
 
 void SetBeforeWatchCreateHookForTesting(

@@ -33,6 +33,7 @@
 
 #include "disco/registry.h"
 #include "registry/etcd/etcd_context.h"
+#include "registry/etcd/etcd_test_hooks.h"
 
 namespace disco::etcd {
 
@@ -46,18 +47,5 @@ class EtcdWatch final : public WatchHandle {
  private:
   std::shared_ptr<WatchLoop> loop_;
 };
-
-// Test hooks (process-wide). Not part of the library API.
-struct WatchCounters {
-  std::uint64_t resyncs = 0;             // Ranges after the first one of a watch
-  std::uint64_t compaction_cancels = 0;  // streams canceled with a compact_revision
-  std::uint64_t progress_timeouts = 0;   // streams given up for lack of answers
-};
-WatchCounters WatchCountersForTesting();
-// Called on the watch thread after each Range and before the watch stream is
-// created from `start_revision`: a test can change and compact the store in
-// between to force a compaction cancel. Pass nullptr to remove.
-void SetBeforeWatchCreateHookForTesting(
-    std::function<void(std::string_view service, std::int64_t start_revision)> hook);
 
 }  // namespace disco::etcd
