@@ -28,7 +28,12 @@ Result<std::unique_ptr<EtcdRegistration>> EtcdRegistration::Start(std::shared_pt
   std::unique_ptr<EtcdRegistration> registration(
       new EtcdRegistration(std::move(context), std::move(instance), ttl));
   CallOptions options{registration->context_->connection.Deadline(), nullptr};
-  if (auto ok = registration->GrantAndPut(options); !ok) return std::unexpected(ok.error());
+  if (auto ok = registration->GrantAndPut(options); !ok) {
+    // Nothing to undo: a lease granted before a failed put holds no key and
+    // expires by itself; revoking it could cost another request timeout.
+    registration->state_.store(RegistrationState::kDeregistered);
+    return std::unexpected(ok.error());
+  }
   registration->thread_ = std::thread([raw = registration.get()] { raw->Run(); });
   return registration;
 }
@@ -44,7 +49,7 @@ Result<void> EtcdRegistration::GrantAndPut(const CallOptions& options) {
   lease_id_ = granted->id();
   // etcd raises a TTL below its minimum (2 s by default); refresh by what it
   // granted, not by what was asked.
-  granted_ttl_ = std::chrono::seconds(std::max<std::int64_t>(granted->ttl(), 1));
+  granted_ttl_.store(std::max<std::int64_t>(granted->ttl(), 1));
   lease_lost_ = false;
 
   etcdserverpb::PutRequest put;
@@ -65,7 +70,7 @@ bool EtcdRegistration::Refresh() {
   auto now = Clock::now();
   // A keep-alive that takes longer than the TTL is useless: the lease would
   // have expired meanwhile.
-  CallOptions options{std::min(now + connection.request_timeout(), now + granted_ttl_),
+  CallOptions options{std::min(now + connection.request_timeout(), now + granted_ttl()),
                       &canceller_};
   if (!lease_lost_) {
     auto alive = connection.KeepAliveOnce(lease_id_, options);
@@ -98,7 +103,7 @@ void EtcdRegistration::Sleep(std::chrono::milliseconds duration) {
 void EtcdRegistration::Run() {
   Backoff backoff(kRestoreBackoffInitial, kRestoreBackoffMax);
   auto interval = [this] {
-    return std::max<std::chrono::milliseconds>(kMinRefreshInterval, granted_ttl_ / 3);
+    return std::max<std::chrono::milliseconds>(kMinRefreshInterval, granted_ttl() / 3);
   };
   std::chrono::milliseconds delay = interval();
   while (true) {
@@ -145,7 +150,7 @@ Result<void> EtcdRegistration::Deregister() {
   if (!done && !IsLeaseNotFound(done.error())) {
     return Fail(done.error().code,
                 "deregistering " + instance_.service + "/" + instance_.id + " (it expires within " +
-                    std::to_string(granted_ttl_.count()) + " s): " + done.error().message);
+                    std::to_string(granted_ttl().count()) + " s): " + done.error().message);
   }
   return {};
 }

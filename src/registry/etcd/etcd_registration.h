@@ -46,7 +46,7 @@ class EtcdRegistration final : public Registration {
   RegistrationState state() const override { return state_.load(); }
 
   // The TTL etcd granted (at least etcd's minimum).
-  std::chrono::seconds granted_ttl() const { return granted_ttl_; }
+  std::chrono::seconds granted_ttl() const { return std::chrono::seconds(granted_ttl_.load()); }
 
  private:
   EtcdRegistration(std::shared_ptr<Context> context, ServiceInstance instance,
@@ -65,7 +65,7 @@ class EtcdRegistration final : public Registration {
   const std::string key_;
   const std::string value_;
   const std::chrono::seconds requested_ttl_;
-  std::chrono::seconds granted_ttl_{0};
+  std::atomic<std::chrono::seconds::rep> granted_ttl_{0};  // written by the keep-alive thread
   std::atomic<RegistrationState> state_{RegistrationState::kActive};
 
   // Owned by the keep-alive thread while it runs; read by Deregister after
