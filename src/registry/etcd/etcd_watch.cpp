@@ -116,7 +116,8 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       if (Stream(listing->revision + 1)) {
         backoff.Reset();
       } else {
-        // The stream could not even be created: do not hammer etcd.
+        // The stream failed at once or was refused: do not hammer etcd with
+        // Range + create in a tight loop.
         Sleep(backoff.Next());
       }
     }
@@ -155,9 +156,12 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     return changed;
   }
 
-  // Runs one watch stream until it ends. Returns true if etcd created the
-  // watch (so the stream was usable and an immediate resync is fine).
+  // Runs one watch stream until it ends. Returns true if an immediate resync
+  // is fine: the watch was canceled for compaction, or it served for a while.
   bool Stream(std::int64_t start_revision) {
+    constexpr auto kHealthyLifetime = std::chrono::seconds(1);
+    const auto opened = Clock::now();
+    bool compacted = false;
     grpc::ClientContext context;
     auto target =
         context_->connection.PrepareStream(context, {context_->connection.Deadline(), &canceller_});
@@ -278,6 +282,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
           if (response.canceled()) {
             if (response.compact_revision() > 0) {
               g_compaction_cancels.fetch_add(1, std::memory_order_relaxed);
+              compacted = true;
               log::Get().info("etcd {}: watch of {} canceled, revision compacted at {}; resyncing",
                               context_->url, service_, response.compact_revision());
             } else {
@@ -314,7 +319,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       log::Get().debug("etcd {}: watch stream of {} ended: {}", context_->url, service_,
                        status.error_message());
     }
-    return created;
+    return compacted || (created && Clock::now() - opened >= kHealthyLifetime);
   }
 
   const std::shared_ptr<Context> context_;
