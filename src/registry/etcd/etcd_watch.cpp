@@ -3,6 +3,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <exception>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -125,7 +127,16 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
 
   void Deliver(const WatchUpdate& update) {
     if (Stopping()) return;
-    callback_(update);
+    // An exception escaping here would end the process (std::terminate on
+    // the watch thread); report it and keep watching instead.
+    try {
+      callback_(update);
+    } catch (const std::exception& e) {
+      log::Get().error("etcd {}: watch callback for {} threw: {}", context_->url, service_,
+                       e.what());
+    } catch (...) {
+      log::Get().error("etcd {}: watch callback for {} threw", context_->url, service_);
+    }
   }
 
   // Applies the events of one response; true if the list changed.
