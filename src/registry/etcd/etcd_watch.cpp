@@ -229,6 +229,8 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       if (broken) {
         // Cancelled: the pending operations complete promptly.
         wake = Clock::now() + std::chrono::milliseconds(200);
+      } else if (!created) {
+        wake = last_heard + context_->options.request_timeout;
       } else if (progress_pending()) {
         wake = progress_sent + kProgressTimeout;
       } else {
@@ -241,8 +243,11 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       if (status == grpc::CompletionQueue::TIMEOUT) {
         if (broken || !created) {
           if (!created && !broken &&
-              Clock::now() - last_heard > context_->options.request_timeout) {
-            give_up();  // etcd never confirmed the watch
+              Clock::now() - last_heard >= context_->options.request_timeout) {
+            g_silent_streams.fetch_add(1, std::memory_order_relaxed);
+            log::Get().warn("etcd {}: watch of {} was not confirmed within {} ms; reconnecting",
+                            context_->url, service_, context_->options.request_timeout.count());
+            give_up();
           }
           continue;
         }
