@@ -162,9 +162,7 @@ Result<std::unique_ptr<Registry>> MakeEtcdRegistry(const RegistryUrl& url,
   std::string prefix = url.params.contains("prefix") ? url.params.at("prefix") : "services";
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
 
-  RegistryUrl shown = url;
-  if (auto it = shown.params.find("password"); it != shown.params.end()) it->second = "***";
-  auto context = std::make_shared<etcd::Context>(url, shown.Redacted(), options, std::move(prefix));
+  auto context = std::make_shared<etcd::Context>(url, url.Redacted(), options, std::move(prefix));
   return std::make_unique<etcd::EtcdRegistry>(std::move(context));
 }
 
