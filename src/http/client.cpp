@@ -140,11 +140,6 @@ AttemptResult Failed(CallOutcome outcome, std::string error) {
   return result;
 }
 
-// Beast keeps these itself (or must not see them twice).
-bool IsClientOwnedHeader(std::string_view name) {
-  return HeaderNameEquals(name, "Host") || HeaderNameEquals(name, "User-Agent");
-}
-
 // Per-status counters of one service, filled on first use, so the hot path
 // does not build label keys (a lock and a map lookup) per call.
 class StatusCounters {
