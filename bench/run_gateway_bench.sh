@@ -113,13 +113,14 @@ wait_http "$nginx_port" /up/health
 run_wrk() {  # name url
   wrk -t1 -c"$connections" -d2s "$2" >/dev/null 2>&1  # warm-up: pools, caches
   wrk -t1 -c"$connections" -d"${duration}s" --latency "$2" >"$work/$1.txt" 2>&1
-  local rps p99
+  local rps p50 p99
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.txt")
+  p50=$(awk '$1 == "50%" {print $2}' "$work/$1.txt")
   p99=$(awk '$1 == "99%" {print $2}' "$work/$1.txt")
   local errors
   errors=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$1.txt")
   [ -z "$errors" ] || echo "$1: $errors" >&2
-  echo "$1 $rps $p99" >>"$work/results.txt"
+  echo "$1 $rps $p50 $p99" >>"$work/results.txt"
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -139,17 +140,18 @@ def us(text):
     raise ValueError(text)
 runs = {}
 for line in open(path):
-    name, rps, p99 = line.split()
-    runs.setdefault(name, []).append((float(rps), us(p99)))
-med = {n: (statistics.median(r for r, _ in v), statistics.median(p for _, p in v)) for n, v in runs.items()}
+    name, rps, p50, p99 = line.split()
+    runs.setdefault(name, []).append((float(rps), us(p99), us(p50)))
+med = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
+           statistics.median(x[2] for x in v)) for n, v in runs.items()}
 print(f"wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
-      f"(each round: {', '.join(f'{n} ' + '/'.join(f'{r:.0f}' for r, _ in v) for n, v in runs.items())} req/s)")
+      f"(each round: {', '.join(f'{n} ' + '/'.join(f'{x[0]:.0f}' for x in v) for n, v in runs.items())} req/s)")
 print()
-print("| path | requests/s | p99 (µs) | vs nginx (throughput) |")
-print("| --- | ---: | ---: | ---: |")
+print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx (throughput) |")
+print("| --- | ---: | ---: | ---: | ---: |")
 for name in ("direct", "nginx", "gateway"):
-    rps, p99 = med[name]
-    print(f"| {name} | {rps:,.0f} | {p99:,.0f} | {rps / med['nginx'][0]:.2f}× |")
+    rps, p99, p50 = med[name]
+    print(f"| {name} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {rps / med['nginx'][0]:.2f}× |")
 overhead = lambda n: 1e6 / med[n][0] - 1e6 / med["direct"][0]
 print()
 print(f"gateway/nginx throughput {med['gateway'][0] / med['nginx'][0]:.2f}×, "
