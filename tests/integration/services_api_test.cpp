@@ -587,7 +587,7 @@ TEST_F(ServicesApiTest, InstancesShareOneSqliteDatabase) {
 TEST_F(ServicesApiTest, SigtermDeregistersBeforeExitAndFinishesInFlightRequests) {
   // Cost 12: a login takes a noticeable time, so one is in flight at SIGTERM.
   user_ = std::make_unique<ServiceProcess>(
-      UserOptions(dir_.Sub("users.db"), {"--bcrypt-cost", "12", "--drain-delay-ms", "1000"}));
+      UserOptions(dir_.Sub("users.db"), {"--bcrypt-cost", "12", "--drain-delay-ms", "3000"}));
   ASSERT_TRUE(WaitRegistered("user-service", 1));
   auto ids = Instances("user-service");
   ASSERT_EQ(ids.size(), 1u);
@@ -603,8 +603,8 @@ TEST_F(ServicesApiTest, SigtermDeregistersBeforeExitAndFinishesInFlightRequests)
   });
   std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(user_->Signal(SIGTERM));
-  // Gone from the registry while the process still runs (it drains for 1 s).
-  EXPECT_TRUE(testing::WaitFor([&] { return Instances("user-service").empty(); }, 900ms, 20ms));
+  // Gone from the registry while the process still runs (it serves 3 s more).
+  EXPECT_TRUE(testing::WaitFor([&] { return Instances("user-service").empty(); }, 2500ms, 20ms));
   EXPECT_TRUE(user_->running()) << "deregistered first, exits later";
   EXPECT_EQ(login.get().status, 200) << "the request in flight finished";
   int status = user_->Wait(15s);
