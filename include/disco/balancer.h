@@ -27,7 +27,7 @@ namespace disco {
 struct PickContext {
   // Key for consistent hashing (user id, session id...). Policies that do not
   // hash ignore it; ring_hash without a key picks at random.
-  std::string_view hash_key;
+  std::string_view hash_key{};
 };
 
 class Picker {

@@ -31,7 +31,7 @@ std::string_view ErrorCodeName(ErrorCode code);
 
 struct Error {
   ErrorCode code = ErrorCode::kInternal;
-  std::string message;
+  std::string message{};
 
   // "unavailable: etcd://127.0.0.1:2379: connection refused"
   std::string ToString() const;

@@ -29,7 +29,7 @@ struct RegisterOptions {
   std::chrono::seconds ttl{10};
   // Consul only: when set, Consul polls this URL (e.g. http://h:p/health)
   // instead of expecting TTL heartbeats from us.
-  std::string http_check_url;
+  std::string http_check_url{};
   // Consul only: how long a critical instance stays in the catalog before
   // Consul removes it (Consul clamps anything below 1 min up to 1 min).
   std::chrono::seconds deregister_critical_after{60};
@@ -63,8 +63,8 @@ class Registration {
 // reached right now. After an error the next ok update is a full resync.
 struct WatchUpdate {
   bool ok = true;
-  std::vector<ServiceInstance> instances;  // valid when ok; sorted by id
-  Error error;                             // valid when !ok
+  std::vector<ServiceInstance> instances{};  // valid when ok; sorted by id
+  Error error{};                             // valid when !ok
 };
 
 using WatchCallback = std::function<void(const WatchUpdate&)>;

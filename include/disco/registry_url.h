@@ -14,17 +14,17 @@
 namespace disco {
 
 struct HostPort {
-  std::string host;
+  std::string host{};
   std::uint16_t port = 0;
   std::string ToString() const;  // IPv6 hosts in brackets
   bool operator==(const HostPort&) const = default;
 };
 
 struct RegistryUrl {
-  std::string scheme;                         // "etcd", "consul", "memory"
-  std::vector<HostPort> endpoints;            // empty for memory://
-  std::string name;                           // memory://<name>
-  std::map<std::string, std::string> params;  // query parameters, decoded
+  std::string scheme{};                         // "etcd", "consul", "memory"
+  std::vector<HostPort> endpoints{};            // empty for memory://
+  std::string name{};                           // memory://<name>
+  std::map<std::string, std::string> params{};  // query parameters, decoded
 
   // The URL with secret parameters (token) replaced by "***", for logs.
   std::string Redacted() const;

@@ -15,10 +15,12 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "disco/balancer.h"
 #include "disco/error.h"
+#include "disco/outlier.h"
 #include "disco/registry.h"
 #include "disco/snapshot.h"
 
@@ -26,6 +28,8 @@ namespace disco {
 
 struct ResolverOptions {
   std::string policy = "round_robin";
+  // When set, the balancer is wrapped in outlier detection fed by Report().
+  std::optional<OutlierOptions> outlier_detection = std::nullopt;
 };
 
 // An endpoint chosen by Pick(), kept alive by the snapshot it came from.
@@ -46,6 +50,13 @@ class Resolver {
 
   // Picks an endpoint; nullptr when none is known.
   virtual EndpointPtr Pick(const PickContext& context = {}) = 0;
+
+  // Records the outcome of a call to an endpoint that Pick() returned:
+  // updates its counters and feeds outlier detection (when enabled).
+  virtual void Report(const Endpoint& endpoint, CallOutcome outcome) = 0;
+
+  // The outlier detector, or nullptr when outlier detection is off.
+  virtual OutlierDetector* outlier_detector() = 0;
 
   // Blocks until the first update (ok or error) arrived or `timeout` passed.
   // Returns true if a snapshot from the registry is available.

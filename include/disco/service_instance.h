@@ -13,14 +13,14 @@
 namespace disco {
 
 struct ServiceInstance {
-  std::string service;  // logical name, e.g. "user-service"
-  std::string id;       // unique per service, e.g. "user-service-1"
-  std::string host;     // address callers connect to (IP or DNS name)
+  std::string service{};  // logical name, e.g. "user-service"
+  std::string id{};       // unique per service, e.g. "user-service-1"
+  std::string host{};     // address callers connect to (IP or DNS name)
   std::uint16_t port = 0;
-  std::vector<std::string> tags;
-  std::map<std::string, std::string> metadata;
+  std::vector<std::string> tags{};
+  std::map<std::string, std::string> metadata{};
   std::uint32_t weight = 1;  // relative share for weighted policies, >= 1
-  std::string zone;          // optional locality
+  std::string zone{};          // optional locality
 
   // "host:port", with IPv6 hosts in brackets.
   std::string Address() const;
@@ -35,9 +35,9 @@ enum class HealthState { kPassing, kWarning, kCritical };
 std::string_view HealthStateName(HealthState state);
 
 struct InstanceStatus {
-  ServiceInstance instance;
+  ServiceInstance instance{};
   HealthState health = HealthState::kPassing;
-  std::string detail;  // registry-specific note (check output), may be empty
+  std::string detail{};  // registry-specific note (check output), may be empty
 };
 
 // Names (service, id, tag, metadata key) must fit every backend's rules:

@@ -27,19 +27,22 @@ struct alignas(64) EndpointStats {
   std::atomic<std::uint64_t> successes{0};
   std::atomic<std::uint64_t> failures{0};
   std::atomic<std::uint32_t> consecutive_failures{0};
+  // Outlier detection's bookkeeping (see disco/outlier.h).
+  std::atomic<std::uint32_t> times_ejected{0};
+  std::atomic<std::int64_t> ejected_until_ns{0};  // steady_clock; meaningful while ejected
 };
 
 struct Endpoint {
-  ServiceInstance instance;
-  std::string address;  // instance.Address(), kept to avoid rebuilding it per call
-  std::shared_ptr<EndpointStats> stats;
+  ServiceInstance instance{};
+  std::string address{};  // instance.Address(), kept to avoid rebuilding it per call
+  std::shared_ptr<EndpointStats> stats{};
 
   bool ejected() const { return stats->ejected.load(std::memory_order_relaxed); }
 };
 
 struct Snapshot {
-  std::string service;
-  std::vector<Endpoint> endpoints;  // sorted by instance id
+  std::string service{};
+  std::vector<Endpoint> endpoints{};  // sorted by instance id
   std::uint64_t version = 0;        // grows by one per published snapshot of a resolver
   std::chrono::system_clock::time_point updated_at{};
 

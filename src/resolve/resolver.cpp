@@ -39,8 +39,10 @@ class SubscriptionImpl final : public Resolver::Subscription {
 
 class WatchedResolver final : public Resolver {
  public:
-  WatchedResolver(std::string service, std::unique_ptr<Balancer> balancer)
-      : service_(std::move(service)), balancer_(std::move(balancer)) {
+  WatchedResolver(std::string service, std::unique_ptr<Balancer> balancer,
+                  std::shared_ptr<OutlierDetector> detector)
+      : service_(std::move(service)), detector_(std::move(detector)) {
+    balancer_ = detector_ ? WithOutlierDetection(std::move(balancer), detector_) : std::move(balancer);
     auto empty = std::make_shared<Snapshot>();
     empty->service = service_;
     Publish(std::move(empty));
@@ -66,6 +68,22 @@ class WatchedResolver final : public Resolver {
     // Aliasing constructor: shares ownership of the snapshot, no allocation.
     return EndpointPtr(published->snapshot, endpoint);
   }
+
+  void Report(const Endpoint& endpoint, CallOutcome outcome) override {
+    if (detector_) {
+      detector_->Record(endpoint, outcome);
+      return;
+    }
+    if (outcome == CallOutcome::kSuccess) {
+      endpoint.stats->successes.fetch_add(1, std::memory_order_relaxed);
+      endpoint.stats->consecutive_failures.store(0, std::memory_order_relaxed);
+    } else {
+      endpoint.stats->failures.fetch_add(1, std::memory_order_relaxed);
+      endpoint.stats->consecutive_failures.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  OutlierDetector* outlier_detector() override { return detector_.get(); }
 
   bool WaitReady(std::chrono::milliseconds timeout) override {
     std::unique_lock lock(mu_);
@@ -176,6 +194,7 @@ class WatchedResolver final : public Resolver {
   }
 
   const std::string service_;
+  std::shared_ptr<OutlierDetector> detector_;
   std::unique_ptr<Balancer> balancer_;
   std::atomic<std::shared_ptr<Published>> current_;
   std::atomic<std::uint64_t> generation_{0};
@@ -203,7 +222,11 @@ Result<std::unique_ptr<Resolver>> Resolver::Make(Registry& registry, std::string
   if (auto ok = ValidateName("service name", service); !ok) return std::unexpected(ok.error());
   auto balancer = MakeBalancer(options.policy);
   if (!balancer) return std::unexpected(balancer.error());
-  auto resolver = std::make_unique<WatchedResolver>(std::move(service), std::move(*balancer));
+  std::shared_ptr<OutlierDetector> detector;
+  if (options.outlier_detection) {
+    detector = std::make_shared<OutlierDetector>(service, *options.outlier_detection);
+  }
+  auto resolver = std::make_unique<WatchedResolver>(std::move(service), std::move(*balancer), std::move(detector));
   resolver->Start(registry);
   return resolver;
 }
