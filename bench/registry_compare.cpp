@@ -13,8 +13,9 @@
 //    each killed at a random phase of its heartbeat, timed until a Resolver's
 //    snapshot no longer has it.
 // 3. registry requests per registered instance per minute: I instances with
-//    the default TTL (10 s) and one watcher, counted over W seconds by the
-//    backend's own request counters (client side).
+//    the default TTL (10 s) and one watcher, counted over W seconds: Consul
+//    by the backend's own counters of HTTP requests sent, etcd by the
+//    server's gRPC counters of messages received (stream messages count).
 //
 // Every server is started by the test fixtures on free loopback ports and
 // stopped at the end. Results go to stdout as Markdown.
@@ -37,6 +38,7 @@
 #include "disco/registry.h"
 #include "disco/resolver.h"
 #include "fixture/cli.h"
+#include "fixture/http.h"
 #include "fixture/registry_backend.h"
 #include "fixture/util.h"
 #include "registry/consul/stats.h"
@@ -75,19 +77,46 @@ disco::ServiceInstance Instance(const std::string& service, const std::string& i
   return instance;
 }
 
-// Requests the backend has sent so far, from its own counters; -1 when the
-// backend has none wired into this program.
-long long RequestsSoFar(const std::string& backend, bool heartbeat) {
+// etcd's own Prometheus counters (GET /metrics on the client port): gRPC
+// messages received per method, summed over `methods`.
+long long EtcdMessages(const std::string& url, const std::vector<std::string>& methods) {
+  auto colon = url.rfind(':');
+  auto port = static_cast<std::uint16_t>(std::atoi(url.c_str() + colon + 1));
+  auto metrics = disco::testing::HttpCall(port, "GET", "/metrics");
+  if (metrics.status != 200) return -1;
+  long long total = 0;
+  const std::string kCounter = "grpc_server_msg_received_total{";
+  std::size_t pos = 0;
+  while ((pos = metrics.body.find(kCounter, pos)) != std::string::npos) {
+    auto end = metrics.body.find('\n', pos);
+    std::string line = metrics.body.substr(pos, end - pos);
+    pos = end;
+    for (const auto& method : methods) {
+      if (line.find("grpc_method=\"" + method + "\"") != std::string::npos) {
+        total += std::atoll(line.c_str() + line.rfind(' ') + 1);
+      }
+    }
+  }
+  return total;
+}
+
+// Requests the backend's clients have sent so far: for Consul from the
+// backend's own counters (every HTTP request), for etcd from the server's
+// counters (every gRPC message, stream messages included). -1 when unknown.
+long long RequestsSoFar(const RegistryBackend& backend, bool heartbeat) {
   namespace consul = disco::consul;
-  if (backend == "consul") {
+  if (backend.name() == "consul") {
     if (heartbeat) {
       return static_cast<long long>(consul::RequestsSent(consul::RequestKind::kHeartbeat) +
                                     consul::RequestsSent(consul::RequestKind::kRegister));
     }
     return static_cast<long long>(consul::RequestsSent(consul::RequestKind::kWatch));
   }
-  // etcd: add its counters here (keep-alive messages and watch/range
-  // requests) when the etcd backend exposes them.
+  if (backend.name() == "etcd") {
+    if (heartbeat)
+      return EtcdMessages(backend.url(), {"LeaseKeepAlive", "LeaseGrant", "Put", "Txn"});
+    return EtcdMessages(backend.url(), {"Watch", "Range"});
+  }
   return -1;
 }
 
@@ -189,11 +218,11 @@ void MeasureRequests(RegistryBackend& backend, const Options& options, Figures& 
   }
   auto watch = registry->Watch("bench-load", [](const disco::WatchUpdate&) {});
   std::this_thread::sleep_for(1s);
-  auto heartbeat_before = RequestsSoFar(backend.name(), true);
-  auto watch_before = RequestsSoFar(backend.name(), false);
+  auto heartbeat_before = RequestsSoFar(backend, true);
+  auto watch_before = RequestsSoFar(backend, false);
   std::this_thread::sleep_for(std::chrono::seconds(options.window_s));
-  auto heartbeat_after = RequestsSoFar(backend.name(), true);
-  auto watch_after = RequestsSoFar(backend.name(), false);
+  auto heartbeat_after = RequestsSoFar(backend, true);
+  auto watch_after = RequestsSoFar(backend, false);
   double minutes = options.window_s / 60.0;
   if (heartbeat_before >= 0 && !registrations.empty()) {
     out.heartbeat_per_instance_min = static_cast<double>(heartbeat_after - heartbeat_before) /
