@@ -362,6 +362,22 @@ TEST_P(ConformanceTest, ManyHandlesTearDownQuickly) {
   EXPECT_LT(Since(started), 5s);
 }
 
+TEST_P(ConformanceTest, HandlesOutliveTheirRegistry) {
+  auto registration = MustRegister(Instance("conf-outlive", "o-1", 7900));
+  WatchRecorder recorder;
+  auto watch = registry_->Watch("conf-outlive", recorder.Callback());
+  ASSERT_TRUE(recorder.WaitIds({"o-1"}, 5s));
+  registry_.reset();  // the handles keep what they need alive
+
+  auto observer = Open(backend_->url());
+  EXPECT_EQ(ListIds(*observer, "conf-outlive"), (std::set<std::string>{"o-1"}));
+  auto other = observer->Register(Instance("conf-outlive", "o-2", 7901));
+  ASSERT_TRUE(other) << other.error().ToString();
+  EXPECT_TRUE(recorder.WaitIds({"o-1", "o-2"}, 5s)) << "the watch still delivers";
+  registration.reset();
+  EXPECT_TRUE(recorder.WaitIds({"o-2"}, 5s)) << "and the registration still deregisters";
+}
+
 std::string BackendName(const ::testing::TestParamInfo<std::string>& info) { return info.param; }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ConformanceTest, ::testing::ValuesIn(RegistryBackendNames()),

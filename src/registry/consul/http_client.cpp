@@ -12,7 +12,9 @@ using asio::ip::tcp;
 
 // Consul answers are small, but a big catalog must not be cut off.
 constexpr std::uint64_t kMaxBodyBytes = 64ull << 20;
-constexpr std::size_t kMaxIdleConnections = 4;
+// Heartbeats of many registrations share these; watches hold their own
+// connection only while a query is in flight.
+constexpr std::size_t kMaxIdleConnections = 8;
 
 std::string Describe(const HttpRequest& request) {
   return std::string(http::to_string(request.method)) + " " + request.target;
