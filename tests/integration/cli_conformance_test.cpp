@@ -26,8 +26,11 @@ std::size_t Lines(const std::string& text) {
 
 std::vector<std::string> RemoteBackends() {
   std::vector<std::string> names;
+  // memory:// is the one backend another process cannot reach (and making a
+  // backend here, at test registration time, would start nothing but cost a
+  // temp dir and ports per process).
   for (const auto& name : RegistryBackendNames()) {
-    if (MakeRegistryBackend(name)->shared_across_processes()) names.push_back(name);
+    if (name != "memory") names.push_back(name);
   }
   return names;
 }
