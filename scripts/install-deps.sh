@@ -16,8 +16,11 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   etcd-server etcd-client postgresql curl procps iproute2
-  wrk nginx
+  wrk nginx chromium
 )
+# Node.js runs the browser tests (playwright-core drives Debian's Chromium).
+# Machines that already have a node keep theirs.
+command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
 
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -43,3 +46,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 "$root/scripts/install-consul.sh"
+
+# playwright-core for the dashboard test, from the npm registry, pinned by
+# tests/browser/package-lock.json. It never downloads a browser of its own.
+if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+  echo "install-deps: npm ci (tests/browser)"
+  (cd "$root/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+fi

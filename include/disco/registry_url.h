@@ -26,7 +26,7 @@ struct RegistryUrl {
   std::string name{};                           // memory://<name>
   std::map<std::string, std::string> params{};  // query parameters, decoded
 
-  // The URL with secret parameters (token) replaced by "***", for logs.
+  // The URL with secret parameters (token, password) replaced by "***", for logs.
   std::string Redacted() const;
 };
 

@@ -14,6 +14,10 @@ struct Entry {
 
 constexpr std::array kPolicies = {
     Entry{"round_robin", &balance::MakeRoundRobin},
+    Entry{"random", &balance::MakeRandom},
+    Entry{"weighted_round_robin", &balance::MakeWeightedRoundRobin},
+    Entry{"least_request", &balance::MakeLeastRequest},
+    Entry{"ring_hash", &balance::MakeRingHash},
 };
 
 constexpr auto kNames = [] {

@@ -9,5 +9,9 @@
 namespace disco::balance {
 
 std::unique_ptr<Balancer> MakeRoundRobin();
+std::unique_ptr<Balancer> MakeRandom();
+std::unique_ptr<Balancer> MakeWeightedRoundRobin();
+std::unique_ptr<Balancer> MakeLeastRequest();
+std::unique_ptr<Balancer> MakeRingHash();
 
 }  // namespace disco::balance

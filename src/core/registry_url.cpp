@@ -168,7 +168,7 @@ std::string RegistryUrl::Redacted() const {
     out += sep;
     out += key;
     out += '=';
-    out += key == "token" ? "***" : value;
+    out += (key == "token" || key == "password") ? "***" : value;
     sep = '&';
   }
   return out;

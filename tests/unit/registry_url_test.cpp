@@ -29,6 +29,7 @@ TEST(RegistryUrlTest, QueryParametersAreDecodedAndTokensRedacted) {
   EXPECT_EQ(url->params.at("token"), "s/ecret");
   EXPECT_EQ(url->params.at("stale"), "1");
   EXPECT_EQ(url->Redacted(), "consul://127.0.0.1:8500?stale=1&token=***");
+  EXPECT_EQ(ParseRegistryUrl("etcd://h:1?user=u&password=p")->Redacted(), "etcd://h:1?password=***&user=u");
 }
 
 TEST(RegistryUrlTest, MemoryTakesAName) {

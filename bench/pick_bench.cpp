@@ -1,0 +1,176 @@
+// Pick-path cost of every balancing policy (issue 2), and what a registry
+// change costs the policies that precompute (Build).
+//
+//   BM_Pick/<policy>/<endpoints>/threads:<t>   Picker::Pick alone, equal weights,
+//                                              a different hash key per pick
+//   BM_ResolverPick/1000/threads:<t>           Resolver::Pick through memory://,
+//                                              round_robin: the full path callers pay
+//   BM_Build/<policy>/<weights>/<endpoints>    Balancer::Build on one snapshot
+//
+// Figures and the command that produced them: docs/benchmarks.md.
+//
+// Thread safety: pickers are shared by the benchmark threads, as they are by a
+// service's request threads; fixtures are built once, under a mutex, outside
+// the timed loops.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "disco/balancer.h"
+#include "disco/registry.h"
+#include "disco/resolver.h"
+#include "disco/snapshot.h"
+
+namespace disco {
+namespace {
+
+constexpr std::size_t kKeys = 4096;  // a power of two: the index is masked
+
+std::vector<ServiceInstance> MakeInstances(std::size_t n, bool mixed_weights) {
+  std::vector<ServiceInstance> instances;
+  instances.reserve(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    char id[32];
+    std::snprintf(id, sizeof id, "bench-%05zu", i);
+    ServiceInstance instance;
+    instance.service = "bench";
+    instance.id = id;
+    instance.host = "10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1);
+    instance.port = static_cast<std::uint16_t>(8000 + i % 1000);
+    // 1..10, scattered so that heavy endpoints are not neighbours.
+    instance.weight = mixed_weights ? static_cast<std::uint32_t>(1 + (i * 7919) % 10) : 1;
+    instances.push_back(std::move(instance));
+  }
+  return instances;
+}
+
+const std::vector<std::string>& Keys() {
+  static const auto keys = [] {
+    std::vector<std::string> keys;
+    for (std::size_t i = 0; i < kKeys; ++i)
+      keys.push_back("user-" + std::to_string(i * 7 + 100000));
+    return keys;
+  }();
+  return keys;
+}
+
+struct PickFixture {
+  SnapshotConstPtr snapshot;
+  std::unique_ptr<Picker> picker;
+};
+
+// One picker per (policy, size), shared by every thread of a run.
+Picker& PickerFor(const std::string& policy, std::size_t endpoints) {
+  static std::mutex mu;
+  static std::map<std::pair<std::string, std::size_t>, PickFixture> fixtures;
+  std::lock_guard lock(mu);
+  auto& fixture = fixtures[{policy, endpoints}];
+  if (!fixture.picker) {
+    fixture.snapshot = MakeSnapshot("bench", MakeInstances(endpoints, false), nullptr, 1);
+    fixture.picker = (*MakeBalancer(policy))->Build(fixture.snapshot);
+  }
+  return *fixture.picker;
+}
+
+void BM_Pick(benchmark::State& state, const std::string& policy) {
+  Picker& picker = PickerFor(policy, static_cast<std::size_t>(state.range(0)));
+  const auto& keys = Keys();
+  std::size_t i = static_cast<std::size_t>(state.thread_index()) * 997;
+  for (auto _ : state) {
+    const PickContext context{keys[i++ & (kKeys - 1)]};
+    benchmark::DoNotOptimize(picker.Pick(context));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+struct ResolverFixture {
+  std::unique_ptr<Registry> registry;
+  std::vector<std::unique_ptr<Registration>> registrations;
+  std::unique_ptr<Resolver> resolver;
+};
+
+Resolver& ResolverFor(std::size_t endpoints) {
+  static std::mutex mu;
+  static ResolverFixture fixture;
+  std::lock_guard lock(mu);
+  if (!fixture.resolver) {
+    fixture.registry = std::move(*MakeRegistry("memory://pick-bench"));
+    // Register first, then resolve: one snapshot, not one per registration.
+    for (const auto& instance : MakeInstances(endpoints, false)) {
+      fixture.registrations.push_back(std::move(*fixture.registry->Register(instance)));
+    }
+    fixture.resolver = std::move(
+        *Resolver::Make(*fixture.registry, "bench", ResolverOptions{.policy = "round_robin"}));
+    if (!fixture.resolver->WaitReady(std::chrono::seconds(5)) ||
+        fixture.resolver->snapshot()->endpoints.size() != endpoints) {
+      std::fprintf(stderr, "resolver not ready\n");
+      std::abort();
+    }
+  }
+  return *fixture.resolver;
+}
+
+void BM_ResolverPick(benchmark::State& state) {
+  Resolver& resolver = ResolverFor(static_cast<std::size_t>(state.range(0)));
+  for (auto _ : state) {
+    EndpointPtr endpoint = resolver.Pick();
+    benchmark::DoNotOptimize(endpoint.get());
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Build(benchmark::State& state, const std::string& policy, bool mixed_weights) {
+  auto snapshot = MakeSnapshot(
+      "bench", MakeInstances(static_cast<std::size_t>(state.range(0)), mixed_weights), nullptr, 1);
+  auto balancer = std::move(*MakeBalancer(policy));
+  for (auto _ : state) {
+    auto picker = balancer->Build(snapshot);
+    benchmark::DoNotOptimize(picker.get());
+    state.PauseTiming();  // freeing the previous picker is not Build's cost
+    picker.reset();
+    state.ResumeTiming();
+  }
+}
+
+void RegisterAll() {
+  for (auto name : BalancerNames()) {
+    const std::string policy(name);
+    benchmark::RegisterBenchmark(("BM_Pick/" + policy).c_str(), BM_Pick, policy)
+        ->Arg(10)
+        ->Arg(100)
+        ->Arg(1000)
+        ->Arg(10000)
+        ->Threads(1)
+        ->Threads(2);
+  }
+  benchmark::RegisterBenchmark("BM_ResolverPick", BM_ResolverPick)
+      ->Arg(1000)
+      ->Threads(1)
+      ->Threads(2);
+  for (const char* policy : {"weighted_round_robin", "ring_hash"}) {
+    for (bool mixed : {false, true}) {
+      const std::string name =
+          std::string("BM_Build/") + policy + (mixed ? "/weights_1_to_10" : "/equal_weights");
+      benchmark::RegisterBenchmark(name.c_str(), BM_Build, std::string(policy), mixed)
+          ->Arg(1000)
+          ->Arg(10000)
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace disco
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  disco::RegisterAll();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

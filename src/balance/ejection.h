@@ -1,0 +1,31 @@
+// The last-resort fallback every policy shares when its own way of avoiding
+// ejected endpoints gave up.
+//
+// Thread safety: reads only relaxed atomics of the endpoints; callable from
+// any thread on the pick path (no lock, no allocation).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "disco/snapshot.h"
+
+namespace disco::balance {
+
+// The first endpoint at or after `start`, cyclically, that is not ejected;
+// when every endpoint is ejected, endpoints[start] (balancer.h: better a
+// likely-failing endpoint than none). O(n) in the worst case, which only
+// happens while most endpoints are ejected.
+// REQUIRES: start < endpoints.size().
+inline const Endpoint* FirstHealthyFrom(const std::vector<Endpoint>& endpoints,
+                                        std::uint32_t start) {
+  const auto size = static_cast<std::uint32_t>(endpoints.size());
+  std::uint32_t index = start;
+  for (std::uint32_t i = 0; i < size; ++i) {
+    if (!endpoints[index].ejected()) return &endpoints[index];
+    index = index + 1 == size ? 0 : index + 1;
+  }
+  return &endpoints[start];
+}
+
+}  // namespace disco::balance

@@ -1,0 +1,361 @@
+#include "registry/etcd/etcd_connection.h"
+
+#include <optional>
+
+namespace disco::etcd {
+namespace {
+
+// Reconnect quickly after an outage: gRPC's defaults (1 s growing to 120 s)
+// would leave a registrant dark for minutes after etcd comes back.
+constexpr int kInitialReconnectBackoffMs = 100;
+constexpr int kMaxReconnectBackoffMs = 1000;
+// gRPC uses the "min reconnect backoff" as the floor of each connect
+// attempt's timeout, not of the delay between attempts.
+constexpr int kMinConnectTimeoutMs = 1000;
+// HTTP/2 keepalive on busy connections finds a dead peer (half-open TCP) even
+// when no call is waiting for an answer. etcd's --grpc-keepalive-min-time
+// defaults to 5 s and it closes connections that ping more often.
+constexpr int kKeepaliveTimeMs = 10000;
+constexpr int kKeepaliveTimeoutMs = 5000;
+// How long a call waits for an immediate reconnection attempt to an endpoint
+// that failed before, until it gives up on it for now (kUnavailable).
+constexpr auto kRetryWindow = std::chrono::milliseconds(300);
+
+bool IsInvalidToken(const grpc::Status& status) {
+  return status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
+         status.error_message().find("invalid auth token") != std::string::npos;
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kMinConnectTimeoutMs);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kMaxReconnectBackoffMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, kKeepaliveTimeMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, kKeepaliveTimeoutMs);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  // Without this gRPC stops pinging after two pings on a quiet watch stream.
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  // A Range over a large service can exceed gRPC's 4 MiB default; etcd itself
+  // sends responses of any size.
+  args.SetMaxReceiveMessageSize(-1);
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+bool CallCanceller::Attach(grpc::ClientContext* context) {
+  std::lock_guard lock(mu_);
+  if (cancelled_) return false;
+  context_ = context;
+  return true;
+}
+
+void CallCanceller::Detach() {
+  std::lock_guard lock(mu_);
+  context_ = nullptr;
+}
+
+void CallCanceller::Cancel() {
+  std::lock_guard lock(mu_);
+  cancelled_ = true;
+  if (context_ != nullptr) context_->TryCancel();
+}
+
+bool CallCanceller::cancelled() const {
+  std::lock_guard lock(mu_);
+  return cancelled_;
+}
+
+Connection::Connection(const RegistryUrl& url, std::string redacted_url,
+                       const RegistryOptions& options)
+    : url_(std::move(redacted_url)),
+      request_timeout_(options.request_timeout),
+      user_(url.params.contains("user") ? url.params.at("user") : std::string()),
+      password_(url.params.contains("password") ? url.params.at("password") : std::string()) {
+  for (const auto& endpoint : url.endpoints) {
+    auto target = endpoint.ToString();
+    auto channel = MakeChannel(target);
+    Stubs stubs;
+    stubs.kv = etcdserverpb::KV::NewStub(channel);
+    stubs.lease = etcdserverpb::Lease::NewStub(channel);
+    stubs.watch = etcdserverpb::Watch::NewStub(channel);
+    stubs.auth = etcdserverpb::Auth::NewStub(channel);
+    stubs_.push_back(std::move(stubs));
+    channels_.push_back(std::move(channel));
+    endpoint_names_.push_back(std::move(target));
+  }
+}
+
+Error Connection::ToError(const grpc::Status& status, std::size_t index) const {
+  std::string message = "etcd " + endpoint_names_.at(index) + ": " + status.error_message();
+  const auto& text = status.error_message();
+  switch (status.error_code()) {
+    case grpc::StatusCode::UNAVAILABLE:
+      return {ErrorCode::kUnavailable, std::move(message)};
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return {ErrorCode::kTimeout, std::move(message) + " (no answer within the request timeout)"};
+    case grpc::StatusCode::CANCELLED:
+      return {ErrorCode::kCancelled, std::move(message)};
+    case grpc::StatusCode::PERMISSION_DENIED:
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return {ErrorCode::kPermissionDenied, std::move(message)};
+    case grpc::StatusCode::NOT_FOUND:
+      return {ErrorCode::kNotFound, std::move(message)};
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      // etcd reports a missing or wrong user/password as InvalidArgument.
+      if (text.find("user name") != std::string::npos ||
+          text.find("authentication failed") != std::string::npos ||
+          text.find("auth") != std::string::npos) {
+        return {ErrorCode::kPermissionDenied, std::move(message)};
+      }
+      return {ErrorCode::kInternal, std::move(message)};
+    default:
+      return {ErrorCode::kInternal, std::move(message)};
+  }
+}
+
+std::string Connection::CachedToken() {
+  std::lock_guard lock(auth_mu_);
+  return token_;
+}
+
+void Connection::ForgetToken(const std::string& token) {
+  std::lock_guard lock(auth_mu_);
+  if (token_ == token) token_.clear();
+}
+
+Result<void> Connection::AddAuth(grpc::ClientContext& context, std::size_t index,
+                                 const CallOptions& options) {
+  if (user_.empty()) return {};
+  std::string token = CachedToken();
+  if (token.empty()) {
+    // Concurrent callers may each authenticate once; the last token wins and
+    // every one of them stays valid, so no lock is held across the call.
+    grpc::ClientContext auth_context;
+    auth_context.set_deadline(ToGrpcDeadline(options.deadline));
+    if (options.canceller != nullptr && !options.canceller->Attach(&auth_context)) {
+      return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
+    }
+    etcdserverpb::AuthenticateRequest request;
+    request.set_name(user_);
+    request.set_password(password_);
+    etcdserverpb::AuthenticateResponse response;
+    auto status = stubs_[index].auth->Authenticate(&auth_context, request, &response);
+    if (options.canceller != nullptr) options.canceller->Detach();
+    if (!status.ok()) {
+      auto error = ToError(status, index);
+      error.message = "authenticating as '" + user_ + "': " + error.message;
+      return std::unexpected(std::move(error));
+    }
+    token = response.token();
+    std::lock_guard lock(auth_mu_);
+    token_ = token;
+  }
+  context.AddMetadata("token", token);
+  return {};
+}
+
+void Connection::AwaitConnectivity(std::size_t index, Clock::time_point deadline,
+                                   CallCanceller* canceller) {
+  // Short waits, so that a cancellation is noticed within one of them.
+  constexpr auto kStep = std::chrono::milliseconds(50);
+  auto& channel = *channels_[index];
+  grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
+  if (state == GRPC_CHANNEL_READY) return;
+  // From IDLE the channel reports the outcome of the attempt this starts. In
+  // TRANSIENT_FAILURE it stays there until an attempt succeeds, so a failed
+  // retry is invisible: skip the backoff to retry now, and give the attempt
+  // a short window to succeed (a loopback or LAN connect takes milliseconds).
+  bool attempted = state != GRPC_CHANNEL_TRANSIENT_FAILURE;
+  if (!attempted) {
+    grpc::experimental::ChannelResetConnectionBackoff(&channel);
+    deadline = std::min(deadline, Clock::now() + kRetryWindow);
+  }
+  while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_SHUTDOWN) {
+    if (state == GRPC_CHANNEL_TRANSIENT_FAILURE && attempted) return;
+    auto now = Clock::now();
+    if (now >= deadline || (canceller != nullptr && canceller->cancelled())) return;
+    if (channel.WaitForStateChange(state, ToGrpcDeadline(std::min(deadline, now + kStep)))) {
+      state = channel.GetState(/*try_to_connect=*/true);
+      if (state == GRPC_CHANNEL_IDLE || state == GRPC_CHANNEL_CONNECTING) attempted = true;
+    }
+  }
+}
+
+Result<void> Connection::Invoke(const Attempt& attempt, const CallOptions& options) {
+  const std::size_t count = stubs_.size();
+  const std::size_t first = current_.load(std::memory_order_relaxed) % count;
+  std::optional<Error> last_error;
+  bool retried_auth = false;
+  for (std::size_t tried = 0; tried < count;) {
+    const std::size_t index = (first + tried) % count;
+    if (options.canceller != nullptr && options.canceller->cancelled()) {
+      return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
+    }
+    AwaitConnectivity(index, options.deadline, options.canceller);
+    grpc::ClientContext context;
+    context.set_deadline(ToGrpcDeadline(options.deadline));
+    if (auto ok = AddAuth(context, index, options); !ok) {
+      if (ok.error().code != ErrorCode::kUnavailable) return ok;
+      last_error = ok.error();
+      ++tried;
+      continue;
+    }
+    if (options.canceller != nullptr && !options.canceller->Attach(&context)) {
+      return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
+    }
+    grpc::Status status = attempt(stubs_[index], context);
+    if (options.canceller != nullptr) options.canceller->Detach();
+    if (status.ok()) {
+      current_.store(index, std::memory_order_relaxed);
+      return {};
+    }
+    if (!user_.empty() && IsInvalidToken(status) && !retried_auth) {
+      // Simple tokens expire after --auth-token-ttl of disuse: log in again once.
+      ForgetToken(CachedToken());
+      retried_auth = true;
+      continue;
+    }
+    last_error = ToError(status, index);
+    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return std::unexpected(*last_error);
+    // Unreachable: the next call starts at the next endpoint, and this one
+    // tries it now if time is left.
+    current_.store((index + 1) % count, std::memory_order_relaxed);
+    ++tried;
+  }
+  if (last_error) return std::unexpected(*last_error);
+  return Fail(ErrorCode::kTimeout, "etcd " + url_ + ": no answer within the request timeout");
+}
+
+Result<etcdserverpb::RangeResponse> Connection::Range(const etcdserverpb::RangeRequest& request,
+                                                      const CallOptions& options) {
+  etcdserverpb::RangeResponse response;
+  auto ok = Invoke(
+      [&](Stubs& stubs, grpc::ClientContext& context) {
+        response.Clear();
+        return stubs.kv->Range(&context, request, &response);
+      },
+      options);
+  if (!ok) return std::unexpected(ok.error());
+  return response;
+}
+
+Result<etcdserverpb::PutResponse> Connection::Put(const etcdserverpb::PutRequest& request,
+                                                  const CallOptions& options) {
+  etcdserverpb::PutResponse response;
+  auto ok = Invoke(
+      [&](Stubs& stubs, grpc::ClientContext& context) {
+        response.Clear();
+        return stubs.kv->Put(&context, request, &response);
+      },
+      options);
+  if (!ok) return std::unexpected(ok.error());
+  return response;
+}
+
+Result<etcdserverpb::DeleteRangeResponse> Connection::DeleteRange(
+    const etcdserverpb::DeleteRangeRequest& request, const CallOptions& options) {
+  etcdserverpb::DeleteRangeResponse response;
+  auto ok = Invoke(
+      [&](Stubs& stubs, grpc::ClientContext& context) {
+        response.Clear();
+        return stubs.kv->DeleteRange(&context, request, &response);
+      },
+      options);
+  if (!ok) return std::unexpected(ok.error());
+  return response;
+}
+
+Result<etcdserverpb::LeaseGrantResponse> Connection::LeaseGrant(
+    const etcdserverpb::LeaseGrantRequest& request, const CallOptions& options) {
+  etcdserverpb::LeaseGrantResponse response;
+  auto ok = Invoke(
+      [&](Stubs& stubs, grpc::ClientContext& context) {
+        response.Clear();
+        return stubs.lease->LeaseGrant(&context, request, &response);
+      },
+      options);
+  if (!ok) return std::unexpected(ok.error());
+  if (!response.error().empty()) {
+    return Fail(ErrorCode::kInternal, "etcd " + url_ + ": lease grant: " + response.error());
+  }
+  return response;
+}
+
+Result<etcdserverpb::LeaseRevokeResponse> Connection::LeaseRevoke(
+    const etcdserverpb::LeaseRevokeRequest& request, const CallOptions& options) {
+  etcdserverpb::LeaseRevokeResponse response;
+  auto ok = Invoke(
+      [&](Stubs& stubs, grpc::ClientContext& context) {
+        response.Clear();
+        return stubs.lease->LeaseRevoke(&context, request, &response);
+      },
+      options);
+  if (!ok) return std::unexpected(ok.error());
+  return response;
+}
+
+Result<etcdserverpb::LeaseTimeToLiveResponse> Connection::LeaseTimeToLive(
+    const etcdserverpb::LeaseTimeToLiveRequest& request, const CallOptions& options) {
+  etcdserverpb::LeaseTimeToLiveResponse response;
+  auto ok = Invoke(
+      [&](Stubs& stubs, grpc::ClientContext& context) {
+        response.Clear();
+        return stubs.lease->LeaseTimeToLive(&context, request, &response);
+      },
+      options);
+  if (!ok) return std::unexpected(ok.error());
+  return response;
+}
+
+Result<etcdserverpb::LeaseKeepAliveResponse> Connection::KeepAliveOnce(std::int64_t lease_id,
+                                                                       const CallOptions& options) {
+  etcdserverpb::LeaseKeepAliveResponse response;
+  auto ok = Invoke(
+      [&](Stubs& stubs, grpc::ClientContext& context) {
+        response.Clear();
+        // A stream per round trip (as `etcdctl lease keep-alive --once` does):
+        // each one carries the call deadline, so a hung etcd shows up as a
+        // timeout instead of a keep-alive that silently stops.
+        auto stream = stubs.lease->LeaseKeepAlive(&context);
+        etcdserverpb::LeaseKeepAliveRequest request;
+        request.set_id(lease_id);
+        if (!stream->Write(request) || !stream->Read(&response)) {
+          auto status = stream->Finish();
+          if (!status.ok()) return status;
+          return grpc::Status(grpc::StatusCode::UNAVAILABLE, "keep-alive stream closed early");
+        }
+        stream->WritesDone();
+        (void)stream->Finish();  // the answer is in; how the stream ends does not matter
+        return grpc::Status::OK;
+      },
+      options);
+  if (!ok) return std::unexpected(ok.error());
+  return response;
+}
+
+Result<Connection::StreamTarget> Connection::PrepareStream(grpc::ClientContext& context,
+                                                           const CallOptions& options) {
+  const std::size_t index = current_.load(std::memory_order_relaxed) % stubs_.size();
+  AwaitConnectivity(index, options.deadline, options.canceller);
+  if (auto ok = AddAuth(context, index, options); !ok) return std::unexpected(ok.error());
+  return StreamTarget{&stubs_[index], index};
+}
+
+void Connection::ReportStreamFailure(std::size_t index, const grpc::Status& status) {
+  if (IsInvalidToken(status)) ForgetToken(CachedToken());
+  if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    std::size_t expected = index;
+    current_.compare_exchange_strong(expected, (index + 1) % stubs_.size(),
+                                     std::memory_order_relaxed);
+  }
+}
+
+bool IsLeaseNotFound(const Error& error) {
+  return error.code == ErrorCode::kNotFound ||
+         error.message.find("requested lease not found") != std::string::npos;
+}
+
+}  // namespace disco::etcd

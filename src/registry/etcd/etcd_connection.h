@@ -1,0 +1,158 @@
+// Connection: gRPC channels to the endpoints of one etcd cluster, and the
+// bounded one-shot calls every other part of the etcd backend makes.
+//
+// One channel per endpoint of the URL. Calls go to the endpoint that last
+// worked; when it is unreachable a call moves on to the next endpoint within
+// the same deadline, so a cluster with one dead member keeps working.
+//
+// Reconnecting: gRPC C++ (1.51, sync API) makes progress on a connection
+// attempt only while some thread polls the channel, and a fail-fast call on a
+// channel in TRANSIENT_FAILURE fails without polling. Left alone, a channel
+// would then reconnect only when gRPC's 5 s backup poller happens to run. So
+// before each call Connection waits (polling) until the endpoint's channel is
+// READY or has just failed a fresh connection attempt; with the short
+// reconnect backoff set here (100 ms up to 1 s) a call made after etcd came
+// back succeeds within about a second, and a call to a dead endpoint fails
+// with kUnavailable as soon as its connection attempt is refused.
+//
+// Every one-shot call has a deadline (RegistryOptions::request_timeout unless
+// the caller gives an earlier one) and can be cancelled from another thread
+// through a CallCanceller, which is how destructors stay bounded.
+//
+// Auth (URL params `user` and `password`): the token from Authenticate is
+// cached and sent as metadata `token`; on "invalid auth token" the call
+// authenticates again and is retried once.
+//
+// Thread safety: every method may be called from any thread.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "disco/error.h"
+#include "disco/registry.h"
+#include "disco/registry_url.h"
+#include "etcd/rpc.grpc.pb.h"
+
+namespace disco::etcd {
+
+using Clock = std::chrono::steady_clock;
+
+// gRPC takes deadlines only on the system clock; ours are steady so that a
+// clock jump does not stretch or cut a timeout.
+inline std::chrono::system_clock::time_point ToGrpcDeadline(Clock::time_point deadline) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(deadline - Clock::now());
+}
+
+// Lets one thread cancel the gRPC call another thread is blocked in. Once
+// Cancel() ran, every later Attach() fails, so a call that had not started
+// yet never starts.
+class CallCanceller {
+ public:
+  // Returns false (and does not attach) if Cancel() already ran.
+  bool Attach(grpc::ClientContext* context);
+  void Detach();
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  mutable std::mutex mu_;
+  bool cancelled_ = false;                  // guarded by mu_
+  grpc::ClientContext* context_ = nullptr;  // guarded by mu_
+};
+
+struct CallOptions {
+  Clock::time_point deadline;          // required
+  CallCanceller* canceller = nullptr;  // optional
+};
+
+struct Stubs {
+  std::unique_ptr<etcdserverpb::KV::Stub> kv;
+  std::unique_ptr<etcdserverpb::Lease::Stub> lease;
+  std::unique_ptr<etcdserverpb::Watch::Stub> watch;
+  std::unique_ptr<etcdserverpb::Auth::Stub> auth;
+};
+
+class Connection {
+ public:
+  // REQUIRES: url.endpoints is not empty.
+  Connection(const RegistryUrl& url, std::string redacted_url, const RegistryOptions& options);
+
+  const std::string& url() const { return url_; }
+  std::chrono::milliseconds request_timeout() const { return request_timeout_; }
+  // A deadline request_timeout from now.
+  Clock::time_point Deadline() const { return Clock::now() + request_timeout_; }
+
+  Result<etcdserverpb::RangeResponse> Range(const etcdserverpb::RangeRequest& request,
+                                            const CallOptions& options);
+  Result<etcdserverpb::PutResponse> Put(const etcdserverpb::PutRequest& request,
+                                        const CallOptions& options);
+  Result<etcdserverpb::DeleteRangeResponse> DeleteRange(
+      const etcdserverpb::DeleteRangeRequest& request, const CallOptions& options);
+  Result<etcdserverpb::LeaseGrantResponse> LeaseGrant(
+      const etcdserverpb::LeaseGrantRequest& request, const CallOptions& options);
+  // Errors: kNotFound when the lease does not exist (any more).
+  Result<etcdserverpb::LeaseRevokeResponse> LeaseRevoke(
+      const etcdserverpb::LeaseRevokeRequest& request, const CallOptions& options);
+  Result<etcdserverpb::LeaseTimeToLiveResponse> LeaseTimeToLive(
+      const etcdserverpb::LeaseTimeToLiveRequest& request, const CallOptions& options);
+  // One keep-alive round trip on a short-lived LeaseKeepAlive stream. A lease
+  // that is gone is not an error: the response then has TTL <= 0.
+  Result<etcdserverpb::LeaseKeepAliveResponse> KeepAliveOnce(std::int64_t lease_id,
+                                                             const CallOptions& options);
+
+  // For long-lived streams: the stubs of the endpoint to use now, and its
+  // index for ReportStreamFailure(). Fills `context` with the auth token
+  // (authenticating first if needed, bounded by `options`).
+  struct StreamTarget {
+    Stubs* stubs = nullptr;
+    std::size_t index = 0;
+  };
+  Result<StreamTarget> PrepareStream(grpc::ClientContext& context, const CallOptions& options);
+  // A stream on endpoint `index` broke: the next call starts at the next
+  // endpoint. Also forgets the auth token when the failure said it was bad.
+  void ReportStreamFailure(std::size_t index, const grpc::Status& status);
+
+  // The Error a failed gRPC call maps to, naming the endpoint.
+  Error ToError(const grpc::Status& status, std::size_t index) const;
+
+ private:
+  using Attempt = std::function<grpc::Status(Stubs&, grpc::ClientContext&)>;
+
+  // Waits until endpoint `index` is READY, or a connection attempt made
+  // during the wait failed, or `deadline`/cancellation.
+  void AwaitConnectivity(std::size_t index, Clock::time_point deadline, CallCanceller* canceller);
+  // Runs `attempt` on the current endpoint, moving on to the next ones while
+  // they are unreachable and the deadline allows.
+  Result<void> Invoke(const Attempt& attempt, const CallOptions& options);
+  // Adds the token to `context`, authenticating on endpoint `index` if needed.
+  Result<void> AddAuth(grpc::ClientContext& context, std::size_t index, const CallOptions& options);
+  std::string CachedToken();
+  void ForgetToken(const std::string& token);
+
+  const std::string url_;
+  const std::chrono::milliseconds request_timeout_;
+  std::vector<std::string> endpoint_names_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<Stubs> stubs_;
+  std::atomic<std::size_t> current_{0};
+
+  const std::string user_;
+  const std::string password_;
+  std::mutex auth_mu_;
+  std::string token_;  // guarded by auth_mu_
+};
+
+// True when a failed call means "the lease does not exist".
+bool IsLeaseNotFound(const Error& error);
+
+}  // namespace disco::etcd

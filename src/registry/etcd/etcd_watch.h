@@ -1,0 +1,51 @@
+// EtcdWatch: a watched view of one service, delivered as full sorted lists.
+//
+// The loop, on a thread of its own:
+//   1. Range "<prefix>/<service>/" and deliver the full list (the first
+//      delivery, and after an error, always; otherwise only if it changed).
+//   2. Watch the same prefix from the Range's header.revision + 1 with
+//      prev_kv, applying events to the cached list and delivering the list
+//      after each WatchResponse that changed it.
+//   3. When the stream ends for any reason (compaction cancel, etcd restart,
+//      endpoint failure, no answer to a progress request) go back to 1: a
+//      fresh Range replaces the cache, so deletions missed meanwhile are not
+//      lost, and a fresh data dir (revisions starting over) is handled too.
+//   Only when the Range itself fails (etcd unreachable) is an error
+//   delivered, once per outage; retries then back off from 100 ms to 2 s.
+//
+// A quiet stream is checked every few seconds with a progress request: if
+// etcd does not answer within kProgressTimeout the stream is treated as dead
+// (a hung etcd or a half-open connection never ends a gRPC stream by itself).
+//
+// Threading: one thread per watch, driving the stream through a private
+// gRPC CompletionQueue so that it can wait for a response and a timer at
+// once. Callbacks run on that thread, one at a time. The destructor cancels
+// the in-flight call (ClientContext::TryCancel), wakes the thread and joins
+// it, so no callback runs after it returns; it waits at most for a callback
+// already running.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "disco/registry.h"
+#include "registry/etcd/etcd_context.h"
+#include "registry/etcd/etcd_test_hooks.h"
+
+namespace disco::etcd {
+
+class WatchLoop;
+
+class EtcdWatch final : public WatchHandle {
+ public:
+  EtcdWatch(std::shared_ptr<Context> context, std::string service, WatchCallback callback);
+  ~EtcdWatch() override;
+
+ private:
+  std::shared_ptr<WatchLoop> loop_;
+};
+
+}  // namespace disco::etcd
