@@ -15,8 +15,8 @@
 #include "disco/resolver.h"
 #include "fixture/cli.h"
 #include "fixture/registry_backend.h"
+#include "fixture/update_recorder.h"
 #include "fixture/util.h"
-#include "fixture/watch_recorder.h"
 
 namespace disco::testing {
 namespace {
@@ -82,7 +82,7 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
 };
 
 TEST_P(ConformanceTest, RegisteredInstancesAreListedAndWatched) {
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-web", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({}, 5s)) << "the first update of a watch is the current (empty) set";
 
@@ -105,7 +105,7 @@ TEST_P(ConformanceTest, RegisteredInstancesAreListedAndWatched) {
 }
 
 TEST_P(ConformanceTest, DeregisterRemovesTheInstance) {
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-dereg", recorder.Callback());
   auto a = MustRegister(Instance("conf-dereg", "a", 7001));
   auto b = MustRegister(Instance("conf-dereg", "b", 7002));
@@ -130,7 +130,7 @@ TEST_P(ConformanceTest, RegistryDeregisterRemovesSomeoneElsesInstance) {
   options.ttl = std::max<std::chrono::seconds>(3s, backend_->MinTtl());
   auto registration = other->Register(Instance("conf-other", "x", 7001), options);
   ASSERT_TRUE(registration) << registration.error().ToString();
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-other", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({"x"}, 5s));
 
@@ -158,7 +158,7 @@ TEST_P(ConformanceTest, EveryFieldRoundTrips) {
   EXPECT_EQ(list->front().instance, instance);
   EXPECT_EQ(list->front().health, HealthState::kPassing);
 
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-fields", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({"f-1"}, 5s));
   EXPECT_EQ(recorder.latest().instances.front(), instance);
@@ -173,7 +173,7 @@ TEST_P(ConformanceTest, UnknownServiceIsEmptyNotAnError) {
   auto list = registry_->List("conf-nobody");
   ASSERT_TRUE(list) << list.error().ToString();
   EXPECT_TRUE(list->empty());
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-nobody", recorder.Callback());
   EXPECT_TRUE(recorder.WaitIds({}, 5s));
 }
@@ -196,7 +196,7 @@ TEST_P(ConformanceTest, KilledRegistrantIsDroppedWithinTheBound) {
                 "--address", "127.0.0.1", "--port", "7100", "--ttl", std::to_string(ttl.count())},
                dir.Sub("registrant.log"));
   auto survivor = MustRegister(Instance("conf-crash", "survivor", 7101), ttl);
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-crash", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({"survivor", "victim"}, 10s)) << registrant.ReadLog();
   // Let a few heartbeats pass, so that the kill lands at a random phase.
@@ -216,7 +216,7 @@ TEST_P(ConformanceTest, KilledRegistrantIsDroppedWithinTheBound) {
 TEST_P(ConformanceTest, RegistryRestartRestoresRegistrationsAndWatches) {
   const auto ttl = std::max<std::chrono::seconds>(3s, backend_->MinTtl());
   auto registration = MustRegister(Instance("conf-restart", "r-1", 7200), ttl);
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-restart", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({"r-1"}, 5s));
 
@@ -243,7 +243,7 @@ TEST_P(ConformanceTest, MalformedRegistryDataIsSkipped) {
   if (!backend_->InjectMalformed("conf-malformed")) {
     GTEST_SKIP() << backend_->name() << " cannot hold malformed data";
   }
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-malformed", recorder.Callback());
   EXPECT_TRUE(recorder.WaitIds({"good"}, 5s));
   EXPECT_EQ(ListIds(*registry_, "conf-malformed"), (std::set<std::string>{"good"}));
@@ -273,7 +273,7 @@ TEST_P(ConformanceTest, UnreachableRegistryGivesAClearErrorFast) {
   EXPECT_TRUE(IsUnreachableError(registration.error())) << registration.error().ToString();
   EXPECT_LT(Since(started), 6s);
 
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   started = Clock::now();
   auto watch = registry->Watch("conf-any", recorder.Callback());
   ASSERT_TRUE(recorder.WaitError(5s));
@@ -283,7 +283,7 @@ TEST_P(ConformanceTest, UnreachableRegistryGivesAClearErrorFast) {
 
 TEST_P(ConformanceTest, StoppedRegistryIsReportedAndTheWatchResyncsWhenItReturns) {
   auto registration = MustRegister(Instance("conf-stop", "s-1", 7500), 3s);
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-stop", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({"s-1"}, 5s));
 
@@ -328,7 +328,7 @@ TEST_P(ConformanceTest, ResolverServesItsLastSnapshotWhileTheRegistryIsDown) {
 }
 
 TEST_P(ConformanceTest, WatchStopsPromptlyAndCallsNothingAfterwards) {
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-stopwatch", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({}, 5s));
   std::this_thread::sleep_for(300ms);  // a blocking query is now in flight
@@ -345,11 +345,11 @@ TEST_P(ConformanceTest, WatchStopsPromptlyAndCallsNothingAfterwards) {
 TEST_P(ConformanceTest, ManyHandlesTearDownQuickly) {
   std::vector<std::unique_ptr<Registration>> registrations;
   std::vector<std::unique_ptr<WatchHandle>> watches;
-  std::vector<std::unique_ptr<WatchRecorder>> recorders;
+  std::vector<std::unique_ptr<UpdateRecorder>> recorders;
   for (int i = 0; i < 10; ++i) {
     registrations.push_back(
         MustRegister(Instance("conf-many", "m-" + std::to_string(i), 7800 + i)));
-    recorders.push_back(std::make_unique<WatchRecorder>());
+    recorders.push_back(std::make_unique<UpdateRecorder>());
     watches.push_back(registry_->Watch("conf-many", recorders.back()->Callback()));
   }
   std::set<std::string> all;
@@ -364,7 +364,7 @@ TEST_P(ConformanceTest, ManyHandlesTearDownQuickly) {
 
 TEST_P(ConformanceTest, HandlesOutliveTheirRegistry) {
   auto registration = MustRegister(Instance("conf-outlive", "o-1", 7900));
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry_->Watch("conf-outlive", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({"o-1"}, 5s));
   registry_.reset();  // the handles keep what they need alive

@@ -11,8 +11,8 @@
 #include "disco/registry.h"
 #include "disco/resolver.h"
 #include "fixture/consul_agent.h"
+#include "fixture/update_recorder.h"
 #include "fixture/util.h"
-#include "fixture/watch_recorder.h"
 #include "registry/consul/stats.h"
 #include "util/log.h"
 
@@ -121,7 +121,7 @@ TEST_F(ConsulInteropTest, PlainJsonRegistrationIsDiscovered) {
   EXPECT_EQ(list->front().instance.tags, std::vector<std::string>{"curl"});
   EXPECT_EQ(list->front().instance.metadata.at("owner"), "ops");
 
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry->Watch("plain", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({"plain-1"}, 5s));
 
@@ -143,7 +143,7 @@ TEST_F(ConsulInteropTest, PlainJsonRegistrationIsDiscovered) {
   EXPECT_EQ(all->at(1).instance.id, "plain-2");
   EXPECT_EQ(all->at(1).health, HealthState::kCritical);
   std::this_thread::sleep_for(300ms);
-  EXPECT_EQ(WatchRecorder::Ids(recorder.latest()), std::set<std::string>{"plain-1"});
+  EXPECT_EQ(UpdateRecorder::Ids(recorder.latest()), std::set<std::string>{"plain-1"});
 
   // warning: still not "passing", so not handed out; then passing: it is.
   ASSERT_EQ(agent_.Http("PUT", "/v1/agent/check/warn/plain-2-ttl").status, 200);
@@ -170,7 +170,7 @@ TEST_F(ConsulInteropTest, EmptyServiceAddressFallsBackToTheNodeAddress) {
                              "Service":{"ID":"na-2","Service":"noaddr","Port":9101}})");
   ASSERT_EQ(put.status, 200) << put.body;
   auto registry = Open(agent_.url());
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry->Watch("noaddr", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({"na-1", "na-2"}, 5s));
   auto update = recorder.latest();
@@ -196,7 +196,7 @@ TEST_F(ConsulInteropTest, HttpCheckModeLetsConsulPollAndSurvivesAnAgentRestart) 
   EXPECT_EQ(checks["service:h-1"]["Type"], "http");
 
   // Consul's poll finds h-2 dead and h-1 alive.
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry->Watch("interop-http", recorder.Callback());
   EXPECT_TRUE(recorder.WaitIds({"h-1"}, 10s));
   auto all = registry->List("interop-http", true);
@@ -214,7 +214,7 @@ TEST_F(ConsulInteropTest, HttpCheckModeLetsConsulPollAndSurvivesAnAgentRestart) 
 
 TEST_F(ConsulInteropTest, IdleWatchDoesNotSpin) {
   auto registry = Open(agent_.url() + "?wait=1s");
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto before = consul::RequestsSent(consul::RequestKind::kWatch);
   auto watch = registry->Watch("interop-idle", recorder.Callback());
   ASSERT_TRUE(recorder.WaitIds({}, 5s));
@@ -233,7 +233,7 @@ TEST_F(ConsulInteropTest, StaleReadsWork) {
   auto registry = Open(agent_.url() + "?stale=1");
   auto registration = registry->Register(Instance("interop-stale", "s-1", 9400));
   ASSERT_TRUE(registration);
-  WatchRecorder recorder;
+  UpdateRecorder recorder;
   auto watch = registry->Watch("interop-stale", recorder.Callback());
   EXPECT_TRUE(recorder.WaitIds({"s-1"}, 5s));
   auto services = registry->Services();
@@ -272,7 +272,7 @@ TEST_F(ConsulAclTest, TokenGoesOutAsAHeaderAndNeverIntoLogs) {
     auto list = (*authorized)->List("acl-svc");
     ASSERT_TRUE(list);
     EXPECT_EQ(list->size(), 1u);
-    WatchRecorder recorder;
+    UpdateRecorder recorder;
     auto watch = (*authorized)->Watch("acl-svc", recorder.Callback());
     EXPECT_TRUE(recorder.WaitIds({"a-1"}, 5s));
 
