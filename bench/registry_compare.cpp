@@ -281,6 +281,8 @@ int main(int argc, char** argv) {
                 << std::endl;
       return 2;
     }
+  }
+  for (const auto& name : options.backends) {
     auto backend = disco::testing::MakeRegistryBackend(name);
     backend->Start();
     std::cerr << "== " << name << ": register -> seen latency (" << options.registrations
