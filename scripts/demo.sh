@@ -31,6 +31,7 @@ start_bg() {  # start_bg NAME COMMAND... : runs in the background, logs to NAME.
   local name=$1; shift
   "$@" >"$run/$name.log" 2>&1 &
   local pid=$!
+  disown "$pid"  # the shell must not report its death: the demo kills some on purpose
   echo "$pid $(basename "$1" | cut -c1-15)" > "$run/$name.pid"
 }
 
