@@ -10,8 +10,6 @@
 // timeout. Deregister(service, id) asks this agent to drop the instance: it
 // works for instances registered through this agent, which is how disco
 // registers (each process talks to its local agent).
-#include <algorithm>
-
 #include "registry/backends.h"
 #include "registry/consul/codec.h"
 #include "registry/consul/core.h"

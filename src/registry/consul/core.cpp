@@ -1,5 +1,6 @@
 #include "registry/consul/core.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 

@@ -1,5 +1,6 @@
 #include "registry/consul/registration.h"
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 
