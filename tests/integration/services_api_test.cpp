@@ -15,7 +15,7 @@
 #include "common/jwt.h"
 #include "disco/registry.h"
 #include "fixture/etcd_server.h"
-#include "fixture/http.h"
+#include "fixture/http_client.h"
 #include "fixture/postgres_server.h"
 #include "fixture/service_process.h"
 #include "fixture/util.h"
