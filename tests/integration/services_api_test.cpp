@@ -14,6 +14,7 @@
 
 #include "common/jwt.h"
 #include "disco/registry.h"
+#include "fixture/consul_agent.h"
 #include "fixture/etcd_server.h"
 #include "fixture/http_client.h"
 #include "fixture/postgres_server.h"
@@ -699,6 +700,52 @@ TEST_F(ServicesApiTest, HelpDescribesEveryFlag) {
     }
     std::remove(dir_.Sub("help.log").c_str());
   }
+}
+
+// The same binaries on Consul: no code change, only --registry.
+TEST(ServicesOnConsulTest, OrdersGoThroughDiscoveryAndSigtermDeregisters) {
+  testing::ConsulAgent consul;
+  consul.Start();
+  testing::TempDir dir("disco-api-consul");
+  auto options = [&](std::string binary, std::string db, std::string log) {
+    ServiceOptions o;
+    o.binary = std::move(binary);
+    o.registry = consul.url();
+    o.db = dir.Sub(db);
+    o.log_path = dir.Sub(log);
+    return o;
+  };
+  auto user_options = options(testing::UserServicePath(), "users.db", "user.log");
+  user_options.args = {"--bcrypt-cost", "4"};
+  ServiceProcess user(user_options);
+  ServiceProcess order(options(testing::OrderServicePath(), "orders.db", "order.log"));
+  auto registry = MakeRegistry(consul.url());
+  ASSERT_TRUE(registry);
+  auto instances = [&] {
+    auto list = (*registry)->List("user-service");
+    return list ? list->size() : std::size_t{99};
+  };
+  ASSERT_TRUE(testing::WaitFor([&] { return instances() == 1; }, 10s, 50ms));
+
+  auto reg =
+      JsonRequest(user.port(), "POST", "/api/users/register",
+                  {{"username", "carol"}, {"password", "password123"}, {"email", "c@example.com"}});
+  ASSERT_EQ(reg.status, 201);
+  auto login = JsonRequest(user.port(), "POST", "/api/users/login",
+                           {{"username", "carol"}, {"password", "password123"}});
+  ASSERT_EQ(login.status, 200);
+  std::string token = login.Json()["token"];
+  auto created = JsonRequest(order.port(), "POST", "/api/orders",
+                             {{"product", "p"}, {"quantity", 4}, {"price", "2.25"}}, Bearer(token));
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(created.Json()["total"], "9.00");
+
+  EXPECT_EQ(user.Stop(), 0);
+  EXPECT_EQ(instances(), 0u) << "deregistered before the process exited";
+  auto refused = JsonRequest(order.port(), "POST", "/api/orders",
+                             {{"product", "p"}, {"quantity", 1}, {"price", "1"}}, Bearer(token));
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.Json().value("error", ""), "user_service_unavailable");
 }
 
 }  // namespace
