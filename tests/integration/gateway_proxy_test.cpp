@@ -13,7 +13,7 @@
 #include "disco/http/server.h"
 #include "disco/metrics.h"
 #include "disco/registry.h"
-#include "fixture/http.h"
+#include "fixture/http_client.h"
 #include "fixture/service_process.h"
 #include "fixture/upstream_server.h"
 #include "fixture/util.h"

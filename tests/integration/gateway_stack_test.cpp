@@ -18,7 +18,7 @@
 #include <set>
 
 #include "fixture/etcd_server.h"
-#include "fixture/http.h"
+#include "fixture/http_client.h"
 #include "fixture/process.h"
 #include "fixture/service_process.h"
 #include "fixture/util.h"

@@ -15,7 +15,7 @@
 #include "disco/metrics.h"
 #include "disco/registry.h"
 #include "disco/resolver.h"
-#include "fixture/http.h"
+#include "fixture/http_client.h"
 #include "fixture/util.h"
 
 namespace disco::http {

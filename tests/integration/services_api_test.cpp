@@ -14,8 +14,9 @@
 
 #include "common/jwt.h"
 #include "disco/registry.h"
+#include "fixture/consul_agent.h"
 #include "fixture/etcd_server.h"
-#include "fixture/http.h"
+#include "fixture/http_client.h"
 #include "fixture/postgres_server.h"
 #include "fixture/service_process.h"
 #include "fixture/util.h"
@@ -587,7 +588,7 @@ TEST_F(ServicesApiTest, InstancesShareOneSqliteDatabase) {
 TEST_F(ServicesApiTest, SigtermDeregistersBeforeExitAndFinishesInFlightRequests) {
   // Cost 12: a login takes a noticeable time, so one is in flight at SIGTERM.
   user_ = std::make_unique<ServiceProcess>(
-      UserOptions(dir_.Sub("users.db"), {"--bcrypt-cost", "12", "--drain-delay-ms", "1000"}));
+      UserOptions(dir_.Sub("users.db"), {"--bcrypt-cost", "12", "--drain-delay-ms", "3000"}));
   ASSERT_TRUE(WaitRegistered("user-service", 1));
   auto ids = Instances("user-service");
   ASSERT_EQ(ids.size(), 1u);
@@ -603,8 +604,8 @@ TEST_F(ServicesApiTest, SigtermDeregistersBeforeExitAndFinishesInFlightRequests)
   });
   std::this_thread::sleep_for(50ms);
   ASSERT_TRUE(user_->Signal(SIGTERM));
-  // Gone from the registry while the process still runs (it drains for 1 s).
-  EXPECT_TRUE(testing::WaitFor([&] { return Instances("user-service").empty(); }, 900ms, 20ms));
+  // Gone from the registry while the process still runs (it serves 3 s more).
+  EXPECT_TRUE(testing::WaitFor([&] { return Instances("user-service").empty(); }, 2500ms, 20ms));
   EXPECT_TRUE(user_->running()) << "deregistered first, exits later";
   EXPECT_EQ(login.get().status, 200) << "the request in flight finished";
   int status = user_->Wait(15s);
@@ -699,6 +700,52 @@ TEST_F(ServicesApiTest, HelpDescribesEveryFlag) {
     }
     std::remove(dir_.Sub("help.log").c_str());
   }
+}
+
+// The same binaries on Consul: no code change, only --registry.
+TEST(ServicesOnConsulTest, OrdersGoThroughDiscoveryAndSigtermDeregisters) {
+  testing::ConsulAgent consul;
+  consul.Start();
+  testing::TempDir dir("disco-api-consul");
+  auto options = [&](std::string binary, std::string db, std::string log) {
+    ServiceOptions o;
+    o.binary = std::move(binary);
+    o.registry = consul.url();
+    o.db = dir.Sub(db);
+    o.log_path = dir.Sub(log);
+    return o;
+  };
+  auto user_options = options(testing::UserServicePath(), "users.db", "user.log");
+  user_options.args = {"--bcrypt-cost", "4"};
+  ServiceProcess user(user_options);
+  ServiceProcess order(options(testing::OrderServicePath(), "orders.db", "order.log"));
+  auto registry = MakeRegistry(consul.url());
+  ASSERT_TRUE(registry);
+  auto instances = [&] {
+    auto list = (*registry)->List("user-service");
+    return list ? list->size() : std::size_t{99};
+  };
+  ASSERT_TRUE(testing::WaitFor([&] { return instances() == 1; }, 10s, 50ms));
+
+  auto reg =
+      JsonRequest(user.port(), "POST", "/api/users/register",
+                  {{"username", "carol"}, {"password", "password123"}, {"email", "c@example.com"}});
+  ASSERT_EQ(reg.status, 201);
+  auto login = JsonRequest(user.port(), "POST", "/api/users/login",
+                           {{"username", "carol"}, {"password", "password123"}});
+  ASSERT_EQ(login.status, 200);
+  std::string token = login.Json()["token"];
+  auto created = JsonRequest(order.port(), "POST", "/api/orders",
+                             {{"product", "p"}, {"quantity", 4}, {"price", "2.25"}}, Bearer(token));
+  ASSERT_EQ(created.status, 201) << created.body;
+  EXPECT_EQ(created.Json()["total"], "9.00");
+
+  EXPECT_EQ(user.Stop(), 0);
+  EXPECT_EQ(instances(), 0u) << "deregistered before the process exited";
+  auto refused = JsonRequest(order.port(), "POST", "/api/orders",
+                             {{"product", "p"}, {"quantity", 1}, {"price", "1"}}, Bearer(token));
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.Json().value("error", ""), "user_service_unavailable");
 }
 
 }  // namespace

@@ -1,6 +1,5 @@
 // disco pick: resolves a service and picks instances with a balancing policy.
 #include <iostream>
-
 #include <nlohmann/json.hpp>
 
 #include "common.h"
@@ -18,6 +17,7 @@ struct Args {
 };
 
 int Run(const GlobalOptions& global, const Args& args) {
+  QuietLibraryWarnings();  // an unreachable registry is reported below, once
   auto registry = OpenRegistry(global);
   if (!registry) return 2;
   ResolverOptions options;

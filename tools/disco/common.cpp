@@ -1,6 +1,8 @@
 #include "common.h"
 
 #include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <chrono>
 #include <cstdio>
@@ -45,6 +47,14 @@ int WaitForStopSignal() {
   return signal;
 }
 
+void QuietLibraryWarnings() {
+  // The library logs through the spdlog logger named "disco" and adopts one
+  // that already exists.
+  auto logger = spdlog::get("disco");
+  if (!logger) logger = spdlog::stderr_color_mt("disco");
+  logger->set_level(spdlog::level::err);
+}
+
 std::string FormatInstance(const ServiceInstance& instance) {
   std::string out = instance.id + "  " + instance.Address();
   if (instance.weight != 1) out += "  weight=" + std::to_string(instance.weight);
@@ -60,12 +70,14 @@ std::string FormatInstance(const ServiceInstance& instance) {
 std::string Timestamp() {
   auto now = std::chrono::system_clock::now();
   auto seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  auto millis =
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
   std::tm tm{};
   gmtime_r(&seconds, &tm);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(millis));
   return buf;
 }
 

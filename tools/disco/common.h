@@ -1,11 +1,10 @@
 // What every `disco` command shares: the registry flag, errors, signals, output.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "disco/registry.h"
 
@@ -36,6 +35,11 @@ int ReportError(const std::string& what, const Error& error);
 void BlockStopSignals();
 // Waits for SIGINT or SIGTERM; returns the signal number.
 int WaitForStopSignal();
+
+// For one-shot commands that report errors themselves: keeps the library's
+// own warnings (e.g. the resolver's "registry unreachable") off stderr, so
+// that a failure is the one line the command prints.
+void QuietLibraryWarnings();
 
 std::string FormatInstance(const ServiceInstance& instance);
 std::string Timestamp();

@@ -1,0 +1,103 @@
+// A small HTTP/1.1 client for the Consul agent API, on Boost.Beast coroutines.
+//
+// Everything here lives on the backend's one I/O thread (see core.h): the
+// client, its idle keep-alive connections and every CancelSlot are touched
+// only from coroutines and handlers running on that io_context. Nothing is
+// thread-safe and nothing needs to be.
+//
+// Each request has two bounds: a connect timeout (short: an unreachable agent
+// must be reported within a few seconds) and a read timeout covering write +
+// read of the whole exchange (long for blocking queries: wait + wait/16 +
+// slack). A request never throws: transport failures come back as Error
+// (kUnavailable, kTimeout, kCancelled), HTTP statuses are returned as they are.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "disco/detail/asio.h"
+#include "disco/error.h"
+#include "disco/registry_url.h"
+#include "registry/consul/stats.h"
+
+namespace disco::consul {
+
+class Connection;
+
+struct HttpRequest {
+  boost::beast::http::verb method = boost::beast::http::verb::get;
+  std::string target;  // path and query, already escaped
+  std::string body;
+  std::chrono::milliseconds timeout{3000};  // write + read of the response
+  RequestKind kind = RequestKind::kOther;   // for the request counters only
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::string body;
+  std::optional<std::uint64_t> index;  // X-Consul-Index, when present and numeric
+};
+
+// Lets the owner of a long-running task abort its in-flight request and wake
+// its sleeps. Once cancelled it stays cancelled. I/O thread only.
+class CancelSlot {
+ public:
+  explicit CancelSlot(boost::asio::io_context& io) : timer_(io) {}
+
+  bool cancelled() const { return cancelled_; }
+
+  // Closes the socket of the request in flight (it completes with kCancelled)
+  // and ends any Sleep() at once.
+  void Cancel();
+
+  // Sleeps for `duration` or until Cancel(), whichever comes first.
+  boost::asio::awaitable<void> Sleep(std::chrono::milliseconds duration);
+
+ private:
+  friend class HttpClient;
+  bool cancelled_ = false;
+  boost::asio::steady_timer timer_;
+  std::shared_ptr<Connection> active_;  // the request in flight, if any
+};
+
+class HttpClient {
+ public:
+  // `url` is the redacted registry URL, used in error messages. `token`, when
+  // not empty, goes out as X-Consul-Token on every request and nowhere else.
+  HttpClient(boost::asio::io_context& io, HostPort agent, std::string token, std::string url,
+             std::chrono::milliseconds connect_timeout);
+  ~HttpClient();
+
+  // Sends one request, reusing an idle keep-alive connection when there is
+  // one (and retrying once on a fresh connection if that reused connection
+  // turned out to be closed by the agent). `slot` may be null.
+  boost::asio::awaitable<Result<HttpResponse>> Send(HttpRequest request, CancelSlot* slot);
+
+  // Closes every idle connection (at shutdown, or when the agent restarted).
+  void CloseIdle();
+
+  const std::string& url() const { return url_; }
+
+ private:
+  boost::asio::awaitable<Result<HttpResponse>> SendOnce(const HttpRequest& request,
+                                                        std::shared_ptr<Connection> connection,
+                                                        CancelSlot* slot, bool* retryable);
+
+  boost::asio::io_context& io_;
+  HostPort agent_;
+  std::string token_;
+  std::string url_;
+  std::chrono::milliseconds connect_timeout_;
+  std::vector<std::shared_ptr<Connection>> idle_;
+};
+
+// "consul://127.0.0.1:8500: GET /v1/health/service/x: 500 No cluster leader"
+// style errors for a non-2xx answer: 400 → kInvalidArgument, 403 →
+// kPermissionDenied, 404 → kNotFound, anything else → kUnavailable.
+Error StatusError(const std::string& url, const HttpRequest& request, const HttpResponse& response);
+
+}  // namespace disco::consul

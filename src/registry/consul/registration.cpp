@@ -1,0 +1,210 @@
+#include "registry/consul/registration.h"
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+#include "registry/consul/codec.h"
+#include "util/backoff.h"
+#include "util/log.h"
+
+namespace disco::consul {
+namespace {
+
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using std::chrono::milliseconds;
+
+// State of one registration's keep-alive loop. Everything but `state` is
+// touched on the I/O thread only.
+struct Task {
+  Task(asio::io_context& io, ServiceInstance instance_in, RegisterOptions options_in)
+      : instance(std::move(instance_in)), options(std::move(options_in)), slot(io) {}
+
+  const ServiceInstance instance;
+  const RegisterOptions options;
+  std::string body;       // the registration request body
+  milliseconds interval;  // between heartbeats (TTL/3) or existence checks
+  bool ttl_mode = true;
+  CancelSlot slot;
+  std::atomic<RegistrationState> state{RegistrationState::kActive};
+};
+
+enum class Refresh { kOk, kForgotten, kFailed };
+
+milliseconds Bound(const Config& config) {
+  return config.connect_timeout + config.request_timeout + milliseconds(500);
+}
+
+asio::awaitable<Result<void>> PutRegistration(Core* core, std::shared_ptr<Task> task) {
+  HttpRequest request{http::verb::put, "/v1/agent/service/register?replace-existing-checks=true",
+                      task->body, core->config().request_timeout, RequestKind::kRegister};
+  auto response = co_await core->client().Send(request, &task->slot);
+  if (!response) co_return std::unexpected(response.error());
+  if (response->status != 200)
+    co_return std::unexpected(StatusError(core->config().url, request, *response));
+  co_return Result<void>{};
+}
+
+// One heartbeat (TTL mode) or existence check (HTTP mode).
+asio::awaitable<Refresh> RefreshOnce(Core* core, Task& task, Error* error) {
+  HttpRequest request;
+  request.timeout = core->config().request_timeout;
+  request.kind = RequestKind::kHeartbeat;
+  if (task.ttl_mode) {
+    request.method = http::verb::put;
+    request.target = "/v1/agent/check/pass/" + CheckId(task.instance.id);
+  } else {
+    request.method = http::verb::get;
+    request.target = "/v1/agent/service/" + task.instance.id;
+  }
+  auto response = co_await core->client().Send(request, &task.slot);
+  if (!response) {
+    *error = response.error();
+    co_return Refresh::kFailed;
+  }
+  if (response->status == 200) co_return Refresh::kOk;
+  // 1.8.7 answers a pass for an unknown check with 500 "CheckID ... does not
+  // have associated TTL"; newer agents answer 404.
+  if (response->status == 404 ||
+      (response->status == 500 &&
+       response->body.find("does not have associated TTL") != std::string::npos)) {
+    co_return Refresh::kForgotten;
+  }
+  *error = StatusError(core->config().url, request, *response);
+  co_return Refresh::kFailed;
+}
+
+asio::awaitable<void> KeepAlive(Core* core, std::shared_ptr<Task> task) {
+  const auto& instance = task->instance;
+  const std::string what = "consul registration " + instance.service + "/" + instance.id;
+  Backoff backoff(milliseconds(200),
+                  std::clamp(task->interval, milliseconds(1000), milliseconds(5000)));
+  milliseconds next = task->interval;
+  while (!task->slot.cancelled()) {
+    co_await task->slot.Sleep(next);
+    if (task->slot.cancelled()) break;
+    Error error;
+    Refresh refresh = co_await RefreshOnce(core, *task, &error);
+    if (task->slot.cancelled()) break;
+    if (refresh == Refresh::kForgotten) {
+      auto registered = co_await PutRegistration(core, task);
+      if (task->slot.cancelled()) break;
+      if (registered) {
+        log::Get().warn(
+            "{}: the agent had forgotten it (agent restart or reap); registered it again", what);
+        refresh = Refresh::kOk;
+      } else {
+        error = registered.error();
+        refresh = Refresh::kFailed;
+      }
+    }
+    if (refresh == Refresh::kOk) {
+      if (task->state.exchange(RegistrationState::kActive) == RegistrationState::kRestoring) {
+        log::Get().info("{}: active again", what);
+      }
+      backoff.Reset();
+      next = task->interval;
+    } else {
+      if (task->state.exchange(RegistrationState::kRestoring) == RegistrationState::kActive) {
+        log::Get().warn("{}: refresh failed, retrying with backoff: {}", what, error.ToString());
+      }
+      next = backoff.Next();
+    }
+  }
+}
+
+asio::awaitable<Result<void>> RegisterFirst(Core* core, std::shared_ptr<Task> task) {
+  auto registered = co_await PutRegistration(core, task);
+  if (registered && !task->slot.cancelled()) core->Spawn(KeepAlive(core, task));
+  co_return registered;
+}
+
+asio::awaitable<Result<void>> StopAndDeregister(Core* core, std::shared_ptr<Task> task) {
+  // Stops the loop and aborts its request in flight before the deregister
+  // goes out, so that no heartbeat or re-registration can follow it.
+  task->slot.Cancel();
+  co_return co_await DeregisterOnAgent(core, task->instance.id);
+}
+
+class ConsulRegistration final : public Registration {
+ public:
+  ConsulRegistration(std::shared_ptr<Core> core, std::shared_ptr<Task> task)
+      : core_(std::move(core)), task_(std::move(task)) {}
+
+  ~ConsulRegistration() override {
+    if (auto done = Deregister(); !done) {
+      log::Get().warn("consul registration {}/{}: deregister on destruction failed: {}",
+                      task_->instance.service, task_->instance.id, done.error().ToString());
+    }
+  }
+
+  Result<void> Deregister() override {
+    std::lock_guard lock(mu_);
+    if (deregistered_) return {};
+    deregistered_ = true;
+    auto result = core_->Call(StopAndDeregister(core_.get(), task_), Bound(core_->config()));
+    if (!result) {
+      // The loop may not have seen the cancellation if the Call timed out.
+      asio::post(core_->io(), [task = task_] { task->slot.Cancel(); });
+    }
+    task_->state.store(RegistrationState::kDeregistered);
+    return result;
+  }
+
+  const ServiceInstance& instance() const override { return task_->instance; }
+  RegistrationState state() const override { return task_->state.load(); }
+
+ private:
+  std::shared_ptr<Core> core_;  // first member: released last
+  std::shared_ptr<Task> task_;
+  std::mutex mu_;
+  bool deregistered_ = false;  // guarded by mu_
+};
+
+}  // namespace
+
+asio::awaitable<Result<void>> DeregisterOnAgent(Core* core, std::string id) {
+  HttpRequest request{http::verb::put, "/v1/agent/service/deregister/" + id, "",
+                      core->config().request_timeout, RequestKind::kDeregister};
+  auto response = co_await core->client().Send(request, nullptr);
+  if (!response) co_return std::unexpected(response.error());
+  // 1.8.7 answers 200 for an unknown ID, newer agents 404: both mean gone.
+  if (response->status == 200 || response->status == 404) co_return Result<void>{};
+  co_return std::unexpected(StatusError(core->config().url, request, *response));
+}
+
+Result<std::unique_ptr<Registration>> StartRegistration(std::shared_ptr<Core> core,
+                                                        const ServiceInstance& instance,
+                                                        const RegisterOptions& options) {
+  if (auto ok = Validate(instance); !ok) return std::unexpected(ok.error());
+  if (instance.metadata.contains(std::string(kZoneMetaKey))) {
+    return Fail(ErrorCode::kInvalidArgument, "metadata key '" + std::string(kZoneMetaKey) +
+                                                 "' is reserved (it carries the zone in Consul)");
+  }
+  if (options.ttl < std::chrono::seconds(1)) {
+    return Fail(ErrorCode::kInvalidArgument, "ttl must be at least 1 s");
+  }
+  if (!options.http_check_url.empty() && !options.http_check_url.starts_with("http://") &&
+      !options.http_check_url.starts_with("https://")) {
+    return Fail(ErrorCode::kInvalidArgument, "http_check_url '" + options.http_check_url +
+                                                 "' must start with http:// or https://");
+  }
+  auto task = std::make_shared<Task>(core->io(), instance, options);
+  task->ttl_mode = options.http_check_url.empty();
+  // TTL mode: three heartbeats per TTL, so one lost heartbeat never lets the
+  // check expire. HTTP mode: Consul polls at that interval (at least 1 s).
+  task->interval = std::chrono::duration_cast<milliseconds>(options.ttl) / 3;
+  milliseconds http_interval = std::max(milliseconds(1000), task->interval);
+  if (!task->ttl_mode) task->interval = http_interval;
+  task->body = EncodeRegistration(instance, options, http_interval);
+
+  auto registered = core->Call(RegisterFirst(core.get(), task), Bound(core->config()));
+  if (!registered) {
+    asio::post(core->io(), [task] { task->slot.Cancel(); });
+    return std::unexpected(registered.error());
+  }
+  return std::make_unique<ConsulRegistration>(std::move(core), std::move(task));
+}
+
+}  // namespace disco::consul
