@@ -28,7 +28,10 @@ struct ServiceConfig {
   int jwt_ttl_seconds = 3600;
   int registry_ttl_seconds = 10;
   int grace_ms = 10'000;   // bound on finishing in-flight requests at shutdown
-  int drain_delay_ms = 0;  // keep serving this long after deregistering
+  // Keep serving this long after deregistering, so that callers see the
+  // deregistration (registry propagation: milliseconds on a LAN) before the
+  // listener closes.
+  int drain_delay_ms = 1000;
   std::string sqlite_sync = "normal";
   bool access_log = true;
   std::size_t body_limit = 1024 * 1024;

@@ -1,5 +1,6 @@
 #include "disco/http/client.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <map>
@@ -12,6 +13,7 @@
 #include "disco/registry_url.h"
 #include "disco/resolver.h"
 #include "http/retry_policy.h"
+#include "util/fast_random.h"
 #include "util/log.h"
 
 namespace disco::http {
@@ -85,6 +87,14 @@ class PoolService final : public asio::execution_context::service {
 bool IsIdempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
          method == "DELETE";
+}
+
+// Idempotent methods, and any request carrying an Idempotency-Key: the
+// server answers a repeat of it with the first result instead of acting twice.
+bool IsRetrySafe(const ClientRequest& request) {
+  if (IsIdempotent(request.method)) return true;
+  return std::any_of(request.headers.begin(), request.headers.end(),
+                     [](const auto& header) { return HeaderNameEquals(header.first, "Idempotency-Key"); });
 }
 
 struct ParsedUrl {
@@ -261,6 +271,36 @@ class ResponseParser final : public bhttp::basic_parser<false> {
 
   ClientResponse& out_;
 };
+
+bool Contains(const std::vector<std::string>& ids, std::string_view id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+// For a retry: an endpoint this call has not tried yet. The balancer gets a
+// few more picks first (its choice, its counters); if it keeps choosing
+// tried instances (a hash policy always does), the first untried endpoint
+// that is not ejected, from a random place in the snapshot. Keeps `picked`
+// when there is none.
+EndpointPtr PickUntried(Resolver& resolver, const PickContext& pick, EndpointPtr picked,
+                        const std::vector<std::string>& tried) {
+  for (int i = 0; i < 3 && Contains(tried, picked->instance.id); ++i) {
+    auto again = resolver.Pick(pick);
+    if (!again) break;
+    picked = std::move(again);
+  }
+  if (!Contains(tried, picked->instance.id)) return picked;
+  auto snapshot = resolver.snapshot();
+  const auto& endpoints = snapshot->endpoints;
+  if (endpoints.empty()) return picked;
+  const auto start = FastRandomBelow(static_cast<std::uint32_t>(endpoints.size()));
+  for (std::size_t i = 0; i < endpoints.size(); ++i) {
+    const Endpoint& e = endpoints[(start + i) % endpoints.size()];
+    if (e.ejected() || Contains(tried, e.instance.id)) continue;
+    e.stats->picks.fetch_add(1, std::memory_order_relaxed);
+    return EndpointPtr(snapshot, &e);
+  }
+  return picked;
+}
 
 }  // namespace
 
@@ -511,7 +551,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   const auto deadline = started + impl.options.deadline;
   auto url = ParseUrl(request.url);
   if (!url) co_return std::unexpected(url.error());
-  const bool retry_safe = request.retry_safe.value_or(IsIdempotent(request.method));
+  const bool retry_safe = request.retry_safe ? *request.retry_safe : IsRetrySafe(request);
 
   ServiceState* state = impl.direct.get();
   Resolver* resolver = nullptr;
@@ -542,7 +582,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     state->latency->Observe(std::chrono::duration<double>(Clock::now() - started).count());
   };
 
-  std::string failed_instance;
+  std::vector<std::string> tried;  // instances that failed an attempt of this call
   std::optional<ClientResponse> last_response;
   Error last_error{ErrorCode::kUnavailable, ""};
   for (int attempt = 1; attempt <= impl.options.max_attempts; ++attempt) {
@@ -550,12 +590,8 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (resolver) {
       PickContext pick{request.hash_key};
       endpoint = resolver->Pick(pick);
-      // Prefer another instance than the one that just failed.
-      for (int i = 0; i < 3 && endpoint && !failed_instance.empty() &&
-                      endpoint->instance.id == failed_instance;
-           ++i) {
-        endpoint = resolver->Pick(pick);
-      }
+      if (endpoint && !tried.empty())
+        endpoint = PickUntried(*resolver, pick, std::move(endpoint), tried);
       if (!endpoint) {
         if (last_response || attempt > 1) break;
         std::string why = "no instance of " + url->authority + " is available";
@@ -622,7 +658,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     }
     impl.retries->With({state->label, CallOutcomeName(result.outcome)}).Inc();
     impl.retried.fetch_add(1, std::memory_order_relaxed);
-    if (endpoint) failed_instance = endpoint->instance.id;
+    if (endpoint) tried.push_back(endpoint->instance.id);
     log::Get().debug("retrying {} {} after {} (request id {})", request.method, request.url,
                      CallOutcomeName(result.outcome), request.request_id);
     if (pause.count() > 0) {
