@@ -608,6 +608,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
         co_await impl.Attempt(wire, endpoint ? endpoint->address : url->authority, request,
                               std::min(deadline, Clock::now() + impl.options.per_try_timeout));
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
+    retry_token.reset();  // the retry (if this was one) is no longer in flight
     // Successes, failures and outlier detection: one report per attempt.
     if (endpoint) resolver->Report(*endpoint, result.outcome);
 
@@ -643,7 +644,14 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
       if (!last_response) last_error.message += " (deadline reached, not retried)";
       break;
     }
-    retry_token.reset();  // a retry holds one token at a time
+    if (pause.count() > 0) {
+      asio::steady_timer timer(co_await asio::this_coro::executor);
+      timer.expires_after(pause);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    // The budget counts retries in flight, so a retry takes its token when it
+    // goes out (after the backoff) and gives it back when its attempt ends.
     if (auto token = state->budget.TryAcquire()) retry_token.emplace(std::move(*token));
     if (!retry_token) {
       impl.exhausted.fetch_add(1, std::memory_order_relaxed);
@@ -661,12 +669,6 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (endpoint) tried.push_back(endpoint->instance.id);
     log::Get().debug("retrying {} {} after {} (request id {})", request.method, request.url,
                      CallOutcomeName(result.outcome), request.request_id);
-    if (pause.count() > 0) {
-      asio::steady_timer timer(co_await asio::this_coro::executor);
-      timer.expires_after(pause);
-      boost::system::error_code ec;
-      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
   }
   if (last_response) {
     finish(state->request_counters.ForStatus(last_response->status));
