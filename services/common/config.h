@@ -27,7 +27,7 @@ struct ServiceConfig {
   int db_connections = 2;
   int jwt_ttl_seconds = 3600;
   int registry_ttl_seconds = 10;
-  int grace_ms = 10'000;   // bound on finishing in-flight requests at shutdown
+  int grace_ms = 10'000;  // bound on finishing in-flight requests at shutdown
   // Keep serving this long after deregistering, so that callers see the
   // deregistration (registry propagation: milliseconds on a LAN) before the
   // listener closes.

@@ -24,8 +24,8 @@ struct Order {
   std::int64_t quantity = 0;
   std::int64_t price_cents = 0;
   std::int64_t total_cents = 0;
-  std::string status;      // "created"
-  std::string created_at;  // UtcTimestamp()
+  std::string status;             // "created"
+  std::string created_at;         // UtcTimestamp()
   std::string idempotency_key{};  // empty: created without one
 };
 

@@ -35,15 +35,18 @@ void PrepareStatements(pqxx::connection& conn) {
                "created_at, idempotency_key)"
                " VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''))"
                " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id");
-  conn.prepare("order_by_id",
-               "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
-               " idempotency_key FROM orders WHERE id = $1");
-  conn.prepare("orders_by_user",
-               "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
-               " idempotency_key FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2");
-  conn.prepare("order_by_key",
-               "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
-               " idempotency_key FROM orders WHERE user_id = $1 AND idempotency_key = $2");
+  conn.prepare(
+      "order_by_id",
+      "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+      " idempotency_key FROM orders WHERE id = $1");
+  conn.prepare(
+      "orders_by_user",
+      "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+      " idempotency_key FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2");
+  conn.prepare(
+      "order_by_key",
+      "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+      " idempotency_key FROM orders WHERE user_id = $1 AND idempotency_key = $2");
 }
 
 Order Row(const pqxx::row& r) {

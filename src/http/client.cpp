@@ -93,8 +93,9 @@ bool IsIdempotent(std::string_view method) {
 // server answers a repeat of it with the first result instead of acting twice.
 bool IsRetrySafe(const ClientRequest& request) {
   if (IsIdempotent(request.method)) return true;
-  return std::any_of(request.headers.begin(), request.headers.end(),
-                     [](const auto& header) { return HeaderNameEquals(header.first, "Idempotency-Key"); });
+  return std::any_of(request.headers.begin(), request.headers.end(), [](const auto& header) {
+    return HeaderNameEquals(header.first, "Idempotency-Key");
+  });
 }
 
 struct ParsedUrl {

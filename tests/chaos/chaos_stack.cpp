@@ -273,7 +273,8 @@ void ChaosStack::Fold(std::size_t order_index) {
 }
 
 std::pair<std::int64_t, std::int64_t> ChaosStack::OrdersInDatabase() {
-  auto conn = service::SqliteConnection::Open(dir_.Sub("orders.db"), service::SqliteSync::kNormal, "");
+  auto conn =
+      service::SqliteConnection::Open(dir_.Sub("orders.db"), service::SqliteSync::kNormal, "");
   if (!conn) throw std::runtime_error(conn.error().ToString());
   auto select = (*conn)->Prepare(
       "SELECT count(*), count(DISTINCT idempotency_key) FROM orders WHERE idempotency_key LIKE ?1");

@@ -18,8 +18,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -46,10 +46,10 @@ struct ChaosOptions {
 
 // Counters summed over the order-service processes (every incarnation).
 struct DownstreamCounters {
-  double retries = 0;     // order-service → user-service retries
-  double ejections = 0;   // user-service endpoints ejected by order-services
-  double timeouts = 0;    // attempts to user-service that timed out
-  double exhausted = 0;   // retries refused by the budget
+  double retries = 0;    // order-service → user-service retries
+  double ejections = 0;  // user-service endpoints ejected by order-services
+  double timeouts = 0;   // attempts to user-service that timed out
+  double exhausted = 0;  // retries refused by the budget
 };
 
 class ChaosStack {
@@ -79,9 +79,11 @@ class ChaosStack {
                   bool usable = false, const std::set<pid_t>& skip = {});
   // Polls Everywhere() every 20 ms; returns the time it took, or nullopt
   // after `timeout`.
-  std::optional<std::chrono::milliseconds> WaitEverywhere(
-      const std::string& service, const std::string& id, bool present,
-      std::chrono::milliseconds timeout, bool usable = false, const std::set<pid_t>& skip = {});
+  std::optional<std::chrono::milliseconds> WaitEverywhere(const std::string& service,
+                                                          const std::string& id, bool present,
+                                                          std::chrono::milliseconds timeout,
+                                                          bool usable = false,
+                                                          const std::set<pid_t>& skip = {});
 
   // Whether every order-service's and the load generator's view of its
   // upstream is fresh (staleness 0: connected to the registry), or every one
@@ -128,8 +130,8 @@ class ChaosStack {
   std::vector<std::string> tokens_;
   std::string key_prefix_;
   std::unique_ptr<LoadGenerator> load_;
-  std::vector<DownstreamCounters> last_;    // per order-service, current incarnation
-  DownstreamCounters folded_;               // earlier incarnations
+  std::vector<DownstreamCounters> last_;  // per order-service, current incarnation
+  DownstreamCounters folded_;             // earlier incarnations
 };
 
 // Milliseconds as a string for Report(); "-" when not measured.

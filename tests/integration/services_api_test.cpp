@@ -629,7 +629,8 @@ TEST_F(ServicesApiTest, IdempotencyKeyMakesOrderCreationRetrySafe) {
   EXPECT_EQ(bobs.status, 201) << "keys are per user";
   EXPECT_NE(bobs.Json()["id"], first.Json()["id"]);
 
-  for (const std::string& bad : {std::string(""), std::string(256, 'k'), std::string("two words")}) {
+  for (const std::string& bad :
+       {std::string(""), std::string(256, 'k'), std::string("two words")}) {
     auto r = post(order_->port(), alice_token, bad, widget);
     EXPECT_EQ(r.status, 400) << "key '" << bad.substr(0, 20) << "': " << r.raw;
     EXPECT_EQ(r.Json().value("error", ""), "invalid_idempotency_key");
