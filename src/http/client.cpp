@@ -441,10 +441,18 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
         co_await stream->async_connect(tcp::endpoint(ip, host_port->port),
                                        asio::redirect_error(asio::use_awaitable, ec));
       } else {
-        tcp::resolver resolver(executor);
+        // A name lookup is bounded by the attempt's deadline too.
+        auto resolver = std::make_shared<tcp::resolver>(executor);
+        asio::steady_timer guard(executor);
+        guard.expires_at(deadline);
+        guard.async_wait([weak = std::weak_ptr(resolver)](boost::system::error_code e) {
+          if (auto r = weak.lock(); r && !e) r->cancel();
+        });
         auto endpoints =
-            co_await resolver.async_resolve(host_port->host, std::to_string(host_port->port),
-                                            asio::redirect_error(asio::use_awaitable, ec));
+            co_await resolver->async_resolve(host_port->host, std::to_string(host_port->port),
+                                             asio::redirect_error(asio::use_awaitable, ec));
+        guard.cancel();
+        if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
         if (!ec)
           co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
       }
