@@ -130,7 +130,7 @@ status() {
   local registry_url='' port_gateway_1=''
   # shellcheck disable=SC1091
   . "$run/demo.env"
-  echo "registry  $registry_url"
+  printf '  %-16s %s\n' registry "$registry_url"
   local file pid name port health
   for file in "$run"/*.pid; do
     [ -f "$file" ] || continue
@@ -147,7 +147,7 @@ status() {
       printf '  %-16s %sgone%s\n' "$name" "$red" "$reset"
     fi
   done
-  [ -n "${port_gateway_1:-}" ] && echo "dashboard http://127.0.0.1:$port_gateway_1/dashboard"
+  [ -n "${port_gateway_1:-}" ] && printf '  %-16s %s\n' dashboard "http://127.0.0.1:$port_gateway_1/dashboard"
   return 0
 }
 
@@ -234,9 +234,12 @@ done
 
 # --- 3. ports, registry ------------------------------------------------------------
 next "registry ($registry_kind)"
-if [ -f "$run/demo.env" ] || compgen -G "$run/*.pid" >/dev/null; then
-  echo "stopping the previous demo run first:"
-  stop_all | sed 's/^/  /'
+if compgen -G "$run/*.pid" >/dev/null; then
+  previous=$(stop_all)
+  if grep -q '^stopped' <<<"$previous"; then
+    echo "stopping the previous demo run first:"
+    while read -r line; do echo "  $line"; done <<<"$previous"
+  fi
 fi
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -463,23 +466,28 @@ fi
 
 # --- summary ------------------------------------------------------------------------------
 next "the demo is running"
-cat <<SUMMARY
-  registry          $registry ($registry_kind, pid $(pid_of registry))
-  gateway-1         $gateway_url          pid $(pid_of gateway-1)
-  user-service-1    http://127.0.0.1:$user_port_1        pid $(pid_of user-service-1)
-  user-service-2    http://127.0.0.1:$user_port_2        pid $(pid_of user-service-2)
-  order-service-1   http://127.0.0.1:$order_port_1        pid $(pid_of order-service-1)
-  order-service-2   http://127.0.0.1:$order_port_2        pid $(pid_of order-service-2)
-
-  dashboard         ${green}$gateway_url/dashboard${reset}
-  Prometheus SD     $gateway_url/sd/prometheus     metrics: $gateway_url/metrics
-  logs              $(rel "$run")/*.log  (JSON lines; the client's transcript: $(rel "$run/client.json"))
-  databases         $(rel "$run/users.db"), $(rel "$run/orders.db")
+row() { printf '  %-17s %-32s %s\n' "$@"; }
+row registry "$registry" "$registry_kind, pid $(pid_of registry)"
+row gateway-1 "$gateway_url" "pid $(pid_of gateway-1)"
+for name_port in "user-service-1:$user_port_1" "user-service-2:$user_port_2" \
+                 "order-service-1:$order_port_1" "order-service-2:$order_port_2"; do
+  row "${name_port%%:*}" "http://127.0.0.1:${name_port##*:}" "pid $(pid_of "${name_port%%:*}")"
+done
+echo
+row dashboard "${green}$gateway_url/dashboard${reset}"
+row "Prometheus SD" "$gateway_url/sd/prometheus"
+row metrics "$gateway_url/metrics (and /metrics on every instance)"
+row logs "$(rel "$run")/<name>.log (JSON lines)"
+row transcript "$(rel "$run/client.json") (the client's calls, JSON lines)"
+row databases "$(rel "$run/users.db"), $(rel "$run/orders.db") (SQLite, shared by the instances)"
+run_env=
+[ -n "${DISCO_DEMO_RUN_DIR:-}" ] && run_env="DISCO_DEMO_RUN_DIR=$DISCO_DEMO_RUN_DIR "
+cat <<TRY
 
 Try:
-  $(rel "$disco") demo --gateway $gateway_url            # the client again
+  $(rel "$disco") demo --gateway $gateway_url          # the client again
   $(rel "$disco") --registry $registry watch user-service
-  curl -i $gateway_url/api/users/1                            # 401: no token
-Status: scripts/demo.sh status${DISCO_DEMO_RUN_DIR:+  (with DISCO_DEMO_RUN_DIR=$DISCO_DEMO_RUN_DIR)}
-Stop:   scripts/demo.sh stop
-SUMMARY
+  curl -s $gateway_url/api/orders                            # 401 JSON error: no token
+Status: ${run_env}scripts/demo.sh status
+Stop:   ${run_env}scripts/demo.sh stop
+TRY

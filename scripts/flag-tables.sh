@@ -124,7 +124,7 @@ for file in "$@"; do
   if [ "$mode" = --check ]; then
     while read -r var; do
       grep -q "$var" "$file" || { echo "$file: $var (read by scripts/demo.sh) is not documented" >&2; status=1; }
-    done < <(grep -o 'DISCO_[A-Z_]*' "$root/scripts/demo.sh" | sort -u)
+    done < <(grep -o 'DISCO_DEMO_[A-Z_]*' "$root/scripts/demo.sh" | sort -u)
   fi
 done
 exit $status
