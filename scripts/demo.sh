@@ -466,7 +466,9 @@ fi
 
 # --- summary ------------------------------------------------------------------------------
 next "the demo is running"
-row() { printf '  %-17s %-32s %s\n' "$@"; }
+row() {  # row LABEL VALUE [NOTE]
+  if [ $# -ge 3 ]; then printf '  %-17s %-32s %s\n' "$@"; else printf '  %-17s %s\n' "$@"; fi
+}
 row registry "$registry" "$registry_kind, pid $(pid_of registry)"
 row gateway-1 "$gateway_url" "pid $(pid_of gateway-1)"
 for name_port in "user-service-1:$user_port_1" "user-service-2:$user_port_2" \

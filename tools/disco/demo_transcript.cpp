@@ -162,12 +162,17 @@ void Transcript::Finish(int rounds, bool interrupted) {
                            {"services", services}}
                 .dump());
   if (options_.json) return;
-  out_ << "\nsummary: " << succeeded_ + failed_ << " steps, " << succeeded_ << " ok, " << failed_
-       << " failed";
+  int steps = succeeded_ + failed_;
+  out_ << "\nsummary: " << steps << (steps == 1 ? " step, " : " steps, ") << succeeded_ << " ok, "
+       << failed_ << " failed";
   if (rounds > 0) out_ << " (" << rounds << " loop rounds)";
   out_ << Format(" in %.1f s", seconds);
   if (interrupted) out_ << " (interrupted)";
-  out_ << "; served by " << ServedList(served_, true) << "\n" << std::flush;
+  if (served_.empty()) {
+    out_ << "; no instance answered\n" << std::flush;
+  } else {
+    out_ << "; served by " << ServedList(served_, true) << "\n" << std::flush;
+  }
 }
 
 }  // namespace disco::cli
