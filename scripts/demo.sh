@@ -189,6 +189,7 @@ printf '%sdisco demo%s: registry %s, run dir %s\n' "$bold" "$reset" "$registry_k
 next "dependencies"
 if [ $install = 1 ]; then
   start_s=$SECONDS
+  echo "Debian packages and Consul (the first time takes a few minutes; log: $(rel "$run/install.log"))"
   scripts/install-deps.sh --demo >"$run/install.log" 2>&1 || fail "installing dependencies failed" "$run/install.log"
   grep -h '^install-deps: installing' "$run/install.log" | cut -c1-160 || true
   echo "ok ($((SECONDS - start_s)) s; log: $(rel "$run/install.log"))"
@@ -208,22 +209,28 @@ if [ $do_build = 1 ]; then
   start_s=$SECONDS
   jobs=${DISCO_DEMO_JOBS:-$(nproc 2>/dev/null || echo 2)}
   echo "building into $(rel "$build") with $jobs jobs (a few minutes the first time; log: $(rel "$run/build.log"))"
+  # The release preset; a DISCO_DEMO_BUILD_DIR that is configured already is
+  # built as it is (never reconfigured), a new one is configured for Release.
   {
     if [ -z "${DISCO_DEMO_BUILD_DIR:-}" ]; then cmake --preset release
-    else cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDISCO_BUILD_TESTS=OFF -DDISCO_BUILD_BENCH=OFF
+    elif [ -f "$build/CMakeCache.txt" ]; then echo "using the configured $build"
+    else cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDISCO_BUILD_TESTS=OFF
     fi
   } >"$run/build.log" 2>&1 || fail "cmake configure failed" "$run/build.log"
-  cmake --build "$build" -j "$jobs" --target disco_cli user_service order_service gateway >>"$run/build.log" 2>&1 &
-  build_pid=$!
-  while kill -0 "$build_pid" 2>/dev/null; do
-    if [ -t 1 ]; then
-      progress=$(grep -o '^\[[0-9]*/[0-9]*\]' "$run/build.log" | tail -n 1 || true)
-      printf '\r  %s %s' "${progress:-[...]}" "$((SECONDS - start_s)) s"
-    fi
-    sleep 1
-  done
-  [ -t 1 ] && printf '\r\033[K'
-  wait "$build_pid" || fail "the build failed" "$run/build.log"
+  # The build's output goes to the log; a terminal sees its [n/m] counter.
+  show_progress() {
+    local line
+    while IFS= read -r line; do
+      printf '%s\n' "$line" >>"$run/build.log"
+      if [ -t 1 ] && [[ "$line" =~ ^\[([0-9]+/[0-9]+)\] ]]; then
+        printf '\r  [%s] %s s ' "${BASH_REMATCH[1]}" "$((SECONDS - start_s))"
+      fi
+    done
+    if [ -t 1 ]; then printf '\r\033[K'; fi
+  }
+  if ! cmake --build "$build" -j "$jobs" --target disco_cli user_service order_service gateway 2>&1 | show_progress; then
+    fail "the build failed" "$run/build.log"
+  fi
   echo "ok ($((SECONDS - start_s)) s)"
 else
   echo "skipped (--no-build); binaries from $(rel "$build")"
