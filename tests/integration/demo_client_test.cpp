@@ -74,8 +74,9 @@ TEST(DemoClientTest, WalksThroughBothServicesFoundInTheRegistry) {
     if (line["type"] != "step") continue;
     EXPECT_TRUE(line["ok"].get<bool>()) << line.dump();
     EXPECT_FALSE(line["served_by"].get<std::string>().empty()) << line.dump();
-    if (line["step"] == "list_orders")
+    if (line["step"] == "list_orders") {
       EXPECT_EQ(line["detail"].get<std::string>().rfind("4 orders", 0), 0u) << line.dump();
+    }
     steps.insert(line["step"].get<std::string>());
   }
   EXPECT_EQ(steps, (std::set<std::string>{"register", "login", "me", "create_order", "list_orders",
