@@ -263,7 +263,12 @@ class DemoRun {
   }
 
   static void CheckList(Answer& list, std::size_t expected) {
-    std::size_t count = list.body.value("count", std::size_t{0});
+    if (!list.body.is_object() || !list.body.contains("count") || !list.body["count"].is_number()) {
+      list.record.ok = false;
+      list.record.detail = "the answer has no order count";
+      return;
+    }
+    std::size_t count = list.body["count"].get<std::size_t>();
     if (count != expected) {
       list.record.ok = false;
       list.record.detail =
@@ -272,8 +277,10 @@ class DemoRun {
     }
     list.record.detail = std::to_string(count) + " orders";
     std::string products;
-    for (const auto& o : list.body.value("orders", json::array()))
-      products += (products.empty() ? " (" : ", ") + JsonString(o, "product");
+    if (list.body.contains("orders") && list.body["orders"].is_array()) {
+      for (const auto& o : list.body["orders"])
+        products += (products.empty() ? " (" : ", ") + JsonString(o, "product");
+    }
     if (!products.empty()) list.record.detail += products + ")";
   }
 
