@@ -38,7 +38,7 @@
 #include "disco/registry.h"
 #include "disco/resolver.h"
 #include "fixture/cli.h"
-#include "fixture/http.h"
+#include "fixture/http_client.h"
 #include "fixture/registry_backend.h"
 #include "fixture/util.h"
 #include "registry/consul/stats.h"
@@ -82,7 +82,7 @@ disco::ServiceInstance Instance(const std::string& service, const std::string& i
 long long EtcdMessages(const std::string& url, const std::vector<std::string>& methods) {
   auto colon = url.rfind(':');
   auto port = static_cast<std::uint16_t>(std::atoi(url.c_str() + colon + 1));
-  auto metrics = disco::testing::HttpCall(port, "GET", "/metrics");
+  auto metrics = disco::testing::HttpRequest(port, "GET", "/metrics");
   if (metrics.status != 200) return -1;
   long long total = 0;
   const std::string kCounter = "grpc_server_msg_received_total{";

@@ -1,127 +1,502 @@
 #!/usr/bin/env bash
-# The demo command (README quick start): installs, builds (Release), starts a
-# local registry and registers instances, then shows discovery at work.
+# The demo (the README's first command). On a fresh Debian 12 machine it
+# installs what it needs, builds (Release), starts a local registry, two
+# user-service and two order-service instances and the gateway, runs the demo
+# client through the gateway, kills one user-service instance with kill -9
+# while the client keeps calling (failover), and leaves everything running.
 #
-#   scripts/demo.sh            start the demo (etcd) and leave it running
-#   scripts/demo.sh stop       stop everything the demo started (by PID)
-#   scripts/demo.sh status     show what the demo runs
+#   scripts/demo.sh [start] [options]   start the demo (stops a previous run first)
+#   scripts/demo.sh stop                stop everything the demo started (by PID)
+#   scripts/demo.sh status              what runs where, and whether it is healthy
 #
-# Environment: DISCO_DEMO_ETCD_PORT (default 2379; the peer port is +1).
-# Everything it starts is recorded in .run/demo/*.pid and logs in .run/demo/*.log.
+# Options of start:
+#   --registry etcd|consul   the registry to start (default etcd; consul is a dev
+#                            agent from .tools/consul, see scripts/install-consul.sh)
+#   --no-install             do not run scripts/install-deps.sh
+#   --no-build               use the binaries already in the build dir
+#   --no-failover            skip the kill -9 scene (the client runs once)
+#
+# Environment (defaults in brackets):
+#   DISCO_DEMO_REGISTRY         etcd or consul, like --registry [etcd]
+#   DISCO_DEMO_BUILD_DIR        the build dir to build into / take binaries from [build/release]
+#   DISCO_DEMO_RUN_DIR          PID files, logs, databases, JWT secret [.run/demo]
+#   DISCO_DEMO_JOBS             parallel build jobs [nproc]
+#   DISCO_DEMO_ETCD_PORT        etcd client port [2379]
+#   DISCO_DEMO_ETCD_PEER_PORT   etcd peer port [client port + 1]
+#   DISCO_DEMO_CONSUL_PORT      Consul HTTP port [8500]
+#   DISCO_DEMO_CONSUL_SERVER_PORT, DISCO_DEMO_CONSUL_SERF_PORT
+#                               Consul's server RPC and Serf LAN ports [8300, 8301]
+#   DISCO_DEMO_USER_PORTS       the two user-service ports [5001,5011]
+#   DISCO_DEMO_ORDER_PORTS      the two order-service ports [5002,5012]
+#   DISCO_DEMO_GATEWAY_PORT     the gateway's port [8080]
+#   DISCO_DEMO_PORTS=free       pick free ports for every port not set above
+#   DISCO_DEMO_TTL              registration TTL in seconds: how soon a killed
+#                               instance leaves the registry [5]
+# Everything runs on 127.0.0.1. A start records each process it starts in
+# <run dir>/<name>.pid ("PID command-name"); stop signals only those PIDs, and
+# only while /proc/PID/comm still shows that command (a reused PID is left alone).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-run="$root/.run/demo"
-build="$root/build/release"
-etcd_port=${DISCO_DEMO_ETCD_PORT:-2379}
-registry="etcd://127.0.0.1:$etcd_port"
 
-say() { printf '\033[1m== %s\033[0m\n' "$*"; }
-fail() { printf 'demo: %s\n' "$*" >&2; exit 1; }
+run=${DISCO_DEMO_RUN_DIR:-$root/.run/demo}
+case "$run" in /*) ;; *) run="$root/$run" ;; esac
+build=${DISCO_DEMO_BUILD_DIR:-$root/build/release}
+case "$build" in /*) ;; *) build="$root/$build" ;; esac
 
-# A PID file holds "pid command-name"; a process is ours only if both match,
-# so a recycled PID is never signalled.
+bold=; dim=; red=; green=; reset=
+if [ -t 1 ]; then bold=$'\033[1m'; dim=$'\033[2m'; red=$'\033[31m'; green=$'\033[32m'; reset=$'\033[0m'; fi
+
+# Paths inside the checkout are shown relative to it.
+rel() { case "$1" in "$root"/*) echo "${1#"$root"/}" ;; *) echo "$1" ;; esac; }
+say() { printf '\n%s== %s%s\n' "$bold" "$*" "$reset"; }
+note() { printf '%s>>> %s%s\n' "$bold" "$*" "$reset"; }
+fail() {  # fail MESSAGE [LOG]: what failed and where to look, then stop what this run started
+  printf '\n%sdemo: FAILED: %s%s\n' "$red" "$1" "$reset" >&2
+  if [ -n "${2:-}" ] && [ -f "$2" ]; then
+    printf '%s--- last lines of %s ---%s\n' "$dim" "$(rel "$2")" "$reset" >&2
+    tail -n 15 "$2" >&2
+    printf '%s--- full log: %s%s\n' "$dim" "$(rel "$2")" "$reset" >&2
+  fi
+  if [ "${started_any:-0}" = 1 ]; then
+    echo "demo: stopping what this run started (logs stay in $(rel "$run"))" >&2
+    stop_all >/dev/null 2>&1 || true
+  fi
+  exit 1
+}
+
+# A PID file holds "PID command-name"; the process is ours only while both
+# match, so a recycled PID is never signalled.
 ours() {
   local file=$1 pid name
   read -r pid name < "$file" || return 1
-  [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$name" ] && echo "$pid"
+  [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && echo "$pid"
 }
 
-start_bg() {  # start_bg NAME COMMAND... : runs in the background, logs to NAME.log
+# start_bg NAME COMMAND...: runs COMMAND in the background (stdin /dev/null,
+# output to NAME.log, immune to the terminal's hangup) and records its PID.
+start_bg() {
   local name=$1; shift
-  "$@" >"$run/$name.log" 2>&1 &
+  ( trap '' HUP; exec "$@" ) </dev/null >"$run/$name.log" 2>&1 &
   local pid=$!
-  disown "$pid"  # the shell must not report its death: the demo kills some on purpose
+  disown "$pid"  # no "Killed" report from the shell: the demo kills one on purpose
   echo "$pid $(basename "$1" | cut -c1-15)" > "$run/$name.pid"
+  started_any=1
 }
+
+pid_of() { ours "$run/$1.pid" 2>/dev/null || true; }
 
 stop_all() {
   [ -d "$run" ] || { echo "demo: nothing to stop"; return 0; }
-  local file pid
-  # Registrants first (they deregister on SIGTERM), the registry last.
-  for file in $(ls "$run"/*.pid 2>/dev/null | grep -v registry) "$run"/registry.pid; do
+  local file pid name pids=() names=() any=0
+  # Everything that registers (services deregister on SIGTERM) before the registry.
+  for file in "$run"/*.pid; do
     [ -f "$file" ] || continue
+    name=$(basename "$file" .pid)
+    [ "$name" = registry ] && continue
     if pid=$(ours "$file"); then
       kill -TERM "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-      echo "stopped $(basename "$file" .pid) (pid $pid)"
+      pids+=("$pid"); names+=("$name")
     fi
     rm -f "$file"
   done
+  local i
+  for i in "${!pids[@]}"; do
+    wait_gone "${pids[$i]}" 100 || kill -KILL "${pids[$i]}" 2>/dev/null || true
+    echo "stopped ${names[$i]} (pid ${pids[$i]})"; any=1
+  done
+  if [ -f "$run/registry.pid" ]; then
+    if pid=$(ours "$run/registry.pid"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait_gone "$pid" 100 || kill -KILL "$pid" 2>/dev/null || true
+      echo "stopped registry (pid $pid)"; any=1
+    fi
+    rm -f "$run/registry.pid"
+  fi
+  [ $any = 1 ] || echo "demo: nothing was running"
+}
+
+wait_gone() {  # wait_gone PID TENTHS: true once PID is gone
+  local _
+  for _ in $(seq "$2"); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  ! kill -0 "$1" 2>/dev/null
 }
 
 status() {
-  local file pid any=0
+  if ! compgen -G "$run/*.pid" >/dev/null || [ ! -f "$run/demo.env" ]; then
+    echo "demo: nothing running (no PID files in $(rel "$run"))"
+    return 0
+  fi
+  local registry_url='' port_gateway_1=''
+  # shellcheck disable=SC1091
+  . "$run/demo.env"
+  printf '  %-16s %s\n' registry "$registry_url"
+  local file pid name port health
   for file in "$run"/*.pid; do
     [ -f "$file" ] || continue
-    any=1
-    if pid=$(ours "$file"); then echo "running  $(basename "$file" .pid) (pid $pid)"; else echo "gone     $(basename "$file" .pid)"; fi
+    name=$(basename "$file" .pid)
+    port=$(sed -n "s/^port_${name//-/_}=//p" "$run/demo.env")
+    if pid=$(ours "$file"); then
+      health=
+      if [ -n "$port" ]; then
+        health=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health" || true)
+        health="  /health $health"
+      fi
+      printf '  %-16s running  pid %-7s %s%s\n' "$name" "$pid" "${port:+http://127.0.0.1:$port}" "$health"
+    else
+      printf '  %-16s %sgone%s\n' "$name" "$red" "$reset"
+    fi
   done
-  [ $any = 1 ] || echo "demo: nothing running"
+  [ -n "${port_gateway_1:-}" ] && printf '  %-16s %s\n' dashboard "http://127.0.0.1:$port_gateway_1/dashboard"
+  return 0
 }
 
-case "${1:-start}" in
+# --- arguments -----------------------------------------------------------------
+command=start
+registry_kind=${DISCO_DEMO_REGISTRY:-etcd}
+install=1 do_build=1 failover=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    start|stop|status) command=$1 ;;
+    --registry) [ $# -ge 2 ] || fail "--registry needs etcd or consul"; registry_kind=$2; shift ;;
+    --registry=*) registry_kind=${1#--registry=} ;;
+    --no-install) install=0 ;;
+    --no-build) do_build=0 ;;
+    --no-failover) failover=0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+case "$command" in
   stop) stop_all; exit 0 ;;
   status) status; exit 0 ;;
-  start) ;;
-  -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-  *) fail "unknown command '$1' (start, stop, status)" ;;
 esac
+case "$registry_kind" in etcd|consul) ;; *) echo "demo: --registry must be etcd or consul" >&2; exit 2 ;; esac
 
-say "install dependencies"
-scripts/install-deps.sh
-say "build (Release)"
-cmake --preset release >/dev/null
-cmake --build --preset release -j "$(nproc)" || fail "build failed"
-disco="$build/tools/disco/disco"
-
-stop_all >/dev/null 2>&1 || true
+trap 'fail "interrupted"' INT TERM
+set -E
+trap 'fail "line $LINENO: \"$BASH_COMMAND\" failed (exit $?)"' ERR
 mkdir -p "$run"
-say "start etcd on 127.0.0.1:$etcd_port"
-if (exec 3<>/dev/tcp/127.0.0.1/"$etcd_port") 2>/dev/null; then
-  fail "port $etcd_port is taken; set DISCO_DEMO_ETCD_PORT to a free port"
+steps=6
+[ $failover = 1 ] && steps=7
+step=0
+next() { step=$((step + 1)); say "$step/$steps $*"; }
+
+printf '%sdisco demo%s: registry %s, run dir %s\n' "$bold" "$reset" "$registry_kind" "$(rel "$run")"
+
+# --- 1. dependencies -------------------------------------------------------------
+next "dependencies"
+if [ $install = 1 ]; then
+  start_s=$SECONDS
+  echo "Debian packages and Consul (the first time takes a few minutes; log: $(rel "$run/install.log"))"
+  scripts/install-deps.sh --demo >"$run/install.log" 2>&1 || fail "installing dependencies failed" "$run/install.log"
+  grep -h '^install-deps: installing' "$run/install.log" | cut -c1-160 || true
+  echo "ok ($((SECONDS - start_s)) s; log: $(rel "$run/install.log"))"
+else
+  echo "skipped (--no-install)"
 fi
-rm -rf "$run/etcd-data"
-start_bg registry etcd --name demo --data-dir "$run/etcd-data" \
-  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-  --listen-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-  --initial-advertise-peer-urls "http://127.0.0.1:$((etcd_port + 1))" \
-  --initial-cluster "demo=http://127.0.0.1:$((etcd_port + 1))"
-for _ in $(seq 100); do
-  "$disco" --registry "$registry" --timeout-ms 500 list >/dev/null 2>&1 && break
+[ "$registry_kind" = consul ] && [ ! -x "$root/.tools/consul/bin/consul" ] &&
+  fail "no Consul at .tools/consul/bin/consul: run scripts/install-consul.sh (or drop --no-install)"
+
+# --- 2. build ----------------------------------------------------------------------
+next "build (Release)"
+disco="$build/tools/disco/disco"
+user_bin="$build/services/user/user-service"
+order_bin="$build/services/order/order-service"
+gateway_bin="$build/services/gateway/gateway"
+if [ $do_build = 1 ]; then
+  start_s=$SECONDS
+  jobs=${DISCO_DEMO_JOBS:-$(nproc 2>/dev/null || echo 2)}
+  echo "building into $(rel "$build") with $jobs jobs (a few minutes the first time; log: $(rel "$run/build.log"))"
+  # The release preset; a DISCO_DEMO_BUILD_DIR that is configured already is
+  # built as it is (never reconfigured), a new one is configured for Release.
+  {
+    if [ -z "${DISCO_DEMO_BUILD_DIR:-}" ]; then cmake --preset release
+    elif [ -f "$build/CMakeCache.txt" ]; then echo "using the configured $build"
+    else cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DDISCO_BUILD_TESTS=OFF
+    fi
+  } >"$run/build.log" 2>&1 || fail "cmake configure failed" "$run/build.log"
+  # The build's output goes to the log; a terminal sees its [n/m] counter.
+  show_progress() {
+    local line
+    while IFS= read -r line; do
+      printf '%s\n' "$line" >>"$run/build.log"
+      if [ -t 1 ] && [[ "$line" =~ ^\[([0-9]+/[0-9]+)\] ]]; then
+        printf '\r  [%s] %s s ' "${BASH_REMATCH[1]}" "$((SECONDS - start_s))"
+      fi
+    done
+    if [ -t 1 ]; then printf '\r\033[K'; fi
+  }
+  if ! cmake --build "$build" -j "$jobs" --target disco_cli user_service order_service gateway 2>&1 | show_progress; then
+    fail "the build failed" "$run/build.log"
+  fi
+  echo "ok ($((SECONDS - start_s)) s)"
+else
+  echo "skipped (--no-build); binaries from $(rel "$build")"
+fi
+for bin in "$disco" "$user_bin" "$order_bin" "$gateway_bin"; do
+  [ -x "$bin" ] || fail "missing $(rel "$bin"): build first (drop --no-build, or set DISCO_DEMO_BUILD_DIR)"
+done
+
+# --- 3. ports, registry ------------------------------------------------------------
+next "registry ($registry_kind)"
+if compgen -G "$run/*.pid" >/dev/null; then
+  previous=$(stop_all)
+  if grep -q '^stopped' <<<"$previous"; then
+    echo "stopping the previous demo run first:"
+    while read -r line; do echo "  $line"; done <<<"$previous"
+  fi
+fi
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+chosen=" "
+# pick_port OUT VARIABLE DEFAULT: OUT=$VARIABLE if set, else a free port with
+# DISCO_DEMO_PORTS=free, else DEFAULT.
+pick_port() {
+  local value=${!2:-} _
+  if [ -z "$value" ] && [ "${DISCO_DEMO_PORTS:-}" = free ]; then
+    for _ in $(seq 500); do
+      value=$((20000 + RANDOM % 12000))
+      case "$chosen" in *" $value "*) value=; continue ;; esac
+      port_in_use "$value" || break
+      value=
+    done
+    [ -n "$value" ] || fail "no free port found"
+  fi
+  value=${value:-$3}
+  if ! [[ "$value" =~ ^[0-9]+$ ]] || [ "$value" -lt 1 ] || [ "$value" -gt 65535 ]; then
+    fail "$2: '$value' is not a port"
+  fi
+  chosen+="$value "
+  printf -v "$1" '%s' "$value"
+}
+# pick_two OUT1 OUT2 VARIABLE DEFAULT1 DEFAULT2: VARIABLE holds "PORT,PORT".
+pick_two() {
+  local value=${!3:-} first second
+  if [ -n "$value" ]; then
+    [[ "$value" =~ ^[0-9]+,[0-9]+$ ]] || fail "$3 must be two ports, like $4,$5"
+    # shellcheck disable=SC2034  # read by pick_port through ${!2}
+    first=${value%,*} second=${value#*,}
+    pick_port "$1" first "$4"
+    pick_port "$2" second "$5"
+  else
+    pick_port "$1" __none__ "$4"
+    pick_port "$2" __none__ "$5"
+  fi
+}
+etcd_port='' etcd_peer_port='' consul_port='' consul_server_port='' consul_serf_port=''
+user_port_1='' user_port_2='' order_port_1='' order_port_2='' gateway_port=''
+pick_port etcd_port DISCO_DEMO_ETCD_PORT 2379
+pick_port etcd_peer_port DISCO_DEMO_ETCD_PEER_PORT $((etcd_port + 1))
+pick_port consul_port DISCO_DEMO_CONSUL_PORT 8500
+pick_port consul_server_port DISCO_DEMO_CONSUL_SERVER_PORT 8300
+pick_port consul_serf_port DISCO_DEMO_CONSUL_SERF_PORT 8301
+pick_two user_port_1 user_port_2 DISCO_DEMO_USER_PORTS 5001 5011
+pick_two order_port_1 order_port_2 DISCO_DEMO_ORDER_PORTS 5002 5012
+pick_port gateway_port DISCO_DEMO_GATEWAY_PORT 8080
+ttl=${DISCO_DEMO_TTL:-5}
+
+# Every port must be free before anything starts: say which one and what to set.
+check_port() {  # check_port PORT WHAT VARIABLE
+  port_in_use "$1" || return 0
+  local holder
+  holder=$(ss -ltnpH "sport = :$1" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 |
+           sed 's/users:(("\([^"]*\)",pid=\([0-9]*\)/\1, pid \2/' || true)
+  fail "port $1 ($2) is taken${holder:+ by $holder}: set $3 to a free port, or DISCO_DEMO_PORTS=free to pick free ports"
+}
+if [ "$registry_kind" = etcd ]; then
+  check_port "$etcd_port" "etcd" DISCO_DEMO_ETCD_PORT
+  check_port "$etcd_peer_port" "etcd peer" DISCO_DEMO_ETCD_PEER_PORT
+  registry="etcd://127.0.0.1:$etcd_port"
+else
+  check_port "$consul_port" "Consul HTTP" DISCO_DEMO_CONSUL_PORT
+  check_port "$consul_server_port" "Consul server RPC" DISCO_DEMO_CONSUL_SERVER_PORT
+  check_port "$consul_serf_port" "Consul Serf LAN" DISCO_DEMO_CONSUL_SERF_PORT
+  registry="consul://127.0.0.1:$consul_port"
+fi
+check_port "$user_port_1" "user-service-1" DISCO_DEMO_USER_PORTS
+check_port "$user_port_2" "user-service-2" DISCO_DEMO_USER_PORTS
+check_port "$order_port_1" "order-service-1" DISCO_DEMO_ORDER_PORTS
+check_port "$order_port_2" "order-service-2" DISCO_DEMO_ORDER_PORTS
+check_port "$gateway_port" "gateway" DISCO_DEMO_GATEWAY_PORT
+
+rm -f "$run"/*.pid "$run"/*.log.prev
+cat > "$run/demo.env" <<ENV
+registry_kind=$registry_kind
+registry_url=$registry
+port_user_service_1=$user_port_1
+port_user_service_2=$user_port_2
+port_order_service_1=$order_port_1
+port_order_service_2=$order_port_2
+port_gateway_1=$gateway_port
+ENV
+
+if [ "$registry_kind" = etcd ]; then
+  rm -rf "$run/etcd-data"
+  start_bg registry etcd --name demo --data-dir "$run/etcd-data" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "demo=http://127.0.0.1:$etcd_peer_port"
+else
+  rm -rf "$run/consul-data"
+  start_bg registry "$root/.tools/consul/bin/consul" agent -dev -client 127.0.0.1 -bind 127.0.0.1 \
+    -data-dir "$run/consul-data" -http-port "$consul_port" -server-port "$consul_server_port" \
+    -serf-lan-port "$consul_serf_port" -serf-wan-port -1 -dns-port -1 -grpc-port -1
+fi
+ready=0
+for _ in $(seq 150); do
+  [ -n "$(pid_of registry)" ] || fail "$registry_kind exited at start" "$run/registry.log"
+  if "$disco" --registry "$registry" --timeout-ms 500 list >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.1
 done
-"$disco" --registry "$registry" list >/dev/null || fail "etcd did not start; see $run/registry.log"
+[ $ready = 1 ] || fail "$registry_kind did not answer at $registry within 15 s" "$run/registry.log"
+echo "$registry_kind answers at $registry (pid $(pid_of registry); log: $(rel "$run/registry.log"))"
 
-export DISCO_REGISTRY="$registry"
-say "register two instances of 'hello' (each a 'disco register' process keeping its lease alive)"
-start_bg hello-1 "$disco" register hello --id hello-1 --address 127.0.0.1 --port 7001 --ttl 3 --tag v1
-start_bg hello-2 "$disco" register hello --id hello-2 --address 127.0.0.1 --port 7002 --ttl 3 --tag v1 --weight 3
-start_bg watch "$disco" watch hello
-for _ in $(seq 50); do [ "$("$disco" list hello --json | grep -o '"id"' | wc -l)" = 2 ] && break; sleep 0.1; done
+# --- 4. services --------------------------------------------------------------------
+next "services: 2 × user-service, 2 × order-service, gateway"
+# One secret for every instance: a token from either user-service verifies
+# at both order-services and at the gateway's edge check.
+if [ ! -s "$run/jwt-secret" ]; then
+  (umask 077 && head -c 48 /dev/urandom | base64 -w0 > "$run/jwt-secret")
+fi
+common=(--registry "$registry" --registry-ttl "$ttl" --jwt-secret-file "$run/jwt-secret")
+start_bg user-service-1 "$user_bin" "${common[@]}" --id user-service-1 --port "$user_port_1" --db "$run/users.db"
+start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$run/users.db"
+start_bg order-service-1 "$order_bin" "${common[@]}" --id order-service-1 --port "$order_port_1" --db "$run/orders.db"
+start_bg order-service-2 "$order_bin" "${common[@]}" --id order-service-2 --port "$order_port_2" --db "$run/orders.db"
+start_bg gateway-1 "$gateway_bin" "${common[@]}" --id gateway-1 --port "$gateway_port" --catalog-refresh-ms 500
 
-say "disco list hello"
-"$disco" list hello
-say "disco pick hello --count 4                          (round robin)"
-"$disco" pick hello --count 4
-say "disco pick hello --policy weighted_round_robin --count 8   (hello-2 has weight 3)"
-"$disco" pick hello --policy weighted_round_robin --count 8 2>/dev/null || echo "(policy not built yet)"
+wait_healthy() {  # wait_healthy NAME PORT
+  local _
+  for _ in $(seq 200); do
+    [ -n "$(pid_of "$1")" ] || fail "$1 exited at start" "$run/$1.log"
+    curl -fs -m 1 -o /dev/null "http://127.0.0.1:$2/health" && return 0
+    sleep 0.1
+  done
+  fail "$1 did not answer GET http://127.0.0.1:$2/health within 20 s" "$run/$1.log"
+}
+wait_listed() {  # wait_listed SERVICE COUNT
+  local _
+  for _ in $(seq 100); do
+    [ "$("$disco" --registry "$registry" list "$1" --json 2>/dev/null | grep -o '"id"' | wc -l)" = "$2" ] && return 0
+    sleep 0.1
+  done
+  fail "$1 does not have $2 instances in $registry after 10 s" "$run/${1}-1.log"
+}
+printf '  %-16s %-24s %-9s %s\n' instance listens pid log
+for name_port in "user-service-1:$user_port_1" "user-service-2:$user_port_2" \
+                 "order-service-1:$order_port_1" "order-service-2:$order_port_2" "gateway-1:$gateway_port"; do
+  name=${name_port%%:*} p=${name_port##*:}
+  wait_healthy "$name" "$p"
+  printf '  %-16s %-24s %-9s %s\n' "$name" "http://127.0.0.1:$p" "$(pid_of "$name")" "$(rel "$run/$name.log")"
+done
+wait_listed user-service 2
+wait_listed order-service 2
+wait_listed gateway 1
+echo "all healthy, and registered in $registry_kind:"
+echo "$ disco list user-service"
+"$disco" --registry "$registry" list user-service | sed 's/^/  /'
+echo "$ disco list order-service"
+"$disco" --registry "$registry" list order-service | sed 's/^/  /'
 
-say "kill -9 hello-1: its lease expires after the TTL (3 s) and every watcher sees it go"
-kill -KILL "$(ours "$run/hello-1.pid")"; rm -f "$run/hello-1.pid"
-for _ in $(seq 100); do [ "$("$disco" list hello --json | grep -o '"id"' | wc -l)" = 1 ] && break; sleep 0.1; done
-say "what 'disco watch hello' printed"
-cat "$run/watch.log"
+# --- 5. the client -------------------------------------------------------------------
+gateway_url="http://127.0.0.1:$gateway_port"
+client=("$disco" demo --gateway "$gateway_url")
+if [ $failover = 0 ]; then
+  next "the client: disco demo --gateway $gateway_url"
+  client_rc=0
+  "${client[@]}" --json-file "$run/client.json" || client_rc=$?
+  [ $client_rc = 0 ] || fail "the demo client saw failed calls (exit $client_rc; transcript: $(rel "$run/client.json"))"
+else
+  next "the client through the gateway, then failover: kill -9 user-service-2 while it keeps calling"
+  echo "$ disco demo --gateway $gateway_url --duration 60 --interval-ms 50"
+  start_bg watch "$disco" --registry "$registry" watch user-service
+  "${client[@]}" --duration 60 --interval-ms 50 --json-file "$run/client.json" &
+  client_pid=$!
+  echo "$client_pid disco" > "$run/client.pid"
+  stop_client() { kill -TERM "$client_pid" 2>/dev/null || true; wait "$client_pid" 2>/dev/null || true; }
+  trap 'stop_client; fail "interrupted"' INT TERM
+  for _ in $(seq 600); do
+    grep -q '"type":"loop"' "$run/client.json" 2>/dev/null && break
+    kill -0 "$client_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  grep -q '"type":"loop"' "$run/client.json" 2>/dev/null || {
+    stop_client; fail "the demo client's walkthrough failed (transcript: $(rel "$run/client.json"))"; }
+  sleep 2.5
+  victim_pid=$(pid_of user-service-2)
+  [ -n "$victim_pid" ] || { stop_client; fail "user-service-2 is not running" "$run/user-service-2.log"; }
+  kill_ms=$(date +%s%3N)
+  kill -KILL "$victim_pid"
+  rm -f "$run/user-service-2.pid"
+  note "kill -9 user-service-2 (pid $victim_pid); the registry still lists it until its TTL ($ttl s) runs out"
+  dropped_ms=
+  for _ in $(seq $(( (ttl + 15) * 10 ))); do
+    if ! "$disco" --registry "$registry" list user-service 2>/dev/null | grep -q '^user-service-2 '; then
+      dropped_ms=$(date +%s%3N); break
+    fi
+    sleep 0.1
+  done
+  if [ -n "$dropped_ms" ]; then
+    note "the registry dropped user-service-2 $(( (dropped_ms - kill_ms) / 1000 )).$(( (dropped_ms - kill_ms) % 1000 / 100 )) s after the kill; disco list user-service now shows:"
+    "$disco" --registry "$registry" list user-service | sed 's/^/      /'
+  else
+    note "the registry still lists user-service-2 $((ttl + 15)) s after the kill"
+  fi
+  sleep 2.5
+  kill -TERM "$client_pid" 2>/dev/null || true
+  client_rc=0
+  wait "$client_pid" || client_rc=$?
+  rm -f "$run/client.pid"
+  trap 'fail "interrupted"' INT TERM
+  printf '{"killed":"user-service-2","pid":%s,"killed_unix_ms":%s,"dropped_unix_ms":%s,"ttl_s":%s}\n' \
+    "$victim_pid" "$kill_ms" "${dropped_ms:-null}" "$ttl" > "$run/failover.json"
+  if watch_pid=$(pid_of watch) && [ -n "$watch_pid" ]; then
+    kill -TERM "$watch_pid" 2>/dev/null || true
+    wait_gone "$watch_pid" 30 || true
+  fi
+  rm -f "$run/watch.pid"
+  echo
+  echo "what 'disco watch user-service' printed meanwhile (log: $(rel "$run/watch.log")):"
+  sed 's/^/  /' "$run/watch.log"
+  [ $client_rc = 0 ] || fail "the demo client saw failed calls (exit $client_rc; transcript: $(rel "$run/client.json"))"
+  [ -n "$dropped_ms" ] || fail "the registry did not drop the killed instance" "$run/registry.log"
 
-cat <<SUMMARY
+  next "user-service-2 starts again"
+  start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$run/users.db"
+  wait_healthy user-service-2 "$user_port_2"
+  wait_listed user-service 2
+  echo "user-service-2 is back (pid $(pid_of user-service-2)): registered again, it takes its share of the traffic"
+fi
 
-The demo is running:
-  etcd          $registry      (log: $run/registry.log)
-  hello-2       registered by 'disco register' (log: $run/hello-2.log)
-  disco watch   following 'hello' (log: $run/watch.log)
-Try:   export DISCO_REGISTRY=$registry
-       $disco list hello
-       $disco register hello --id hello-3 --address 127.0.0.1 --port 7003
-Stop:  scripts/demo.sh stop
-SUMMARY
+# --- summary ------------------------------------------------------------------------------
+next "the demo is running"
+row() {  # row LABEL VALUE [NOTE]
+  if [ $# -ge 3 ]; then printf '  %-17s %-32s %s\n' "$@"; else printf '  %-17s %s\n' "$@"; fi
+}
+row registry "$registry" "$registry_kind, pid $(pid_of registry)"
+row gateway-1 "$gateway_url" "pid $(pid_of gateway-1)"
+for name_port in "user-service-1:$user_port_1" "user-service-2:$user_port_2" \
+                 "order-service-1:$order_port_1" "order-service-2:$order_port_2"; do
+  row "${name_port%%:*}" "http://127.0.0.1:${name_port##*:}" "pid $(pid_of "${name_port%%:*}")"
+done
+echo
+row dashboard "${green}$gateway_url/dashboard${reset}"
+row "Prometheus SD" "$gateway_url/sd/prometheus"
+row metrics "$gateway_url/metrics (and /metrics on every instance)"
+row logs "$(rel "$run")/<name>.log (JSON lines)"
+row transcript "$(rel "$run/client.json") (the client's calls, JSON lines)"
+row databases "$(rel "$run/users.db"), $(rel "$run/orders.db") (SQLite, shared by the instances)"
+run_env=
+[ -n "${DISCO_DEMO_RUN_DIR:-}" ] && run_env="DISCO_DEMO_RUN_DIR=$DISCO_DEMO_RUN_DIR "
+cat <<TRY
+
+Try:
+  $(rel "$disco") demo --gateway $gateway_url          # the client again
+  $(rel "$disco") --registry $registry watch user-service
+  curl -s $gateway_url/api/orders                            # 401 JSON error: no token
+Status: ${run_env}scripts/demo.sh status
+Stop:   ${run_env}scripts/demo.sh stop
+TRY

@@ -2,25 +2,34 @@
 # Installs every dependency of disco from Debian's own package archive.
 # Idempotent: packages already present are skipped; Consul is fetched only once.
 #   scripts/install-deps.sh            build + test + demo dependencies
+#   scripts/install-deps.sh --demo     only what building (Release) and running the demo need
 # Consul is not in Debian 12: its Debian 11 (bullseye) package is downloaded
 # with a private apt state (the system's sources are not touched) and unpacked
 # into .tools/consul/ inside the checkout.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+demo_only=0
+case "${1:-}" in
+  --demo) demo_only=1 ;;
+  "") ;;
+  *) echo "install-deps.sh: unknown argument '$1' (--demo or nothing)" >&2; exit 2 ;;
+esac
 
 packages=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libboost-dev libboost-system-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libjwt-dev libcrypt-dev libsqlite3-dev libpqxx-dev
-  libspdlog-dev libfmt-dev libcli11-dev libssl-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  etcd-server etcd-client postgresql curl procps iproute2
-  wrk nginx chromium prometheus
+  libspdlog-dev libfmt-dev libcli11-dev libssl-dev libbenchmark-dev
+  etcd-server etcd-client curl procps iproute2
 )
-# Node.js runs the browser tests (playwright-core drives Debian's Chromium).
-# Machines that already have a node keep theirs.
-command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+if [ "$demo_only" = 0 ]; then
+  # Tests and benchmarks only.
+  packages+=(libgtest-dev libgmock-dev postgresql wrk nginx chromium prometheus)
+  # Node.js runs the browser tests (playwright-core drives Debian's Chromium).
+  # Machines that already have a node keep theirs.
+  command -v node >/dev/null 2>&1 || packages+=(nodejs npm)
+fi
 
 sudo_() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -49,7 +58,7 @@ fi
 
 # playwright-core for the dashboard test, from the npm registry, pinned by
 # tests/browser/package-lock.json. It never downloads a browser of its own.
-if [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
+if [ "$demo_only" = 0 ] && [ ! -d "$root/tests/browser/node_modules/playwright-core" ]; then
   echo "install-deps: npm ci (tests/browser)"
   (cd "$root/tests/browser" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi

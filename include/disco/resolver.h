@@ -4,7 +4,9 @@
 // snapshots (with a picker built by its Balancer) through an atomic pointer
 // swap. While the registry is unreachable it keeps serving the last known
 // snapshot and reports how stale it is; when the registry returns, the
-// backend resyncs fully and the resolver publishes the fresh state.
+// backend resyncs fully and the resolver publishes the fresh state, except
+// that endpoints the registry does not list again yet are kept for a short
+// recovery grace (see ResolverOptions::recovery_grace).
 //
 // Thread safety: all methods may be called from any thread. Pick() never
 // locks or allocates on its fast path (a per-thread cached pointer, refreshed
@@ -37,6 +39,17 @@ struct ResolverOptions {
   // at scrape time from its counters. nullptr: MetricsRegistry::Default().
   // Must outlive the resolver.
   MetricsRegistry* metrics = nullptr;
+  // After an outage the registry's first lists may lack instances that are
+  // alive but have not registered again yet: a Consul agent that restarted
+  // without state knows no service until each registrant re-registers (its
+  // next heartbeat, within TTL/3 plus backoff). For this long after the watch
+  // reconnects, endpoints of the last snapshot before the outage that the
+  // registry does not list (again) stay in the picks; instances it lists are
+  // taken at once, and an endpoint it lists once is no longer held. Then the
+  // registry's list is taken as it is. An endpoint that died meanwhile is
+  // covered by outlier detection and retries (a refused connection ejects at
+  // once). Zero: take the first list after an outage as it is.
+  std::chrono::milliseconds recovery_grace{10'000};
 };
 
 // An endpoint chosen by Pick(), kept alive by the snapshot it came from.

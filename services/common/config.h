@@ -27,8 +27,11 @@ struct ServiceConfig {
   int db_connections = 2;
   int jwt_ttl_seconds = 3600;
   int registry_ttl_seconds = 10;
-  int grace_ms = 10'000;   // bound on finishing in-flight requests at shutdown
-  int drain_delay_ms = 0;  // keep serving this long after deregistering
+  int grace_ms = 10'000;  // bound on finishing in-flight requests at shutdown
+  // Keep serving this long after deregistering, so that callers see the
+  // deregistration (registry propagation: milliseconds on a LAN) before the
+  // listener closes.
+  int drain_delay_ms = 1000;
   std::string sqlite_sync = "normal";
   bool access_log = true;
   std::size_t body_limit = 1024 * 1024;

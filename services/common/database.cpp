@@ -65,7 +65,8 @@ Result<DatabaseUrl> ParseDatabaseUrl(std::string_view text) {
 
 Result<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(const std::string& path,
                                                                  SqliteSync sync,
-                                                                 std::string_view schema) {
+                                                                 std::string_view schema,
+                                                                 Migration migration) {
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -81,15 +82,26 @@ Result<std::unique_ptr<SqliteConnection>> SqliteConnection::Open(const std::stri
   setup += sync == SqliteSync::kFull ? "FULL" : "NORMAL";
   setup += "; PRAGMA foreign_keys=ON; BEGIN IMMEDIATE; ";
   setup += schema;
-  setup += "; COMMIT;";
+  setup += ";";
+  auto failed = [&](std::string_view why) {
+    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
+    return Fail(ErrorCode::kUnavailable,
+                "preparing SQLite database '" + path + "': " + std::string(why));
+  };
   char* error = nullptr;
   rc = sqlite3_exec(db, setup.c_str(), nullptr, nullptr, &error);
+  if (rc == SQLITE_OK && migration) {
+    try {
+      migration(*conn);
+    } catch (const StorageError& e) {
+      return failed(e.message);
+    }
+  }
+  if (rc == SQLITE_OK) rc = sqlite3_exec(db, "COMMIT", nullptr, nullptr, &error);
   if (rc != SQLITE_OK) {
-    std::string message =
-        "preparing SQLite database '" + path + "': " + (error ? error : sqlite3_errstr(rc));
+    std::string why = error ? error : sqlite3_errstr(rc);
     sqlite3_free(error);
-    sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-    return Fail(ErrorCode::kUnavailable, message);
+    return failed(why);
   }
   return conn;
 }
@@ -108,6 +120,11 @@ SqliteConnection::Statement SqliteConnection::Prepare(const char* sql) {
     it = statements_.emplace(sql, stmt).first;
   }
   return Statement(it->second);
+}
+
+void SqliteConnection::Exec(const char* sql) {
+  int rc = sqlite3_exec(db_, sql, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) Throw(db_, rc, "exec");
 }
 
 std::int64_t SqliteConnection::LastInsertId() const { return sqlite3_last_insert_rowid(db_); }

@@ -129,10 +129,17 @@ enum class SqliteSync { kFull, kNormal };
 // One SQLite connection with a cache of prepared statements.
 class SqliteConnection {
  public:
+  // Changes to a database made by an older release (a column added later),
+  // run right after `schema` in the same transaction. Throws StorageError.
+  using Migration = void (*)(SqliteConnection& connection);
+
   // Opens (creating) the file, sets WAL, `sync`, busy_timeout and foreign
-  // keys, and runs `schema` in one IMMEDIATE transaction (idempotent DDL).
+  // keys, and runs `schema` (idempotent DDL) and then `migration`, if any, in
+  // one IMMEDIATE transaction, so that instances starting together never
+  // migrate twice.
   static Result<std::unique_ptr<SqliteConnection>> Open(const std::string& path, SqliteSync sync,
-                                                        std::string_view schema);
+                                                        std::string_view schema,
+                                                        Migration migration = nullptr);
   ~SqliteConnection();
 
   class Statement {
@@ -152,6 +159,8 @@ class SqliteConnection {
   // The cached statement for `sql` (a string literal: cached by address).
   // Throws StorageError.
   Statement Prepare(const char* sql);
+  // Runs statements that return no rows (DDL), uncached. Throws StorageError.
+  void Exec(const char* sql);
   std::int64_t LastInsertId() const;
   int ExtendedErrorCode() const;
 

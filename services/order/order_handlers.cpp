@@ -1,5 +1,6 @@
 #include "order_handlers.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "common/auth.h"
@@ -17,6 +18,8 @@ using json = nlohmann::json;
 
 constexpr std::size_t kMaxProductChars = 200;
 constexpr std::size_t kListLimit = 1000;
+constexpr std::size_t kMaxIdempotencyKeyChars = 255;
+constexpr std::string_view kIdempotencyKey = "Idempotency-Key";
 
 std::string Dump(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
@@ -49,6 +52,28 @@ std::optional<std::string> CheckProduct(std::string_view product) {
   return std::nullopt;
 }
 
+// 1-255 visible ASCII characters (a UUID is the usual choice).
+std::optional<http::Response> CheckIdempotencyKey(std::string_view key) {
+  bool visible = std::ranges::all_of(key, [](char c) { return c > 0x20 && c < 0x7f; });
+  if (key.empty() || key.size() > kMaxIdempotencyKeyChars || !visible) {
+    return Response::Error(400, "invalid_idempotency_key",
+                           "Idempotency-Key must be 1-255 visible ASCII characters (no spaces)");
+  }
+  return std::nullopt;
+}
+
+// Whether a request repeats the order made with the same key.
+bool SameOrder(const Order& stored, const NewOrder& order) {
+  return stored.product == order.product && stored.quantity == order.quantity &&
+         stored.price_cents == order.price_cents;
+}
+
+Response Created(const Order& order) {
+  auto response = Response::Json(201, Dump(ToJson(order)));
+  response.headers.emplace_back("Location", "/api/orders/" + std::to_string(order.id));
+  return response;
+}
+
 class OrderApi {
  public:
   explicit OrderApi(const OrderServiceDeps& deps) : deps_(deps) {}
@@ -57,6 +82,11 @@ class OrderApi {
     auto auth = service::Authenticate(request, *deps_.jwt);
     if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
     const auto claims = std::get<service::JwtClaims>(auth);
+    const bool keyed = request.HasHeader(kIdempotencyKey);
+    if (keyed) {
+      if (auto error = CheckIdempotencyKey(request.Header(kIdempotencyKey)))
+        co_return std::move(*error);
+    }
 
     service::JsonBody body;
     if (auto error = service::ParseJsonObject(request, body)) co_return std::move(*error);
@@ -87,14 +117,17 @@ class OrderApi {
     if (!total) co_return service::FieldError("price", total.error().message);
     order.total_cents = *total;
 
+    if (keyed) order.idempotency_key = std::string(request.Header(kIdempotencyKey));
+
     if (auto refused = co_await ConfirmUser(request, claims)) co_return std::move(*refused);
 
     Result<Order> created;
     co_await deps_.db->Run([&] { created = deps_.repository->Create(order); });
+    if (!created && keyed && created.error().code == ErrorCode::kAlreadyExists) {
+      co_return co_await Replay(request, order);
+    }
     if (!created) co_return service::StorageFailure(created.error(), request);
-    auto response = Response::Json(201, Dump(ToJson(*created)));
-    response.headers.emplace_back("Location", "/api/orders/" + std::to_string(created->id));
-    co_return response;
+    co_return Created(*created);
   }
 
   Awaitable<Response> List(Request& request) {
@@ -127,6 +160,33 @@ class OrderApi {
 
  private:
   static Response NotFound() { return Response::Error(404, "not_found", "no such order"); }
+
+  // The user already made an order with this Idempotency-Key (a retry, or a
+  // client sending the same request twice): the same request gets the first
+  // answer again (201, the same body, plus Idempotent-Replayed: true) and
+  // creates nothing; another order under the same key is refused with 422.
+  Awaitable<Response> Replay(const Request& request, const NewOrder& order) {
+    Result<std::optional<Order>> found;
+    co_await deps_.db->Run([&] {
+      found = deps_.repository->FindByIdempotencyKey(order.user_id, order.idempotency_key);
+    });
+    if (!found) co_return service::StorageFailure(found.error(), request);
+    if (!*found) {
+      // Unique violation without a row: cannot happen (orders are never deleted).
+      co_return service::StorageFailure(
+          Error{ErrorCode::kUnavailable, "idempotency key conflict without an order"}, request);
+    }
+    const Order& first = **found;
+    if (!SameOrder(first, order)) {
+      co_return Response::Error(
+          422, "idempotency_key_reused",
+          "Idempotency-Key was already used for order " + std::to_string(first.id) +
+              " with a different product, quantity or price; use a new key for a new order");
+    }
+    auto response = Created(first);
+    response.headers.emplace_back("Idempotent-Replayed", "true");
+    co_return response;
+  }
 
   // Asks user-service whether the token's user exists. nullopt: confirmed.
   Awaitable<std::optional<Response>> ConfirmUser(const Request& request,

@@ -2,8 +2,13 @@
 //
 // Creating an order confirms the caller's user exists by asking user-service
 // through discovery (GET /api/users/me with the caller's token and request
-// id; the client retries once on another instance); user-service unavailable
+// id; the client retries on other instances); user-service unavailable
 // → 503. Database calls run on `db`, never on an I/O thread.
+//
+// A create with an Idempotency-Key header stores the key with the order
+// (unique per user). The same key and order again get the first answer (201,
+// the same body, plus Idempotent-Replayed: true) and create nothing; the key
+// with a different order → 422 idempotency_key_reused; a malformed key → 400.
 //
 // Thread safety: the dependencies must outlive the router and be safe to use
 // from several threads (they are).

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/database.h"
@@ -23,8 +24,9 @@ struct Order {
   std::int64_t quantity = 0;
   std::int64_t price_cents = 0;
   std::int64_t total_cents = 0;
-  std::string status;      // "created"
-  std::string created_at;  // UtcTimestamp()
+  std::string status;             // "created"
+  std::string created_at;         // UtcTimestamp()
+  std::string idempotency_key{};  // empty: created without one
 };
 
 struct NewOrder {
@@ -33,14 +35,22 @@ struct NewOrder {
   std::int64_t quantity = 0;
   std::int64_t price_cents = 0;
   std::int64_t total_cents = 0;
+  // The client's Idempotency-Key, unique per user (empty: none). A second
+  // order of the same user with the same key is refused (kAlreadyExists).
+  std::string idempotency_key{};
 };
 
 class OrderRepository {
  public:
   virtual ~OrderRepository() = default;
 
-  // Returns once the order is durably committed. Errors: kUnavailable.
+  // Returns once the order is durably committed. Errors: kAlreadyExists (the
+  // user already has an order with this idempotency key: nothing was
+  // written), kUnavailable.
   virtual Result<Order> Create(const NewOrder& order) = 0;
+  // The user's order made with idempotency key `key`, if any.
+  virtual Result<std::optional<Order>> FindByIdempotencyKey(std::int64_t user_id,
+                                                            std::string_view key) = 0;
   // The user's orders, newest first, at most `limit`.
   virtual Result<std::vector<Order>> ListByUser(std::int64_t user_id, std::size_t limit) = 0;
   virtual Result<std::optional<Order>> FindById(std::int64_t id) = 0;

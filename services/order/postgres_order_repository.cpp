@@ -8,6 +8,9 @@ namespace {
 
 using service::ConnectionPool;
 
+// The column and the unique index came with idempotency keys; ADD COLUMN IF
+// NOT EXISTS migrates databases made before them (under the schema lock).
+// NULL keys are distinct, so orders without a key never collide.
 constexpr const char* kSchema =
     "CREATE TABLE IF NOT EXISTS orders ("
     " id BIGSERIAL PRIMARY KEY,"
@@ -18,25 +21,38 @@ constexpr const char* kSchema =
     " total_cents BIGINT NOT NULL,"
     " status TEXT NOT NULL,"
     " created_at TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id)";
+    "CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id);"
+    "ALTER TABLE orders ADD COLUMN IF NOT EXISTS idempotency_key TEXT;"
+    "CREATE UNIQUE INDEX IF NOT EXISTS orders_by_idempotency_key"
+    " ON orders (user_id, idempotency_key)";
 
 void PrepareStatements(pqxx::connection& conn) {
+  // ON CONFLICT DO NOTHING: a key already used gives no row (and no error in
+  // the server's log); a concurrent insert of the same key waits for the
+  // first to commit, then gives no row.
   conn.prepare("order_insert",
                "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, "
-               "created_at)"
-               " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id");
-  conn.prepare("order_by_id",
-               "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at"
-               " FROM orders WHERE id = $1");
-  conn.prepare("orders_by_user",
-               "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at"
-               " FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2");
+               "created_at, idempotency_key)"
+               " VALUES ($1, $2, $3, $4, $5, $6, $7, NULLIF($8, ''))"
+               " ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING id");
+  conn.prepare(
+      "order_by_id",
+      "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+      " idempotency_key FROM orders WHERE id = $1");
+  conn.prepare(
+      "orders_by_user",
+      "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+      " idempotency_key FROM orders WHERE user_id = $1 ORDER BY id DESC LIMIT $2");
+  conn.prepare(
+      "order_by_key",
+      "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+      " idempotency_key FROM orders WHERE user_id = $1 AND idempotency_key = $2");
 }
 
 Order Row(const pqxx::row& r) {
   return Order{r[0].as<std::int64_t>(), r[1].as<std::int64_t>(), r[2].as<std::string>(),
                r[3].as<std::int64_t>(), r[4].as<std::int64_t>(), r[5].as<std::int64_t>(),
-               r[6].as<std::string>(),  r[7].as<std::string>()};
+               r[6].as<std::string>(),  r[7].as<std::string>(),  r[8].as<std::string>("")};
 }
 
 class PostgresOrderRepository final : public OrderRepository {
@@ -65,13 +81,25 @@ class PostgresOrderRepository final : public OrderRepository {
                     order.price_cents,
                     order.total_cents,
                     "created",
-                    service::UtcTimestamp()};
+                    service::UtcTimestamp(),
+                    order.idempotency_key};
       pqxx::nontransaction txn(conn);  // one statement: autocommit, durable when it returns
       auto rows = txn.exec_prepared("order_insert", order.user_id, order.product, order.quantity,
                                     order.price_cents, order.total_cents, created.status,
-                                    created.created_at);
+                                    created.created_at, order.idempotency_key);
+      if (rows.empty()) return Fail(ErrorCode::kAlreadyExists, "idempotency key already used");
       created.id = rows[0][0].as<std::int64_t>();
       return created;
+    });
+  }
+
+  Result<std::optional<Order>> FindByIdempotencyKey(std::int64_t user_id,
+                                                    std::string_view key) override {
+    return Run<std::optional<Order>>([&](pqxx::connection& conn) -> Result<std::optional<Order>> {
+      pqxx::nontransaction txn(conn);
+      auto rows = txn.exec_prepared("order_by_key", user_id, std::string(key));
+      if (rows.empty()) return std::nullopt;
+      return Row(rows[0]);
     });
   }
 

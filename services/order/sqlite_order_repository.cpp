@@ -18,30 +18,49 @@ constexpr const char* kSchema =
     " price_cents INTEGER NOT NULL,"
     " total_cents INTEGER NOT NULL,"
     " status TEXT NOT NULL,"
-    " created_at TEXT NOT NULL);"
+    " created_at TEXT NOT NULL,"
+    " idempotency_key TEXT);"
     "CREATE INDEX IF NOT EXISTS orders_by_user ON orders (user_id, id)";
 
+// Databases made before idempotency keys lack the column. The unique index
+// (NULLs are distinct: orders without a key never collide) is what makes a
+// key single-use per user across every instance sharing the file.
+void Migrate(SqliteConnection& conn) {
+  auto has_key = conn.Prepare(
+      "SELECT count(*) FROM pragma_table_info('orders') WHERE name = 'idempotency_key'");
+  bool present = has_key.Step() && has_key.Int(0) > 0;
+  if (!present) conn.Exec("ALTER TABLE orders ADD COLUMN idempotency_key TEXT");
+  conn.Exec(
+      "CREATE UNIQUE INDEX IF NOT EXISTS orders_by_idempotency_key"
+      " ON orders (user_id, idempotency_key)");
+}
+
 constexpr const char* kInsert =
-    "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, created_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+    "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, created_at,"
+    " idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULLIF(?8, ''))";
 constexpr const char* kById =
-    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at FROM "
-    "orders WHERE id = ?1";
+    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+    " idempotency_key FROM orders WHERE id = ?1";
 constexpr const char* kByUser =
-    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at FROM "
-    "orders"
-    " WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2";
+    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+    " idempotency_key FROM orders WHERE user_id = ?1 ORDER BY id DESC LIMIT ?2";
+constexpr const char* kByKey =
+    "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
+    " idempotency_key FROM orders WHERE user_id = ?1 AND idempotency_key = ?2";
 
 Order Row(const SqliteConnection::Statement& s) {
-  return Order{s.Int(0), s.Int(1), s.Text(2), s.Int(3), s.Int(4), s.Int(5), s.Text(6), s.Text(7)};
+  return Order{s.Int(0), s.Int(1),  s.Text(2), s.Int(3), s.Int(4),
+               s.Int(5), s.Text(6), s.Text(7), s.Text(8)};
 }
 
 class SqliteOrderRepository final : public OrderRepository {
  public:
   SqliteOrderRepository(std::string path, const service::StorageOptions& options)
-      : pool_([path,
-               sync = options.sqlite_sync] { return SqliteConnection::Open(path, sync, kSchema); },
-              options.connections) {}
+      : pool_(
+            [path, sync = options.sqlite_sync] {
+              return SqliteConnection::Open(path, sync, kSchema, &Migrate);
+            },
+            options.connections) {}
 
   Result<void> Check() {
     auto lease = pool_.Acquire();
@@ -60,7 +79,8 @@ class SqliteOrderRepository final : public OrderRepository {
                     order.price_cents,
                     order.total_cents,
                     "created",
-                    service::UtcTimestamp()};
+                    service::UtcTimestamp(),
+                    order.idempotency_key};
       auto& conn = **lease;
       auto insert = conn.Prepare(kInsert);
       insert.Bind(1, order.user_id)
@@ -68,9 +88,30 @@ class SqliteOrderRepository final : public OrderRepository {
           .Bind(3, order.quantity)
           .Bind(4, order.price_cents);
       insert.Bind(5, order.total_cents).Bind(6, created.status).Bind(7, created.created_at);
-      insert.Step();
+      insert.Bind(8, order.idempotency_key);
+      try {
+        insert.Step();
+      } catch (const service::StorageError& e) {
+        // The only constraint an insert can break is the key's unique index.
+        if (e.code == ErrorCode::kAlreadyExists && !order.idempotency_key.empty()) {
+          return Fail(ErrorCode::kAlreadyExists, "idempotency key already used");
+        }
+        throw;
+      }
       created.id = conn.LastInsertId();
       return created;
+    });
+  }
+
+  Result<std::optional<Order>> FindByIdempotencyKey(std::int64_t user_id,
+                                                    std::string_view key) override {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    return Guard<std::optional<Order>>([&]() -> Result<std::optional<Order>> {
+      auto select = (*lease)->Prepare(kByKey);
+      select.Bind(1, user_id).Bind(2, key);
+      if (!select.Step()) return std::nullopt;
+      return Row(select);
     });
   }
 

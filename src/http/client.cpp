@@ -1,5 +1,6 @@
 #include "disco/http/client.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <map>
@@ -12,6 +13,7 @@
 #include "disco/registry_url.h"
 #include "disco/resolver.h"
 #include "http/retry_policy.h"
+#include "util/fast_random.h"
 #include "util/log.h"
 
 namespace disco::http {
@@ -85,6 +87,15 @@ class PoolService final : public asio::execution_context::service {
 bool IsIdempotent(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
          method == "DELETE";
+}
+
+// Idempotent methods, and any request carrying an Idempotency-Key: the
+// server answers a repeat of it with the first result instead of acting twice.
+bool IsRetrySafe(const ClientRequest& request) {
+  if (IsIdempotent(request.method)) return true;
+  return std::any_of(request.headers.begin(), request.headers.end(), [](const auto& header) {
+    return HeaderNameEquals(header.first, "Idempotency-Key");
+  });
 }
 
 struct ParsedUrl {
@@ -262,6 +273,36 @@ class ResponseParser final : public bhttp::basic_parser<false> {
   ClientResponse& out_;
 };
 
+bool Contains(const std::vector<std::string>& ids, std::string_view id) {
+  return std::find(ids.begin(), ids.end(), id) != ids.end();
+}
+
+// For a retry: an endpoint this call has not tried yet. The balancer gets a
+// few more picks first (its choice, its counters); if it keeps choosing
+// tried instances (a hash policy always does), the first untried endpoint
+// that is not ejected, from a random place in the snapshot. Keeps `picked`
+// when there is none.
+EndpointPtr PickUntried(Resolver& resolver, const PickContext& pick, EndpointPtr picked,
+                        const std::vector<std::string>& tried) {
+  for (int i = 0; i < 3 && Contains(tried, picked->instance.id); ++i) {
+    auto again = resolver.Pick(pick);
+    if (!again) break;
+    picked = std::move(again);
+  }
+  if (!Contains(tried, picked->instance.id)) return picked;
+  auto snapshot = resolver.snapshot();
+  const auto& endpoints = snapshot->endpoints;
+  if (endpoints.empty()) return picked;
+  const auto start = FastRandomBelow(static_cast<std::uint32_t>(endpoints.size()));
+  for (std::size_t i = 0; i < endpoints.size(); ++i) {
+    const Endpoint& e = endpoints[(start + i) % endpoints.size()];
+    if (e.ejected() || Contains(tried, e.instance.id)) continue;
+    e.stats->picks.fetch_add(1, std::memory_order_relaxed);
+    return EndpointPtr(snapshot, &e);
+  }
+  return picked;
+}
+
 }  // namespace
 
 std::string_view ClientResponse::Header(std::string_view name) const {
@@ -400,10 +441,18 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
         co_await stream->async_connect(tcp::endpoint(ip, host_port->port),
                                        asio::redirect_error(asio::use_awaitable, ec));
       } else {
-        tcp::resolver resolver(executor);
+        // A name lookup is bounded by the attempt's deadline too.
+        auto resolver = std::make_shared<tcp::resolver>(executor);
+        asio::steady_timer guard(executor);
+        guard.expires_at(deadline);
+        guard.async_wait([weak = std::weak_ptr(resolver)](boost::system::error_code e) {
+          if (auto r = weak.lock(); r && !e) r->cancel();
+        });
         auto endpoints =
-            co_await resolver.async_resolve(host_port->host, std::to_string(host_port->port),
-                                            asio::redirect_error(asio::use_awaitable, ec));
+            co_await resolver->async_resolve(host_port->host, std::to_string(host_port->port),
+                                             asio::redirect_error(asio::use_awaitable, ec));
+        guard.cancel();
+        if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
         if (!ec)
           co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
       }
@@ -511,7 +560,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   const auto deadline = started + impl.options.deadline;
   auto url = ParseUrl(request.url);
   if (!url) co_return std::unexpected(url.error());
-  const bool retry_safe = request.retry_safe.value_or(IsIdempotent(request.method));
+  const bool retry_safe = request.retry_safe ? *request.retry_safe : IsRetrySafe(request);
 
   ServiceState* state = impl.direct.get();
   Resolver* resolver = nullptr;
@@ -542,7 +591,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     state->latency->Observe(std::chrono::duration<double>(Clock::now() - started).count());
   };
 
-  std::string failed_instance;
+  std::vector<std::string> tried;  // instances that failed an attempt of this call
   std::optional<ClientResponse> last_response;
   Error last_error{ErrorCode::kUnavailable, ""};
   for (int attempt = 1; attempt <= impl.options.max_attempts; ++attempt) {
@@ -550,12 +599,8 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (resolver) {
       PickContext pick{request.hash_key};
       endpoint = resolver->Pick(pick);
-      // Prefer another instance than the one that just failed.
-      for (int i = 0; i < 3 && endpoint && !failed_instance.empty() &&
-                      endpoint->instance.id == failed_instance;
-           ++i) {
-        endpoint = resolver->Pick(pick);
-      }
+      if (endpoint && !tried.empty())
+        endpoint = PickUntried(*resolver, pick, std::move(endpoint), tried);
       if (!endpoint) {
         if (last_response || attempt > 1) break;
         std::string why = "no instance of " + url->authority + " is available";
@@ -572,6 +617,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
         co_await impl.Attempt(wire, endpoint ? endpoint->address : url->authority, request,
                               std::min(deadline, Clock::now() + impl.options.per_try_timeout));
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
+    retry_token.reset();  // the retry (if this was one) is no longer in flight
     // Successes, failures and outlier detection: one report per attempt.
     if (endpoint) resolver->Report(*endpoint, result.outcome);
 
@@ -607,7 +653,14 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
       if (!last_response) last_error.message += " (deadline reached, not retried)";
       break;
     }
-    retry_token.reset();  // a retry holds one token at a time
+    if (pause.count() > 0) {
+      asio::steady_timer timer(co_await asio::this_coro::executor);
+      timer.expires_after(pause);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    // The budget counts retries in flight, so a retry takes its token when it
+    // goes out (after the backoff) and gives it back when its attempt ends.
     if (auto token = state->budget.TryAcquire()) retry_token.emplace(std::move(*token));
     if (!retry_token) {
       impl.exhausted.fetch_add(1, std::memory_order_relaxed);
@@ -622,15 +675,9 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     }
     impl.retries->With({state->label, CallOutcomeName(result.outcome)}).Inc();
     impl.retried.fetch_add(1, std::memory_order_relaxed);
-    if (endpoint) failed_instance = endpoint->instance.id;
+    if (endpoint) tried.push_back(endpoint->instance.id);
     log::Get().debug("retrying {} {} after {} (request id {})", request.method, request.url,
                      CallOutcomeName(result.outcome), request.request_id);
-    if (pause.count() > 0) {
-      asio::steady_timer timer(co_await asio::this_coro::executor);
-      timer.expires_after(pause);
-      boost::system::error_code ec;
-      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
   }
   if (last_response) {
     finish(state->request_counters.ForStatus(last_response->status));

@@ -25,6 +25,10 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kUnmatched = "unmatched";
+// Names the instance that answered (ServerOptions::instance_id), so callers
+// and demos can see load balancing; a handler may set it (a proxy passes on
+// its upstream's).
+constexpr const char kServedBy[] = "X-Served-By";
 // The access log's line is {"ts":...,<fields>}: spdlog adds the time (cached
 // per second, cheap) and the braces; we write the fields.
 constexpr const char* kAccessPattern = "{\"ts\":\"%Y-%m-%dT%H:%M:%S.%eZ\",%v}";
@@ -329,6 +333,7 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
       out.keep_alive(false);
       std::string request_id = NewRequestId();
       out.set("X-Request-Id", request_id);
+      if (!options.instance_id.empty()) out.set(kServedBy, options.instance_id);
       std::size_t bytes_out = error.body.size();
       out.body() = std::move(error.body);
       out.prepare_payload();
@@ -390,10 +395,12 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
                                             message.version()};
     if (!response.content_type.empty()) out.set(bhttp::field::content_type, response.content_type);
     out.set("X-Request-Id", request.request_id);
+    if (!options.instance_id.empty()) out.set(kServedBy, options.instance_id);
     for (auto& [name, value] : response.headers) {
       // Repeatable headers (Set-Cookie, Vary...) keep every copy; the ones the
-      // server owns are replaced.
-      if (HeaderNameEquals(name, "X-Request-Id") || HeaderNameEquals(name, "Content-Type"))
+      // server owns are replaced (a proxy passes its upstream's X-Served-By on).
+      if (HeaderNameEquals(name, "X-Request-Id") || HeaderNameEquals(name, "Content-Type") ||
+          HeaderNameEquals(name, kServedBy))
         out.set(name, value);
       else
         out.insert(name, value);

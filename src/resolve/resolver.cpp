@@ -1,11 +1,14 @@
 #include "disco/resolver.h"
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <condition_variable>
 #include <list>
 #include <mutex>
 #include <optional>
+#include <thread>
+#include <unordered_set>
 
 #include "disco/metrics.h"
 #include "util/log.h"
@@ -41,8 +44,11 @@ class SubscriptionImpl final : public Resolver::Subscription {
 class WatchedResolver final : public Resolver {
  public:
   WatchedResolver(std::string service, std::unique_ptr<Balancer> balancer,
-                  std::shared_ptr<OutlierDetector> detector)
-      : service_(std::move(service)), detector_(std::move(detector)) {
+                  std::shared_ptr<OutlierDetector> detector,
+                  std::chrono::milliseconds recovery_grace)
+      : service_(std::move(service)),
+        recovery_grace_(recovery_grace),
+        detector_(std::move(detector)) {
     balancer_ =
         detector_ ? WithOutlierDetection(std::move(balancer), detector_) : std::move(balancer);
     auto empty = std::make_shared<Snapshot>();
@@ -53,6 +59,12 @@ class WatchedResolver final : public Resolver {
   ~WatchedResolver() override {
     collectors_.clear();  // no scrape reads this resolver after this
     watch_.reset();       // no watch callback runs after this
+    {
+      std::lock_guard lock(update_mu_);
+      stopping_ = true;
+    }
+    grace_cv_.notify_all();
+    if (grace_thread_.joinable()) grace_thread_.join();
   }
 
   // Exposes the counters kept in EndpointStats and the detector, read at
@@ -106,11 +118,24 @@ class WatchedResolver final : public Resolver {
         CollectedType::kGauge, {"service"}, [this](std::vector<CollectedSample>& out) {
           out.push_back({{service_}, std::chrono::duration<double>(Staleness()).count()});
         }));
+    collectors_.push_back(metrics.AddCollector(
+        "disco_resolver_held_endpoints",
+        "Endpoints kept in the picks after a registry outage although the registry does not "
+        "list them (yet), during the recovery grace",
+        CollectedType::kGauge, {"service"}, [this](std::vector<CollectedSample>& out) {
+          out.push_back({{service_}, static_cast<double>(held_count_.load())});
+        }));
     if (detector_) {
       collectors_.push_back(metrics.AddCollector(
           "disco_outlier_ejections_total", "Endpoints ejected by outlier detection",
           CollectedType::kCounter, {"service"}, [this](std::vector<CollectedSample>& out) {
             out.push_back({{service_}, static_cast<double>(detector_->ejections_total())});
+          }));
+      collectors_.push_back(metrics.AddCollector(
+          "disco_outlier_returns_total",
+          "Ejected endpoints returned to the picks after their ejection time",
+          CollectedType::kCounter, {"service"}, [this](std::vector<CollectedSample>& out) {
+            out.push_back({{service_}, static_cast<double>(detector_->returns_total())});
           }));
       collectors_.push_back(metrics.AddCollector(
           "disco_outlier_ejected_endpoints", "Endpoints ejected now", CollectedType::kGauge,
@@ -217,6 +242,7 @@ class WatchedResolver final : public Resolver {
   }
 
   void OnUpdate(const WatchUpdate& update) {
+    std::unique_lock serial(update_mu_);
     if (!update.ok) {
       {
         std::lock_guard lock(mu_);
@@ -232,26 +258,32 @@ class WatchedResolver final : public Resolver {
       ready_cv_.notify_all();
       return;
     }
-    auto previous = snapshot();
-    bool changed = previous->version == 0 || previous->endpoints.size() != update.instances.size();
-    if (!changed) {
-      for (std::size_t i = 0; i < update.instances.size(); ++i) {
-        if (!(previous->endpoints[i].instance == update.instances[i])) {
-          changed = true;
-          break;
-        }
-      }
+    bool recovering = false;
+    {
+      std::lock_guard lock(mu_);
+      recovering = stale_since_.has_value() && got_snapshot_;
     }
-    SnapshotConstPtr fresh;
-    if (changed) {
-      fresh = MakeSnapshot(service_, update.instances, previous.get(), previous->version + 1);
-      Publish(fresh);
+    registry_view_ = update.instances;
+    if (recovering && recovery_grace_.count() > 0) {
+      // Everything we served before the outage may be alive and about to
+      // register again: hold it until the registry lists it or the grace ends.
+      held_.clear();
+      for (const auto& endpoint : snapshot()->endpoints) held_.push_back(endpoint.instance);
+      hold_until_ = Clock::now() + recovery_grace_;
     }
+    std::size_t held = ApplyLocked();
     {
       std::lock_guard lock(mu_);
       if (stale_since_) {
-        log::Get().info("resolver {}: registry reachable again, {} endpoint(s)", service_,
-                        update.instances.size());
+        if (held > 0) {
+          log::Get().info(
+              "resolver {}: registry reachable again, {} endpoint(s); keeping {} it does not "
+              "list yet for up to {} ms",
+              service_, update.instances.size(), held, recovery_grace_.count());
+        } else {
+          log::Get().info("resolver {}: registry reachable again, {} endpoint(s)", service_,
+                          update.instances.size());
+        }
       }
       stale_since_.reset();
       last_error_.clear();
@@ -259,13 +291,81 @@ class WatchedResolver final : public Resolver {
       got_snapshot_ = true;
     }
     ready_cv_.notify_all();
-    if (fresh) {
+    if (held > 0) ArmGraceTimerLocked();
+  }
+
+  // Publishes the registry's view plus the endpoints still held after an
+  // outage (if any, and if the grace is not over), when that differs from the
+  // current snapshot. Returns how many endpoints are held.
+  // REQUIRES: update_mu_ held.
+  std::size_t ApplyLocked() {
+    if (!held_.empty()) {
+      std::unordered_set<std::string_view> listed;
+      for (const auto& instance : registry_view_) listed.insert(instance.id);
+      // Listed once: confirmed, from now on the registry decides about it.
+      std::erase_if(held_, [&](const ServiceInstance& i) { return listed.contains(i.id); });
+      if (!held_.empty() && Clock::now() >= hold_until_) {
+        for (const auto& instance : held_) {
+          log::Get().warn(
+              "resolver {}: {} ({}) was not registered again within {} ms of the registry's "
+              "return; dropping it",
+              service_, instance.id, instance.Address(), recovery_grace_.count());
+        }
+        held_.clear();
+      }
+    }
+    held_count_.store(held_.size());
+    std::vector<ServiceInstance> wanted = registry_view_;
+    wanted.insert(wanted.end(), held_.begin(), held_.end());
+    std::sort(wanted.begin(), wanted.end(),
+              [](const ServiceInstance& a, const ServiceInstance& b) { return a.id < b.id; });
+
+    auto previous = snapshot();
+    bool changed = previous->version == 0 || previous->endpoints.size() != wanted.size();
+    if (!changed) {
+      for (std::size_t i = 0; i < wanted.size(); ++i) {
+        if (!(previous->endpoints[i].instance == wanted[i])) {
+          changed = true;
+          break;
+        }
+      }
+    }
+    if (changed) {
+      auto fresh = MakeSnapshot(service_, std::move(wanted), previous.get(), previous->version + 1);
+      Publish(fresh);
       std::lock_guard lock(subscribers_mu_);
       for (auto& [id, callback] : subscribers_) callback(fresh);
     }
+    return held_.size();
+  }
+
+  // Makes sure a thread will re-apply the registry's view when the grace
+  // ends. The thread exits once nothing is held, and is made again on the
+  // next outage (rare), so an idle resolver owns no thread.
+  // REQUIRES: update_mu_ held.
+  void ArmGraceTimerLocked() {
+    if (grace_running_) {
+      grace_cv_.notify_all();
+      return;
+    }
+    // A finished thread released update_mu_ for good before we got it.
+    if (grace_thread_.joinable()) grace_thread_.join();
+    grace_running_ = true;
+    grace_thread_ = std::thread([this] {
+      std::unique_lock lock(update_mu_);
+      while (!stopping_ && !held_.empty()) {
+        if (Clock::now() >= hold_until_) {
+          ApplyLocked();
+          break;
+        }
+        grace_cv_.wait_until(lock, hold_until_);
+      }
+      grace_running_ = false;
+    });
   }
 
   const std::string service_;
+  const std::chrono::milliseconds recovery_grace_;
   std::shared_ptr<OutlierDetector> detector_;
   std::unique_ptr<Balancer> balancer_;
   std::atomic<std::shared_ptr<Published>> current_;
@@ -281,6 +381,17 @@ class WatchedResolver final : public Resolver {
   std::mutex subscribers_mu_;
   std::uint64_t next_subscriber_id_ = 0;
   std::list<std::pair<std::uint64_t, std::function<void(const SnapshotConstPtr&)>>> subscribers_;
+
+  // Serialises watch updates and the end of a recovery grace (both publish).
+  std::mutex update_mu_;
+  std::vector<ServiceInstance> registry_view_;  // the registry's last list
+  std::vector<ServiceInstance> held_;           // kept after an outage, not listed yet
+  Clock::time_point hold_until_{};
+  std::atomic<std::size_t> held_count_{0};  // held_.size(), for scrapes
+  std::condition_variable grace_cv_;
+  std::thread grace_thread_;
+  bool grace_running_ = false;
+  bool stopping_ = false;
 
   std::vector<std::unique_ptr<CollectorHandle>> collectors_;
   std::unique_ptr<WatchHandle> watch_;  // last member: destroyed first
@@ -300,7 +411,7 @@ Result<std::unique_ptr<Resolver>> Resolver::Make(Registry& registry, std::string
     detector = std::make_shared<OutlierDetector>(service, *options.outlier_detection);
   }
   auto resolver = std::make_unique<WatchedResolver>(std::move(service), std::move(*balancer),
-                                                    std::move(detector));
+                                                    std::move(detector), options.recovery_grace);
   resolver->AddMetrics(options.metrics ? *options.metrics : MetricsRegistry::Default());
   resolver->Start(registry);
   return resolver;

@@ -338,7 +338,8 @@ Router Unavailable() {
 TEST_F(HttpClientTest, RetriesOnAnotherInstanceAfter503) {
   Register("a-503", StartServer(Unavailable(), "a"));
   Register("b-ok", StartServer(EchoRouter("b"), "b"));
-  Client client(*registry_);
+  // Outlier detection off: keep the 503 instance in the picks throughout.
+  Client client(*registry_, {.outlier_detection = std::nullopt});
   int retried = 0;
   for (int i = 0; i < 12; ++i) {
     auto r = Call(client, {.url = "http://svc/echo"});
@@ -368,6 +369,48 @@ TEST_F(HttpClientTest, RetriesOnAnotherInstanceAfter503) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
   }
+  // Or it carries an Idempotency-Key (the server acts on it once).
+  for (int i = 0; i < 6; ++i) {
+    auto r = Call(client, {.method = "POST",
+                           .url = "http://svc/echo",
+                           .headers = {{"Idempotency-Key", "k-" + std::to_string(i)}},
+                           .body = "x",
+                           .content_type = "text/plain"});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+}
+
+// A retry goes to an instance the call has not tried, even under a policy
+// that would pick the same one again (consistent hashing on a fixed key).
+TEST_F(HttpClientTest, RetriesGoToAnUntriedInstanceWhateverThePolicy) {
+  Register("a-503", StartServer(Unavailable(), "a"));
+  Register("b-ok", StartServer(EchoRouter("b"), "b"));
+  Client client(*registry_, {.policy = "ring_hash", .outlier_detection = std::nullopt});
+  int retried = 0;
+  for (int i = 0; i < 20; ++i) {
+    auto r = Call(client, {.url = "http://svc/echo", .hash_key = "user-" + std::to_string(i)});
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->status, 200) << "key user-" << i;
+    if (r->attempts > 1) ++retried;
+  }
+  EXPECT_GE(retried, 1) << "some keys hash to the 503 instance";
+}
+
+// Outlier detection is on by default: a refused connection takes the
+// instance out of the picks at once.
+TEST_F(HttpClientTest, OutlierDetectionIsOnByDefault) {
+  Register("b-ok", StartServer(EchoRouter("b"), "b"));
+  Register("c-dead", testing::FreePort());
+  Client client(*registry_);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(Call(client, {.url = "http://svc/echo"}));
+  auto resolver = client.ResolverFor("svc");
+  ASSERT_TRUE(resolver);
+  auto* detector = (*resolver)->outlier_detector();
+  ASSERT_NE(detector, nullptr);
+  EXPECT_EQ(detector->ejections_total(), 1u);
+  EXPECT_EQ(detector->ejected_now(), 1u);
+  EXPECT_LE(client.stats().retries, 1u) << "only the first call met the dead instance";
 }
 
 TEST_F(HttpClientTest, RetriesRefusedConnectionsForEveryMethod) {

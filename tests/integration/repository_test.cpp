@@ -3,9 +3,11 @@
 // server started for the test).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <thread>
 
+#include "common/database.h"
 #include "fixture/postgres_server.h"
 #include "fixture/util.h"
 #include "order/order_repository.h"
@@ -145,11 +147,100 @@ TEST_P(RepositoryTest, BigAmountsRoundTrip) {
   EXPECT_EQ((*orders->FindById(big->id))->total_cents, 1'000'000'000'000);
 }
 
+TEST_P(RepositoryTest, IdempotencyKeysAreUniquePerUser) {
+  auto first = Orders();
+  auto second = Orders();  // another instance on the same database
+  order::NewOrder order{7, "Widget", 2, 1999, 3998, "key-1"};
+  auto made = first->Create(order);
+  ASSERT_TRUE(made) << made.error().ToString();
+  EXPECT_EQ(made->idempotency_key, "key-1");
+
+  auto again = second->Create(order);
+  ASSERT_FALSE(again) << "the same key must not make a second order";
+  EXPECT_EQ(again.error().code, ErrorCode::kAlreadyExists);
+  auto different = second->Create({7, "Gadget", 1, 5, 5, "key-1"});
+  ASSERT_FALSE(different);
+  EXPECT_EQ(different.error().code, ErrorCode::kAlreadyExists);
+  EXPECT_EQ(first->ListByUser(7, 100)->size(), 1u);
+
+  auto found = second->FindByIdempotencyKey(7, "key-1");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->id, made->id);
+  EXPECT_EQ((*found)->product, "Widget");
+  EXPECT_EQ((*found)->created_at, made->created_at);
+  EXPECT_FALSE(*second->FindByIdempotencyKey(7, "key-2"));
+  EXPECT_FALSE(*second->FindByIdempotencyKey(8, "key-1")) << "keys belong to their user";
+
+  // Another user may use the same key; orders without a key never collide.
+  EXPECT_TRUE(first->Create({8, "Widget", 2, 1999, 3998, "key-1"}));
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(first->Create({7, "Keyless", 1, 1, 1}));
+  EXPECT_EQ((*first->FindById(made->id))->idempotency_key, "key-1");
+  EXPECT_EQ(first->ListByUser(7, 100)->front().idempotency_key, "");
+  // Bound, not spliced.
+  std::string evil = "k'); DELETE FROM orders; --";
+  EXPECT_TRUE(first->Create({9, "p", 1, 1, 1, evil}));
+  EXPECT_TRUE(*first->FindByIdempotencyKey(9, evil));
+  EXPECT_EQ(first->ListByUser(7, 100)->size(), 4u);
+}
+
+TEST_P(RepositoryTest, ConcurrentCreatesWithOneKeyMakeOneOrder) {
+  auto first = Orders();
+  auto second = Orders();
+  std::atomic<int> created{0};
+  std::atomic<int> refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      auto& repo = t % 2 ? *first : *second;
+      for (int i = 0; i < 10; ++i) {
+        auto r = repo.Create({3, "p", 1, 100, 100, "race-" + std::to_string(i)});
+        if (r)
+          created.fetch_add(1);
+        else if (r.error().code == ErrorCode::kAlreadyExists)
+          refused.fetch_add(1);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(created.load(), 10);
+  EXPECT_EQ(refused.load(), 30);
+  EXPECT_EQ(first->ListByUser(3, 100)->size(), 10u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, RepositoryTest,
                          ::testing::Values(Backend::kSqlite, Backend::kPostgres),
                          [](const auto& info) {
                            return info.param == Backend::kSqlite ? "SQLite" : "PostgreSQL";
                          });
+
+// A database made before idempotency keys gets the column and the unique
+// index when an order-service of this release opens it; its orders stay.
+TEST(RepositoryOpenTest, SqliteOrdersTableFromBeforeIdempotencyKeysIsMigrated) {
+  testing::TempDir dir{"disco-migrate"};
+  const std::string path = dir.Sub("old.db");
+  {
+    auto old = service::SqliteConnection::Open(
+        path, service::SqliteSync::kNormal,
+        "CREATE TABLE orders (id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL,"
+        " product TEXT NOT NULL, quantity INTEGER NOT NULL, price_cents INTEGER NOT NULL,"
+        " total_cents INTEGER NOT NULL, status TEXT NOT NULL, created_at TEXT NOT NULL);"
+        "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status,"
+        " created_at) VALUES (5, 'Old', 1, 100, 100, 'created', '2026-01-01T00:00:00.000Z')");
+    ASSERT_TRUE(old) << old.error().ToString();
+  }
+  auto url = *service::ParseDatabaseUrl(path);
+  auto first = order::OpenOrderRepository(url, {});
+  auto second = order::OpenOrderRepository(url, {});  // a second instance: nothing left to do
+  ASSERT_TRUE(first) << first.error().ToString();
+  ASSERT_TRUE(second) << second.error().ToString();
+  auto old_orders = (*first)->ListByUser(5, 10);
+  ASSERT_TRUE(old_orders);
+  ASSERT_EQ(old_orders->size(), 1u);
+  EXPECT_EQ((*old_orders)[0].product, "Old");
+  EXPECT_EQ((*old_orders)[0].idempotency_key, "");
+  EXPECT_TRUE((*first)->Create({5, "New", 1, 1, 1, "k"}));
+  EXPECT_EQ((*second)->Create({5, "New", 1, 1, 1, "k"}).error().code, ErrorCode::kAlreadyExists);
+}
 
 TEST(RepositoryOpenTest, UnreachableDatabasesAreErrorsNotCrashes) {
   auto pg = user::OpenUserRepository(

@@ -585,6 +585,68 @@ TEST_F(ServicesApiTest, InstancesShareOneSqliteDatabase) {
   EXPECT_EQ(list.Json()["orders"][0]["total"], "5.00");
 }
 
+// An Idempotency-Key makes order creation safe to retry: the same request
+// again, on any instance, gets the first answer (201, the same body, plus
+// Idempotent-Replayed: true) and creates nothing; the key with another order
+// is refused with 422.
+TEST_F(ServicesApiTest, IdempotencyKeyMakesOrderCreationRetrySafe) {
+  std::string orders_db = dir_.Sub("orders.db");
+  StartBoth(dir_.Sub("users.db"), orders_db);
+  ServiceProcess order2(OrderOptions(orders_db));
+  auto [alice, alice_token] = SignUp(user_->port(), "alice");
+  auto [bob, bob_token] = SignUp(user_->port(), "bob");
+  auto post = [&](std::uint16_t port, const std::string& token, const std::string& key,
+                  const std::string& body) {
+    Headers headers = Bearer(token);
+    headers.emplace_back("Content-Type", "application/json");
+    if (key != "(none)") headers.emplace_back("Idempotency-Key", key);
+    return HttpRequest(port, "POST", "/api/orders", body, headers);
+  };
+  const std::string widget = R"({"product":"Widget","quantity":2,"price":"19.99"})";
+
+  auto first = post(order_->port(), alice_token, "order-7f3a", widget);
+  ASSERT_EQ(first.status, 201) << first.raw;
+  EXPECT_EQ(first.Header("idempotent-replayed"), "");
+  auto again = post(order2.port(), alice_token, "order-7f3a", widget);
+  EXPECT_EQ(again.status, 201) << again.raw;
+  EXPECT_EQ(again.body, first.body) << "the first answer, byte for byte";
+  EXPECT_EQ(again.Header("location"), first.Header("location"));
+  EXPECT_EQ(again.Header("idempotent-replayed"), "true");
+  auto same_price = post(order_->port(), alice_token, "order-7f3a",
+                         R"({"product":"Widget","quantity":2,"price":19.99})");
+  EXPECT_EQ(same_price.status, 201) << "the same order, the price written as a number";
+  EXPECT_EQ(same_price.body, first.body);
+
+  auto other = post(order2.port(), alice_token, "order-7f3a",
+                    R"({"product":"Widget","quantity":3,"price":"19.99"})");
+  EXPECT_EQ(other.status, 422) << other.raw;
+  EXPECT_EQ(other.Json().value("error", ""), "idempotency_key_reused");
+  EXPECT_NE(other.Json().value("message", "").find(std::to_string(first.Json()["id"].get<int>())),
+            std::string::npos)
+      << other.body;
+
+  auto bobs = post(order_->port(), bob_token, "order-7f3a", widget);
+  EXPECT_EQ(bobs.status, 201) << "keys are per user";
+  EXPECT_NE(bobs.Json()["id"], first.Json()["id"]);
+
+  for (const std::string& bad :
+       {std::string(""), std::string(256, 'k'), std::string("two words")}) {
+    auto r = post(order_->port(), alice_token, bad, widget);
+    EXPECT_EQ(r.status, 400) << "key '" << bad.substr(0, 20) << "': " << r.raw;
+    EXPECT_EQ(r.Json().value("error", ""), "invalid_idempotency_key");
+  }
+  // Without a key, the same request twice is two orders (as before).
+  EXPECT_EQ(post(order_->port(), alice_token, "(none)", widget).status, 201);
+  EXPECT_EQ(post(order_->port(), alice_token, "(none)", widget).status, 201);
+
+  auto list = HttpRequest(order2.port(), "GET", "/api/orders", {}, Bearer(alice_token));
+  EXPECT_EQ(list.Json()["count"], 3) << list.body;
+  for (auto port : {order_->port(), order2.port()}) {
+    auto metrics = HttpRequest(port, "GET", "/metrics").body;
+    EXPECT_EQ(metrics.find("status=\"5"), std::string::npos) << metrics;
+  }
+}
+
 TEST_F(ServicesApiTest, SigtermDeregistersBeforeExitAndFinishesInFlightRequests) {
   // Cost 12: a login takes a noticeable time, so one is in flight at SIGTERM.
   user_ = std::make_unique<ServiceProcess>(

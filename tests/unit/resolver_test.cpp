@@ -13,6 +13,19 @@
 namespace disco {
 namespace {
 
+namespace testing_util {
+// Polls `condition` for up to 5 s.
+template <class F>
+bool Eventually(F condition) {
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (std::chrono::steady_clock::now() < until) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return condition();
+}
+}  // namespace testing_util
+
 ServiceInstance Instance(std::string id, std::uint16_t port) {
   ServiceInstance i;
   i.service = "svc";
@@ -208,6 +221,105 @@ TEST_F(ResolverTest, TwoResolversDoNotShareCachedPickers) {
     EXPECT_EQ(r1->Pick()->instance.id, "a");
     EXPECT_EQ((*r2)->Pick()->instance.id, "z");
   }
+}
+
+// A registry whose watch the test drives by hand: one watch, updates
+// delivered on the test's thread.
+class ScriptedRegistry final : public Registry {
+ public:
+  const std::string& url() const override { return url_; }
+  Result<std::unique_ptr<Registration>> Register(const ServiceInstance&,
+                                                 const RegisterOptions&) override {
+    return Fail(ErrorCode::kInternal, "scripted");
+  }
+  Result<void> Deregister(std::string_view, std::string_view) override { return {}; }
+  Result<std::vector<InstanceStatus>> List(std::string_view, bool) override {
+    return std::vector<InstanceStatus>{};
+  }
+  Result<std::vector<std::string>> Services() override { return std::vector<std::string>{}; }
+  std::unique_ptr<WatchHandle> Watch(std::string_view, WatchCallback callback) override {
+    callback_ = std::move(callback);
+    return std::make_unique<WatchHandle>();
+  }
+
+  void Deliver(std::vector<ServiceInstance> instances) {
+    WatchUpdate update;
+    update.instances = std::move(instances);
+    callback_(update);
+  }
+  void Unreachable() {
+    WatchUpdate update;
+    update.ok = false;
+    update.error = Error{ErrorCode::kUnavailable, "down"};
+    callback_(update);
+  }
+
+ private:
+  std::string url_ = "scripted://";
+  WatchCallback callback_;
+};
+
+std::vector<std::string> Ids(const Resolver& resolver) {
+  std::vector<std::string> ids;
+  for (const auto& e : resolver.snapshot()->endpoints) ids.push_back(e.instance.id);
+  return ids;
+}
+
+using IdList = std::vector<std::string>;
+
+// After an outage the registry may come back knowing nobody yet (a Consul
+// agent restarted without state): the resolver keeps what it served until
+// each instance is listed again, or the recovery grace ends.
+TEST(ResolverRecoveryTest, KeepsUnlistedEndpointsForTheGraceAfterAnOutage) {
+  ScriptedRegistry registry;
+  auto made = Resolver::Make(registry, "svc",
+                             ResolverOptions{.recovery_grace = std::chrono::milliseconds(300)});
+  ASSERT_TRUE(made);
+  auto& resolver = **made;
+  registry.Deliver({Instance("a", 1), Instance("b", 2), Instance("c", 3)});
+  EXPECT_EQ(Ids(resolver), (IdList{"a", "b", "c"}));
+
+  registry.Unreachable();
+  registry.Deliver({});  // back, but it forgot everyone
+  EXPECT_EQ(Ids(resolver), (IdList{"a", "b", "c"})) << "held: nobody re-registered yet";
+  EXPECT_EQ(resolver.Staleness(), std::chrono::milliseconds(0));
+  registry.Deliver({Instance("b", 2), Instance("d", 4)});  // b is back, d is new
+  EXPECT_EQ(Ids(resolver), (IdList{"a", "b", "c", "d"}));
+  registry.Deliver({Instance("d", 4)});  // b listed once: the registry decides about it now
+  EXPECT_EQ(Ids(resolver), (IdList{"a", "c", "d"}));
+  registry.Deliver({Instance("a", 1), Instance("d", 4)});
+  EXPECT_EQ(Ids(resolver), (IdList{"a", "c", "d"}));
+  // c never came back: dropped when the grace ends, without another update.
+  EXPECT_TRUE(testing_util::Eventually([&] { return Ids(resolver) == IdList{"a", "d"}; }));
+}
+
+TEST(ResolverRecoveryTest, NoGraceWithoutAnOutageOrWhenTurnedOff) {
+  ScriptedRegistry registry;
+  auto normal = Resolver::Make(registry, "svc");
+  ASSERT_TRUE(normal);
+  registry.Deliver({Instance("a", 1), Instance("b", 2)});
+  registry.Deliver({Instance("a", 1)});
+  EXPECT_EQ(Ids(**normal), (IdList{"a"})) << "an ordinary update is taken as it is";
+
+  ScriptedRegistry other;
+  auto off = Resolver::Make(other, "svc", ResolverOptions{.recovery_grace = {}});
+  ASSERT_TRUE(off);
+  other.Deliver({Instance("a", 1), Instance("b", 2)});
+  other.Unreachable();
+  EXPECT_EQ(Ids(**off), (IdList{"a", "b"})) << "the last snapshot is served while unreachable";
+  other.Deliver({Instance("a", 1)});
+  EXPECT_EQ(Ids(**off), (IdList{"a"}));
+}
+
+TEST(ResolverRecoveryTest, AStartAgainstADownRegistryHoldsNothing) {
+  ScriptedRegistry registry;
+  auto made = Resolver::Make(registry, "svc");
+  ASSERT_TRUE(made);
+  registry.Unreachable();
+  registry.Deliver({Instance("a", 1)});
+  EXPECT_EQ(Ids(**made), (IdList{"a"}));
+  registry.Deliver({});
+  EXPECT_TRUE((*made)->snapshot()->empty());
 }
 
 }  // namespace

@@ -23,6 +23,7 @@ void AddDeregister(CLI::App& app, GlobalOptions& global, int* exit_code);
 void AddList(CLI::App& app, GlobalOptions& global, int* exit_code);
 void AddWatch(CLI::App& app, GlobalOptions& global, int* exit_code);
 void AddPick(CLI::App& app, GlobalOptions& global, int* exit_code);
+void AddDemo(CLI::App& app, GlobalOptions& global, int* exit_code);
 
 // Builds the registry or prints a one-line error and returns nullptr.
 std::unique_ptr<Registry> OpenRegistry(const GlobalOptions& global);

@@ -1,4 +1,5 @@
-// disco — register, list, watch and pick service instances in etcd or Consul.
+// disco — register, list, watch and pick service instances in etcd or Consul,
+// and run the demo client.
 #include <cstdlib>
 #include <iostream>
 
@@ -6,19 +7,22 @@
 
 int main(int argc, char** argv) {
   disco::cli::BlockStopSignals();
-  CLI::App app{"disco: service registration and discovery on etcd and Consul", "disco"};
+  CLI::App app{"disco: service registration and discovery on etcd and Consul, and the demo client",
+               "disco"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "disco 0.1.0");
 
   disco::cli::GlobalOptions global;
   const char* env = std::getenv("DISCO_REGISTRY");
   global.registry = env && *env ? env : "etcd://127.0.0.1:2379";
-  app.add_option("--registry", global.registry,
-                 "Registry URL: etcd://host:port[,host:port], consul://host:port[?token=T], memory://\n"
-                 "(env DISCO_REGISTRY; default etcd://127.0.0.1:2379)")
+  app.add_option(
+         "--registry", global.registry,
+         "Registry URL: etcd://host:port[,host:port], consul://host:port[?token=T], memory://\n"
+         "(env DISCO_REGISTRY; default etcd://127.0.0.1:2379)")
       ->envname("DISCO_REGISTRY")
       ->capture_default_str();
-  app.add_option("--timeout-ms", global.timeout_ms, "Bound on each registry request in milliseconds")
+  app.add_option("--timeout-ms", global.timeout_ms,
+                 "Bound on each registry request in milliseconds")
       ->envname("DISCO_TIMEOUT_MS")
       ->check(CLI::Range(100, 600000))
       ->capture_default_str();
@@ -27,7 +31,8 @@ int main(int argc, char** argv) {
       "  disco register user-service --id user-1 --address 127.0.0.1 --port 5001\n"
       "  disco list user-service\n"
       "  disco watch user-service\n"
-      "  disco pick user-service --policy ring_hash --key alice");
+      "  disco pick user-service --policy ring_hash --key alice\n"
+      "  disco demo --gateway http://127.0.0.1:8080");
 
   int exit_code = 0;
   disco::cli::AddRegister(app, global, &exit_code);
@@ -35,6 +40,7 @@ int main(int argc, char** argv) {
   disco::cli::AddList(app, global, &exit_code);
   disco::cli::AddWatch(app, global, &exit_code);
   disco::cli::AddPick(app, global, &exit_code);
+  disco::cli::AddDemo(app, global, &exit_code);
 
   try {
     app.parse(argc, argv);

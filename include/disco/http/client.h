@@ -22,7 +22,9 @@
 // the requests in flight, Envoy's rule), so a failing service is not flooded.
 // The decision lives in one function (src/http/retry_policy.h). A pooled
 // connection that turns out to be closed by the peer before any answer byte
-// is replaced by a fresh one transparently (not counted as a retry).
+// is replaced by a fresh one transparently (not counted as a retry). A retry
+// goes to an instance the call has not tried yet, whatever the balancer
+// policy (a consistent-hash policy would pick the same one again).
 //
 // Every attempt updates the endpoint's EndpointStats: active_requests while in
 // flight (least_request reads it), and afterwards the outcome goes to
@@ -63,11 +65,13 @@ namespace disco::http {
 
 struct ClientOptions {
   std::string policy = "round_robin";  // balancer policy for every service
-  // When set, each service's balancer is wrapped in outlier detection, fed
-  // with the outcome of every attempt.
-  std::optional<OutlierOptions> outlier_detection = std::nullopt;
+  // Each service's balancer is wrapped in outlier detection (disco/outlier.h),
+  // fed with the outcome of every attempt. On by default; nullopt: off.
+  std::optional<OutlierOptions> outlier_detection = OutlierOptions{};
   std::chrono::milliseconds per_try_timeout{2000};  // connect + send + receive of one attempt
-  int max_attempts = 2;                             // 1 = no retry
+  // Attempts per call, the first included (1 = no retry). Each retry goes to
+  // an instance this call has not tried yet while there is one.
+  int max_attempts = 3;
   // Bound on the whole call, retries and backoff included; no attempt starts
   // or runs past it. Zero: per_try_timeout × max_attempts.
   std::chrono::milliseconds deadline{0};
@@ -101,7 +105,8 @@ struct ClientRequest {
   std::string request_id{};     // sent as X-Request-Id when non-empty
   std::string authorization{};  // sent as Authorization when non-empty
   // Whether a reset, timeout or 503 may be retried. Default: true for GET,
-  // HEAD, OPTIONS, PUT and DELETE.
+  // HEAD, OPTIONS, PUT and DELETE, and for a request with an Idempotency-Key
+  // header (the server promises to act on it once, see order-service).
   std::optional<bool> retry_safe{};
   std::string hash_key{};  // for consistent-hashing policies
 };

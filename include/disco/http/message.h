@@ -49,8 +49,8 @@ struct Request {
 struct Response {
   int status = 200;
   std::string content_type = "application/json";  // empty: no Content-Type header
-  // Extra headers, sent in order with duplicates kept (Content-Type and
-  // X-Request-Id here replace the server's own; Content-Length and
+  // Extra headers, sent in order with duplicates kept (Content-Type,
+  // X-Request-Id and X-Served-By here replace the server's own; Content-Length and
   // Connection are the server's business and must not be given).
   std::vector<std::pair<std::string, std::string>> headers{};
   std::string body{};

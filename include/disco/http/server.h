@@ -10,7 +10,9 @@
 //
 // Per request the server: enforces limits (body → 413, header block → 431,
 // slow or stalled request → 408 and close, bad syntax → 400), takes or makes
-// the X-Request-Id (echoed in the response), routes (404 / 405 with Allow),
+// the X-Request-Id (echoed in the response), names the instance that answered
+// in X-Served-By (ServerOptions::instance_id, when set; a handler's own
+// X-Served-By replaces it, so a proxy passes its upstream's on), routes (404 / 405 with Allow),
 // runs the handler, writes one JSON-lines access-log entry through the spdlog
 // logger named "access" (method, path without query, route, status, duration,
 // request id, bytes; never headers or bodies) and records metrics by route
@@ -56,7 +58,8 @@ struct ServerOptions {
   // How long an idle keep-alive connection is kept open.
   std::chrono::milliseconds idle_timeout{30'000};
 
-  // Shown by GET /health and used in logs.
+  // Shown by GET /health and used in logs; instance_id is also sent as the
+  // X-Served-By response header.
   std::string service = "service";
   std::string instance_id{};
 

@@ -80,7 +80,11 @@ asio::awaitable<void> KeepAlive(Core* core, std::shared_ptr<Task> task) {
   const std::string what = "consul registration " + instance.service + "/" + instance.id;
   Backoff backoff(milliseconds(200),
                   std::clamp(task->interval, milliseconds(1000), milliseconds(5000)));
-  milliseconds next = task->interval;
+  // TTL mode: the first heartbeat goes out at once. Registering an ID the
+  // agent still has keeps its check's old status (backend-api.md, gotcha 4),
+  // so an instance restarted after a crash, whose check went critical, would
+  // otherwise stay invisible to ?passing until its first heartbeat.
+  milliseconds next = task->ttl_mode ? milliseconds(0) : task->interval;
   while (!task->slot.cancelled()) {
     co_await task->slot.Sleep(next);
     if (task->slot.cancelled()) break;

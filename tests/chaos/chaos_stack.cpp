@@ -1,0 +1,306 @@
+#include "chaos/chaos_stack.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "common/database.h"
+#include "fixture/http_client.h"
+
+namespace disco::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+// The sum of the samples of metric `name` whose labels include every one of
+// `labels` (each written `key="value"`). `found` tells whether any matched.
+double Sample(const std::string& text, std::string_view name,
+              const std::vector<std::string>& labels, bool* found = nullptr) {
+  double sum = 0;
+  bool any = false;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    if (!line.starts_with(name)) continue;
+    if (line.size() <= name.size() || (line[name.size()] != '{' && line[name.size()] != ' '))
+      continue;
+    auto space = line.rfind(' ');
+    if (space == std::string::npos) continue;
+    std::string_view series(line.data(), space);
+    bool match = true;
+    for (const auto& label : labels) {
+      if (series.find(label) == std::string_view::npos) {
+        match = false;
+        break;
+      }
+    }
+    if (!match) continue;
+    any = true;
+    sum += std::strtod(line.c_str() + space + 1, nullptr);
+  }
+  if (found) *found = any;
+  return sum;
+}
+
+std::string Label(const std::string& key, const std::string& value) {
+  return key + "=\"" + value + "\"";
+}
+
+bool InSnapshot(const Resolver& resolver, const std::string& id, bool usable) {
+  auto snapshot = resolver.snapshot();
+  for (const auto& endpoint : snapshot->endpoints) {
+    if (endpoint.instance.id == id) return !usable || !endpoint.ejected();
+  }
+  return false;
+}
+
+std::string RandomHex() {
+  std::random_device device;
+  std::ostringstream out;
+  out << std::hex << device() << device();
+  return out.str();
+}
+
+std::string Tail(const std::string& text, std::size_t n) {
+  return text.size() <= n ? text : "..." + text.substr(text.size() - n);
+}
+
+}  // namespace
+
+std::string Ms(std::optional<std::chrono::milliseconds> value) {
+  return value ? std::to_string(value->count()) : "-";
+}
+
+std::string Ms(double value) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", value);
+  return buf;
+}
+
+ChaosStack::ChaosStack(ChaosOptions options) : options_(std::move(options)) {
+  backend_ = MakeRegistryBackend(options_.backend);
+  backend_->Start();
+  auto registry = MakeRegistry(backend_->url());
+  if (!registry) throw std::runtime_error(registry.error().ToString());
+  registry_ = std::move(*registry);
+  for (int i = 0; i < 2; ++i) users_.push_back(std::make_unique<ServiceProcess>(UserOptions(i)));
+  for (int i = 0; i < 2; ++i) orders_.push_back(std::make_unique<ServiceProcess>(OrderOptions(i)));
+  last_.resize(orders_.size());
+
+  auto user_watch = Resolver::Make(*registry_, "user-service");
+  auto order_watch = Resolver::Make(*registry_, "order-service");
+  if (!user_watch || !order_watch) throw std::runtime_error("cannot make the test's resolvers");
+  user_watch_ = std::move(*user_watch);
+  order_watch_ = std::move(*order_watch);
+  for (auto& user : users_) {
+    if (!WaitEverywhere("user-service", user->id(), true, 20s))
+      throw std::runtime_error("user-service " + user->id() + " never reached every resolver\n" +
+                               Logs());
+  }
+  for (auto& order : orders_) {
+    if (!WaitEverywhere("order-service", order->id(), true, 20s))
+      throw std::runtime_error("order-service " + order->id() + " never reached the resolvers\n" +
+                               Logs());
+  }
+
+  for (int i = 0; i < options_.users; ++i) {
+    const std::string name = "chaos" + std::to_string(i);
+    const nlohmann::json account = {
+        {"username", name}, {"password", "password123"}, {"email", name + "@example.com"}};
+    auto registered = JsonRequest(users_[0]->port(), "POST", "/api/users/register", account);
+    if (registered.status != 201) throw std::runtime_error("register: " + registered.raw);
+    auto login = JsonRequest(users_[0]->port(), "POST", "/api/users/login",
+                             {{"username", name}, {"password", "password123"}});
+    if (login.status != 200) throw std::runtime_error("login: " + login.raw);
+    tokens_.push_back(login.Json().value("token", std::string()));
+  }
+
+  key_prefix_ = "chaos-" + options_.backend + "-" + RandomHex();
+  LoadOptions load;
+  load.registry = backend_->url();
+  load.rate = options_.rate;
+  load.tokens = tokens_;
+  load.key_prefix = key_prefix_;
+  load.per_try_timeout = options_.load_per_try_timeout;
+  load_ = std::make_unique<LoadGenerator>(load);
+  for (auto& order : orders_) {
+    if (!WaitEverywhere("order-service", order->id(), true, 20s))
+      throw std::runtime_error("the load generator does not see " + order->id());
+  }
+}
+
+ChaosStack::~ChaosStack() { StopLoad(); }
+
+ServiceOptions ChaosStack::UserOptions(int i) {
+  ServiceOptions o;
+  o.binary = UserServicePath();
+  o.registry = backend_->url();
+  o.db = dir_.Sub("users.db");
+  o.log_path = dir_.Sub("user-" + std::to_string(i) + ".log");
+  o.args = {"--bcrypt-cost", "4", "--access-log", "false"};
+  return o;
+}
+
+ServiceOptions ChaosStack::OrderOptions(int i) {
+  ServiceOptions o;
+  o.binary = OrderServicePath();
+  o.registry = backend_->url();
+  o.db = dir_.Sub("orders.db");
+  o.log_path = dir_.Sub("order-" + std::to_string(i) + ".log");
+  o.args = {"--call-timeout-ms", std::to_string(options_.call_timeout.count()), "--access-log",
+            "false"};
+  return o;
+}
+
+void ChaosStack::StartLoad() { load_->Start(); }
+
+void ChaosStack::StopLoad() {
+  if (load_) load_->Stop();
+}
+
+std::string ChaosStack::Metrics(std::uint16_t port) {
+  auto response = HttpRequest(port, "GET", "/metrics", {}, {}, 1s);
+  return response.status == 200 ? response.body : std::string();
+}
+
+bool ChaosStack::Everywhere(const std::string& service, const std::string& id, bool present,
+                            bool usable, const std::set<pid_t>& skip) {
+  // The test's own resolvers are the registry's view, not callers: they say
+  // nothing about ejections, so "not usable anywhere" does not ask them.
+  Resolver& own = service == "user-service" ? *user_watch_ : *order_watch_;
+  if ((present || !usable) && InSnapshot(own, id, false) != present) return false;
+  if (service == "order-service") {
+    return !load_ || InSnapshot(load_->resolver(), id, usable) == present;
+  }
+  for (auto& order : orders_) {
+    if (!order->running() || skip.contains(order->pid())) continue;
+    std::string text = Metrics(order->port());
+    if (text.empty()) return false;  // cannot tell: not yet
+    bool found = false;
+    double ejected = Sample(text, "disco_endpoint_ejected",
+                            {Label("service", service), Label("instance", id)}, &found);
+    bool here = found && (!usable || ejected == 0);
+    if (here != present) return false;
+  }
+  return true;
+}
+
+std::optional<std::chrono::milliseconds> ChaosStack::WaitEverywhere(
+    const std::string& service, const std::string& id, bool present,
+    std::chrono::milliseconds timeout, bool usable, const std::set<pid_t>& skip) {
+  const auto start = Clock::now();
+  if (WaitFor([&] { return Everywhere(service, id, present, usable, skip); }, timeout, 20ms)) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start);
+  }
+  return std::nullopt;
+}
+
+bool ChaosStack::ResolversFresh(bool fresh) {
+  auto ok = [fresh](double staleness) { return fresh ? staleness == 0 : staleness > 0; };
+  for (auto& order : orders_) {
+    if (!order->running()) continue;
+    std::string text = Metrics(order->port());
+    bool found = false;
+    double staleness = Sample(text, "disco_resolver_staleness_seconds",
+                              {Label("service", "user-service")}, &found);
+    if (!found || !ok(staleness)) return false;
+  }
+  if (load_ && !ok(static_cast<double>(load_->resolver().Staleness().count()))) return false;
+  return ok(static_cast<double>(user_watch_->Staleness().count())) &&
+         ok(static_cast<double>(order_watch_->Staleness().count()));
+}
+
+double ChaosStack::MinStaleness() {
+  double least = -1;
+  for (auto& order : orders_) {
+    bool found = false;
+    double staleness = Sample(Metrics(order->port()), "disco_resolver_staleness_seconds",
+                              {Label("service", "user-service")}, &found);
+    if (found && (least < 0 || staleness < least)) least = staleness;
+  }
+  return least;
+}
+
+bool ChaosStack::RegisteredAndActive(ServiceProcess& process, const std::string& service) {
+  std::string text = Metrics(process.port());
+  bool found = false;
+  Sample(text, "disco_registrations", {Label("id", process.id()), Label("state", "active")},
+         &found);
+  if (!found) return false;
+  auto listed = registry_->List(service);
+  if (!listed) return false;
+  for (const auto& status : *listed) {
+    if (status.instance.id == process.id()) return true;
+  }
+  return false;
+}
+
+DownstreamCounters ChaosStack::Downstream() {
+  const std::vector<std::string> user = {Label("service", "user-service")};
+  for (std::size_t i = 0; i < orders_.size(); ++i) {
+    if (!orders_[i]->running()) continue;
+    std::string text = Metrics(orders_[i]->port());
+    if (text.empty()) continue;  // stopped (SIGSTOP) or restarting: keep the last reading
+    DownstreamCounters c;
+    c.retries = Sample(text, "http_client_retries_total", user);
+    c.ejections = Sample(text, "disco_outlier_ejections_total", user);
+    c.timeouts = Sample(text, "http_client_attempts_total",
+                        {Label("service", "user-service"), Label("outcome", "timeout")});
+    c.exhausted = Sample(text, "http_client_retry_budget_exhausted_total", user);
+    last_[i] = c;
+  }
+  DownstreamCounters total = folded_;
+  for (const auto& c : last_) {
+    total.retries += c.retries;
+    total.ejections += c.ejections;
+    total.timeouts += c.timeouts;
+    total.exhausted += c.exhausted;
+  }
+  return total;
+}
+
+void ChaosStack::Fold(std::size_t order_index) {
+  auto& c = last_[order_index];
+  folded_.retries += c.retries;
+  folded_.ejections += c.ejections;
+  folded_.timeouts += c.timeouts;
+  folded_.exhausted += c.exhausted;
+  c = {};
+}
+
+std::pair<std::int64_t, std::int64_t> ChaosStack::OrdersInDatabase() {
+  auto conn =
+      service::SqliteConnection::Open(dir_.Sub("orders.db"), service::SqliteSync::kNormal, "");
+  if (!conn) throw std::runtime_error(conn.error().ToString());
+  auto select = (*conn)->Prepare(
+      "SELECT count(*), count(DISTINCT idempotency_key) FROM orders WHERE idempotency_key LIKE ?1");
+  select.Bind(1, key_prefix_ + "-%");
+  if (!select.Step()) return {0, 0};
+  return {select.Int(0), select.Int(1)};
+}
+
+void ChaosStack::Report(const std::string& scenario, const Fields& fields) {
+  std::string line = "CHAOS scenario=" + scenario + " backend=" + options_.backend;
+  for (const auto& [key, value] : fields) line += " " + key + "=" + value;
+  std::cout << line << std::endl;
+  std::error_code ec;
+  const std::string dir = DISCO_TEST_ARTIFACTS_DIR;
+  std::filesystem::create_directories(dir, ec);
+  std::ofstream(dir + "/chaos.txt", std::ios::app) << line << "\n";
+}
+
+std::string ChaosStack::Logs() {
+  std::string out;
+  for (auto* group : {&users_, &orders_}) {
+    for (auto& process : *group) {
+      out += "--- " + process->id() + " ---\n" + Tail(process->ReadLog(), 3000) + "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace disco::testing

@@ -1,0 +1,329 @@
+// Chaos tests (issue 6): failures of real processes under a steady load of
+// creates through order-service → user-service, on etcd and on Consul.
+//
+// The client is ChaosStack's LoadGenerator: the library's http::Client
+// calling order-service through discovery (so failures of order-service
+// instances are hidden by the same retries and outlier detection that
+// order-service uses towards user-service). Each test prints one line
+//   CHAOS scenario=<name> backend=<etcd|consul> requests=... failed=... ...
+// (also appended to <build>/test-artifacts/chaos.txt) with the figures
+// quoted in docs/benchmarks.md.
+//
+// Bounds leave room for a loaded 2-core CI machine; the tests run one at a
+// time (RUN_SERIAL), since they measure latency.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <thread>
+
+#include "chaos/chaos_stack.h"
+
+namespace disco::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr auto kTtl = 3s;  // ServiceProcess registers with --registry-ttl 3
+constexpr auto kWarmup = 2s;
+// The client's first retry waits at most this long (ClientOptions::backoff_base).
+constexpr auto kFirstBackoff = 25ms;
+
+std::string N(std::size_t n) { return std::to_string(n); }
+std::string N(double n) { return std::to_string(static_cast<long long>(n)); }
+
+std::string Joined(const std::vector<std::string>& lines) {
+  std::string out;
+  for (const auto& line : lines) out += "  " + line + "\n";
+  return out;
+}
+
+milliseconds Since(Clock::time_point start) {
+  return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
+}
+
+class ChaosTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    ChaosOptions options;
+    options.backend = GetParam();
+    stack_ = std::make_unique<ChaosStack>(options);
+  }
+
+  // Figures common to every scenario's report line, then the scenario's own.
+  ChaosStack::Fields Common(const LoadFigures& all, const LoadFigures& fault) {
+    auto down = stack_->Downstream();
+    auto ejections =
+        down.ejections +
+        (stack_->load().resolver().outlier_detector()
+             ? static_cast<double>(stack_->load().resolver().outlier_detector()->ejections_total())
+             : 0);
+    return {
+        {"requests", N(all.requests)},
+        {"rate", N(all.rate)},
+        {"create_rate", N(all.seconds > 0 ? static_cast<double>(all.posts) / all.seconds : 0)},
+        {"failed", N(all.failed)},
+        {"retries", N(all.retries + static_cast<std::size_t>(down.retries))},
+        {"client_retries", N(all.retries)},
+        {"service_retries", N(down.retries)},
+        {"ejections", N(ejections)},
+        {"timeouts", N(down.timeouts)},
+        {"budget_exhausted",
+         N(down.exhausted + static_cast<double>(stack_->load().client().stats().budget_exhausted))},
+        {"replayed", N(all.replayed)},
+        {"p50_ms", Ms(all.p50_ms)},
+        {"p99_ms", Ms(all.p99_ms)},
+        {"fault_p99_ms", Ms(fault.p99_ms)},
+        {"max_ms", Ms(all.max_ms)}};
+  }
+
+  // What every scenario demands of the whole run.
+  void ExpectNoFailures(const LoadFigures& all) {
+    EXPECT_EQ(all.failed, 0u) << "failed requests, first ones:\n"
+                              << Joined(stack_->load().Failures()) << stack_->Logs();
+    // Creates are the requests that go on to user-service.
+    const double creates_per_second =
+        all.seconds > 0 ? static_cast<double>(all.posts) / all.seconds : 0;
+    EXPECT_GE(creates_per_second, 200.0)
+        << "at least 200 requests/s through order-service → user-service";
+    // Every acknowledged create is in the database exactly once, retries and
+    // replays included (the Idempotency-Key is unique per user).
+    auto [rows, keys] = stack_->OrdersInDatabase();
+    EXPECT_EQ(rows, static_cast<std::int64_t>(all.posts));
+    EXPECT_EQ(keys, rows);
+  }
+
+  std::unique_ptr<ChaosStack> stack_;
+};
+
+// 1. kill -9 of one of two user-service instances.
+TEST_P(ChaosTest, KillNineOfAUserServiceFailsNoRequest) {
+  ChaosStack& s = *stack_;
+  s.StartLoad();
+  std::this_thread::sleep_for(kWarmup);
+
+  ServiceProcess& victim = *s.users()[0];
+  const auto killed = Clock::now();
+  victim.Kill();
+  // Out of the registry within the TTL, and so out of every resolver.
+  auto gone = s.WaitEverywhere("user-service", victim.id(), false, 20s);
+  const auto fault_end = Clock::now();
+  std::this_thread::sleep_for(2s);
+
+  const auto restarted = Clock::now();
+  victim.Restart();
+  auto back = s.WaitEverywhere("user-service", victim.id(), true, 20s, true);
+  const auto recovered = back ? std::optional(Since(restarted)) : std::nullopt;
+  std::this_thread::sleep_for(2s);
+  s.StopLoad();
+
+  auto all = s.load().Figures();
+  auto fault = s.load().Figures(killed, fault_end);
+  auto fields = Common(all, fault);
+  fields.push_back({"detect_ms", Ms(gone)});
+  fields.push_back({"recover_ms", Ms(recovered)});
+  s.Report("kill9_user_service", fields);
+
+  ASSERT_TRUE(gone) << "the killed instance never left every resolver\n" << s.Logs();
+  EXPECT_LE(*gone, kTtl + 1s) << "it must leave every resolver within TTL + 1 s";
+  EXPECT_TRUE(back) << "the restarted instance never came back\n" << s.Logs();
+  ExpectNoFailures(all);
+}
+
+// 2. The registry stopped for 30 s, then started again.
+TEST_P(ChaosTest, RegistryOutageOf30sFailsNoRequest) {
+  ChaosStack& s = *stack_;
+  s.StartLoad();
+  std::this_thread::sleep_for(kWarmup);
+
+  const auto stopped = Clock::now();
+  s.backend().Stop();
+  // Every resolver notices and serves its last snapshot, reporting staleness.
+  std::optional<milliseconds> noticed;
+  if (WaitFor([&] { return s.ResolversFresh(false); }, 15s, 50ms)) noticed = Since(stopped);
+  std::this_thread::sleep_until(stopped + 30s);
+  const double stale_s = s.MinStaleness();
+  const bool stale_before_return = s.ResolversFresh(false);
+
+  s.backend().Start();
+  const auto returned = Clock::now();
+  // Every instance registered again (its registration active and listed).
+  std::vector<std::pair<ServiceProcess*, std::string>> instances;
+  for (auto& p : s.users()) instances.push_back({p.get(), "user-service"});
+  for (auto& p : s.orders()) instances.push_back({p.get(), "order-service"});
+  std::optional<milliseconds> registered_max = milliseconds(0);
+  std::string not_registered;
+  for (auto& [process, service] : instances) {
+    if (!WaitFor([&, p = process, name = service] { return s.RegisteredAndActive(*p, name); }, 20s,
+                 50ms)) {
+      not_registered += " " + process->id();
+      registered_max.reset();
+    } else if (registered_max) {
+      registered_max = std::max(*registered_max, Since(returned));
+    }
+  }
+  // Every resolver resynced.
+  std::optional<milliseconds> resynced;
+  if (WaitFor([&] { return s.ResolversFresh(true); }, 20s, 50ms)) resynced = Since(returned);
+  bool all_visible = true;
+  for (auto& [process, service] : instances) {
+    all_visible = all_visible && s.WaitEverywhere(service, process->id(), true, 10s, true);
+  }
+  std::this_thread::sleep_for(5s);
+  s.StopLoad();
+
+  auto all = s.load().Figures();
+  auto fault = s.load().Figures(stopped, returned + 5s);
+  auto fields = Common(all, fault);
+  fields.push_back({"outage_s", "30"});
+  fields.push_back({"detect_ms", Ms(noticed)});
+  fields.push_back({"stale_s", Ms(stale_s)});
+  fields.push_back({"reregister_ms", Ms(registered_max)});
+  fields.push_back({"resync_ms", Ms(resynced)});
+  s.Report("registry_outage_30s", fields);
+
+  EXPECT_TRUE(noticed) << "the resolvers never reported the registry unreachable";
+  EXPECT_TRUE(stale_before_return) << "staleness must be reported through the outage";
+  EXPECT_GE(stale_s, 20.0);
+  ASSERT_TRUE(registered_max) << "not registered again:" << not_registered << "\n" << s.Logs();
+  EXPECT_LE(*registered_max, 5s) << "every instance must be registered again within 5 s";
+  EXPECT_TRUE(resynced) << "a resolver did not resync\n" << s.Logs();
+  EXPECT_TRUE(all_visible) << "an instance is missing from a resolver after the outage";
+  ExpectNoFailures(all);
+}
+
+// 3. Rolling restart of every instance (SIGTERM, start again, one at a time).
+TEST_P(ChaosTest, RollingRestartFailsNoRequest) {
+  ChaosStack& s = *stack_;
+  s.StartLoad();
+  std::this_thread::sleep_for(kWarmup);
+
+  struct Step {
+    ServiceProcess* process;
+    std::string service;
+    int order_index;  // -1 for user-service
+  };
+  std::vector<Step> steps = {{s.users()[0].get(), "user-service", -1},
+                             {s.users()[1].get(), "user-service", -1},
+                             {s.orders()[0].get(), "order-service", 0},
+                             {s.orders()[1].get(), "order-service", 1}};
+  const auto began = Clock::now();
+  milliseconds left_max{0};
+  milliseconds back_max{0};
+  bool all_left = true;
+  bool all_back = true;
+  for (const Step& step : steps) {
+    ServiceProcess& p = *step.process;
+    if (step.order_index >= 0) s.Downstream();  // its counters, before it exits
+    ASSERT_TRUE(p.Signal(SIGTERM));
+    auto left = s.WaitEverywhere(step.service, p.id(), false, 10s);
+    EXPECT_EQ(p.Wait(30s), 0) << p.id() << " did not exit cleanly\n" << p.ReadLog();
+    if (step.order_index >= 0) s.Fold(static_cast<std::size_t>(step.order_index));
+    if (left)
+      left_max = std::max(left_max, *left);
+    else
+      all_left = false;
+    const auto restarted = Clock::now();
+    p.Restart();
+    auto back = s.WaitEverywhere(step.service, p.id(), true, 20s, true);
+    if (back)
+      back_max = std::max(back_max, Since(restarted));
+    else
+      all_back = false;
+    std::this_thread::sleep_for(1s);  // let it take its share before the next one goes
+  }
+  const auto ended = Clock::now();
+  std::this_thread::sleep_for(2s);
+  s.StopLoad();
+
+  auto all = s.load().Figures();
+  auto fault = s.load().Figures(began, ended);
+  auto fields = Common(all, fault);
+  fields.push_back({"restarts", "4"});
+  fields.push_back({"detect_ms", all_left ? Ms(left_max) : "-"});
+  fields.push_back({"recover_ms", all_back ? Ms(back_max) : "-"});
+  s.Report("rolling_restart", fields);
+
+  EXPECT_TRUE(all_left) << "a stopping instance did not leave every resolver";
+  EXPECT_TRUE(all_back) << "a restarted instance did not come back\n" << s.Logs();
+  ExpectNoFailures(all);
+}
+
+// 4. An instance that accepts connections but never answers (SIGSTOP): first
+// one of the user-services (order-service's tries time out and go to the
+// other), then one of the order-services (the load generator's do).
+TEST_P(ChaosTest, HungInstanceTimesOutPerTryAndSucceedsElsewhere) {
+  ChaosStack& s = *stack_;
+  const auto started = Clock::now();
+  s.StartLoad();
+  std::this_thread::sleep_for(kWarmup);
+  const auto baseline = s.load().Figures(started, Clock::now());
+  constexpr auto kHang = 6s;  // longer than the TTL: it also leaves the registry
+
+  // Phase A: a user-service hangs.
+  ServiceProcess& user = *s.users()[0];
+  const auto user_stopped = Clock::now();
+  ASSERT_TRUE(user.Signal(SIGSTOP));
+  auto user_out = s.WaitEverywhere("user-service", user.id(), false, 10s, true);
+  std::this_thread::sleep_until(user_stopped + kHang);
+  ASSERT_TRUE(user.Signal(SIGCONT));
+  const auto user_resumed = Clock::now();
+  auto user_back = s.WaitEverywhere("user-service", user.id(), true, 20s, true);
+  const auto timeouts_a = s.Downstream().timeouts;
+  std::this_thread::sleep_for(1s);
+
+  // Phase B: an order-service hangs.
+  ServiceProcess& order = *s.orders()[0];
+  s.Downstream();
+  const auto order_stopped = Clock::now();
+  ASSERT_TRUE(order.Signal(SIGSTOP));
+  auto order_out = s.WaitEverywhere("order-service", order.id(), false, 10s, true, {order.pid()});
+  std::this_thread::sleep_until(order_stopped + kHang);
+  ASSERT_TRUE(order.Signal(SIGCONT));
+  const auto order_resumed = Clock::now();
+  auto order_back = s.WaitEverywhere("order-service", order.id(), true, 20s, true);
+  std::this_thread::sleep_for(2s);
+  s.StopLoad();
+
+  auto all = s.load().Figures();
+  auto user_fault = s.load().Figures(user_stopped, user_resumed);
+  auto order_fault = s.load().Figures(order_stopped, order_resumed);
+  // "Per-try timeout plus one retry": the timeout, the first retry's backoff,
+  // and the retry itself, which takes what a normal request takes (allowing
+  // for a loaded machine: three times the baseline p99, at least 300 ms).
+  const auto retry_allowance =
+      kFirstBackoff +
+      std::max(milliseconds(300), milliseconds(static_cast<long>(3 * baseline.p99_ms)));
+  const auto user_bound = s.options().call_timeout + retry_allowance;
+  const auto order_bound = s.options().load_per_try_timeout + retry_allowance;
+
+  auto fields = Common(all, user_fault);
+  fields.push_back({"baseline_p99_ms", Ms(baseline.p99_ms)});
+  fields.push_back({"user_hang_p99_ms", Ms(user_fault.p99_ms)});
+  fields.push_back({"user_hang_bound_ms", N(static_cast<double>(user_bound.count()))});
+  fields.push_back({"order_hang_p99_ms", Ms(order_fault.p99_ms)});
+  fields.push_back({"order_hang_bound_ms", N(static_cast<double>(order_bound.count()))});
+  fields.push_back({"user_detect_ms", Ms(user_out)});
+  fields.push_back({"order_detect_ms", Ms(order_out)});
+  fields.push_back({"user_recover_ms", Ms(user_back)});
+  fields.push_back({"order_recover_ms", Ms(order_back)});
+  s.Report("sigstop", fields);
+
+  EXPECT_TRUE(user_out) << "the hung user-service stayed in the picks\n" << s.Logs();
+  EXPECT_TRUE(order_out) << "the hung order-service stayed in the picks";
+  EXPECT_TRUE(user_back) << "the resumed user-service did not come back\n" << s.Logs();
+  EXPECT_TRUE(order_back) << "the resumed order-service did not come back\n" << s.Logs();
+  EXPECT_GT(timeouts_a, 0) << "order-service's tries to the hung user-service must time out";
+  EXPECT_GT(order_fault.retries, 0u) << "the load generator's tries to the hung order-service "
+                                        "must time out and be retried";
+  EXPECT_LE(user_fault.p99_ms, static_cast<double>(user_bound.count()));
+  EXPECT_LE(order_fault.p99_ms, static_cast<double>(order_bound.count()));
+  ExpectNoFailures(all);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ChaosTest, ::testing::Values("etcd", "consul"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace disco::testing
