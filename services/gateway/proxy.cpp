@@ -260,12 +260,17 @@ http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& reque
     }
   }
 
-  http::Response response;
-  response.status = answer->status;
-  response.content_type = std::string(answer->Header("Content-Type"));
+  // The upstream's headers and body are moved, not copied.
+  http::Response response{.status = answer->status, .content_type = {}};
   response.body = std::move(answer->body);
   response.headers.reserve(answer->headers.size());
+  bool have_type = false;
   for (auto& [name, value] : answer->headers) {
+    if (!have_type && HeaderNameEquals(name, "Content-Type")) {
+      response.content_type = std::move(value);  // the first one, as Header() would give
+      have_type = true;
+      continue;
+    }
     if (IsHopByHop(name) || IsOwnResponseHeader(name)) continue;
     if (NamedByAnyConnection(answer->headers, name)) continue;
     response.headers.emplace_back(std::move(name), std::move(value));

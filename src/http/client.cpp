@@ -12,6 +12,7 @@
 #include "disco/metrics.h"
 #include "disco/registry_url.h"
 #include "disco/resolver.h"
+#include "http/connection.h"
 #include "http/retry_policy.h"
 #include "util/fast_random.h"
 #include "util/log.h"
@@ -25,6 +26,8 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+using detail::Connection;
+using detail::ReadUntil;
 
 std::atomic<std::uint64_t> g_client_ids{0};
 
@@ -40,12 +43,11 @@ class PoolService final : public asio::execution_context::service {
       : asio::execution_context::service(context) {}
 
   struct Idle {
-    std::unique_ptr<beast::tcp_stream> stream;
+    std::shared_ptr<Connection> connection;
     Clock::time_point since;
   };
 
-  std::unique_ptr<beast::tcp_stream> Take(std::string_view key,
-                                          std::chrono::milliseconds max_idle) {
+  std::shared_ptr<Connection> Take(std::string_view key, std::chrono::milliseconds max_idle) {
     std::lock_guard lock(mu_);
     auto it = pools_.find(key);
     if (it == pools_.end()) return nullptr;
@@ -55,23 +57,30 @@ class PoolService final : public asio::execution_context::service {
       Idle entry =
           std::move(idle.back());  // most recently used first: warmest, least likely closed
       idle.pop_back();
-      if (now - entry.since < max_idle) return std::move(entry.stream);
+      if (now - entry.since < max_idle) return std::move(entry.connection);
+      entry.connection->Close();
     }
     return nullptr;
   }
 
-  void Put(std::string_view key, std::unique_ptr<beast::tcp_stream> stream, std::size_t max) {
+  void Put(std::string_view key, std::shared_ptr<Connection> connection, std::size_t max) {
     std::lock_guard lock(mu_);
     auto it = pools_.find(key);
     if (it == pools_.end()) it = pools_.emplace(std::string(key), std::vector<Idle>{}).first;
     auto& idle = it->second;
-    if (idle.size() >= max) return;  // closes it
-    idle.push_back(Idle{std::move(stream), Clock::now()});
+    if (idle.size() >= max) {
+      connection->Close();
+      return;
+    }
+    idle.push_back(Idle{std::move(connection), Clock::now()});
   }
 
  private:
   void shutdown() override {
     std::lock_guard lock(mu_);
+    for (auto& [key, idle] : pools_) {
+      for (auto& entry : idle) entry.connection->Close();
+    }
     pools_.clear();
   }
 
@@ -176,9 +185,7 @@ class StatusCounters {
   std::array<std::atomic<Counter*>, 500> by_status_{};
 };
 
-bool HasLineBreak(std::string_view text) {
-  return text.find_first_of("\r\n") != std::string_view::npos;
-}
+using detail::HasLineBreak;
 
 bool MethodHasBody(std::string_view method) {
   return !(method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS" ||
@@ -235,7 +242,9 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
 // owned pairs, body; no intermediate header container.
 class ResponseParser final : public bhttp::basic_parser<false> {
  public:
-  explicit ResponseParser(ClientResponse& out) : out_(out) {}
+  explicit ResponseParser(ClientResponse& out) : out_(out) {
+    out_.headers.reserve(8);  // one allocation for a typical answer's fields
+  }
 
  private:
   void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
@@ -410,9 +419,15 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
                                                const ClientRequest& request,
                                                Clock::time_point deadline) {
   AttemptResult result;
+  // Connections use io_context's concrete executor (http/connection.h).
   auto executor = co_await asio::this_coro::executor;
-  auto& context = asio::query(executor, asio::execution::context);
-  auto& pools = asio::use_service<PoolService>(context);
+  const auto* io_executor = executor.target<detail::Executor>();
+  if (io_executor == nullptr) {
+    co_return Failed(CallOutcome::kConnectFailed,
+                     "http::Client::Send must run on an io_context's executor");
+  }
+  auto& ioc = io_executor->context();
+  auto& pools = asio::use_service<PoolService>(ioc);
   // The pool key (client id + address) is built in a per-thread buffer right
   // before each use, never across a suspension: no allocation per attempt.
   auto pool_key = [&]() -> std::string_view {
@@ -428,22 +443,25 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
   // fails before any answer byte, the request was not processed: use a fresh
   // connection (once) without calling it a retry.
   for (int round = 0; round < 2; ++round) {
-    auto stream = round == 0 ? pools.Take(pool_key(), options.pool_idle_timeout) : nullptr;
-    bool reused = stream != nullptr;
-    if (!stream) {
+    auto connection = round == 0 ? pools.Take(pool_key(), options.pool_idle_timeout) : nullptr;
+    bool reused = connection != nullptr;
+    if (!connection) {
       auto host_port = ParseHostPort(address);
       if (!host_port)
         co_return Failed(CallOutcome::kConnectFailed, "bad address '" + address + "'");
-      stream = std::make_unique<beast::tcp_stream>(executor);
-      stream->expires_at(deadline);
+      connection = std::make_shared<Connection>(detail::Socket(ioc.get_executor()));
+      connection->SetDeadline(deadline);
       auto ip = asio::ip::make_address(host_port->host, ec);
       if (!ec) {
-        co_await stream->async_connect(tcp::endpoint(ip, host_port->port),
-                                       asio::redirect_error(asio::use_awaitable, ec));
+        co_await connection->socket().async_connect(tcp::endpoint(ip, host_port->port),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
       } else {
-        // A name lookup is bounded by the attempt's deadline too.
-        auto resolver = std::make_shared<tcp::resolver>(executor);
-        asio::steady_timer guard(executor);
+        // A name lookup is bounded by the attempt's deadline too (the
+        // connection's deadline closes its socket, which a lookup does not use).
+        using Resolver = asio::ip::basic_resolver<tcp, detail::Executor>;
+        auto resolver = std::make_shared<Resolver>(ioc.get_executor());
+        asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, detail::Executor> guard(
+            ioc.get_executor());
         guard.expires_at(deadline);
         guard.async_wait([weak = std::weak_ptr(resolver)](boost::system::error_code e) {
           if (auto r = weak.lock(); r && !e) r->cancel();
@@ -453,55 +471,60 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
                                              asio::redirect_error(asio::use_awaitable, ec));
         guard.cancel();
         if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
-        if (!ec)
-          co_await stream->async_connect(endpoints, asio::redirect_error(asio::use_awaitable, ec));
+        if (!ec) {
+          co_await asio::async_connect(connection->socket(), endpoints,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+        }
       }
       if (ec) {
-        co_return Failed(
-            ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
-                                                  : CallOutcome::kConnectFailed,
-            "cannot connect to " + address + ": " +
-                (ec == beast::error::timeout ? std::string("timed out") : ec.message()));
+        const bool timed_out = connection->timed_out();
+        connection->Close();
+        co_return Failed(ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
+                                                               : CallOutcome::kConnectFailed,
+                         "cannot connect to " + address + ": " +
+                             (timed_out ? std::string("timed out") : ec.message()));
       }
-      stream->socket().set_option(tcp::no_delay(true), ec);
+      connection->socket().set_option(tcp::no_delay(true), ec);
     }
-    stream->expires_at(deadline);
+    connection->SetDeadline(deadline);
     co_await asio::async_write(
-        *stream, std::array<asio::const_buffer, 2>{asio::buffer(wire), asio::buffer(request.body)},
+        connection->socket(),
+        std::array<asio::const_buffer, 2>{asio::buffer(wire), asio::buffer(request.body)},
         asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
-      if (reused && ec != beast::error::timeout) continue;
-      co_return Failed(ec == beast::error::timeout ? CallOutcome::kTimeout : CallOutcome::kReset,
-                       "sending to " + address + " failed: " + ec.message());
+      const bool timed_out = connection->timed_out();
+      connection->Close();
+      if (reused && !timed_out) continue;
+      co_return Failed(timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
+                       "sending to " + address +
+                           " failed: " + (timed_out ? std::string("timed out") : ec.message()));
     }
-    beast::flat_buffer buffer;
+    auto& buffer = connection->buffer();
     ResponseParser parser(result.response);
     parser.body_limit(options.response_limit);
     parser.header_limit(64 * 1024);
     if (head_request) parser.skip(true);  // the answer has headers only
     // Header first: an announced length above the limit is refused before
     // any body byte is read (Beast's own check did not fire for it here).
-    co_await bhttp::async_read_header(*stream, buffer, parser,
-                                      asio::redirect_error(asio::use_awaitable, ec));
+    co_await detail::Read(*connection, parser, ReadUntil::kHeader, ec);
     if (!ec && parser.content_length().value_or(0) > options.response_limit)
       ec = bhttp::error::body_limit;
-    if (!ec && !parser.is_done()) {
-      co_await bhttp::async_read(*stream, buffer, parser,
-                                 asio::redirect_error(asio::use_awaitable, ec));
-    }
+    if (!ec) co_await detail::Read(*connection, parser, ReadUntil::kMessage, ec);
     if (ec == bhttp::error::body_limit) {
       // The instance works; the answer is just too big for us.
       AttemptResult too_big;
       too_big.code = ErrorCode::kMalformed;
       too_big.error = "the answer of " + address + " is larger than " +
                       std::to_string(options.response_limit) + " bytes";
-      stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+      connection->socket().shutdown(tcp::socket::shutdown_both, ec);
+      connection->Close();
       co_return too_big;
     }
     if (ec) {
       bool nothing_read = !parser.got_some() && buffer.size() == 0;
       bool closed = ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                     ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
+      connection->Close();
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
         co_return Failed(CallOutcome::kTimeout,
@@ -519,10 +542,11 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
     result.response.address = address;
     bool keep = parser.keep_alive() && buffer.size() == 0;
     if (keep) {
-      stream->expires_never();
-      pools.Put(pool_key(), std::move(stream), options.max_idle_per_endpoint);
+      connection->ClearDeadline();
+      pools.Put(pool_key(), std::move(connection), options.max_idle_per_endpoint);
     } else {
-      stream->socket().shutdown(tcp::socket::shutdown_both, ec);
+      connection->socket().shutdown(tcp::socket::shutdown_both, ec);
+      connection->Close();
     }
     co_return result;
   }

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <list>
 #include <thread>
@@ -13,6 +14,7 @@
 
 #include "disco/detail/asio.h"
 #include "disco/metrics.h"
+#include "http/connection.h"
 #include "util/log.h"
 
 namespace disco::http {
@@ -23,6 +25,9 @@ namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
+using detail::Connection;
+using detail::ReadUntil;
+using detail::Socket;
 
 constexpr std::string_view kUnmatched = "unmatched";
 // Names the instance that answered (ServerOptions::instance_id), so callers
@@ -44,8 +49,8 @@ std::size_t MethodIndex(std::string_view method) {
   return std::size(kMethods) - 1;
 }
 
-struct Connection {
-  beast::tcp_stream* stream = nullptr;
+struct ConnectionEntry {
+  Connection* connection = nullptr;
   bool idle = true;  // waiting for the first byte of a request
 };
 
@@ -57,18 +62,161 @@ struct RouteMetrics {
 struct Worker {
   // Declared before the io_context: coroutine frames destroyed with the
   // io_context unlink themselves from this list.
-  std::list<Connection*> connections;
+  std::list<ConnectionEntry*> connections;
   std::unordered_map<std::uint64_t, RouteMetrics> metrics_cache;  // touched only on this thread
   std::unique_ptr<asio::io_context> ioc = std::make_unique<asio::io_context>(1);
   std::thread thread;
 };
 
-std::string_view SV(beast::string_view s) { return {s.data(), s.size()}; }
-
 void AppendNumber(std::string& out, std::uint64_t v) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
   out.append(buf, end);
+}
+
+bool IEquals(beast::string_view a, std::string_view b) {
+  return HeaderNameEquals(std::string_view(a.data(), a.size()), b);
+}
+
+// Parses a request straight into a Request. The method, target and header
+// fields are copied into one string owned by the connection (no allocation
+// per field, none at all once that string has grown to fit a header block),
+// and the Request views them from there; the body goes to request.body.
+// Copying is needed: Beast may hand a field over from its own scratch
+// buffer (obs-fold), and reading the body may move the read buffer.
+class RequestParser final : public bhttp::basic_parser<true> {
+ public:
+  RequestParser(Request& request, std::string& store) : request_(request), store_(store) {
+    store_.clear();
+  }
+
+  unsigned version() const { return version_; }
+  bool expects_continue() const { return expect_continue_; }
+
+ private:
+  struct Span {
+    std::size_t offset, size;
+  };
+  Span Keep(beast::string_view text) {
+    Span span{store_.size(), text.size()};
+    store_.append(text.data(), text.size());
+    return span;
+  }
+  std::string_view View(Span span) const { return {store_.data() + span.offset, span.size}; }
+
+  void on_request_impl(bhttp::verb, beast::string_view method, beast::string_view target,
+                       int version, beast::error_code& ec) override {
+    version_ = static_cast<unsigned>(version);
+    method_ = Keep(method);
+    target_ = Keep(target);
+    ec = {};
+  }
+  void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override { ec = {}; }
+  void on_field_impl(bhttp::field field, beast::string_view name, beast::string_view value,
+                     beast::error_code& ec) override {
+    if (field == bhttp::field::expect && IEquals(value, "100-continue")) expect_continue_ = true;
+    fields_.push_back({Keep(name), Keep(value)});
+    ec = {};
+  }
+  void on_header_impl(beast::error_code& ec) override {
+    // The store is complete: views into it stay valid until the next request.
+    request_.method = View(method_);
+    request_.target = View(target_);
+    auto question = request_.target.find('?');
+    request_.path = request_.target.substr(0, question);
+    if (question != std::string_view::npos) request_.query = request_.target.substr(question + 1);
+    request_.headers.reserve(fields_.size());
+    for (const auto& [name, value] : fields_)
+      request_.headers.emplace_back(View(name), View(value));
+    ec = {};
+  }
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code& ec) override {
+    if (length) request_.body.reserve(static_cast<std::size_t>(*length));
+    ec = {};
+  }
+  std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
+    request_.body.append(body.data(), body.size());
+    ec = {};
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code& ec) override {
+    ec = {};
+  }
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                                 beast::error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(beast::error_code& ec) override { ec = {}; }
+
+  Request& request_;
+  std::string& store_;
+  Span method_{}, target_{};
+  // Spans until the header is complete (the store may still grow).
+  boost::container::small_vector<std::pair<Span, Span>, 16> fields_;
+  unsigned version_ = 11;
+  bool expect_continue_ = false;
+};
+
+// 1xx, 204 and 304 answers have no body, hence no Content-Length.
+bool HasBody(int status) { return status >= 200 && status != 204 && status != 304; }
+
+// Headers a handler may not set: the server frames the message itself.
+bool IsFramingHeader(std::string_view name) {
+  return HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Connection") ||
+         HeaderNameEquals(name, "Transfer-Encoding");
+}
+
+void AppendField(std::string& out, std::string_view name, std::string_view value) {
+  // A line break would let a value start a header of its own (or the body).
+  if (name.empty() || detail::HasLineBreak(name) || detail::HasLineBreak(value)) return;
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+// The status line and header block of `response`, written by hand into
+// `out` (a string reused per connection): no http::fields (an allocation
+// per field) and no Beast serializer (its buffer-sequence iterators cost
+// more than the whole request otherwise).
+void WriteHead(std::string& out, const Response& response, std::string_view request_id,
+               std::string_view served_by, unsigned version, bool keep_alive) {
+  const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
+  out.clear();
+  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+  AppendNumber(out, static_cast<std::uint64_t>(status));
+  out.push_back(' ');
+  out.append(ReasonPhrase(status));
+  out.append("\r\n");
+  // The handler's Content-Type, X-Request-Id and X-Served-By (a proxy passes
+  // its upstream's on) replace the server's own; the last copy wins.
+  std::string_view content_type = response.content_type;
+  for (const auto& [name, value] : response.headers) {
+    if (HeaderNameEquals(name, "Content-Type"))
+      content_type = value;
+    else if (HeaderNameEquals(name, "X-Request-Id"))
+      request_id = value;
+    else if (HeaderNameEquals(name, kServedBy))
+      served_by = value;
+  }
+  if (!content_type.empty()) AppendField(out, "Content-Type", content_type);
+  AppendField(out, "X-Request-Id", request_id);
+  if (!served_by.empty()) AppendField(out, kServedBy, served_by);
+  for (const auto& [name, value] : response.headers) {
+    if (HeaderNameEquals(name, "Content-Type") || HeaderNameEquals(name, "X-Request-Id") ||
+        HeaderNameEquals(name, kServedBy) || IsFramingHeader(name))
+      continue;
+    AppendField(out, name, value);
+  }
+  if (HasBody(status)) {
+    char digits[24];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, response.body.size());
+    AppendField(out, "Content-Length", std::string_view(digits, end - digits));
+  }
+  if (!keep_alive && version != 10) out.append("Connection: close\r\n");
+  if (keep_alive && version == 10) out.append("Connection: keep-alive\r\n");
+  out.append("\r\n");
 }
 
 }  // namespace
@@ -115,7 +263,7 @@ struct Server::Impl {
 
   Result<void> Start();
   Awaitable<void> AcceptLoop();
-  Awaitable<void> Session(tcp::socket socket, Worker& worker);
+  Awaitable<void> Session(Socket socket, Worker& worker);
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
               std::string_view method, std::string_view path, int status, Clock::time_point start,
               const std::string& request_id, std::size_t bytes_in, std::size_t bytes_out);
@@ -194,7 +342,7 @@ Awaitable<void> Server::Impl::AcceptLoop() {
   while (acceptor && acceptor->is_open()) {
     Worker& target = *workers[next++ % workers.size()];
     boost::system::error_code ec;
-    tcp::socket socket =
+    Socket socket =
         co_await acceptor->async_accept(*target.ioc, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
@@ -256,59 +404,71 @@ void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::siz
   }
 }
 
-Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
-  beast::tcp_stream stream(std::move(socket));
-  Connection connection{&stream};
-  worker.connections.push_front(&connection);
+Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
+  auto connection = std::make_shared<Connection>(std::move(socket));
+  ConnectionEntry entry{connection.get()};
+  worker.connections.push_front(&entry);
   auto self = worker.connections.begin();
   open_connections.fetch_add(1, std::memory_order_relaxed);
   connections_gauge->Add(1);
   struct Unlink {
     Impl* impl;
     Worker& worker;
-    std::list<Connection*>::iterator it;
+    std::list<ConnectionEntry*>::iterator it;
+    Connection& connection;
     ~Unlink() {
+      connection.Close();
       worker.connections.erase(it);
       impl->connections_gauge->Add(-1);
       impl->open_connections.fetch_sub(1, std::memory_order_relaxed);
     }
-  } unlink{this, worker, self};
+  } unlink{this, worker, self, *connection};
 
+  Socket& sock = connection->socket();
+  auto& buffer = connection->buffer();
   std::string remote;
   {
     boost::system::error_code ec;
-    auto endpoint = stream.socket().remote_endpoint(ec);
+    auto endpoint = sock.remote_endpoint(ec);
     if (!ec) remote = endpoint.address().to_string();
   }
 
-  beast::flat_buffer buffer;
+  // Reused by every request of the connection, so that a request costs no
+  // allocation for its header views, header text or response head once
+  // they have grown to fit.
+  Request request;
+  request.remote_address = remote;
+  std::string header_store;
+  std::string head;
   boost::system::error_code ec;
   bool linger = false;  // close gently after an error answer (the peer may still be sending)
   while (!draining.load(std::memory_order_relaxed)) {
     if (buffer.size() == 0) {
-      connection.idle = true;
-      stream.expires_after(options.idle_timeout);
-      std::size_t n = co_await stream.async_read_some(
-          buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
-      connection.idle = false;
+      entry.idle = true;
+      connection->SetDeadline(Clock::now() + options.idle_timeout);
+      std::size_t n = co_await sock.async_read_some(buffer.prepare(4096),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
+      entry.idle = false;
       if (ec) break;  // idle timeout, peer closed, or shutdown: nothing to answer
       buffer.commit(n);
     }
     auto start = Clock::now();
-    bhttp::request_parser<bhttp::string_body> parser;
+    request.method = request.target = request.path = request.query = request.route = {};
+    request.headers.clear();
+    request.params.clear();
+    request.body.clear();
+    RequestParser parser(request, header_store);
     parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
     parser.body_limit(options.body_limit);
-    stream.expires_after(options.request_timeout);
-    co_await bhttp::async_read_header(stream, buffer, parser,
-                                      asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec && parser.get()[bhttp::field::expect] == "100-continue" && !parser.is_done()) {
-      bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, 11};
-      co_await bhttp::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
-    }
-    if (!ec && !parser.is_done()) {
-      co_await bhttp::async_read(stream, buffer, parser,
+    connection->SetDeadline(start + options.request_timeout);
+    co_await detail::Read(*connection, parser, ReadUntil::kHeader, ec);
+    if (!ec && parser.expects_continue() && !parser.is_done()) {
+      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(sock, asio::buffer(kContinue.data(), kContinue.size()),
                                  asio::redirect_error(asio::use_awaitable, ec));
+      if (ec && connection->timed_out()) ec = beast::error::timeout;
     }
+    if (!ec) co_await detail::Read(*connection, parser, ReadUntil::kMessage, ec);
     if (ec) {
       Response error;
       if (ec == bhttp::error::body_limit) {
@@ -322,46 +482,37 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
       } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
                  ec == asio::error::eof || ec == asio::error::connection_reset ||
                  ec == asio::error::operation_aborted || ec == bhttp::error::partial_message) {
-        // Too slow (tcp_stream has closed the socket: slowloris ends here) or
-        // the peer went away mid-request: nobody to answer.
+        // Too slow (the deadline has closed the socket: slowloris ends here)
+        // or the peer went away mid-request: nobody to answer.
         break;
       } else {
         error = Response::Error(400, "bad_request", "malformed HTTP request: " + ec.message());
       }
-      bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(error.status), 11};
-      out.set(bhttp::field::content_type, error.content_type);
-      out.keep_alive(false);
       std::string request_id = NewRequestId();
-      out.set("X-Request-Id", request_id);
-      if (!options.instance_id.empty()) out.set(kServedBy, options.instance_id);
-      std::size_t bytes_out = error.body.size();
-      out.body() = std::move(error.body);
-      out.prepare_payload();
-      stream.expires_after(options.request_timeout);
-      co_await bhttp::async_write(stream, out, asio::redirect_error(asio::use_awaitable, ec));
-      Finish(worker, kUnmatched, 0, "-", "-", error.status, start, request_id, 0, bytes_out);
+      WriteHead(head, error, request_id, options.instance_id, 11, false);
+      connection->SetDeadline(Clock::now() + options.request_timeout);
+      co_await asio::async_write(
+          sock, std::array<asio::const_buffer, 2>{asio::buffer(head), asio::buffer(error.body)},
+          asio::redirect_error(asio::use_awaitable, ec));
+      Finish(worker, kUnmatched, 0, "-", "-", error.status, start, request_id, 0,
+             error.body.size());
       linger = true;
       break;
     }
+    // No deadline while the handler runs (it bounds its own calls).
+    connection->SetDeadline(Connection::kNever);
 
     in_flight.fetch_add(1, std::memory_order_relaxed);
     in_flight_gauge->Add(1);
-    auto& message = parser.get();
-    Request request;
-    request.method = SV(message.method_string());
-    request.target = SV(message.target());
-    auto question = request.target.find('?');
-    request.path = request.target.substr(0, question);
-    if (question != std::string_view::npos) request.query = request.target.substr(question + 1);
-    request.headers.reserve(16);
-    for (const auto& field : message)
-      request.headers.emplace_back(SV(field.name_string()), SV(field.value()));
-    request.body = std::move(message.body());
-    request.remote_address = remote;
-    std::string_view caller_id = SV(message["X-Request-Id"]);
-    request.request_id = IsValidRequestId(caller_id) ? std::string(caller_id) : NewRequestId();
+    std::string_view caller_id = request.Header("X-Request-Id");
+    if (IsValidRequestId(caller_id))
+      request.request_id.assign(caller_id);
+    else
+      request.request_id = NewRequestId();
 
-    Response response;
+    // Empty content type: the default one would be allocated only to be
+    // replaced by the handler's response.
+    Response response{.status = 500, .content_type = {}};
     std::string_view route_label = kUnmatched;
     std::size_t route_id = 0;
     auto match = router.Match(request.method, request.path, request.params);
@@ -390,28 +541,19 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
         break;
     }
 
-    bool keep_alive = message.keep_alive() && !draining.load(std::memory_order_relaxed);
-    bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status),
-                                            message.version()};
-    if (!response.content_type.empty()) out.set(bhttp::field::content_type, response.content_type);
-    out.set("X-Request-Id", request.request_id);
-    if (!options.instance_id.empty()) out.set(kServedBy, options.instance_id);
-    for (auto& [name, value] : response.headers) {
-      // Repeatable headers (Set-Cookie, Vary...) keep every copy; the ones the
-      // server owns are replaced (a proxy passes its upstream's X-Served-By on).
-      if (HeaderNameEquals(name, "X-Request-Id") || HeaderNameEquals(name, "Content-Type") ||
-          HeaderNameEquals(name, kServedBy))
-        out.set(name, value);
-      else
-        out.insert(name, value);
-    }
+    bool keep_alive = parser.keep_alive() && !draining.load(std::memory_order_relaxed);
+    WriteHead(head, response, request.request_id, options.instance_id, parser.version(),
+              keep_alive);
+    const bool with_body = HasBody(response.status);
     std::size_t bytes_in = request.body.size();
-    std::size_t bytes_out = response.body.size();
-    out.body() = std::move(response.body);
-    out.keep_alive(keep_alive);
-    out.prepare_payload();
-    stream.expires_after(options.request_timeout);
-    co_await bhttp::async_write(stream, out, asio::redirect_error(asio::use_awaitable, ec));
+    std::size_t bytes_out = with_body ? response.body.size() : 0;
+    connection->SetDeadline(Clock::now() + options.request_timeout);
+    // One gather write: the head and the body leave in one sendmsg.
+    co_await asio::async_write(
+        sock,
+        std::array<asio::const_buffer, 2>{asio::buffer(head),
+                                          asio::buffer(response.body.data(), bytes_out)},
+        asio::redirect_error(asio::use_awaitable, ec));
     Finish(worker, route_label, route_id, request.method, request.path, response.status, start,
            request.request_id, bytes_in, bytes_out);
     in_flight_gauge->Add(-1);
@@ -419,23 +561,23 @@ Awaitable<void> Server::Impl::Session(tcp::socket socket, Worker& worker) {
     if (ec || !keep_alive) break;
   }
 
-  if (linger && stream.socket().is_open()) {
+  if (linger && sock.is_open()) {
     // Half-close and drain what the peer still sends (briefly, bounded), so
     // the kernel does not answer its remaining bytes with a reset that could
     // destroy our error response before the peer reads it.
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    stream.expires_after(std::chrono::milliseconds(500));
+    sock.shutdown(tcp::socket::shutdown_send, ec);
+    connection->SetDeadline(Clock::now() + std::chrono::milliseconds(500));
     std::size_t drained = 0;
     char sink[4096];
     while (drained < 1024 * 1024) {
-      std::size_t n = co_await stream.async_read_some(
-          asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+      std::size_t n = co_await sock.async_read_some(asio::buffer(sink),
+                                                    asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
       drained += n;
     }
   }
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-  stream.close();
+  sock.shutdown(tcp::socket::shutdown_both, ec);
+  // ~Unlink closes the connection.
 }
 
 void Server::Impl::StopThreads() {
@@ -479,8 +621,9 @@ bool Server::Drain(std::chrono::milliseconds grace) {
   // current response (the session loop checks `draining`).
   for (auto& worker : impl.workers) {
     asio::post(*worker->ioc, [w = worker.get()] {
-      for (Connection* c : w->connections) {
-        if (c->idle) c->stream->cancel();
+      for (ConnectionEntry* entry : w->connections) {
+        boost::system::error_code ignored;
+        if (entry->idle) entry->connection->socket().cancel(ignored);
       }
     });
   }

@@ -18,8 +18,16 @@
 
 namespace disco::http {
 
-// Header names compare case-insensitively.
-bool HeaderNameEquals(std::string_view a, std::string_view b);
+namespace detail {
+// REQUIRES: a.size() == b.size().
+bool EqualsIgnoringCase(std::string_view a, std::string_view b);
+}  // namespace detail
+
+// Header names compare case-insensitively. Inline: most comparisons are
+// between names of different lengths and end at the size check.
+inline bool HeaderNameEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && detail::EqualsIgnoringCase(a, b);
+}
 
 struct Request {
   std::string_view method{};  // "GET", "POST", ... (upper case, as sent)

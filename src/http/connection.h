@@ -1,0 +1,99 @@
+// Connection: one TCP connection of the HTTP layer (a server session, or a
+// pooled connection of http::Client) with its read buffer and one deadline,
+// plus the read loop both sides use. Private to src/http.
+//
+// Why not beast::tcp_stream: it arms and cancels a timer around every read
+// and write, two timer-queue operations and one more handler per socket
+// operation. Here one timer serves every deadline of the connection:
+// SetDeadline() only stores the time, and touches the timer only when the
+// new deadline is earlier than the timer's expiry (rare: deadlines mostly
+// move forward); when the timer fires before the deadline it re-arms for it.
+// When a deadline passes the socket is closed, so the pending operation
+// fails, and timed_out() tells the caller why.
+//
+// The socket and the timer use io_context's concrete executor instead of
+// any_io_executor, so operations on them do not go through a type-erased
+// executor (servers and clients only ever run on io_contexts).
+//
+// Thread safety: none. A connection belongs to the io_context thread that
+// made it. Owned by shared_ptr: a pending timer wait holds a reference.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "disco/detail/asio.h"
+#include "disco/http/awaitable.h"
+
+namespace disco::http::detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+using Executor = asio::io_context::executor_type;
+using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
+using Clock = std::chrono::steady_clock;
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  static constexpr Clock::time_point kNever = Clock::time_point::max();
+
+  explicit Connection(Socket socket);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Socket& socket() { return socket_; }
+  beast::flat_buffer& buffer() { return buffer_; }
+
+  // Operations still pending at `deadline` fail (the socket is closed);
+  // kNever: no deadline. A deadline in the past closes the socket at once.
+  void SetDeadline(Clock::time_point deadline);
+  // No deadline, and no timer wait either: for a connection parked in a
+  // pool, which must not keep its io_context's run() from returning.
+  void ClearDeadline();
+  // The socket was closed because a deadline passed.
+  bool timed_out() const { return timed_out_; }
+
+  // Cancels the timer and closes the socket (idempotent).
+  void Close();
+
+ private:
+  void Arm(Clock::time_point at);
+  void OnTimer(std::uint64_t generation, const boost::system::error_code& ec);
+
+  Socket socket_;
+  asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, Executor> timer_;
+  beast::flat_buffer buffer_;
+  Clock::time_point deadline_ = kNever;
+  Clock::time_point expiry_ = kNever;  // of the pending wait, if armed_
+  std::uint64_t generation_ = 0;       // which wait is the current one
+  bool armed_ = false;
+  bool timed_out_ = false;
+};
+
+// How far Read() goes.
+enum class ReadUntil { kHeader, kMessage };
+
+// Feeds `parser` from the connection's buffer, reading from the socket as
+// needed, until the parser has the whole header or the whole message. On
+// return the buffer holds what follows (pipelined bytes). `ec`:
+// beast::error::timeout when the deadline passed; bhttp::error::end_of_stream
+// when the peer closed before sending any byte of this message; the
+// parser's errors (header_limit, body_limit, bad syntax); socket errors.
+// One loop, no composed operation: a message that is already in the buffer
+// is parsed without suspending.
+template <bool kIsRequest>
+Awaitable<void> Read(Connection& connection, bhttp::basic_parser<kIsRequest>& parser,
+                     ReadUntil until, boost::system::error_code& ec);
+
+extern template Awaitable<void> Read<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,
+                                           boost::system::error_code&);
+extern template Awaitable<void> Read<false>(Connection&, bhttp::basic_parser<false>&, ReadUntil,
+                                            boost::system::error_code&);
+
+// True when `text` holds a CR or LF (header injection).
+bool HasLineBreak(std::string_view text);
+
+}  // namespace disco::http::detail
