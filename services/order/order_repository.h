@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -48,12 +49,31 @@ class OrderRepository {
   // user already has an order with this idempotency key: nothing was
   // written), kUnavailable.
   virtual Result<Order> Create(const NewOrder& order) = 0;
+  // Creates the orders in one transaction, so that one commit (one WAL
+  // append and sync) serves them all: group commit. Returns once they are
+  // durably committed, one result per order, in order (kAlreadyExists for an
+  // order whose idempotency key is taken, as Create() would say). If the
+  // transaction fails, every order gets its error and none was written: no
+  // order-by-order retry here, as a failed commit may be in doubt
+  // (PostgreSQL) and a second write could then create an order twice.
+  std::vector<Result<Order>> CreateMany(std::span<const NewOrder* const> orders) {
+    if (orders.size() == 1) return {Create(*orders[0])};
+    auto all = CreateAll(orders);
+    if (all) return std::move(*all);
+    return std::vector<Result<Order>>(orders.size(), std::unexpected(all.error()));
+  }
   // The user's order made with idempotency key `key`, if any.
   virtual Result<std::optional<Order>> FindByIdempotencyKey(std::int64_t user_id,
                                                             std::string_view key) = 0;
   // The user's orders, newest first, at most `limit`.
   virtual Result<std::vector<Order>> ListByUser(std::int64_t user_id, std::size_t limit) = 0;
   virtual Result<std::optional<Order>> FindById(std::int64_t id) = 0;
+
+ protected:
+  // Every order in one transaction, committed, one result per order (an
+  // order whose idempotency key is taken: kAlreadyExists, nothing written for
+  // it); or an error and none of them written.
+  virtual Result<std::vector<Result<Order>>> CreateAll(std::span<const NewOrder* const> orders) = 0;
 };
 
 Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(

@@ -74,22 +74,8 @@ class PostgresOrderRepository final : public OrderRepository {
 
   Result<Order> Create(const NewOrder& order) override {
     return Run<Order>([&](pqxx::connection& conn) -> Result<Order> {
-      Order created{0,
-                    order.user_id,
-                    order.product,
-                    order.quantity,
-                    order.price_cents,
-                    order.total_cents,
-                    "created",
-                    service::UtcTimestamp(),
-                    order.idempotency_key};
       pqxx::nontransaction txn(conn);  // one statement: autocommit, durable when it returns
-      auto rows = txn.exec_prepared("order_insert", order.user_id, order.product, order.quantity,
-                                    order.price_cents, order.total_cents, created.status,
-                                    created.created_at, order.idempotency_key);
-      if (rows.empty()) return Fail(ErrorCode::kAlreadyExists, "idempotency key already used");
-      created.id = rows[0][0].as<std::int64_t>();
-      return created;
+      return Insert(txn, order, service::UtcTimestamp());
     });
   }
 
@@ -123,7 +109,42 @@ class PostgresOrderRepository final : public OrderRepository {
     });
   }
 
+ protected:
+  Result<std::vector<Result<Order>>> CreateAll(std::span<const NewOrder* const> orders) override {
+    using Results = std::vector<Result<Order>>;
+    return Run<Results>([&](pqxx::connection& conn) -> Result<Results> {
+      pqxx::work txn(conn);  // aborted by its destructor unless committed
+      Results created;
+      created.reserve(orders.size());
+      const std::string now = service::UtcTimestamp();
+      for (const NewOrder* order : orders) created.push_back(Insert(txn, *order, now));
+      txn.commit();
+      return created;
+    });
+  }
+
  private:
+  // ON CONFLICT DO NOTHING (order_insert): a taken key gives no row, and the
+  // transaction goes on.
+  static Result<Order> Insert(pqxx::transaction_base& txn, const NewOrder& order,
+                              const std::string& now) {
+    Order created{0,
+                  order.user_id,
+                  order.product,
+                  order.quantity,
+                  order.price_cents,
+                  order.total_cents,
+                  "created",
+                  now,
+                  order.idempotency_key};
+    auto rows = txn.exec_prepared("order_insert", order.user_id, order.product, order.quantity,
+                                  order.price_cents, order.total_cents, created.status,
+                                  created.created_at, order.idempotency_key);
+    if (rows.empty()) return Fail(ErrorCode::kAlreadyExists, "idempotency key already used");
+    created.id = rows[0][0].as<std::int64_t>();
+    return created;
+  }
+
   template <class T, class F>
   Result<T> Run(F&& body) {
     auto lease = pool_.Acquire();

@@ -38,6 +38,9 @@ void Migrate(SqliteConnection& conn) {
 constexpr const char* kInsert =
     "INSERT INTO orders (user_id, product, quantity, price_cents, total_cents, status, created_at,"
     " idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULLIF(?8, ''))";
+constexpr const char* kBegin = "BEGIN IMMEDIATE";
+constexpr const char* kCommit = "COMMIT";
+constexpr const char* kRollback = "ROLLBACK";
 constexpr const char* kById =
     "SELECT id, user_id, product, quantity, price_cents, total_cents, status, created_at,"
     " idempotency_key FROM orders WHERE id = ?1";
@@ -71,36 +74,8 @@ class SqliteOrderRepository final : public OrderRepository {
   Result<Order> Create(const NewOrder& order) override {
     auto lease = pool_.Acquire();
     if (!lease) return std::unexpected(lease.error());
-    return Guard<Order>([&]() -> Result<Order> {
-      Order created{0,
-                    order.user_id,
-                    order.product,
-                    order.quantity,
-                    order.price_cents,
-                    order.total_cents,
-                    "created",
-                    service::UtcTimestamp(),
-                    order.idempotency_key};
-      auto& conn = **lease;
-      auto insert = conn.Prepare(kInsert);
-      insert.Bind(1, order.user_id)
-          .Bind(2, order.product)
-          .Bind(3, order.quantity)
-          .Bind(4, order.price_cents);
-      insert.Bind(5, order.total_cents).Bind(6, created.status).Bind(7, created.created_at);
-      insert.Bind(8, order.idempotency_key);
-      try {
-        insert.Step();
-      } catch (const service::StorageError& e) {
-        // The only constraint an insert can break is the key's unique index.
-        if (e.code == ErrorCode::kAlreadyExists && !order.idempotency_key.empty()) {
-          return Fail(ErrorCode::kAlreadyExists, "idempotency key already used");
-        }
-        throw;
-      }
-      created.id = conn.LastInsertId();
-      return created;
-    });
+    return Guard<Order>(
+        [&]() -> Result<Order> { return Insert(**lease, order, service::UtcTimestamp()); });
   }
 
   Result<std::optional<Order>> FindByIdempotencyKey(std::int64_t user_id,
@@ -138,7 +113,66 @@ class SqliteOrderRepository final : public OrderRepository {
     });
   }
 
+ protected:
+  Result<std::vector<Result<Order>>> CreateAll(std::span<const NewOrder* const> orders) override {
+    using Results = std::vector<Result<Order>>;
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    return Guard<Results>([&]() -> Result<Results> {
+      auto& conn = **lease;
+      conn.Prepare(kBegin).Step();
+      try {
+        Results created;
+        created.reserve(orders.size());
+        const std::string now = service::UtcTimestamp();
+        for (const NewOrder* order : orders) created.push_back(Insert(conn, *order, now));
+        conn.Prepare(kCommit).Step();
+        return created;
+      } catch (...) {
+        try {
+          conn.Prepare(kRollback).Step();
+        } catch (const service::StorageError&) {
+          // Already rolled back by SQLite (it does so on some errors).
+        }
+        throw;
+      }
+    });
+  }
+
  private:
+  // A taken idempotency key fails only this statement (SQLite's default
+  // ABORT backs out the statement, not the transaction around it).
+  static Result<Order> Insert(SqliteConnection& conn, const NewOrder& order,
+                              const std::string& now) {
+    Order created{0,
+                  order.user_id,
+                  order.product,
+                  order.quantity,
+                  order.price_cents,
+                  order.total_cents,
+                  "created",
+                  now,
+                  order.idempotency_key};
+    auto insert = conn.Prepare(kInsert);
+    insert.Bind(1, order.user_id)
+        .Bind(2, order.product)
+        .Bind(3, order.quantity)
+        .Bind(4, order.price_cents);
+    insert.Bind(5, order.total_cents).Bind(6, created.status).Bind(7, created.created_at);
+    insert.Bind(8, order.idempotency_key);
+    try {
+      insert.Step();
+    } catch (const service::StorageError& e) {
+      // The only constraint an insert can break is the key's unique index.
+      if (e.code == ErrorCode::kAlreadyExists && !order.idempotency_key.empty()) {
+        return Fail(ErrorCode::kAlreadyExists, "idempotency key already used");
+      }
+      throw;
+    }
+    created.id = conn.LastInsertId();
+    return created;
+  }
+
   ConnectionPool<SqliteConnection> pool_;
 };
 

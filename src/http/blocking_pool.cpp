@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <deque>
 #include <exception>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -70,6 +72,110 @@ Awaitable<void> BlockingPool::Run(std::function<void()> work) {
           auto ex = asio::get_associated_executor(handler);
           asio::post(ex, std::move(handler));
         });
+      },
+      asio::use_awaitable);
+  if (error) std::rethrow_exception(error);
+}
+
+void BlockingPool::Post(std::function<void()> task) {
+  Impl* impl = impl_.get();
+  impl->pending.fetch_add(1, std::memory_order_relaxed);
+  asio::post(impl->pool, [impl, task = std::move(task)] {
+    task();
+    impl->pending.fetch_sub(1, std::memory_order_relaxed);
+  });
+}
+
+struct BatchQueue::Impl : std::enable_shared_from_this<Impl> {
+  // A suspended Submit(): resumes its coroutine on the coroutine's executor.
+  struct Waiter {
+    virtual ~Waiter() = default;
+    virtual void Resume() = 0;
+  };
+  struct Entry {
+    BatchItem* item;
+    std::exception_ptr* error;
+    std::unique_ptr<Waiter> waiter;
+  };
+
+  Impl(BlockingPool& p, BatchFunction r, std::size_t m)
+      : pool(p), run(std::move(r)), max_batch(m ? m : 1) {}
+
+  void Queue(Entry entry) {
+    bool start = false;
+    {
+      std::lock_guard lock(mu);
+      queue.push_back(std::move(entry));
+      start = !running;
+      running = true;
+    }
+    if (start) pool.Post([self = shared_from_this()] { self->Drain(); });
+  }
+
+  // On a pool thread; only one Drain() runs at a time (`running`).
+  void Drain() {
+    std::vector<Entry> batch;
+    std::vector<BatchItem*> items;
+    for (;;) {
+      batch.clear();
+      {
+        std::lock_guard lock(mu);
+        if (queue.empty()) {
+          running = false;
+          return;
+        }
+        const std::size_t n = std::min(queue.size(), max_batch);
+        std::move(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(n),
+                  std::back_inserter(batch));
+        queue.erase(queue.begin(), queue.begin() + static_cast<std::ptrdiff_t>(n));
+      }
+      items.clear();
+      for (auto& entry : batch) items.push_back(entry.item);
+      try {
+        run(items);
+      } catch (...) {
+        for (auto& entry : batch) *entry.error = std::current_exception();
+      }
+      for (auto& entry : batch) entry.waiter->Resume();
+    }
+  }
+
+  BlockingPool& pool;
+  const BatchFunction run;
+  const std::size_t max_batch;
+  std::mutex mu;
+  std::deque<Entry> queue;
+  bool running = false;  // a Drain() is queued or running
+};
+
+BatchQueue::BatchQueue(BlockingPool& pool, BatchFunction run, std::size_t max_batch)
+    : impl_(std::make_shared<Impl>(pool, std::move(run), max_batch)) {}
+
+BatchQueue::~BatchQueue() = default;
+
+Awaitable<void> BatchQueue::Submit(BatchItem& item) {
+  std::exception_ptr error;
+  Impl* impl = impl_.get();
+  co_await asio::async_initiate<const asio::use_awaitable_t<>, void()>(
+      [impl, &item, &error](auto handler) {
+        using Handler = decltype(handler);
+        struct Waiter final : Impl::Waiter {
+          explicit Waiter(Handler h)
+              : handler(std::move(h)),
+                // Counts as work of the coroutine's io_context, as a pending
+                // socket operation would: its run() waits for the batch.
+                work(asio::prefer(asio::get_associated_executor(handler),
+                                  asio::execution::outstanding_work.tracked)) {}
+          void Resume() override {
+            // Completes on the coroutine's own executor (its I/O thread).
+            auto ex = asio::get_associated_executor(handler);
+            asio::post(ex, std::move(handler));
+          }
+          Handler handler;
+          decltype(asio::prefer(asio::get_associated_executor(std::declval<Handler&>()),
+                                asio::execution::outstanding_work.tracked)) work;
+        };
+        impl->Queue({&item, &error, std::make_unique<Waiter>(std::move(handler))});
       },
       asio::use_awaitable);
   if (error) std::rethrow_exception(error);

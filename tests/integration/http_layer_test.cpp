@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <future>
+#include <mutex>
+#include <span>
 #include <thread>
 
 #include "disco/detail/asio.h"
@@ -223,6 +225,69 @@ TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
   EXPECT_EQ(slow.get().Json()["value"], 42);
   EXPECT_EQ(HttpRequest(server.port(), "GET", "/fail").status, 503)
       << "exceptions come back to the coroutine";
+}
+
+struct Doubling : BatchItem {
+  int input = 0;
+  int output = 0;
+};
+
+TEST(BatchQueueTest, ItemsWaitingTogetherRunAsOneBatch) {
+  BlockingPool pool({.name = "test", .threads = 2, .nice = 0});
+  std::mutex mu;
+  std::vector<std::size_t> batches;
+  BatchQueue queue(pool, [&](std::span<BatchItem* const> batch) {
+    {
+      std::lock_guard lock(mu);
+      batches.push_back(batch.size());
+    }
+    for (auto* item : batch) {
+      auto& d = static_cast<Doubling&>(*item);
+      if (d.input < 0) throw std::runtime_error("negative");
+      d.output = 2 * d.input;
+    }
+    std::this_thread::sleep_for(50ms);  // the next submissions pile up meanwhile
+  });
+  boost::asio::io_context ioc;
+  std::vector<int> outputs(20, -1);
+  for (int i = 0; i < 20; ++i) {
+    boost::asio::co_spawn(
+        ioc,
+        [&, i]() -> Awaitable<void> {
+          Doubling item;
+          item.input = i;
+          co_await queue.Submit(item);
+          outputs[static_cast<std::size_t>(i)] = item.output;
+        },
+        boost::asio::detached);
+  }
+  ioc.run();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(outputs[static_cast<std::size_t>(i)], 2 * i);
+  {
+    std::lock_guard lock(mu);  // not held below: the batch function takes it
+    EXPECT_LT(batches.size(), 20u) << "items that waited together ran together";
+    std::size_t total = 0;
+    for (auto n : batches) total += n;
+    EXPECT_EQ(total, 20u) << "every item ran exactly once";
+  }
+
+  // An exception reaches the Submit() of every item of its batch.
+  bool caught = false;
+  boost::asio::co_spawn(
+      ioc,
+      [&]() -> Awaitable<void> {
+        Doubling item;
+        item.input = -1;
+        try {
+          co_await queue.Submit(item);
+        } catch (const std::runtime_error&) {
+          caught = true;
+        }
+      },
+      boost::asio::detached);
+  ioc.restart();
+  ioc.run();
+  EXPECT_TRUE(caught);
 }
 
 TEST(HttpServerTest, DrainFinishesInFlightRequestsAndStopsAccepting) {

@@ -140,6 +140,62 @@ TEST_P(RepositoryTest, OrdersCreateListAndFind) {
   EXPECT_FALSE(*orders->FindById(424242));
 }
 
+TEST_P(RepositoryTest, OrdersCreatedManyShareOneCommit) {
+  auto orders = Orders();
+  auto other = Orders();  // a second repository on the same database
+  order::NewOrder a{1, "Widget", 3, 1999, 5997}, b{2, "Gadget ✓", 1, 50, 50},
+      c{1, "Bolt", 2, 5, 10};
+  const order::NewOrder* batch[] = {&a, &b, &c};
+  auto created = orders->CreateMany(batch);
+  ASSERT_EQ(created.size(), 3u);
+  for (const auto& order : created) ASSERT_TRUE(order) << order.error().ToString();
+  EXPECT_LT(created[0]->id, created[1]->id) << "in order of submission";
+  EXPECT_LT(created[1]->id, created[2]->id);
+  EXPECT_EQ(created[1]->product, "Gadget ✓");
+  EXPECT_EQ(created[2]->status, "created");
+  // Committed: visible through another connection.
+  auto found = other->FindById(created[1]->id);
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->user_id, 2);
+  EXPECT_EQ((*found)->total_cents, 50);
+  EXPECT_EQ(other->ListByUser(1, 100)->size(), 2u);
+  // A batch of one is a plain Create.
+  const order::NewOrder* one[] = {&c};
+  auto single = orders->CreateMany(one);
+  ASSERT_EQ(single.size(), 1u);
+  ASSERT_TRUE(single[0]);
+  EXPECT_GT(single[0]->id, created[2]->id);
+}
+
+// Group commit and idempotency keys: a taken key fails its own order only
+// (the others of the batch are committed), and two orders of one batch
+// with the same key make one order.
+TEST_P(RepositoryTest, OrdersCreatedManyKeepIdempotencyKeys) {
+  auto orders = Orders();
+  auto other = Orders();
+  ASSERT_TRUE(orders->Create({7, "Widget", 2, 1999, 3998, "taken"}));
+  order::NewOrder reuse{7, "Widget", 2, 1999, 3998, "taken"}, fresh{7, "Bolt", 1, 5, 5, "fresh"},
+      keyless{7, "Nut", 1, 1, 1}, twice{8, "Gear", 1, 7, 7, "twice"},
+      twice_again{8, "Gear", 1, 7, 7, "twice"};
+  const order::NewOrder* batch[] = {&reuse, &fresh, &keyless, &twice, &twice_again};
+  auto created = orders->CreateMany(batch);
+  ASSERT_EQ(created.size(), 5u);
+  ASSERT_FALSE(created[0]);
+  EXPECT_EQ(created[0].error().code, ErrorCode::kAlreadyExists);
+  ASSERT_TRUE(created[1]) << created[1].error().ToString();
+  EXPECT_EQ(created[1]->idempotency_key, "fresh");
+  ASSERT_TRUE(created[2]) << created[2].error().ToString();
+  ASSERT_TRUE(created[3]) << created[3].error().ToString();
+  ASSERT_FALSE(created[4]) << "the same key twice in one batch makes one order";
+  EXPECT_EQ(created[4].error().code, ErrorCode::kAlreadyExists);
+  // Committed, as seen from another connection.
+  EXPECT_EQ(other->ListByUser(7, 100)->size(), 3u);
+  EXPECT_EQ(other->ListByUser(8, 100)->size(), 1u);
+  auto found = other->FindByIdempotencyKey(8, "twice");
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->id, created[3]->id);
+}
+
 TEST_P(RepositoryTest, BigAmountsRoundTrip) {
   auto orders = Orders();
   auto big = orders->Create({1, "Yacht", 10000, 100'000'000, 1'000'000'000'000});
