@@ -14,8 +14,10 @@
 # nginx (/up/health) and through the gateway (/up/health), each after a short
 # warm-up, rounds interleaved (direct, nginx, gateway) ROUNDS times so that
 # machine noise hits all three alike; prints a markdown table (median of the
-# rounds) with requests/s, p99, gateway/nginx ratios and the gateway's
-# overhead per request over direct.
+# rounds) with requests/s, p99, gateway/nginx ratios, the gateway's
+# overhead per request over direct, and the CPU time per request of the
+# process that answers wrk (user-service for direct, else the proxy: user +
+# system time from /proc, so the kernel's share is visible too).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build/default}
@@ -66,6 +68,7 @@ DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
   "$user_service" --port "$user_port" --registry "$registry" --db "$work/users.db" --threads 1 \
   --access-log false --log-level warn >"$work/user.log" 2>&1 &
 pids+=($!)
+user_pid=$!
 wait_http "$user_port" /health
 
 cat >"$work/routes.json" <<EOF
@@ -76,6 +79,7 @@ gw_port=$(free_port)
 "$gateway" --port "$gw_port" --registry "$registry" --routes "$work/routes.json" --threads 1 \
   --access-log false --log-level warn >"$work/gateway.log" 2>&1 &
 pids+=($!)
+gw_pid=$!
 wait_http "$gw_port" /health
 wait_http "$gw_port" /up/health
 
@@ -107,12 +111,18 @@ http {
 EOF
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log" &
 pids+=($!)
+nginx_pid=$!
 wait_http "$nginx_port" /up/health
 
+# CPU time (user and system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
 # wrk's summary: "Requests/sec: N" and the latency distribution's "99% X".
-run_wrk() {  # name url
+run_wrk() {  # name url pid-whose-CPU-time-is-measured
   wrk -t1 -c"$connections" -d2s "$2" >/dev/null 2>&1  # warm-up: pools, caches
+  local cpu_before cpu_after
+  cpu_before=$(cpu_ticks "$3")
   wrk -t1 -c"$connections" -d"${duration}s" --latency "$2" >"$work/$1.txt" 2>&1
+  cpu_after=$(cpu_ticks "$3")
   local rps p50 p99
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.txt")
   p50=$(awk '$1 == "50%" {print $2}' "$work/$1.txt")
@@ -120,18 +130,21 @@ run_wrk() {  # name url
   local errors
   errors=$(awk '/Non-2xx|Socket errors/ {print}' "$work/$1.txt")
   [ -z "$errors" ] || echo "$1: $errors" >&2
-  echo "$1 $rps $p50 $p99" >>"$work/results.txt"
+  local requests
+  requests=$(awk '/requests in/ {print $1}' "$work/$1.txt")
+  echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after" >>"$work/results.txt"
 }
 
 for round in $(seq 1 "$rounds"); do
-  run_wrk direct "http://127.0.0.1:$user_port/health"
-  run_wrk nginx "http://127.0.0.1:$nginx_port/up/health"
-  run_wrk gateway "http://127.0.0.1:$gw_port/up/health"
+  run_wrk direct "http://127.0.0.1:$user_port/health" "$user_pid"
+  run_wrk nginx "http://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
+  run_wrk gateway "http://127.0.0.1:$gw_port/up/health" "$gw_pid"
 done
 
-python3 - "$work/results.txt" "$rounds" "$duration" "$connections" <<'EOF'
+python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" <<'EOF'
 import statistics, sys
 path, rounds, duration, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+tick_us = 1e6 / float(sys.argv[5])
 def us(text):
     units = {"us": 1, "ms": 1000, "s": 1_000_000}
     for unit in ("us", "ms", "s"):
@@ -140,18 +153,21 @@ def us(text):
     raise ValueError(text)
 runs = {}
 for line in open(path):
-    name, rps, p50, p99 = line.split()
-    runs.setdefault(name, []).append((float(rps), us(p99), us(p50)))
-med = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v),
-           statistics.median(x[2] for x in v)) for n, v in runs.items()}
+    name, rps, p50, p99, requests, user0, sys0, user1, sys1 = line.split()
+    n = float(requests)
+    cpu_user = (float(user1) - float(user0)) * tick_us / n
+    cpu_sys = (float(sys1) - float(sys0)) * tick_us / n
+    runs.setdefault(name, []).append((float(rps), us(p99), us(p50), cpu_user, cpu_sys))
+med = {n: tuple(statistics.median(x[i] for x in v) for i in range(5)) for n, v in runs.items()}
 print(f"wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
       f"(each round: {', '.join(f'{n} ' + '/'.join(f'{x[0]:.0f}' for x in v) for n, v in runs.items())} req/s)")
 print()
-print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx (throughput) |")
-print("| --- | ---: | ---: | ---: | ---: |")
+print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx (throughput) | CPU µs/request (user + sys) |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
 for name in ("direct", "nginx", "gateway"):
-    rps, p99, p50 = med[name]
-    print(f"| {name} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {rps / med['nginx'][0]:.2f}× |")
+    rps, p99, p50, cpu_user, cpu_sys = med[name]
+    print(f"| {name} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {rps / med['nginx'][0]:.2f}× "
+          f"| {cpu_user + cpu_sys:.1f} ({cpu_user:.1f} + {cpu_sys:.1f}) |")
 overhead = lambda n: 1e6 / med[n][0] - 1e6 / med["direct"][0]
 print()
 print(f"gateway/nginx throughput {med['gateway'][0] / med['nginx'][0]:.2f}×, "
