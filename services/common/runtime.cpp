@@ -7,32 +7,10 @@
 #include <mutex>
 #include <thread>
 
+#include "disco/stop_signals.h"
 #include "logging.h"
 
 namespace disco::service {
-
-void BlockStopSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
-namespace {
-
-int WaitForStopSignal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  int signal = 0;
-  while (sigwait(&set, &signal) != 0) {
-  }
-  return signal;
-}
-
-}  // namespace
 
 struct ServiceRuntime::Impl {
   Impl(ServiceConfig& c, Registry& r) : config(c), registry(r) {}

@@ -1,6 +1,6 @@
 // ServiceRuntime: the life cycle every demo service shares.
 //
-//   main: BlockStopSignals(); parse flags; SetupLogging; open storage;
+//   main: disco::BlockStopSignals(); parse flags; SetupLogging; open storage;
 //         ServiceRuntime runtime(config, registry); build the router;
 //         return runtime.Serve(std::move(router));
 //
@@ -22,10 +22,6 @@
 #include "disco/registry.h"
 
 namespace disco::service {
-
-// Blocks SIGINT and SIGTERM in this thread and every thread started later, so
-// that Serve() can wait for them synchronously. Call first thing in main().
-void BlockStopSignals();
 
 class ServiceRuntime {
  public:

@@ -4,11 +4,8 @@
 // and a live dashboard.
 #include <CLI/CLI.hpp>
 
-#include "common/config.h"
-#include "common/jwt.h"
-#include "common/logging.h"
 #include "common/runtime.h"
-#include "disco/registry.h"
+#include "common/startup.h"
 #include "gateway/catalog.h"
 #include "gateway/observability.h"
 #include "gateway/proxy.h"
@@ -16,7 +13,7 @@
 
 int main(int argc, char** argv) {
   using namespace disco;
-  service::BlockStopSignals();
+  BlockStopSignals();
 
   service::ServiceConfig config;
   config.service = "gateway";
@@ -70,15 +67,10 @@ int main(int argc, char** argv) {
       "Endpoints: /api/... (proxied), /dashboard, /dashboard/state, /sd/prometheus, /metrics, "
       "/health.\n"
       "Example: gateway --registry etcd://127.0.0.1:2379 --port 8080");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto exit = service::ParseFlags(app, argc, argv, config)) return *exit;
 
-  service::SetupLogging(config.log_level);
-  auto& log = service::Log();
-  try {
+  return service::GuardMain(config, [&] {
+    auto& log = service::Log();
     auto gateway_config = routes_file.empty()
                               ? Result<gateway::GatewayConfig>(gateway::DefaultGatewayConfig())
                               : gateway::LoadGatewayConfig(routes_file);
@@ -94,22 +86,14 @@ int main(int argc, char** argv) {
     bool needs_jwt = false;
     for (const auto& route : gateway_config->routes) needs_jwt = needs_jwt || route.auth;
     if (needs_jwt) {
-      bool generated = false;
-      auto secret = service::LoadJwtSecret(config, &generated);
-      if (!secret) {
-        log.error("gateway: a route checks JWTs at the edge: {}", secret.error().message);
-        return 2;
-      }
-      if (generated)
-        log.warn("--dev: random JWT secret; no token from user-service will pass the edge check");
-      jwt = std::make_unique<service::JwtCodec>(std::move(*secret), std::chrono::hours(1));
+      auto loaded = service::LoadJwt(config, "no token from user-service will pass the edge check",
+                                     "a route checks JWTs at the edge: ");
+      if (!loaded) return loaded.error();
+      jwt = std::move(*loaded);
     }
 
-    auto registry = MakeRegistry(config.registry);
-    if (!registry) {
-      log.error("gateway: --registry: {}", registry.error().message);
-      return 2;
-    }
+    auto registry = service::ConnectRegistry(config);
+    if (!registry) return registry.error();
     auto proxy = gateway::Proxy::Make(**registry, *gateway_config, jwt.get());
     if (!proxy) {
       log.error("gateway: {}", proxy.error().message);
@@ -142,8 +126,5 @@ int main(int argc, char** argv) {
     (*proxy)->AddRoutes(router);
     service::ServiceRuntime runtime(config, **registry);
     return runtime.Serve(std::move(router));
-  } catch (const std::exception& e) {
-    log.error("gateway: {}", e.what());
-    return 1;
-  }
+  });
 }

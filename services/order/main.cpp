@@ -1,20 +1,17 @@
 // order-service: orders for the disco demo; confirms users through discovery.
 #include <CLI/CLI.hpp>
 
-#include "common/config.h"
-#include "common/jwt.h"
-#include "common/logging.h"
 #include "common/runtime.h"
+#include "common/startup.h"
 #include "disco/balancer.h"
 #include "disco/http/blocking_pool.h"
 #include "disco/http/client.h"
-#include "disco/registry.h"
 #include "order_handlers.h"
 #include "order_repository.h"
 
 int main(int argc, char** argv) {
   using namespace disco;
-  service::BlockStopSignals();
+  BlockStopSignals();
 
   service::ServiceConfig config;
   config.service = "order-service";
@@ -43,47 +40,16 @@ int main(int argc, char** argv) {
       "DISCO_JWT_SECRET holds the JWT secret (the same as user-service's).\n"
       "Example: DISCO_JWT_SECRET=... order-service --registry etcd://127.0.0.1:2379 --db "
       "orders.db");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto exit = service::ParseFlags(app, argc, argv, config)) return *exit;
 
-  service::SetupLogging(config.log_level);
-  auto& log = service::Log();
-  try {
-    bool generated = false;
-    auto secret = service::LoadJwtSecret(config, &generated);
-    if (!secret) {
-      log.error("order-service: {}", secret.error().message);
-      return 2;
-    }
-    if (generated) {
-      log.warn("--dev: using a random JWT secret; tokens from user-service will not verify here");
-    }
-    service::JwtCodec jwt(std::move(*secret), std::chrono::seconds(config.jwt_ttl_seconds));
-
-    auto db_url = service::ParseDatabaseUrl(config.db);
-    if (!db_url) {
-      log.error("order-service: {}", db_url.error().message);
-      return 2;
-    }
-    service::StorageOptions storage;
-    storage.connections = static_cast<std::size_t>(config.db_connections);
-    storage.sqlite_sync =
-        config.sqlite_sync == "normal" ? service::SqliteSync::kNormal : service::SqliteSync::kFull;
-    auto repository = order::OpenOrderRepository(*db_url, storage);
-    if (!repository) {
-      log.error("order-service: storage {}: {}", db_url->Redacted(), repository.error().message);
-      return 1;
-    }
-    log.info("order-service storage: {}", db_url->Redacted());
-
-    auto registry = MakeRegistry(config.registry);
-    if (!registry) {
-      log.error("order-service: --registry: {}", registry.error().message);
-      return 2;
-    }
+  return service::GuardMain(config, [&] {
+    auto& log = service::Log();
+    auto jwt = service::LoadJwt(config, "tokens from user-service will not verify here");
+    if (!jwt) return jwt.error();
+    auto repository = service::OpenStorage(config, order::OpenOrderRepository);
+    if (!repository) return repository.error();
+    auto registry = service::ConnectRegistry(config);
+    if (!registry) return registry.error();
     if (!MakeBalancer(policy)) {
       log.error("order-service: --policy: {}", MakeBalancer(policy).error().message);
       return 2;
@@ -100,11 +66,8 @@ int main(int argc, char** argv) {
     http::BlockingPool db_pool(
         {.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
 
-    order::OrderServiceDeps deps{repository->get(), &jwt, &db_pool, &client, user_service};
+    order::OrderServiceDeps deps{repository->get(), jwt->get(), &db_pool, &client, user_service};
     service::ServiceRuntime runtime(config, **registry);
     return runtime.Serve(order::MakeOrderRouter(deps));
-  } catch (const std::exception& e) {
-    log.error("order-service: {}", e.what());
-    return 1;
-  }
+  });
 }

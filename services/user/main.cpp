@@ -2,19 +2,16 @@
 #include <CLI/CLI.hpp>
 #include <thread>
 
-#include "common/config.h"
-#include "common/jwt.h"
-#include "common/logging.h"
 #include "common/password.h"
 #include "common/runtime.h"
+#include "common/startup.h"
 #include "disco/http/blocking_pool.h"
-#include "disco/registry.h"
 #include "user_handlers.h"
 #include "user_repository.h"
 
 int main(int argc, char** argv) {
   using namespace disco;
-  service::BlockStopSignals();
+  BlockStopSignals();
 
   service::ServiceConfig config;
   config.service = "user-service";
@@ -39,49 +36,15 @@ int main(int argc, char** argv) {
       "Environment: every flag has a DISCO_* twin (DISCO_PORT, DISCO_REGISTRY, ...);\n"
       "DISCO_JWT_SECRET holds the JWT secret (or use --jwt-secret-file).\n"
       "Example: DISCO_JWT_SECRET=... user-service --registry etcd://127.0.0.1:2379 --db users.db");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+  if (auto exit = service::ParseFlags(app, argc, argv, config)) return *exit;
 
-  service::SetupLogging(config.log_level);
-  auto& log = service::Log();
-  try {
-    bool generated = false;
-    auto secret = service::LoadJwtSecret(config, &generated);
-    if (!secret) {
-      log.error("user-service: {}", secret.error().message);
-      return 2;
-    }
-    if (generated) {
-      log.warn(
-          "--dev: using a random JWT secret; tokens are valid only for this instance until it "
-          "stops");
-    }
-    service::JwtCodec jwt(std::move(*secret), std::chrono::seconds(config.jwt_ttl_seconds));
-
-    auto db_url = service::ParseDatabaseUrl(config.db);
-    if (!db_url) {
-      log.error("user-service: {}", db_url.error().message);
-      return 2;
-    }
-    service::StorageOptions storage;
-    storage.connections = static_cast<std::size_t>(config.db_connections);
-    storage.sqlite_sync =
-        config.sqlite_sync == "normal" ? service::SqliteSync::kNormal : service::SqliteSync::kFull;
-    auto repository = user::OpenUserRepository(*db_url, storage);
-    if (!repository) {
-      log.error("user-service: storage {}: {}", db_url->Redacted(), repository.error().message);
-      return 1;
-    }
-    log.info("user-service storage: {}", db_url->Redacted());
-
-    auto registry = MakeRegistry(config.registry);
-    if (!registry) {
-      log.error("user-service: --registry: {}", registry.error().message);
-      return 2;
-    }
+  return service::GuardMain(config, [&] {
+    auto jwt = service::LoadJwt(config, "tokens are valid only for this instance until it stops");
+    if (!jwt) return jwt.error();
+    auto repository = service::OpenStorage(config, user::OpenUserRepository);
+    if (!repository) return repository.error();
+    auto registry = service::ConnectRegistry(config);
+    if (!registry) return registry.error();
 
     http::BlockingPool db_pool(
         {.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
@@ -91,12 +54,9 @@ int main(int argc, char** argv) {
                                  .threads = std::max(1u, std::thread::hardware_concurrency()),
                                  .nice = 10});
 
-    user::UserServiceDeps deps{repository->get(), &jwt,        &db_pool,
+    user::UserServiceDeps deps{repository->get(), jwt->get(), &db_pool,
                                &cpu_pool,         bcrypt_cost, cache_entries};
     service::ServiceRuntime runtime(config, **registry);
     return runtime.Serve(user::MakeUserRouter(deps));
-  } catch (const std::exception& e) {
-    log.error("user-service: {}", e.what());
-    return 1;
-  }
+  });
 }

@@ -33,14 +33,25 @@
 
 namespace disco::testing {
 
+// Under the sanitizers (a Debug build, every memory access checked) the
+// services run several times slower: the load is lighter and the timeouts
+// longer, so that those runs look for memory and UB errors in the failure
+// paths instead of measuring a machine that is out of CPU.
+#ifdef DISCO_CHAOS_SLOW_BUILD
+inline constexpr int kChaosSlowdown = 3;
+#else
+inline constexpr int kChaosSlowdown = 1;
+#endif
+
 struct ChaosOptions {
   std::string backend;  // "etcd" or "consul"
   // order-service's per-try timeout of its calls to user-service.
-  std::chrono::milliseconds call_timeout{300};
+  std::chrono::milliseconds call_timeout{300 * kChaosSlowdown};
   // The load generator's per-try timeout of its calls to order-service:
   // above order-service's own worst case (a timed-out try and a retry).
-  std::chrono::milliseconds load_per_try_timeout{800};
-  double rate = 300;  // requests per second; 4 in 5 are creates (→ user-service)
+  std::chrono::milliseconds load_per_try_timeout{800 * kChaosSlowdown};
+  // Requests per second; 4 in 5 are creates (→ user-service).
+  double rate = 300.0 / kChaosSlowdown;
   int users = 8;
 };
 

@@ -85,7 +85,7 @@ class ChaosTest : public ::testing::TestWithParam<std::string> {
     // Creates are the requests that go on to user-service.
     const double creates_per_second =
         all.seconds > 0 ? static_cast<double>(all.posts) / all.seconds : 0;
-    EXPECT_GE(creates_per_second, 200.0)
+    EXPECT_GE(creates_per_second, 200.0 / kChaosSlowdown)
         << "at least 200 requests/s through order-service → user-service";
     // Every acknowledged create is in the database exactly once, retries and
     // replays included (the Idempotency-Key is unique per user).

@@ -111,6 +111,18 @@ class GatewayProxyTest : public ::testing::Test {
         << "the gateway never answered " << expected << " for " << target;
   }
 
+  // Calls `target` until both upstreams have served (both are in the picks).
+  void WaitBothServe(std::uint16_t port, const std::string& target, TestUpstream& a,
+                     TestUpstream& b) {
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          HttpRequest(port, "GET", target);
+          return a.hits() > 0 && b.hits() > 0;
+        },
+        10s))
+        << "both upstreams never served " << target;
+  }
+
 #ifdef DISCO_HAVE_ETCD_FIXTURE
   std::unique_ptr<testing::EtcdServer> etcd_;
 #endif
@@ -338,12 +350,7 @@ TEST_F(GatewayProxyTest, RetriesOnlyWhatIsSafe) {
   auto config = Config({route});
   config.outlier_detection.reset();  // keep the bad instance in the picks
   InProcessGateway gw(*registry_, config, nullptr);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        HttpRequest(gw.port(), "GET", "/api/users/echo");
-        return bad.hits() > 0 && good.hits() > 0;
-      },
-      10s));
+  WaitBothServe(gw.port(), "/api/users/echo", bad, good);
   bad.SetMode(TestUpstream::Mode::kStatus503);
 
   // GET: every request ends on the good instance.
@@ -603,12 +610,7 @@ TEST_F(GatewayProxyTest, OutlierDetectionEjectsAFailingInstance) {
   config.outlier_detection = OutlierOptions{};
   config.outlier_detection->consecutive_failures = 3;
   InProcessGateway gw(*registry_, config, nullptr);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        HttpRequest(gw.port(), "GET", "/api/users/echo");
-        return bad.hits() > 0 && good.hits() > 0;
-      },
-      10s));
+  WaitBothServe(gw.port(), "/api/users/echo", bad, good);
   bad.SetMode(TestUpstream::Mode::kStatus503);
   for (int i = 0; i < 20; ++i)
     EXPECT_EQ(HttpRequest(gw.port(), "GET", "/api/users/echo").status, 200);

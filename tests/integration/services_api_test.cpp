@@ -27,6 +27,7 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 using testing::Headers;
+using testing::B64Url;
 using testing::HttpRequest;
 using testing::HttpResponse;
 using testing::JsonRequest;
@@ -34,23 +35,6 @@ using testing::ServiceOptions;
 using testing::ServiceProcess;
 
 Headers Bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
-
-std::string B64Url(const std::string& in) {
-  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kA[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kA[(acc << (6 - bits)) & 63]);
-  return out;
-}
 
 std::string SignWith(jwt_alg_t alg, const std::string& key, const std::string& sub,
                      long exp_offset = 3600) {

@@ -6,27 +6,14 @@
 
 #include <cstdlib>
 
+#include "fixture/util.h"
+
 namespace disco::service {
 namespace {
 
-const std::string kSecret = "unit-test-secret-0123456789abcdefghijklmnop";
+using testing::B64Url;
 
-std::string B64Url(const std::string& in) {
-  static constexpr char kA[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t acc = 0;
-  int bits = 0;
-  for (unsigned char c : in) {
-    acc = (acc << 8) | c;
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kA[(acc >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kA[(acc << (6 - bits)) & 63]);
-  return out;
-}
+const std::string kSecret = "unit-test-secret-0123456789abcdefghijklmnop";
 
 // A token signed by libjwt with any algorithm and claims.
 std::string Sign(jwt_alg_t alg, const std::string& key, bool with_exp = true,

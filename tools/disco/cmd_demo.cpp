@@ -3,7 +3,6 @@
 // the services found in the registry — and prints which instance served each
 // call (the X-Served-By header every disco server sends), so load balancing
 // and failover are visible. --loop / --duration keep calling afterwards.
-#include <signal.h>
 
 #include <chrono>
 #include <fstream>
@@ -15,6 +14,7 @@
 #include "demo_transcript.h"
 #include "disco/detail/asio.h"
 #include "disco/http/client.h"
+#include "disco/stop_signals.h"
 
 namespace disco::cli {
 namespace {
@@ -71,13 +71,7 @@ constexpr Product kProducts[] = {{"keyboard", 1, "49.90"},
 // wait here to be taken). Latches.
 bool StopRequested() {
   static bool stopped = false;
-  if (stopped) return true;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  timespec zero{};
-  if (sigtimedwait(&set, nullptr, &zero) > 0) stopped = true;
+  if (!stopped && TakeStopSignal() != 0) stopped = true;
   return stopped;
 }
 

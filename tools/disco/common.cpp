@@ -1,6 +1,5 @@
 #include "common.h"
 
-#include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -26,25 +25,6 @@ std::unique_ptr<Registry> OpenRegistry(const GlobalOptions& global) {
 int ReportError(const std::string& what, const Error& error) {
   std::cerr << "disco: " << what << ": " << error.ToString() << std::endl;
   return error.code == ErrorCode::kInvalidArgument ? 2 : 1;
-}
-
-void BlockStopSignals() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
-}
-
-int WaitForStopSignal() {
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  int signal = 0;
-  while (sigwait(&set, &signal) != 0) {
-  }
-  return signal;
 }
 
 void QuietLibraryWarnings() {

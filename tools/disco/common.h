@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "disco/registry.h"
+#include "disco/stop_signals.h"
 
 namespace disco::cli {
 
@@ -30,12 +31,6 @@ std::unique_ptr<Registry> OpenRegistry(const GlobalOptions& global);
 
 // Prints "disco: <what>: <error>" to stderr; returns the exit code to use.
 int ReportError(const std::string& what, const Error& error);
-
-// Blocks SIGINT and SIGTERM in every thread started from now on, so that
-// WaitForStopSignal() can receive them synchronously. Call first in main().
-void BlockStopSignals();
-// Waits for SIGINT or SIGTERM; returns the signal number.
-int WaitForStopSignal();
 
 // For one-shot commands that report errors themselves: keeps the library's
 // own warnings (e.g. the resolver's "registry unreachable") off stderr, so

@@ -6,7 +6,7 @@
 #include "common.h"
 
 int main(int argc, char** argv) {
-  disco::cli::BlockStopSignals();
+  disco::BlockStopSignals();
   CLI::App app{"disco: service registration and discovery on etcd and Consul, and the demo client",
                "disco"};
   app.require_subcommand(1);

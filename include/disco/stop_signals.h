@@ -1,0 +1,26 @@
+// Stop signals (SIGINT, SIGTERM) taken synchronously instead of by an
+// async-signal handler, so that stopping runs ordinary code (deregister,
+// drain, log) on a thread the program chooses.
+//
+//   int main() {
+//     disco::BlockStopSignals();  // first: every thread started later inherits the mask
+//     ... start threads ...
+//     disco::WaitForStopSignal();  // or poll TakeStopSignal() between steps
+//   }
+//
+// Thread safety: call BlockStopSignals() before any thread starts; the other
+// two may be called from any thread (a signal is taken by one caller only).
+#pragma once
+
+namespace disco {
+
+// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts later.
+void BlockStopSignals();
+
+// Waits until SIGINT or SIGTERM arrives; returns it.
+int WaitForStopSignal();
+
+// SIGINT or SIGTERM if one is pending (it is taken), else 0. Never waits.
+int TakeStopSignal();
+
+}  // namespace disco

@@ -1,0 +1,39 @@
+#include "disco/stop_signals.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+namespace disco {
+namespace {
+
+sigset_t StopSet() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  return set;
+}
+
+}  // namespace
+
+void BlockStopSignals() {
+  sigset_t set = StopSet();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+int WaitForStopSignal() {
+  sigset_t set = StopSet();
+  int signal = 0;
+  while (sigwait(&set, &signal) != 0) {
+  }
+  return signal;
+}
+
+int TakeStopSignal() {
+  sigset_t set = StopSet();
+  timespec zero{};
+  int signal = sigtimedwait(&set, nullptr, &zero);
+  return signal > 0 ? signal : 0;
+}
+
+}  // namespace disco
