@@ -167,7 +167,8 @@ ProxyTotals Proxy::totals() const {
   return totals;
 }
 
-http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& request) {
+std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
+                                                             http::Request& request) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   const RouteConfig& config = route.config;
 
@@ -191,7 +192,7 @@ http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& reque
                                             "too many requests from " + std::string(client) +
                                                 "; retry in " + std::to_string(seconds) + " s");
       response.headers.emplace_back("Retry-After", std::to_string(seconds));
-      co_return response;
+      return response;
     }
   }
   if (config.auth) {
@@ -199,7 +200,7 @@ http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& reque
     if (auto* refusal = std::get_if<http::Response>(&verified)) {
       unauthorized_.fetch_add(1, std::memory_order_relaxed);
       refused_->With({route.pattern, "unauthorized"}).Inc();
-      co_return std::move(*refusal);
+      return std::move(*refusal);
     }
   }
 
@@ -239,21 +240,26 @@ http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& reque
   else
     upstream.retry_safe = IsIdempotent(request.method);
 
-  auto answer = co_await route.client->Send(std::move(upstream));
+  return upstream;
+}
+
+http::Response Proxy::Answer(const Route& route, const http::Request& request,
+                             Result<http::ClientResponse>& answer) {
+  const RouteConfig& config = route.config;
   if (!answer) {
     const Error& error = answer.error();
     service::Log().warn("gateway {} {} → {} failed (request id {}): {}", request.method,
                         request.path, config.service, request.request_id, error.ToString());
     switch (error.code) {
       case ErrorCode::kTimeout:
-        co_return UpstreamError(504, "upstream_timeout",
+        return UpstreamError(504, "upstream_timeout",
                                 config.service + " did not answer in time: " + error.message,
                                 request);
       case ErrorCode::kMalformed:
-        co_return UpstreamError(502, "bad_gateway",
+        return UpstreamError(502, "bad_gateway",
                                 config.service + " broke the exchange: " + error.message, request);
       default:
-        co_return UpstreamError(503, "upstream_unavailable",
+        return UpstreamError(503, "upstream_unavailable",
                                 "no healthy instance of " + config.service +
                                     " could take the request: " + error.message,
                                 request);
@@ -275,7 +281,14 @@ http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& reque
     if (NamedByAnyConnection(answer->headers, name)) continue;
     response.headers.emplace_back(std::move(name), std::move(value));
   }
-  co_return response;
+  return response;
+}
+
+http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& request) {
+  auto forward = Forward(route, request);
+  if (auto* refusal = std::get_if<http::Response>(&forward)) co_return std::move(*refusal);
+  auto answer = co_await route.client->Send(std::move(std::get<http::ClientRequest>(forward)));
+  co_return Answer(route, request, answer);
 }
 
 }  // namespace disco::gateway

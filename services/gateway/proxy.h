@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "common/jwt.h"
@@ -79,6 +80,15 @@ class Proxy {
   http::Awaitable<http::Response> Handle(Route& route, http::Request& request);
 
  private:
+  // Handle()'s synchronous halves, kept out of the coroutine: GCC keeps every
+  // local of a coroutine in its frame, and a frame above 1 KiB misses both
+  // Asio's frame recycling and glibc's tcache (a slow malloc per request).
+  // The refusal (rate limit, edge auth), or the request for the upstream.
+  std::variant<http::Response, http::ClientRequest> Forward(Route& route, http::Request& request);
+  // The client's answer (or failure) as the gateway's response.
+  http::Response Answer(const Route& route, const http::Request& request,
+                        Result<http::ClientResponse>& answer);
+
   Proxy(GatewayConfig config, const service::JwtCodec* jwt, MetricsRegistry& metrics);
 
   GatewayConfig config_;
