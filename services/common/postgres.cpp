@@ -18,4 +18,21 @@ Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url,
   }
 }
 
+PostgresPool::PostgresPool(std::string url, std::string_view schema, Prepare prepare,
+                           std::size_t connections)
+    : pool_(
+          [url = std::move(url), schema = std::string(schema),
+           prepare]() -> Result<std::unique_ptr<pqxx::connection>> {
+            auto conn = OpenPostgres(url, schema);
+            if (conn) prepare(**conn);
+            return conn;
+          },
+          connections) {}
+
+Result<void> PostgresPool::Check() {
+  auto lease = pool_.Acquire();
+  if (!lease) return std::unexpected(lease.error());
+  return {};
+}
+
 }  // namespace disco::service

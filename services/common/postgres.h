@@ -4,11 +4,13 @@
 // through ConnectionPool).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
 
+#include "database.h"
 #include "disco/error.h"
 
 namespace disco::service {
@@ -18,5 +20,36 @@ namespace disco::service {
 // Errors: kUnavailable (the message has no password).
 Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url,
                                                        std::string_view schema);
+
+// A repository's connections: each opened with `schema` and then given the
+// repository's prepared statements by `prepare`. Run() lends one to `body`
+// and turns libpqxx's exceptions into kUnavailable; a broken connection is
+// dropped, and the next call reconnects.
+class PostgresPool {
+ public:
+  using Prepare = void (*)(pqxx::connection&);
+  PostgresPool(std::string url, std::string_view schema, Prepare prepare, std::size_t connections);
+
+  // Opens one connection now, so that a bad URL or an unreachable server is
+  // reported at start-up.
+  Result<void> Check();
+
+  template <class T, class F>
+  Result<T> Run(F&& body) {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    try {
+      return body(**lease);
+    } catch (const pqxx::broken_connection& e) {
+      lease->Discard();
+      return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL connection lost: ") + e.what());
+    } catch (const std::exception& e) {
+      return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL: ") + e.what());
+    }
+  }
+
+ private:
+  ConnectionPool<pqxx::connection> pool_;
+};
 
 }  // namespace disco::service

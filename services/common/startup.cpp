@@ -21,8 +21,7 @@ int GuardMain(const ServiceConfig& config, const std::function<int()>& body) {
   }
 }
 
-Startup<std::unique_ptr<JwtCodec>> LoadJwt(const ServiceConfig& config,
-                                           std::string_view dev_note,
+Startup<std::unique_ptr<JwtCodec>> LoadJwt(const ServiceConfig& config, std::string_view dev_note,
                                            std::string_view needed_for) {
   bool generated = false;
   auto secret = LoadJwtSecret(config, &generated);

@@ -58,9 +58,8 @@ Startup<StorageConfig> ConfigureStorage(const ServiceConfig& config);
 // Opens the service's repository with `open(url, options)` (a
 // Result<std::unique_ptr<Repository>>) and logs where it lives.
 template <class Open>
-auto OpenStorage(const ServiceConfig& config, Open open)
-    -> Startup<typename std::invoke_result_t<Open, const DatabaseUrl&,
-                                             const StorageOptions&>::value_type> {
+auto OpenStorage(const ServiceConfig& config, Open open) -> Startup<
+    typename std::invoke_result_t<Open, const DatabaseUrl&, const StorageOptions&>::value_type> {
   auto storage = ConfigureStorage(config);
   if (!storage) return std::unexpected(storage.error());
   auto repository = open(storage->url, storage->options);

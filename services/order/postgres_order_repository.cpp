@@ -6,8 +6,6 @@
 namespace disco::order {
 namespace {
 
-using service::ConnectionPool;
-
 // The column and the unique index came with idempotency keys; ADD COLUMN IF
 // NOT EXISTS migrates databases made before them (under the schema lock).
 // NULL keys are distinct, so orders without a key never collide.
@@ -58,22 +56,12 @@ Order Row(const pqxx::row& r) {
 class PostgresOrderRepository final : public OrderRepository {
  public:
   PostgresOrderRepository(std::string url, const service::StorageOptions& options)
-      : pool_(
-            [url]() -> Result<std::unique_ptr<pqxx::connection>> {
-              auto conn = service::OpenPostgres(url, kSchema);
-              if (conn) PrepareStatements(**conn);
-              return conn;
-            },
-            options.connections) {}
+      : pool_(std::move(url), kSchema, PrepareStatements, options.connections) {}
 
-  Result<void> Check() {
-    auto lease = pool_.Acquire();
-    if (!lease) return std::unexpected(lease.error());
-    return {};
-  }
+  Result<void> Check() { return pool_.Check(); }
 
   Result<Order> Create(const NewOrder& order) override {
-    return Run<Order>([&](pqxx::connection& conn) -> Result<Order> {
+    return pool_.Run<Order>([&](pqxx::connection& conn) -> Result<Order> {
       pqxx::nontransaction txn(conn);  // one statement: autocommit, durable when it returns
       return Insert(txn, order, service::UtcTimestamp());
     });
@@ -81,16 +69,17 @@ class PostgresOrderRepository final : public OrderRepository {
 
   Result<std::optional<Order>> FindByIdempotencyKey(std::int64_t user_id,
                                                     std::string_view key) override {
-    return Run<std::optional<Order>>([&](pqxx::connection& conn) -> Result<std::optional<Order>> {
-      pqxx::nontransaction txn(conn);
-      auto rows = txn.exec_prepared("order_by_key", user_id, std::string(key));
-      if (rows.empty()) return std::nullopt;
-      return Row(rows[0]);
-    });
+    return pool_.Run<std::optional<Order>>(
+        [&](pqxx::connection& conn) -> Result<std::optional<Order>> {
+          pqxx::nontransaction txn(conn);
+          auto rows = txn.exec_prepared("order_by_key", user_id, std::string(key));
+          if (rows.empty()) return std::nullopt;
+          return Row(rows[0]);
+        });
   }
 
   Result<std::vector<Order>> ListByUser(std::int64_t user_id, std::size_t limit) override {
-    return Run<std::vector<Order>>([&](pqxx::connection& conn) -> Result<std::vector<Order>> {
+    return pool_.Run<std::vector<Order>>([&](pqxx::connection& conn) -> Result<std::vector<Order>> {
       pqxx::nontransaction txn(conn);
       auto rows = txn.exec_prepared("orders_by_user", user_id, static_cast<std::int64_t>(limit));
       std::vector<Order> out;
@@ -101,18 +90,19 @@ class PostgresOrderRepository final : public OrderRepository {
   }
 
   Result<std::optional<Order>> FindById(std::int64_t id) override {
-    return Run<std::optional<Order>>([&](pqxx::connection& conn) -> Result<std::optional<Order>> {
-      pqxx::nontransaction txn(conn);
-      auto rows = txn.exec_prepared("order_by_id", id);
-      if (rows.empty()) return std::nullopt;
-      return Row(rows[0]);
-    });
+    return pool_.Run<std::optional<Order>>(
+        [&](pqxx::connection& conn) -> Result<std::optional<Order>> {
+          pqxx::nontransaction txn(conn);
+          auto rows = txn.exec_prepared("order_by_id", id);
+          if (rows.empty()) return std::nullopt;
+          return Row(rows[0]);
+        });
   }
 
  protected:
   Result<std::vector<Result<Order>>> CreateAll(std::span<const NewOrder* const> orders) override {
     using Results = std::vector<Result<Order>>;
-    return Run<Results>([&](pqxx::connection& conn) -> Result<Results> {
+    return pool_.Run<Results>([&](pqxx::connection& conn) -> Result<Results> {
       pqxx::work txn(conn);  // aborted by its destructor unless committed
       Results created;
       created.reserve(orders.size());
@@ -145,21 +135,7 @@ class PostgresOrderRepository final : public OrderRepository {
     return created;
   }
 
-  template <class T, class F>
-  Result<T> Run(F&& body) {
-    auto lease = pool_.Acquire();
-    if (!lease) return std::unexpected(lease.error());
-    try {
-      return body(**lease);
-    } catch (const pqxx::broken_connection& e) {
-      lease->Discard();
-      return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL connection lost: ") + e.what());
-    } catch (const std::exception& e) {
-      return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL: ") + e.what());
-    }
-  }
-
-  ConnectionPool<pqxx::connection> pool_;
+  service::PostgresPool pool_;
 };
 
 }  // namespace

@@ -6,7 +6,6 @@
 namespace disco::user {
 namespace {
 
-using service::ConnectionPool;
 using service::Guard;
 
 constexpr const char* kSchema =
@@ -38,22 +37,12 @@ std::optional<User> First(const pqxx::result& rows) {
 class PostgresUserRepository final : public UserRepository {
  public:
   PostgresUserRepository(std::string url, const service::StorageOptions& options)
-      : pool_(
-            [url]() -> Result<std::unique_ptr<pqxx::connection>> {
-              auto conn = service::OpenPostgres(url, kSchema);
-              if (conn) PrepareStatements(**conn);
-              return conn;
-            },
-            options.connections) {}
+      : pool_(std::move(url), kSchema, PrepareStatements, options.connections) {}
 
-  Result<void> Check() {
-    auto lease = pool_.Acquire();
-    if (!lease) return std::unexpected(lease.error());
-    return {};
-  }
+  Result<void> Check() { return pool_.Check(); }
 
   Result<User> Create(const NewUser& user) override {
-    return Run<User>([&](pqxx::connection& conn) -> Result<User> {
+    return pool_.Run<User>([&](pqxx::connection& conn) -> Result<User> {
       User created{0, user.username, user.email, user.password_hash, service::UtcTimestamp()};
       try {
         pqxx::nontransaction txn(conn);
@@ -68,36 +57,23 @@ class PostgresUserRepository final : public UserRepository {
   }
 
   Result<std::optional<User>> FindById(std::int64_t id) override {
-    return Run<std::optional<User>>([&](pqxx::connection& conn) -> Result<std::optional<User>> {
-      pqxx::nontransaction txn(conn);
-      return First(txn.exec_prepared("user_by_id", id));
-    });
+    return pool_.Run<std::optional<User>>(
+        [&](pqxx::connection& conn) -> Result<std::optional<User>> {
+          pqxx::nontransaction txn(conn);
+          return First(txn.exec_prepared("user_by_id", id));
+        });
   }
 
   Result<std::optional<User>> FindByUsername(std::string_view username) override {
-    return Run<std::optional<User>>([&](pqxx::connection& conn) -> Result<std::optional<User>> {
-      pqxx::nontransaction txn(conn);
-      return First(txn.exec_prepared("user_by_name", std::string(username)));
-    });
+    return pool_.Run<std::optional<User>>(
+        [&](pqxx::connection& conn) -> Result<std::optional<User>> {
+          pqxx::nontransaction txn(conn);
+          return First(txn.exec_prepared("user_by_name", std::string(username)));
+        });
   }
 
  private:
-  // A broken connection is dropped from the pool; the next call reconnects.
-  template <class T, class F>
-  Result<T> Run(F&& body) {
-    auto lease = pool_.Acquire();
-    if (!lease) return std::unexpected(lease.error());
-    try {
-      return body(**lease);
-    } catch (const pqxx::broken_connection& e) {
-      lease->Discard();
-      return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL connection lost: ") + e.what());
-    } catch (const std::exception& e) {
-      return Fail(ErrorCode::kUnavailable, std::string("PostgreSQL: ") + e.what());
-    }
-  }
-
-  ConnectionPool<pqxx::connection> pool_;
+  service::PostgresPool pool_;
 };
 
 }  // namespace
