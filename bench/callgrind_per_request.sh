@@ -32,24 +32,8 @@ for tool in etcd wrk valgrind callgrind_control python3 curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/disco-cg-work-XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-start() { local name=$1; shift; "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
-wait_http() {
-  for _ in $(seq 600); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  echo "no answer from $1" >&2; exit 1
-}
+stop_wait=100 wait_tries=600  # valgrind starts and stops slowly
+. "$(dirname "$0")/lib.sh"
 callgrind() {  # name: the command line prefix for a process counted by callgrind
   echo valgrind --tool=callgrind --callgrind-out-file="$out/$1.%p.out"
 }

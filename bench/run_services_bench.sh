@@ -31,24 +31,7 @@ for b in "$user_bin" "$order_bin" "$hello_bin"; do
 done
 command -v wrk >/dev/null || { echo "wrk not installed" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/disco-bench-XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-start() { local name=$1; shift; "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
-wait_http() {
-  for _ in $(seq 200); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.05; done
-  echo "no answer from $1" >&2; exit 1
-}
+. "$(dirname "$0")/lib.sh"
 
 etcd_port=$(free_port); peer_port=$(free_port)
 start etcd etcd --name bench --data-dir "$work/etcd" \

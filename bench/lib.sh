@@ -1,0 +1,26 @@
+# Process helpers the benchmark scripts share (sourced, not run). Every
+# process started with `start` is recorded by PID and stopped on exit: TERM,
+# then KILL after `stop_wait` tenths of a second. Loopback only.
+#   work        a temp dir for logs and data, removed on exit
+#   start NAME CMD...   runs CMD in the background, output in $work/NAME.log
+#   free_port           a free TCP port on 127.0.0.1
+#   wait_http URL       waits until URL answers 2xx (every 0.1 s, $wait_tries times)
+work=$(mktemp -d /tmp/disco-bench-XXXXXX)
+pids=()
+stop_wait=${stop_wait:-50}
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq "$stop_wait"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+start() { local name=$1; shift; "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
+wait_http() {
+  for _ in $(seq "${wait_tries:-200}"); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "no answer from $1" >&2; exit 1
+}
