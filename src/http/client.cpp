@@ -131,12 +131,24 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
   return out;
 }
 
+// One attempt's result. Lives in Client::Send's frame and is filled in
+// place by Attempt: no result is moved between coroutine frames, and the
+// frames stay small enough for Asio's frame recycling and malloc's tcache
+// (about 1 KiB; above that every call took malloc's slow path).
 struct AttemptResult {
   CallOutcome outcome = CallOutcome::kSuccess;  // kServerError only for a 5xx answer
   bool answered = false;                        // `response` holds an HTTP answer
   ErrorCode code = ErrorCode::kUnavailable;     // when !answered
   std::string error;                            // when !answered
   ClientResponse response;
+
+  void Reset() {
+    outcome = CallOutcome::kSuccess;
+    answered = false;
+    code = ErrorCode::kUnavailable;
+    error.clear();
+    response = ClientResponse{};
+  }
 };
 
 // The error code a failed attempt becomes when it is the call's last.
@@ -152,12 +164,37 @@ ErrorCode CodeFor(CallOutcome outcome) {
   }
 }
 
-AttemptResult Failed(CallOutcome outcome, std::string error) {
-  AttemptResult result;
+void SetFailed(AttemptResult& result, CallOutcome outcome, std::string error) {
   result.outcome = outcome;
   result.code = CodeFor(outcome);
   result.error = std::move(error);
-  return result;
+}
+
+// Waits (polling, without blocking the thread) until `resolver` has its
+// first snapshot, reports a registry error, or `until` passes. A coroutine
+// of its own: its timer stays out of Send's frame.
+Awaitable<void> WaitForSnapshot(Resolver& resolver, Clock::time_point until) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (resolver.snapshot()->version == 0 && resolver.LastError().empty() &&
+         Clock::now() < until) {
+    timer.expires_after(std::chrono::milliseconds(5));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+// The backoff before a retry (a coroutine of its own for the same reason).
+Awaitable<void> Sleep(Clock::duration pause) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(pause);
+  boost::system::error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+// The io_context behind a coroutine's executor, or null when it is not one.
+asio::io_context* ContextOf(const asio::any_io_executor& executor) {
+  const auto* io_executor = executor.target<detail::Executor>();
+  return io_executor ? &io_executor->context() : nullptr;
 }
 
 // Per-status counters of one service, filled on first use, so the hot path
@@ -312,6 +349,12 @@ EndpointPtr PickUntried(Resolver& resolver, const PickContext& pick, EndpointPtr
   return picked;
 }
 
+Error NoInstance(Resolver& resolver, std::string_view service) {
+  std::string why = "no instance of " + std::string(service) + " is available";
+  if (auto error = resolver.LastError(); !error.empty()) why += " (registry: " + error + ")";
+  return Error{ErrorCode::kUnavailable, std::move(why)};
+}
+
 }  // namespace
 
 std::string_view ClientResponse::Header(std::string_view name) const {
@@ -395,8 +438,15 @@ struct Client::Impl {
   }
 
   // `wire` is the request head (SerializeHead); the body is request.body.
-  Awaitable<AttemptResult> Attempt(const std::string& wire, const std::string& address,
-                                   const ClientRequest& request, Clock::time_point deadline);
+  // `result` must be Reset().
+  Awaitable<void> Attempt(const std::string& wire, const std::string& address,
+                          const ClientRequest& request, Clock::time_point deadline,
+                          AttemptResult& result);
+  // A new connection to `address`, or null with `result` failed.
+  static Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc,
+                                                        const std::string& address,
+                                                        Clock::time_point deadline,
+                                                        AttemptResult& result);
 
   Registry& registry;
   ClientOptions options;
@@ -415,19 +465,68 @@ struct Client::Impl {
   std::map<std::string, std::unique_ptr<ServiceState>, std::less<>> services;
 };
 
-Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const std::string& address,
-                                               const ClientRequest& request,
-                                               Clock::time_point deadline) {
-  AttemptResult result;
-  // Connections use io_context's concrete executor (http/connection.h).
-  auto executor = co_await asio::this_coro::executor;
-  const auto* io_executor = executor.target<detail::Executor>();
-  if (io_executor == nullptr) {
-    co_return Failed(CallOutcome::kConnectFailed,
-                     "http::Client::Send must run on an io_context's executor");
+Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& ioc,
+                                                             const std::string& address,
+                                                             Clock::time_point deadline,
+                                                             AttemptResult& result) {
+  auto host_port = ParseHostPort(address);
+  if (!host_port) {
+    SetFailed(result, CallOutcome::kConnectFailed, "bad address '" + address + "'");
+    co_return nullptr;
   }
-  auto& ioc = io_executor->context();
-  auto& pools = asio::use_service<PoolService>(ioc);
+  auto connection = std::make_shared<Connection>(detail::Socket(ioc.get_executor()));
+  connection->SetDeadline(deadline);
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(host_port->host, ec);
+  if (!ec) {
+    co_await connection->socket().async_connect(tcp::endpoint(ip, host_port->port),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+  } else {
+    // A name lookup is bounded by the attempt's deadline too (the
+    // connection's deadline closes its socket, which a lookup does not use).
+    using Resolver = asio::ip::basic_resolver<tcp, detail::Executor>;
+    auto resolver = std::make_shared<Resolver>(ioc.get_executor());
+    asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, detail::Executor> guard(
+        ioc.get_executor());
+    guard.expires_at(deadline);
+    guard.async_wait([weak = std::weak_ptr(resolver)](boost::system::error_code e) {
+      if (auto r = weak.lock(); r && !e) r->cancel();
+    });
+    auto endpoints =
+        co_await resolver->async_resolve(host_port->host, std::to_string(host_port->port),
+                                         asio::redirect_error(asio::use_awaitable, ec));
+    guard.cancel();
+    if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
+    if (!ec) {
+      co_await asio::async_connect(connection->socket(), endpoints,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  if (ec) {
+    const bool timed_out = connection->timed_out();
+    connection->Close();
+    SetFailed(result,
+         ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
+                                               : CallOutcome::kConnectFailed,
+         "cannot connect to " + address + ": " +
+             (timed_out ? std::string("timed out") : ec.message()));
+    co_return nullptr;
+  }
+  connection->socket().set_option(tcp::no_delay(true), ec);
+  co_return connection;
+}
+
+Awaitable<void> Client::Impl::Attempt(const std::string& wire, const std::string& address,
+                                      const ClientRequest& request, Clock::time_point deadline,
+                                      AttemptResult& result) {
+  // Connections use io_context's concrete executor (http/connection.h).
+  asio::io_context* ioc = ContextOf(co_await asio::this_coro::executor);
+  if (ioc == nullptr) {
+    SetFailed(result, CallOutcome::kConnectFailed,
+         "http::Client::Send must run on an io_context's executor");
+    co_return;
+  }
+  auto& pools = asio::use_service<PoolService>(*ioc);
   // The pool key (client id + address) is built in a per-thread buffer right
   // before each use, never across a suspension: no allocation per attempt.
   auto pool_key = [&]() -> std::string_view {
@@ -437,54 +536,16 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
     return key;
   };
 
-  const bool head_request = request.method == "HEAD";
   boost::system::error_code ec;
   // A pooled connection may have been closed by the peer while idle; if it
   // fails before any answer byte, the request was not processed: use a fresh
   // connection (once) without calling it a retry.
   for (int round = 0; round < 2; ++round) {
     auto connection = round == 0 ? pools.Take(pool_key(), options.pool_idle_timeout) : nullptr;
-    bool reused = connection != nullptr;
+    const bool reused = connection != nullptr;
     if (!connection) {
-      auto host_port = ParseHostPort(address);
-      if (!host_port)
-        co_return Failed(CallOutcome::kConnectFailed, "bad address '" + address + "'");
-      connection = std::make_shared<Connection>(detail::Socket(ioc.get_executor()));
-      connection->SetDeadline(deadline);
-      auto ip = asio::ip::make_address(host_port->host, ec);
-      if (!ec) {
-        co_await connection->socket().async_connect(tcp::endpoint(ip, host_port->port),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
-      } else {
-        // A name lookup is bounded by the attempt's deadline too (the
-        // connection's deadline closes its socket, which a lookup does not use).
-        using Resolver = asio::ip::basic_resolver<tcp, detail::Executor>;
-        auto resolver = std::make_shared<Resolver>(ioc.get_executor());
-        asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, detail::Executor> guard(
-            ioc.get_executor());
-        guard.expires_at(deadline);
-        guard.async_wait([weak = std::weak_ptr(resolver)](boost::system::error_code e) {
-          if (auto r = weak.lock(); r && !e) r->cancel();
-        });
-        auto endpoints =
-            co_await resolver->async_resolve(host_port->host, std::to_string(host_port->port),
-                                             asio::redirect_error(asio::use_awaitable, ec));
-        guard.cancel();
-        if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
-        if (!ec) {
-          co_await asio::async_connect(connection->socket(), endpoints,
-                                       asio::redirect_error(asio::use_awaitable, ec));
-        }
-      }
-      if (ec) {
-        const bool timed_out = connection->timed_out();
-        connection->Close();
-        co_return Failed(ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
-                                                               : CallOutcome::kConnectFailed,
-                         "cannot connect to " + address + ": " +
-                             (timed_out ? std::string("timed out") : ec.message()));
-      }
-      connection->socket().set_option(tcp::no_delay(true), ec);
+      connection = co_await Connect(*ioc, address, deadline, result);
+      if (!connection) co_return;
     }
     connection->SetDeadline(deadline);
     co_await asio::async_write(
@@ -495,30 +556,32 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
       const bool timed_out = connection->timed_out();
       connection->Close();
       if (reused && !timed_out) continue;
-      co_return Failed(timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
-                       "sending to " + address +
-                           " failed: " + (timed_out ? std::string("timed out") : ec.message()));
+      SetFailed(result, timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
+           "sending to " + address +
+               " failed: " + (timed_out ? std::string("timed out") : ec.message()));
+      co_return;
     }
     auto& buffer = connection->buffer();
     ResponseParser parser(result.response);
     parser.body_limit(options.response_limit);
     parser.header_limit(64 * 1024);
-    if (head_request) parser.skip(true);  // the answer has headers only
+    if (request.method == "HEAD") parser.skip(true);  // the answer has headers only
     // Header first: an announced length above the limit is refused before
     // any body byte is read (Beast's own check did not fire for it here).
-    co_await detail::Read(*connection, parser, ReadUntil::kHeader, ec);
+    if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
+      co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
     if (!ec && parser.content_length().value_or(0) > options.response_limit)
       ec = bhttp::error::body_limit;
-    if (!ec) co_await detail::Read(*connection, parser, ReadUntil::kMessage, ec);
+    if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
+      co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
     if (ec == bhttp::error::body_limit) {
-      // The instance works; the answer is just too big for us.
-      AttemptResult too_big;
-      too_big.code = ErrorCode::kMalformed;
-      too_big.error = "the answer of " + address + " is larger than " +
-                      std::to_string(options.response_limit) + " bytes";
+      // The instance works (outcome kSuccess); the answer is just too big for us.
+      result.code = ErrorCode::kMalformed;
+      result.error = "the answer of " + address + " is larger than " +
+                     std::to_string(options.response_limit) + " bytes";
       connection->socket().shutdown(tcp::socket::shutdown_both, ec);
       connection->Close();
-      co_return too_big;
+      co_return;
     }
     if (ec) {
       bool nothing_read = !parser.got_some() && buffer.size() == 0;
@@ -527,15 +590,16 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
       connection->Close();
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
-        co_return Failed(CallOutcome::kTimeout,
-                         address + " did not answer within the per-try timeout");
+        SetFailed(result, CallOutcome::kTimeout,
+             address + " did not answer within the per-try timeout");
+      } else if (closed || ec == bhttp::error::partial_message) {
+        SetFailed(result, CallOutcome::kReset, address + " closed the connection: " + ec.message());
+      } else {
+        // Not HTTP we can read: counts against the endpoint, never retried.
+        SetFailed(result, CallOutcome::kServerError,
+             "bad answer from " + address + ": " + ec.message());
       }
-      if (closed || ec == bhttp::error::partial_message) {
-        co_return Failed(CallOutcome::kReset, address + " closed the connection: " + ec.message());
-      }
-      // Not HTTP we can read: counts against the endpoint, never retried.
-      co_return Failed(CallOutcome::kServerError,
-                       "bad answer from " + address + ": " + ec.message());
+      co_return;
     }
     result.answered = true;
     if (result.response.status >= 500) result.outcome = CallOutcome::kServerError;
@@ -548,9 +612,9 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
       connection->socket().shutdown(tcp::socket::shutdown_both, ec);
       connection->Close();
     }
-    co_return result;
+    co_return;
   }
-  co_return Failed(CallOutcome::kReset, address + " closed the connection");
+  SetFailed(result, CallOutcome::kReset, address + " closed the connection");
 }
 
 Client::Client(Registry& registry, ClientOptions options)
@@ -593,17 +657,10 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (!found) co_return std::unexpected(found.error());
     state = *found;
     resolver = state->resolver.get();
-    if (resolver->snapshot()->version == 0) {
-      // No answer from the registry yet: wait for it without blocking the thread.
-      asio::steady_timer timer(co_await asio::this_coro::executor);
-      auto until = std::min(deadline, Clock::now() + impl.options.resolve_timeout);
-      while (resolver->snapshot()->version == 0 && resolver->LastError().empty() &&
-             Clock::now() < until) {
-        timer.expires_after(std::chrono::milliseconds(5));
-        boost::system::error_code ec;
-        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      }
-    }
+    // No answer from the registry yet: wait for it without blocking the thread.
+    if (resolver->snapshot()->version == 0)
+      co_await WaitForSnapshot(*resolver,
+                               std::min(deadline, Clock::now() + impl.options.resolve_timeout));
   }
   impl.calls.fetch_add(1, std::memory_order_relaxed);
   const std::string wire = SerializeHead(request, *url, impl.options.user_agent);
@@ -616,30 +673,28 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   };
 
   std::vector<std::string> tried;  // instances that failed an attempt of this call
-  std::optional<ClientResponse> last_response;
+  // The last attempt's: its answer (if `result.answered`) is the call's.
+  AttemptResult result;
   Error last_error{ErrorCode::kUnavailable, ""};
   for (int attempt = 1; attempt <= impl.options.max_attempts; ++attempt) {
     EndpointPtr endpoint;
     if (resolver) {
-      PickContext pick{request.hash_key};
-      endpoint = resolver->Pick(pick);
+      endpoint = resolver->Pick(PickContext{request.hash_key});
       if (endpoint && !tried.empty())
-        endpoint = PickUntried(*resolver, pick, std::move(endpoint), tried);
+        endpoint = PickUntried(*resolver, PickContext{request.hash_key}, std::move(endpoint), tried);
       if (!endpoint) {
-        if (last_response || attempt > 1) break;
-        std::string why = "no instance of " + url->authority + " is available";
-        if (auto error = resolver->LastError(); !error.empty()) why += " (registry: " + error + ")";
+        if (attempt > 1) break;
         finish(state->request_counters.ForOutcome("no_instance"));
-        co_return Fail(ErrorCode::kUnavailable, why);
+        co_return std::unexpected(NoInstance(*resolver, url->authority));
       }
     }
 
     EndpointStats* stats = endpoint ? endpoint->stats.get() : nullptr;
     if (stats) stats->active_requests.fetch_add(1, std::memory_order_relaxed);
     impl.attempts.fetch_add(1, std::memory_order_relaxed);
-    AttemptResult result =
-        co_await impl.Attempt(wire, endpoint ? endpoint->address : url->authority, request,
-                              std::min(deadline, Clock::now() + impl.options.per_try_timeout));
+    result.Reset();
+    co_await impl.Attempt(wire, endpoint ? endpoint->address : url->authority, request,
+                          std::min(deadline, Clock::now() + impl.options.per_try_timeout), result);
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     retry_token.reset();  // the retry (if this was one) is no longer in flight
     // Successes, failures and outlier detection: one report per attempt.
@@ -659,9 +714,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (result.answered) {
       result.response.attempts = attempt;
       if (endpoint) result.response.instance_id = endpoint->instance.id;
-      last_response = std::move(result.response);
     } else {
-      last_response.reset();
       last_error = Error{result.code, url->authority + ": " + result.error};
     }
     // A direct address has no other instance: only a connect failure is worth another try.
@@ -674,22 +727,17 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     }
     auto pause = RetryBackoff(impl.retry_options, static_cast<std::uint32_t>(attempt + 1));
     if (Clock::now() + pause >= deadline) {
-      if (!last_response) last_error.message += " (deadline reached, not retried)";
+      if (!result.answered) last_error.message += " (deadline reached, not retried)";
       break;
     }
-    if (pause.count() > 0) {
-      asio::steady_timer timer(co_await asio::this_coro::executor);
-      timer.expires_after(pause);
-      boost::system::error_code ec;
-      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
+    if (pause.count() > 0) co_await Sleep(pause);
     // The budget counts retries in flight, so a retry takes its token when it
     // goes out (after the backoff) and gives it back when its attempt ends.
     if (auto token = state->budget.TryAcquire()) retry_token.emplace(std::move(*token));
     if (!retry_token) {
       impl.exhausted.fetch_add(1, std::memory_order_relaxed);
       state->budget_exhausted->Inc();
-      if (!last_response) {
+      if (!result.answered) {
         last_error = Error{
             ErrorCode::kUnavailable,
             "retry budget of " + url->authority +
@@ -703,9 +751,9 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     log::Get().debug("retrying {} {} after {} (request id {})", request.method, request.url,
                      CallOutcomeName(result.outcome), request.request_id);
   }
-  if (last_response) {
-    finish(state->request_counters.ForStatus(last_response->status));
-    co_return std::move(*last_response);
+  if (result.answered) {
+    finish(state->request_counters.ForStatus(result.response.status));
+    co_return std::move(result.response);
   }
   finish(state->request_counters.ForOutcome(last_error.code == ErrorCode::kTimeout ? "timeout"
                                             : last_error.code == ErrorCode::kMalformed

@@ -461,14 +461,16 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
     parser.body_limit(options.body_limit);
     connection->SetDeadline(start + options.request_timeout);
-    co_await detail::Read(*connection, parser, ReadUntil::kHeader, ec);
+    if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
+      co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
     if (!ec && parser.expects_continue() && !parser.is_done()) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       co_await asio::async_write(sock, asio::buffer(kContinue.data(), kContinue.size()),
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec && connection->timed_out()) ec = beast::error::timeout;
     }
-    if (!ec) co_await detail::Read(*connection, parser, ReadUntil::kMessage, ec);
+    if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
+      co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
     if (ec) {
       Response error;
       if (ec == bhttp::error::body_limit) {
