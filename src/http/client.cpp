@@ -107,10 +107,12 @@ bool IsRetrySafe(const ClientRequest& request) {
   });
 }
 
+// Views into the request's URL (which outlives the call): no copies, and a
+// smaller Send frame.
 struct ParsedUrl {
-  std::string authority;  // service name or host:port
-  std::string target;     // path and query, at least "/"
-  bool direct = false;    // authority is host:port
+  std::string_view authority;  // service name or host:port
+  std::string_view target;     // path and query as given: may be empty or start with '?'
+  bool direct = false;         // authority is host:port
 };
 
 Result<ParsedUrl> ParseUrl(std::string_view url) {
@@ -122,12 +124,11 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
   url.remove_prefix(kScheme.size());
   auto slash = url.find_first_of("/?");
   ParsedUrl out;
-  out.authority = std::string(url.substr(0, slash));
-  out.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
-  if (out.target.front() == '?') out.target.insert(out.target.begin(), '/');
+  out.authority = url.substr(0, slash);
+  if (slash != std::string_view::npos) out.target = url.substr(slash);
   if (out.authority.empty())
     return Fail(ErrorCode::kInvalidArgument, "URL has no host or service name");
-  out.direct = out.authority.find(':') != std::string::npos;
+  out.direct = out.authority.find(':') != std::string_view::npos;
   return out;
 }
 
@@ -245,22 +246,30 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
   std::string out;
   out.reserve(size + request.request_id.size() + request.authorization.size() +
               request.content_type.size());
-  auto field = [&out](std::string_view name, std::string_view value) {
-    if (HasLineBreak(name) || HasLineBreak(value) || name.empty()) return;
+  auto append = [&out](std::string_view name, std::string_view value) {
     out.append(name);
     out.append(": ");
     out.append(value);
     out.append("\r\n");
   };
+  auto field = [&append](std::string_view name, std::string_view value) {
+    if (name.empty() || HasLineBreak(name) || HasLineBreak(value)) return;
+    append(name, value);
+  };
+  // Our own names are known to be clean: only the value is checked.
+  auto own_field = [&append](std::string_view name, std::string_view value) {
+    if (!HasLineBreak(value)) append(name, value);
+  };
   out.append(request.method);
   out.push_back(' ');
+  if (url.target.empty() || url.target.front() == '?') out.push_back('/');
   out.append(url.target);
   out.append(" HTTP/1.1\r\n");
-  if (!own_host) field("Host", url.authority);
-  if (!own_agent) field("User-Agent", user_agent);
-  if (!request.content_type.empty()) field("Content-Type", request.content_type);
-  if (!request.request_id.empty()) field("X-Request-Id", request.request_id);
-  if (!request.authorization.empty()) field("Authorization", request.authorization);
+  if (!own_host) own_field("Host", url.authority);
+  if (!own_agent) own_field("User-Agent", user_agent);
+  if (!request.content_type.empty()) own_field("Content-Type", request.content_type);
+  if (!request.request_id.empty()) own_field("X-Request-Id", request.request_id);
+  if (!request.authorization.empty()) own_field("Authorization", request.authorization);
   for (const auto& [name, value] : request.headers) {
     if (HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Transfer-Encoding"))
       continue;
@@ -269,7 +278,7 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
   if (!request.body.empty() || MethodHasBody(request.method)) {
     char digits[24];
     auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());
-    field("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
+    append("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
   }
   out.append("\r\n");
   return out;
@@ -439,12 +448,12 @@ struct Client::Impl {
 
   // `wire` is the request head (SerializeHead); the body is request.body.
   // `result` must be Reset().
-  Awaitable<void> Attempt(const std::string& wire, const std::string& address,
+  Awaitable<void> Attempt(const std::string& wire, std::string_view address,
                           const ClientRequest& request, Clock::time_point deadline,
                           AttemptResult& result);
   // A new connection to `address`, or null with `result` failed.
   static Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc,
-                                                        const std::string& address,
+                                                        std::string_view address,
                                                         Clock::time_point deadline,
                                                         AttemptResult& result);
 
@@ -466,12 +475,12 @@ struct Client::Impl {
 };
 
 Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& ioc,
-                                                             const std::string& address,
+                                                             std::string_view address,
                                                              Clock::time_point deadline,
                                                              AttemptResult& result) {
   auto host_port = ParseHostPort(address);
   if (!host_port) {
-    SetFailed(result, CallOutcome::kConnectFailed, "bad address '" + address + "'");
+    SetFailed(result, CallOutcome::kConnectFailed, "bad address '" + std::string(address) + "'");
     co_return nullptr;
   }
   auto connection = std::make_shared<Connection>(detail::Socket(ioc.get_executor()));
@@ -508,7 +517,7 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
     SetFailed(result,
          ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
                                                : CallOutcome::kConnectFailed,
-         "cannot connect to " + address + ": " +
+         "cannot connect to " + std::string(address) + ": " +
              (timed_out ? std::string("timed out") : ec.message()));
     co_return nullptr;
   }
@@ -516,7 +525,7 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
   co_return connection;
 }
 
-Awaitable<void> Client::Impl::Attempt(const std::string& wire, const std::string& address,
+Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view address,
                                       const ClientRequest& request, Clock::time_point deadline,
                                       AttemptResult& result) {
   // Connections use io_context's concrete executor (http/connection.h).
@@ -557,7 +566,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, const std::string
       connection->Close();
       if (reused && !timed_out) continue;
       SetFailed(result, timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
-           "sending to " + address +
+           "sending to " + std::string(address) +
                " failed: " + (timed_out ? std::string("timed out") : ec.message()));
       co_return;
     }
@@ -577,7 +586,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, const std::string
     if (ec == bhttp::error::body_limit) {
       // The instance works (outcome kSuccess); the answer is just too big for us.
       result.code = ErrorCode::kMalformed;
-      result.error = "the answer of " + address + " is larger than " +
+      result.error = "the answer of " + std::string(address) + " is larger than " +
                      std::to_string(options.response_limit) + " bytes";
       connection->socket().shutdown(tcp::socket::shutdown_both, ec);
       connection->Close();
@@ -591,13 +600,13 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, const std::string
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
         SetFailed(result, CallOutcome::kTimeout,
-             address + " did not answer within the per-try timeout");
+             std::string(address) + " did not answer within the per-try timeout");
       } else if (closed || ec == bhttp::error::partial_message) {
-        SetFailed(result, CallOutcome::kReset, address + " closed the connection: " + ec.message());
+        SetFailed(result, CallOutcome::kReset, std::string(address) + " closed the connection: " + ec.message());
       } else {
         // Not HTTP we can read: counts against the endpoint, never retried.
         SetFailed(result, CallOutcome::kServerError,
-             "bad answer from " + address + ": " + ec.message());
+             "bad answer from " + std::string(address) + ": " + ec.message());
       }
       co_return;
     }
@@ -614,7 +623,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, const std::string
     }
     co_return;
   }
-  SetFailed(result, CallOutcome::kReset, address + " closed the connection");
+  SetFailed(result, CallOutcome::kReset, std::string(address) + " closed the connection");
 }
 
 Client::Client(Registry& registry, ClientOptions options)
@@ -673,9 +682,9 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   };
 
   std::vector<std::string> tried;  // instances that failed an attempt of this call
-  // The last attempt's: its answer (if `result.answered`) is the call's.
+  // The last attempt's: its answer (if `result.answered`) is the call's,
+  // else its error (code, and the message prefixed with the service).
   AttemptResult result;
-  Error last_error{ErrorCode::kUnavailable, ""};
   for (int attempt = 1; attempt <= impl.options.max_attempts; ++attempt) {
     EndpointPtr endpoint;
     if (resolver) {
@@ -693,7 +702,10 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (stats) stats->active_requests.fetch_add(1, std::memory_order_relaxed);
     impl.attempts.fetch_add(1, std::memory_order_relaxed);
     result.Reset();
-    co_await impl.Attempt(wire, endpoint ? endpoint->address : url->authority, request,
+    // Not a conditional inside the co_await expression: GCC 12 miscompiles
+    // that one (a crash on resumption).
+    const std::string_view address = endpoint ? endpoint->address : url->authority;
+    co_await impl.Attempt(wire, address, request,
                           std::min(deadline, Clock::now() + impl.options.per_try_timeout), result);
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     retry_token.reset();  // the retry (if this was one) is no longer in flight
@@ -715,7 +727,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
       result.response.attempts = attempt;
       if (endpoint) result.response.instance_id = endpoint->instance.id;
     } else {
-      last_error = Error{result.code, url->authority + ": " + result.error};
+      result.error.insert(0, std::string(url->authority) + ": ");
     }
     // A direct address has no other instance: only a connect failure is worth another try.
     bool connect_failure = result.outcome == CallOutcome::kConnectRefused ||
@@ -727,7 +739,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     }
     auto pause = RetryBackoff(impl.retry_options, static_cast<std::uint32_t>(attempt + 1));
     if (Clock::now() + pause >= deadline) {
-      if (!result.answered) last_error.message += " (deadline reached, not retried)";
+      if (!result.answered) result.error += " (deadline reached, not retried)";
       break;
     }
     if (pause.count() > 0) co_await Sleep(pause);
@@ -738,10 +750,9 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
       impl.exhausted.fetch_add(1, std::memory_order_relaxed);
       state->budget_exhausted->Inc();
       if (!result.answered) {
-        last_error = Error{
-            ErrorCode::kUnavailable,
-            "retry budget of " + url->authority +
-                " exhausted (too many retries in flight); last attempt: " + last_error.message};
+        result.code = ErrorCode::kUnavailable;
+        result.error = "retry budget of " + std::string(url->authority) +
+                       " exhausted (too many retries in flight); last attempt: " + result.error;
       }
       break;
     }
@@ -755,11 +766,11 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     finish(state->request_counters.ForStatus(result.response.status));
     co_return std::move(result.response);
   }
-  finish(state->request_counters.ForOutcome(last_error.code == ErrorCode::kTimeout ? "timeout"
-                                            : last_error.code == ErrorCode::kMalformed
+  finish(state->request_counters.ForOutcome(result.code == ErrorCode::kTimeout ? "timeout"
+                                            : result.code == ErrorCode::kMalformed
                                                 ? "bad_answer"
                                                 : "unavailable"));
-  co_return std::unexpected(last_error);
+  co_return std::unexpected(Error{result.code, std::move(result.error)});
 }
 
 }  // namespace disco::http

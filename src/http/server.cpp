@@ -167,13 +167,22 @@ bool IsFramingHeader(std::string_view name) {
          HeaderNameEquals(name, "Transfer-Encoding");
 }
 
-void AppendField(std::string& out, std::string_view name, std::string_view value) {
-  // A line break would let a value start a header of its own (or the body).
-  if (name.empty() || detail::HasLineBreak(name) || detail::HasLineBreak(value)) return;
+void AppendClean(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
   out.append(": ");
   out.append(value);
   out.append("\r\n");
+}
+
+void AppendField(std::string& out, std::string_view name, std::string_view value) {
+  // A line break would let a value start a header of its own (or the body).
+  if (name.empty() || detail::HasLineBreak(name) || detail::HasLineBreak(value)) return;
+  AppendClean(out, name, value);
+}
+
+// A field with one of our own names (known to be clean): only the value is checked.
+void AppendOwnField(std::string& out, std::string_view name, std::string_view value) {
+  if (!detail::HasLineBreak(value)) AppendClean(out, name, value);
 }
 
 // The status line and header block of `response`, written by hand into
@@ -200,9 +209,9 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
     else if (HeaderNameEquals(name, kServedBy))
       served_by = value;
   }
-  if (!content_type.empty()) AppendField(out, "Content-Type", content_type);
-  AppendField(out, "X-Request-Id", request_id);
-  if (!served_by.empty()) AppendField(out, kServedBy, served_by);
+  if (!content_type.empty()) AppendOwnField(out, "Content-Type", content_type);
+  AppendOwnField(out, "X-Request-Id", request_id);
+  if (!served_by.empty()) AppendOwnField(out, kServedBy, served_by);
   for (const auto& [name, value] : response.headers) {
     if (HeaderNameEquals(name, "Content-Type") || HeaderNameEquals(name, "X-Request-Id") ||
         HeaderNameEquals(name, kServedBy) || IsFramingHeader(name))
@@ -212,7 +221,7 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
   if (HasBody(status)) {
     char digits[24];
     auto [end, ec] = std::to_chars(digits, digits + sizeof digits, response.body.size());
-    AppendField(out, "Content-Length", std::string_view(digits, end - digits));
+    AppendClean(out, "Content-Length", std::string_view(digits, end - digits));
   }
   if (!keep_alive && version != 10) out.append("Connection: close\r\n");
   if (keep_alive && version == 10) out.append("Connection: keep-alive\r\n");
