@@ -3,6 +3,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace disco::http::detail {
 
@@ -127,6 +130,21 @@ bool HasLineBreak(std::string_view text) {
   };
   const char* data = text.data();
   const std::size_t n = text.size();
+#if defined(__SSE2__)
+  // Sixteen bytes at a time where there are as many (request ids, addresses).
+  if (n >= 16) {
+    const __m128i cr = _mm_set1_epi8('\r');
+    const __m128i lf = _mm_set1_epi8('\n');
+    auto has_break16 = [&](const char* p) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      return _mm_movemask_epi8(_mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf))) != 0;
+    };
+    for (std::size_t i = 0; i + 16 <= n; i += 16) {
+      if (has_break16(data + i)) return true;
+    }
+    return n % 16 != 0 && has_break16(data + n - 16);
+  }
+#endif
   if (n < 8) {
     for (std::size_t i = 0; i < n; ++i) {
       if (data[i] == '\r' || data[i] == '\n') return true;

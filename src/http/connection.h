@@ -22,6 +22,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "disco/detail/asio.h"
 #include "disco/http/awaitable.h"
@@ -113,5 +115,8 @@ extern template Awaitable<void> ReadMore<false>(Connection&, bhttp::basic_parser
 
 // True when `text` holds a CR or LF (header injection).
 bool HasLineBreak(std::string_view text);
+
+// NewRequestId() into `out`, reusing its buffer (servers do it per request).
+void NewRequestIdInto(std::string& out);
 
 }  // namespace disco::http::detail

@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "http/connection.h"
 #include "util/fast_random.h"
 
 namespace disco::http {
@@ -161,14 +162,19 @@ bool IsValidRequestId(std::string_view id) {
   return true;
 }
 
-std::string NewRequestId() {
+void detail::NewRequestIdInto(std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
+  out.resize(32);
   std::uint64_t a = FastRandom(), b = FastRandom();
   for (int i = 0; i < 16; ++i) {
-    id[i] = kHex[(a >> (i * 4)) & 0xf];
-    id[16 + i] = kHex[(b >> (i * 4)) & 0xf];
+    out[i] = kHex[(a >> (i * 4)) & 0xf];
+    out[16 + i] = kHex[(b >> (i * 4)) & 0xf];
   }
+}
+
+std::string NewRequestId() {
+  std::string id;
+  detail::NewRequestIdInto(id);
   return id;
 }
 

@@ -519,7 +519,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     if (IsValidRequestId(caller_id))
       request.request_id.assign(caller_id);
     else
-      request.request_id = NewRequestId();
+      detail::NewRequestIdInto(request.request_id);  // no allocation once the id has one
 
     // Empty content type: the default one would be allocated only to be
     // replaced by the handler's response.
