@@ -7,6 +7,7 @@
 #include <atomic>
 #include <boost/container/small_vector.hpp>
 #include <charconv>
+#include <cstring>
 #include <list>
 #include <thread>
 #include <unordered_map>
@@ -167,22 +168,42 @@ bool IsFramingHeader(std::string_view name) {
          HeaderNameEquals(name, "Transfer-Encoding");
 }
 
-void AppendClean(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
-}
+// Writes through a raw pointer into room reserved beforehand: a head has
+// two dozen pieces, and std::string::append cost a call, a capacity check
+// and (for a C string) a strlen per piece.
+class HeadWriter {
+ public:
+  explicit HeadWriter(char* at) : begin_(at), at_(at) {}
 
-void AppendField(std::string& out, std::string_view name, std::string_view value) {
+  void Put(std::string_view piece) {
+    std::memcpy(at_, piece.data(), piece.size());
+    at_ += piece.size();
+  }
+  void Field(std::string_view name, std::string_view value) {
+    Put(name);
+    Put(": ");
+    Put(value);
+    Put("\r\n");
+  }
   // A line break would let a value start a header of its own (or the body).
-  if (name.empty() || detail::HasLineBreak(name) || detail::HasLineBreak(value)) return;
-  AppendClean(out, name, value);
-}
+  void CheckedField(std::string_view name, std::string_view value) {
+    if (!name.empty() && !detail::HasLineBreak(name) && !detail::HasLineBreak(value))
+      Field(name, value);
+  }
+  // One of our own names (known to be clean): only the value is checked.
+  void OwnField(std::string_view name, std::string_view value) {
+    if (!detail::HasLineBreak(value)) Field(name, value);
+  }
+  std::size_t size() const { return static_cast<std::size_t>(at_ - begin_); }
 
-// A field with one of our own names (known to be clean): only the value is checked.
-void AppendOwnField(std::string& out, std::string_view name, std::string_view value) {
-  if (!detail::HasLineBreak(value)) AppendClean(out, name, value);
+ private:
+  char* begin_;
+  char* at_;
+};
+
+// Room for a field in the head: name, ": ", value, CRLF.
+constexpr std::size_t FieldSize(std::string_view name, std::string_view value) {
+  return name.size() + value.size() + 4;
 }
 
 // The status line and header block of `response`, written by hand into
@@ -192,15 +213,11 @@ void AppendOwnField(std::string& out, std::string_view name, std::string_view va
 void WriteHead(std::string& out, const Response& response, std::string_view request_id,
                std::string_view served_by, unsigned version, bool keep_alive) {
   const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
-  out.clear();
-  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  AppendNumber(out, static_cast<std::uint64_t>(status));
-  out.push_back(' ');
-  out.append(ReasonPhrase(status));
-  out.append("\r\n");
+  const std::string_view reason = ReasonPhrase(status);
   // The handler's Content-Type, X-Request-Id and X-Served-By (a proxy passes
   // its upstream's on) replace the server's own; the last copy wins.
   std::string_view content_type = response.content_type;
+  std::size_t extra = 0;  // room for the handler's other headers
   for (const auto& [name, value] : response.headers) {
     if (HeaderNameEquals(name, "Content-Type"))
       content_type = value;
@@ -208,24 +225,45 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
       request_id = value;
     else if (HeaderNameEquals(name, kServedBy))
       served_by = value;
+    extra += FieldSize(name, value);
   }
-  if (!content_type.empty()) AppendOwnField(out, "Content-Type", content_type);
-  AppendOwnField(out, "X-Request-Id", request_id);
-  if (!served_by.empty()) AppendOwnField(out, kServedBy, served_by);
-  for (const auto& [name, value] : response.headers) {
-    if (HeaderNameEquals(name, "Content-Type") || HeaderNameEquals(name, "X-Request-Id") ||
-        HeaderNameEquals(name, kServedBy) || IsFramingHeader(name))
-      continue;
-    AppendField(out, name, value);
-  }
-  if (HasBody(status)) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, response.body.size());
-    AppendClean(out, "Content-Length", std::string_view(digits, end - digits));
-  }
-  if (!keep_alive && version != 10) out.append("Connection: close\r\n");
-  if (keep_alive && version == 10) out.append("Connection: keep-alive\r\n");
-  out.append("\r\n");
+  // An upper bound: the status line, the fields (skipped ones included),
+  // Content-Length's up to 20 digits, a Connection field, the blank line.
+  const std::size_t room = 13 + reason.size() + 2 + FieldSize("Content-Type", content_type) +
+                           FieldSize("X-Request-Id", request_id) +
+                           FieldSize(kServedBy, served_by) + extra +
+                           FieldSize("Content-Length", "18446744073709551615") +
+                           FieldSize("Connection", "keep-alive") + 2;
+  out.clear();
+  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
+    HeadWriter w(buffer);
+    w.Put(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    const char digits[3] = {static_cast<char>('0' + status / 100),
+                            static_cast<char>('0' + status / 10 % 10),
+                            static_cast<char>('0' + status % 10)};
+    w.Put(std::string_view(digits, 3));
+    w.Put(" ");
+    w.Put(reason);
+    w.Put("\r\n");
+    if (!content_type.empty()) w.OwnField("Content-Type", content_type);
+    w.OwnField("X-Request-Id", request_id);
+    if (!served_by.empty()) w.OwnField(kServedBy, served_by);
+    for (const auto& [name, value] : response.headers) {
+      if (HeaderNameEquals(name, "Content-Type") || HeaderNameEquals(name, "X-Request-Id") ||
+          HeaderNameEquals(name, kServedBy) || IsFramingHeader(name))
+        continue;
+      w.CheckedField(name, value);
+    }
+    if (HasBody(status)) {
+      char length[24];
+      auto [end, ec] = std::to_chars(length, length + sizeof length, response.body.size());
+      w.Field("Content-Length", std::string_view(length, static_cast<std::size_t>(end - length)));
+    }
+    if (!keep_alive && version != 10) w.Put("Connection: close\r\n");
+    if (keep_alive && version == 10) w.Put("Connection: keep-alive\r\n");
+    w.Put("\r\n");
+    return w.size();
+  });
 }
 
 }  // namespace
