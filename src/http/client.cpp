@@ -13,6 +13,7 @@
 #include "disco/registry_url.h"
 #include "disco/resolver.h"
 #include "http/connection.h"
+#include "http/head_writer.h"
 #include "http/retry_policy.h"
 #include "util/fast_random.h"
 #include "util/log.h"
@@ -223,8 +224,6 @@ class StatusCounters {
   std::array<std::atomic<Counter*>, 500> by_status_{};
 };
 
-using detail::HasLineBreak;
-
 bool MethodHasBody(std::string_view method) {
   return !(method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS" ||
            method == "TRACE");
@@ -235,52 +234,50 @@ bool MethodHasBody(std::string_view method) {
 // whose name or value holds a line break are dropped (no header injection).
 std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
                           std::string_view user_agent) {
+  using detail::FieldSize;
   bool own_host = false;
   bool own_agent = false;
-  std::size_t size = 128 + request.method.size() + url.target.size() + url.authority.size();
+  std::size_t extra = 0;  // room for the caller's headers
   for (const auto& [name, value] : request.headers) {
     own_host = own_host || HeaderNameEquals(name, "Host");
     own_agent = own_agent || HeaderNameEquals(name, "User-Agent");
-    size += name.size() + value.size() + 4;
+    extra += FieldSize(name, value);
   }
+  // An upper bound: request line, every field, Content-Length's up to 20
+  // digits, the blank line.
+  const std::size_t room = request.method.size() + 1 + 1 + url.target.size() + 11 +
+                           FieldSize("Host", url.authority) +
+                           FieldSize("User-Agent", user_agent) +
+                           FieldSize("Content-Type", request.content_type) +
+                           FieldSize("X-Request-Id", request.request_id) +
+                           FieldSize("Authorization", request.authorization) + extra +
+                           FieldSize("Content-Length", "18446744073709551615") + 2;
   std::string out;
-  out.reserve(size + request.request_id.size() + request.authorization.size() +
-              request.content_type.size());
-  auto append = [&out](std::string_view name, std::string_view value) {
-    out.append(name);
-    out.append(": ");
-    out.append(value);
-    out.append("\r\n");
-  };
-  auto field = [&append](std::string_view name, std::string_view value) {
-    if (name.empty() || HasLineBreak(name) || HasLineBreak(value)) return;
-    append(name, value);
-  };
-  // Our own names are known to be clean: only the value is checked.
-  auto own_field = [&append](std::string_view name, std::string_view value) {
-    if (!HasLineBreak(value)) append(name, value);
-  };
-  out.append(request.method);
-  out.push_back(' ');
-  if (url.target.empty() || url.target.front() == '?') out.push_back('/');
-  out.append(url.target);
-  out.append(" HTTP/1.1\r\n");
-  if (!own_host) own_field("Host", url.authority);
-  if (!own_agent) own_field("User-Agent", user_agent);
-  if (!request.content_type.empty()) own_field("Content-Type", request.content_type);
-  if (!request.request_id.empty()) own_field("X-Request-Id", request.request_id);
-  if (!request.authorization.empty()) own_field("Authorization", request.authorization);
-  for (const auto& [name, value] : request.headers) {
-    if (HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Transfer-Encoding"))
-      continue;
-    field(name, value);
-  }
-  if (!request.body.empty() || MethodHasBody(request.method)) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());
-    append("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
-  }
-  out.append("\r\n");
+  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
+    detail::HeadWriter w(buffer);
+    w.Put(request.method);
+    w.Put(" ");
+    if (url.target.empty() || url.target.front() == '?') w.Put("/");
+    w.Put(url.target);
+    w.Put(" HTTP/1.1\r\n");
+    if (!own_host) w.OwnField("Host", url.authority);
+    if (!own_agent) w.OwnField("User-Agent", user_agent);
+    if (!request.content_type.empty()) w.OwnField("Content-Type", request.content_type);
+    if (!request.request_id.empty()) w.OwnField("X-Request-Id", request.request_id);
+    if (!request.authorization.empty()) w.OwnField("Authorization", request.authorization);
+    for (const auto& [name, value] : request.headers) {
+      if (HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Transfer-Encoding"))
+        continue;
+      w.CheckedField(name, value);
+    }
+    if (!request.body.empty() || MethodHasBody(request.method)) {
+      char digits[24];
+      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());
+      w.Field("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
+    }
+    w.Put("\r\n");
+    return w.size();
+  });
   return out;
 }
 

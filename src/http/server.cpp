@@ -16,6 +16,7 @@
 #include "disco/detail/asio.h"
 #include "disco/metrics.h"
 #include "http/connection.h"
+#include "http/head_writer.h"
 #include "util/log.h"
 
 namespace disco::http {
@@ -168,44 +169,6 @@ bool IsFramingHeader(std::string_view name) {
          HeaderNameEquals(name, "Transfer-Encoding");
 }
 
-// Writes through a raw pointer into room reserved beforehand: a head has
-// two dozen pieces, and std::string::append cost a call, a capacity check
-// and (for a C string) a strlen per piece.
-class HeadWriter {
- public:
-  explicit HeadWriter(char* at) : begin_(at), at_(at) {}
-
-  void Put(std::string_view piece) {
-    std::memcpy(at_, piece.data(), piece.size());
-    at_ += piece.size();
-  }
-  void Field(std::string_view name, std::string_view value) {
-    Put(name);
-    Put(": ");
-    Put(value);
-    Put("\r\n");
-  }
-  // A line break would let a value start a header of its own (or the body).
-  void CheckedField(std::string_view name, std::string_view value) {
-    if (!name.empty() && !detail::HasLineBreak(name) && !detail::HasLineBreak(value))
-      Field(name, value);
-  }
-  // One of our own names (known to be clean): only the value is checked.
-  void OwnField(std::string_view name, std::string_view value) {
-    if (!detail::HasLineBreak(value)) Field(name, value);
-  }
-  std::size_t size() const { return static_cast<std::size_t>(at_ - begin_); }
-
- private:
-  char* begin_;
-  char* at_;
-};
-
-// Room for a field in the head: name, ": ", value, CRLF.
-constexpr std::size_t FieldSize(std::string_view name, std::string_view value) {
-  return name.size() + value.size() + 4;
-}
-
 // The status line and header block of `response`, written by hand into
 // `out` (a string reused per connection): no http::fields (an allocation
 // per field) and no Beast serializer (its buffer-sequence iterators cost
@@ -225,18 +188,18 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
       request_id = value;
     else if (HeaderNameEquals(name, kServedBy))
       served_by = value;
-    extra += FieldSize(name, value);
+    extra += detail::FieldSize(name, value);
   }
   // An upper bound: the status line, the fields (skipped ones included),
   // Content-Length's up to 20 digits, a Connection field, the blank line.
-  const std::size_t room = 13 + reason.size() + 2 + FieldSize("Content-Type", content_type) +
-                           FieldSize("X-Request-Id", request_id) +
-                           FieldSize(kServedBy, served_by) + extra +
-                           FieldSize("Content-Length", "18446744073709551615") +
-                           FieldSize("Connection", "keep-alive") + 2;
+  const std::size_t room = 13 + reason.size() + 2 + detail::FieldSize("Content-Type", content_type) +
+                           detail::FieldSize("X-Request-Id", request_id) +
+                           detail::FieldSize(kServedBy, served_by) + extra +
+                           detail::FieldSize("Content-Length", "18446744073709551615") +
+                           detail::FieldSize("Connection", "keep-alive") + 2;
   out.clear();
   out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
-    HeadWriter w(buffer);
+    detail::HeadWriter w(buffer);
     w.Put(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     const char digits[3] = {static_cast<char>('0' + status / 100),
                             static_cast<char>('0' + status / 10 % 10),
