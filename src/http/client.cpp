@@ -134,9 +134,9 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
 }
 
 // One attempt's result. Lives in Client::Send's frame and is filled in
-// place by Attempt: no result is moved between coroutine frames, and the
-// frames stay small enough for Asio's frame recycling and malloc's tcache
-// (about 1 KiB; above that every call took malloc's slow path).
+// place by Attempt: no result is moved between coroutine frames, and
+// Attempt's frame stays well under the 1 KiB that Asio recycles and malloc's
+// tcache serves (above that, every call takes malloc's slow path).
 struct AttemptResult {
   CallOutcome outcome = CallOutcome::kSuccess;  // kServerError only for a 5xx answer
   bool answered = false;                        // `response` holds an HTTP answer
@@ -246,8 +246,7 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
   // An upper bound: request line, every field, Content-Length's up to 20
   // digits, the blank line.
   const std::size_t room = request.method.size() + 1 + 1 + url.target.size() + 11 +
-                           FieldSize("Host", url.authority) +
-                           FieldSize("User-Agent", user_agent) +
+                           FieldSize("Host", url.authority) + FieldSize("User-Agent", user_agent) +
                            FieldSize("Content-Type", request.content_type) +
                            FieldSize("X-Request-Id", request.request_id) +
                            FieldSize("Authorization", request.authorization) + extra +
@@ -512,10 +511,10 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
     const bool timed_out = connection->timed_out();
     connection->Close();
     SetFailed(result,
-         ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
-                                               : CallOutcome::kConnectFailed,
-         "cannot connect to " + std::string(address) + ": " +
-             (timed_out ? std::string("timed out") : ec.message()));
+              ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
+                                                    : CallOutcome::kConnectFailed,
+              "cannot connect to " + std::string(address) + ": " +
+                  (timed_out ? std::string("timed out") : ec.message()));
     co_return nullptr;
   }
   connection->socket().set_option(tcp::no_delay(true), ec);
@@ -529,7 +528,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
   asio::io_context* ioc = ContextOf(co_await asio::this_coro::executor);
   if (ioc == nullptr) {
     SetFailed(result, CallOutcome::kConnectFailed,
-         "http::Client::Send must run on an io_context's executor");
+              "http::Client::Send must run on an io_context's executor");
     co_return;
   }
   auto& pools = asio::use_service<PoolService>(*ioc);
@@ -563,8 +562,8 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
       connection->Close();
       if (reused && !timed_out) continue;
       SetFailed(result, timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
-           "sending to " + std::string(address) +
-               " failed: " + (timed_out ? std::string("timed out") : ec.message()));
+                "sending to " + std::string(address) +
+                    " failed: " + (timed_out ? std::string("timed out") : ec.message()));
       co_return;
     }
     auto& buffer = connection->buffer();
@@ -597,13 +596,14 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
         SetFailed(result, CallOutcome::kTimeout,
-             std::string(address) + " did not answer within the per-try timeout");
+                  std::string(address) + " did not answer within the per-try timeout");
       } else if (closed || ec == bhttp::error::partial_message) {
-        SetFailed(result, CallOutcome::kReset, std::string(address) + " closed the connection: " + ec.message());
+        SetFailed(result, CallOutcome::kReset,
+                  std::string(address) + " closed the connection: " + ec.message());
       } else {
         // Not HTTP we can read: counts against the endpoint, never retried.
         SetFailed(result, CallOutcome::kServerError,
-             "bad answer from " + std::string(address) + ": " + ec.message());
+                  "bad answer from " + std::string(address) + ": " + ec.message());
       }
       co_return;
     }
@@ -687,7 +687,8 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (resolver) {
       endpoint = resolver->Pick(PickContext{request.hash_key});
       if (endpoint && !tried.empty())
-        endpoint = PickUntried(*resolver, PickContext{request.hash_key}, std::move(endpoint), tried);
+        endpoint =
+            PickUntried(*resolver, PickContext{request.hash_key}, std::move(endpoint), tried);
       if (!endpoint) {
         if (attempt > 1) break;
         finish(state->request_counters.ForOutcome("no_instance"));

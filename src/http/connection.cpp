@@ -57,8 +57,8 @@ void Connection::OnTimer(std::uint64_t generation, const boost::system::error_co
 }
 
 template <bool kIsRequest>
-bool ParseBuffered(Connection& connection, bhttp::basic_parser<kIsRequest>& parser,
-                   ReadUntil until, boost::system::error_code& ec) {
+bool ParseBuffered(Connection& connection, bhttp::basic_parser<kIsRequest>& parser, ReadUntil until,
+                   boost::system::error_code& ec) {
   ec = {};
   parser.eager(true);
   auto& buffer = connection.buffer();

@@ -97,8 +97,8 @@ enum class ReadUntil { kHeader, kMessage };
 // `ec` set), false when it needs bytes from the socket. ReadMore() must only
 // follow a false from ParseBuffered().
 template <bool kIsRequest>
-bool ParseBuffered(Connection& connection, bhttp::basic_parser<kIsRequest>& parser,
-                   ReadUntil until, boost::system::error_code& ec);
+bool ParseBuffered(Connection& connection, bhttp::basic_parser<kIsRequest>& parser, ReadUntil until,
+                   boost::system::error_code& ec);
 
 template <bool kIsRequest>
 Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>& parser,
@@ -108,10 +108,10 @@ extern template bool ParseBuffered<true>(Connection&, bhttp::basic_parser<true>&
                                          boost::system::error_code&);
 extern template bool ParseBuffered<false>(Connection&, bhttp::basic_parser<false>&, ReadUntil,
                                           boost::system::error_code&);
-extern template Awaitable<void> ReadMore<true>(Connection&, bhttp::basic_parser<true>&,
-                                               ReadUntil, boost::system::error_code&);
-extern template Awaitable<void> ReadMore<false>(Connection&, bhttp::basic_parser<false>&,
-                                                ReadUntil, boost::system::error_code&);
+extern template Awaitable<void> ReadMore<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,
+                                               boost::system::error_code&);
+extern template Awaitable<void> ReadMore<false>(Connection&, bhttp::basic_parser<false>&, ReadUntil,
+                                                boost::system::error_code&);
 
 // True when `text` holds a CR or LF (header injection).
 bool HasLineBreak(std::string_view text);

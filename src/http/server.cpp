@@ -192,11 +192,11 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
   }
   // An upper bound: the status line, the fields (skipped ones included),
   // Content-Length's up to 20 digits, a Connection field, the blank line.
-  const std::size_t room = 13 + reason.size() + 2 + detail::FieldSize("Content-Type", content_type) +
-                           detail::FieldSize("X-Request-Id", request_id) +
-                           detail::FieldSize(kServedBy, served_by) + extra +
-                           detail::FieldSize("Content-Length", "18446744073709551615") +
-                           detail::FieldSize("Connection", "keep-alive") + 2;
+  const std::size_t room =
+      13 + reason.size() + 2 + detail::FieldSize("Content-Type", content_type) +
+      detail::FieldSize("X-Request-Id", request_id) + detail::FieldSize(kServedBy, served_by) +
+      extra + detail::FieldSize("Content-Length", "18446744073709551615") +
+      detail::FieldSize("Connection", "keep-alive") + 2;
   out.clear();
   out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
     detail::HeadWriter w(buffer);
