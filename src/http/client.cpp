@@ -13,6 +13,7 @@
 #include "disco/registry_url.h"
 #include "disco/resolver.h"
 #include "http/connection.h"
+#include "http/head_writer.h"
 #include "http/retry_policy.h"
 #include "util/fast_random.h"
 #include "util/log.h"
@@ -107,10 +108,12 @@ bool IsRetrySafe(const ClientRequest& request) {
   });
 }
 
+// Views into the request's URL (which outlives the call): no copies, and a
+// smaller Send frame.
 struct ParsedUrl {
-  std::string authority;  // service name or host:port
-  std::string target;     // path and query, at least "/"
-  bool direct = false;    // authority is host:port
+  std::string_view authority;  // service name or host:port
+  std::string_view target;     // path and query as given: may be empty or start with '?'
+  bool direct = false;         // authority is host:port
 };
 
 Result<ParsedUrl> ParseUrl(std::string_view url) {
@@ -122,21 +125,32 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
   url.remove_prefix(kScheme.size());
   auto slash = url.find_first_of("/?");
   ParsedUrl out;
-  out.authority = std::string(url.substr(0, slash));
-  out.target = slash == std::string_view::npos ? "/" : std::string(url.substr(slash));
-  if (out.target.front() == '?') out.target.insert(out.target.begin(), '/');
+  out.authority = url.substr(0, slash);
+  if (slash != std::string_view::npos) out.target = url.substr(slash);
   if (out.authority.empty())
     return Fail(ErrorCode::kInvalidArgument, "URL has no host or service name");
-  out.direct = out.authority.find(':') != std::string::npos;
+  out.direct = out.authority.find(':') != std::string_view::npos;
   return out;
 }
 
+// One attempt's result. Lives in Client::Send's frame and is filled in
+// place by Attempt: no result is moved between coroutine frames, and
+// Attempt's frame stays well under the 1 KiB that Asio recycles and malloc's
+// tcache serves (above that, every call takes malloc's slow path).
 struct AttemptResult {
   CallOutcome outcome = CallOutcome::kSuccess;  // kServerError only for a 5xx answer
   bool answered = false;                        // `response` holds an HTTP answer
   ErrorCode code = ErrorCode::kUnavailable;     // when !answered
   std::string error;                            // when !answered
   ClientResponse response;
+
+  void Reset() {
+    outcome = CallOutcome::kSuccess;
+    answered = false;
+    code = ErrorCode::kUnavailable;
+    error.clear();
+    response = ClientResponse{};
+  }
 };
 
 // The error code a failed attempt becomes when it is the call's last.
@@ -152,12 +166,37 @@ ErrorCode CodeFor(CallOutcome outcome) {
   }
 }
 
-AttemptResult Failed(CallOutcome outcome, std::string error) {
-  AttemptResult result;
+void SetFailed(AttemptResult& result, CallOutcome outcome, std::string error) {
   result.outcome = outcome;
   result.code = CodeFor(outcome);
   result.error = std::move(error);
-  return result;
+}
+
+// Waits (polling, without blocking the thread) until `resolver` has its
+// first snapshot, reports a registry error, or `until` passes. A coroutine
+// of its own: its timer stays out of Send's frame.
+Awaitable<void> WaitForSnapshot(Resolver& resolver, Clock::time_point until) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  while (resolver.snapshot()->version == 0 && resolver.LastError().empty() &&
+         Clock::now() < until) {
+    timer.expires_after(std::chrono::milliseconds(5));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+// The backoff before a retry (a coroutine of its own for the same reason).
+Awaitable<void> Sleep(Clock::duration pause) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  timer.expires_after(pause);
+  boost::system::error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+}
+
+// The io_context behind a coroutine's executor, or null when it is not one.
+asio::io_context* ContextOf(const asio::any_io_executor& executor) {
+  const auto* io_executor = executor.target<detail::Executor>();
+  return io_executor ? &io_executor->context() : nullptr;
 }
 
 // Per-status counters of one service, filled on first use, so the hot path
@@ -185,8 +224,6 @@ class StatusCounters {
   std::array<std::atomic<Counter*>, 500> by_status_{};
 };
 
-using detail::HasLineBreak;
-
 bool MethodHasBody(std::string_view method) {
   return !(method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS" ||
            method == "TRACE");
@@ -197,44 +234,49 @@ bool MethodHasBody(std::string_view method) {
 // whose name or value holds a line break are dropped (no header injection).
 std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
                           std::string_view user_agent) {
+  using detail::FieldSize;
   bool own_host = false;
   bool own_agent = false;
-  std::size_t size = 128 + request.method.size() + url.target.size() + url.authority.size();
+  std::size_t extra = 0;  // room for the caller's headers
   for (const auto& [name, value] : request.headers) {
     own_host = own_host || HeaderNameEquals(name, "Host");
     own_agent = own_agent || HeaderNameEquals(name, "User-Agent");
-    size += name.size() + value.size() + 4;
+    extra += FieldSize(name, value);
   }
+  // An upper bound: request line, every field, Content-Length's up to 20
+  // digits, the blank line.
+  const std::size_t room = request.method.size() + 1 + 1 + url.target.size() + 11 +
+                           FieldSize("Host", url.authority) + FieldSize("User-Agent", user_agent) +
+                           FieldSize("Content-Type", request.content_type) +
+                           FieldSize("X-Request-Id", request.request_id) +
+                           FieldSize("Authorization", request.authorization) + extra +
+                           FieldSize("Content-Length", "18446744073709551615") + 2;
   std::string out;
-  out.reserve(size + request.request_id.size() + request.authorization.size() +
-              request.content_type.size());
-  auto field = [&out](std::string_view name, std::string_view value) {
-    if (HasLineBreak(name) || HasLineBreak(value) || name.empty()) return;
-    out.append(name);
-    out.append(": ");
-    out.append(value);
-    out.append("\r\n");
-  };
-  out.append(request.method);
-  out.push_back(' ');
-  out.append(url.target);
-  out.append(" HTTP/1.1\r\n");
-  if (!own_host) field("Host", url.authority);
-  if (!own_agent) field("User-Agent", user_agent);
-  if (!request.content_type.empty()) field("Content-Type", request.content_type);
-  if (!request.request_id.empty()) field("X-Request-Id", request.request_id);
-  if (!request.authorization.empty()) field("Authorization", request.authorization);
-  for (const auto& [name, value] : request.headers) {
-    if (HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Transfer-Encoding"))
-      continue;
-    field(name, value);
-  }
-  if (!request.body.empty() || MethodHasBody(request.method)) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());
-    field("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
-  }
-  out.append("\r\n");
+  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
+    detail::HeadWriter w(buffer);
+    w.Put(request.method);
+    w.Put(" ");
+    if (url.target.empty() || url.target.front() == '?') w.Put("/");
+    w.Put(url.target);
+    w.Put(" HTTP/1.1\r\n");
+    if (!own_host) w.OwnField("Host", url.authority);
+    if (!own_agent) w.OwnField("User-Agent", user_agent);
+    if (!request.content_type.empty()) w.OwnField("Content-Type", request.content_type);
+    if (!request.request_id.empty()) w.OwnField("X-Request-Id", request.request_id);
+    if (!request.authorization.empty()) w.OwnField("Authorization", request.authorization);
+    for (const auto& [name, value] : request.headers) {
+      if (HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Transfer-Encoding"))
+        continue;
+      w.CheckedField(name, value);
+    }
+    if (!request.body.empty() || MethodHasBody(request.method)) {
+      char digits[24];
+      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());
+      w.Field("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
+    }
+    w.Put("\r\n");
+    return w.size();
+  });
   return out;
 }
 
@@ -310,6 +352,12 @@ EndpointPtr PickUntried(Resolver& resolver, const PickContext& pick, EndpointPtr
     return EndpointPtr(snapshot, &e);
   }
   return picked;
+}
+
+Error NoInstance(Resolver& resolver, std::string_view service) {
+  std::string why = "no instance of " + std::string(service) + " is available";
+  if (auto error = resolver.LastError(); !error.empty()) why += " (registry: " + error + ")";
+  return Error{ErrorCode::kUnavailable, std::move(why)};
 }
 
 }  // namespace
@@ -395,8 +443,15 @@ struct Client::Impl {
   }
 
   // `wire` is the request head (SerializeHead); the body is request.body.
-  Awaitable<AttemptResult> Attempt(const std::string& wire, const std::string& address,
-                                   const ClientRequest& request, Clock::time_point deadline);
+  // `result` must be Reset().
+  Awaitable<void> Attempt(const std::string& wire, std::string_view address,
+                          const ClientRequest& request, Clock::time_point deadline,
+                          AttemptResult& result);
+  // A new connection to `address`, or null with `result` failed.
+  static Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc,
+                                                        std::string_view address,
+                                                        Clock::time_point deadline,
+                                                        AttemptResult& result);
 
   Registry& registry;
   ClientOptions options;
@@ -415,19 +470,68 @@ struct Client::Impl {
   std::map<std::string, std::unique_ptr<ServiceState>, std::less<>> services;
 };
 
-Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const std::string& address,
-                                               const ClientRequest& request,
-                                               Clock::time_point deadline) {
-  AttemptResult result;
-  // Connections use io_context's concrete executor (http/connection.h).
-  auto executor = co_await asio::this_coro::executor;
-  const auto* io_executor = executor.target<detail::Executor>();
-  if (io_executor == nullptr) {
-    co_return Failed(CallOutcome::kConnectFailed,
-                     "http::Client::Send must run on an io_context's executor");
+Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& ioc,
+                                                             std::string_view address,
+                                                             Clock::time_point deadline,
+                                                             AttemptResult& result) {
+  auto host_port = ParseHostPort(address);
+  if (!host_port) {
+    SetFailed(result, CallOutcome::kConnectFailed, "bad address '" + std::string(address) + "'");
+    co_return nullptr;
   }
-  auto& ioc = io_executor->context();
-  auto& pools = asio::use_service<PoolService>(ioc);
+  auto connection = std::make_shared<Connection>(detail::Socket(ioc.get_executor()));
+  connection->SetDeadline(deadline);
+  boost::system::error_code ec;
+  auto ip = asio::ip::make_address(host_port->host, ec);
+  if (!ec) {
+    co_await connection->socket().async_connect(tcp::endpoint(ip, host_port->port),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+  } else {
+    // A name lookup is bounded by the attempt's deadline too (the
+    // connection's deadline closes its socket, which a lookup does not use).
+    using Resolver = asio::ip::basic_resolver<tcp, detail::Executor>;
+    auto resolver = std::make_shared<Resolver>(ioc.get_executor());
+    asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, detail::Executor> guard(
+        ioc.get_executor());
+    guard.expires_at(deadline);
+    guard.async_wait([weak = std::weak_ptr(resolver)](boost::system::error_code e) {
+      if (auto r = weak.lock(); r && !e) r->cancel();
+    });
+    auto endpoints =
+        co_await resolver->async_resolve(host_port->host, std::to_string(host_port->port),
+                                         asio::redirect_error(asio::use_awaitable, ec));
+    guard.cancel();
+    if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
+    if (!ec) {
+      co_await asio::async_connect(connection->socket(), endpoints,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+  if (ec) {
+    const bool timed_out = connection->timed_out();
+    connection->Close();
+    SetFailed(result,
+              ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
+                                                    : CallOutcome::kConnectFailed,
+              "cannot connect to " + std::string(address) + ": " +
+                  (timed_out ? std::string("timed out") : ec.message()));
+    co_return nullptr;
+  }
+  connection->socket().set_option(tcp::no_delay(true), ec);
+  co_return connection;
+}
+
+Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view address,
+                                      const ClientRequest& request, Clock::time_point deadline,
+                                      AttemptResult& result) {
+  // Connections use io_context's concrete executor (http/connection.h).
+  asio::io_context* ioc = ContextOf(co_await asio::this_coro::executor);
+  if (ioc == nullptr) {
+    SetFailed(result, CallOutcome::kConnectFailed,
+              "http::Client::Send must run on an io_context's executor");
+    co_return;
+  }
+  auto& pools = asio::use_service<PoolService>(*ioc);
   // The pool key (client id + address) is built in a per-thread buffer right
   // before each use, never across a suspension: no allocation per attempt.
   auto pool_key = [&]() -> std::string_view {
@@ -437,54 +541,16 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
     return key;
   };
 
-  const bool head_request = request.method == "HEAD";
   boost::system::error_code ec;
   // A pooled connection may have been closed by the peer while idle; if it
   // fails before any answer byte, the request was not processed: use a fresh
   // connection (once) without calling it a retry.
   for (int round = 0; round < 2; ++round) {
     auto connection = round == 0 ? pools.Take(pool_key(), options.pool_idle_timeout) : nullptr;
-    bool reused = connection != nullptr;
+    const bool reused = connection != nullptr;
     if (!connection) {
-      auto host_port = ParseHostPort(address);
-      if (!host_port)
-        co_return Failed(CallOutcome::kConnectFailed, "bad address '" + address + "'");
-      connection = std::make_shared<Connection>(detail::Socket(ioc.get_executor()));
-      connection->SetDeadline(deadline);
-      auto ip = asio::ip::make_address(host_port->host, ec);
-      if (!ec) {
-        co_await connection->socket().async_connect(tcp::endpoint(ip, host_port->port),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
-      } else {
-        // A name lookup is bounded by the attempt's deadline too (the
-        // connection's deadline closes its socket, which a lookup does not use).
-        using Resolver = asio::ip::basic_resolver<tcp, detail::Executor>;
-        auto resolver = std::make_shared<Resolver>(ioc.get_executor());
-        asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, detail::Executor> guard(
-            ioc.get_executor());
-        guard.expires_at(deadline);
-        guard.async_wait([weak = std::weak_ptr(resolver)](boost::system::error_code e) {
-          if (auto r = weak.lock(); r && !e) r->cancel();
-        });
-        auto endpoints =
-            co_await resolver->async_resolve(host_port->host, std::to_string(host_port->port),
-                                             asio::redirect_error(asio::use_awaitable, ec));
-        guard.cancel();
-        if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
-        if (!ec) {
-          co_await asio::async_connect(connection->socket(), endpoints,
-                                       asio::redirect_error(asio::use_awaitable, ec));
-        }
-      }
-      if (ec) {
-        const bool timed_out = connection->timed_out();
-        connection->Close();
-        co_return Failed(ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
-                                                               : CallOutcome::kConnectFailed,
-                         "cannot connect to " + address + ": " +
-                             (timed_out ? std::string("timed out") : ec.message()));
-      }
-      connection->socket().set_option(tcp::no_delay(true), ec);
+      connection = co_await Connect(*ioc, address, deadline, result);
+      if (!connection) co_return;
     }
     connection->SetDeadline(deadline);
     co_await asio::async_write(
@@ -495,30 +561,32 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
       const bool timed_out = connection->timed_out();
       connection->Close();
       if (reused && !timed_out) continue;
-      co_return Failed(timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
-                       "sending to " + address +
-                           " failed: " + (timed_out ? std::string("timed out") : ec.message()));
+      SetFailed(result, timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
+                "sending to " + std::string(address) +
+                    " failed: " + (timed_out ? std::string("timed out") : ec.message()));
+      co_return;
     }
     auto& buffer = connection->buffer();
     ResponseParser parser(result.response);
     parser.body_limit(options.response_limit);
     parser.header_limit(64 * 1024);
-    if (head_request) parser.skip(true);  // the answer has headers only
+    if (request.method == "HEAD") parser.skip(true);  // the answer has headers only
     // Header first: an announced length above the limit is refused before
     // any body byte is read (Beast's own check did not fire for it here).
-    co_await detail::Read(*connection, parser, ReadUntil::kHeader, ec);
+    if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
+      co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
     if (!ec && parser.content_length().value_or(0) > options.response_limit)
       ec = bhttp::error::body_limit;
-    if (!ec) co_await detail::Read(*connection, parser, ReadUntil::kMessage, ec);
+    if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
+      co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
     if (ec == bhttp::error::body_limit) {
-      // The instance works; the answer is just too big for us.
-      AttemptResult too_big;
-      too_big.code = ErrorCode::kMalformed;
-      too_big.error = "the answer of " + address + " is larger than " +
-                      std::to_string(options.response_limit) + " bytes";
+      // The instance works (outcome kSuccess); the answer is just too big for us.
+      result.code = ErrorCode::kMalformed;
+      result.error = "the answer of " + std::string(address) + " is larger than " +
+                     std::to_string(options.response_limit) + " bytes";
       connection->socket().shutdown(tcp::socket::shutdown_both, ec);
       connection->Close();
-      co_return too_big;
+      co_return;
     }
     if (ec) {
       bool nothing_read = !parser.got_some() && buffer.size() == 0;
@@ -527,15 +595,17 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
       connection->Close();
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
-        co_return Failed(CallOutcome::kTimeout,
-                         address + " did not answer within the per-try timeout");
+        SetFailed(result, CallOutcome::kTimeout,
+                  std::string(address) + " did not answer within the per-try timeout");
+      } else if (closed || ec == bhttp::error::partial_message) {
+        SetFailed(result, CallOutcome::kReset,
+                  std::string(address) + " closed the connection: " + ec.message());
+      } else {
+        // Not HTTP we can read: counts against the endpoint, never retried.
+        SetFailed(result, CallOutcome::kServerError,
+                  "bad answer from " + std::string(address) + ": " + ec.message());
       }
-      if (closed || ec == bhttp::error::partial_message) {
-        co_return Failed(CallOutcome::kReset, address + " closed the connection: " + ec.message());
-      }
-      // Not HTTP we can read: counts against the endpoint, never retried.
-      co_return Failed(CallOutcome::kServerError,
-                       "bad answer from " + address + ": " + ec.message());
+      co_return;
     }
     result.answered = true;
     if (result.response.status >= 500) result.outcome = CallOutcome::kServerError;
@@ -548,9 +618,9 @@ Awaitable<AttemptResult> Client::Impl::Attempt(const std::string& wire, const st
       connection->socket().shutdown(tcp::socket::shutdown_both, ec);
       connection->Close();
     }
-    co_return result;
+    co_return;
   }
-  co_return Failed(CallOutcome::kReset, address + " closed the connection");
+  SetFailed(result, CallOutcome::kReset, std::string(address) + " closed the connection");
 }
 
 Client::Client(Registry& registry, ClientOptions options)
@@ -593,17 +663,10 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (!found) co_return std::unexpected(found.error());
     state = *found;
     resolver = state->resolver.get();
-    if (resolver->snapshot()->version == 0) {
-      // No answer from the registry yet: wait for it without blocking the thread.
-      asio::steady_timer timer(co_await asio::this_coro::executor);
-      auto until = std::min(deadline, Clock::now() + impl.options.resolve_timeout);
-      while (resolver->snapshot()->version == 0 && resolver->LastError().empty() &&
-             Clock::now() < until) {
-        timer.expires_after(std::chrono::milliseconds(5));
-        boost::system::error_code ec;
-        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      }
-    }
+    // No answer from the registry yet: wait for it without blocking the thread.
+    if (resolver->snapshot()->version == 0)
+      co_await WaitForSnapshot(*resolver,
+                               std::min(deadline, Clock::now() + impl.options.resolve_timeout));
   }
   impl.calls.fetch_add(1, std::memory_order_relaxed);
   const std::string wire = SerializeHead(request, *url, impl.options.user_agent);
@@ -616,30 +679,32 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   };
 
   std::vector<std::string> tried;  // instances that failed an attempt of this call
-  std::optional<ClientResponse> last_response;
-  Error last_error{ErrorCode::kUnavailable, ""};
+  // The last attempt's: its answer (if `result.answered`) is the call's,
+  // else its error (code, and the message prefixed with the service).
+  AttemptResult result;
   for (int attempt = 1; attempt <= impl.options.max_attempts; ++attempt) {
     EndpointPtr endpoint;
     if (resolver) {
-      PickContext pick{request.hash_key};
-      endpoint = resolver->Pick(pick);
+      endpoint = resolver->Pick(PickContext{request.hash_key});
       if (endpoint && !tried.empty())
-        endpoint = PickUntried(*resolver, pick, std::move(endpoint), tried);
+        endpoint =
+            PickUntried(*resolver, PickContext{request.hash_key}, std::move(endpoint), tried);
       if (!endpoint) {
-        if (last_response || attempt > 1) break;
-        std::string why = "no instance of " + url->authority + " is available";
-        if (auto error = resolver->LastError(); !error.empty()) why += " (registry: " + error + ")";
+        if (attempt > 1) break;
         finish(state->request_counters.ForOutcome("no_instance"));
-        co_return Fail(ErrorCode::kUnavailable, why);
+        co_return std::unexpected(NoInstance(*resolver, url->authority));
       }
     }
 
     EndpointStats* stats = endpoint ? endpoint->stats.get() : nullptr;
     if (stats) stats->active_requests.fetch_add(1, std::memory_order_relaxed);
     impl.attempts.fetch_add(1, std::memory_order_relaxed);
-    AttemptResult result =
-        co_await impl.Attempt(wire, endpoint ? endpoint->address : url->authority, request,
-                              std::min(deadline, Clock::now() + impl.options.per_try_timeout));
+    result.Reset();
+    // Not a conditional inside the co_await expression: GCC 12 miscompiles
+    // that one (a crash on resumption).
+    const std::string_view address = endpoint ? endpoint->address : url->authority;
+    co_await impl.Attempt(wire, address, request,
+                          std::min(deadline, Clock::now() + impl.options.per_try_timeout), result);
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     retry_token.reset();  // the retry (if this was one) is no longer in flight
     // Successes, failures and outlier detection: one report per attempt.
@@ -659,10 +724,8 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (result.answered) {
       result.response.attempts = attempt;
       if (endpoint) result.response.instance_id = endpoint->instance.id;
-      last_response = std::move(result.response);
     } else {
-      last_response.reset();
-      last_error = Error{result.code, url->authority + ": " + result.error};
+      result.error.insert(0, std::string(url->authority) + ": ");
     }
     // A direct address has no other instance: only a connect failure is worth another try.
     bool connect_failure = result.outcome == CallOutcome::kConnectRefused ||
@@ -674,26 +737,20 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     }
     auto pause = RetryBackoff(impl.retry_options, static_cast<std::uint32_t>(attempt + 1));
     if (Clock::now() + pause >= deadline) {
-      if (!last_response) last_error.message += " (deadline reached, not retried)";
+      if (!result.answered) result.error += " (deadline reached, not retried)";
       break;
     }
-    if (pause.count() > 0) {
-      asio::steady_timer timer(co_await asio::this_coro::executor);
-      timer.expires_after(pause);
-      boost::system::error_code ec;
-      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
+    if (pause.count() > 0) co_await Sleep(pause);
     // The budget counts retries in flight, so a retry takes its token when it
     // goes out (after the backoff) and gives it back when its attempt ends.
     if (auto token = state->budget.TryAcquire()) retry_token.emplace(std::move(*token));
     if (!retry_token) {
       impl.exhausted.fetch_add(1, std::memory_order_relaxed);
       state->budget_exhausted->Inc();
-      if (!last_response) {
-        last_error = Error{
-            ErrorCode::kUnavailable,
-            "retry budget of " + url->authority +
-                " exhausted (too many retries in flight); last attempt: " + last_error.message};
+      if (!result.answered) {
+        result.code = ErrorCode::kUnavailable;
+        result.error = "retry budget of " + std::string(url->authority) +
+                       " exhausted (too many retries in flight); last attempt: " + result.error;
       }
       break;
     }
@@ -703,15 +760,15 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     log::Get().debug("retrying {} {} after {} (request id {})", request.method, request.url,
                      CallOutcomeName(result.outcome), request.request_id);
   }
-  if (last_response) {
-    finish(state->request_counters.ForStatus(last_response->status));
-    co_return std::move(*last_response);
+  if (result.answered) {
+    finish(state->request_counters.ForStatus(result.response.status));
+    co_return std::move(result.response);
   }
-  finish(state->request_counters.ForOutcome(last_error.code == ErrorCode::kTimeout ? "timeout"
-                                            : last_error.code == ErrorCode::kMalformed
+  finish(state->request_counters.ForOutcome(result.code == ErrorCode::kTimeout ? "timeout"
+                                            : result.code == ErrorCode::kMalformed
                                                 ? "bad_answer"
                                                 : "unavailable"));
-  co_return std::unexpected(last_error);
+  co_return std::unexpected(Error{result.code, std::move(result.error)});
 }
 
 }  // namespace disco::http

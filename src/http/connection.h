@@ -22,6 +22,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "disco/detail/asio.h"
 #include "disco/http/awaitable.h"
@@ -82,18 +84,39 @@ enum class ReadUntil { kHeader, kMessage };
 // beast::error::timeout when the deadline passed; bhttp::error::end_of_stream
 // when the peer closed before sending any byte of this message; the
 // parser's errors (header_limit, body_limit, bad syntax); socket errors.
-// One loop, no composed operation: a message that is already in the buffer
-// is parsed without suspending.
+// One loop, no composed operation.
+//
+// In two steps, so that a message already in the buffer costs no coroutine
+// frame (a server reads a whole small request with its first read, and a
+// client's answer body usually comes with its header):
+//
+//   if (!ParseBuffered(connection, parser, until, ec))
+//     co_await ReadMore(connection, parser, until, ec);
+//
+// ParseBuffered() parses what the buffer holds: true when done (or failed,
+// `ec` set), false when it needs bytes from the socket. ReadMore() must only
+// follow a false from ParseBuffered().
 template <bool kIsRequest>
-Awaitable<void> Read(Connection& connection, bhttp::basic_parser<kIsRequest>& parser,
-                     ReadUntil until, boost::system::error_code& ec);
+bool ParseBuffered(Connection& connection, bhttp::basic_parser<kIsRequest>& parser, ReadUntil until,
+                   boost::system::error_code& ec);
 
-extern template Awaitable<void> Read<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,
-                                           boost::system::error_code&);
-extern template Awaitable<void> Read<false>(Connection&, bhttp::basic_parser<false>&, ReadUntil,
-                                            boost::system::error_code&);
+template <bool kIsRequest>
+Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>& parser,
+                         ReadUntil until, boost::system::error_code& ec);
+
+extern template bool ParseBuffered<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,
+                                         boost::system::error_code&);
+extern template bool ParseBuffered<false>(Connection&, bhttp::basic_parser<false>&, ReadUntil,
+                                          boost::system::error_code&);
+extern template Awaitable<void> ReadMore<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,
+                                               boost::system::error_code&);
+extern template Awaitable<void> ReadMore<false>(Connection&, bhttp::basic_parser<false>&, ReadUntil,
+                                                boost::system::error_code&);
 
 // True when `text` holds a CR or LF (header injection).
 bool HasLineBreak(std::string_view text);
+
+// NewRequestId() into `out`, reusing its buffer (servers do it per request).
+void NewRequestIdInto(std::string& out);
 
 }  // namespace disco::http::detail

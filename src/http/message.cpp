@@ -1,7 +1,10 @@
 #include "disco/http/message.h"
 
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 
+#include "http/connection.h"
 #include "util/fast_random.h"
 
 namespace disco::http {
@@ -15,12 +18,42 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-bool IEquals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
+bool IEqualsBytes(const char* a, const char* b, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i) {
     if (Lower(a[i]) != Lower(b[i])) return false;
   }
   return true;
+}
+
+std::uint64_t Load8(const char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Eight bytes at a time: header names mostly compare equal byte for byte
+// (both sides write the usual spelling) or differ in a bit other than the
+// case bit (0x20), and both are one comparison per word. Only a word whose
+// bytes differ in the case bit alone goes byte by byte. A byte loop cost
+// about 12 instructions a character, and this runs for every header name a
+// proxy forwards or filters.
+bool IEquals(std::string_view a, std::string_view b) {
+  const std::size_t n = a.size();
+  if (n != b.size()) return false;
+  if (n < 8) return IEqualsBytes(a.data(), b.data(), n);
+  constexpr std::uint64_t kCaseBits = 0x2020202020202020ULL;
+  auto word_equal = [&](std::size_t i) {
+    const std::uint64_t x = Load8(a.data() + i);
+    const std::uint64_t y = Load8(b.data() + i);
+    if (x == y) return true;
+    if (((x ^ y) & ~kCaseBits) != 0) return false;
+    return IEqualsBytes(a.data() + i, b.data() + i, 8);
+  };
+  for (std::size_t i = 0; i + 8 <= n; i += 8) {
+    if (!word_equal(i)) return false;
+  }
+  // The last word overlaps the previous one when n is not a multiple of 8.
+  return n % 8 == 0 || word_equal(n - 8);
 }
 
 }  // namespace
@@ -129,14 +162,19 @@ bool IsValidRequestId(std::string_view id) {
   return true;
 }
 
-std::string NewRequestId() {
+void detail::NewRequestIdInto(std::string& out) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string id(32, '0');
+  out.resize(32);
   std::uint64_t a = FastRandom(), b = FastRandom();
   for (int i = 0; i < 16; ++i) {
-    id[i] = kHex[(a >> (i * 4)) & 0xf];
-    id[16 + i] = kHex[(b >> (i * 4)) & 0xf];
+    out[i] = kHex[(a >> (i * 4)) & 0xf];
+    out[16 + i] = kHex[(b >> (i * 4)) & 0xf];
   }
+}
+
+std::string NewRequestId() {
+  std::string id;
+  detail::NewRequestIdInto(id);
   return id;
 }
 

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <boost/container/small_vector.hpp>
 #include <charconv>
+#include <cstring>
 #include <list>
 #include <thread>
 #include <unordered_map>
@@ -15,6 +16,7 @@
 #include "disco/detail/asio.h"
 #include "disco/metrics.h"
 #include "http/connection.h"
+#include "http/head_writer.h"
 #include "util/log.h"
 
 namespace disco::http {
@@ -167,15 +169,6 @@ bool IsFramingHeader(std::string_view name) {
          HeaderNameEquals(name, "Transfer-Encoding");
 }
 
-void AppendField(std::string& out, std::string_view name, std::string_view value) {
-  // A line break would let a value start a header of its own (or the body).
-  if (name.empty() || detail::HasLineBreak(name) || detail::HasLineBreak(value)) return;
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
-}
-
 // The status line and header block of `response`, written by hand into
 // `out` (a string reused per connection): no http::fields (an allocation
 // per field) and no Beast serializer (its buffer-sequence iterators cost
@@ -183,15 +176,11 @@ void AppendField(std::string& out, std::string_view name, std::string_view value
 void WriteHead(std::string& out, const Response& response, std::string_view request_id,
                std::string_view served_by, unsigned version, bool keep_alive) {
   const int status = response.status >= 100 && response.status <= 999 ? response.status : 500;
-  out.clear();
-  out.append(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
-  AppendNumber(out, static_cast<std::uint64_t>(status));
-  out.push_back(' ');
-  out.append(ReasonPhrase(status));
-  out.append("\r\n");
+  const std::string_view reason = ReasonPhrase(status);
   // The handler's Content-Type, X-Request-Id and X-Served-By (a proxy passes
   // its upstream's on) replace the server's own; the last copy wins.
   std::string_view content_type = response.content_type;
+  std::size_t extra = 0;  // room for the handler's other headers
   for (const auto& [name, value] : response.headers) {
     if (HeaderNameEquals(name, "Content-Type"))
       content_type = value;
@@ -199,24 +188,45 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
       request_id = value;
     else if (HeaderNameEquals(name, kServedBy))
       served_by = value;
+    extra += detail::FieldSize(name, value);
   }
-  if (!content_type.empty()) AppendField(out, "Content-Type", content_type);
-  AppendField(out, "X-Request-Id", request_id);
-  if (!served_by.empty()) AppendField(out, kServedBy, served_by);
-  for (const auto& [name, value] : response.headers) {
-    if (HeaderNameEquals(name, "Content-Type") || HeaderNameEquals(name, "X-Request-Id") ||
-        HeaderNameEquals(name, kServedBy) || IsFramingHeader(name))
-      continue;
-    AppendField(out, name, value);
-  }
-  if (HasBody(status)) {
-    char digits[24];
-    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, response.body.size());
-    AppendField(out, "Content-Length", std::string_view(digits, end - digits));
-  }
-  if (!keep_alive && version != 10) out.append("Connection: close\r\n");
-  if (keep_alive && version == 10) out.append("Connection: keep-alive\r\n");
-  out.append("\r\n");
+  // An upper bound: the status line, the fields (skipped ones included),
+  // Content-Length's up to 20 digits, a Connection field, the blank line.
+  const std::size_t room =
+      13 + reason.size() + 2 + detail::FieldSize("Content-Type", content_type) +
+      detail::FieldSize("X-Request-Id", request_id) + detail::FieldSize(kServedBy, served_by) +
+      extra + detail::FieldSize("Content-Length", "18446744073709551615") +
+      detail::FieldSize("Connection", "keep-alive") + 2;
+  out.clear();
+  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
+    detail::HeadWriter w(buffer);
+    w.Put(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    const char digits[3] = {static_cast<char>('0' + status / 100),
+                            static_cast<char>('0' + status / 10 % 10),
+                            static_cast<char>('0' + status % 10)};
+    w.Put(std::string_view(digits, 3));
+    w.Put(" ");
+    w.Put(reason);
+    w.Put("\r\n");
+    if (!content_type.empty()) w.OwnField("Content-Type", content_type);
+    w.OwnField("X-Request-Id", request_id);
+    if (!served_by.empty()) w.OwnField(kServedBy, served_by);
+    for (const auto& [name, value] : response.headers) {
+      if (HeaderNameEquals(name, "Content-Type") || HeaderNameEquals(name, "X-Request-Id") ||
+          HeaderNameEquals(name, kServedBy) || IsFramingHeader(name))
+        continue;
+      w.CheckedField(name, value);
+    }
+    if (HasBody(status)) {
+      char length[24];
+      auto [end, ec] = std::to_chars(length, length + sizeof length, response.body.size());
+      w.Field("Content-Length", std::string_view(length, static_cast<std::size_t>(end - length)));
+    }
+    if (!keep_alive && version != 10) w.Put("Connection: close\r\n");
+    if (keep_alive && version == 10) w.Put("Connection: keep-alive\r\n");
+    w.Put("\r\n");
+    return w.size();
+  });
 }
 
 }  // namespace
@@ -461,14 +471,16 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
     parser.body_limit(options.body_limit);
     connection->SetDeadline(start + options.request_timeout);
-    co_await detail::Read(*connection, parser, ReadUntil::kHeader, ec);
+    if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
+      co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
     if (!ec && parser.expects_continue() && !parser.is_done()) {
       static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
       co_await asio::async_write(sock, asio::buffer(kContinue.data(), kContinue.size()),
                                  asio::redirect_error(asio::use_awaitable, ec));
       if (ec && connection->timed_out()) ec = beast::error::timeout;
     }
-    if (!ec) co_await detail::Read(*connection, parser, ReadUntil::kMessage, ec);
+    if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
+      co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
     if (ec) {
       Response error;
       if (ec == bhttp::error::body_limit) {
@@ -508,7 +520,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     if (IsValidRequestId(caller_id))
       request.request_id.assign(caller_id);
     else
-      request.request_id = NewRequestId();
+      detail::NewRequestIdInto(request.request_id);  // no allocation once the id has one
 
     // Empty content type: the default one would be allocated only to be
     // replaced by the handler's response.

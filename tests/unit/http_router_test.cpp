@@ -1,8 +1,12 @@
 // Router matching and the HTTP message helpers (request ids, JSON errors).
 #include <gtest/gtest.h>
 
+#include <cctype>
+#include <string>
+
 #include "disco/http/message.h"
 #include "disco/http/router.h"
+#include "http/connection.h"
 
 namespace disco::http {
 namespace {
@@ -101,6 +105,46 @@ TEST(HttpMessageTest, HeadersAreCaseInsensitiveAndBearerIsParsed) {
   r.headers = {{"Content-Type", "text/plain"}, {"Authorization", "Basic dXNlcjpwYXNz"}};
   EXPECT_FALSE(r.IsJson());
   EXPECT_EQ(r.BearerToken(), "");
+}
+
+// Names of every length around the 8-byte words HeaderNameEquals compares.
+TEST(HttpMessageTest, HeaderNamesCompareIgnoringCaseOnly) {
+  const std::string name = "X-Forwarded-Proto-And-More";
+  for (std::size_t n = 0; n <= name.size(); ++n) {
+    std::string a = name.substr(0, n);
+    std::string upper = a;
+    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    EXPECT_TRUE(HeaderNameEquals(a, upper)) << a;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string other = a;
+      other[i] = other[i] == '-' ? '_' : static_cast<char>(other[i] ^ 0x01);
+      EXPECT_FALSE(HeaderNameEquals(a, other)) << a << " vs " << other;
+      // The case bit alone makes a difference for anything but letters.
+      std::string flipped = a;
+      flipped[i] = static_cast<char>(flipped[i] ^ 0x20);
+      const bool letter = std::isalpha(static_cast<unsigned char>(a[i])) != 0;
+      EXPECT_EQ(HeaderNameEquals(a, flipped), letter) << a << " vs " << flipped;
+    }
+  }
+  EXPECT_FALSE(HeaderNameEquals("Content-Type", "Content-Typ"));
+}
+
+// A CR or LF anywhere, for lengths around the 8-byte words HasLineBreak scans.
+TEST(HttpMessageTest, LineBreaksAreFoundAnywhere) {
+  for (std::size_t n = 0; n <= 40; ++n) {
+    const std::string clean(n, 'a');
+    EXPECT_FALSE(detail::HasLineBreak(clean)) << n;
+    for (std::size_t i = 0; i < n; ++i) {
+      for (char c : {'\r', '\n'}) {
+        std::string dirty = clean;
+        dirty[i] = c;
+        EXPECT_TRUE(detail::HasLineBreak(dirty)) << n << " at " << i;
+      }
+      std::string near = clean;  // neighbours of CR and LF are no line break
+      near[i] = static_cast<char>(i % 2 == 0 ? '\r' + 1 : '\n' - 1);
+      EXPECT_FALSE(detail::HasLineBreak(near)) << n << " at " << i;
+    }
+  }
 }
 
 }  // namespace
