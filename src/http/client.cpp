@@ -282,15 +282,13 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
 
 // Parses a response straight into a ClientResponse: status, headers as
 // owned pairs, body; no intermediate header container.
-class ResponseParser final : public bhttp::basic_parser<false> {
+class ResponseParser final : public detail::BodyParser<false> {
  public:
-  explicit ResponseParser(ClientResponse& out) : out_(out) {
+  explicit ResponseParser(ClientResponse& out) : BodyParser(out.body), out_(out) {
     out_.headers.reserve(8);  // one allocation for a typical answer's fields
   }
 
  private:
-  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
-                       beast::error_code&) override {}
   void on_response_impl(int code, beast::string_view, int, beast::error_code& ec) override {
     out_.status = code;
     ec = {};
@@ -302,24 +300,6 @@ class ResponseParser final : public bhttp::basic_parser<false> {
     ec = {};
   }
   void on_header_impl(beast::error_code& ec) override { ec = {}; }
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                         beast::error_code& ec) override {
-    if (length) out_.body.reserve(static_cast<std::size_t>(*length));
-    ec = {};
-  }
-  std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
-    out_.body.append(body.data(), body.size());
-    ec = {};
-    return body.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code& ec) override {
-    ec = {};
-  }
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
-                                 beast::error_code& ec) override {
-    return on_body_impl(body, ec);
-  }
-  void on_finish_impl(beast::error_code& ec) override { ec = {}; }
 
   ClientResponse& out_;
 };

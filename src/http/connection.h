@@ -38,6 +38,44 @@ using Executor = asio::io_context::executor_type;
 using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
 using Clock = std::chrono::steady_clock;
 
+// A Beast parser that appends the body, plain or chunked, to `body`; the
+// subclass takes the start line (on_request_impl or on_response_impl) and
+// the fields. Beast declares both start-line callbacks for either
+// direction, so the one a direction never calls is a no-op here.
+template <bool isRequest>
+class BodyParser : public bhttp::basic_parser<isRequest> {
+ protected:
+  explicit BodyParser(std::string& body) : body_(body) {}
+
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       beast::error_code& ec) override {
+    ec = {};
+  }
+  void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override { ec = {}; }
+
+ private:
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code& ec) override {
+    if (length) body_.reserve(static_cast<std::size_t>(*length));
+    ec = {};
+  }
+  std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
+    body_.append(body.data(), body.size());
+    ec = {};
+    return body.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code& ec) override {
+    ec = {};
+  }
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                                 beast::error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
+  void on_finish_impl(beast::error_code& ec) override { ec = {}; }
+
+  std::string& body_;
+};
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   static constexpr Clock::time_point kNever = Clock::time_point::max();

@@ -86,9 +86,10 @@ bool IEquals(beast::string_view a, std::string_view b) {
 // and the Request views them from there; the body goes to request.body.
 // Copying is needed: Beast may hand a field over from its own scratch
 // buffer (obs-fold), and reading the body may move the read buffer.
-class RequestParser final : public bhttp::basic_parser<true> {
+class RequestParser final : public detail::BodyParser<true> {
  public:
-  RequestParser(Request& request, std::string& store) : request_(request), store_(store) {
+  RequestParser(Request& request, std::string& store)
+      : BodyParser(request.body), request_(request), store_(store) {
     store_.clear();
   }
 
@@ -113,7 +114,6 @@ class RequestParser final : public bhttp::basic_parser<true> {
     target_ = Keep(target);
     ec = {};
   }
-  void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override { ec = {}; }
   void on_field_impl(bhttp::field field, beast::string_view name, beast::string_view value,
                      beast::error_code& ec) override {
     if (field == bhttp::field::expect && IEquals(value, "100-continue")) expect_continue_ = true;
@@ -132,24 +132,6 @@ class RequestParser final : public bhttp::basic_parser<true> {
       request_.headers.emplace_back(View(name), View(value));
     ec = {};
   }
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                         beast::error_code& ec) override {
-    if (length) request_.body.reserve(static_cast<std::size_t>(*length));
-    ec = {};
-  }
-  std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
-    request_.body.append(body.data(), body.size());
-    ec = {};
-    return body.size();
-  }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code& ec) override {
-    ec = {};
-  }
-  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
-                                 beast::error_code& ec) override {
-    return on_body_impl(body, ec);
-  }
-  void on_finish_impl(beast::error_code& ec) override { ec = {}; }
 
   Request& request_;
   std::string& store_;
