@@ -6,6 +6,7 @@ Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url,
                                                        std::string_view schema) {
   try {
     auto conn = std::make_unique<pqxx::connection>(url);
+    if (schema.empty()) return conn;
     pqxx::work txn(*conn);
     // Any constant: serialises schema creation across every disco service.
     txn.exec("SELECT pg_advisory_xact_lock(727274)");
@@ -21,10 +22,15 @@ Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url,
 PostgresPool::PostgresPool(std::string url, std::string_view schema, Prepare prepare,
                            std::size_t connections)
     : pool_(
-          [url = std::move(url), schema = std::string(schema),
+          [this, url = std::move(url), schema = std::string(schema),
            prepare]() -> Result<std::unique_ptr<pqxx::connection>> {
-            auto conn = OpenPostgres(url, schema);
-            if (conn) prepare(**conn);
+            // The schema's DDL (ALTER TABLE locks the table even when there
+            // is nothing to do) runs on the first connection only, not on
+            // every reconnect under load.
+            auto conn = OpenPostgres(url, schema_ready_ ? std::string_view() : schema);
+            if (!conn) return conn;
+            schema_ready_ = true;
+            prepare(**conn);
             return conn;
           },
           connections) {}

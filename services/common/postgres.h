@@ -4,6 +4,7 @@
 // through ConnectionPool).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <pqxx/pqxx>
@@ -16,13 +17,14 @@
 namespace disco::service {
 
 // Connects and runs `schema` (idempotent DDL) in one transaction under an
-// advisory lock, so instances starting together do not race on CREATE.
+// advisory lock, so instances starting together do not race on CREATE
+// (an empty `schema`: just connects).
 // Errors: kUnavailable (the message has no password).
 Result<std::unique_ptr<pqxx::connection>> OpenPostgres(const std::string& url,
                                                        std::string_view schema);
 
-// A repository's connections: each opened with `schema` and then given the
-// repository's prepared statements by `prepare`. Run() lends one to `body`
+// A repository's connections, given the repository's prepared statements by
+// `prepare`; the first one (Check() at start-up) also creates `schema`. Run() lends one to `body`
 // and turns libpqxx's exceptions into kUnavailable; a broken connection is
 // dropped, and the next call reconnects.
 class PostgresPool {
@@ -49,6 +51,7 @@ class PostgresPool {
   }
 
  private:
+  std::atomic<bool> schema_ready_{false};
   ConnectionPool<pqxx::connection> pool_;
 };
 

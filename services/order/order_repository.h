@@ -39,6 +39,12 @@ struct NewOrder {
   // The client's Idempotency-Key, unique per user (empty: none). A second
   // order of the same user with the same key is refused (kAlreadyExists).
   std::string idempotency_key{};
+
+  // The order as it is stored: status "created", no id until the insert.
+  Order Created(std::string now) const {
+    return Order{0,           user_id,   product,        quantity,       price_cents,
+                 total_cents, "created", std::move(now), idempotency_key};
+  }
 };
 
 class OrderRepository {

@@ -118,15 +118,7 @@ class PostgresOrderRepository final : public OrderRepository {
   // transaction goes on.
   static Result<Order> Insert(pqxx::transaction_base& txn, const NewOrder& order,
                               const std::string& now) {
-    Order created{0,
-                  order.user_id,
-                  order.product,
-                  order.quantity,
-                  order.price_cents,
-                  order.total_cents,
-                  "created",
-                  now,
-                  order.idempotency_key};
+    Order created = order.Created(now);
     auto rows = txn.exec_prepared("order_insert", order.user_id, order.product, order.quantity,
                                   order.price_cents, order.total_cents, created.status,
                                   created.created_at, order.idempotency_key);

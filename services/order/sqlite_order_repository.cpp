@@ -144,15 +144,7 @@ class SqliteOrderRepository final : public OrderRepository {
   // ABORT backs out the statement, not the transaction around it).
   static Result<Order> Insert(SqliteConnection& conn, const NewOrder& order,
                               const std::string& now) {
-    Order created{0,
-                  order.user_id,
-                  order.product,
-                  order.quantity,
-                  order.price_cents,
-                  order.total_cents,
-                  "created",
-                  now,
-                  order.idempotency_key};
+    Order created = order.Created(now);
     auto insert = conn.Prepare(kInsert);
     insert.Bind(1, order.user_id)
         .Bind(2, order.product)

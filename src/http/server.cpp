@@ -116,9 +116,12 @@ class RequestParser final : public detail::BodyParser<true> {
   }
   void on_field_impl(bhttp::field field, beast::string_view name, beast::string_view value,
                      beast::error_code& ec) override {
+    ec = {};
+    // A chunked body's trailer fields arrive after on_header_impl: appending
+    // them could move the store that the Request already views. Dropped.
+    if (this->is_header_done()) return;
     if (field == bhttp::field::expect && IEquals(value, "100-continue")) expect_continue_ = true;
     fields_.push_back({Keep(name), Keep(value)});
-    ec = {};
   }
   void on_header_impl(beast::error_code& ec) override {
     // The store is complete: views into it stay valid until the next request.

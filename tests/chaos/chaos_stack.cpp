@@ -135,25 +135,25 @@ ChaosStack::ChaosStack(ChaosOptions options) : options_(std::move(options)) {
 
 ChaosStack::~ChaosStack() { StopLoad(); }
 
-ServiceOptions ChaosStack::UserOptions(int i) {
+ServiceOptions ChaosStack::Options(std::string binary, const std::string& name, int i,
+                                   std::vector<std::string> args) {
   ServiceOptions o;
-  o.binary = UserServicePath();
+  o.binary = std::move(binary);
   o.registry = backend_->url();
-  o.db = dir_.Sub("users.db");
-  o.log_path = dir_.Sub("user-" + std::to_string(i) + ".log");
-  o.args = {"--bcrypt-cost", "4", "--access-log", "false"};
+  o.db = dir_.Sub(name + "s.db");  // one database per service, shared by its instances
+  o.log_path = dir_.Sub(name + "-" + std::to_string(i) + ".log");
+  o.args = std::move(args);
+  o.args.insert(o.args.end(), {"--access-log", "false"});
   return o;
 }
 
+ServiceOptions ChaosStack::UserOptions(int i) {
+  return Options(UserServicePath(), "user", i, {"--bcrypt-cost", "4"});
+}
+
 ServiceOptions ChaosStack::OrderOptions(int i) {
-  ServiceOptions o;
-  o.binary = OrderServicePath();
-  o.registry = backend_->url();
-  o.db = dir_.Sub("orders.db");
-  o.log_path = dir_.Sub("order-" + std::to_string(i) + ".log");
-  o.args = {"--call-timeout-ms", std::to_string(options_.call_timeout.count()), "--access-log",
-            "false"};
-  return o;
+  return Options(OrderServicePath(), "order", i,
+                 {"--call-timeout-ms", std::to_string(options_.call_timeout.count())});
 }
 
 void ChaosStack::StartLoad() { load_->Start(); }

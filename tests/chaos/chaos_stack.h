@@ -126,6 +126,9 @@ class ChaosStack {
   std::string Logs();  // the services' logs, for a failure message
 
  private:
+  // Instance i of a service ("user", "order") with `args` added.
+  ServiceOptions Options(std::string binary, const std::string& name, int i,
+                         std::vector<std::string> args);
   ServiceOptions UserOptions(int i);
   ServiceOptions OrderOptions(int i);
   static std::string Metrics(std::uint16_t port);

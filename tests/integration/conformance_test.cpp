@@ -29,15 +29,6 @@ std::chrono::milliseconds Since(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
 }
 
-ServiceInstance Instance(const std::string& service, const std::string& id, std::uint16_t port) {
-  ServiceInstance instance;
-  instance.service = service;
-  instance.id = id;
-  instance.host = "127.0.0.1";
-  instance.port = port;
-  return instance;
-}
-
 std::set<std::string> ListIds(Registry& registry, const std::string& service) {
   auto list = registry.List(service);
   std::set<std::string> ids;

@@ -11,6 +11,7 @@
 #include "disco/registry.h"
 #include "disco/resolver.h"
 #include "fixture/consul_agent.h"
+#include "fixture/registry_backend.h"
 #include "fixture/update_recorder.h"
 #include "fixture/util.h"
 #include "registry/consul/stats.h"
@@ -51,15 +52,6 @@ class ConsulInteropTest : public ::testing::Test {
 
   ConsulAgent agent_;
 };
-
-ServiceInstance Instance(const std::string& service, const std::string& id, std::uint16_t port) {
-  ServiceInstance instance;
-  instance.service = service;
-  instance.id = id;
-  instance.host = "127.0.0.1";
-  instance.port = port;
-  return instance;
-}
 
 TEST_F(ConsulInteropTest, DiscoRegistrationIsWhatConsulShows) {
   auto registry = Open(agent_.url());

@@ -14,6 +14,7 @@
 
 #include "disco/registry.h"
 #include "fixture/etcd_server.h"
+#include "fixture/registry_backend.h"
 #include "fixture/util.h"
 
 namespace disco::testing {
@@ -28,16 +29,6 @@ inline std::unique_ptr<Registry> OpenEtcd(const std::string& url,
   auto registry = MakeRegistry(url, options);
   EXPECT_TRUE(registry) << registry.error().ToString();
   return registry ? std::move(*registry) : nullptr;
-}
-
-inline ServiceInstance Instance(const std::string& service, const std::string& id,
-                                std::uint16_t port) {
-  ServiceInstance instance;
-  instance.service = service;
-  instance.id = id;
-  instance.host = "127.0.0.1";
-  instance.port = port;
-  return instance;
 }
 
 inline RegisterOptions Ttl(int seconds) {

@@ -146,10 +146,9 @@ class DemoRun {
       request.content_type = "application/json";
     }
     if (!token_.empty()) request.authorization = "Bearer " + token_;
-    if (!call.idempotency_key.empty()) {
+    // Retry-safe by its Idempotency-Key (http::Client's rule).
+    if (!call.idempotency_key.empty())
       request.headers.emplace_back("Idempotency-Key", call.idempotency_key);
-      request.retry_safe = true;
-    }
     r.unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                     std::chrono::system_clock::now().time_since_epoch())
                     .count();
