@@ -20,7 +20,7 @@ packages=(
   libboost-dev libboost-system-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libjwt-dev libcrypt-dev libsqlite3-dev libpqxx-dev
-  libspdlog-dev libfmt-dev libcli11-dev libssl-dev libbenchmark-dev
+  libspdlog-dev libfmt-dev libcli11-dev libssl-dev libbenchmark-dev libgoogle-perftools-dev
   etcd-server etcd-client curl procps iproute2
 )
 if [ "$demo_only" = 0 ]; then

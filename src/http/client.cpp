@@ -498,6 +498,7 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
     co_return nullptr;
   }
   connection->socket().set_option(tcp::no_delay(true), ec);
+  connection->socket().non_blocking(true, ec);  // for detail::WriteNow
   co_return connection;
 }
 
@@ -533,10 +534,10 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
       if (!connection) co_return;
     }
     connection->SetDeadline(deadline);
-    co_await asio::async_write(
-        connection->socket(),
-        std::array<asio::const_buffer, 2>{asio::buffer(wire), asio::buffer(request.body)},
-        asio::redirect_error(asio::use_awaitable, ec));
+    std::array<asio::const_buffer, 2> out{asio::buffer(wire), asio::buffer(request.body)};
+    if (!detail::WriteNow(*connection, out, ec))
+      co_await asio::async_write(connection->socket(), out,
+                                 asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       const bool timed_out = connection->timed_out();
       connection->Close();

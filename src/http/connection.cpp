@@ -10,7 +10,11 @@
 namespace disco::http::detail {
 
 Connection::Connection(Socket socket)
-    : socket_(std::move(socket)), timer_(socket_.get_executor()) {}
+    : socket_(std::move(socket)), timer_(socket_.get_executor()) {
+  // WriteNow() relies on it; asynchronous operations are unaffected.
+  boost::system::error_code ignored;
+  socket_.non_blocking(true, ignored);
+}
 
 void Connection::SetDeadline(Clock::time_point deadline) {
   deadline_ = deadline;
@@ -104,6 +108,23 @@ Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>
       co_return;
     }
   } while (!ParseBuffered(connection, parser, until, ec));
+}
+
+bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
+              boost::system::error_code& ec) {
+  ec = {};
+  if (buffers[0].size() + buffers[1].size() == 0) return true;
+  if (!connection.socket().non_blocking()) return false;  // a blocking write would stall the thread
+  std::size_t n = connection.socket().write_some(buffers, ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    ec = {};
+    return false;
+  }
+  if (ec) return true;
+  const std::size_t first = std::min(n, buffers[0].size());
+  buffers[0] += first;
+  buffers[1] += n - first;
+  return buffers[0].size() + buffers[1].size() == 0;
 }
 
 template bool ParseBuffered<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,

@@ -19,6 +19,7 @@
 // made it. Owned by shared_ptr: a pending timer wait holds a reference.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -150,6 +151,22 @@ extern template Awaitable<void> ReadMore<true>(Connection&, bhttp::basic_parser<
                                                boost::system::error_code&);
 extern template Awaitable<void> ReadMore<false>(Connection&, bhttp::basic_parser<false>&, ReadUntil,
                                                 boost::system::error_code&);
+
+// Writes what the socket takes right now, without waiting: one
+// non-blocking sendmsg. True when everything was written or the write
+// failed (`ec` set); false when the kernel's send buffer was full, with
+// `buffers` advanced past what was written. In two steps like reading:
+//
+//   if (!WriteNow(connection, buffers, ec))
+//     co_await asio::async_write(connection.socket(), buffers, ...);
+//
+// Why: a small message almost always fits the send buffer at once, and
+// then it costs one system call and no asynchronous operation (Asio's own
+// speculative write makes the same call, but still completes through the
+// scheduler and resumes the coroutine: about a quarter of the I/O cost of a
+// proxied request).
+bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
+              boost::system::error_code& ec);
 
 // True when `text` holds a CR or LF (header injection).
 bool HasLineBreak(std::string_view text);

@@ -66,7 +66,12 @@ struct Worker {
   // io_context unlink themselves from this list.
   std::list<ConnectionEntry*> connections;
   std::unordered_map<std::uint64_t, RouteMetrics> metrics_cache;  // touched only on this thread
-  std::unique_ptr<asio::io_context> ioc = std::make_unique<asio::io_context>(1);
+  // One thread runs it, and a socket is only ever touched by that thread
+  // (closes from elsewhere are posted to it), so the reactor's per-socket
+  // lock is not needed; the scheduler keeps its lock, since other threads
+  // post to it (the blocking pool's completions, Stop()).
+  std::unique_ptr<asio::io_context> ioc =
+      std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
   std::thread thread;
 };
 
@@ -488,9 +493,9 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
       std::string request_id = NewRequestId();
       WriteHead(head, error, request_id, options.instance_id, 11, false);
       connection->SetDeadline(Clock::now() + options.request_timeout);
-      co_await asio::async_write(
-          sock, std::array<asio::const_buffer, 2>{asio::buffer(head), asio::buffer(error.body)},
-          asio::redirect_error(asio::use_awaitable, ec));
+      std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(error.body)};
+      if (!detail::WriteNow(*connection, out, ec))
+        co_await asio::async_write(sock, out, asio::redirect_error(asio::use_awaitable, ec));
       Finish(worker, kUnmatched, 0, "-", "-", error.status, start, request_id, 0,
              error.body.size());
       linger = true;
@@ -546,11 +551,10 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     std::size_t bytes_out = with_body ? response.body.size() : 0;
     connection->SetDeadline(Clock::now() + options.request_timeout);
     // One gather write: the head and the body leave in one sendmsg.
-    co_await asio::async_write(
-        sock,
-        std::array<asio::const_buffer, 2>{asio::buffer(head),
-                                          asio::buffer(response.body.data(), bytes_out)},
-        asio::redirect_error(asio::use_awaitable, ec));
+    std::array<asio::const_buffer, 2> out{asio::buffer(head),
+                                          asio::buffer(response.body.data(), bytes_out)};
+    if (!detail::WriteNow(*connection, out, ec))
+      co_await asio::async_write(sock, out, asio::redirect_error(asio::use_awaitable, ec));
     Finish(worker, route_label, route_id, request.method, request.path, response.status, start,
            request.request_id, bytes_in, bytes_out);
     in_flight_gauge->Add(-1);
