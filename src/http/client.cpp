@@ -15,6 +15,7 @@
 #include "http/connection.h"
 #include "http/head_writer.h"
 #include "http/retry_policy.h"
+#include "http/simple_head.h"
 #include "util/fast_random.h"
 #include "util/log.h"
 
@@ -304,6 +305,29 @@ class ResponseParser final : public detail::BodyParser<false> {
   ClientResponse& out_;
 };
 
+constexpr std::size_t kResponseHeaderLimit = 64 * 1024;
+
+// The answer at the front of `buffer`, when the strict fast parser takes it
+// (http/simple_head.h): fills `out` and `keep_alive`, consumes the bytes.
+// False: nothing done, Beast's turn.
+bool TakeSimpleResponse(beast::flat_buffer& buffer, std::size_t body_limit, ClientResponse& out,
+                        bool& keep_alive) {
+  detail::SimpleResponse simple;
+  const auto data = buffer.data();
+  if (detail::ParseSimpleResponse({static_cast<const char*>(data.data()), data.size()},
+                                  kResponseHeaderLimit, body_limit,
+                                  simple) != detail::SimpleParse::kDone)
+    return false;
+  out.status = simple.status;
+  out.headers.reserve(simple.field_count);
+  for (std::size_t i = 0; i < simple.field_count; ++i)
+    out.headers.emplace_back(simple.fields[i].name, simple.fields[i].value);
+  out.body.assign(simple.body);
+  keep_alive = simple.keep_alive;
+  buffer.consume(simple.size);
+  return true;
+}
+
 bool Contains(const std::vector<std::string>& ids, std::string_view id) {
   return std::find(ids.begin(), ids.end(), id) != ids.end();
 }
@@ -548,18 +572,38 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
       co_return;
     }
     auto& buffer = connection->buffer();
-    ResponseParser parser(result.response);
-    parser.body_limit(options.response_limit);
-    parser.header_limit(64 * 1024);
-    if (request.method == "HEAD") parser.skip(true);  // the answer has headers only
-    // Header first: an announced length above the limit is refused before
-    // any body byte is read (Beast's own check did not fire for it here).
-    if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
-      co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
-    if (!ec && parser.content_length().value_or(0) > options.response_limit)
-      ec = bhttp::error::body_limit;
-    if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
-      co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
+    bool keep = false;
+    bool got_some = false;  // of the answer, before an error
+    // The common answer (one read, Content-Length body) goes through the
+    // strict fast parser; anything else, and whatever it defers, through
+    // Beast from the first byte.
+    bool parsed = false;
+    if (request.method != "HEAD") {
+      if (buffer.size() == 0) {
+        const std::size_t n = co_await connection->socket().async_read_some(
+            buffer.prepare(detail::ReadSize(buffer)),
+            asio::redirect_error(asio::use_awaitable, ec));
+        buffer.commit(n);
+        detail::TranslateReadError(*connection, ec);
+      }
+      if (!ec) parsed = TakeSimpleResponse(buffer, options.response_limit, result.response, keep);
+    }
+    if (!parsed && !ec) {
+      ResponseParser parser(result.response);
+      parser.body_limit(options.response_limit);
+      parser.header_limit(kResponseHeaderLimit);
+      if (request.method == "HEAD") parser.skip(true);  // the answer has headers only
+      // Header first: an announced length above the limit is refused before
+      // any body byte is read (Beast's own check did not fire for it here).
+      if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
+        co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
+      if (!ec && parser.content_length().value_or(0) > options.response_limit)
+        ec = bhttp::error::body_limit;
+      if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
+        co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
+      got_some = parser.got_some();
+      if (!ec) keep = parser.keep_alive();
+    }
     if (ec == bhttp::error::body_limit) {
       // The instance works (outcome kSuccess); the answer is just too big for us.
       result.code = ErrorCode::kMalformed;
@@ -570,7 +614,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
       co_return;
     }
     if (ec) {
-      bool nothing_read = !parser.got_some() && buffer.size() == 0;
+      bool nothing_read = !got_some && buffer.size() == 0;
       bool closed = ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                     ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
       connection->Close();
@@ -591,8 +635,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
     result.answered = true;
     if (result.response.status >= 500) result.outcome = CallOutcome::kServerError;
     result.response.address = address;
-    bool keep = parser.keep_alive() && buffer.size() == 0;
-    if (keep) {
+    if (keep && buffer.size() == 0) {
       connection->ClearDeadline();
       pools.Put(pool_key(), std::move(connection), options.max_idle_per_endpoint);
     } else {

@@ -9,8 +9,7 @@
 
 namespace disco::http::detail {
 
-Connection::Connection(Socket socket)
-    : socket_(std::move(socket)), timer_(socket_.get_executor()) {
+Connection::Connection(Socket socket) : socket_(std::move(socket)), timer_(socket_.get_executor()) {
   // WriteNow() relies on it; asynchronous operations are unaffected.
   boost::system::error_code ignored;
   socket_.non_blocking(true, ignored);
@@ -80,17 +79,24 @@ bool ParseBuffered(Connection& connection, bhttp::basic_parser<kIsRequest>& pars
   }
 }
 
+std::size_t ReadSize(const beast::flat_buffer& buffer) {
+  return std::clamp<std::size_t>(buffer.capacity() - buffer.size(), 4096, 65536);
+}
+
+void TranslateReadError(const Connection& connection, boost::system::error_code& ec) {
+  if (ec == asio::error::eof)
+    ec = bhttp::error::end_of_stream;
+  else if (ec && connection.timed_out())
+    ec = beast::error::timeout;
+}
+
 template <bool kIsRequest>
 Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>& parser,
                          ReadUntil until, boost::system::error_code& ec) {
   auto& buffer = connection.buffer();
   do {
-    // Room for at least 4 KiB (a typical request or small answer in one
-    // read), at most 64 KiB per read, as Beast's own read loop does.
-    const std::size_t room = buffer.capacity() - buffer.size();
-    const std::size_t size = std::clamp<std::size_t>(room, 4096, 65536);
     const std::size_t n = co_await connection.socket().async_read_some(
-        buffer.prepare(size), asio::redirect_error(asio::use_awaitable, ec));
+        buffer.prepare(ReadSize(buffer)), asio::redirect_error(asio::use_awaitable, ec));
     buffer.commit(n);
     if (ec == asio::error::eof) {
       if (!parser.got_some()) {

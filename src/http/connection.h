@@ -152,6 +152,15 @@ extern template Awaitable<void> ReadMore<true>(Connection&, bhttp::basic_parser<
 extern template Awaitable<void> ReadMore<false>(Connection&, bhttp::basic_parser<false>&, ReadUntil,
                                                 boost::system::error_code&);
 
+// How much to read at once into `buffer`: room for at least 4 KiB (a
+// typical request or small answer in one read), at most 64 KiB, as Beast's
+// own read loop does.
+std::size_t ReadSize(const beast::flat_buffer& buffer);
+// After a read from `connection` failed with `ec`: the error ReadMore()
+// reports for it before any byte of a message (end_of_stream for a closed
+// connection, timeout when the deadline closed the socket).
+void TranslateReadError(const Connection& connection, boost::system::error_code& ec);
+
 // Writes what the socket takes right now, without waiting: one
 // non-blocking sendmsg. True when everything was written or the write
 // failed (`ec` set); false when the kernel's send buffer was full, with

@@ -1,0 +1,134 @@
+#include "http/simple_head.h"
+
+#include <cstring>
+
+#include "disco/http/message.h"
+
+namespace disco::http::detail {
+namespace {
+
+constexpr std::uint8_t kToken = 1;  // tchar (RFC 9110 5.6.2)
+constexpr std::uint8_t kText = 2;   // field-value / reason-phrase byte: HTAB, SP, VCHAR, obs-text
+
+constexpr std::array<std::uint8_t, 256> MakeClasses() {
+  std::array<std::uint8_t, 256> classes{};
+  for (int c = 0x21; c <= 0x7e; ++c) classes[static_cast<std::size_t>(c)] = kText;
+  for (int c = 0x80; c <= 0xff; ++c) classes[static_cast<std::size_t>(c)] = kText;
+  classes['\t'] = classes[' '] = kText;
+  for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~0123456789"
+                                          "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
+    classes[c] |= kToken;
+  return classes;
+}
+constexpr std::array<std::uint8_t, 256> kClasses = MakeClasses();
+
+bool All(const char* begin, const char* end, std::uint8_t cls) {
+  for (const char* p = begin; p != end; ++p) {
+    if (!(kClasses[static_cast<unsigned char>(*p)] & cls)) return false;
+  }
+  return true;
+}
+
+bool IsSpace(char c) { return c == ' ' || c == '\t'; }
+
+// The next line in [p, end): its content (without CRLF) and where the next
+// line starts. False when there is no complete CRLF-terminated line.
+bool NextLine(const char*& p, const char* end, std::string_view& line) {
+  const auto* lf =
+      static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+  if (lf == nullptr || lf == p || lf[-1] != '\r') return false;  // bare LF: Beast's call
+  line = std::string_view(p, static_cast<std::size_t>(lf - 1 - p));
+  p = lf + 1;
+  return true;
+}
+
+// Connection's value, when it is a plain list of "close" / "keep-alive"
+// tokens; sets `close` if one is "close". False for anything else (an
+// upgrade, odd separators), which Beast then handles.
+bool ConnectionTokens(std::string_view value, bool& close) {
+  for (;;) {
+    while (!value.empty() && IsSpace(value.front())) value.remove_prefix(1);
+    std::size_t n = 0;
+    while (n < value.size() && (kClasses[static_cast<unsigned char>(value[n])] & kToken)) ++n;
+    const std::string_view token = value.substr(0, n);
+    if (HeaderNameEquals(token, "close"))
+      close = true;
+    else if (!HeaderNameEquals(token, "keep-alive"))
+      return false;
+    value.remove_prefix(n);
+    while (!value.empty() && IsSpace(value.front())) value.remove_prefix(1);
+    if (value.empty()) return true;
+    if (value.front() != ',') return false;
+    value.remove_prefix(1);
+  }
+}
+
+}  // namespace
+
+SimpleParse ParseSimpleResponse(std::string_view data, std::size_t header_limit,
+                                std::size_t body_limit, SimpleResponse& out) {
+  const char* p = data.data();
+  const char* const end = p + std::min(data.size(), header_limit);
+
+  // Status line: "HTTP/1.1 NNN reason".
+  std::string_view line;
+  if (!NextLine(p, end, line)) return SimpleParse::kDefer;
+  if (line.size() < 13 || line.substr(0, 9) != "HTTP/1.1 " || line[12] != ' ')
+    return SimpleParse::kDefer;
+  int status = 0;
+  for (std::size_t i = 9; i < 12; ++i) {
+    if (line[i] < '0' || line[i] > '9') return SimpleParse::kDefer;
+    status = status * 10 + (line[i] - '0');
+  }
+  // Interim answers, and the statuses whose body rules differ: Beast's.
+  if (status < 200 || status > 599 || status == 204 || status == 304) return SimpleParse::kDefer;
+  if (!All(line.data() + 13, line.data() + line.size(), kText)) return SimpleParse::kDefer;
+  out.status = status;
+
+  std::size_t count = 0;
+  bool have_length = false;
+  std::uint64_t length = 0;
+  bool close = false;
+  for (;;) {
+    if (!NextLine(p, end, line)) return SimpleParse::kDefer;
+    if (line.empty()) break;  // end of the head
+    if (count == SimpleResponse::kMaxFields) return SimpleParse::kDefer;
+    // name ":" OWS value OWS; a line starting with a space (obs-fold) fails here.
+    const std::size_t colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) return SimpleParse::kDefer;
+    const std::string_view name = line.substr(0, colon);
+    if (!All(name.data(), name.data() + name.size(), kToken)) return SimpleParse::kDefer;
+    std::string_view value = line.substr(colon + 1);
+    if (!All(value.data(), value.data() + value.size(), kText)) return SimpleParse::kDefer;
+    while (!value.empty() && IsSpace(value.front())) value.remove_prefix(1);
+    while (!value.empty() && IsSpace(value.back())) value.remove_suffix(1);
+
+    if (HeaderNameEquals(name, "Content-Length")) {
+      if (have_length || value.empty() || value.size() > 18) return SimpleParse::kDefer;
+      for (char c : value) {
+        if (c < '0' || c > '9') return SimpleParse::kDefer;
+        length = length * 10 + static_cast<std::uint64_t>(c - '0');
+      }
+      have_length = true;
+    } else if (HeaderNameEquals(name, "Connection")) {
+      if (!ConnectionTokens(value, close)) return SimpleParse::kDefer;
+    } else if (HeaderNameEquals(name, "Transfer-Encoding") || HeaderNameEquals(name, "Upgrade") ||
+               HeaderNameEquals(name, "Proxy-Connection")) {
+      return SimpleParse::kDefer;
+    }
+    out.fields[count++] = {name, value};
+  }
+
+  // A body delimited by the end of the connection, one over the limit or
+  // not all here yet: Beast's.
+  if (!have_length || length > body_limit) return SimpleParse::kDefer;
+  const auto head = static_cast<std::size_t>(p - data.data());
+  if (data.size() - head < length) return SimpleParse::kDefer;
+  out.field_count = count;
+  out.body = data.substr(head, static_cast<std::size_t>(length));
+  out.keep_alive = !close;
+  out.size = head + static_cast<std::size_t>(length);
+  return SimpleParse::kDone;
+}
+
+}  // namespace disco::http::detail

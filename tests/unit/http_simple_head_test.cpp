@@ -1,0 +1,212 @@
+// The strict fast response parser (src/http/simple_head.h): what it takes,
+// what it leaves to Beast, and a differential test against Beast over
+// mutated responses: whenever it says kDone, Beast must read the same.
+#include <gtest/gtest.h>
+
+#include <boost/beast/http/basic_parser.hpp>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "http/simple_head.h"
+
+namespace disco::http::detail {
+namespace {
+
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+
+constexpr std::size_t kHeaderLimit = 64 * 1024;
+constexpr std::size_t kBodyLimit = 1024 * 1024;
+
+// What Beast reads from a response: the reference.
+class BeastResponse final : public bhttp::basic_parser<false> {
+ public:
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> fields;
+  std::string body;
+
+ private:
+  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
+                       beast::error_code&) override {}
+  void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
+    status = code;
+  }
+  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
+                     beast::error_code&) override {
+    fields.emplace_back(std::string(name), std::string(value));
+  }
+  void on_header_impl(beast::error_code&) override {}
+  void on_body_init_impl(const boost::optional<std::uint64_t>&, beast::error_code&) override {}
+  std::size_t on_body_impl(beast::string_view b, beast::error_code&) override {
+    body.append(b.data(), b.size());
+    return b.size();
+  }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code&) override {}
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view b, beast::error_code&) override {
+    body.append(b.data(), b.size());
+    return b.size();
+  }
+  void on_finish_impl(beast::error_code&) override {}
+};
+
+SimpleParse Parse(std::string_view text, SimpleResponse& out) {
+  return ParseSimpleResponse(text, kHeaderLimit, kBodyLimit, out);
+}
+
+// When the fast parser takes `text`, Beast must read the same message from it.
+void ExpectAgreesWithBeast(const std::string& text) {
+  SimpleResponse fast;
+  if (Parse(text, fast) != SimpleParse::kDone) return;
+  BeastResponse beast;
+  beast.eager(true);
+  beast.header_limit(kHeaderLimit);
+  beast.body_limit(kBodyLimit);
+  beast::error_code ec;
+  const std::size_t used = beast.put(boost::asio::buffer(text.data(), text.size()), ec);
+  ASSERT_FALSE(ec) << "Beast rejects what the fast parser took: " << ec.message() << "\n"
+                   << testing::PrintToString(text);
+  ASSERT_TRUE(beast.is_done()) << testing::PrintToString(text);
+  EXPECT_EQ(used, fast.size) << testing::PrintToString(text);
+  EXPECT_EQ(beast.status, fast.status) << testing::PrintToString(text);
+  ASSERT_EQ(beast.fields.size(), fast.field_count) << testing::PrintToString(text);
+  for (std::size_t i = 0; i < fast.field_count; ++i) {
+    EXPECT_EQ(beast.fields[i].first, fast.fields[i].name) << testing::PrintToString(text);
+    EXPECT_EQ(beast.fields[i].second, fast.fields[i].value) << testing::PrintToString(text);
+  }
+  EXPECT_EQ(beast.body, fast.body) << testing::PrintToString(text);
+  EXPECT_EQ(beast.keep_alive(), fast.keep_alive) << testing::PrintToString(text);
+}
+
+const std::string kTypical =
+    "HTTP/1.1 200 OK\r\n"
+    "Content-Type: application/json\r\n"
+    "X-Request-Id: 0123456789abcdef0123456789abcdef\r\n"
+    "X-Served-By: user-service-1\r\n"
+    "Content-Length: 15\r\n"
+    "\r\n"
+    "{\"status\":\"ok\"}";
+
+TEST(SimpleHeadTest, TakesATypicalAnswer) {
+  SimpleResponse out;
+  ASSERT_EQ(Parse(kTypical, out), SimpleParse::kDone);
+  EXPECT_EQ(out.status, 200);
+  ASSERT_EQ(out.field_count, 4u);
+  EXPECT_EQ(out.fields[0].name, "Content-Type");
+  EXPECT_EQ(out.fields[0].value, "application/json");
+  EXPECT_EQ(out.fields[2].name, "X-Served-By");
+  EXPECT_EQ(out.fields[2].value, "user-service-1");
+  EXPECT_EQ(out.body, "{\"status\":\"ok\"}");
+  EXPECT_TRUE(out.keep_alive);
+  EXPECT_EQ(out.size, kTypical.size());
+  ExpectAgreesWithBeast(kTypical);
+}
+
+TEST(SimpleHeadTest, LeavesWhatFollowsTheMessage) {
+  SimpleResponse out;
+  ASSERT_EQ(Parse(kTypical + "HTTP/1.1 200 OK\r\n", out), SimpleParse::kDone);
+  EXPECT_EQ(out.size, kTypical.size());
+}
+
+TEST(SimpleHeadTest, TrimsValuesAndReadsConnectionClose) {
+  const std::string text =
+      "HTTP/1.1 503 Service Unavailable\r\nX-A: \t padded \t\r\nConnection: keep-alive, close\r\n"
+      "Empty:\r\nContent-Length: 0\r\n\r\n";
+  SimpleResponse out;
+  ASSERT_EQ(Parse(text, out), SimpleParse::kDone);
+  EXPECT_EQ(out.status, 503);
+  EXPECT_EQ(out.fields[0].value, "padded");
+  EXPECT_EQ(out.fields[2].value, "");
+  EXPECT_FALSE(out.keep_alive);
+  EXPECT_TRUE(out.body.empty());
+  ExpectAgreesWithBeast(text);
+}
+
+// Every shape outside the common subset is Beast's to parse (and, when it
+// is wrong, to reject).
+TEST(SimpleHeadTest, DefersEverythingUnusual) {
+  const std::vector<std::string> unusual = {
+      "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",                    // 1.0 keep-alive rules
+      "HTTP/1.1 100 Continue\r\n\r\n",                                   // interim
+      "HTTP/1.1 204 No Content\r\n\r\n",                                 // no body by status
+      "HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",         // length of another body
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",  // chunked
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil EOF",    // no length
+      "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",  // repeated length
+      "HTTP/1.1 200 OK\r\nContent-Length: +1\r\n\r\nx",                      // not digits
+      "HTTP/1.1 200 OK\r\nContent-Length: 1 1\r\n\r\nx",
+      "HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\nContent-Length: 0\r\n\r\n",  // obs-fold
+      "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",                    // bare LF
+      "HTTP/1.1 200 OK\r\nX-A: b\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nX-A: b\rc\r\nContent-Length: 0\r\n\r\n",                 // bare CR
+      std::string("HTTP/1.1 200 OK\r\nX-A: \0\r\nContent-Length: 0\r\n\r\n", 45),  // NUL
+      "HTTP/1.1 200 OK\r\nX-A: \x7f\r\nContent-Length: 0\r\n\r\n",                 // DEL
+      "HTTP/1.1 200 OK\r\nX A: b\r\nContent-Length: 0\r\n\r\n",                    // not a token
+      "HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\n: b\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nConnection: upgrade\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 700 Odd\r\nContent-Length: 0\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",  // body not all here yet
+      "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n",            // head not all here yet
+      "HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n",  // over the body limit
+  };
+  for (const auto& text : unusual) {
+    SimpleResponse out;
+    EXPECT_EQ(Parse(text, out), SimpleParse::kDefer) << testing::PrintToString(text);
+  }
+  std::string many = "HTTP/1.1 200 OK\r\n";
+  for (std::size_t i = 0; i <= SimpleResponse::kMaxFields; ++i) many += "X-F: v\r\n";
+  many += "Content-Length: 0\r\n\r\n";
+  SimpleResponse out;
+  EXPECT_EQ(Parse(many, out), SimpleParse::kDefer);
+  std::string long_head = "HTTP/1.1 200 OK\r\nX-Long: " + std::string(kHeaderLimit, 'a') +
+                          "\r\nContent-Length: 0\r\n\r\n";
+  EXPECT_EQ(Parse(long_head, out), SimpleParse::kDefer);
+}
+
+// Random byte mutations of valid answers: every one the fast parser takes,
+// Beast reads identically. A fixed seed keeps failures reproducible.
+TEST(SimpleHeadTest, AgreesWithBeastOnMutatedAnswers) {
+  const std::vector<std::string> seeds = {
+      kTypical,
+      "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+      "HTTP/1.1 200 OK\r\nX-A:b\r\nX-B: \t c d \t\r\nContent-Length: 3\r\n\r\nabc",
+      "HTTP/1.1 201 Created\r\nConnection: keep-alive\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n",
+  };
+  const std::string alphabet =
+      std::string("\r\n \t:,;0123456789aAzZ-_\x7f\x80\xff", 28) + std::string(1, '\0');
+  std::mt19937 random(20261125);
+  int taken = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string text = seeds[random() % seeds.size()];
+    const int edits = 1 + static_cast<int>(random() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const std::size_t at = random() % text.size();
+      const char c = alphabet[random() % alphabet.size()];
+      switch (random() % 3) {
+        case 0:
+          text[at] = c;
+          break;
+        case 1:
+          text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c);
+          break;
+        default:
+          text.erase(at, 1);
+          break;
+      }
+    }
+    SimpleResponse out;
+    if (Parse(text, out) == SimpleParse::kDone) ++taken;
+    ExpectAgreesWithBeast(text);
+    if (HasFailure()) return;
+  }
+  // The mutations must leave plenty of answers the fast parser takes, or
+  // the comparison above proves nothing.
+  EXPECT_GT(taken, 20000);
+}
+
+}  // namespace
+}  // namespace disco::http::detail
