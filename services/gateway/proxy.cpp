@@ -168,7 +168,7 @@ ProxyTotals Proxy::totals() const {
 }
 
 std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
-                                                             http::Request& request) {
+                                                                 http::Request& request) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   const RouteConfig& config = route.config;
 
@@ -216,23 +216,27 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
   } else {
     upstream.url += request.target;
   }
-  upstream.headers.reserve(request.headers.size() + 3);
+  // The incoming request's headers are borrowed, not copied: it outlives
+  // the upstream call (Handle awaits it).
+  auto& headers = upstream.borrowed_headers;
+  headers.reserve(request.headers.size() + 3);
   std::string_view host;
   for (const auto& [name, value] : request.headers) {
     if (HeaderNameEquals(name, "Host")) host = value;
     if (IsHopByHop(name) || IsOwnRequestHeader(name)) continue;
     if (NamedByAnyConnection(request.headers, name)) continue;
-    upstream.headers.emplace_back(std::string(name), std::string(value));
+    headers.emplace_back(name, value);
   }
-  std::string chain;
-  if (!forwarded_for.empty()) {
-    chain.assign(forwarded_for);
+  if (forwarded_for.empty()) {
+    headers.emplace_back("X-Forwarded-For", request.remote_address);
+  } else {
+    std::string chain(forwarded_for);
     chain += ", ";
+    chain += request.remote_address;
+    upstream.headers.emplace_back("X-Forwarded-For", std::move(chain));
   }
-  chain += request.remote_address;
-  upstream.headers.emplace_back("X-Forwarded-For", std::move(chain));
-  if (!host.empty()) upstream.headers.emplace_back("X-Forwarded-Host", std::string(host));
-  upstream.headers.emplace_back("X-Forwarded-Proto", "http");
+  if (!host.empty()) headers.emplace_back("X-Forwarded-Host", host);
+  headers.emplace_back("X-Forwarded-Proto", "http");
   upstream.request_id = request.request_id;
   upstream.body = std::move(request.body);
   if (!IsIdempotent(request.method) && request.HasHeader("Idempotency-Key"))
@@ -253,34 +257,47 @@ http::Response Proxy::Answer(const Route& route, const http::Request& request,
     switch (error.code) {
       case ErrorCode::kTimeout:
         return UpstreamError(504, "upstream_timeout",
-                                config.service + " did not answer in time: " + error.message,
-                                request);
+                             config.service + " did not answer in time: " + error.message, request);
       case ErrorCode::kMalformed:
         return UpstreamError(502, "bad_gateway",
-                                config.service + " broke the exchange: " + error.message, request);
+                             config.service + " broke the exchange: " + error.message, request);
       default:
         return UpstreamError(503, "upstream_unavailable",
-                                "no healthy instance of " + config.service +
-                                    " could take the request: " + error.message,
-                                request);
+                             "no healthy instance of " + config.service +
+                                 " could take the request: " + error.message,
+                             request);
     }
   }
 
-  // The upstream's headers and body are moved, not copied.
+  // The upstream's headers and body are moved, not copied: the header list
+  // is filtered in place and handed over whole.
   http::Response response{.status = answer->status, .content_type = {}};
   response.body = std::move(answer->body);
-  response.headers.reserve(answer->headers.size());
+  auto& headers = answer->headers;
+  // Names the Connection headers list (read before the filtering below
+  // moves entries over them).
+  std::string connection;
+  for (const auto& [name, value] : headers) {
+    if (!HeaderNameEquals(name, "Connection")) continue;
+    if (!connection.empty()) connection += ',';
+    connection += value;
+  }
   bool have_type = false;
-  for (auto& [name, value] : answer->headers) {
-    if (!have_type && HeaderNameEquals(name, "Content-Type")) {
-      response.content_type = std::move(value);  // the first one, as Header() would give
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < headers.size(); ++i) {
+    auto& header = headers[i];
+    if (!have_type && HeaderNameEquals(header.first, "Content-Type")) {
+      response.content_type = std::move(header.second);  // the first one, as Header() would give
       have_type = true;
       continue;
     }
-    if (IsHopByHop(name) || IsOwnResponseHeader(name)) continue;
-    if (NamedByAnyConnection(answer->headers, name)) continue;
-    response.headers.emplace_back(std::move(name), std::move(value));
+    if (IsHopByHop(header.first) || IsOwnResponseHeader(header.first)) continue;
+    if (!connection.empty() && NamedByConnection(connection, header.first)) continue;
+    if (kept != i) headers[kept] = std::move(header);
+    ++kept;
   }
+  headers.resize(kept);
+  response.headers = std::move(headers);
   return response;
 }
 

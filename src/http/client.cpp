@@ -104,9 +104,11 @@ bool IsIdempotent(std::string_view method) {
 // server answers a repeat of it with the first result instead of acting twice.
 bool IsRetrySafe(const ClientRequest& request) {
   if (IsIdempotent(request.method)) return true;
-  return std::any_of(request.headers.begin(), request.headers.end(), [](const auto& header) {
+  auto is_key = [](const auto& header) {
     return HeaderNameEquals(header.first, "Idempotency-Key");
-  });
+  };
+  return std::any_of(request.headers.begin(), request.headers.end(), is_key) ||
+         std::any_of(request.borrowed_headers.begin(), request.borrowed_headers.end(), is_key);
 }
 
 // Views into the request's URL (which outlives the call): no copies, and a
@@ -239,11 +241,13 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
   bool own_host = false;
   bool own_agent = false;
   std::size_t extra = 0;  // room for the caller's headers
-  for (const auto& [name, value] : request.headers) {
+  auto measure = [&](std::string_view name, std::string_view value) {
     own_host = own_host || HeaderNameEquals(name, "Host");
     own_agent = own_agent || HeaderNameEquals(name, "User-Agent");
     extra += FieldSize(name, value);
-  }
+  };
+  for (const auto& [name, value] : request.headers) measure(name, value);
+  for (const auto& [name, value] : request.borrowed_headers) measure(name, value);
   // An upper bound: request line, every field, Content-Length's up to 20
   // digits, the blank line.
   const std::size_t room = request.method.size() + 1 + 1 + url.target.size() + 11 +
@@ -265,11 +269,12 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
     if (!request.content_type.empty()) w.OwnField("Content-Type", request.content_type);
     if (!request.request_id.empty()) w.OwnField("X-Request-Id", request.request_id);
     if (!request.authorization.empty()) w.OwnField("Authorization", request.authorization);
-    for (const auto& [name, value] : request.headers) {
-      if (HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Transfer-Encoding"))
-        continue;
-      w.CheckedField(name, value);
-    }
+    auto put = [&](std::string_view name, std::string_view value) {
+      if (!HeaderNameEquals(name, "Content-Length") && !HeaderNameEquals(name, "Transfer-Encoding"))
+        w.CheckedField(name, value);
+    };
+    for (const auto& [name, value] : request.headers) put(name, value);
+    for (const auto& [name, value] : request.borrowed_headers) put(name, value);
     if (!request.body.empty() || MethodHasBody(request.method)) {
       char digits[24];
       auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());

@@ -100,6 +100,11 @@ struct ClientRequest {
   // Sent as given, duplicates kept; a Host or User-Agent here replaces the
   // client's own.
   std::vector<std::pair<std::string, std::string>> headers{};
+  // More headers, not copied: every name and value must stay valid until
+  // Send() completes. For a proxy forwarding the headers of the request it
+  // is handling (they live as long as its handler). Sent after `headers`,
+  // by the same rules.
+  std::vector<std::pair<std::string_view, std::string_view>> borrowed_headers{};
   std::string body{};
   std::string content_type{};   // sent when non-empty
   std::string request_id{};     // sent as X-Request-Id when non-empty
