@@ -49,12 +49,13 @@ class PoolService final : public asio::execution_context::service {
     Clock::time_point since;
   };
 
-  std::shared_ptr<Connection> Take(std::string_view key, std::chrono::milliseconds max_idle) {
+  // `now`: about now (the caller's clock read, not one of our own).
+  std::shared_ptr<Connection> Take(std::string_view key, std::chrono::milliseconds max_idle,
+                                   Clock::time_point now) {
     std::lock_guard lock(mu_);
     auto it = pools_.find(key);
     if (it == pools_.end()) return nullptr;
     auto& idle = it->second;
-    auto now = Clock::now();
     while (!idle.empty()) {
       Idle entry =
           std::move(idle.back());  // most recently used first: warmest, least likely closed
@@ -65,7 +66,8 @@ class PoolService final : public asio::execution_context::service {
     return nullptr;
   }
 
-  void Put(std::string_view key, std::shared_ptr<Connection> connection, std::size_t max) {
+  void Put(std::string_view key, std::shared_ptr<Connection> connection, std::size_t max,
+           Clock::time_point now) {
     std::lock_guard lock(mu_);
     auto it = pools_.find(key);
     if (it == pools_.end()) it = pools_.emplace(std::string(key), std::vector<Idle>{}).first;
@@ -74,7 +76,7 @@ class PoolService final : public asio::execution_context::service {
       connection->Close();
       return;
     }
-    idle.push_back(Idle{std::move(connection), Clock::now()});
+    idle.push_back(Idle{std::move(connection), now});
   }
 
  private:
@@ -452,10 +454,12 @@ struct Client::Impl {
   }
 
   // `wire` is the request head (SerializeHead); the body is request.body.
-  // `result` must be Reset().
+  // `result` must be Reset(). `started`: when the attempt began (a
+  // connection parked since counts as idle from then: a little early, so
+  // a little safer).
   Awaitable<void> Attempt(const std::string& wire, std::string_view address,
-                          const ClientRequest& request, Clock::time_point deadline,
-                          AttemptResult& result);
+                          const ClientRequest& request, Clock::time_point started,
+                          Clock::time_point deadline, AttemptResult& result);
   // A new connection to `address`, or null with `result` failed.
   static Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc,
                                                         std::string_view address,
@@ -532,8 +536,8 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
 }
 
 Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view address,
-                                      const ClientRequest& request, Clock::time_point deadline,
-                                      AttemptResult& result) {
+                                      const ClientRequest& request, Clock::time_point started,
+                                      Clock::time_point deadline, AttemptResult& result) {
   // Connections use io_context's concrete executor (http/connection.h).
   asio::io_context* ioc = ContextOf(co_await asio::this_coro::executor);
   if (ioc == nullptr) {
@@ -556,7 +560,8 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
   // fails before any answer byte, the request was not processed: use a fresh
   // connection (once) without calling it a retry.
   for (int round = 0; round < 2; ++round) {
-    auto connection = round == 0 ? pools.Take(pool_key(), options.pool_idle_timeout) : nullptr;
+    auto connection =
+        round == 0 ? pools.Take(pool_key(), options.pool_idle_timeout, started) : nullptr;
     const bool reused = connection != nullptr;
     if (!connection) {
       connection = co_await Connect(*ioc, address, deadline, result);
@@ -642,7 +647,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
     result.response.address = address;
     if (keep && buffer.size() == 0) {
       connection->ClearDeadline();
-      pools.Put(pool_key(), std::move(connection), options.max_idle_per_endpoint);
+      pools.Put(pool_key(), std::move(connection), options.max_idle_per_endpoint, started);
     } else {
       connection->socket().shutdown(tcp::socket::shutdown_both, ec);
       connection->Close();
@@ -732,8 +737,10 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     // Not a conditional inside the co_await expression: GCC 12 miscompiles
     // that one (a crash on resumption).
     const std::string_view address = endpoint ? endpoint->address : url->authority;
-    co_await impl.Attempt(wire, address, request,
-                          std::min(deadline, Clock::now() + impl.options.per_try_timeout), result);
+    const auto attempt_started = attempt == 1 ? started : Clock::now();
+    co_await impl.Attempt(wire, address, request, attempt_started,
+                          std::min(deadline, attempt_started + impl.options.per_try_timeout),
+                          result);
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     retry_token.reset();  // the retry (if this was one) is no longer in flight
     // Successes, failures and outlier detection: one report per attempt.

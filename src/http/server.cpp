@@ -266,7 +266,8 @@ struct Server::Impl {
   Awaitable<void> Session(Socket socket, Worker& worker);
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
               std::string_view method, std::string_view path, int status, Clock::time_point start,
-              const std::string& request_id, std::size_t bytes_in, std::size_t bytes_out);
+              Clock::time_point end, const std::string& request_id, std::size_t bytes_in,
+              std::size_t bytes_out);
   void StopThreads();
 
   Router router;
@@ -359,9 +360,10 @@ Awaitable<void> Server::Impl::AcceptLoop() {
 
 void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
                           std::string_view method, std::string_view path, int status,
-                          Clock::time_point start, const std::string& request_id,
-                          std::size_t bytes_in, std::size_t bytes_out) {
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+                          Clock::time_point start, Clock::time_point end,
+                          const std::string& request_id, std::size_t bytes_in,
+                          std::size_t bytes_out) {
+  double seconds = std::chrono::duration<double>(end - start).count();
   std::size_t method_index = MethodIndex(method);
   std::uint64_t key = (static_cast<std::uint64_t>(route_id) << 16) | (method_index << 10) |
                       static_cast<std::uint64_t>(status & 0x3ff);
@@ -442,10 +444,13 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
   std::string head;
   boost::system::error_code ec;
   bool linger = false;  // close gently after an error answer (the peer may still be sending)
+  // When the last request ended (or the connection opened): read the clock
+  // twice per request, not at every step (a clock read is a vDSO call).
+  Clock::time_point now = Clock::now();
   while (!draining.load(std::memory_order_relaxed)) {
     if (buffer.size() == 0) {
       entry.idle = true;
-      connection->SetDeadline(Clock::now() + options.idle_timeout);
+      connection->SetDeadline(now + options.idle_timeout);
       std::size_t n = co_await sock.async_read_some(buffer.prepare(4096),
                                                     asio::redirect_error(asio::use_awaitable, ec));
       entry.idle = false;
@@ -496,7 +501,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
       std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(error.body)};
       if (!detail::WriteNow(*connection, out, ec))
         co_await asio::async_write(sock, out, asio::redirect_error(asio::use_awaitable, ec));
-      Finish(worker, kUnmatched, 0, "-", "-", error.status, start, request_id, 0,
+      Finish(worker, kUnmatched, 0, "-", "-", error.status, start, Clock::now(), request_id, 0,
              error.body.size());
       linger = true;
       break;
@@ -549,13 +554,16 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     const bool with_body = HasBody(response.status);
     std::size_t bytes_in = request.body.size();
     std::size_t bytes_out = with_body ? response.body.size() : 0;
-    connection->SetDeadline(Clock::now() + options.request_timeout);
-    // One gather write: the head and the body leave in one sendmsg.
+    // One gather write: the head and the body leave in one sendmsg. Only
+    // a write that has to wait for the peer needs a deadline.
     std::array<asio::const_buffer, 2> out{asio::buffer(head),
                                           asio::buffer(response.body.data(), bytes_out)};
-    if (!detail::WriteNow(*connection, out, ec))
+    if (!detail::WriteNow(*connection, out, ec)) {
+      connection->SetDeadline(Clock::now() + options.request_timeout);
       co_await asio::async_write(sock, out, asio::redirect_error(asio::use_awaitable, ec));
-    Finish(worker, route_label, route_id, request.method, request.path, response.status, start,
+    }
+    now = Clock::now();
+    Finish(worker, route_label, route_id, request.method, request.path, response.status, start, now,
            request.request_id, bytes_in, bytes_out);
     in_flight_gauge->Add(-1);
     in_flight.fetch_sub(1, std::memory_order_relaxed);
