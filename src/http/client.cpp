@@ -317,9 +317,9 @@ constexpr std::size_t kResponseHeaderLimit = 64 * 1024;
 // The answer at the front of `buffer`, when the strict fast parser takes it
 // (http/simple_head.h): fills `out` and `keep_alive`, consumes the bytes.
 // False: nothing done, Beast's turn.
-bool TakeSimpleResponse(beast::flat_buffer& buffer, std::size_t body_limit, ClientResponse& out,
+bool TakeSimpleMessage(beast::flat_buffer& buffer, std::size_t body_limit, ClientResponse& out,
                         bool& keep_alive) {
-  detail::SimpleResponse simple;
+  detail::SimpleMessage simple;
   const auto data = buffer.data();
   if (detail::ParseSimpleResponse({static_cast<const char*>(data.data()), data.size()},
                                   kResponseHeaderLimit, body_limit,
@@ -596,7 +596,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
         buffer.commit(n);
         detail::TranslateReadError(*connection, ec);
       }
-      if (!ec) parsed = TakeSimpleResponse(buffer, options.response_limit, result.response, keep);
+      if (!ec) parsed = TakeSimpleMessage(buffer, options.response_limit, result.response, keep);
     }
     if (!parsed && !ec) {
       ResponseParser parser(result.response);

@@ -17,6 +17,7 @@
 #include "disco/metrics.h"
 #include "http/connection.h"
 #include "http/head_writer.h"
+#include "http/simple_head.h"
 #include "util/log.h"
 
 namespace disco::http {
@@ -85,6 +86,14 @@ bool IEquals(beast::string_view a, std::string_view b) {
   return HeaderNameEquals(std::string_view(a.data(), a.size()), b);
 }
 
+// The target, and the path and query it splits into.
+void SetTarget(Request& request, std::string_view target) {
+  request.target = target;
+  auto question = target.find('?');
+  request.path = target.substr(0, question);
+  if (question != std::string_view::npos) request.query = target.substr(question + 1);
+}
+
 // Parses a request straight into a Request. The method, target and header
 // fields are copied into one string owned by the connection (no allocation
 // per field, none at all once that string has grown to fit a header block),
@@ -131,10 +140,7 @@ class RequestParser final : public detail::BodyParser<true> {
   void on_header_impl(beast::error_code& ec) override {
     // The store is complete: views into it stay valid until the next request.
     request_.method = View(method_);
-    request_.target = View(target_);
-    auto question = request_.target.find('?');
-    request_.path = request_.target.substr(0, question);
-    if (question != std::string_view::npos) request_.query = request_.target.substr(question + 1);
+    SetTarget(request_, View(target_));
     request_.headers.reserve(fields_.size());
     for (const auto& [name, value] : fields_)
       request_.headers.emplace_back(View(name), View(value));
@@ -149,6 +155,33 @@ class RequestParser final : public detail::BodyParser<true> {
   unsigned version_ = 11;
   bool expect_continue_ = false;
 };
+
+// The request at the front of `buffer`, when the strict fast parser takes
+// it (http/simple_head.h): its head copied into `store` and viewed from
+// there as RequestParser does, the body into request.body, the bytes
+// consumed. False: nothing done, Beast's turn (RequestParser).
+bool TakeSimpleRequest(beast::flat_buffer& buffer, const ServerOptions& options, std::string& store,
+                       Request& request, bool& keep_alive) {
+  detail::SimpleMessage simple;
+  const auto data = buffer.data();
+  const std::string_view text(static_cast<const char*>(data.data()), data.size());
+  if (detail::ParseSimpleRequest(text, options.header_limit, options.body_limit, simple) !=
+      detail::SimpleParse::kDone)
+    return false;
+  store.assign(text.data(), simple.head_size);
+  auto in_store = [&](std::string_view view) {
+    return std::string_view(store.data() + (view.data() - text.data()), view.size());
+  };
+  request.method = in_store(simple.method);
+  SetTarget(request, in_store(simple.target));
+  request.headers.reserve(simple.field_count);
+  for (std::size_t i = 0; i < simple.field_count; ++i)
+    request.headers.emplace_back(in_store(simple.fields[i].name), in_store(simple.fields[i].value));
+  request.body.assign(simple.body);
+  keep_alive = simple.keep_alive;
+  buffer.consume(simple.size);
+  return true;
+}
 
 // 1xx, 204 and 304 answers have no body, hence no Content-Length.
 bool HasBody(int status) { return status >= 200 && status != 204 && status != 304; }
@@ -462,20 +495,31 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     request.headers.clear();
     request.params.clear();
     request.body.clear();
-    RequestParser parser(request, header_store);
-    parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
-    parser.body_limit(options.body_limit);
-    connection->SetDeadline(start + options.request_timeout);
-    if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
-      co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
-    if (!ec && parser.expects_continue() && !parser.is_done()) {
-      static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      co_await asio::async_write(sock, asio::buffer(kContinue.data(), kContinue.size()),
-                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec && connection->timed_out()) ec = beast::error::timeout;
+    // The common request (whole in the buffer, no chunks, no Expect) goes
+    // through the strict fast parser; anything else, and whatever it
+    // defers, through Beast, which also reports every error.
+    unsigned version = 11;
+    bool wants_keep_alive = true;
+    if (!TakeSimpleRequest(buffer, options, header_store, request, wants_keep_alive)) {
+      RequestParser parser(request, header_store);
+      parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
+      parser.body_limit(options.body_limit);
+      connection->SetDeadline(start + options.request_timeout);
+      if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
+        co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
+      if (!ec && parser.expects_continue() && !parser.is_done()) {
+        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+        co_await asio::async_write(sock, asio::buffer(kContinue.data(), kContinue.size()),
+                                   asio::redirect_error(asio::use_awaitable, ec));
+        if (ec && connection->timed_out()) ec = beast::error::timeout;
+      }
+      if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
+        co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
+      if (!ec) {
+        version = parser.version();
+        wants_keep_alive = parser.keep_alive();
+      }
     }
-    if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
-      co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
     if (ec) {
       Response error;
       if (ec == bhttp::error::body_limit) {
@@ -548,9 +592,8 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
         break;
     }
 
-    bool keep_alive = parser.keep_alive() && !draining.load(std::memory_order_relaxed);
-    WriteHead(head, response, request.request_id, options.instance_id, parser.version(),
-              keep_alive);
+    bool keep_alive = wants_keep_alive && !draining.load(std::memory_order_relaxed);
+    WriteHead(head, response, request.request_id, options.instance_id, version, keep_alive);
     const bool with_body = HasBody(response.status);
     std::size_t bytes_in = request.body.size();
     std::size_t bytes_out = with_body ? response.body.size() : 0;

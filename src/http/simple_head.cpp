@@ -89,27 +89,14 @@ bool ConnectionTokens(std::string_view value, bool& close) {
   }
 }
 
-}  // namespace
-
-SimpleParse ParseSimpleResponse(std::string_view data, std::size_t header_limit,
-                                std::size_t body_limit, SimpleResponse& out) {
-  const char* p = data.data();
-  const char* const end = p + std::min(data.size(), header_limit);
-
-  // Status line: "HTTP/1.1 NNN reason".
+// The header fields after the start line, up to the blank line, and the
+// body: shared by both directions. `p` is just past the start line.
+// `length_required`: a message without Content-Length is deferred (an
+// answer delimited by the end of the connection); else it has no body (a
+// request). `request`: Expect is deferred too (100-continue is Beast's).
+SimpleParse ParseFieldsAndBody(std::string_view data, const char* p, const char* end,
+                               std::size_t body_limit, bool request, SimpleMessage& out) {
   std::string_view line;
-  if (!NextLine(p, end, line)) return SimpleParse::kDefer;
-  if (line.size() < 13 || line.substr(0, 9) != "HTTP/1.1 " || line[12] != ' ')
-    return SimpleParse::kDefer;
-  int status = 0;
-  for (std::size_t i = 9; i < 12; ++i) {
-    if (line[i] < '0' || line[i] > '9') return SimpleParse::kDefer;
-    status = status * 10 + (line[i] - '0');
-  }
-  // Interim answers, and the statuses whose body rules differ: Beast's.
-  if (status < 200 || status > 599 || status == 204 || status == 304) return SimpleParse::kDefer;
-  out.status = status;
-
   std::size_t count = 0;
   bool have_length = false;
   std::uint64_t length = 0;
@@ -117,7 +104,7 @@ SimpleParse ParseSimpleResponse(std::string_view data, std::size_t header_limit,
   for (;;) {
     if (!NextLine(p, end, line)) return SimpleParse::kDefer;
     if (line.empty()) break;  // end of the head
-    if (count == SimpleResponse::kMaxFields) return SimpleParse::kDefer;
+    if (count == SimpleMessage::kMaxFields) return SimpleParse::kDefer;
     // name ":" OWS value OWS; a line starting with a space (obs-fold) fails here.
     const std::size_t colon = line.find(':');
     if (colon == 0 || colon == std::string_view::npos) return SimpleParse::kDefer;
@@ -137,7 +124,8 @@ SimpleParse ParseSimpleResponse(std::string_view data, std::size_t header_limit,
     } else if (HeaderNameEquals(name, "Connection")) {
       if (!ConnectionTokens(value, close)) return SimpleParse::kDefer;
     } else if (HeaderNameEquals(name, "Transfer-Encoding") || HeaderNameEquals(name, "Upgrade") ||
-               HeaderNameEquals(name, "Proxy-Connection")) {
+               HeaderNameEquals(name, "Proxy-Connection") ||
+               (request && HeaderNameEquals(name, "Expect"))) {
       return SimpleParse::kDefer;
     }
     out.fields[count++] = {name, value};
@@ -145,14 +133,66 @@ SimpleParse ParseSimpleResponse(std::string_view data, std::size_t header_limit,
 
   // A body delimited by the end of the connection, one over the limit or
   // not all here yet: Beast's.
-  if (!have_length || length > body_limit) return SimpleParse::kDefer;
+  if (!have_length && !request) return SimpleParse::kDefer;
+  if (length > body_limit) return SimpleParse::kDefer;
   const auto head = static_cast<std::size_t>(p - data.data());
   if (data.size() - head < length) return SimpleParse::kDefer;
   out.field_count = count;
+  out.head_size = head;
   out.body = data.substr(head, static_cast<std::size_t>(length));
   out.keep_alive = !close;
   out.size = head + static_cast<std::size_t>(length);
   return SimpleParse::kDone;
+}
+
+}  // namespace
+
+SimpleParse ParseSimpleResponse(std::string_view data, std::size_t header_limit,
+                                std::size_t body_limit, SimpleMessage& out) {
+  const char* p = data.data();
+  const char* const end = p + std::min(data.size(), header_limit);
+
+  // Status line: "HTTP/1.1 NNN reason".
+  std::string_view line;
+  if (!NextLine(p, end, line)) return SimpleParse::kDefer;
+  if (line.size() < 13 || line.substr(0, 9) != "HTTP/1.1 " || line[12] != ' ')
+    return SimpleParse::kDefer;
+  int status = 0;
+  for (std::size_t i = 9; i < 12; ++i) {
+    if (line[i] < '0' || line[i] > '9') return SimpleParse::kDefer;
+    status = status * 10 + (line[i] - '0');
+  }
+  // Interim answers, and the statuses whose body rules differ: Beast's.
+  if (status < 200 || status > 599 || status == 204 || status == 304) return SimpleParse::kDefer;
+  out.status = status;
+  return ParseFieldsAndBody(data, p, end, body_limit, false, out);
+}
+
+SimpleParse ParseSimpleRequest(std::string_view data, std::size_t header_limit,
+                               std::size_t body_limit, SimpleMessage& out) {
+  const char* p = data.data();
+  const char* const end = p + std::min(data.size(), header_limit);
+
+  // Request line: method SP target SP "HTTP/1.1", the target printable
+  // ASCII only (no obs-text: Beast's call).
+  std::string_view line;
+  if (!NextLine(p, end, line)) return SimpleParse::kDefer;
+  constexpr std::string_view kVersion = " HTTP/1.1";
+  if (line.size() < 3 + kVersion.size() || line.substr(line.size() - kVersion.size()) != kVersion)
+    return SimpleParse::kDefer;
+  line.remove_suffix(kVersion.size());
+  const std::size_t space = line.find(' ');
+  if (space == 0 || space == std::string_view::npos) return SimpleParse::kDefer;
+  const std::string_view method = line.substr(0, space);
+  const std::string_view target = line.substr(space + 1);
+  if (target.empty() || !All(method.data(), method.data() + method.size(), kToken))
+    return SimpleParse::kDefer;
+  for (char c : target) {
+    if (c <= 0x20 || c >= 0x7f) return SimpleParse::kDefer;
+  }
+  out.method = method;
+  out.target = target;
+  return ParseFieldsAndBody(data, p, end, body_limit, true, out);
 }
 
 }  // namespace disco::http::detail

@@ -1,7 +1,7 @@
-// A strict parser for the common shape of an HTTP/1.1 response: status
-// line, plain header fields, a Content-Length body, all already in memory.
-// Private to src/http (the client's answers; the gateway parses one per
-// proxied request).
+// A strict parser for the common shape of an HTTP/1.1 message: start line,
+// plain header fields, a Content-Length body (or, for a request, none), all
+// already in memory. Private to src/http (the server's requests, the
+// client's answers; the gateway parses one of each per proxied request).
 //
 // Why: Beast's parser checks every byte through several layers of calls and
 // looks each field name up in its table of known fields; for a typical
@@ -10,13 +10,15 @@
 // byte.
 //
 // It accepts only a subset of what Beast accepts and never reports an
-// error: anything outside that subset (HTTP/1.0, 1xx/204/304, obs-fold, a
-// Transfer-Encoding, a missing or repeated Content-Length, a bare LF, a
-// control character, more than kMaxFields fields, an incomplete message...)
+// error: anything outside that subset (HTTP/1.0, 1xx/204/304 answers, an
+// answer without Content-Length, Expect, obs-fold, a Transfer-Encoding, a
+// repeated Content-Length, a bare LF, a control character, a target with
+// bytes outside printable ASCII, more than kMaxFields fields, an incomplete
+// message...)
 // gives kDefer, and the caller parses the same bytes with Beast, which
 // handles every case and reports every error. So correctness rests on one
 // property, checked by a differential test against Beast: whenever this
-// parser says kDone, Beast reads the same status, fields, body and
+// parser says kDone, Beast reads the same start line, fields, body and
 // keep-alive from the same bytes.
 #pragma once
 
@@ -27,27 +29,32 @@
 
 namespace disco::http::detail {
 
-struct SimpleResponse {
+struct SimpleMessage {
   static constexpr std::size_t kMaxFields = 24;
   struct Field {
     std::string_view name, value;  // value without surrounding spaces/tabs
   };
 
-  int status = 0;
+  int status = 0;             // a response's
+  std::string_view method{};  // a request's
+  std::string_view target{};  // a request's
   std::array<Field, kMaxFields> fields;
   std::size_t field_count = 0;
-  std::string_view body;
+  std::string_view body{};
   bool keep_alive = true;
-  std::size_t size = 0;  // bytes of `data` the message took (head + body)
+  std::size_t head_size = 0;  // start line and fields, blank line included
+  std::size_t size = 0;       // bytes of `data` the message took (head + body)
 };
 
 enum class SimpleParse { kDone, kDefer };
 
-// Parses the response at the start of `data` into `out` (views into
+// Parses the message at the start of `data` into `out` (views into
 // `data`). kDefer: parse `data` with Beast instead (`out` is then
 // unspecified). A head longer than `header_limit` or a body longer than
 // `body_limit` is deferred too, so that Beast reports the limit.
 SimpleParse ParseSimpleResponse(std::string_view data, std::size_t header_limit,
-                                std::size_t body_limit, SimpleResponse& out);
+                                std::size_t body_limit, SimpleMessage& out);
+SimpleParse ParseSimpleRequest(std::string_view data, std::size_t header_limit,
+                               std::size_t body_limit, SimpleMessage& out);
 
 }  // namespace disco::http::detail

@@ -1,6 +1,7 @@
-// The strict fast response parser (src/http/simple_head.h): what it takes,
+// The strict fast message parser (src/http/simple_head.h): what it takes,
 // what it leaves to Beast, and a differential test against Beast over
-// mutated responses: whenever it says kDone, Beast must read the same.
+// mutated answers and requests: whenever it says kDone, Beast must read the
+// same.
 #include <gtest/gtest.h>
 
 #include <boost/beast/http/basic_parser.hpp>
@@ -19,16 +20,21 @@ namespace bhttp = boost::beast::http;
 constexpr std::size_t kHeaderLimit = 64 * 1024;
 constexpr std::size_t kBodyLimit = 1024 * 1024;
 
-// What Beast reads from a response: the reference.
-class BeastResponse final : public bhttp::basic_parser<false> {
+// What Beast reads from a message: the reference.
+template <bool kIsRequest>
+class BeastMessage final : public bhttp::basic_parser<kIsRequest> {
  public:
   int status = 0;
+  std::string method, target;
   std::vector<std::pair<std::string, std::string>> fields;
   std::string body;
 
  private:
-  void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
-                       beast::error_code&) override {}
+  void on_request_impl(bhttp::verb, beast::string_view m, beast::string_view t, int,
+                       beast::error_code&) override {
+    method.assign(m.data(), m.size());
+    target.assign(t.data(), t.size());
+  }
   void on_response_impl(int code, beast::string_view, int, beast::error_code&) override {
     status = code;
   }
@@ -50,15 +56,19 @@ class BeastResponse final : public bhttp::basic_parser<false> {
   void on_finish_impl(beast::error_code&) override {}
 };
 
-SimpleParse Parse(std::string_view text, SimpleResponse& out) {
+SimpleParse Parse(std::string_view text, SimpleMessage& out) {
   return ParseSimpleResponse(text, kHeaderLimit, kBodyLimit, out);
+}
+SimpleParse ParseRequest(std::string_view text, SimpleMessage& out) {
+  return ParseSimpleRequest(text, kHeaderLimit, kBodyLimit, out);
 }
 
 // When the fast parser takes `text`, Beast must read the same message from it.
+template <bool kIsRequest>
 void ExpectAgreesWithBeast(const std::string& text) {
-  SimpleResponse fast;
-  if (Parse(text, fast) != SimpleParse::kDone) return;
-  BeastResponse beast;
+  SimpleMessage fast;
+  if ((kIsRequest ? ParseRequest(text, fast) : Parse(text, fast)) != SimpleParse::kDone) return;
+  BeastMessage<kIsRequest> beast;
   beast.eager(true);
   beast.header_limit(kHeaderLimit);
   beast.body_limit(kBodyLimit);
@@ -68,7 +78,12 @@ void ExpectAgreesWithBeast(const std::string& text) {
                    << testing::PrintToString(text);
   ASSERT_TRUE(beast.is_done()) << testing::PrintToString(text);
   EXPECT_EQ(used, fast.size) << testing::PrintToString(text);
-  EXPECT_EQ(beast.status, fast.status) << testing::PrintToString(text);
+  if (kIsRequest) {
+    EXPECT_EQ(beast.method, fast.method) << testing::PrintToString(text);
+    EXPECT_EQ(beast.target, fast.target) << testing::PrintToString(text);
+  } else {
+    EXPECT_EQ(beast.status, fast.status) << testing::PrintToString(text);
+  }
   ASSERT_EQ(beast.fields.size(), fast.field_count) << testing::PrintToString(text);
   for (std::size_t i = 0; i < fast.field_count; ++i) {
     EXPECT_EQ(beast.fields[i].first, fast.fields[i].name) << testing::PrintToString(text);
@@ -76,6 +91,42 @@ void ExpectAgreesWithBeast(const std::string& text) {
   }
   EXPECT_EQ(beast.body, fast.body) << testing::PrintToString(text);
   EXPECT_EQ(beast.keep_alive(), fast.keep_alive) << testing::PrintToString(text);
+}
+void ExpectAgreesWithBeast(const std::string& text) { ExpectAgreesWithBeast<false>(text); }
+
+// Random byte mutations of valid messages: every one the fast parser
+// takes, Beast reads identically. Returns how many it took. A fixed seed
+// keeps failures reproducible.
+template <bool kIsRequest>
+int MutateAndCompare(const std::vector<std::string>& seeds) {
+  const std::string alphabet =
+      std::string("\r\n \t:,;/?#%0123456789aAzZ-_\x7f\x80\xff", 32) + std::string(1, '\0');
+  std::mt19937 random(20261125);
+  int taken = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string text = seeds[random() % seeds.size()];
+    const int edits = 1 + static_cast<int>(random() % 3);
+    for (int e = 0; e < edits; ++e) {
+      const std::size_t at = random() % text.size();
+      const char c = alphabet[random() % alphabet.size()];
+      switch (random() % 3) {
+        case 0:
+          text[at] = c;
+          break;
+        case 1:
+          text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c);
+          break;
+        default:
+          text.erase(at, 1);
+          break;
+      }
+    }
+    SimpleMessage out;
+    if ((kIsRequest ? ParseRequest(text, out) : Parse(text, out)) == SimpleParse::kDone) ++taken;
+    ExpectAgreesWithBeast<kIsRequest>(text);
+    if (testing::Test::HasFailure()) return taken;
+  }
+  return taken;
 }
 
 const std::string kTypical =
@@ -88,7 +139,7 @@ const std::string kTypical =
     "{\"status\":\"ok\"}";
 
 TEST(SimpleHeadTest, TakesATypicalAnswer) {
-  SimpleResponse out;
+  SimpleMessage out;
   ASSERT_EQ(Parse(kTypical, out), SimpleParse::kDone);
   EXPECT_EQ(out.status, 200);
   ASSERT_EQ(out.field_count, 4u);
@@ -103,7 +154,7 @@ TEST(SimpleHeadTest, TakesATypicalAnswer) {
 }
 
 TEST(SimpleHeadTest, LeavesWhatFollowsTheMessage) {
-  SimpleResponse out;
+  SimpleMessage out;
   ASSERT_EQ(Parse(kTypical + "HTTP/1.1 200 OK\r\n", out), SimpleParse::kDone);
   EXPECT_EQ(out.size, kTypical.size());
 }
@@ -112,7 +163,7 @@ TEST(SimpleHeadTest, TrimsValuesAndReadsConnectionClose) {
   const std::string text =
       "HTTP/1.1 503 Service Unavailable\r\nX-A: \t padded \t\r\nConnection: keep-alive, close\r\n"
       "Empty:\r\nContent-Length: 0\r\n\r\n";
-  SimpleResponse out;
+  SimpleMessage out;
   ASSERT_EQ(Parse(text, out), SimpleParse::kDone);
   EXPECT_EQ(out.status, 503);
   EXPECT_EQ(out.fields[0].value, "padded");
@@ -154,57 +205,76 @@ TEST(SimpleHeadTest, DefersEverythingUnusual) {
       "HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n",  // over the body limit
   };
   for (const auto& text : unusual) {
-    SimpleResponse out;
+    SimpleMessage out;
     EXPECT_EQ(Parse(text, out), SimpleParse::kDefer) << testing::PrintToString(text);
   }
   std::string many = "HTTP/1.1 200 OK\r\n";
-  for (std::size_t i = 0; i <= SimpleResponse::kMaxFields; ++i) many += "X-F: v\r\n";
+  for (std::size_t i = 0; i <= SimpleMessage::kMaxFields; ++i) many += "X-F: v\r\n";
   many += "Content-Length: 0\r\n\r\n";
-  SimpleResponse out;
+  SimpleMessage out;
   EXPECT_EQ(Parse(many, out), SimpleParse::kDefer);
   std::string long_head = "HTTP/1.1 200 OK\r\nX-Long: " + std::string(kHeaderLimit, 'a') +
                           "\r\nContent-Length: 0\r\n\r\n";
   EXPECT_EQ(Parse(long_head, out), SimpleParse::kDefer);
 }
 
-// Random byte mutations of valid answers: every one the fast parser takes,
-// Beast reads identically. A fixed seed keeps failures reproducible.
 TEST(SimpleHeadTest, AgreesWithBeastOnMutatedAnswers) {
-  const std::vector<std::string> seeds = {
+  const int taken = MutateAndCompare<false>({
       kTypical,
       "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
       "HTTP/1.1 200 OK\r\nX-A:b\r\nX-B: \t c d \t\r\nContent-Length: 3\r\n\r\nabc",
       "HTTP/1.1 201 Created\r\nConnection: keep-alive\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n",
+  });
+  // The mutations must leave plenty of messages the fast parser takes, or
+  // the comparison proves nothing.
+  EXPECT_GT(taken, 20000);
+}
+
+TEST(SimpleHeadTest, TakesATypicalRequest) {
+  const std::string text =
+      "POST /api/orders?x=1 HTTP/1.1\r\nHost: gw:8080\r\nContent-Type: application/json\r\n"
+      "Idempotency-Key: k1\r\nContent-Length: 2\r\n\r\n{}GET / HTTP/1.1\r\n";
+  SimpleMessage out;
+  ASSERT_EQ(ParseRequest(text, out), SimpleParse::kDone);
+  EXPECT_EQ(out.method, "POST");
+  EXPECT_EQ(out.target, "/api/orders?x=1");
+  ASSERT_EQ(out.field_count, 4u);
+  EXPECT_EQ(out.fields[2].value, "k1");
+  EXPECT_EQ(out.body, "{}");
+  EXPECT_TRUE(out.keep_alive);
+  EXPECT_EQ(out.size, text.size() - std::string("GET / HTTP/1.1\r\n").size());
+  ExpectAgreesWithBeast<true>(text);
+  // No Content-Length: no body.
+  ASSERT_EQ(ParseRequest("GET /health HTTP/1.1\r\nHost: a\r\n\r\n", out), SimpleParse::kDone);
+  EXPECT_TRUE(out.body.empty());
+}
+
+TEST(SimpleHeadTest, DefersUnusualRequests) {
+  const std::vector<std::string> unusual = {
+      "GET / HTTP/1.0\r\n\r\n",
+      "GET / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+      "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      "POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+      "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nab",
+      "GET  / HTTP/1.1\r\n\r\n",
+      "GET / x HTTP/1.1\r\n\r\n",
+      "GET /\x80 HTTP/1.1\r\n\r\n",
+      "G(T / HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
   };
-  const std::string alphabet =
-      std::string("\r\n \t:,;0123456789aAzZ-_\x7f\x80\xff", 28) + std::string(1, '\0');
-  std::mt19937 random(20261125);
-  int taken = 0;
-  for (int i = 0; i < 200000; ++i) {
-    std::string text = seeds[random() % seeds.size()];
-    const int edits = 1 + static_cast<int>(random() % 3);
-    for (int e = 0; e < edits; ++e) {
-      const std::size_t at = random() % text.size();
-      const char c = alphabet[random() % alphabet.size()];
-      switch (random() % 3) {
-        case 0:
-          text[at] = c;
-          break;
-        case 1:
-          text.insert(text.begin() + static_cast<std::ptrdiff_t>(at), c);
-          break;
-        default:
-          text.erase(at, 1);
-          break;
-      }
-    }
-    SimpleResponse out;
-    if (Parse(text, out) == SimpleParse::kDone) ++taken;
-    ExpectAgreesWithBeast(text);
-    if (HasFailure()) return;
+  for (const auto& text : unusual) {
+    SimpleMessage out;
+    EXPECT_EQ(ParseRequest(text, out), SimpleParse::kDefer) << testing::PrintToString(text);
   }
-  // The mutations must leave plenty of answers the fast parser takes, or
-  // the comparison above proves nothing.
+}
+
+TEST(SimpleHeadTest, AgreesWithBeastOnMutatedRequests) {
+  const int taken = MutateAndCompare<true>({
+      "GET /up/health HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
+      "POST /api/orders HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer a.b.c\r\n"
+      "Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"a\":12}",
+      "DELETE /x?y=%20z HTTP/1.1\r\nConnection: close\r\nX-Request-Id: abc-1\r\n\r\n",
+  });
   EXPECT_GT(taken, 20000);
 }
 
