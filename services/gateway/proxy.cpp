@@ -69,11 +69,6 @@ bool IsOwnResponseHeader(std::string_view name) {
          HeaderNameEquals(name, "X-Request-Id");
 }
 
-bool IsIdempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
-         method == "DELETE" || method == "TRACE";
-}
-
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -168,7 +163,7 @@ ProxyTotals Proxy::totals() const {
 }
 
 std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
-                                                             http::Request& request) {
+                                                                 http::Request& request) {
   requests_.fetch_add(1, std::memory_order_relaxed);
   const RouteConfig& config = route.config;
 
@@ -235,10 +230,8 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
   upstream.headers.emplace_back("X-Forwarded-Proto", "http");
   upstream.request_id = request.request_id;
   upstream.body = std::move(request.body);
-  if (!IsIdempotent(request.method) && request.HasHeader("Idempotency-Key"))
-    upstream.retry_safe = true;
-  else
-    upstream.retry_safe = IsIdempotent(request.method);
+  // retry_safe stays unset: the client's one rule decides from the method and
+  // the headers as forwarded (a key the upstream never sees makes nothing safe).
 
   return upstream;
 }
@@ -253,16 +246,15 @@ http::Response Proxy::Answer(const Route& route, const http::Request& request,
     switch (error.code) {
       case ErrorCode::kTimeout:
         return UpstreamError(504, "upstream_timeout",
-                                config.service + " did not answer in time: " + error.message,
-                                request);
+                             config.service + " did not answer in time: " + error.message, request);
       case ErrorCode::kMalformed:
         return UpstreamError(502, "bad_gateway",
-                                config.service + " broke the exchange: " + error.message, request);
+                             config.service + " broke the exchange: " + error.message, request);
       default:
         return UpstreamError(503, "upstream_unavailable",
-                                "no healthy instance of " + config.service +
-                                    " could take the request: " + error.message,
-                                request);
+                             "no healthy instance of " + config.service +
+                                 " could take the request: " + error.message,
+                             request);
     }
   }
 

@@ -95,9 +95,10 @@ class PoolService final : public asio::execution_context::service {
   std::unordered_map<std::string, std::vector<Idle>, Hash, std::equal_to<>> pools_;
 };
 
+// RFC 9110 9.2.2: the safe methods (GET, HEAD, OPTIONS, TRACE), PUT and DELETE.
 bool IsIdempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
-         method == "DELETE";
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
 }
 
 // Idempotent methods, and any request carrying an Idempotency-Key: the

@@ -461,6 +461,26 @@ TEST_F(HttpClientTest, RetriesOnAnotherInstanceAfter503) {
   }
 }
 
+// TRACE is idempotent (RFC 9110 9.2.2): retried after a 503 like GET.
+TEST_F(HttpClientTest, RetriesTraceLikeTheOtherIdempotentMethods) {
+  Router unavailable;
+  unavailable.Add("TRACE", "/echo", [](Request&) -> Awaitable<Response> {
+    co_return Response::Error(503, "draining", "go elsewhere");
+  });
+  Router traced;
+  traced.Add("TRACE", "/echo",
+             [](Request&) -> Awaitable<Response> { co_return Response::Text(200, "traced"); });
+  Register("a-503", StartServer(std::move(unavailable), "a"));
+  Register("b-ok", StartServer(std::move(traced), "b"));
+  Client client(*registry_, {.outlier_detection = std::nullopt});
+  for (int i = 0; i < 6; ++i) {
+    auto r = Call(client, {.method = "TRACE", .url = "http://svc/echo"});
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->status, 200) << "call " << i;
+    EXPECT_EQ(r->instance_id, "b-ok");
+  }
+}
+
 // A retry goes to an instance the call has not tried, even under a policy
 // that would pick the same one again (consistent hashing on a fixed key).
 TEST_F(HttpClientTest, RetriesGoToAnUntriedInstanceWhateverThePolicy) {

@@ -105,9 +105,10 @@ struct ClientRequest {
   std::string content_type{};   // sent when non-empty
   std::string request_id{};     // sent as X-Request-Id when non-empty
   std::string authorization{};  // sent as Authorization when non-empty
-  // Whether a reset, timeout or 503 may be retried. Default: true for GET,
-  // HEAD, OPTIONS, PUT and DELETE, and for a request with an Idempotency-Key
-  // header (the server promises to act on it once, see order-service).
+  // Whether a reset, timeout or 503 may be retried. Default: true for the
+  // methods RFC 9110 (9.2.2) calls idempotent (GET, HEAD, OPTIONS, TRACE,
+  // PUT, DELETE), and for a request whose `headers` hold an Idempotency-Key
+  // (the server promises to act on it once, see order-service).
   std::optional<bool> retry_safe{};
   std::string hash_key{};  // for consistent-hashing policies
 };
