@@ -242,6 +242,54 @@ TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
       << "exceptions come back to the coroutine";
 }
 
+// pending() counts work from Run() until it returned or threw: queued work,
+// running work, and no longer the work whose coroutine has resumed.
+TEST(BlockingPoolTest, PendingCountsWorkUntilItReturnsOrThrows) {
+  BlockingPool pool({.name = "test", .threads = 1, .nice = 0});
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  boost::asio::io_context ioc;
+  auto work = boost::asio::make_work_guard(ioc);
+  std::thread io([&] { ioc.run(); });
+  std::atomic<int> finished{0};
+  std::atomic<int> threw{0};
+  std::atomic<std::size_t> seen_after_throw{99};
+  // One thread: the first blocks it, the others wait in the queue.
+  auto blocked = [&]() -> Awaitable<void> {
+    co_await pool.Run([gate] { gate.wait(); });
+    finished.fetch_add(1);
+  };
+  auto throwing = [&]() -> Awaitable<void> {
+    try {
+      co_await pool.Run([] { throw std::runtime_error("db down"); });
+    } catch (const std::runtime_error&) {
+      threw.fetch_add(1);
+    }
+    finished.fetch_add(1);
+  };
+  boost::asio::co_spawn(ioc, blocked(), boost::asio::detached);
+  for (int i = 0; i < 2; ++i) boost::asio::co_spawn(ioc, throwing(), boost::asio::detached);
+  ASSERT_TRUE(testing::WaitFor([&] { return pool.pending() == 3; }, 5s)) << pool.pending();
+  release.set_value();
+  ASSERT_TRUE(testing::WaitFor([&] { return finished.load() == 3; }, 5s));
+  EXPECT_EQ(threw.load(), 2);
+  EXPECT_EQ(pool.pending(), 0u) << "work that threw is still counted";
+
+  // Alone in the pool: when the coroutine resumes, its work no longer counts.
+  auto alone = [&]() -> Awaitable<void> {
+    try {
+      co_await pool.Run([] { throw std::runtime_error("db down"); });
+    } catch (const std::runtime_error&) {
+    }
+    seen_after_throw = pool.pending();
+  };
+  auto done = boost::asio::co_spawn(ioc, alone(), boost::asio::use_future);
+  done.get();
+  EXPECT_EQ(seen_after_throw.load(), 0u);
+  work.reset();
+  io.join();
+}
+
 struct Doubling : BatchItem {
   int input = 0;
   int output = 0;
