@@ -10,8 +10,12 @@
 //
 // Thread safety: all methods may be called from any thread. Pick() never
 // locks or allocates on its fast path (a per-thread cached pointer, refreshed
-// only when a new snapshot was published). Subscribers are called on the
-// registry's watch thread, one at a time.
+// only when a new snapshot was published). Subscribers are called one at a
+// time, in publication order, on the thread that delivers the registry's
+// watch updates, except for the snapshot published when a recovery grace
+// ends without a further update (ResolverOptions::recovery_grace): that one
+// comes from a thread of the resolver's own. See Subscribe() for what a
+// callback must not do.
 #pragma once
 
 #include <chrono>
@@ -90,7 +94,11 @@ class Resolver {
   virtual std::string LastError() const = 0;
 
   // Calls `callback` with each newly published snapshot (not the current one)
-  // until the returned handle is destroyed.
+  // until the returned handle is destroyed; destroying it waits for a call in
+  // progress. Callbacks run under the resolver's locks: a callback must not
+  // call Subscribe() or destroy a Subscription of this resolver (deadlock),
+  // and should return quickly (the next update waits for it).
+  // REQUIRES: the handle is destroyed before the resolver.
   class Subscription {
    public:
     virtual ~Subscription() = default;

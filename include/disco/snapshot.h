@@ -43,7 +43,7 @@ struct Endpoint {
 struct Snapshot {
   std::string service{};
   std::vector<Endpoint> endpoints{};  // sorted by instance id
-  std::uint64_t version = 0;        // grows by one per published snapshot of a resolver
+  std::uint64_t version = 0;          // grows by one per published snapshot of a resolver
   std::chrono::system_clock::time_point updated_at{};
 
   bool empty() const { return endpoints.empty(); }
@@ -53,6 +53,7 @@ using SnapshotConstPtr = std::shared_ptr<const Snapshot>;
 
 // Builds a snapshot whose endpoints reuse the stats of `previous` where the
 // instance id is the same, so counters and ejections survive a registry update.
+// `instances` may come in any order (already sorted by id costs no sort).
 SnapshotConstPtr MakeSnapshot(std::string service, std::vector<ServiceInstance> instances,
                               const Snapshot* previous, std::uint64_t version);
 

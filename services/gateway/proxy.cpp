@@ -69,11 +69,6 @@ bool IsOwnResponseHeader(std::string_view name) {
          HeaderNameEquals(name, "X-Request-Id");
 }
 
-bool IsIdempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
-         method == "DELETE" || method == "TRACE";
-}
-
 std::string_view Trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -239,10 +234,8 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
   headers.emplace_back("X-Forwarded-Proto", "http");
   upstream.request_id = request.request_id;
   upstream.body = std::move(request.body);
-  if (!IsIdempotent(request.method) && request.HasHeader("Idempotency-Key"))
-    upstream.retry_safe = true;
-  else
-    upstream.retry_safe = IsIdempotent(request.method);
+  // retry_safe stays unset: the client's one rule decides from the method and
+  // the headers as forwarded (a key the upstream never sees makes nothing safe).
 
   return upstream;
 }

@@ -12,7 +12,8 @@
 // TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*) are dropped both ways;
 // X-Request-Id is propagated (or made) and echoed; X-Forwarded-For gets the
 // client's address appended, X-Forwarded-Host and -Proto are set. Retried
-// only when safe: idempotent methods, or a POST/PATCH carrying an
+// only when safe, by http::Client's own rule (ClientRequest::retry_safe):
+// idempotent methods, or a request that reaches the upstream with an
 // Idempotency-Key header.
 //
 // Upstream failures become JSON errors: 502 bad_gateway (reset, broken or

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "disco/detail/asio.h"
+#include "util/log.h"
 
 namespace disco::http {
 
@@ -40,6 +41,26 @@ struct BlockingPool::Impl {
     while (arrived.load() < size) std::this_thread::yield();
   }
 
+  // The one way work reaches a pool thread (Run and Post). `work` counts in
+  // pending() from this call until it has returned or thrown; its exception
+  // is caught (escaping a pool thread, it would std::terminate the process)
+  // and handed to `then`, which runs after the count dropped, so a coroutine
+  // that `then` resumes never sees its own work still counted.
+  template <class Work, class Then>
+  void Execute(Work work, Then then) {
+    pending.fetch_add(1, std::memory_order_relaxed);
+    asio::post(pool, [this, work = std::move(work), then = std::move(then)]() mutable {
+      std::exception_ptr error;
+      try {
+        work();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      pending.fetch_sub(1, std::memory_order_relaxed);
+      then(std::move(error));
+    });
+  }
+
   BlockingPoolOptions options;
   const std::size_t size;
   std::atomic<std::size_t> arrived{0};
@@ -58,20 +79,15 @@ std::size_t BlockingPool::threads() const { return impl_->size; }
 Awaitable<void> BlockingPool::Run(std::function<void()> work) {
   std::exception_ptr error;
   Impl* impl = impl_.get();
-  impl->pending.fetch_add(1, std::memory_order_relaxed);
   co_await asio::async_initiate<const asio::use_awaitable_t<>, void()>(
       [impl, &work, &error](auto handler) {
-        asio::post(impl->pool, [impl, &work, &error, handler = std::move(handler)]() mutable {
-          try {
-            work();
-          } catch (...) {
-            error = std::current_exception();
-          }
-          impl->pending.fetch_sub(1, std::memory_order_relaxed);
-          // Completes on the coroutine's own executor (its I/O thread).
-          auto ex = asio::get_associated_executor(handler);
-          asio::post(ex, std::move(handler));
-        });
+        impl->Execute([&work] { work(); },
+                      [&error, handler = std::move(handler)](std::exception_ptr e) mutable {
+                        error = std::move(e);
+                        // Completes on the coroutine's own executor (its I/O thread).
+                        auto ex = asio::get_associated_executor(handler);
+                        asio::post(ex, std::move(handler));
+                      });
       },
       asio::use_awaitable);
   if (error) std::rethrow_exception(error);
@@ -79,10 +95,16 @@ Awaitable<void> BlockingPool::Run(std::function<void()> work) {
 
 void BlockingPool::Post(std::function<void()> task) {
   Impl* impl = impl_.get();
-  impl->pending.fetch_add(1, std::memory_order_relaxed);
-  asio::post(impl->pool, [impl, task = std::move(task)] {
-    task();
-    impl->pending.fetch_sub(1, std::memory_order_relaxed);
+  impl->Execute(std::move(task), [impl](std::exception_ptr error) {
+    if (!error) return;
+    // Nobody waits for a posted task: say what it threw, and keep the thread.
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      log::Get().error("blocking pool {}: a posted task threw: {}", impl->options.name, e.what());
+    } catch (...) {
+      log::Get().error("blocking pool {}: a posted task threw something", impl->options.name);
+    }
   });
 }
 

@@ -5,6 +5,7 @@
 #include <charconv>
 #include <map>
 #include <mutex>
+#include <typeinfo>
 #include <unordered_map>
 
 #include "disco/detail/asio.h"
@@ -97,9 +98,10 @@ class PoolService final : public asio::execution_context::service {
   std::unordered_map<std::string, std::vector<Idle>, Hash, std::equal_to<>> pools_;
 };
 
+// RFC 9110 9.2.2: the safe methods (GET, HEAD, OPTIONS, TRACE), PUT and DELETE.
 bool IsIdempotent(std::string_view method) {
-  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "PUT" ||
-         method == "DELETE";
+  return method == "GET" || method == "HEAD" || method == "OPTIONS" || method == "TRACE" ||
+         method == "PUT" || method == "DELETE";
 }
 
 // Idempotent methods, and any request carrying an Idempotency-Key: the
@@ -199,9 +201,12 @@ Awaitable<void> Sleep(Clock::duration pause) {
 }
 
 // The io_context behind a coroutine's executor, or null when it is not one.
+// Boost 1.74's any_executor::target<T>() casts whatever it holds without
+// checking its type (a strand would pass for an io_context's executor), so
+// the type is compared first.
 asio::io_context* ContextOf(const asio::any_io_executor& executor) {
-  const auto* io_executor = executor.target<detail::Executor>();
-  return io_executor ? &io_executor->context() : nullptr;
+  if (executor.target_type() != typeid(detail::Executor)) return nullptr;
+  return &executor.target<detail::Executor>()->context();
 }
 
 // Per-status counters of one service, filled on first use, so the hot path
@@ -538,13 +543,9 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
 Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view address,
                                       const ClientRequest& request, Clock::time_point started,
                                       Clock::time_point deadline, AttemptResult& result) {
-  // Connections use io_context's concrete executor (http/connection.h).
+  // Connections use io_context's concrete executor (http/connection.h);
+  // Send refused any other executor before the first attempt.
   asio::io_context* ioc = ContextOf(co_await asio::this_coro::executor);
-  if (ioc == nullptr) {
-    SetFailed(result, CallOutcome::kConnectFailed,
-              "http::Client::Send must run on an io_context's executor");
-    co_return;
-  }
   auto& pools = asio::use_service<PoolService>(*ioc);
   // The pool key (client id + address) is built in a per-thread buffer right
   // before each use, never across a suspension: no allocation per attempt.
@@ -688,6 +689,15 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   const auto deadline = started + impl.options.deadline;
   auto url = ParseUrl(request.url);
   if (!url) co_return std::unexpected(url.error());
+  // Connections live on an io_context's own executor (http/connection.h). On
+  // a strand or any other executor the call is the caller's mistake: refused
+  // here, before any attempt, rather than failing each attempt as a connect
+  // error that would charge healthy endpoints (and get them ejected).
+  if (ContextOf(co_await asio::this_coro::executor) == nullptr) {
+    co_return std::unexpected(Error{ErrorCode::kInvalidArgument,
+                                    "http::Client::Send must run on an io_context's own "
+                                    "executor (not a strand or another executor)"});
+  }
   const bool retry_safe = request.retry_safe ? *request.retry_safe : IsRetrySafe(request);
 
   ServiceState* state = impl.direct.get();

@@ -317,6 +317,8 @@ class WatchedResolver final : public Resolver {
     held_count_.store(held_.size());
     std::vector<ServiceInstance> wanted = registry_view_;
     wanted.insert(wanted.end(), held_.begin(), held_.end());
+    // Sorted by id like a snapshot's endpoints, to compare with the current
+    // one; MakeSnapshot then finds it sorted and does not sort again.
     std::sort(wanted.begin(), wanted.end(),
               [](const ServiceInstance& a, const ServiceInstance& b) { return a.id < b.id; });
 
@@ -341,7 +343,9 @@ class WatchedResolver final : public Resolver {
 
   // Makes sure a thread will re-apply the registry's view when the grace
   // ends. The thread exits once nothing is held, and is made again on the
-  // next outage (rare), so an idle resolver owns no thread.
+  // next outage (rare), so an idle resolver owns no thread. It publishes, and
+  // so calls subscribers, itself (resolver.h says so): no update may come
+  // from the watch to do it.
   // REQUIRES: update_mu_ held.
   void ArmGraceTimerLocked() {
     if (grace_running_) {

@@ -1,18 +1,22 @@
+#include "disco/snapshot.h"
+
 #include <algorithm>
 #include <unordered_map>
-
-#include "disco/snapshot.h"
 
 namespace disco {
 
 SnapshotConstPtr MakeSnapshot(std::string service, std::vector<ServiceInstance> instances,
                               const Snapshot* previous, std::uint64_t version) {
-  std::sort(instances.begin(), instances.end(),
-            [](const ServiceInstance& a, const ServiceInstance& b) { return a.id < b.id; });
+  // Endpoints are sorted by id. The resolver sorts its list already (to
+  // compare it with the previous snapshot): one linear check, not a second sort.
+  auto by_id = [](const ServiceInstance& a, const ServiceInstance& b) { return a.id < b.id; };
+  if (!std::is_sorted(instances.begin(), instances.end(), by_id))
+    std::sort(instances.begin(), instances.end(), by_id);
   std::unordered_map<std::string_view, const std::shared_ptr<EndpointStats>*> old_stats;
   if (previous) {
     old_stats.reserve(previous->endpoints.size());
-    for (const auto& endpoint : previous->endpoints) old_stats.emplace(endpoint.instance.id, &endpoint.stats);
+    for (const auto& endpoint : previous->endpoints)
+      old_stats.emplace(endpoint.instance.id, &endpoint.stats);
   }
   auto snapshot = std::make_shared<Snapshot>();
   snapshot->service = std::move(service);

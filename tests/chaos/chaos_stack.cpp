@@ -272,15 +272,16 @@ void ChaosStack::Fold(std::size_t order_index) {
   c = {};
 }
 
-std::pair<std::int64_t, std::int64_t> ChaosStack::OrdersInDatabase() {
+std::vector<std::string> ChaosStack::OrderKeysInDatabase() {
   auto conn =
       service::SqliteConnection::Open(dir_.Sub("orders.db"), service::SqliteSync::kNormal, "");
   if (!conn) throw std::runtime_error(conn.error().ToString());
   auto select = (*conn)->Prepare(
-      "SELECT count(*), count(DISTINCT idempotency_key) FROM orders WHERE idempotency_key LIKE ?1");
+      "SELECT idempotency_key FROM orders WHERE idempotency_key LIKE ?1 ORDER BY idempotency_key");
   select.Bind(1, key_prefix_ + "-%");
-  if (!select.Step()) return {0, 0};
-  return {select.Int(0), select.Int(1)};
+  std::vector<std::string> keys;
+  while (select.Step()) keys.push_back(select.Text(0));
+  return keys;
 }
 
 void ChaosStack::Report(const std::string& scenario, const Fields& fields) {

@@ -113,9 +113,9 @@ class ChaosStack {
   DownstreamCounters Downstream();
   void Fold(std::size_t order_index);
 
-  // Rows in the orders table made by this run's load (by key prefix), and
-  // how many distinct keys they hold.
-  std::pair<std::int64_t, std::int64_t> OrdersInDatabase();
+  // The Idempotency-Keys of the rows in the orders table made by this run's
+  // load (by key prefix): one per row, sorted.
+  std::vector<std::string> OrderKeysInDatabase();
 
   // One line a person can quote, on stdout and appended to
   // <build>/test-artifacts/chaos.txt:

@@ -379,6 +379,23 @@ TEST_F(GatewayProxyTest, RetriesOnlyWhatIsSafe) {
   EXPECT_EQ(bad.hits() + good.hits(), 10u) << "a plain POST was retried";
   EXPECT_EQ(static_cast<std::uint64_t>(passed_through), bad.hits());
   EXPECT_GT(passed_through, 0);
+
+  // A key named by Connection is hop-by-hop: it never reaches the upstream,
+  // which so cannot act on the request once. The client's rule looks at what
+  // is forwarded: not retried either.
+  bad.ResetHits();
+  good.ResetHits();
+  for (int i = 0; i < 10; ++i) {
+    HttpRequest(
+        gw.port(), "POST", "/api/users/echo", "{}",
+        {{"Idempotency-Key", "hop" + std::to_string(i)}, {"Connection", "Idempotency-Key"}});
+  }
+  EXPECT_EQ(bad.hits() + good.hits(), 10u) << "a POST whose key was not forwarded was retried";
+  EXPECT_GT(bad.hits(), 0u);
+
+  // TRACE is idempotent (RFC 9110 9.2.2): retried like GET.
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(HttpRequest(gw.port(), "TRACE", "/api/users/echo").status, 200);
 }
 
 TEST_F(GatewayProxyTest, RetryBudgetLimitsUpstreamHits) {

@@ -242,6 +242,54 @@ TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
       << "exceptions come back to the coroutine";
 }
 
+// pending() counts work from Run() until it returned or threw: queued work,
+// running work, and no longer the work whose coroutine has resumed.
+TEST(BlockingPoolTest, PendingCountsWorkUntilItReturnsOrThrows) {
+  BlockingPool pool({.name = "test", .threads = 1, .nice = 0});
+  std::promise<void> release;
+  std::shared_future<void> gate = release.get_future().share();
+  boost::asio::io_context ioc;
+  auto work = boost::asio::make_work_guard(ioc);
+  std::thread io([&] { ioc.run(); });
+  std::atomic<int> finished{0};
+  std::atomic<int> threw{0};
+  std::atomic<std::size_t> seen_after_throw{99};
+  // One thread: the first blocks it, the others wait in the queue.
+  auto blocked = [&]() -> Awaitable<void> {
+    co_await pool.Run([gate] { gate.wait(); });
+    finished.fetch_add(1);
+  };
+  auto throwing = [&]() -> Awaitable<void> {
+    try {
+      co_await pool.Run([] { throw std::runtime_error("db down"); });
+    } catch (const std::runtime_error&) {
+      threw.fetch_add(1);
+    }
+    finished.fetch_add(1);
+  };
+  boost::asio::co_spawn(ioc, blocked(), boost::asio::detached);
+  for (int i = 0; i < 2; ++i) boost::asio::co_spawn(ioc, throwing(), boost::asio::detached);
+  ASSERT_TRUE(testing::WaitFor([&] { return pool.pending() == 3; }, 5s)) << pool.pending();
+  release.set_value();
+  ASSERT_TRUE(testing::WaitFor([&] { return finished.load() == 3; }, 5s));
+  EXPECT_EQ(threw.load(), 2);
+  EXPECT_EQ(pool.pending(), 0u) << "work that threw is still counted";
+
+  // Alone in the pool: when the coroutine resumes, its work no longer counts.
+  auto alone = [&]() -> Awaitable<void> {
+    try {
+      co_await pool.Run([] { throw std::runtime_error("db down"); });
+    } catch (const std::runtime_error&) {
+    }
+    seen_after_throw = pool.pending();
+  };
+  auto done = boost::asio::co_spawn(ioc, alone(), boost::asio::use_future);
+  done.get();
+  EXPECT_EQ(seen_after_throw.load(), 0u);
+  work.reset();
+  io.join();
+}
+
 struct Doubling : BatchItem {
   int input = 0;
   int output = 0;
@@ -461,6 +509,26 @@ TEST_F(HttpClientTest, RetriesOnAnotherInstanceAfter503) {
   }
 }
 
+// TRACE is idempotent (RFC 9110 9.2.2): retried after a 503 like GET.
+TEST_F(HttpClientTest, RetriesTraceLikeTheOtherIdempotentMethods) {
+  Router unavailable;
+  unavailable.Add("TRACE", "/echo", [](Request&) -> Awaitable<Response> {
+    co_return Response::Error(503, "draining", "go elsewhere");
+  });
+  Router traced;
+  traced.Add("TRACE", "/echo",
+             [](Request&) -> Awaitable<Response> { co_return Response::Text(200, "traced"); });
+  Register("a-503", StartServer(std::move(unavailable), "a"));
+  Register("b-ok", StartServer(std::move(traced), "b"));
+  Client client(*registry_, {.outlier_detection = std::nullopt});
+  for (int i = 0; i < 6; ++i) {
+    auto r = Call(client, {.method = "TRACE", .url = "http://svc/echo"});
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->status, 200) << "call " << i;
+    EXPECT_EQ(r->instance_id, "b-ok");
+  }
+}
+
 // A retry goes to an instance the call has not tried, even under a policy
 // that would pick the same one again (consistent hashing on a fixed key).
 TEST_F(HttpClientTest, RetriesGoToAnUntriedInstanceWhateverThePolicy) {
@@ -521,6 +589,38 @@ TEST_F(HttpClientTest, NoInstanceIsAClearError) {
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
   EXPECT_NE(r.error().message.find("connect"), std::string::npos) << r.error().message;
   EXPECT_FALSE(Call(client, {.url = "ftp://svc/x"}));
+}
+
+// Connections live on an io_context's own executor: a call on a strand is
+// the caller's mistake, refused up front, and the healthy instance is not
+// charged with a failure (outlier detection would eject it). Boost 1.74's
+// any_executor::target() did not tell a strand from the io_context's
+// executor, so before the check this call went through by accident of layout.
+TEST_F(HttpClientTest, RefusesAnExecutorThatIsNotAnIoContexts) {
+  Register("a", StartServer(EchoRouter("a"), "a"));
+  Client client(*registry_);
+  ASSERT_TRUE(client.Prepare("svc", 5s));
+  boost::asio::io_context ioc;
+  auto strand = boost::asio::make_strand(ioc);
+  auto future = boost::asio::co_spawn(strand, client.Send({.url = "http://svc/echo"}),
+                                      boost::asio::use_future);
+  ioc.run();
+  auto r = future.get();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kInvalidArgument) << r.error().ToString();
+  EXPECT_NE(r.error().message.find("io_context"), std::string::npos) << r.error().message;
+  EXPECT_EQ(client.stats().attempts, 0u);
+  auto resolver = client.ResolverFor("svc");
+  ASSERT_TRUE(resolver);
+  auto snapshot = (*resolver)->snapshot();
+  ASSERT_EQ(snapshot->endpoints.size(), 1u);
+  EXPECT_EQ(snapshot->endpoints[0].stats->failures.load(), 0u);
+  EXPECT_EQ(snapshot->endpoints[0].stats->consecutive_failures.load(), 0u);
+  EXPECT_FALSE(snapshot->endpoints[0].ejected());
+  // The same client on the io_context's own executor works.
+  auto ok = Call(client, {.url = "http://svc/echo"});
+  ASSERT_TRUE(ok) << ok.error().ToString();
+  EXPECT_EQ(ok->status, 200);
 }
 
 TEST_F(HttpClientTest, TimesOutPerTry) {

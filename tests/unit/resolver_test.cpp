@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -150,7 +151,8 @@ TEST_F(ResolverTest, KeepsServingTheLastSnapshotWhileTheRegistryIsDown) {
 TEST_F(ResolverTest, SubscribersGetEachNewSnapshotUntilTheyLetGo) {
   auto resolver = MakeResolver();
   std::vector<std::size_t> sizes;
-  auto subscription = resolver->Subscribe([&](const SnapshotConstPtr& s) { sizes.push_back(s->endpoints.size()); });
+  auto subscription =
+      resolver->Subscribe([&](const SnapshotConstPtr& s) { sizes.push_back(s->endpoints.size()); });
   auto a = Register("a", 1);
   auto b = Register("b", 2);
   a.reset();
@@ -198,7 +200,8 @@ TEST_F(ResolverTest, ConcurrentPicksWhileSnapshotsChange) {
     });
   }
   for (int i = 0; i < 300; ++i) {
-    registrations.push_back(Register("x" + std::to_string(i), static_cast<std::uint16_t>(2000 + i)));
+    registrations.push_back(
+        Register("x" + std::to_string(i), static_cast<std::uint16_t>(2000 + i)));
     if (i % 3 == 0) registrations.pop_back();
   }
   stop = true;
@@ -221,6 +224,16 @@ TEST_F(ResolverTest, TwoResolversDoNotShareCachedPickers) {
     EXPECT_EQ(r1->Pick()->instance.id, "a");
     EXPECT_EQ((*r2)->Pick()->instance.id, "z");
   }
+}
+
+TEST(SnapshotTest, EndpointsAreSortedByIdWhateverTheInputOrder) {
+  auto snapshot =
+      MakeSnapshot("svc", {Instance("c", 3), Instance("a", 1), Instance("b", 2)}, nullptr, 1);
+  ASSERT_EQ(snapshot->endpoints.size(), 3u);
+  EXPECT_EQ(snapshot->endpoints[0].instance.id, "a");
+  EXPECT_EQ(snapshot->endpoints[1].instance.id, "b");
+  EXPECT_EQ(snapshot->endpoints[2].instance.id, "c");
+  EXPECT_EQ(snapshot->endpoints[2].address, "127.0.0.1:3");
 }
 
 // A registry whose watch the test drives by hand: one watch, updates
@@ -291,6 +304,39 @@ TEST(ResolverRecoveryTest, KeepsUnlistedEndpointsForTheGraceAfterAnOutage) {
   EXPECT_EQ(Ids(resolver), (IdList{"a", "c", "d"}));
   // c never came back: dropped when the grace ends, without another update.
   EXPECT_TRUE(testing_util::Eventually([&] { return Ids(resolver) == IdList{"a", "d"}; }));
+}
+
+// Subscribers hear every snapshot on the thread that delivers the watch's
+// updates, except the one published when the grace ends without an update:
+// that comes from the resolver's own thread (resolver.h's contract).
+TEST(ResolverRecoveryTest, SubscribersHearTheGraceEndFromTheResolversThread) {
+  ScriptedRegistry registry;
+  auto made = Resolver::Make(registry, "svc",
+                             ResolverOptions{.recovery_grace = std::chrono::milliseconds(200)});
+  ASSERT_TRUE(made);
+  auto& resolver = **made;
+  std::mutex mu;
+  std::vector<std::pair<std::size_t, std::thread::id>> calls;  // (endpoints, thread)
+  auto subscription = resolver.Subscribe([&](const SnapshotConstPtr& s) {
+    std::lock_guard lock(mu);
+    calls.emplace_back(s->endpoints.size(), std::this_thread::get_id());
+  });
+  registry.Deliver({Instance("a", 1), Instance("b", 2)});
+  registry.Unreachable();
+  registry.Deliver({Instance("a", 1)});  // b held for the grace: nothing new to publish
+  EXPECT_EQ(Ids(resolver), (IdList{"a", "b"}));
+  // Published first, then told: wait for the call, not for the snapshot.
+  ASSERT_TRUE(testing_util::Eventually([&] {
+    std::lock_guard lock(mu);
+    return calls.size() >= 2;
+  }));
+  EXPECT_EQ(Ids(resolver), (IdList{"a"}));
+  std::lock_guard lock(mu);
+  ASSERT_EQ(calls.size(), 2u);
+  EXPECT_EQ(calls[0].first, 2u);
+  EXPECT_EQ(calls[0].second, std::this_thread::get_id()) << "the delivering thread";
+  EXPECT_EQ(calls[1].first, 1u);
+  EXPECT_NE(calls[1].second, std::this_thread::get_id()) << "the grace's end has its own thread";
 }
 
 TEST(ResolverRecoveryTest, NoGraceWithoutAnOutageOrWhenTurnedOff) {

@@ -42,13 +42,16 @@ class BlockingPool {
 
   Awaitable<void> Run(std::function<void()> work);
 
-  // Tasks queued or running now.
+  // Tasks queued or running now: a Run() from its call until its function
+  // has returned or thrown (no longer counted when its coroutine resumes),
+  // and a BatchQueue while it has batches queued or running.
   std::size_t pending() const;
   std::size_t threads() const;
 
  private:
   friend class BatchQueue;
-  // Runs `task` on a pool thread (counted in pending()).
+  // Runs `task` on a pool thread, counted in pending() like Run()'s work.
+  // Nobody waits for it: an exception it throws is logged and dropped.
   void Post(std::function<void()> task);
 
   struct Impl;

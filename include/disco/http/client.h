@@ -36,9 +36,10 @@
 // resolvers add picks per endpoint, ejections and staleness.
 //
 // Thread safety: Send() may be called from coroutines on any io_context and
-// thread at once. Connections are pooled per (io_context, endpoint), so a
-// connection is only ever used by the thread that created it. The registry
-// must outlive the client; the client must outlive every Send() in progress.
+// thread at once (on the io_context's own executor, not a strand over it).
+// Connections are pooled per (io_context, endpoint), so a connection is only
+// ever used by the thread that created it. The registry must outlive the
+// client; the client must outlive every Send() in progress.
 #pragma once
 
 #include <chrono>
@@ -109,9 +110,10 @@ struct ClientRequest {
   std::string content_type{};   // sent when non-empty
   std::string request_id{};     // sent as X-Request-Id when non-empty
   std::string authorization{};  // sent as Authorization when non-empty
-  // Whether a reset, timeout or 503 may be retried. Default: true for GET,
-  // HEAD, OPTIONS, PUT and DELETE, and for a request with an Idempotency-Key
-  // header (the server promises to act on it once, see order-service).
+  // Whether a reset, timeout or 503 may be retried. Default: true for the
+  // methods RFC 9110 (9.2.2) calls idempotent (GET, HEAD, OPTIONS, TRACE,
+  // PUT, DELETE), and for a request whose `headers` hold an Idempotency-Key
+  // (the server promises to act on it once, see order-service).
   std::optional<bool> retry_safe{};
   std::string hash_key{};  // for consistent-hashing policies
 };
@@ -142,8 +144,12 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  // REQUIRES: runs on an io_context's own executor (co_spawn(io_context, ...)
+  // or its get_executor()); pooled connections are per io_context.
   // Errors (the message says which service and why):
-  //   kInvalidArgument  bad URL
+  //   kInvalidArgument  bad URL, or not on an io_context's executor (e.g. on a
+  //                     strand): refused before any attempt, so no endpoint
+  //                     is charged with a failure
   //   kUnavailable      no instance known, every attempt failed to connect,
   //                     or a retry was needed and the retry budget is spent
   //   kTimeout          the last attempt timed out, or the deadline passed
