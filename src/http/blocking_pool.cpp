@@ -79,7 +79,7 @@ std::size_t BlockingPool::threads() const { return impl_->size; }
 Awaitable<void> BlockingPool::Run(std::function<void()> work) {
   std::exception_ptr error;
   Impl* impl = impl_.get();
-  co_await asio::async_initiate<const asio::use_awaitable_t<>, void()>(
+  co_await asio::async_initiate<const http::UseAwaitable, void()>(
       [impl, &work, &error](auto handler) {
         impl->Execute([&work] { work(); },
                       [&error, handler = std::move(handler)](std::exception_ptr e) mutable {
@@ -89,7 +89,7 @@ Awaitable<void> BlockingPool::Run(std::function<void()> work) {
                         asio::post(ex, std::move(handler));
                       });
       },
-      asio::use_awaitable);
+      http::use_awaitable);
   if (error) std::rethrow_exception(error);
 }
 
@@ -178,7 +178,7 @@ BatchQueue::~BatchQueue() = default;
 Awaitable<void> BatchQueue::Submit(BatchItem& item) {
   std::exception_ptr error;
   Impl* impl = impl_.get();
-  co_await asio::async_initiate<const asio::use_awaitable_t<>, void()>(
+  co_await asio::async_initiate<const http::UseAwaitable, void()>(
       [impl, &item, &error](auto handler) {
         using Handler = decltype(handler);
         struct Waiter final : Impl::Waiter {
@@ -199,7 +199,7 @@ Awaitable<void> BatchQueue::Submit(BatchItem& item) {
         };
         impl->Queue({&item, &error, std::make_unique<Waiter>(std::move(handler))});
       },
-      asio::use_awaitable);
+      http::use_awaitable);
   if (error) std::rethrow_exception(error);
 }
 

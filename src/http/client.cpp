@@ -188,7 +188,7 @@ Awaitable<void> WaitForSnapshot(Resolver& resolver, Clock::time_point until) {
          Clock::now() < until) {
     timer.expires_after(std::chrono::milliseconds(5));
     boost::system::error_code ec;
-    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await timer.async_wait(asio::redirect_error(http::use_awaitable, ec));
   }
 }
 
@@ -197,16 +197,7 @@ Awaitable<void> Sleep(Clock::duration pause) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   timer.expires_after(pause);
   boost::system::error_code ec;
-  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-}
-
-// The io_context behind a coroutine's executor, or null when it is not one.
-// Boost 1.74's any_executor::target<T>() casts whatever it holds without
-// checking its type (a strand would pass for an io_context's executor), so
-// the type is compared first.
-asio::io_context* ContextOf(const asio::any_io_executor& executor) {
-  if (executor.target_type() != typeid(detail::Executor)) return nullptr;
-  return &executor.target<detail::Executor>()->context();
+  co_await timer.async_wait(asio::redirect_error(http::use_awaitable, ec));
 }
 
 // Per-status counters of one service, filled on first use, so the hot path
@@ -323,7 +314,7 @@ constexpr std::size_t kResponseHeaderLimit = 64 * 1024;
 // (http/simple_head.h): fills `out` and `keep_alive`, consumes the bytes.
 // False: nothing done, Beast's turn.
 bool TakeSimpleMessage(beast::flat_buffer& buffer, std::size_t body_limit, ClientResponse& out,
-                        bool& keep_alive) {
+                       bool& keep_alive) {
   detail::SimpleMessage simple;
   const auto data = buffer.data();
   if (detail::ParseSimpleResponse({static_cast<const char*>(data.data()), data.size()},
@@ -503,7 +494,7 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
   auto ip = asio::ip::make_address(host_port->host, ec);
   if (!ec) {
     co_await connection->socket().async_connect(tcp::endpoint(ip, host_port->port),
-                                                asio::redirect_error(asio::use_awaitable, ec));
+                                                asio::redirect_error(http::use_awaitable, ec));
   } else {
     // A name lookup is bounded by the attempt's deadline too (the
     // connection's deadline closes its socket, which a lookup does not use).
@@ -517,12 +508,12 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
     });
     auto endpoints =
         co_await resolver->async_resolve(host_port->host, std::to_string(host_port->port),
-                                         asio::redirect_error(asio::use_awaitable, ec));
+                                         asio::redirect_error(http::use_awaitable, ec));
     guard.cancel();
     if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
     if (!ec) {
       co_await asio::async_connect(connection->socket(), endpoints,
-                                   asio::redirect_error(asio::use_awaitable, ec));
+                                   asio::redirect_error(http::use_awaitable, ec));
     }
   }
   if (ec) {
@@ -543,9 +534,8 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
 Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view address,
                                       const ClientRequest& request, Clock::time_point started,
                                       Clock::time_point deadline, AttemptResult& result) {
-  // Connections use io_context's concrete executor (http/connection.h);
-  // Send refused any other executor before the first attempt.
-  asio::io_context* ioc = ContextOf(co_await asio::this_coro::executor);
+  // Awaitable's executor is an io_context's (disco/http/awaitable.h).
+  asio::io_context* ioc = &(co_await asio::this_coro::executor).context();
   auto& pools = asio::use_service<PoolService>(*ioc);
   // The pool key (client id + address) is built in a per-thread buffer right
   // before each use, never across a suspension: no allocation per attempt.
@@ -572,7 +562,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
     std::array<asio::const_buffer, 2> out{asio::buffer(wire), asio::buffer(request.body)};
     if (!detail::WriteNow(*connection, out, ec))
       co_await asio::async_write(connection->socket(), out,
-                                 asio::redirect_error(asio::use_awaitable, ec));
+                                 asio::redirect_error(http::use_awaitable, ec));
     if (ec) {
       const bool timed_out = connection->timed_out();
       connection->Close();
@@ -593,7 +583,7 @@ Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view 
       if (buffer.size() == 0) {
         const std::size_t n = co_await connection->socket().async_read_some(
             buffer.prepare(detail::ReadSize(buffer)),
-            asio::redirect_error(asio::use_awaitable, ec));
+            asio::redirect_error(http::use_awaitable, ec));
         buffer.commit(n);
         detail::TranslateReadError(*connection, ec);
       }
@@ -689,15 +679,6 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   const auto deadline = started + impl.options.deadline;
   auto url = ParseUrl(request.url);
   if (!url) co_return std::unexpected(url.error());
-  // Connections live on an io_context's own executor (http/connection.h). On
-  // a strand or any other executor the call is the caller's mistake: refused
-  // here, before any attempt, rather than failing each attempt as a connect
-  // error that would charge healthy endpoints (and get them ejected).
-  if (ContextOf(co_await asio::this_coro::executor) == nullptr) {
-    co_return std::unexpected(Error{ErrorCode::kInvalidArgument,
-                                    "http::Client::Send must run on an io_context's own "
-                                    "executor (not a strand or another executor)"});
-  }
   const bool retry_safe = request.retry_safe ? *request.retry_safe : IsRetrySafe(request);
 
   ServiceState* state = impl.direct.get();

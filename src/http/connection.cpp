@@ -96,7 +96,7 @@ Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>
   auto& buffer = connection.buffer();
   do {
     const std::size_t n = co_await connection.socket().async_read_some(
-        buffer.prepare(ReadSize(buffer)), asio::redirect_error(asio::use_awaitable, ec));
+        buffer.prepare(ReadSize(buffer)), asio::redirect_error(http::use_awaitable, ec));
     buffer.commit(n);
     if (ec == asio::error::eof) {
       if (!parser.got_some()) {

@@ -377,13 +377,13 @@ Awaitable<void> Server::Impl::AcceptLoop() {
     Worker& target = *workers[next++ % workers.size()];
     boost::system::error_code ec;
     Socket socket =
-        co_await acceptor->async_accept(*target.ioc, asio::redirect_error(asio::use_awaitable, ec));
+        co_await acceptor->async_accept(*target.ioc, asio::redirect_error(http::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
       // Out of file descriptors or similar: pause instead of spinning.
       log::Get().warn("http accept failed: {}", ec.message());
       backoff.expires_after(std::chrono::milliseconds(50));
-      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await backoff.async_wait(asio::redirect_error(http::use_awaitable, ec));
       continue;
     }
     socket.set_option(tcp::no_delay(true), ec);
@@ -485,7 +485,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
       entry.idle = true;
       connection->SetDeadline(now + options.idle_timeout);
       std::size_t n = co_await sock.async_read_some(buffer.prepare(4096),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
+                                                    asio::redirect_error(http::use_awaitable, ec));
       entry.idle = false;
       if (ec) break;  // idle timeout, peer closed, or shutdown: nothing to answer
       buffer.commit(n);
@@ -510,7 +510,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
       if (!ec && parser.expects_continue() && !parser.is_done()) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         co_await asio::async_write(sock, asio::buffer(kContinue.data(), kContinue.size()),
-                                   asio::redirect_error(asio::use_awaitable, ec));
+                                   asio::redirect_error(http::use_awaitable, ec));
         if (ec && connection->timed_out()) ec = beast::error::timeout;
       }
       if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
@@ -544,7 +544,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
       connection->SetDeadline(Clock::now() + options.request_timeout);
       std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(error.body)};
       if (!detail::WriteNow(*connection, out, ec))
-        co_await asio::async_write(sock, out, asio::redirect_error(asio::use_awaitable, ec));
+        co_await asio::async_write(sock, out, asio::redirect_error(http::use_awaitable, ec));
       Finish(worker, kUnmatched, 0, "-", "-", error.status, start, Clock::now(), request_id, 0,
              error.body.size());
       linger = true;
@@ -603,7 +603,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
                                           asio::buffer(response.body.data(), bytes_out)};
     if (!detail::WriteNow(*connection, out, ec)) {
       connection->SetDeadline(Clock::now() + options.request_timeout);
-      co_await asio::async_write(sock, out, asio::redirect_error(asio::use_awaitable, ec));
+      co_await asio::async_write(sock, out, asio::redirect_error(http::use_awaitable, ec));
     }
     now = Clock::now();
     Finish(worker, route_label, route_id, request.method, request.path, response.status, start, now,
@@ -623,7 +623,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     char sink[4096];
     while (drained < 1024 * 1024) {
       std::size_t n = co_await sock.async_read_some(asio::buffer(sink),
-                                                    asio::redirect_error(asio::use_awaitable, ec));
+                                                    asio::redirect_error(http::use_awaitable, ec));
       if (ec) break;
       drained += n;
     }

@@ -339,7 +339,7 @@ class DemoRun {
       while (Clock::now() < until && !StopRequested()) {
         timer.expires_at(std::min(until, Clock::now() + std::chrono::milliseconds(100)));
         boost::system::error_code ec;
-        co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        co_await timer.async_wait(asio::redirect_error(http::use_awaitable, ec));
         transcript_.Tick();
       }
     }

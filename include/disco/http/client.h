@@ -36,7 +36,8 @@
 // resolvers add picks per endpoint, ejections and staleness.
 //
 // Thread safety: Send() may be called from coroutines on any io_context and
-// thread at once (on the io_context's own executor, not a strand over it).
+// thread at once (an Awaitable runs on the io_context's own executor: on a
+// strand over it, Send() does not compile).
 // Connections are pooled per (io_context, endpoint), so a connection is only
 // ever used by the thread that created it. The registry must outlive the
 // client; the client must outlive every Send() in progress.
@@ -144,12 +145,10 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
-  // REQUIRES: runs on an io_context's own executor (co_spawn(io_context, ...)
-  // or its get_executor()); pooled connections are per io_context.
+  // Runs on an io_context's own executor (disco/http/awaitable.h); pooled
+  // connections are per io_context.
   // Errors (the message says which service and why):
-  //   kInvalidArgument  bad URL, or not on an io_context's executor (e.g. on a
-  //                     strand): refused before any attempt, so no endpoint
-  //                     is charged with a failure
+  //   kInvalidArgument  bad URL
   //   kUnavailable      no instance known, every attempt failed to connect,
   //                     or a retry was needed and the retry budget is spent
   //   kTimeout          the last attempt timed out, or the deadline passed
