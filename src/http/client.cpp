@@ -526,8 +526,25 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
                   (timed_out ? std::string("timed out") : ec.message()));
     co_return nullptr;
   }
-  connection->socket().set_option(tcp::no_delay(true), ec);
-  connection->socket().non_blocking(true, ec);  // for detail::WriteNow
+  auto& socket = connection->socket();
+  socket.set_option(tcp::no_delay(true), ec);
+  // Connecting registered the socket for EPOLLOUT too, and Asio never takes
+  // that back: with edge-triggered epoll, every ACK that frees send-buffer
+  // space then woke the reactor for nothing (most of the events the
+  // gateway's epoll_wait returned under load). Registering the descriptor
+  // anew drops it; writes that must wait (rare: detail::WriteNow) add it again.
+  const auto protocol = socket.local_endpoint(ec).protocol();
+  if (!ec) {
+    const auto fd = socket.release(ec);
+    if (!ec) socket.assign(protocol, fd, ec);
+  }
+  if (ec) {
+    connection->Close();
+    SetFailed(result, CallOutcome::kConnectFailed,
+              "cannot set up the connection to " + std::string(address) + ": " + ec.message());
+    co_return nullptr;
+  }
+  socket.non_blocking(true, ec);  // for detail::WriteNow
   co_return connection;
 }
 
