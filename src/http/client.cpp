@@ -403,6 +403,7 @@ struct ServiceState {
   StatusCounters attempt_counters;
   Histogram* latency;
   Counter* budget_exhausted;
+  std::atomic<bool> resolved{false};  // the resolver has had a snapshot from the registry
 };
 
 struct Client::Impl {
@@ -705,10 +706,16 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     if (!found) co_return std::unexpected(found.error());
     state = *found;
     resolver = state->resolver.get();
-    // No answer from the registry yet: wait for it without blocking the thread.
-    if (resolver->snapshot()->version == 0)
-      co_await WaitForSnapshot(*resolver,
-                               std::min(deadline, Clock::now() + impl.options.resolve_timeout));
+    // No answer from the registry yet: wait for it without blocking the
+    // thread. Once there is one there always is (versions only grow), so
+    // later calls skip the snapshot copy (two atomic operations).
+    if (!state->resolved.load(std::memory_order_relaxed)) {
+      if (resolver->snapshot()->version == 0)
+        co_await WaitForSnapshot(*resolver,
+                                 std::min(deadline, Clock::now() + impl.options.resolve_timeout));
+      if (resolver->snapshot()->version != 0)
+        state->resolved.store(true, std::memory_order_relaxed);
+    }
   }
   impl.calls.fetch_add(1, std::memory_order_relaxed);
   const std::string wire = SerializeHead(request, *url, impl.options.user_agent);

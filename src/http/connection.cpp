@@ -1,6 +1,12 @@
 #include "http/connection.h"
 
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #if defined(__SSE2__)
@@ -121,12 +127,25 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
   ec = {};
   if (buffers[0].size() + buffers[1].size() == 0) return true;
   if (!connection.socket().non_blocking()) return false;  // a blocking write would stall the thread
-  std::size_t n = connection.socket().write_some(buffers, ec);
-  if (ec == asio::error::would_block || ec == asio::error::try_again) {
-    ec = {};
-    return false;
+  // sendmsg through syscall(), not glibc's wrapper: the wrapper is a thread
+  // cancellation point, and in a multi-threaded process it brackets every
+  // call with two atomic updates of the thread's cancellation state
+  // (nothing here is ever cancelled). MSG_NOSIGNAL as Asio sends.
+  iovec iov[2] = {{const_cast<void*>(buffers[0].data()), buffers[0].size()},
+                  {const_cast<void*>(buffers[1].data()), buffers[1].size()}};
+  msghdr message{};
+  message.msg_iov = iov;
+  message.msg_iovlen = 2;
+  long sent;
+  do {
+    sent = ::syscall(SYS_sendmsg, connection.socket().native_handle(), &message, MSG_NOSIGNAL);
+  } while (sent < 0 && errno == EINTR);
+  if (sent < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
+    ec.assign(errno, boost::asio::error::get_system_category());
+    return true;
   }
-  if (ec) return true;
+  const auto n = static_cast<std::size_t>(sent);
   const std::size_t first = std::min(n, buffers[0].size());
   buffers[0] += first;
   buffers[1] += n - first;
