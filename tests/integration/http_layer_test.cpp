@@ -256,7 +256,10 @@ TEST(BlockingPoolTest, PendingCountsWorkUntilItReturnsOrThrows) {
   std::atomic<std::size_t> seen_after_throw{99};
   // One thread: the first blocks it, the others wait in the queue.
   auto blocked = [&]() -> Awaitable<void> {
-    co_await pool.Run([gate] { gate.wait(); });
+    // Named first: GCC 12 destroys a lambda temporary in the co_await
+    // expression twice (disco/http/blocking_pool.h).
+    std::function<void()> wait_for_gate = [gate] { gate.wait(); };
+    co_await pool.Run(std::move(wait_for_gate));
     finished.fetch_add(1);
   };
   auto throwing = [&]() -> Awaitable<void> {

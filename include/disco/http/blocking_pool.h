@@ -10,6 +10,17 @@
 // rethrown in the coroutine. Threads may be given a lower CPU priority (nice)
 // so that CPU-heavy work (bcrypt) never starves the I/O threads.
 //
+// GCC 12 caveat: a lambda written inside the co_await expression is a
+// temporary that GCC 12 destroys twice. Harmless for [&] captures (as above);
+// a lambda that captures by value something with a destructor (a
+// shared_ptr, a future) must be named before the co_await:
+//
+//   std::function<void()> task = [state] { state->Load(); };
+//   co_await pool.Run(std::move(task));
+//
+// (Seen by ASan as a double release of the captured shared state;
+// tests/integration/http_layer_test.cpp, BlockingPoolTest.)
+//
 // Thread safety: Run() may be called from any thread or coroutine. The pool
 // must outlive every Run() in progress; the destructor finishes queued work.
 //
