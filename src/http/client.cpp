@@ -1,5 +1,7 @@
 #include "disco/http/client.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -537,7 +539,10 @@ Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& i
   const auto protocol = socket.local_endpoint(ec).protocol();
   if (!ec) {
     const auto fd = socket.release(ec);
-    if (!ec) socket.assign(protocol, fd, ec);
+    if (!ec) {
+      socket.assign(protocol, fd, ec);
+      if (ec) ::close(fd);  // released: no longer the socket's to close
+    }
   }
   if (ec) {
     connection->Close();
@@ -695,6 +700,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
   Impl& impl = *impl_;
   auto started = Clock::now();
   const auto deadline = started + impl.options.deadline;
+  auto first_attempt = started;  // when attempt 1 starts (one clock read for both)
   auto url = ParseUrl(request.url);
   if (!url) co_return std::unexpected(url.error());
   const bool retry_safe = request.retry_safe ? *request.retry_safe : IsRetrySafe(request);
@@ -710,9 +716,11 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     // thread. Once there is one there always is (versions only grow), so
     // later calls skip the snapshot copy (two atomic operations).
     if (!state->resolved.load(std::memory_order_relaxed)) {
-      if (resolver->snapshot()->version == 0)
+      if (resolver->snapshot()->version == 0) {
         co_await WaitForSnapshot(*resolver,
                                  std::min(deadline, Clock::now() + impl.options.resolve_timeout));
+        first_attempt = Clock::now();  // the wait is not the first attempt's time
+      }
       if (resolver->snapshot()->version != 0)
         state->resolved.store(true, std::memory_order_relaxed);
     }
@@ -752,7 +760,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     // Not a conditional inside the co_await expression: GCC 12 miscompiles
     // that one (a crash on resumption).
     const std::string_view address = endpoint ? endpoint->address : url->authority;
-    const auto attempt_started = attempt == 1 ? started : Clock::now();
+    const auto attempt_started = attempt == 1 ? first_attempt : Clock::now();
     co_await impl.Attempt(wire, address, request, attempt_started,
                           std::min(deadline, attempt_started + impl.options.per_try_timeout),
                           result);

@@ -67,12 +67,9 @@ struct Worker {
   // io_context unlink themselves from this list.
   std::list<ConnectionEntry*> connections;
   std::unordered_map<std::uint64_t, RouteMetrics> metrics_cache;  // touched only on this thread
-  // One thread runs it, and a socket is only ever touched by that thread
-  // (closes from elsewhere are posted to it), so the reactor's per-socket
-  // lock is not needed; the scheduler keeps its lock, since other threads
-  // post to it (the blocking pool's completions, Stop()).
-  std::unique_ptr<asio::io_context> ioc =
-      std::make_unique<asio::io_context>(BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO);
+  explicit Worker(int concurrency_hint)
+      : ioc(std::make_unique<asio::io_context>(concurrency_hint)) {}
+  std::unique_ptr<asio::io_context> ioc;
   std::thread thread;
 };
 
@@ -335,7 +332,15 @@ Result<void> Server::Impl::Start() {
     }
     address = results.begin()->endpoint().address();
   }
-  for (std::size_t i = 0; i < options.threads; ++i) workers.push_back(std::make_unique<Worker>());
+  // One thread runs each io_context. With a single one, every socket is
+  // only ever touched by that thread (closes from elsewhere are posted to
+  // it), so the reactor's per-socket lock is not needed; the scheduler keeps
+  // its lock, since other threads post to it (blocking pools, Stop()). With
+  // more, the acceptor on thread 0 registers each accepted socket with
+  // another thread's reactor, which needs that lock.
+  const int hint = options.threads == 1 ? BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO : 1;
+  for (std::size_t i = 0; i < options.threads; ++i)
+    workers.push_back(std::make_unique<Worker>(hint));
   acceptor = std::make_unique<tcp::acceptor>(*workers[0]->ioc);
   tcp::endpoint endpoint(address, options.port);
   std::string where = options.host + ":" + std::to_string(options.port);
