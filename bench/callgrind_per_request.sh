@@ -65,13 +65,7 @@ instructions() {  # pid: Ir of its last dump (all threads)
   echo "$total"
 }
 
-etcd_port=$(free_port); peer_port=$(free_port)
-start etcd etcd --name cg --data-dir "$work/etcd" \
-  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-  --initial-cluster "cg=http://127.0.0.1:$peer_port"
-wait_http "http://127.0.0.1:$etcd_port/health"
-export DISCO_REGISTRY="etcd://127.0.0.1:$etcd_port"
+start_etcd cg
 export DISCO_JWT_SECRET=callgrind-secret-0123456789-abcdefghijklmnopqrstuvwxyz
 user_port=$(free_port)
 counted=()

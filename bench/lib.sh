@@ -5,6 +5,8 @@
 #   start NAME CMD...   runs CMD in the background, output in $work/NAME.log
 #   free_port           a free TCP port on 127.0.0.1
 #   wait_http URL       waits until URL answers 2xx (every 0.1 s, $wait_tries times)
+#   start_etcd NAME     etcd on free ports, data in $work/etcd; sets etcd_port
+#                       and exports DISCO_REGISTRY
 work=$(mktemp -d /tmp/disco-bench-XXXXXX)
 pids=()
 stop_wait=${stop_wait:-50}
@@ -23,4 +25,15 @@ start() { local name=$1; shift; "$@" >"$work/$name.log" 2>&1 & pids+=($!); }
 wait_http() {
   for _ in $(seq "${wait_tries:-200}"); do curl -fs "$1" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "no answer from $1" >&2; exit 1
+}
+start_etcd() {
+  etcd_port=$(free_port)
+  local peer_port
+  peer_port=$(free_port)
+  start etcd etcd --name "$1" --data-dir "$work/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
+    --initial-cluster "$1=http://127.0.0.1:$peer_port"
+  wait_http "http://127.0.0.1:$etcd_port/health"
+  export DISCO_REGISTRY="etcd://127.0.0.1:$etcd_port"
 }

@@ -32,56 +32,28 @@ gateway=$build/services/gateway/gateway
 user_service=$build/services/user/user-service
 [ -x "$gateway" ] && [ -x "$user_service" ] || { echo "build first: $gateway, $user_service" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/disco-gw-bench-XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib.sh"
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
-}
-wait_http() {  # port path
-  for _ in $(seq 1 200); do
-    if curl -fs -o /dev/null "http://127.0.0.1:$1$2"; then return 0; fi
-    sleep 0.05
-  done
-  echo "nothing answers on 127.0.0.1:$1$2" >&2
-  exit 1
-}
-
-etcd_port=$(free_port)
-etcd_peer=$(free_port)
-etcd --name bench --data-dir "$work/etcd" \
-  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-  --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
-  --initial-cluster "bench=http://127.0.0.1:$etcd_peer" >"$work/etcd.log" 2>&1 &
-pids+=($!)
-wait_http "$etcd_port" /health
-registry="etcd://127.0.0.1:$etcd_port"
+start_etcd bench
+registry=$DISCO_REGISTRY
 
 user_port=$(free_port)
-DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
+start user env DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
   "$user_service" --port "$user_port" --registry "$registry" --db "$work/users.db" --threads 1 \
-  --access-log false --log-level warn >"$work/user.log" 2>&1 &
-pids+=($!)
+  --access-log false --log-level warn
 user_pid=$!
-wait_http "$user_port" /health
+wait_http "http://127.0.0.1:$user_port/health"
 
 cat >"$work/routes.json" <<EOF
 {"routes": [{"prefix": "/up", "service": "user-service", "strip_prefix": true}],
  "rate_limit": {"requests_per_second": 0}}
 EOF
 gw_port=$(free_port)
-"$gateway" --port "$gw_port" --registry "$registry" --routes "$work/routes.json" --threads 1 \
-  --access-log false --log-level warn >"$work/gateway.log" 2>&1 &
-pids+=($!)
+start gateway "$gateway" --port "$gw_port" --registry "$registry" --routes "$work/routes.json" \
+  --threads 1 --access-log false --log-level warn
 gw_pid=$!
-wait_http "$gw_port" /health
-wait_http "$gw_port" /up/health
+wait_http "http://127.0.0.1:$gw_port/health"
+wait_http "http://127.0.0.1:$gw_port/up/health"
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx/logs"
@@ -109,10 +81,9 @@ http {
   }
 }
 EOF
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log" &
-pids+=($!)
+start nginx nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log"
 nginx_pid=$!
-wait_http "$nginx_port" /up/health
+wait_http "http://127.0.0.1:$nginx_port/up/health"
 
 # CPU time (user and system, in clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }

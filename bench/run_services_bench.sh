@@ -33,15 +33,9 @@ command -v wrk >/dev/null || { echo "wrk not installed" >&2; exit 1; }
 
 . "$(dirname "$0")/lib.sh"
 
-etcd_port=$(free_port); peer_port=$(free_port)
-start etcd etcd --name bench --data-dir "$work/etcd" \
-  --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-  --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-  --initial-cluster "bench=http://127.0.0.1:$peer_port"
-wait_http "http://127.0.0.1:$etcd_port/health"
+start_etcd bench
 
 export DISCO_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
-export DISCO_REGISTRY="etcd://127.0.0.1:$etcd_port"
 hello_port=$(free_port); user_port=$(free_port); order_port=$(free_port)
 start hello "$hello_bin" --port "$hello_port" --threads "$threads"
 common=(--host 127.0.0.1 --threads "$threads" --sqlite-sync "$sqlite_sync" --log-level warn)

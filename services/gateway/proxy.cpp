@@ -32,14 +32,17 @@ bool IsHopByHop(std::string_view name) {
   return false;
 }
 
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
 // Whether `name` is listed in a Connection header value ("close, X-Foo").
 bool NamedByConnection(std::string_view connection, std::string_view name) {
   while (!connection.empty()) {
     auto comma = connection.find(',');
-    auto token = connection.substr(0, comma);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-      token.remove_prefix(1);
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    auto token = Trim(connection.substr(0, comma));
     if (!token.empty() && HeaderNameEquals(token, name)) return true;
     if (comma == std::string_view::npos) break;
     connection.remove_prefix(comma + 1);
@@ -47,13 +50,18 @@ bool NamedByConnection(std::string_view connection, std::string_view name) {
   return false;
 }
 
-// Whether any Connection header among `headers` names `name`.
+// The values of every Connection header among `headers`, joined by commas:
+// the names NamedByConnection() looks in. Read once per message (empty, no
+// allocation, when there is none).
 template <class Headers>
-bool NamedByAnyConnection(const Headers& headers, std::string_view name) {
+std::string ConnectionNames(const Headers& headers) {
+  std::string names;
   for (const auto& [key, value] : headers) {
-    if (HeaderNameEquals(key, "Connection") && NamedByConnection(value, name)) return true;
+    if (!HeaderNameEquals(key, "Connection")) continue;
+    if (!names.empty()) names += ',';
+    names += value;
   }
-  return false;
+  return names;
 }
 
 // Request headers the gateway sets itself (or the transport recomputes).
@@ -67,12 +75,6 @@ bool IsOwnRequestHeader(std::string_view name) {
 bool IsOwnResponseHeader(std::string_view name) {
   return HeaderNameEquals(name, "Content-Length") || HeaderNameEquals(name, "Content-Type") ||
          HeaderNameEquals(name, "X-Request-Id");
-}
-
-std::string_view Trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 http::Response UpstreamError(int status, std::string_view code, const std::string& message,
@@ -216,10 +218,11 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
   auto& headers = upstream.borrowed_headers;
   headers.reserve(request.headers.size() + 3);
   std::string_view host;
+  const std::string connection = ConnectionNames(request.headers);
   for (const auto& [name, value] : request.headers) {
     if (HeaderNameEquals(name, "Host")) host = value;
     if (IsHopByHop(name) || IsOwnRequestHeader(name)) continue;
-    if (NamedByAnyConnection(request.headers, name)) continue;
+    if (!connection.empty() && NamedByConnection(connection, name)) continue;
     headers.emplace_back(name, value);
   }
   if (forwarded_for.empty()) {
@@ -267,14 +270,8 @@ http::Response Proxy::Answer(const Route& route, const http::Request& request,
   http::Response response{.status = answer->status, .content_type = {}};
   response.body = std::move(answer->body);
   auto& headers = answer->headers;
-  // Names the Connection headers list (read before the filtering below
-  // moves entries over them).
-  std::string connection;
-  for (const auto& [name, value] : headers) {
-    if (!HeaderNameEquals(name, "Connection")) continue;
-    if (!connection.empty()) connection += ',';
-    connection += value;
-  }
+  // Read before the filtering below moves entries over the Connection headers.
+  const std::string connection = ConnectionNames(headers);
   bool have_type = false;
   std::size_t kept = 0;
   for (std::size_t i = 0; i < headers.size(); ++i) {

@@ -7,7 +7,6 @@
 #include <charconv>
 #include <map>
 #include <mutex>
-#include <typeinfo>
 #include <unordered_map>
 
 #include "disco/detail/asio.h"

@@ -104,11 +104,7 @@ Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>
     const std::size_t n = co_await connection.socket().async_read_some(
         buffer.prepare(ReadSize(buffer)), asio::redirect_error(http::use_awaitable, ec));
     buffer.commit(n);
-    if (ec == asio::error::eof) {
-      if (!parser.got_some()) {
-        ec = bhttp::error::end_of_stream;
-        co_return;
-      }
+    if (ec == asio::error::eof && parser.got_some()) {
       // A response delimited by the end of the connection ends here; a
       // truncated message is partial_message.
       ec = {};
@@ -116,7 +112,7 @@ Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>
       co_return;
     }
     if (ec) {
-      if (connection.timed_out()) ec = beast::error::timeout;
+      TranslateReadError(connection, ec);
       co_return;
     }
   } while (!ParseBuffered(connection, parser, until, ec));

@@ -35,7 +35,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-using Executor = asio::io_context::executor_type;
+using http::Executor;  // io_context's own (disco/http/awaitable.h)
 using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
 using Clock = std::chrono::steady_clock;
 
@@ -156,9 +156,9 @@ extern template Awaitable<void> ReadMore<false>(Connection&, bhttp::basic_parser
 // typical request or small answer in one read), at most 64 KiB, as Beast's
 // own read loop does.
 std::size_t ReadSize(const beast::flat_buffer& buffer);
-// After a read from `connection` failed with `ec`: the error ReadMore()
-// reports for it before any byte of a message (end_of_stream for a closed
-// connection, timeout when the deadline closed the socket).
+// After a read from `connection` failed with `ec` before any byte of a
+// message: the error to report (end_of_stream for a closed connection,
+// timeout when the deadline closed the socket). ReadMore() uses it too.
 void TranslateReadError(const Connection& connection, boost::system::error_code& ec);
 
 // Writes what the socket takes right now, without waiting: one
