@@ -80,6 +80,18 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->envname("DISCO_BODY_LIMIT")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{64} << 20))
       ->capture_default_str();
+  app.add_option("--max-connections", c.max_connections,
+                 "Open client connections at most; more are refused with 503 (0: half the "
+                 "process's descriptor limit)")
+      ->envname("DISCO_MAX_CONNECTIONS")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{10'000'000}))
+      ->capture_default_str();
+  app.add_option("--max-connections-per-address", c.max_connections_per_address,
+                 "Client connections from one address at most; more are refused with 429 (0: a "
+                 "quarter of --max-connections)")
+      ->envname("DISCO_MAX_CONNECTIONS_PER_ADDRESS")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{10'000'000}))
+      ->capture_default_str();
 }
 
 void FinishConfig(ServiceConfig& c, std::uint16_t bound_port) {

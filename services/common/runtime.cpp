@@ -63,6 +63,8 @@ int ServiceRuntime::Serve(http::Router router) {
   options.service = config.service;
   options.access_log = config.access_log;
   options.body_limit = config.body_limit;
+  options.max_connections = config.max_connections;
+  options.max_connections_per_address = config.max_connections_per_address;
   // The default instance id contains the port: with --port 0 it is only known
   // after binding, and /health then shows an empty id (give --id to have one).
   if (config.port != 0) FinishConfig(config, config.port);

@@ -62,7 +62,17 @@ void Connection::OnTimer(std::uint64_t generation, const boost::system::error_co
   }
   timed_out_ = true;
   boost::system::error_code ignored;
-  socket_.close(ignored);  // the pending operation completes with an error
+  // The pending operation completes with an error.
+  if (close_on_timeout_)
+    socket_.close(ignored);
+  else
+    socket_.cancel(ignored);
+}
+
+void Connection::ShrinkBuffer() {
+  // Above this a buffer was grown by an unusual message: keep the usual size.
+  constexpr std::size_t kKeep = 64 * 1024;
+  if (buffer_.size() == 0 && buffer_.capacity() > kKeep) buffer_.shrink_to_fit();
 }
 
 template <bool kIsRequest>
@@ -101,6 +111,12 @@ Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>
                          ReadUntil until, boost::system::error_code& ec) {
   auto& buffer = connection.buffer();
   do {
+    // What waits unparsed here is a head, a chunk-size line or a trailer
+    // section not yet ended (body bytes are consumed as they arrive).
+    if (buffer.size() >= connection.max_buffered()) {
+      ec = parser.is_header_done() ? bhttp::error::buffer_overflow : bhttp::error::header_limit;
+      co_return;
+    }
     const std::size_t n = co_await connection.socket().async_read_some(
         buffer.prepare(ReadSize(buffer)), asio::redirect_error(http::use_awaitable, ec));
     buffer.commit(n);

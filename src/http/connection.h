@@ -9,7 +9,14 @@
 // new deadline is earlier than the timer's expiry (rare: deadlines mostly
 // move forward); when the timer fires before the deadline it re-arms for it.
 // When a deadline passes the socket is closed, so the pending operation
-// fails, and timed_out() tells the caller why.
+// fails, and timed_out() tells the caller why. A server session asks for
+// its operations to be cancelled instead (CancelOnTimeout), so that it can
+// still answer 408 before it closes.
+//
+// The read buffer is bounded (max_buffered): Beast's parser consumes body
+// bytes as they arrive, but a chunk-size line, its extensions or a trailer
+// section stay buffered until their line ends, and a peer that never ends
+// one would otherwise grow the buffer without limit.
 //
 // The socket and the timer use io_context's concrete executor instead of
 // any_io_executor, so operations on them do not go through a type-erased
@@ -47,6 +54,13 @@ template <bool isRequest>
 class BodyParser : public bhttp::basic_parser<isRequest> {
  protected:
   explicit BodyParser(std::string& body) : body_(body) {}
+  // Protected: a request parser that refuses a head checks here too (Beast
+  // goes on past an error from on_header_impl when more bytes follow).
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code& ec) override {
+    if (length) body_.reserve(static_cast<std::size_t>(*length));
+    ec = {};
+  }
 
   void on_request_impl(bhttp::verb, beast::string_view, beast::string_view, int,
                        beast::error_code& ec) override {
@@ -55,11 +69,6 @@ class BodyParser : public bhttp::basic_parser<isRequest> {
   void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override { ec = {}; }
 
  private:
-  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
-                         beast::error_code& ec) override {
-    if (length) body_.reserve(static_cast<std::size_t>(*length));
-    ec = {};
-  }
   std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
     body_.append(body.data(), body.size());
     ec = {};
@@ -94,8 +103,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // No deadline, and no timer wait either: for a connection parked in a
   // pool, which must not keep its io_context's run() from returning.
   void ClearDeadline();
-  // The socket was closed because a deadline passed.
+  // The socket was closed (or, after CancelOnTimeout, its operations
+  // cancelled) because a deadline passed.
   bool timed_out() const { return timed_out_; }
+  // From now on a passed deadline cancels the pending operations and leaves
+  // the socket open (the owner closes it).
+  void CancelOnTimeout() { close_on_timeout_ = false; }
+
+  // ReadMore() fails with bhttp::error::buffer_overflow (before the header
+  // is complete: header_limit) rather than buffer more unparsed bytes.
+  std::size_t max_buffered() const { return max_buffered_; }
+  void set_max_buffered(std::size_t bytes) { max_buffered_ = bytes; }
+  // Gives a grown read buffer back when it is empty (after a large message).
+  void ShrinkBuffer();
 
   // Cancels the timer and closes the socket (idempotent).
   void Close();
@@ -110,8 +130,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Clock::time_point deadline_ = kNever;
   Clock::time_point expiry_ = kNever;  // of the pending wait, if armed_
   std::uint64_t generation_ = 0;       // which wait is the current one
+  std::size_t max_buffered_ = 64 * 1024;
   bool armed_ = false;
   bool timed_out_ = false;
+  bool close_on_timeout_ = true;
 };
 
 // How far Read() goes.
@@ -122,7 +144,9 @@ enum class ReadUntil { kHeader, kMessage };
 // return the buffer holds what follows (pipelined bytes). `ec`:
 // beast::error::timeout when the deadline passed; bhttp::error::end_of_stream
 // when the peer closed before sending any byte of this message; the
-// parser's errors (header_limit, body_limit, bad syntax); socket errors.
+// parser's errors (header_limit, body_limit, bad syntax);
+// bhttp::error::header_limit or buffer_overflow when more than
+// connection.max_buffered() bytes would wait unparsed; socket errors.
 // One loop, no composed operation.
 //
 // In two steps, so that a message already in the buffer costs no coroutine

@@ -1,14 +1,18 @@
 #include "disco/http/server.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/container/small_vector.hpp>
 #include <charconv>
 #include <cstring>
 #include <list>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -16,7 +20,9 @@
 #include "disco/detail/asio.h"
 #include "disco/metrics.h"
 #include "http/connection.h"
+#include "http/connection_limits.h"
 #include "http/head_writer.h"
+#include "http/request_framing.h"
 #include "http/simple_head.h"
 #include "util/log.h"
 
@@ -29,6 +35,8 @@ namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 using detail::Connection;
+using detail::ConnectionLimits;
+using detail::FramingProblem;
 using detail::ReadUntil;
 using detail::Socket;
 
@@ -40,6 +48,17 @@ constexpr const char kServedBy[] = "X-Served-By";
 // The access log's line is {"ts":...,<fields>}: spdlog adds the time (cached
 // per second, cheap) and the braces; we write the fields.
 constexpr const char* kAccessPattern = "{\"ts\":\"%Y-%m-%dT%H:%M:%S.%eZ\",%v}";
+// Lingering close after an early error answer: how long, and how much, the
+// server reads and discards what the client still sends (nginx: 30 s /
+// 5 s per read). Enough for a client that sends a whole body of tens of
+// MiB before it reads the answer, short enough to hold no descriptor long.
+constexpr auto kLingerTime = std::chrono::seconds(5);
+constexpr std::size_t kLingerBytes = 64 * 1024 * 1024;
+// A request body's buffer above this is given back after the request, so
+// that a connection that once carried a large body does not keep its memory.
+constexpr std::size_t kKeepBodyCapacity = 64 * 1024;
+// Accept errors (no descriptors left) are logged at most this often.
+constexpr auto kAcceptLogInterval = std::chrono::seconds(10);
 
 // Bounded label values for the method: anything unusual is "OTHER".
 constexpr std::string_view kMethods[] = {"GET",   "POST", "PUT",     "DELETE",
@@ -99,8 +118,10 @@ void SetTarget(Request& request, std::string_view target) {
 // buffer (obs-fold), and reading the body may move the read buffer.
 class RequestParser final : public detail::BodyParser<true> {
  public:
-  RequestParser(Request& request, std::string& store)
-      : BodyParser(request.body), request_(request), store_(store) {
+  // `rejection`: set when the head breaks a framing rule (FramingProblem);
+  // the parser then stops with an error.
+  RequestParser(Request& request, std::string& store, std::optional<Response>& rejection)
+      : BodyParser(request.body), request_(request), store_(store), rejection_(rejection) {
     store_.clear();
   }
 
@@ -132,9 +153,24 @@ class RequestParser final : public detail::BodyParser<true> {
     // them could move the store that the Request already views. Dropped.
     if (this->is_header_done()) return;
     if (field == bhttp::field::expect && IEquals(value, "100-continue")) expect_continue_ = true;
+    if (field == bhttp::field::host) ++hosts_;
+    if (field == bhttp::field::content_length) has_length_ = true;
+    if (field == bhttp::field::transfer_encoding) {
+      if (has_transfer_encoding_) codings_ += ',';
+      codings_.append(value.data(), value.size());
+      has_transfer_encoding_ = true;
+    }
     fields_.push_back({Keep(name), Keep(value)});
   }
   void on_header_impl(beast::error_code& ec) override {
+    rejection_ = FramingProblem(version_, hosts_, codings_, has_transfer_encoding_, has_length_);
+    if (rejection_) {
+      // Stops the parser (rejection_ says why) where the message ends with
+      // its head; where a body follows, Beast 1.74 goes on past this error
+      // when more bytes are buffered, and on_body_init_impl stops it.
+      ec = bhttp::error::bad_transfer_encoding;
+      return;
+    }
     // The store is complete: views into it stay valid until the next request.
     request_.method = View(method_);
     SetTarget(request_, View(target_));
@@ -144,9 +180,23 @@ class RequestParser final : public detail::BodyParser<true> {
     ec = {};
   }
 
+  void on_body_init_impl(const boost::optional<std::uint64_t>& length,
+                         beast::error_code& ec) override {
+    if (rejection_) {
+      ec = bhttp::error::bad_transfer_encoding;
+      return;
+    }
+    BodyParser::on_body_init_impl(length, ec);
+  }
+
   Request& request_;
   std::string& store_;
+  std::optional<Response>& rejection_;
   Span method_{}, target_{};
+  std::string codings_;  // the Transfer-Encoding fields' values, joined by commas
+  int hosts_ = 0;
+  bool has_length_ = false;
+  bool has_transfer_encoding_ = false;
   // Spans until the header is complete (the store may still grow).
   boost::container::small_vector<std::pair<Span, Span>, 16> fields_;
   unsigned version_ = 11;
@@ -252,7 +302,11 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
 }  // namespace
 
 struct Server::Impl {
-  Impl(Router r, ServerOptions o) : router(std::move(r)), options(std::move(o)) {
+  Impl(Router r, ServerOptions o)
+      : router(std::move(r)),
+        options(std::move(o)),
+        limits({options.max_connections, options.max_connections_per_address,
+                options.reserved_connections}) {
     if (options.threads == 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
     metrics = options.metrics ? options.metrics : &MetricsRegistry::Default();
     requests_family =
@@ -271,6 +325,27 @@ struct Server::Impl {
         &metrics
              ->GaugeFamily("http_server_requests_in_flight", "Requests being handled", {"service"})
              .With({options.service});
+    auto& refused = metrics->CounterFamily(
+        "http_server_connections_refused_total",
+        "Connections closed at accept: the server's limit (full), the client address's "
+        "(per_address), or no descriptor left (descriptors)",
+        {"service", "reason"});
+    refused_full = &refused.With({options.service, "full"});
+    refused_per_address = &refused.With({options.service, "per_address"});
+    refused_descriptors = &refused.With({options.service, "descriptors"});
+    evicted_idle = &metrics
+                        ->CounterFamily("http_server_idle_connections_evicted_total",
+                                        "Idle keep-alive connections closed to make room for "
+                                        "new ones near the connection limit",
+                                        {"service"})
+                        .With({options.service});
+    refusal_full = Canned(
+        Response::Error(503, "overloaded", "the server is at its connection limit; retry shortly"),
+        "1");
+    refusal_per_address =
+        Canned(Response::Error(429, "too_many_connections",
+                               "too many connections from your address; reuse or close some"),
+               "1");
     if (!router.Has("GET", "/health")) {
       router.Add("GET", "/health", [this](Request&) -> Awaitable<Response> { co_return Health(); });
     }
@@ -291,9 +366,23 @@ struct Server::Impl {
     return Response::Json(drain ? 503 : 200, std::move(body));
   }
 
+  // A whole answer (head and body) for a connection refused at accept.
+  std::string Canned(Response response, std::string_view retry_after) const {
+    response.headers.emplace_back("Retry-After", std::string(retry_after));
+    std::string text;
+    WriteHead(text, response, "-", options.instance_id, 11, false);
+    return text + response.body;
+  }
+
   Result<void> Start();
   Awaitable<void> AcceptLoop();
-  Awaitable<void> Session(Socket socket, Worker& worker);
+  // The admission of an accepted socket: false when it was refused (and
+  // answered and closed here).
+  bool Admit(Socket& socket, ConnectionLimits::Key& key, bool& reserve);
+  void OnAcceptError(const boost::system::error_code& ec);
+  // Asks the I/O threads to close their oldest idle connection (one in all).
+  void EvictIdle();
+  Awaitable<void> Session(Socket socket, Worker& worker, ConnectionLimits::Key key, bool reserve);
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
               std::string_view method, std::string_view path, int status, Clock::time_point start,
               Clock::time_point end, const std::string& request_id, std::size_t bytes_in,
@@ -307,7 +396,23 @@ struct Server::Impl {
   Family<Histogram>* latency_family;
   Gauge* connections_gauge;
   Gauge* in_flight_gauge;
+  Counter* refused_full;
+  Counter* refused_per_address;
+  Counter* refused_descriptors;
+  Counter* evicted_idle;
+  std::string refusal_full, refusal_per_address;
   std::shared_ptr<spdlog::logger> access;
+
+  ConnectionLimits limits;
+  std::atomic<int> evictions_wanted{0};
+  std::size_t next_eviction = 0;  // acceptor thread only
+  // A descriptor held in reserve: when accept fails for want of
+  // descriptors, it is closed so that one pending connection can be taken
+  // and closed (the client learns at once instead of waiting in the
+  // backlog), then opened again. Acceptor thread only, like the two below.
+  int spare_fd = -1;
+  Clock::time_point last_accept_log{};
+  std::uint64_t accept_errors_unlogged = 0;
 
   std::vector<std::unique_ptr<Worker>> workers;
   std::unique_ptr<tcp::acceptor> acceptor;
@@ -348,12 +453,15 @@ Result<void> Server::Impl::Start() {
   if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor->bind(endpoint, ec);
   if (!ec) acceptor->listen(1024, ec);
+  // ::accept() in OnAcceptError must not block.
+  if (!ec) acceptor->non_blocking(true, ec);
   if (ec) {
     acceptor.reset();
     workers.clear();
     return Fail(ErrorCode::kUnavailable, "cannot listen on " + where + ": " + ec.message());
   }
   port = acceptor->local_endpoint().port();
+  spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (options.access_log) {
     access = spdlog::get("access");
     if (!access) {
@@ -386,14 +494,97 @@ Awaitable<void> Server::Impl::AcceptLoop() {
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
       // Out of file descriptors or similar: pause instead of spinning.
-      log::Get().warn("http accept failed: {}", ec.message());
+      OnAcceptError(ec);
       backoff.expires_after(std::chrono::milliseconds(50));
       co_await backoff.async_wait(asio::redirect_error(http::use_awaitable, ec));
       continue;
     }
+    ConnectionLimits::Key key{};
+    bool reserve = false;
+    if (!Admit(socket, key, reserve)) continue;
     socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(*target.ioc, Session(std::move(socket), target), asio::detached);
+    asio::co_spawn(*target.ioc, Session(std::move(socket), target, key, reserve), asio::detached);
   }
+}
+
+bool Server::Impl::Admit(Socket& socket, ConnectionLimits::Key& key, bool& reserve) {
+  boost::system::error_code ec;
+  const auto remote = socket.remote_endpoint(ec);
+  if (ec) {  // already reset by the peer
+    socket.close(ec);
+    return false;
+  }
+  key = ConnectionLimits::KeyOf(remote.address());
+  const auto admit = limits.Open(key);
+  if (admit == ConnectionLimits::Admit::kNormal) return true;
+  EvictIdle();
+  if (admit == ConnectionLimits::Admit::kReserve) {
+    reserve = true;
+    return true;
+  }
+  // Refused: the answer goes out if the send buffer takes it now (it is
+  // small); nothing waits for this client.
+  const std::string& answer =
+      admit == ConnectionLimits::Admit::kFull ? refusal_full : refusal_per_address;
+  (admit == ConnectionLimits::Admit::kFull ? refused_full : refused_per_address)->Inc();
+  [[maybe_unused]] auto sent =
+      ::send(socket.native_handle(), answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  socket.shutdown(tcp::socket::shutdown_both, ec);
+  socket.close(ec);
+  return false;
+}
+
+void Server::Impl::OnAcceptError(const boost::system::error_code& ec) {
+  if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
+    refused_descriptors->Inc();
+    if (spare_fd >= 0) {
+      ::close(spare_fd);
+      const int fd = ::accept(acceptor->native_handle(), nullptr, nullptr);
+      if (fd >= 0) ::close(fd);
+      spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+  }
+  // One line per interval, not one per failed accept: a descriptor
+  // shortage fails every accept until it ends.
+  const auto now = Clock::now();
+  if (now - last_accept_log < kAcceptLogInterval) {
+    ++accept_errors_unlogged;
+    return;
+  }
+  log::Get().warn("http accept failed: {} ({} more failure(s) since the last report)", ec.message(),
+                  accept_errors_unlogged);
+  accept_errors_unlogged = 0;
+  last_accept_log = now;
+}
+
+void Server::Impl::EvictIdle() {
+  // At most one wanted per I/O thread: accepts while nothing is idle must
+  // not pile up evictions for later.
+  int wanted = evictions_wanted.load(std::memory_order_relaxed);
+  while (wanted < static_cast<int>(workers.size()) &&
+         !evictions_wanted.compare_exchange_weak(wanted, wanted + 1, std::memory_order_relaxed)) {
+  }
+  // Each I/O thread in turn, starting with the next: the first with an idle
+  // connection closes its oldest, as long as an eviction is still wanted.
+  for (std::size_t i = 0; i < workers.size(); ++i) {
+    Worker* w = workers[(next_eviction + i) % workers.size()].get();
+    asio::post(*w->ioc, [this, w] {
+      if (evictions_wanted.load(std::memory_order_relaxed) <= 0) return;
+      for (auto it = w->connections.rbegin(); it != w->connections.rend(); ++it) {
+        if (!(*it)->idle) continue;
+        if (evictions_wanted.fetch_sub(1, std::memory_order_relaxed) <= 0) {
+          evictions_wanted.fetch_add(1, std::memory_order_relaxed);
+          return;
+        }
+        boost::system::error_code ignored;
+        (*it)->connection->socket().cancel(ignored);
+        (*it)->idle = false;  // not chosen twice
+        evicted_idle->Inc();
+        return;
+      }
+    });
+  }
+  ++next_eviction;
 }
 
 void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
@@ -444,8 +635,11 @@ void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::siz
   }
 }
 
-Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
+Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, ConnectionLimits::Key key,
+                                      bool reserve) {
   auto connection = std::make_shared<Connection>(std::move(socket));
+  connection->CancelOnTimeout();  // a timed-out request still gets its 408
+  connection->set_max_buffered(options.header_limit);
   ConnectionEntry entry{connection.get()};
   worker.connections.push_front(&entry);
   auto self = worker.connections.begin();
@@ -456,13 +650,15 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     Worker& worker;
     std::list<ConnectionEntry*>::iterator it;
     Connection& connection;
+    const ConnectionLimits::Key& key;
     ~Unlink() {
       connection.Close();
+      impl->limits.Close(key);
       worker.connections.erase(it);
       impl->connections_gauge->Add(-1);
       impl->open_connections.fetch_sub(1, std::memory_order_relaxed);
     }
-  } unlink{this, worker, self, *connection};
+  } unlink{this, worker, self, *connection, key};
 
   Socket& sock = connection->socket();
   auto& buffer = connection->buffer();
@@ -505,8 +701,9 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     // defers, through Beast, which also reports every error.
     unsigned version = 11;
     bool wants_keep_alive = true;
+    std::optional<Response> rejection;  // a framing rule broken (RequestParser)
     if (!TakeSimpleRequest(buffer, options, header_store, request, wants_keep_alive)) {
-      RequestParser parser(request, header_store);
+      RequestParser parser(request, header_store, rejection);
       parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
       parser.body_limit(options.body_limit);
       connection->SetDeadline(start + options.request_timeout);
@@ -527,7 +724,10 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     }
     if (ec) {
       Response error;
-      if (ec == bhttp::error::body_limit) {
+      bool timed_out = false;
+      if (rejection) {
+        error = std::move(*rejection);
+      } else if (ec == bhttp::error::body_limit) {
         error = Response::Error(
             413, "payload_too_large",
             "request body exceeds " + std::to_string(options.body_limit) + " bytes");
@@ -535,11 +735,21 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
         error = Response::Error(
             431, "header_too_large",
             "request header exceeds " + std::to_string(options.header_limit) + " bytes");
-      } else if (ec == beast::error::timeout || ec == bhttp::error::end_of_stream ||
-                 ec == asio::error::eof || ec == asio::error::connection_reset ||
-                 ec == asio::error::operation_aborted || ec == bhttp::error::partial_message) {
-        // Too slow (the deadline has closed the socket: slowloris ends here)
-        // or the peer went away mid-request: nobody to answer.
+      } else if (ec == bhttp::error::buffer_overflow) {
+        error = Response::Error(400, "chunk_line_too_long",
+                                "a chunk-size line or the trailer section exceeds " +
+                                    std::to_string(options.header_limit) + " bytes");
+      } else if (ec == beast::error::timeout) {
+        // Too slow (slowloris ends here): told so if the socket takes the
+        // answer at once, then closed without waiting for the client.
+        error = Response::Error(408, "request_timeout",
+                                "request not received within " +
+                                    std::to_string(options.request_timeout.count()) + " ms");
+        timed_out = true;
+      } else if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+                 ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+                 ec == bhttp::error::partial_message) {
+        // The peer went away mid-request: nobody to answer.
         break;
       } else {
         error = Response::Error(400, "bad_request", "malformed HTTP request: " + ec.message());
@@ -548,11 +758,11 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
       WriteHead(head, error, request_id, options.instance_id, 11, false);
       connection->SetDeadline(Clock::now() + options.request_timeout);
       std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(error.body)};
-      if (!detail::WriteNow(*connection, out, ec))
+      if (!detail::WriteNow(*connection, out, ec) && !timed_out)
         co_await asio::async_write(sock, out, asio::redirect_error(http::use_awaitable, ec));
       Finish(worker, kUnmatched, 0, "-", "-", error.status, start, Clock::now(), request_id, 0,
              error.body.size());
-      linger = true;
+      linger = !timed_out;
       break;
     }
     // No deadline while the handler runs (it bounds its own calls).
@@ -571,7 +781,13 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     Response response{.status = 500, .content_type = {}};
     std::string_view route_label = kUnmatched;
     std::size_t route_id = 0;
-    auto match = router.Match(request.method, request.path, request.params);
+    // A connection in the reserved band serves health checks and scrapes
+    // only, and closes after one answer.
+    if (reserve) wants_keep_alive = false;
+    const bool shed = reserve && !(request.method == "GET" &&
+                                   (request.path == "/health" || request.path == "/metrics"));
+    auto match = shed ? RouteMatch{}  // kNotFound: not routed
+                      : router.Match(request.method, request.path, request.params);
     switch (match.kind) {
       case RouteMatch::Kind::kFound:
         request.route = match.pattern;
@@ -593,7 +809,13 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
         response.headers.emplace_back("Allow", match.allow);
         break;
       case RouteMatch::Kind::kNotFound:
-        response = Response::Error(404, "not_found", "no route for " + std::string(request.path));
+        if (shed) {
+          response = Response::Error(503, "overloaded",
+                                     "the server is at its connection limit; retry shortly");
+          response.headers.emplace_back("Retry-After", "1");
+        } else {
+          response = Response::Error(404, "not_found", "no route for " + std::string(request.path));
+        }
         break;
     }
 
@@ -616,6 +838,8 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     in_flight_gauge->Add(-1);
     in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (ec || !keep_alive) break;
+    if (request.body.capacity() > kKeepBodyCapacity) std::string().swap(request.body);
+    connection->ShrinkBuffer();
   }
 
   if (linger && sock.is_open()) {
@@ -623,10 +847,10 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker) {
     // the kernel does not answer its remaining bytes with a reset that could
     // destroy our error response before the peer reads it.
     sock.shutdown(tcp::socket::shutdown_send, ec);
-    connection->SetDeadline(Clock::now() + std::chrono::milliseconds(500));
+    connection->SetDeadline(Clock::now() + kLingerTime);
     std::size_t drained = 0;
-    char sink[4096];
-    while (drained < 1024 * 1024) {
+    char sink[16384];
+    while (drained < kLingerBytes) {
       std::size_t n = co_await sock.async_read_some(asio::buffer(sink),
                                                     asio::redirect_error(http::use_awaitable, ec));
       if (ec) break;

@@ -101,6 +101,7 @@ SimpleParse ParseFieldsAndBody(std::string_view data, const char* p, const char*
   bool have_length = false;
   std::uint64_t length = 0;
   bool close = false;
+  int hosts = 0;
   for (;;) {
     if (!NextLine(p, end, line)) return SimpleParse::kDefer;
     if (line.empty()) break;  // end of the head
@@ -123,6 +124,8 @@ SimpleParse ParseFieldsAndBody(std::string_view data, const char* p, const char*
       have_length = true;
     } else if (HeaderNameEquals(name, "Connection")) {
       if (!ConnectionTokens(value, close)) return SimpleParse::kDefer;
+    } else if (request && HeaderNameEquals(name, "Host")) {
+      ++hosts;
     } else if (HeaderNameEquals(name, "Transfer-Encoding") || HeaderNameEquals(name, "Upgrade") ||
                HeaderNameEquals(name, "Proxy-Connection") ||
                (request && HeaderNameEquals(name, "Expect"))) {
@@ -134,6 +137,9 @@ SimpleParse ParseFieldsAndBody(std::string_view data, const char* p, const char*
   // A body delimited by the end of the connection, one over the limit or
   // not all here yet: Beast's.
   if (!have_length && !request) return SimpleParse::kDefer;
+  // A request without exactly one Host breaks RFC 9112 §3.2: the server
+  // refuses it on Beast's path.
+  if (request && hosts != 1) return SimpleParse::kDefer;
   if (length > body_limit) return SimpleParse::kDefer;
   const auto head = static_cast<std::size_t>(p - data.data());
   if (data.size() - head < length) return SimpleParse::kDefer;

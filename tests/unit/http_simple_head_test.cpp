@@ -263,6 +263,8 @@ TEST(SimpleHeadTest, DefersUnusualRequests) {
       "GET /\x80 HTTP/1.1\r\n\r\n",
       "G(T / HTTP/1.1\r\n\r\n",
       "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+      "GET / HTTP/1.1\r\nX-A: b\r\n\r\n",              // no Host: the server's 400
+      "GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",  // two Hosts: likewise
   };
   for (const auto& text : unusual) {
     SimpleMessage out;
@@ -275,7 +277,7 @@ TEST(SimpleHeadTest, AgreesWithBeastOnMutatedRequests) {
       "GET /up/health HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n",
       "POST /api/orders HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer a.b.c\r\n"
       "Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{\"a\":12}",
-      "DELETE /x?y=%20z HTTP/1.1\r\nConnection: close\r\nX-Request-Id: abc-1\r\n\r\n",
+      "DELETE /x?y=%20z HTTP/1.1\r\nConnection: close\r\nX-Request-Id: abc-1\r\nHost: h\r\n\r\n",
   });
   EXPECT_GT(taken, 20000);
 }

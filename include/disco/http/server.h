@@ -9,7 +9,11 @@
 // half the traffic.)
 //
 // Per request the server: enforces limits (body → 413, header block → 431,
-// slow or stalled request → 408 and close, bad syntax → 400), takes or makes
+// a chunk-size line or trailer section over header_limit → 400, slow or
+// stalled request → 408 and close, bad syntax → 400) and RFC 9112's framing
+// rules (an HTTP/1.1 request needs exactly one Host; a Transfer-Encoding
+// other than "chunked" alone → 400, or 501 for a coding before chunked;
+// Transfer-Encoding with Content-Length → 400), takes or makes
 // the X-Request-Id (echoed in the response), names the instance that answered
 // in X-Served-By (ServerOptions::instance_id, when set; a handler's own
 // X-Served-By replaces it, so a proxy passes its upstream's on), routes (404 / 405 with Allow),
@@ -18,6 +22,18 @@
 // request id, bytes; never headers or bodies) and records metrics by route
 // pattern and status. GET /health and GET /metrics are built in unless the
 // router defines them. Keep-alive as HTTP/1.1 says.
+//
+// Every error answer closes the connection; after one sent before the
+// request was read whole (413, 400) the server reads and discards what the
+// client still sends for a while (lingering close, as nginx does), so that a
+// client still sending its body reads the answer instead of a reset.
+//
+// Connections are limited in all and per client address (max_connections,
+// max_connections_per_address): past either limit a new connection gets a
+// 503 (429 per address) and is closed; near the limit the last
+// reserved_connections serve only GET /health and GET /metrics, and each
+// new connection closes the oldest idle keep-alive connection. An accept
+// that fails for want of descriptors is logged at most once per 10 s.
 //
 // A handler that throws gets a 500 (that is a bug, and it is logged); a
 // handler must turn every bad input into a 4xx itself.
@@ -57,6 +73,16 @@ struct ServerOptions {
   std::chrono::milliseconds request_timeout{10'000};
   // How long an idle keep-alive connection is kept open.
   std::chrono::milliseconds idle_timeout{30'000};
+
+  // Open client connections at most; 0: half the process's descriptor
+  // limit (RLIMIT_NOFILE), the rest left for outgoing connections and files.
+  std::size_t max_connections = 0;
+  // From one client address at most; 0: a quarter of max_connections. (Set
+  // it to max_connections where every client comes through one proxy.)
+  std::size_t max_connections_per_address = 0;
+  // The last connections below max_connections, kept for GET /health and
+  // GET /metrics (at most half of max_connections).
+  std::size_t reserved_connections = 16;
 
   // Shown by GET /health and used in logs; instance_id is also sent as the
   // X-Served-By response header.
