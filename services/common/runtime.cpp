@@ -1,6 +1,7 @@
 #include "runtime.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -54,8 +55,26 @@ ServiceRuntime::ServiceRuntime(ServiceConfig& config, Registry& registry)
 
 ServiceRuntime::~ServiceRuntime() = default;
 
+namespace {
+
+// The descriptor limit's soft value raised to the hard one, as Go's
+// runtime and nginx's worker_rlimit_nofile do: Debian's default soft limit
+// (1024) would cap the server at 512 connections (half the limit, see
+// --max-connections) while the hard limit allows far more.
+void RaiseDescriptorLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  const rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+    Log().debug("descriptor limit raised from {} to {}", before, limit.rlim_cur);
+}
+
+}  // namespace
+
 int ServiceRuntime::Serve(http::Router router) {
   ServiceConfig& config = impl_->config;
+  RaiseDescriptorLimit();
   http::ServerOptions options;
   options.host = config.host;
   options.port = config.port;
