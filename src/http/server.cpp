@@ -407,8 +407,8 @@ struct Server::Impl {
   std::atomic<int> evictions_wanted{0};
   std::size_t next_eviction = 0;  // acceptor thread only
   // A descriptor held in reserve: when accept fails for want of
-  // descriptors, it is closed so that one pending connection can be taken
-  // and closed (the client learns at once instead of waiting in the
+  // descriptors, it is closed so that the pending connections can be taken
+  // and closed (their clients learn at once instead of waiting in the
   // backlog), then opened again. Acceptor thread only, like the two below.
   int spare_fd = -1;
   Clock::time_point last_accept_log{};
@@ -517,7 +517,10 @@ bool Server::Impl::Admit(Socket& socket, ConnectionLimits::Key& key, bool& reser
   key = ConnectionLimits::KeyOf(remote.address());
   const auto admit = limits.Open(key);
   if (admit == ConnectionLimits::Admit::kNormal) return true;
-  EvictIdle();
+  // Near or at the limit, idle connections make room. (Not for a refusal
+  // per address: the server has room, and the idle connection closed
+  // would be anyone's.)
+  if (admit != ConnectionLimits::Admit::kPerAddress) EvictIdle();
   if (admit == ConnectionLimits::Admit::kReserve) {
     reserve = true;
     return true;
@@ -538,9 +541,15 @@ void Server::Impl::OnAcceptError(const boost::system::error_code& ec) {
   if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
     refused_descriptors->Inc();
     if (spare_fd >= 0) {
+      // Every connection waiting now (bounded per round, so that the
+      // thread goes on serving), not one per backoff: those behind the
+      // first would wait in the backlog for as many backoffs.
       ::close(spare_fd);
-      const int fd = ::accept(acceptor->native_handle(), nullptr, nullptr);
-      if (fd >= 0) ::close(fd);
+      for (int i = 0; i < 1024; ++i) {
+        const int fd = ::accept(acceptor->native_handle(), nullptr, nullptr);
+        if (fd < 0) break;
+        ::close(fd);
+      }
       spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
   }
