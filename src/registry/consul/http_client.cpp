@@ -12,6 +12,11 @@ using asio::ip::tcp;
 
 // Consul answers are small, but a big catalog must not be cut off.
 constexpr std::uint64_t kMaxBodyBytes = 64ull << 20;
+// Bytes waiting unparsed in a connection's buffer: Beast's parser takes
+// body bytes as they come, so only a head, a chunk-size line or a trailer
+// section waits here, and an agent (or anything posing as one) that never
+// ends one must not grow the buffer without limit (read: buffer_overflow).
+constexpr std::size_t kMaxBufferedBytes = 1 << 20;
 // Heartbeats of many registrations share these; watches hold their own
 // connection only while a query is in flight.
 constexpr std::size_t kMaxIdleConnections = 8;
@@ -34,7 +39,7 @@ class Connection {
   }
 
   beast::tcp_stream stream;
-  beast::flat_buffer buffer;
+  beast::flat_buffer buffer{kMaxBufferedBytes};
   bool open = false;
 };
 
