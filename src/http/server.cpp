@@ -378,11 +378,12 @@ struct Server::Impl {
   Awaitable<void> AcceptLoop();
   // The admission of an accepted socket: false when it was refused (and
   // answered and closed here).
-  bool Admit(Socket& socket, ConnectionLimits::Key& key, bool& reserve);
+  bool Admit(Socket& socket, const ConnectionLimits::Key& key, bool& reserve);
   void OnAcceptError(const boost::system::error_code& ec);
   // Asks the I/O threads to close their oldest idle connection (one in all).
   void EvictIdle();
-  Awaitable<void> Session(Socket socket, Worker& worker, ConnectionLimits::Key key, bool reserve);
+  Awaitable<void> Session(Socket socket, Worker& worker, asio::ip::address peer,
+                          ConnectionLimits::Key key, bool reserve);
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
               std::string_view method, std::string_view path, int status, Clock::time_point start,
               Clock::time_point end, const std::string& request_id, std::size_t bytes_in,
@@ -489,8 +490,9 @@ Awaitable<void> Server::Impl::AcceptLoop() {
   while (acceptor && acceptor->is_open()) {
     Worker& target = *workers[next++ % workers.size()];
     boost::system::error_code ec;
-    Socket socket =
-        co_await acceptor->async_accept(*target.ioc, asio::redirect_error(http::use_awaitable, ec));
+    tcp::endpoint peer;  // from accept() itself: no getpeername() per connection
+    Socket socket = co_await acceptor->async_accept(*target.ioc, peer,
+                                                    asio::redirect_error(http::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) break;
       // Out of file descriptors or similar: pause instead of spinning.
@@ -499,22 +501,17 @@ Awaitable<void> Server::Impl::AcceptLoop() {
       co_await backoff.async_wait(asio::redirect_error(http::use_awaitable, ec));
       continue;
     }
-    ConnectionLimits::Key key{};
+    const auto key = ConnectionLimits::KeyOf(peer.address());
     bool reserve = false;
     if (!Admit(socket, key, reserve)) continue;
     socket.set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(*target.ioc, Session(std::move(socket), target, key, reserve), asio::detached);
+    asio::co_spawn(*target.ioc, Session(std::move(socket), target, peer.address(), key, reserve),
+                   asio::detached);
   }
 }
 
-bool Server::Impl::Admit(Socket& socket, ConnectionLimits::Key& key, bool& reserve) {
+bool Server::Impl::Admit(Socket& socket, const ConnectionLimits::Key& key, bool& reserve) {
   boost::system::error_code ec;
-  const auto remote = socket.remote_endpoint(ec);
-  if (ec) {  // already reset by the peer
-    socket.close(ec);
-    return false;
-  }
-  key = ConnectionLimits::KeyOf(remote.address());
   const auto admit = limits.Open(key);
   if (admit == ConnectionLimits::Admit::kNormal) return true;
   // Near or at the limit, idle connections make room. (Not for a refusal
@@ -644,8 +641,8 @@ void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::siz
   }
 }
 
-Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, ConnectionLimits::Key key,
-                                      bool reserve) {
+Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::address peer,
+                                      ConnectionLimits::Key key, bool reserve) {
   auto connection = std::make_shared<Connection>(std::move(socket));
   connection->CancelOnTimeout();  // a timed-out request still gets its 408
   connection->set_max_buffered(options.header_limit);
@@ -671,18 +668,11 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, ConnectionL
 
   Socket& sock = connection->socket();
   auto& buffer = connection->buffer();
-  std::string remote;
-  {
-    boost::system::error_code ec;
-    auto endpoint = sock.remote_endpoint(ec);
-    if (!ec) remote = endpoint.address().to_string();
-  }
-
   // Reused by every request of the connection, so that a request costs no
   // allocation for its header views, header text or response head once
   // they have grown to fit.
   Request request;
-  request.remote_address = remote;
+  request.remote_address = peer.to_string();
   std::string header_store;
   std::string head;
   boost::system::error_code ec;
