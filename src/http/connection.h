@@ -67,6 +67,9 @@ class BodyParser : public bhttp::basic_parser<isRequest> {
     ec = {};
   }
   void on_response_impl(int, beast::string_view, int, beast::error_code& ec) override { ec = {}; }
+  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code& ec) override {
+    ec = {};
+  }
 
  private:
   std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
@@ -74,9 +77,7 @@ class BodyParser : public bhttp::basic_parser<isRequest> {
     ec = {};
     return body.size();
   }
-  void on_chunk_header_impl(std::uint64_t, beast::string_view, beast::error_code& ec) override {
-    ec = {};
-  }
+
   std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
                                  beast::error_code& ec) override {
     return on_body_impl(body, ec);

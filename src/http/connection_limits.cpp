@@ -14,7 +14,7 @@ std::size_t DefaultMaxConnections() {
     descriptors = static_cast<std::size_t>(limit.rlim_cur);
   else if (limit.rlim_cur == RLIM_INFINITY)
     descriptors = 1 << 20;
-  return std::max<std::size_t>(64, descriptors / 2);
+  return std::clamp<std::size_t>(descriptors / 2, 64, kMaxDefaultConnections);
 }
 
 ConnectionLimits::ConnectionLimits(ConnectionLimitOptions options) : options_(options) {

@@ -36,7 +36,10 @@ struct ConnectionLimitOptions {
 
 // Half the process's descriptor limit (RLIMIT_NOFILE's soft value), at
 // least 64: the other half stays for upstream, database and registry
-// connections, log files and the like.
+// connections, log files and the like. At most kMaxDefaultConnections:
+// where the limit is huge (containers often allow 2^20), each connection's
+// buffers would otherwise bound memory at nothing useful.
+inline constexpr std::size_t kMaxDefaultConnections = 16384;
 std::size_t DefaultMaxConnections();
 
 class ConnectionLimits {

@@ -73,8 +73,20 @@ std::size_t MethodIndex(std::string_view method) {
 
 struct ConnectionEntry {
   Connection* connection = nullptr;
-  bool idle = true;  // waiting for the first byte of a request
+  std::atomic<std::int64_t>* idle_count = nullptr;  // the server's, kept by SetIdle
+  bool idle = false;                                // waiting for the first byte of a request
+
+  void SetIdle(bool now_idle) {
+    if (now_idle == idle) return;
+    idle = now_idle;
+    idle_count->fetch_add(now_idle ? 1 : -1, std::memory_order_relaxed);
+  }
 };
+
+// How long a connection in the reserved band may take to send its first
+// request: a health check sends at once, and a slot held for the whole
+// request_timeout by a client sending one byte would lock health checks out.
+constexpr auto kReserveRequestTimeout = std::chrono::seconds(1);
 
 struct RouteMetrics {
   Counter* requests;
@@ -164,6 +176,10 @@ class RequestParser final : public detail::BodyParser<true> {
   }
   void on_header_impl(beast::error_code& ec) override {
     rejection_ = FramingProblem(version_, hosts_, codings_, has_transfer_encoding_, has_length_);
+    // And Beast must have read the same: a Transfer-Encoding it did not
+    // take as chunked would frame the message as having no body.
+    if (!rejection_ && has_transfer_encoding_ && !this->chunked())
+      rejection_ = Response::Error(400, "bad_request", "malformed Transfer-Encoding");
     if (rejection_) {
       // Stops the parser (rejection_ says why) where the message ends with
       // its head; where a body follows, Beast 1.74 goes on past this error
@@ -180,6 +196,20 @@ class RequestParser final : public detail::BodyParser<true> {
     ec = {};
   }
 
+  // A chunk extension with a control character (a bare LF or a NUL inside
+  // a quoted string, which Beast lets through) is refused: a parser that
+  // ends lines at a bare LF would frame the body differently.
+  void on_chunk_header_impl(std::uint64_t size, beast::string_view extensions,
+                            beast::error_code& ec) override {
+    for (char c : extensions) {
+      const auto byte = static_cast<unsigned char>(c);
+      if ((byte < 0x20 && c != '\t') || byte == 0x7f) {
+        ec = bhttp::error::bad_chunk_extension;
+        return;
+      }
+    }
+    BodyParser::on_chunk_header_impl(size, extensions, ec);
+  }
   void on_body_init_impl(const boost::optional<std::uint64_t>& length,
                          beast::error_code& ec) override {
     if (rejection_) {
@@ -380,8 +410,16 @@ struct Server::Impl {
   // answered and closed here).
   bool Admit(Socket& socket, const ConnectionLimits::Key& key, bool& reserve);
   void OnAcceptError(const boost::system::error_code& ec);
-  // Asks the I/O threads to close their oldest idle connection (one in all).
+  // Asks the I/O threads to close the connection idle the longest (one in all).
   void EvictIdle();
+  // For a request on a connection in the reserved band: true when no more
+  // connections than the normal band holds are busy (the rest are idle,
+  // and being closed to make room: Admit asked), so that idle connections
+  // never keep a request from being served.
+  bool RoomForBusy() const {
+    const auto busy = static_cast<std::int64_t>(limits.open()) - idle_count.load();
+    return busy <= static_cast<std::int64_t>(limits.options().max - limits.options().reserved);
+  }
   Awaitable<void> Session(Socket socket, Worker& worker, asio::ip::address peer,
                           ConnectionLimits::Key key, bool reserve);
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
@@ -405,6 +443,7 @@ struct Server::Impl {
   std::shared_ptr<spdlog::logger> access;
 
   ConnectionLimits limits;
+  std::atomic<std::int64_t> idle_count{0};  // connections waiting for a request
   std::atomic<int> evictions_wanted{0};
   std::size_t next_eviction = 0;  // acceptor thread only
   // A descriptor held in reserve: when accept fails for want of
@@ -537,6 +576,7 @@ bool Server::Impl::Admit(Socket& socket, const ConnectionLimits::Key& key, bool&
 void Server::Impl::OnAcceptError(const boost::system::error_code& ec) {
   if (ec == asio::error::no_descriptors || ec.value() == ENFILE) {
     refused_descriptors->Inc();
+    EvictIdle();  // descriptors for the next ones
     if (spare_fd >= 0) {
       // Every connection waiting now (bounded per round, so that the
       // thread goes on serving), not one per backoff: those behind the
@@ -577,14 +617,14 @@ void Server::Impl::EvictIdle() {
     asio::post(*w->ioc, [this, w] {
       if (evictions_wanted.load(std::memory_order_relaxed) <= 0) return;
       for (auto it = w->connections.rbegin(); it != w->connections.rend(); ++it) {
-        if (!(*it)->idle) continue;
+        if (!(*it)->idle) continue;  // the list's back: idle the longest
         if (evictions_wanted.fetch_sub(1, std::memory_order_relaxed) <= 0) {
           evictions_wanted.fetch_add(1, std::memory_order_relaxed);
           return;
         }
         boost::system::error_code ignored;
         (*it)->connection->socket().cancel(ignored);
-        (*it)->idle = false;  // not chosen twice
+        (*it)->SetIdle(false);  // not chosen twice
         evicted_idle->Inc();
         return;
       }
@@ -646,7 +686,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   auto connection = std::make_shared<Connection>(std::move(socket));
   connection->CancelOnTimeout();  // a timed-out request still gets its 408
   connection->set_max_buffered(options.header_limit);
-  ConnectionEntry entry{connection.get()};
+  ConnectionEntry entry{connection.get(), &idle_count};
   worker.connections.push_front(&entry);
   auto self = worker.connections.begin();
   open_connections.fetch_add(1, std::memory_order_relaxed);
@@ -657,14 +697,16 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     std::list<ConnectionEntry*>::iterator it;
     Connection& connection;
     const ConnectionLimits::Key& key;
+    ConnectionEntry& entry;
     ~Unlink() {
+      entry.SetIdle(false);
       connection.Close();
       impl->limits.Close(key);
       worker.connections.erase(it);
       impl->connections_gauge->Add(-1);
       impl->open_connections.fetch_sub(1, std::memory_order_relaxed);
     }
-  } unlink{this, worker, self, *connection, key};
+  } unlink{this, worker, self, *connection, key, entry};
 
   Socket& sock = connection->socket();
   auto& buffer = connection->buffer();
@@ -682,11 +724,15 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   Clock::time_point now = Clock::now();
   while (!draining.load(std::memory_order_relaxed)) {
     if (buffer.size() == 0) {
-      entry.idle = true;
-      connection->SetDeadline(now + options.idle_timeout);
+      entry.SetIdle(true);
+      // Idle the longest at the back: eviction takes from there.
+      worker.connections.splice(worker.connections.begin(), worker.connections, self);
+      connection->SetDeadline(now + (reserve ? std::min<std::chrono::milliseconds>(
+                                                   options.idle_timeout, kReserveRequestTimeout)
+                                             : options.idle_timeout));
       std::size_t n = co_await sock.async_read_some(buffer.prepare(4096),
                                                     asio::redirect_error(http::use_awaitable, ec));
-      entry.idle = false;
+      entry.SetIdle(false);
       if (ec) break;  // idle timeout, peer closed, or shutdown: nothing to answer
       buffer.commit(n);
     }
@@ -705,7 +751,10 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
       RequestParser parser(request, header_store, rejection);
       parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
       parser.body_limit(options.body_limit);
-      connection->SetDeadline(start + options.request_timeout);
+      connection->SetDeadline(start + (reserve
+                                           ? std::min<std::chrono::milliseconds>(
+                                                 options.request_timeout, kReserveRequestTimeout)
+                                           : options.request_timeout));
       if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
         co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
       if (!ec && parser.expects_continue() && !parser.is_done()) {
@@ -783,8 +832,10 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     // A connection in the reserved band serves health checks and scrapes
     // only, and closes after one answer.
     if (reserve) wants_keep_alive = false;
-    const bool shed = reserve && !(request.method == "GET" &&
-                                   (request.path == "/health" || request.path == "/metrics"));
+    const bool shed =
+        reserve &&
+        !(request.method == "GET" && (request.path == "/health" || request.path == "/metrics")) &&
+        !RoomForBusy();
     auto match = shed ? RouteMatch{}  // kNotFound: not routed
                       : router.Match(request.method, request.path, request.params);
     switch (match.kind) {
@@ -820,7 +871,8 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
 
     bool keep_alive = wants_keep_alive && !draining.load(std::memory_order_relaxed);
     WriteHead(head, response, request.request_id, options.instance_id, version, keep_alive);
-    const bool with_body = HasBody(response.status);
+    // A HEAD answer has the head a GET would have, without the body.
+    const bool with_body = HasBody(response.status) && request.method != "HEAD";
     std::size_t bytes_in = request.body.size();
     std::size_t bytes_out = with_body ? response.body.size() : 0;
     // One gather write: the head and the body leave in one sendmsg. Only

@@ -12,9 +12,8 @@
 // It accepts only a subset of what Beast accepts and never reports an
 // error: anything outside that subset (HTTP/1.0, 1xx/204/304 answers, an
 // answer without Content-Length, Expect, obs-fold, a Transfer-Encoding, a
-// repeated Content-Length, a request without exactly one Host, a bare LF, a control character, a target with
-// bytes outside printable ASCII, more than kMaxFields fields, an incomplete
-// message...)
+// repeated Content-Length, a request without exactly one Host, a bare LF, a control character, a
+// target with bytes outside printable ASCII, more than kMaxFields fields, an incomplete message...)
 // gives kDefer, and the caller parses the same bytes with Beast, which
 // handles every case and reports every error. So correctness rests on one
 // property, checked by a differential test against Beast: whenever this

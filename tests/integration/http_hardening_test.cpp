@@ -128,6 +128,14 @@ TEST(HttpHardeningTest, ChunkLinesAndTrailersAreBounded) {
       RawHttp(server.port(), head + "1\r\nz\r\n0\r\nX-Trailer: " + std::string(4 << 20, 't'), 10s);
   EXPECT_EQ(trailer.status, 400);
   EXPECT_EQ(trailer.Json()["error"], "chunk_line_too_long");
+  // A control character inside a quoted extension (Beast lets a bare LF
+  // or NUL through there) is refused too.
+  for (std::string ext : {std::string("5;a=\"b\nc\""), std::string("5;a=\"b\0c\"", 10)}) {
+    auto answer = RawHttp(server.port(), head + ext + "\r\nhello\r\n0\r\n\r\n" +
+                                             "GET /secret HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(answer.status, 400);
+    EXPECT_EQ(answer.raw.find("smuggled"), std::string::npos);
+  }
   // Within the bound, both still work.
   auto fine = RawHttp(server.port(),
                       "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
@@ -144,7 +152,8 @@ TEST(HttpHardeningTest, TransferEncodingOtherThanChunkedIsRefused) {
   Server server(EchoRouter(), Options());
   ASSERT_TRUE(server.Start());
   const std::string smuggled = "GET /secret HTTP/1.1\r\nHost: x\r\n\r\n";
-  for (std::string coding : {"identity", "chunked, identity", "gzip", "chunked;x=1, identity"}) {
+  for (std::string coding : {"identity", "chunked, identity", "gzip", "chunked;x=1, identity",
+                             ";, chunked", ";a=b,chunked", "chunked;x=1", "\"chunked\""}) {
     SCOPED_TRACE(coding);
     auto answer =
         RawHttp(server.port(), "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding +
@@ -264,10 +273,11 @@ TEST(HttpHardeningTest, OneAddressCannotTakeEveryConnection) {
   for (int fd : idle) ::close(fd);
 }
 
-// Near max_connections the last reserved_connections serve only /health
-// and /metrics, and every new connection closes the oldest idle one, so
-// that idle connections from many addresses cannot shut everyone out.
-TEST(HttpHardeningTest, FullServerKeepsHealthAndEvictsIdleConnections) {
+// Near max_connections the last reserved_connections are a reserve: a
+// connection there is served when busy connections leave room (idle ones
+// never keep a request out, and the one idle the longest is closed), else
+// only for /health and /metrics.
+TEST(HttpHardeningTest, IdleConnectionsNeverKeepRequestsOut) {
   auto options = Options();
   options.max_connections = 12;
   options.max_connections_per_address = 12;
@@ -275,45 +285,78 @@ TEST(HttpHardeningTest, FullServerKeepsHealthAndEvictsIdleConnections) {
   Server server(EchoRouter(), options);
   ASSERT_TRUE(server.Start());
   std::vector<int> idle;
-  for (int i = 0; i < 8; ++i) {  // the normal band, full
+  for (int i = 0; i < 8; ++i) {  // the normal band, full of idle connections
     int fd = ConnectFrom(server.port(), ("127.0.0." + std::to_string(10 + i)).c_str());
     ASSERT_GE(fd, 0);
     idle.push_back(fd);
   }
   for (int i = 0; i < 100 && server.open_connections() < 8; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(server.open_connections(), 8u);
-  // Two more: both in the reserved band, where /health answers and other
-  // routes get 503; each closes the oldest idle connection.
-  int a = ConnectFrom(server.port(), "127.0.0.30");
-  int b = ConnectFrom(server.port(), "127.0.0.31");
-  ASSERT_GE(a, 0);
-  ASSERT_GE(b, 0);
-  SendAll(a, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-  SendAll(b, "GET /echo HTTP/1.1\r\nHost: x\r\n\r\n");
-  auto health = ParseHttpResponse(ReadAll(a));
-  auto shed = ParseHttpResponse(ReadAll(b));
-  ::close(a);
-  ::close(b);
+  // A keep-alive connection used a moment ago: idle, but not the longest.
+  int recent = ConnectFrom(server.port(), "127.0.0.20");
+  ASSERT_GE(recent, 0);
+  // Served although in the reserved band: every other connection is idle.
+  EXPECT_EQ(Get(server.port(), "/echo", "127.0.0.30").status, 200);
+  EXPECT_EQ(Get(server.port(), "/echo", "127.0.0.31").status, 200);
+  // Each closed the connection idle the longest (each I/O thread its own):
+  // two of the first eight, never the recent one.
+  std::size_t closed = 0;
+  std::vector<bool> seen(idle.size(), false);
+  for (auto until = std::chrono::steady_clock::now() + 3s;
+       closed < 2 && std::chrono::steady_clock::now() < until;) {
+    for (std::size_t i = 0; i < idle.size(); ++i) {
+      if (!seen[i] && ClosedByServer(idle[i], 10ms)) seen[i] = true, ++closed;
+    }
+  }
+  EXPECT_GE(closed, 2u);
+  EXPECT_FALSE(ClosedByServer(recent, 100ms));
+  for (int fd : idle) ::close(fd);
+  ::close(recent);
+}
+
+TEST(HttpHardeningTest, BusyServerKeepsHealthAndShedsTheRest) {
+  auto options = Options();
+  options.max_connections = 12;
+  options.max_connections_per_address = 12;
+  options.reserved_connections = 4;
+  Server server(EchoRouter(), options);
+  ASSERT_TRUE(server.Start());
+  std::vector<int> busy;
+  for (int i = 0; i < 8; ++i) {  // the normal band, each in the middle of a request
+    int fd = ConnectFrom(server.port(), ("127.0.0." + std::to_string(10 + i)).c_str());
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(SendAll(fd, "GET /echo HTTP/1.1\r\n"));
+    busy.push_back(fd);
+  }
+  for (int i = 0; i < 100 && server.open_connections() < 8; ++i) std::this_thread::sleep_for(10ms);
+  auto health = Get(server.port(), "/health", "127.0.0.30");
   EXPECT_EQ(health.status, 200);
+  auto shed = Get(server.port(), "/echo", "127.0.0.31");
   EXPECT_EQ(shed.status, 503);
   EXPECT_EQ(shed.Json()["error"], "overloaded");
   EXPECT_FALSE(shed.Header("retry-after").empty());
-  // Two idle connections closed: each I/O thread closes its oldest, so
-  // the newest one (idle.back()) stays.
-  std::vector<bool> closed(idle.size(), false);
-  std::size_t count = 0;
-  for (auto until = std::chrono::steady_clock::now() + 3s;
-       count < 2 && std::chrono::steady_clock::now() < until;) {
-    for (std::size_t i = 0; i < idle.size(); ++i) {
-      if (!closed[i] && ClosedByServer(idle[i], 10ms)) closed[i] = true, ++count;
-    }
-  }
-  EXPECT_EQ(count, 2u);
-  EXPECT_FALSE(closed.back());
-  EXPECT_FALSE(ClosedByServer(idle.back(), 100ms));
-  // With room again, requests are served as usual.
-  EXPECT_EQ(Get(server.port(), "/echo", "127.0.0.32").status, 200);
-  for (int fd : idle) ::close(fd);
+  // A reserved slot is held for at most a second by a client that sends
+  // nothing (or one byte), not for the whole request timeout.
+  int silent = ConnectFrom(server.port(), "127.0.0.32");
+  ASSERT_GE(silent, 0);
+  EXPECT_TRUE(ClosedByServer(silent, 2500ms));
+  ::close(silent);
+  for (int fd : busy) ::close(fd);
+}
+
+// A HEAD answer carries no body (the next answer on the connection would
+// start inside it).
+TEST(HttpHardeningTest, HeadAnswersHaveNoBody) {
+  Server server(EchoRouter(), Options());
+  ASSERT_TRUE(server.Start());
+  auto answer = RawHttp(server.port(),
+                        "HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  // Two heads, the first without its body: the second status line follows
+  // the first blank line at once.
+  const auto first_end = answer.raw.find("\r\n\r\n");
+  ASSERT_NE(first_end, std::string::npos);
+  EXPECT_EQ(answer.raw.compare(first_end + 4, 9, "HTTP/1.1 "), 0) << answer.raw;
 }
 
 }  // namespace

@@ -75,7 +75,8 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{30'000};
 
   // Open client connections at most; 0: half the process's descriptor
-  // limit (RLIMIT_NOFILE), the rest left for outgoing connections and files.
+  // limit (RLIMIT_NOFILE), the rest left for outgoing connections and
+  // files, at most 16,384.
   std::size_t max_connections = 0;
   // From one client address at most; 0: a quarter of max_connections. (Set
   // it to max_connections where every client comes through one proxy.)
