@@ -5,16 +5,18 @@
 
 #include <cerrno>
 #include <charconv>
+#include <climits>
+#include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 
 namespace disco::service {
 namespace {
 
 constexpr std::size_t kMaxTokenBytes = 4096;
-// Clock skew tolerated between instances for iat (a token "from the future").
-constexpr std::int64_t kMaxSkewSeconds = 60;
+constexpr std::int64_t kMaxSkewSeconds = JwtCodec::kMaxSkewSeconds;
 
 struct JwtDeleter {
   void operator()(jwt_t* jwt) const { jwt_free(jwt); }
@@ -64,6 +66,31 @@ std::string Base64UrlEncode(const unsigned char* data, std::size_t n) {
   return out;
 }
 
+// A time claim as integer seconds. libjwt's jwt_get_grant_int answers 0,
+// without an error, for a string, a fraction or a boolean, so the claims are
+// read from the payload here. nullopt: the claim is absent.
+Result<std::optional<std::int64_t>> TimeClaim(const nlohmann::json& payload, const char* name) {
+  auto it = payload.find(name);
+  if (it == payload.end()) return std::nullopt;
+  if (!it->is_number_integer() ||
+      (it->is_number_unsigned() &&
+       it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))) {
+    return Fail(ErrorCode::kPermissionDenied,
+                std::string("token has a bad ") + name + " claim (integer seconds expected)");
+  }
+  return it->get<std::int64_t>();
+}
+
+// Checked on every use, also of a cached token.
+Result<void> CheckTimes(const JwtClaims& claims, std::int64_t now_s) {
+  if (claims.expires_at <= now_s) return Fail(ErrorCode::kPermissionDenied, "token expired");
+  if (claims.issued_at > now_s + kMaxSkewSeconds)
+    return Fail(ErrorCode::kPermissionDenied, "token issued in the future");
+  if (claims.not_before > now_s + kMaxSkewSeconds)
+    return Fail(ErrorCode::kPermissionDenied, "token not valid yet (nbf)");
+  return {};
+}
+
 }  // namespace
 
 JwtCodec::JwtCodec(std::string secret, std::chrono::seconds ttl, std::size_t cache_entries)
@@ -100,9 +127,11 @@ Result<JwtClaims> JwtCodec::Verify(std::string_view token,
   if (cache_entries_ > 0 && !token.empty() && token.size() <= kMaxTokenBytes) {
     std::lock_guard lock(cache_mu_);
     if (auto it = cache_.find(token); it != cache_.end()) {  // no allocation
-      if (it->second.expires_at > now_s) return it->second;
-      cache_.erase(it);
-      return Fail(ErrorCode::kPermissionDenied, "token expired");
+      auto times = CheckTimes(it->second, now_s);
+      if (times) return it->second;
+      // Expired for good; a token not valid yet stays (the clock was set back).
+      if (it->second.expires_at <= now_s) cache_.erase(it);
+      return std::unexpected(times.error());
     }
   }
   auto claims = VerifyUncached(token, now_s);
@@ -148,29 +177,38 @@ Result<JwtClaims> JwtCodec::VerifyUncached(std::string_view token, std::int64_t 
   if (jwt_get_alg(jwt.get()) != JWT_ALG_HS256) {
     return Fail(ErrorCode::kPermissionDenied, "token algorithm not accepted (HS256 only)");
   }
+  // The claims, from the payload whose signature libjwt has just verified.
+  auto payload_text = Base64UrlDecode(token.substr(dot1 + 1, dot2 - dot1 - 1));
+  if (!payload_text) return std::unexpected(payload_text.error());
+  auto payload = nlohmann::json::parse(*payload_text, nullptr, false);
+  if (payload.is_discarded() || !payload.is_object())
+    return Fail(ErrorCode::kPermissionDenied, "malformed token");
   JwtClaims claims;
-  errno = 0;
-  long exp = jwt_get_grant_int(jwt.get(), "exp");
-  if (errno != 0) return Fail(ErrorCode::kPermissionDenied, "token has no valid exp claim");
-  errno = 0;
-  long iat = jwt_get_grant_int(jwt.get(), "iat");
-  if (errno != 0) return Fail(ErrorCode::kPermissionDenied, "token has no valid iat claim");
-  if (exp <= now_s) return Fail(ErrorCode::kPermissionDenied, "token expired");
-  if (iat > now_s + kMaxSkewSeconds)
-    return Fail(ErrorCode::kPermissionDenied, "token issued in the future");
-  const char* sub = jwt_get_grant(jwt.get(), "sub");
-  const char* username = jwt_get_grant(jwt.get(), "username");
-  if (sub == nullptr || username == nullptr)
+  auto exp = TimeClaim(payload, "exp");
+  if (!exp) return std::unexpected(exp.error());
+  if (!*exp) return Fail(ErrorCode::kPermissionDenied, "token has no valid exp claim");
+  auto iat = TimeClaim(payload, "iat");
+  if (!iat) return std::unexpected(iat.error());
+  if (!*iat) return Fail(ErrorCode::kPermissionDenied, "token has no valid iat claim");
+  auto nbf = TimeClaim(payload, "nbf");
+  if (!nbf) return std::unexpected(nbf.error());
+  claims.expires_at = **exp;
+  claims.issued_at = **iat;
+  claims.not_before = nbf->value_or(0);
+  if (auto times = CheckTimes(claims, now_s); !times) return std::unexpected(times.error());
+  auto sub = payload.find("sub");
+  auto username = payload.find("username");
+  if (sub == payload.end() || !sub->is_string() || username == payload.end() ||
+      !username->is_string()) {
     return Fail(ErrorCode::kPermissionDenied, "token lacks sub or username");
-  std::string_view sub_view(sub);
+  }
+  const auto& sub_text = sub->get_ref<const std::string&>();
   auto [end, ec] =
-      std::from_chars(sub_view.data(), sub_view.data() + sub_view.size(), claims.user_id);
-  if (ec != std::errc() || end != sub_view.data() + sub_view.size() || claims.user_id <= 0) {
+      std::from_chars(sub_text.data(), sub_text.data() + sub_text.size(), claims.user_id);
+  if (ec != std::errc() || end != sub_text.data() + sub_text.size() || claims.user_id <= 0) {
     return Fail(ErrorCode::kPermissionDenied, "token has a bad sub claim");
   }
-  claims.username = username;
-  claims.issued_at = iat;
-  claims.expires_at = exp;
+  claims.username = username->get<std::string>();
   return claims;
 }
 

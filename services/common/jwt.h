@@ -4,12 +4,17 @@
 // exactly "HS256" and its signature verifies with our secret; "none", other
 // HMAC sizes and RSA/EC algorithms are rejected before libjwt looks at the
 // signature (the classic algorithm-confusion attacks). Claims: sub (the user
-// id as a decimal string), username, iat, exp; exp is required and checked.
+// id as a decimal string), username, iat, exp and, if present, nbf (RFC 7519
+// §4.1.5), times as integer seconds. exp and iat are required; a token is
+// refused once exp has passed, and while iat or nbf is more than
+// kMaxSkewSeconds ahead of our clock (the leeway for clocks of instances that
+// disagree; none is given on exp).
 //
 // Verified tokens are remembered (bounded, keyed by the whole token, until
 // their exp), so a client that sends the same token again costs a hash lookup
 // instead of a base64 decode, a JSON parse and an HMAC; an entry can only be
-// hit by the exact token that verified, and exp is checked on every hit.
+// hit by the exact token that verified, and exp, iat and nbf are checked
+// again on every hit (the clock may have been set back).
 //
 // Thread safety: Issue and Verify may run on any number of threads at once
 // (the cache takes a mutex for a lookup or an insert).
@@ -31,6 +36,7 @@ struct JwtClaims {
   std::string username;
   std::int64_t issued_at = 0;   // seconds since the epoch
   std::int64_t expires_at = 0;  // seconds since the epoch
+  std::int64_t not_before = 0;  // seconds since the epoch; 0 when the token has no nbf
 };
 
 class JwtCodec {
@@ -40,6 +46,9 @@ class JwtCodec {
   JwtCodec(std::string secret, std::chrono::seconds ttl, std::size_t cache_entries = 4096);
 
   static constexpr std::size_t kMinSecretBytes = 32;
+  // How far ahead of our clock a token's iat and nbf may be (clock skew
+  // between the instance that issued it and the one that checks it).
+  static constexpr std::int64_t kMaxSkewSeconds = 60;
 
   std::chrono::seconds ttl() const { return ttl_; }
 
@@ -49,7 +58,8 @@ class JwtCodec {
       std::chrono::system_clock::time_point now = std::chrono::system_clock::now()) const;
 
   // Errors (all kPermissionDenied, message safe to show the caller): malformed
-  // token, wrong algorithm, bad signature, expired, missing or bad claims.
+  // token, wrong algorithm, bad signature, expired, not valid yet (iat or nbf
+  // ahead), missing or bad claims.
   Result<JwtClaims> Verify(std::string_view token, std::chrono::system_clock::time_point now =
                                                        std::chrono::system_clock::now()) const;
 

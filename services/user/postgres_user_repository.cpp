@@ -25,6 +25,8 @@ void PrepareStatements(pqxx::connection& conn) {
   conn.prepare(
       "user_by_name",
       "SELECT id, username, email, password_hash, created_at FROM users WHERE username = $1");
+  conn.prepare("user_update_hash",
+               "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2");
 }
 
 std::optional<User> First(const pqxx::result& rows) {
@@ -70,6 +72,16 @@ class PostgresUserRepository final : public UserRepository {
           pqxx::nontransaction txn(conn);
           return First(txn.exec_prepared("user_by_name", std::string(username)));
         });
+  }
+
+  Result<bool> UpdatePasswordHash(std::int64_t id, std::string_view old_hash,
+                                  std::string_view new_hash) override {
+    return pool_.Run<bool>([&](pqxx::connection& conn) -> Result<bool> {
+      pqxx::nontransaction txn(conn);
+      auto rows =
+          txn.exec_prepared("user_update_hash", id, std::string(old_hash), std::string(new_hash));
+      return rows.affected_rows() > 0;
+    });
   }
 
  private:

@@ -23,6 +23,8 @@ constexpr const char* kById =
     "SELECT id, username, email, password_hash, created_at FROM users WHERE id = ?1";
 constexpr const char* kByName =
     "SELECT id, username, email, password_hash, created_at FROM users WHERE username = ?1";
+constexpr const char* kUpdateHash =
+    "UPDATE users SET password_hash = ?3 WHERE id = ?1 AND password_hash = ?2 RETURNING id";
 
 User Row(const SqliteConnection::Statement& s) {
   return User{s.Int(0), s.Text(1), s.Text(2), s.Text(3), s.Text(4)};
@@ -83,6 +85,19 @@ class SqliteUserRepository final : public UserRepository {
       select.Bind(1, username);
       if (!select.Step()) return std::nullopt;
       return Row(select);
+    });
+  }
+
+  Result<bool> UpdatePasswordHash(std::int64_t id, std::string_view old_hash,
+                                  std::string_view new_hash) override {
+    auto lease = pool_.Acquire();
+    if (!lease) return std::unexpected(lease.error());
+    return Guard<bool>([&]() -> Result<bool> {
+      auto update = (*lease)->Prepare(kUpdateHash);
+      update.Bind(1, id).Bind(2, old_hash).Bind(3, new_hash);
+      bool updated = false;
+      while (update.Step()) updated = true;  // run to the end: the change is committed
+      return updated;
     });
   }
 

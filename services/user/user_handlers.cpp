@@ -3,6 +3,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <unordered_map>
 
 #include "common/auth.h"
@@ -37,7 +38,8 @@ std::string PublicUser(const User& user, bool with_email) {
 // Users by id. Accounts never change once created (the API has no update or
 // delete), so a cached user is never stale, whichever instance created it;
 // missing users are not cached (another instance may create them). Bounded:
-// when full, an arbitrary quarter is dropped. Password hashes are not kept.
+// when full, an arbitrary quarter is dropped. Password hashes are not kept
+// (a login may upgrade one; logins read it from the database).
 class UserCache {
  public:
   explicit UserCache(std::size_t capacity) : capacity_(capacity) {}
@@ -132,12 +134,20 @@ class UserApi {
       found = std::optional<User>();
     }
     bool ok = false;
+    std::optional<std::string> upgraded;
     const std::string& hash = *found ? (*found)->password_hash : dummy_hash_;
-    co_await deps_.cpu->Run([&] { ok = service::VerifyPassword(password, hash); });
+    co_await deps_.cpu->Run([&] {
+      ok = service::VerifyPassword(password, hash);
+      // An outdated hash is replaced now, while we have the password.
+      if (ok && *found && service::NeedsRehash(password, hash)) {
+        if (auto fresh = service::HashPassword(password, deps_.bcrypt_cost)) upgraded = *fresh;
+      }
+    });
     if (!ok || !*found) {
       // One answer for "no such user" and "wrong password".
       co_return Response::Error(401, "invalid_credentials", "invalid username or password");
     }
+    if (upgraded) co_await StoreUpgradedHash(**found, *upgraded, request);
     auto token = deps_.jwt->Issue((*found)->id, (*found)->username);
     if (!token) co_return Response::Error(500, "internal", "issuing the token failed");
     json out = {
@@ -174,6 +184,23 @@ class UserApi {
   }
 
  private:
+  // Best effort: the login succeeds either way, and a hash not replaced now
+  // is replaced at the next login.
+  Awaitable<void> StoreUpgradedHash(const User& user, const std::string& fresh,
+                                    const Request& request) {
+    Result<bool> updated;
+    co_await deps_.db->Run([&] {
+      updated = deps_.repository->UpdatePasswordHash(user.id, user.password_hash, fresh);
+    });
+    if (!updated) {
+      service::Log().warn("could not upgrade the password hash of user {}: {} request id {}",
+                          user.id, updated.error().message, request.request_id);
+    } else if (*updated) {
+      service::Log().info("upgraded the password hash of user {} request id {}", user.id,
+                          request.request_id);
+    }
+  }
+
   // The user from the cache, else from the database (on the db pool).
   Awaitable<void> Find(std::int64_t id, Result<std::shared_ptr<const User>>& found) {
     if (auto cached = cache_.Get(id)) {

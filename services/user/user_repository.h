@@ -21,7 +21,7 @@ struct User {
   std::int64_t id = 0;
   std::string username;
   std::string email;
-  std::string password_hash;  // bcrypt; never leaves the service
+  std::string password_hash;  // common/password.h; never leaves the service
   std::string created_at;     // UtcTimestamp()
 };
 
@@ -40,6 +40,11 @@ class UserRepository {
   // Not found is an empty optional, not an error.
   virtual Result<std::optional<User>> FindById(std::int64_t id) = 0;
   virtual Result<std::optional<User>> FindByUsername(std::string_view username) = 0;
+  // Replaces the user's password hash if it is still `old_hash` (a login that
+  // upgrades an outdated hash must not overwrite one changed meanwhile).
+  // False: no such user, or the hash was no longer `old_hash`.
+  virtual Result<bool> UpdatePasswordHash(std::int64_t id, std::string_view old_hash,
+                                          std::string_view new_hash) = 0;
 };
 
 // Opens (and creates the schema of) the database `url` names.

@@ -82,6 +82,39 @@ TEST_P(RepositoryTest, ParametersAreBoundNotSpliced) {
   EXPECT_TRUE(users->Create({"still-here", "s@example.com", "h"})) << "the table survived";
 }
 
+// A login replaces an outdated password hash only if it is still the one it
+// verified (another instance may have replaced it meanwhile).
+TEST_P(RepositoryTest, UsersPasswordHashIsReplacedOnlyIfUnchanged) {
+  auto users = Users();
+  auto other = Users();
+  const std::string legacy = "$2b$04$LegacyUnsaltedSha256PeLRshqkstmCiLYs5eH6TniR/YZg4rRli";
+  const std::string fresh =
+      "$disco-hmac$2b$04$abcdefghijklmnopqrstuu0123456789abcdefghijklmnopqrstu";
+  auto alice = users->Create({"alice", "alice@example.com", legacy});
+  auto bob = users->Create({"bob", "bob@example.com", legacy});
+  ASSERT_TRUE(alice && bob);
+
+  auto stale = users->UpdatePasswordHash(alice->id, "$2b$04$not-the-stored-hash", fresh);
+  ASSERT_TRUE(stale) << stale.error().ToString();
+  EXPECT_FALSE(*stale);
+  EXPECT_EQ((*users->FindById(alice->id))->password_hash, legacy);
+
+  auto updated = users->UpdatePasswordHash(alice->id, legacy, fresh);
+  ASSERT_TRUE(updated) << updated.error().ToString();
+  EXPECT_TRUE(*updated);
+  EXPECT_EQ((*other->FindByUsername("alice"))->password_hash, fresh) << "seen by another instance";
+  EXPECT_EQ((*other->FindById(bob->id))->password_hash, legacy) << "only alice's row";
+  EXPECT_FALSE(*users->UpdatePasswordHash(alice->id, legacy, "$2b$04$again")) << "already replaced";
+  EXPECT_FALSE(*users->UpdatePasswordHash(999999, legacy, fresh)) << "no such user";
+
+  // Bound, not spliced.
+  std::string evil = "x' WHERE 1=1; UPDATE users SET password_hash = 'owned'; --";
+  EXPECT_FALSE(*users->UpdatePasswordHash(bob->id, evil, evil));
+  EXPECT_TRUE(*users->UpdatePasswordHash(bob->id, legacy, evil));
+  EXPECT_EQ((*users->FindById(bob->id))->password_hash, evil);
+  EXPECT_EQ((*users->FindById(alice->id))->password_hash, fresh);
+}
+
 TEST_P(RepositoryTest, TwoRepositoriesShareOneDatabase) {
   // Two instances of a service: what one writes, the other reads.
   auto first = Users();

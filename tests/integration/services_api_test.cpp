@@ -12,6 +12,7 @@
 #include <future>
 #include <thread>
 
+#include "common/database.h"
 #include "common/jwt.h"
 #include "disco/registry.h"
 #include "fixture/consul_agent.h"
@@ -20,14 +21,15 @@
 #include "fixture/postgres_server.h"
 #include "fixture/service_process.h"
 #include "fixture/util.h"
+#include "user/user_repository.h"
 
 namespace disco {
 namespace {
 
 using namespace std::chrono_literals;
 using json = nlohmann::json;
-using testing::Headers;
 using testing::B64Url;
+using testing::Headers;
 using testing::HttpRequest;
 using testing::HttpResponse;
 using testing::JsonRequest;
@@ -567,6 +569,46 @@ TEST_F(ServicesApiTest, InstancesShareOneSqliteDatabase) {
   auto list = HttpRequest(order2.port(), "GET", "/api/orders", {}, Bearer(token));
   EXPECT_EQ(list.Json()["count"], 1);
   EXPECT_EQ(list.Json()["orders"][0]["total"], "5.00");
+}
+
+// Hashes made before the salt-keyed pre-hash (bcrypt of base64(SHA-256(pw))
+// for passwords over 72 bytes) still log in, and the first login replaces the
+// stored hash, after which that unsalted digest no longer logs in.
+TEST_F(ServicesApiTest, LegacyLongPasswordHashIsUpgradedAtLogin) {
+  std::string password;
+  for (int i = 0; i < 3; ++i) password += "correct horse battery staple ";  // 87 bytes
+  // base64(SHA-256(password)), and bcrypt of it as old releases stored it (made with Python).
+  const std::string digest = "njf04XfV/EbLjclRhMTaT+xTAt23HDyL/UNWl/7bdeQ=";
+  const std::string legacy = "$2b$04$LegacyUnsaltedSha256PeLRshqkstmCiLYs5eH6TniR/YZg4rRli";
+  std::string users_db = dir_.Sub("users.db");
+  auto repo = user::OpenUserRepository(*service::ParseDatabaseUrl(users_db), {});
+  ASSERT_TRUE(repo) << repo.error().ToString();
+  ASSERT_TRUE((*repo)->Create({"legacy", "legacy@example.com", legacy}));
+  auto stored = [&] {
+    auto found = (*repo)->FindByUsername("legacy");
+    return found && *found ? (*found)->password_hash : std::string("(none)");
+  };
+  user_ = std::make_unique<ServiceProcess>(UserOptions(users_db));
+  ASSERT_TRUE(WaitRegistered("user-service", 1));
+  auto login = [&](const std::string& pw) {
+    return JsonRequest(user_->port(), "POST", "/api/users/login",
+                       {{"username", "legacy"}, {"password", pw}});
+  };
+
+  EXPECT_EQ(login(password + "!").status, 401);
+  EXPECT_EQ(stored(), legacy) << "a failed login changes nothing";
+  auto first = login(password);
+  ASSERT_EQ(first.status, 200) << first.raw;
+  std::string upgraded = stored();
+  EXPECT_TRUE(upgraded.starts_with("$disco-hmac$2b$04$")) << "not upgraded: " << upgraded;
+  auto me = HttpRequest(user_->port(), "GET", "/api/users/me", {},
+                        Bearer(first.Json().value("token", std::string())));
+  EXPECT_EQ(me.status, 200) << me.raw;
+
+  EXPECT_EQ(login(password).status, 200) << "the new hash verifies";
+  EXPECT_EQ(stored(), upgraded) << "replaced once, not at every login";
+  EXPECT_EQ(login(digest).status, 401) << "the unsalted digest no longer logs in";
+  EXPECT_EQ(stored(), upgraded);
 }
 
 // An Idempotency-Key makes order creation safe to retry: the same request

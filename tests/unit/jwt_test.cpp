@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 #include <jwt.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <cstdlib>
 
@@ -33,6 +35,28 @@ std::string Sign(jwt_alg_t alg, const std::string& key, bool with_exp = true,
   free(s);
   jwt_free(jwt);
   return token;
+}
+
+// An HS256 token with our secret over exactly this payload text, signed here
+// (jansson, under libjwt, refuses integers beyond 64 bits before signing).
+std::string SignClaims(const std::string& claims) {
+  std::string signing_input = B64Url(R"({"alg":"HS256","typ":"JWT"})") + "." + B64Url(claims);
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int mac_size = 0;
+  HMAC(EVP_sha256(), kSecret.data(), static_cast<int>(kSecret.size()),
+       reinterpret_cast<const unsigned char*>(signing_input.data()), signing_input.size(), mac,
+       &mac_size);
+  return signing_input + "." + B64Url(std::string(reinterpret_cast<char*>(mac), mac_size));
+}
+
+// Claims valid at `now` (seconds) plus `extra` (",\"nbf\":…").
+std::string ClaimsAt(std::int64_t now, const std::string& extra) {
+  return R"({"sub":"7","username":"alice","iat":)" + std::to_string(now) + R"(,"exp":)" +
+         std::to_string(now + 7200) + extra + "}";
+}
+
+std::chrono::system_clock::time_point At(std::int64_t seconds) {
+  return std::chrono::system_clock::time_point(std::chrono::seconds(seconds));
 }
 
 TEST(JwtTest, IssuesAndVerifiesHs256) {
@@ -111,6 +135,61 @@ TEST(JwtTest, RejectsMalformedTokensAndBadClaims) {
   EXPECT_TRUE(codec.Verify(Sign(JWT_ALG_HS256, kSecret))) << "the helper makes good tokens";
 }
 
+// RFC 7519 §4.1.5: not to be accepted before nbf.
+TEST(JwtTest, RejectsATokenWhoseNbfIsAnHourAhead) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600), /*cache_entries=*/0);
+  const std::int64_t now = 1'900'000'000;
+  auto claims =
+      codec.Verify(SignClaims(ClaimsAt(now, R"(,"nbf":)" + std::to_string(now + 3600))), At(now));
+  ASSERT_FALSE(claims) << "a token not valid for another hour was accepted";
+  EXPECT_EQ(claims.error().code, ErrorCode::kPermissionDenied);
+  EXPECT_NE(claims.error().message.find("nbf"), std::string::npos) << claims.error().message;
+  // An hour later it is good.
+  EXPECT_TRUE(codec.Verify(SignClaims(ClaimsAt(now, R"(,"nbf":)" + std::to_string(now + 3600))),
+                           At(now + 3600)));
+}
+
+TEST(JwtTest, NbfAndIatWithinTheLeewayAreAcceptedAndJustBeyondAreNot) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600), /*cache_entries=*/0);
+  const std::int64_t now = 1'900'000'000, skew = JwtCodec::kMaxSkewSeconds;
+  ASSERT_EQ(skew, 60);
+  auto nbf = [&](std::int64_t at) {
+    return codec.Verify(SignClaims(ClaimsAt(now, R"(,"nbf":)" + std::to_string(at))), At(now));
+  };
+  EXPECT_TRUE(nbf(now - 10)) << "in the past";
+  EXPECT_TRUE(nbf(now));
+  EXPECT_TRUE(nbf(now + 30)) << "a clock 30 s ahead";
+  EXPECT_TRUE(nbf(now + skew)) << "at the edge of the leeway";
+  EXPECT_FALSE(nbf(now + skew + 1)) << "just beyond the leeway";
+  // The same leeway for iat.
+  EXPECT_TRUE(codec.Verify(SignClaims(ClaimsAt(now + skew, "")), At(now)));
+  EXPECT_FALSE(codec.Verify(SignClaims(ClaimsAt(now + skew + 1, "")), At(now)));
+}
+
+TEST(JwtTest, RejectsMalformedNbfAndOtherTimes) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600), /*cache_entries=*/0);
+  const std::int64_t now = 1'900'000'000;
+  for (const char* nbf : {R"("1800000000")", "1800000000.5", "1.8e9", "true", "null", "[]", "{}"}) {
+    auto claims = codec.Verify(SignClaims(ClaimsAt(now, std::string(R"(,"nbf":)") + nbf)), At(now));
+    ASSERT_FALSE(claims) << "nbf " << nbf;
+    EXPECT_NE(claims.error().message.find("nbf"), std::string::npos) << claims.error().message;
+  }
+  // Beyond 64 bits (libjwt's JSON parser already refuses these).
+  for (const char* nbf : {"9223372036854775808", "18446744073709551615", "99999999999999999999"}) {
+    EXPECT_FALSE(codec.Verify(SignClaims(ClaimsAt(now, std::string(R"(,"nbf":)") + nbf)), At(now)))
+        << "nbf " << nbf;
+  }
+  // libjwt would read a string iat as 0 and a string exp as "expired"; both are malformed.
+  std::string exp = std::to_string(now + 7200);
+  EXPECT_FALSE(codec.Verify(SignClaims(R"({"sub":"7","username":"a","iat":"1","exp":)" + exp + "}"),
+                            At(now)));
+  EXPECT_FALSE(codec.Verify(
+      SignClaims(R"({"sub":"7","username":"a","iat":1,"exp":")" + exp + "\"}"), At(now)));
+  EXPECT_FALSE(
+      codec.Verify(SignClaims(R"({"sub":7,"username":"a","iat":1,"exp":)" + exp + "}"), At(now)))
+      << "sub must be a string";
+}
+
 TEST(JwtTest, RandomSecretsAreLongAndDifferent) {
   auto a = RandomSecret(), b = RandomSecret();
   EXPECT_GE(a.size(), JwtCodec::kMinSecretBytes);
@@ -143,6 +222,19 @@ TEST(JwtCacheTest, CachedTokensStillExpireAndOthersStillFail) {
     ASSERT_TRUE(claims);
     EXPECT_EQ(claims->user_id, i);
   }
+}
+
+TEST(JwtCacheTest, ACachedTokenIsNotAcceptedBeforeItsNbf) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600), /*cache_entries=*/4);
+  const std::int64_t now = 1'900'000'000;
+  auto token = SignClaims(ClaimsAt(now - 3600, R"(,"nbf":)" + std::to_string(now)));
+  ASSERT_TRUE(codec.Verify(token, At(now)));
+  ASSERT_TRUE(codec.Verify(token, At(now))) << "from the cache";
+  // The clock set back two minutes: the cached token is not valid yet.
+  auto early = codec.Verify(token, At(now - 120));
+  ASSERT_FALSE(early) << "a cache hit skipped the nbf check";
+  EXPECT_NE(early.error().message.find("nbf"), std::string::npos);
+  EXPECT_TRUE(codec.Verify(token, At(now))) << "and valid again at nbf";
 }
 
 }  // namespace
