@@ -33,8 +33,14 @@
 #   DISCO_DEMO_TTL              registration TTL in seconds: how soon a killed
 #                               instance leaves the registry [5]
 # Everything runs on 127.0.0.1. A start records each process it starts in
-# <run dir>/<name>.pid ("PID command-name"); stop signals only those PIDs, and
-# only while /proc/PID/comm still shows that command (a reused PID is left alone).
+# <run dir>/<name>.pid ("PID command-name start-time"); PID and start time (from
+# /proc/PID/stat) name that process from its fork on, and never a later one
+# that reuses the PID. start waits for each process to answer (registry 15 s,
+# each instance 20 s) and reports "exited at start" only once it is really
+# gone; on failure it stops what it started. stop sends SIGTERM to the
+# recorded processes only, waits up to 10 s, then SIGKILL and up to 5 s more,
+# and removes a PID file only once its process is gone. status shows each as
+# running, starting (not yet at its exec) or gone.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -65,12 +71,75 @@ fail() {  # fail MESSAGE [LOG]: what failed and where to look, then stop what th
   exit 1
 }
 
-# A PID file holds "PID command-name"; the process is ours only while both
-# match, so a recycled PID is never signalled.
+# A PID file holds "PID command-name start-time". The start time (field 22 of
+# /proc/PID/stat, clock ticks after boot) is set at fork and kept across exec,
+# so PID and start time name one process for its whole life: from the fork,
+# while /proc/PID/comm still shows this script (a loaded machine can take a
+# while to reach the exec), to its exit, and never a later process that reuses
+# the PID. A zombie (killed, not yet reaped by its parent) counts as gone.
+
+# proc_stat PID: sets p_state and p_start from /proc/PID/stat; false if no such process.
+proc_stat() {
+  local line rest f
+  [[ "$1" =~ ^[0-9]+$ ]] || return 1
+  { read -r line < "/proc/$1/stat"; } 2>/dev/null || return 1
+  rest=${line##*) }  # the command name in (...) may hold spaces
+  read -ra f <<<"$rest"
+  p_state=${f[0]} p_start=${f[19]:-}
+  [ -n "$p_start" ]
+}
+
+# alive PID START NAME: true while the recorded process exists and is not a zombie.
+alive() {
+  local comm
+  proc_stat "$1" || return 1
+  case "$p_state" in Z|X|x) return 1 ;; esac
+  if [ -n "$2" ]; then
+    [ "$p_start" = "$2" ]
+  else
+    # A PID file from an older demo.sh has no start time: the command must match.
+    { read -r comm < "/proc/$1/comm"; } 2>/dev/null && [ "$comm" = "$3" ]
+  fi
+}
+
+# read_pid_file FILE: sets r_pid r_name r_start (empty for an old two-field file).
+read_pid_file() {
+  r_pid='' r_name='' r_start=''
+  { read -r r_pid r_name r_start < "$1"; } 2>/dev/null || [ -n "$r_pid" ] || return 1
+  [[ "$r_pid" =~ ^[0-9]+$ ]]
+}
+
+# ours FILE: prints the recorded PID while that process is alive.
 ours() {
-  local file=$1 pid name
-  read -r pid name < "$file" || return 1
-  [ -n "$pid" ] && [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ] && echo "$pid"
+  read_pid_file "$1" && alive "$r_pid" "$r_start" "$r_name" && echo "$r_pid"
+}
+
+# phase FILE: running, or starting (alive but not yet its recorded command:
+# between the fork and the exec), or gone.
+phase() {
+  local comm=
+  if ! { read_pid_file "$1" && alive "$r_pid" "$r_start" "$r_name"; }; then echo gone; return 0; fi
+  { read -r comm < "/proc/$r_pid/comm"; } 2>/dev/null || true
+  if [ "$comm" = "$r_name" ]; then echo running; else echo starting; fi
+}
+
+# record NAME PID COMMAND: writes NAME.pid (whole, by rename: a reader never
+# sees half a file). An instant exit already reaped leaves no start time: "-"
+# matches no process, so the file reads as gone.
+record() {
+  local start=-
+  proc_stat "$2" && start=$p_start
+  echo "$2 ${3:0:15} $start" > "$run/.$1.pid.tmp"
+  mv -f "$run/.$1.pid.tmp" "$run/$1.pid"
+}
+
+# forget FILE PID: removes a PID file, only if it still names PID and that
+# process is gone.
+forget() {
+  read_pid_file "$1" || { rm -f "$1"; return 0; }
+  [ "$r_pid" = "$2" ] || return 0
+  alive "$r_pid" "$r_start" "$r_name" && return 1
+  rm -f "$1"
 }
 
 # start_bg NAME COMMAND...: runs COMMAND in the background (stdin /dev/null,
@@ -80,46 +149,84 @@ start_bg() {
   ( trap '' HUP; exec "$@" ) </dev/null >"$run/$name.log" 2>&1 &
   local pid=$!
   disown "$pid"  # no "Killed" report from the shell: the demo kills one on purpose
-  echo "$pid $(basename "$1" | cut -c1-15)" > "$run/$name.pid"
+  record "$name" "$pid" "${1##*/}"
   started_any=1
 }
 
 pid_of() { ours "$run/$1.pid" 2>/dev/null || true; }
 
-stop_all() {
-  [ -d "$run" ] || { echo "demo: nothing to stop"; return 0; }
-  local file pid name pids=() names=() any=0
-  # Everything that registers (services deregister on SIGTERM) before the registry.
-  for file in "$run"/*.pid; do
+now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
+
+# stop_files FILE...: SIGTERM to every recorded process still alive, up to
+# 10 s for them to go, SIGKILL to the rest, up to 5 s more. Only recorded
+# PIDs are signalled, each checked (PID and start time) just before; a PID
+# file is removed only once its process is gone. False if one survives.
+stop_files() {
+  local file name pids=() starts=() names=() files=() killed=() i stage deadline rc=0 left
+  for file in "$@"; do
     [ -f "$file" ] || continue
-    name=$(basename "$file" .pid)
-    [ "$name" = registry ] && continue
-    if pid=$(ours "$file"); then
-      kill -TERM "$pid" 2>/dev/null || true
-      pids+=("$pid"); names+=("$name")
+    name=${file##*/}; name=${name%.pid}
+    if ! read_pid_file "$file"; then rm -f "$file"; continue; fi
+    if alive "$r_pid" "$r_start" "$r_name"; then
+      kill -TERM "$r_pid" 2>/dev/null || true
+      pids+=("$r_pid"); starts+=("$r_start"); names+=("$name"); files+=("$file"); killed+=("")
+    else
+      echo "$name (pid $r_pid) had exited already"
+      forget "$file" "$r_pid" || true
     fi
-    rm -f "$file"
   done
-  local i
+  for stage in TERM KILL; do
+    deadline=$(($(now_ms) + 5000))
+    [ "$stage" = TERM ] && deadline=$((deadline + 5000))
+    while :; do
+      left=0
+      for i in "${!pids[@]}"; do alive "${pids[$i]}" "${starts[$i]}" "${names[$i]}" && left=1; done
+      [ $left = 0 ] && break
+      [ "$(now_ms)" -ge $deadline ] && break
+      sleep 0.1
+    done
+    [ $left = 0 ] && break
+    if [ "$stage" = TERM ]; then
+      for i in "${!pids[@]}"; do
+        if alive "${pids[$i]}" "${starts[$i]}" "${names[$i]}"; then
+          kill -KILL "${pids[$i]}" 2>/dev/null || true
+          killed[i]=" with SIGKILL (SIGTERM left it running for 10 s)"
+        fi
+      done
+    fi
+  done
   for i in "${!pids[@]}"; do
-    wait_gone "${pids[$i]}" 100 || kill -KILL "${pids[$i]}" 2>/dev/null || true
-    echo "stopped ${names[$i]} (pid ${pids[$i]})"; any=1
-  done
-  if [ -f "$run/registry.pid" ]; then
-    if pid=$(ours "$run/registry.pid"); then
-      kill -TERM "$pid" 2>/dev/null || true
-      wait_gone "$pid" 100 || kill -KILL "$pid" 2>/dev/null || true
-      echo "stopped registry (pid $pid)"; any=1
+    if alive "${pids[$i]}" "${starts[$i]}" "${names[$i]}"; then
+      echo "demo: ${names[$i]} (pid ${pids[$i]}) still runs after SIGKILL; $(rel "${files[$i]}") stays" >&2
+      rc=1
+    else
+      echo "stopped ${names[$i]} (pid ${pids[$i]})${killed[$i]}"
+      stopped_any=1
+      forget "${files[$i]}" "${pids[$i]}" || true
     fi
-    rm -f "$run/registry.pid"
-  fi
-  [ $any = 1 ] || echo "demo: nothing was running"
+  done
+  return $rc
 }
 
-wait_gone() {  # wait_gone PID TENTHS: true once PID is gone
+stop_all() {
+  [ -d "$run" ] || { echo "demo: nothing to stop"; return 0; }
+  local file files=() rc=0
+  stopped_any=0
+  # Everything that registers (services deregister on SIGTERM) before the registry.
+  for file in "$run"/*.pid; do
+    [ -f "$file" ] && [ "$file" != "$run/registry.pid" ] && files+=("$file")
+  done
+  stop_files "${files[@]}" || rc=1
+  stop_files "$run/registry.pid" || rc=1
+  [ $stopped_any = 1 ] || echo "demo: nothing was running"
+  return $rc
+}
+
+# wait_gone PID START TENTHS: true once the recorded process is gone.
+wait_gone() {
   local _
-  for _ in $(seq "$2"); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  ! kill -0 "$1" 2>/dev/null
+  for _ in $(seq "$3"); do alive "$1" "$2" "" || return 0; sleep 0.1; done
+  ! alive "$1" "$2" ""
 }
 
 status() {
@@ -131,20 +238,22 @@ status() {
   # shellcheck disable=SC1091
   . "$run/demo.env"
   printf '  %-16s %s\n' registry "$registry_url"
-  local file pid name port health
+  local file name port health state
   for file in "$run"/*.pid; do
     [ -f "$file" ] || continue
     name=$(basename "$file" .pid)
     port=$(sed -n "s/^port_${name//-/_}=//p" "$run/demo.env")
-    if pid=$(ours "$file"); then
+    state=$(phase "$file")
+    read_pid_file "$file" || true
+    if [ "$state" != gone ]; then
       health=
       if [ -n "$port" ]; then
         health=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health" || true)
         health="  /health $health"
       fi
-      printf '  %-16s running  pid %-7s %s%s\n' "$name" "$pid" "${port:+http://127.0.0.1:$port}" "$health"
+      printf '  %-16s %-8s pid %-7s %s%s\n' "$name" "$state" "$r_pid" "${port:+http://127.0.0.1:$port}" "$health"
     else
-      printf '  %-16s %sgone%s\n' "$name" "$red" "$reset"
+      printf '  %-16s %sgone%s     pid %s exited\n' "$name" "$red" "$reset" "${r_pid:-?}"
     fi
   done
   [ -n "${port_gateway_1:-}" ] && printf '  %-16s %s\n' dashboard "http://127.0.0.1:$port_gateway_1/dashboard"
@@ -169,7 +278,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 case "$command" in
-  stop) stop_all; exit 0 ;;
+  stop) stop_all || exit 1; exit 0 ;;
   status) status; exit 0 ;;
 esac
 case "$registry_kind" in etcd|consul) ;; *) echo "demo: --registry must be etcd or consul" >&2; exit 2 ;; esac
@@ -242,11 +351,14 @@ done
 # --- 3. ports, registry ------------------------------------------------------------
 next "registry ($registry_kind)"
 if compgen -G "$run/*.pid" >/dev/null; then
-  previous=$(stop_all)
-  if grep -q '^stopped' <<<"$previous"; then
+  stop_rc=0
+  previous=$(stop_all 2>&1) || stop_rc=$?
+  if grep -q '^stopped\|had exited\|still runs' <<<"$previous"; then
     echo "stopping the previous demo run first:"
-    while read -r line; do echo "  $line"; done <<<"$previous"
+    grep -v '^demo: nothing' <<<"$previous" | while read -r line; do echo "  $line"; done
   fi
+  # Never start over a process that may still hold a port or the databases.
+  [ $stop_rc = 0 ] || fail "a process of the previous run survived SIGKILL (see above); not starting over it"
 fi
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -321,7 +433,9 @@ check_port "$order_port_1" "order-service-1" DISCO_DEMO_ORDER_PORTS
 check_port "$order_port_2" "order-service-2" DISCO_DEMO_ORDER_PORTS
 check_port "$gateway_port" "gateway" DISCO_DEMO_GATEWAY_PORT
 
-rm -f "$run"/*.pid "$run"/*.log.prev
+# The PID files left are only those of processes that are gone (stop_all
+# removed the rest once they were); a live process never loses its file.
+rm -f "$run"/*.log.prev "$run"/.*.pid.tmp
 cat > "$run/demo.env" <<ENV
 registry_kind=$registry_kind
 registry_url=$registry
@@ -345,13 +459,32 @@ else
     -data-dir "$run/consul-data" -http-port "$consul_port" -server-port "$consul_server_port" \
     -serf-lan-port "$consul_serf_port" -serf-wan-port -1 -dns-port -1 -grpc-port -1
 fi
-ready=0
-for _ in $(seq 150); do
-  [ -n "$(pid_of registry)" ] || fail "$registry_kind exited at start" "$run/registry.log"
-  if "$disco" --registry "$registry" --timeout-ms 500 list >/dev/null 2>&1; then ready=1; break; fi
-  sleep 0.1
-done
-[ $ready = 1 ] || fail "$registry_kind did not answer at $registry within 15 s" "$run/registry.log"
+# wait_ready NAME SECONDS WHAT COMMAND...: waits until COMMAND succeeds, for at
+# most SECONDS. "exited at start" only once the process recorded as NAME is
+# really gone (by PID and start time: one that has not reached its exec yet
+# is still starting, not gone); at the deadline, says whether it still runs.
+wait_ready() {
+  local name=$1 seconds=$2 what=$3; shift 3
+  local file="$run/$name.pid" t0 pid start comm
+  t0=$(now_ms)
+  read_pid_file "$file" || fail "$name: no PID file $(rel "$file")"
+  pid=$r_pid start=$r_start comm=$r_name
+  while :; do
+    alive "$pid" "$start" "$comm" ||
+      fail "$name (pid $pid) exited at start, $(since "$t0") s after it was started" "$run/$name.log"
+    if "$@" >/dev/null 2>&1; then
+      # Whoever answered, the recorded process must still be there.
+      alive "$pid" "$start" "$comm" ||
+        fail "$name (pid $pid) exited at start, $(since "$t0") s after it was started" "$run/$name.log"
+      return 0
+    fi
+    [ "$(now_ms)" -lt $((t0 + seconds * 1000)) ] || break
+    sleep 0.1
+  done
+  fail "$name (pid $pid, $(phase "$file")) did not $what within $seconds s" "$run/$name.log"
+}
+since() { local ms=$(($(now_ms) - $1)); echo "$((ms / 1000)).$((ms % 1000 / 100))"; }
+wait_ready registry 15 "answer at $registry" "$disco" --registry "$registry" --timeout-ms 500 list
 echo "$registry_kind answers at $registry (pid $(pid_of registry); log: $(rel "$run/registry.log"))"
 
 # --- 4. services --------------------------------------------------------------------
@@ -369,18 +502,14 @@ start_bg order-service-2 "$order_bin" "${common[@]}" --id order-service-2 --port
 start_bg gateway-1 "$gateway_bin" "${common[@]}" --id gateway-1 --port "$gateway_port" --catalog-refresh-ms 500
 
 wait_healthy() {  # wait_healthy NAME PORT
-  local _
-  for _ in $(seq 200); do
-    [ -n "$(pid_of "$1")" ] || fail "$1 exited at start" "$run/$1.log"
-    curl -fs -m 1 -o /dev/null "http://127.0.0.1:$2/health" && return 0
-    sleep 0.1
-  done
-  fail "$1 did not answer GET http://127.0.0.1:$2/health within 20 s" "$run/$1.log"
+  wait_ready "$1" 20 "answer GET http://127.0.0.1:$2/health" curl -fs -m 1 -o /dev/null "http://127.0.0.1:$2/health"
 }
 wait_listed() {  # wait_listed SERVICE COUNT
-  local _
-  for _ in $(seq 100); do
-    [ "$("$disco" --registry "$registry" list "$1" --json 2>/dev/null | grep -o '"id"' | wc -l)" = "$2" ] && return 0
+  local t0
+  t0=$(now_ms)
+  while [ "$(now_ms)" -lt $((t0 + 10000)) ]; do
+    [ "$("$disco" --registry "$registry" --timeout-ms 1000 list "$1" --json 2>/dev/null |
+         grep -o '"id"' | wc -l)" = "$2" ] && return 0
     sleep 0.1
   done
   fail "$1 does not have $2 instances in $registry after 10 s" "$run/${1}-1.log"
@@ -415,7 +544,7 @@ else
   start_bg watch "$disco" --registry "$registry" watch user-service
   "${client[@]}" --duration 60 --interval-ms 50 --json-file "$run/client.json" &
   client_pid=$!
-  echo "$client_pid disco" > "$run/client.pid"
+  record client "$client_pid" disco
   stop_client() { kill -TERM "$client_pid" 2>/dev/null || true; wait "$client_pid" 2>/dev/null || true; }
   trap 'stop_client; fail "interrupted"' INT TERM
   for _ in $(seq 600); do
@@ -429,8 +558,11 @@ else
   victim_pid=$(pid_of user-service-2)
   [ -n "$victim_pid" ] || { stop_client; fail "user-service-2 is not running" "$run/user-service-2.log"; }
   kill_ms=$(date +%s%3N)
+  read_pid_file "$run/user-service-2.pid"
+  victim_start=$r_start
   kill -KILL "$victim_pid"
-  rm -f "$run/user-service-2.pid"
+  wait_gone "$victim_pid" "$victim_start" 50 || { stop_client; fail "user-service-2 (pid $victim_pid) survived kill -9"; }
+  forget "$run/user-service-2.pid" "$victim_pid"
   note "kill -9 user-service-2 (pid $victim_pid); the registry still lists it until its TTL ($ttl s) runs out"
   dropped_ms=
   for _ in $(seq $(( (ttl + 15) * 10 ))); do
@@ -449,15 +581,11 @@ else
   kill -TERM "$client_pid" 2>/dev/null || true
   client_rc=0
   wait "$client_pid" || client_rc=$?
-  rm -f "$run/client.pid"
+  forget "$run/client.pid" "$client_pid" || true
   trap 'fail "interrupted"' INT TERM
   printf '{"killed":"user-service-2","pid":%s,"killed_unix_ms":%s,"dropped_unix_ms":%s,"ttl_s":%s}\n' \
     "$victim_pid" "$kill_ms" "${dropped_ms:-null}" "$ttl" > "$run/failover.json"
-  if watch_pid=$(pid_of watch) && [ -n "$watch_pid" ]; then
-    kill -TERM "$watch_pid" 2>/dev/null || true
-    wait_gone "$watch_pid" 30 || true
-  fi
-  rm -f "$run/watch.pid"
+  stop_files "$run/watch.pid" >/dev/null || true
   echo
   echo "what 'disco watch user-service' printed meanwhile (log: $(rel "$run/watch.log")):"
   sed 's/^/  /' "$run/watch.log"
