@@ -24,7 +24,7 @@ constexpr double kWaitBuckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 }  // namespace
 
-struct AdmissionQueue::Impl {
+struct AdmissionQueue::Impl : std::enable_shared_from_this<AdmissionQueue::Impl> {
   // A suspended Run(): resumes its coroutine on the coroutine's executor.
   struct Waiter {
     virtual ~Waiter() = default;
@@ -205,6 +205,17 @@ struct AdmissionQueue::Impl {
     wake.push_back(std::move(entry));
   }
 
+  // Drops the waiting tasks whose deadline has passed (a task's timer).
+  void Sweep() {
+    Wakeups wake;
+    {
+      std::lock_guard lock(mu);
+      SweepLocked(Now(), wake);
+      queued_gauge->Set(static_cast<std::int64_t>(queued));
+    }
+    for (auto& entry : wake) entry.waiter->Resume();
+  }
+
   // A started task's work returned or threw (on a pool thread).
   void Done(microseconds took) {
     Wakeups wake;
@@ -250,7 +261,7 @@ struct AdmissionQueue::Impl {
 };
 
 AdmissionQueue::AdmissionQueue(BlockingPool& pool, AdmissionOptions options)
-    : impl_(std::make_unique<Impl>(pool, std::move(options))) {}
+    : impl_(std::make_shared<Impl>(pool, std::move(options))) {}
 
 AdmissionQueue::~AdmissionQueue() = default;
 
@@ -278,6 +289,19 @@ Awaitable<Admission> AdmissionQueue::Run(std::string_view key, std::function<voi
   const TimePoint arrived = impl->Now();
   const TimePoint deadline = std::min(start_by, arrived + impl->options.max_wait);
   Impl::Decision decision;
+  // Wakes the queue at the deadline, so that a task dropped then is answered
+  // then, not at the next arrival or completion. Cancelled once decided; its
+  // handler holds no reference to this frame, and only a weak one to the queue.
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  if (impl->options.clock) {
+    timer.expires_after(deadline - arrived);
+  } else {
+    timer.expires_at(deadline);
+  }
+  timer.async_wait([weak = std::weak_ptr<Impl>(impl_)](boost::system::error_code ec) {
+    if (ec) return;
+    if (auto queue = weak.lock()) queue->Sweep();
+  });
   co_await asio::async_initiate<const http::UseAwaitable, void()>(
       [impl, key, deadline, arrived, &decision](auto handler) {
         using Handler = decltype(handler);
@@ -307,6 +331,7 @@ Awaitable<Admission> AdmissionQueue::Run(std::string_view key, std::function<voi
         for (auto& entry : wake) entry.waiter->Resume();
       },
       http::use_awaitable);
+  timer.cancel();
 
   Admission admission;
   admission.outcome = decision.outcome;

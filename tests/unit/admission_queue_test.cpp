@@ -40,8 +40,11 @@ class AdmissionQueueTest : public ::testing::Test {
     io_.join();
   }
 
-  // A queue over one pool thread, one task at a time, with a fake clock.
-  void Make(std::size_t max_queued, std::chrono::milliseconds max_wait = 10s) {
+  // A queue over one pool thread, one task at a time, with a fake clock
+  // (unless `real_clock`).
+  void Make(std::size_t max_queued, std::chrono::milliseconds max_wait = 10s,
+            bool real_clock = false) {
+    AdmissionOptions::Clock clock = [this] { return start_ + offset_.load(); };
     queue_ = std::make_unique<AdmissionQueue>(
         pool_, AdmissionOptions{.name = "test",
                                 .concurrency = 1,
@@ -49,7 +52,7 @@ class AdmissionQueueTest : public ::testing::Test {
                                 .max_wait = max_wait,
                                 .expected_run = 400ms,
                                 .metrics = &metrics_,
-                                .clock = [this] { return start_ + offset_.load(); }});
+                                .clock = real_clock ? nullptr : clock});
   }
 
   // Submits a task named `name` for `key`; its work records the name in
@@ -221,6 +224,25 @@ TEST_F(AdmissionQueueTest, DropsTasksThatWaitedPastTheirDeadline) {
   EXPECT_EQ(queue_->stats().expired, 1u);
   EXPECT_NE(metrics_.Render().find("disco_admission_expired_total{queue=\"test\"} 1\n"),
             std::string::npos);
+}
+
+// A dropped task is answered at its deadline, while the pool is still busy
+// and nothing else happens (a timer, not the next arrival or completion).
+TEST_F(AdmissionQueueTest, AnswersADroppedTaskAtItsDeadline) {
+  Make(8, 150ms, /*real_clock=*/true);
+  Submit("a", "running", true);
+  ASSERT_TRUE(WaitRunning(1));
+  const auto submitted = std::chrono::steady_clock::now();
+  Submit("b", "dropped");
+  ASSERT_TRUE(WaitDone(1));
+  const auto took = std::chrono::steady_clock::now() - submitted;
+  EXPECT_EQ(Find("dropped")->outcome, Outcome::kExpired);
+  EXPECT_GE(took, 140ms);
+  EXPECT_LT(took, 2s);
+  EXPECT_EQ(queue_->stats().running, 1u) << "the pool is still busy";
+  Open();
+  ASSERT_TRUE(WaitDone(2));
+  EXPECT_EQ(Ran(), std::vector<std::string>{"running"});
 }
 
 // The caller's own deadline wins when earlier; one already passed is

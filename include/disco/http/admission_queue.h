@@ -24,9 +24,8 @@
 //     rejected); otherwise the newcomer is rejected.
 //   - kExpired: a task not started by its start deadline is dropped. The
 //     deadline is Run()'s time plus max_wait, or the caller's own `start_by`
-//     when earlier (it will have given up by then, e.g. a proxy's timeout).
-//     Expired tasks are noticed when a task arrives or one finishes, so at
-//     most one task's run time after their deadline.
+//     when earlier (it will have given up by then, e.g. a proxy's timeout),
+//     and answered then (a timer on the caller's executor).
 // Both come with a Retry-After estimate: the time to run what is queued and
 // running now, from the measured run time (at least 1 s).
 //
@@ -124,7 +123,7 @@ class AdmissionQueue {
 
  private:
   struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<Impl> impl_;  // weakly held by the deadline timers
 };
 
 }  // namespace disco::http
