@@ -28,8 +28,9 @@ inline constexpr std::string_view kRequestTimeoutHeader = "X-Request-Timeout-Ms"
 std::string_view ClientKey(const http::Request& request, bool trust_client_address);
 
 // When the work must start for its answer to reach the caller in time:
-// `arrived` + X-Request-Timeout-Ms − `expected_run`; TimePoint::max() when
-// the header is absent or not a number of milliseconds in [1, 600000].
+// `arrived` + X-Request-Timeout-Ms − 2 × `expected_run` (run times vary under
+// load); TimePoint::max() when the header is absent or not a number of
+// milliseconds in [1, 600000].
 http::AdmissionQueue::TimePoint StartBy(const http::Request& request,
                                         http::AdmissionQueue::TimePoint arrived,
                                         std::chrono::microseconds expected_run);
