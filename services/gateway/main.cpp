@@ -2,6 +2,8 @@
 // proxy (/api/users/* → user-service, /api/orders/* → order-service) with
 // edge JWT checks, per-client rate limiting, Prometheus service discovery
 // and a live dashboard.
+#include <spdlog/fmt/fmt.h>
+
 #include <CLI/CLI.hpp>
 
 #include "common/runtime.h"
@@ -101,10 +103,15 @@ int main(int argc, char** argv) {
     }
     (*proxy)->Prepare(std::chrono::seconds(2));
     for (const auto& route : gateway_config->routes) {
-      log.info("route {} → {} (policy {}, {} attempt(s), per try {} ms, deadline {} ms{})",
+      std::string limit;
+      if (route.rate_limit) {
+        limit = fmt::format(", {} requests/s per client, burst {}",
+                            route.rate_limit->requests_per_second, route.rate_limit->burst);
+      }
+      log.info("route {} → {} (policy {}, {} attempt(s), per try {} ms, deadline {} ms{}{})",
                route.prefix, route.service, route.policy, route.max_attempts,
                route.per_try_timeout.count(), route.deadline.count(),
-               route.auth ? ", JWT checked here" : "");
+               route.auth ? ", JWT checked here" : "", limit);
     }
     const auto& rl = gateway_config->rate_limit;
     if (rl.requests_per_second > 0) {

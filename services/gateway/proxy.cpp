@@ -1,8 +1,10 @@
 #include "gateway/proxy.h"
 
+#include <algorithm>
 #include <array>
 #include <variant>
 
+#include "common/admission.h"
 #include "common/auth.h"
 #include "common/logging.h"
 #include "disco/http/message.h"
@@ -69,7 +71,28 @@ bool IsOwnRequestHeader(std::string_view name) {
   return HeaderNameEquals(name, "Host") || HeaderNameEquals(name, "Content-Length") ||
          HeaderNameEquals(name, "Expect") || HeaderNameEquals(name, "X-Request-Id") ||
          HeaderNameEquals(name, "X-Forwarded-For") || HeaderNameEquals(name, "X-Forwarded-Host") ||
-         HeaderNameEquals(name, "X-Forwarded-Proto");
+         HeaderNameEquals(name, "X-Forwarded-Proto") ||
+         HeaderNameEquals(name, service::kClientAddressHeader) ||
+         HeaderNameEquals(name, service::kRequestTimeoutHeader);
+}
+
+// Whether two routes may share one http::Client: same service, same settings.
+bool SameClient(const RouteConfig& a, const RouteConfig& b) {
+  return a.service == b.service && a.policy == b.policy && a.max_attempts == b.max_attempts &&
+         a.per_try_timeout == b.per_try_timeout && a.deadline == b.deadline &&
+         a.retry_budget_percent == b.retry_budget_percent &&
+         a.retry_budget_min == b.retry_budget_min;
+}
+
+http::Response RateLimited(std::string_view what, std::string_view client,
+                           std::chrono::milliseconds retry_after) {
+  auto seconds = std::max<std::int64_t>(1, (retry_after.count() + 999) / 1000);
+  auto response = http::Response::Error(429, "rate_limited",
+                                        "too many requests" + std::string(what) + " from " +
+                                            std::string(client) + "; retry in " +
+                                            std::to_string(seconds) + " s");
+  response.headers.emplace_back("Retry-After", std::to_string(seconds));
+  return response;
 }
 
 bool IsOwnResponseHeader(std::string_view name) {
@@ -108,6 +131,21 @@ Result<std::unique_ptr<Proxy>> Proxy::Make(Registry& registry, GatewayConfig con
     proxy->limiter_ = std::make_unique<RateLimiter>(rl.requests_per_second, rl.burst);
   }
   for (const auto& route : proxy->config_.routes) {
+    auto item = std::make_unique<Route>();
+    item->config = route;
+    item->pattern = (route.prefix == "/" ? std::string() : route.prefix) + "/{rest...}";
+    if (route.rate_limit) {
+      item->limiter = std::make_unique<RateLimiter>(route.rate_limit->requests_per_second,
+                                                    route.rate_limit->burst);
+    }
+    item->timeout_ms = std::to_string(std::min(route.per_try_timeout, route.deadline).count());
+    for (const auto& other : proxy->routes_) {
+      if (SameClient(other->config, route)) item->client = other->client;
+    }
+    if (item->client) {
+      proxy->routes_.push_back(std::move(item));
+      continue;
+    }
     http::ClientOptions options;
     options.policy = route.policy;
     options.outlier_detection = proxy->config_.outlier_detection;
@@ -119,10 +157,7 @@ Result<std::unique_ptr<Proxy>> Proxy::Make(Registry& registry, GatewayConfig con
     options.response_limit = proxy->config_.response_limit;
     options.user_agent = "disco-gateway";
     options.metrics = &m;
-    auto item = std::make_unique<Route>();
-    item->config = route;
-    item->client = std::make_unique<http::Client>(registry, options);
-    item->pattern = (route.prefix == "/" ? std::string() : route.prefix) + "/{rest...}";
+    item->client = std::make_shared<http::Client>(registry, options);
     if (auto resolver = item->client->ResolverFor(route.service); !resolver)
       return std::unexpected(resolver.error());
     proxy->routes_.push_back(std::move(item));
@@ -152,7 +187,10 @@ ProxyTotals Proxy::totals() const {
   totals.requests = requests_.load(std::memory_order_relaxed);
   totals.rate_limited = rate_limited_.load(std::memory_order_relaxed);
   totals.unauthorized = unauthorized_.load(std::memory_order_relaxed);
+  std::vector<const http::Client*> counted;  // a shared client is counted once
   for (const auto& route : routes_) {
+    if (std::ranges::find(counted, route->client.get()) != counted.end()) continue;
+    counted.push_back(route->client.get());
     auto stats = route->client->stats();
     totals.retries += stats.retries;
     totals.budget_exhausted += stats.budget_exhausted;
@@ -179,17 +217,22 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
         Trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
     if (!last.empty()) client = last;
   }
+  // The route's own limit first: a request it refuses takes no token from
+  // the client's global bucket.
+  if (route.limiter) {
+    auto decision = route.limiter->Acquire(client);
+    if (!decision.allowed) {
+      rate_limited_.fetch_add(1, std::memory_order_relaxed);
+      refused_->With({route.pattern, "route_rate_limited"}).Inc();
+      return RateLimited(" to " + config.prefix, client, decision.retry_after);
+    }
+  }
   if (limiter_) {
     auto decision = limiter_->Acquire(client);
     if (!decision.allowed) {
       rate_limited_.fetch_add(1, std::memory_order_relaxed);
       refused_->With({route.pattern, "rate_limited"}).Inc();
-      auto seconds = std::max<std::int64_t>(1, (decision.retry_after.count() + 999) / 1000);
-      auto response = http::Response::Error(429, "rate_limited",
-                                            "too many requests from " + std::string(client) +
-                                                "; retry in " + std::to_string(seconds) + " s");
-      response.headers.emplace_back("Retry-After", std::to_string(seconds));
-      return response;
+      return RateLimited("", client, decision.retry_after);
     }
   }
   if (config.auth) {
@@ -216,7 +259,7 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
   // The incoming request's headers are borrowed, not copied: it outlives
   // the upstream call (Handle awaits it).
   auto& headers = upstream.borrowed_headers;
-  headers.reserve(request.headers.size() + 3);
+  headers.reserve(request.headers.size() + 5);
   std::string_view host;
   const std::string connection = ConnectionNames(request.headers);
   for (const auto& [name, value] : request.headers) {
@@ -235,6 +278,9 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
   }
   if (!host.empty()) headers.emplace_back("X-Forwarded-Host", host);
   headers.emplace_back("X-Forwarded-Proto", "http");
+  // Views of the request and the route: both outlive the upstream call.
+  headers.emplace_back(service::kClientAddressHeader, client);
+  headers.emplace_back(service::kRequestTimeoutHeader, route.timeout_ms);
   upstream.request_id = request.request_id;
   upstream.body = std::move(request.body);
   // retry_safe stays unset: the client's one rule decides from the method and

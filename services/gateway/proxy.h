@@ -1,6 +1,7 @@
 // Proxy: the gateway's reverse-proxy handler, one route per configured prefix.
 //
-// Per request: rate limit by client (429 + Retry-After), the edge JWT check
+// Per request: rate limit by client (429 + Retry-After; the route's own
+// limit, then the global one), the edge JWT check
 // when the route asks for it (401, the same code as user-service), then the
 // request goes to the route's service through the library's discovery-aware
 // client (resolver + balancer + outlier detection, keep-alive pools, retries
@@ -11,7 +12,12 @@
 // Headers: hop-by-hop headers (Connection and the ones it names, Keep-Alive,
 // TE, Trailer, Transfer-Encoding, Upgrade, Proxy-*) are dropped both ways;
 // X-Request-Id is propagated (or made) and echoed; X-Forwarded-For gets the
-// client's address appended, X-Forwarded-Host and -Proto are set. Retried
+// client's address appended, X-Forwarded-Host and -Proto are set;
+// X-Client-Address (the client as rate-limited here) and X-Request-Timeout-Ms
+// (the route's per-try timeout, capped by its deadline) replace any the
+// client sent: the upstream's admission control shares its expensive work
+// fairly by the first and drops work the gateway will have given up on by
+// the second (services/common/admission.h). Retried
 // only when safe, by http::Client's own rule (ClientRequest::retry_safe):
 // idempotent methods, or a request that reaches the upstream with an
 // Idempotency-Key header.
@@ -57,8 +63,12 @@ class Proxy {
  public:
   struct Route {
     RouteConfig config;
-    std::unique_ptr<http::Client> client;
-    std::string pattern;  // router pattern, e.g. "/api/users/{rest...}"
+    // Shared by routes to the same service with the same client settings
+    // (the login route and /api/users): one resolver, one pool, one budget.
+    std::shared_ptr<http::Client> client;
+    std::string pattern;                   // router pattern, e.g. "/api/users/{rest...}"
+    std::unique_ptr<RateLimiter> limiter;  // the route's own limit; null: none
+    std::string timeout_ms;                // sent as X-Request-Timeout-Ms
   };
 
   // `registry` must outlive the proxy. `jwt` is needed (non-null) when a

@@ -98,6 +98,19 @@ Result<RouteConfig> ParseRoute(const json& item, std::size_t index) {
       !ok) {
     return std::unexpected(ok.error());
   }
+  if (auto limit = item.find("rate_limit"); limit != item.end() && !limit->is_null()) {
+    if (!limit->is_object())
+      return Fail(ErrorCode::kInvalidArgument, where + ".rate_limit must be an object or null");
+    RouteRateLimit rl;
+    const std::string at = where + ".rate_limit";
+    if (ok = ReadNumber(*limit, "requests_per_second", at, 0.001, 1e9, rl.requests_per_second);
+        !ok) {
+      return std::unexpected(ok.error());
+    }
+    if (ok = ReadNumber(*limit, "burst", at, 1.0, 1e9, rl.burst); !ok)
+      return std::unexpected(ok.error());
+    route.rate_limit = rl;
+  }
   return route;
 }
 
@@ -111,7 +124,14 @@ GatewayConfig DefaultGatewayConfig() {
   RouteConfig orders;
   orders.prefix = "/api/orders";
   orders.service = "order-service";
-  config.routes = {users, orders};
+  // Each login or registration costs a bcrypt upstream (~13 a second on two
+  // cores at cost 12): one client gets a small share of that.
+  RouteConfig login = users;
+  login.prefix = "/api/users/login";
+  login.rate_limit = RouteRateLimit{};
+  RouteConfig registration = login;
+  registration.prefix = "/api/users/register";
+  config.routes = {users, orders, login, registration};
   return config;
 }
 

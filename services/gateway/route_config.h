@@ -5,6 +5,10 @@
 //
 //   {
 //     "routes": [
+//       {"prefix": "/api/users/login", "service": "user-service",
+//        "rate_limit": {"requests_per_second": 2, "burst": 10}},
+//       {"prefix": "/api/users/register", "service": "user-service",
+//        "rate_limit": {"requests_per_second": 2, "burst": 10}},
 //       {"prefix": "/api/users",  "service": "user-service",  "policy": "round_robin",
 //        "auth": false, "strip_prefix": false,
 //        "max_attempts": 2, "per_try_timeout_ms": 5000, "deadline_ms": 10000,
@@ -19,7 +23,10 @@
 //
 // Every field but "prefix" and "service" is optional. A prefix matches itself
 // and everything below it ("/api/users" matches "/api/users" and
-// "/api/users/7", not "/api/usersX"); the longest prefix wins.
+// "/api/users/7", not "/api/usersX"); the longest prefix wins. A route's own
+// "rate_limit" (per client, as the global one) applies on top of the global
+// one: the demo's login and register routes get a low one, since each of
+// their requests costs a bcrypt upstream.
 //
 // Thread safety: plain values, built once at start-up.
 #pragma once
@@ -36,6 +43,12 @@
 
 namespace disco::gateway {
 
+// A route's own per-client limit, on top of the gateway's global one.
+struct RouteRateLimit {
+  double requests_per_second = 2;  // > 0
+  double burst = 10;
+};
+
 struct RouteConfig {
   std::string prefix;   // "/api/users": no trailing slash, starts with '/'
   std::string service;  // registry name of the upstream service
@@ -47,6 +60,7 @@ struct RouteConfig {
   std::chrono::milliseconds deadline{10000};
   double retry_budget_percent = 20.0;
   std::uint32_t retry_budget_min = 3;
+  std::optional<RouteRateLimit> rate_limit{};  // none: only the global limit
 };
 
 struct RateLimitConfig {
@@ -65,7 +79,9 @@ struct GatewayConfig {
   std::size_t response_limit = 8 * 1024 * 1024;  // larger upstream answers → 502
 };
 
-// The demo's routes: /api/users → user-service, /api/orders → order-service.
+// The demo's routes: /api/users → user-service, /api/orders → order-service,
+// and /api/users/login and /api/users/register (bcrypt upstream) with a
+// per-client limit of 2 requests/s, burst 10.
 GatewayConfig DefaultGatewayConfig();
 
 // Parses and validates (prefixes, service names, policies, ranges).

@@ -1,10 +1,13 @@
 // user-service: accounts for the disco demo — register, login (JWT), profile.
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <cmath>
 #include <thread>
 
 #include "common/password.h"
 #include "common/runtime.h"
 #include "common/startup.h"
+#include "disco/http/admission_queue.h"
 #include "disco/http/blocking_pool.h"
 #include "user_handlers.h"
 #include "user_repository.h"
@@ -20,6 +23,9 @@ int main(int argc, char** argv) {
   if (const char* env = std::getenv("DISCO_REGISTRY"); env && *env) config.registry = env;
   int bcrypt_cost = 12;
   std::size_t cache_entries = 10000;
+  std::size_t bcrypt_queue = 0;  // 0: derived from the threads, the wait and one timed bcrypt
+  int bcrypt_wait_ms = 2000;
+  bool trust_client_address = true;
 
   CLI::App app{"user-service: accounts for the disco demo (register, login with JWT, profile)",
                "user-service"};
@@ -31,6 +37,25 @@ int main(int argc, char** argv) {
   app.add_option("--user-cache", cache_entries,
                  "Users kept in memory by id (accounts never change once created); 0: none")
       ->envname("DISCO_USER_CACHE")
+      ->capture_default_str();
+  app.add_option("--bcrypt-queue", bcrypt_queue,
+                 "Logins and registrations waiting for bcrypt at most; more are refused with 503 "
+                 "and Retry-After (0: as many as the bcrypt threads can start within "
+                 "--bcrypt-wait-ms, from one bcrypt timed at start-up)")
+      ->envname("DISCO_BCRYPT_QUEUE")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{100'000}))
+      ->capture_default_str();
+  app.add_option("--bcrypt-wait-ms", bcrypt_wait_ms,
+                 "Longest a login or registration waits for bcrypt; one not started by then (or "
+                 "by the gateway's X-Request-Timeout-Ms) is dropped unrun with 503")
+      ->envname("DISCO_BCRYPT_WAIT_MS")
+      ->check(CLI::Range(10, 600'000))
+      ->capture_default_str();
+  app.add_option("--trust-client-address", trust_client_address,
+                 "Share bcrypt fairly among clients named by the gateway's X-Client-Address "
+                 "header (false: by peer address; true only where clients come through the "
+                 "gateway)")
+      ->envname("DISCO_TRUST_CLIENT_ADDRESS")
       ->capture_default_str();
   app.footer(
       "Environment: every flag has a DISCO_* twin (DISCO_PORT, DISCO_REGISTRY, ...);\n"
@@ -53,9 +78,45 @@ int main(int argc, char** argv) {
     http::BlockingPool cpu_pool({.name = "bcrypt",
                                  .threads = std::max(1u, std::thread::hardware_concurrency()),
                                  .nice = 10});
+    // One bcrypt, timed: the hash logins of unknown users are checked
+    // against, and what the admission queue's defaults are derived from.
+    auto started = std::chrono::steady_clock::now();
+    auto dummy_hash = service::HashPassword(service::RandomSecret(), bcrypt_cost);
+    if (!dummy_hash) {
+      service::Log().error("user-service: bcrypt failed: {}", dummy_hash.error().message);
+      return 1;
+    }
+    auto bcrypt_time = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - started);
+    const auto wait = std::chrono::milliseconds(bcrypt_wait_ms);
+    if (bcrypt_queue == 0) {
+      // More waiting than the threads can start within the wait would only
+      // expire: refuse it at once instead.
+      double startable = static_cast<double>(cpu_pool.threads()) *
+                         std::chrono::duration<double>(wait).count() /
+                         std::max(1e-6, std::chrono::duration<double>(bcrypt_time).count());
+      bcrypt_queue =
+          std::max<std::size_t>(cpu_pool.threads(), static_cast<std::size_t>(std::ceil(startable)));
+    }
+    http::AdmissionQueue bcrypt(cpu_pool, {.name = "bcrypt",
+                                           .concurrency = cpu_pool.threads(),
+                                           .max_queued = bcrypt_queue,
+                                           .max_wait = wait,
+                                           .expected_run = bcrypt_time});
+    service::Log().info(
+        "bcrypt: cost {}, {} ms a hash, {} threads, at most {} waiting for up to {} ms, fair "
+        "shares by {}",
+        bcrypt_cost, bcrypt_time.count() / 1000, cpu_pool.threads(), bcrypt_queue, bcrypt_wait_ms,
+        trust_client_address ? "X-Client-Address" : "peer address");
 
-    user::UserServiceDeps deps{repository->get(), jwt->get(), &db_pool,
-                               &cpu_pool,         bcrypt_cost, cache_entries};
+    user::UserServiceDeps deps{repository->get(),
+                               jwt->get(),
+                               &db_pool,
+                               &bcrypt,
+                               bcrypt_cost,
+                               cache_entries,
+                               trust_client_address,
+                               std::move(*dummy_hash)};
     service::ServiceRuntime runtime(config, **registry);
     return runtime.Serve(user::MakeUserRouter(deps));
   });

@@ -6,6 +6,7 @@
 #include <optional>
 #include <unordered_map>
 
+#include "common/admission.h"
 #include "common/auth.h"
 #include "common/json_body.h"
 #include "common/logging.h"
@@ -73,12 +74,16 @@ class UserCache {
 class UserApi {
  public:
   explicit UserApi(const UserServiceDeps& deps) : deps_(deps), cache_(deps.cache_entries) {
-    // A real bcrypt hash at the configured cost, of a random string nobody knows.
-    auto hash = service::HashPassword(service::RandomSecret(), deps_.bcrypt_cost);
-    dummy_hash_ = hash ? *hash : std::string();
+    dummy_hash_ = std::move(deps_.dummy_hash);
+    if (dummy_hash_.empty()) {
+      // A real bcrypt hash at the configured cost, of a random string nobody knows.
+      auto hash = service::HashPassword(service::RandomSecret(), deps_.bcrypt_cost);
+      dummy_hash_ = hash ? *hash : std::string();
+    }
   }
 
   Awaitable<Response> Register(Request& request) {
+    const auto arrived = std::chrono::steady_clock::now();
     service::JsonBody body;
     if (auto error = service::ParseJsonObject(request, body)) co_return std::move(*error);
     std::string username, password, email;
@@ -97,7 +102,11 @@ class UserApi {
     if (*existing) co_return Taken(username);
 
     Result<std::string> hash;
-    co_await deps_.cpu->Run([&] { hash = service::HashPassword(password, deps_.bcrypt_cost); });
+    std::function<void()> make_hash = [&] {
+      hash = service::HashPassword(password, deps_.bcrypt_cost);
+    };
+    auto admission = co_await Bcrypt(request, arrived, std::move(make_hash));
+    if (!admission.ran()) co_return service::Overloaded(admission, "registration");
     if (!hash) co_return Response::Error(500, "internal", "hashing the password failed");
 
     Result<User> created;
@@ -117,6 +126,7 @@ class UserApi {
   }
 
   Awaitable<Response> Login(Request& request) {
+    const auto arrived = std::chrono::steady_clock::now();
     service::JsonBody body;
     if (auto error = service::ParseJsonObject(request, body)) co_return std::move(*error);
     std::string username, password;
@@ -136,13 +146,15 @@ class UserApi {
     bool ok = false;
     std::optional<std::string> upgraded;
     const std::string& hash = *found ? (*found)->password_hash : dummy_hash_;
-    co_await deps_.cpu->Run([&] {
+    std::function<void()> verify = [&] {
       ok = service::VerifyPassword(password, hash);
       // An outdated hash is replaced now, while we have the password.
       if (ok && *found && service::NeedsRehash(password, hash)) {
         if (auto fresh = service::HashPassword(password, deps_.bcrypt_cost)) upgraded = *fresh;
       }
-    });
+    };
+    auto admission = co_await Bcrypt(request, arrived, std::move(verify));
+    if (!admission.ran()) co_return service::Overloaded(admission, "login");
     if (!ok || !*found) {
       // One answer for "no such user" and "wrong password".
       co_return Response::Error(401, "invalid_credentials", "invalid username or password");
@@ -199,6 +211,17 @@ class UserApi {
       service::Log().info("upgraded the password hash of user {} request id {}", user.id,
                           request.request_id);
     }
+  }
+
+  // Runs a bcrypt through the admission queue, as the request's client, to
+  // start in time for the caller (the gateway's X-Request-Timeout-Ms).
+  Awaitable<http::Admission> Bcrypt(const Request& request,
+                                    std::chrono::steady_clock::time_point arrived,
+                                    std::function<void()> work) {
+    auto* queue = deps_.bcrypt;
+    auto start_by = service::StartBy(request, arrived, queue->ExpectedRun());
+    co_return co_await queue->Run(service::ClientKey(request, deps_.trust_client_address),
+                                  std::move(work), start_by);
   }
 
   // The user from the cache, else from the database (on the db pool).

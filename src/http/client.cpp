@@ -765,8 +765,13 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
                           result);
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     retry_token.reset();  // the retry (if this was one) is no longer in flight
-    // Successes, failures and outlier detection: one report per attempt.
-    if (endpoint) resolver->Report(*endpoint, result.outcome);
+    // Successes, failures and outlier detection: one report per attempt. A
+    // 503 with Retry-After is an instance shedding load (admission control):
+    // it works, so it is not held against it (a flood would otherwise eject
+    // every instance in turn); whether to retry is still the 503's rule.
+    const bool shedding = result.answered && result.response.status == 503 &&
+                          !result.response.Header("Retry-After").empty();
+    if (endpoint) resolver->Report(*endpoint, shedding ? CallOutcome::kSuccess : result.outcome);
 
     const int status = result.answered ? result.response.status : 0;
     if (result.answered)

@@ -13,11 +13,20 @@ using namespace std::chrono_literals;
 
 TEST(GatewayConfig, DefaultRoutesAreTheDemos) {
   auto config = DefaultGatewayConfig();
-  ASSERT_EQ(config.routes.size(), 2u);
+  ASSERT_EQ(config.routes.size(), 4u);
   EXPECT_EQ(config.routes[0].prefix, "/api/users");
   EXPECT_EQ(config.routes[0].service, "user-service");
+  EXPECT_FALSE(config.routes[0].rate_limit);
   EXPECT_EQ(config.routes[1].prefix, "/api/orders");
   EXPECT_EQ(config.routes[1].service, "order-service");
+  // A bcrypt upstream per request: a client's own limit, far below the global one.
+  for (std::size_t i : {2u, 3u}) {
+    EXPECT_EQ(config.routes[i].service, "user-service");
+    ASSERT_TRUE(config.routes[i].rate_limit) << config.routes[i].prefix;
+    EXPECT_LE(config.routes[i].rate_limit->requests_per_second, 5);
+  }
+  EXPECT_EQ(config.routes[2].prefix, "/api/users/login");
+  EXPECT_EQ(config.routes[3].prefix, "/api/users/register");
   EXPECT_TRUE(config.outlier_detection.has_value());
   EXPECT_GT(config.rate_limit.requests_per_second, 0);
 }
@@ -49,6 +58,15 @@ TEST(GatewayConfig, ParsesEveryField) {
   EXPECT_EQ(config->outlier_detection->consecutive_failures, 2u);
   EXPECT_EQ(config->outlier_detection->max_ejected_percent, 34u);
   EXPECT_EQ(config->response_limit, 4096u);
+  EXPECT_FALSE(r.rate_limit);
+  auto limited = ParseGatewayConfig(
+      R"({"routes":[{"prefix":"/login","service":"s","rate_limit":{"requests_per_second":0.5,"burst":3}},
+                    {"prefix":"/other","service":"s","rate_limit":null}]})");
+  ASSERT_TRUE(limited) << limited.error().message;
+  ASSERT_TRUE(limited->routes[0].rate_limit);
+  EXPECT_EQ(limited->routes[0].rate_limit->requests_per_second, 0.5);
+  EXPECT_EQ(limited->routes[0].rate_limit->burst, 3);
+  EXPECT_FALSE(limited->routes[1].rate_limit);
   auto off =
       ParseGatewayConfig(R"({"routes":[{"prefix":"/","service":"s"}],"outlier_detection":null})");
   ASSERT_TRUE(off);
@@ -73,6 +91,9 @@ TEST(GatewayConfig, RejectsBadConfigNamingTheField) {
       {R"({"routes":[{"prefix":"/a","service":"s"},{"prefix":"/a/","service":"t"}]})", "twice"},
       {R"({"routes":[{"prefix":"/a","service":"s"}],"rate_limit":{"burst":0}})",
        "rate_limit.burst"},
+      {R"({"routes":[{"prefix":"/a","service":"s","rate_limit":{"requests_per_second":0}}]})",
+       "routes[0].rate_limit.requests_per_second"},
+      {R"({"routes":[{"prefix":"/a","service":"s","rate_limit":5}]})", "routes[0].rate_limit"},
       {R"({"routes":[{"prefix":"/a","service":"s"}],"outlier_detection":{"max_ejected_percent":101}})",
        "max_ejected_percent"},
   };
@@ -149,6 +170,23 @@ TEST(RouterRest, RestCaptureAndAnyMethod) {
   EXPECT_EQ(router.Match("GET", "/api/usersX", params).pattern, "/{rest...}");
   params.clear();
   EXPECT_EQ(router.Match("GET", "/", params).pattern, "/{rest...}");
+}
+
+// A route below another (the gateway's /api/users/login under /api/users)
+// wins for its own paths only.
+TEST(RouterRest, TheLongerPrefixWins) {
+  http::Router router;
+  auto handler = [](http::Request&) -> http::Awaitable<http::Response> {
+    co_return http::Response{};
+  };
+  router.Add("*", "/api/users/{rest...}", handler);
+  router.Add("*", "/api/users/login/{rest...}", handler);
+  std::vector<std::pair<std::string_view, std::string_view>> params;
+  EXPECT_EQ(router.Match("POST", "/api/users/login", params).pattern, "/api/users/login/{rest...}");
+  params.clear();
+  EXPECT_EQ(router.Match("POST", "/api/users/loginX", params).pattern, "/api/users/{rest...}");
+  params.clear();
+  EXPECT_EQ(router.Match("GET", "/api/users/7", params).pattern, "/api/users/{rest...}");
 }
 
 }  // namespace

@@ -29,7 +29,9 @@
 // Every attempt updates the endpoint's EndpointStats: active_requests while in
 // flight (least_request reads it), and afterwards the outcome goes to
 // Resolver::Report (successes, failures, outlier detection); a 5xx answer
-// counts as a failure.
+// counts as a failure, except a 503 with Retry-After: that instance is
+// shedding load (it works), and ejecting it would only push its load onto
+// the others.
 //
 // Metrics (into ClientOptions::metrics): calls and attempts by service and
 // outcome, retries by reason, retry-budget exhaustion, call latency; the
