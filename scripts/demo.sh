@@ -471,11 +471,11 @@ wait_ready() {
   pid=$r_pid start=$r_start comm=$r_name
   while :; do
     alive "$pid" "$start" "$comm" ||
-      fail "$name (pid $pid) exited at start, $(since "$t0") s after it was started" "$run/$name.log"
+      fail "$name (pid $pid) exited at start (gone after $(since "$t0") s of waiting for it)" "$run/$name.log"
     if "$@" >/dev/null 2>&1; then
       # Whoever answered, the recorded process must still be there.
       alive "$pid" "$start" "$comm" ||
-        fail "$name (pid $pid) exited at start, $(since "$t0") s after it was started" "$run/$name.log"
+        fail "$name (pid $pid) exited at start (gone after $(since "$t0") s of waiting for it)" "$run/$name.log"
       return 0
     fi
     [ "$(now_ms)" -lt $((t0 + seconds * 1000)) ] || break
@@ -507,12 +507,12 @@ wait_healthy() {  # wait_healthy NAME PORT
 wait_listed() {  # wait_listed SERVICE COUNT
   local t0
   t0=$(now_ms)
-  while [ "$(now_ms)" -lt $((t0 + 10000)) ]; do
+  while [ "$(now_ms)" -lt $((t0 + 20000)) ]; do
     [ "$("$disco" --registry "$registry" --timeout-ms 1000 list "$1" --json 2>/dev/null |
          grep -o '"id"' | wc -l)" = "$2" ] && return 0
     sleep 0.1
   done
-  fail "$1 does not have $2 instances in $registry after 10 s" "$run/${1}-1.log"
+  fail "$1 does not have $2 instances in $registry after 20 s" "$run/${1}-1.log"
 }
 printf '  %-16s %-24s %-9s %s\n' instance listens pid log
 for name_port in "user-service-1:$user_port_1" "user-service-2:$user_port_2" \

@@ -8,6 +8,7 @@
 # service, and until then /proc/PID/comm shows demo.sh, not the service. The
 # test makes that window 1.5 s, deterministically: user-service is a wrapper
 # that renames itself ("starting") and waits before it execs the real binary.
+# (The demo client, `disco demo`, is a no-op here: it is not what is tested.)
 #   1. start: every instance comes up, every process running is recorded;
 #   2. kill -9 order-service-1, then at once status (it is gone, even as an
 #      unreaped zombie) and start again (over the first run, same ports);
@@ -60,13 +61,19 @@ fatal() { echo "FAIL: $*"; exit 1; }
 show() { sed 's/^/    | /' "$1"; }
 
 # The build dir demo.sh takes its binaries from: the real ones, but
-# user-service behind the slow-exec wrapper.
+# user-service behind the slow-exec wrapper, and the demo client (disco demo,
+# bcrypt-bound, not what is tested here) a no-op.
 fake=$tmp/build
 mkdir -p "$fake/tools/disco" "$fake/services/user" "$fake/services/order" "$fake/services/gateway"
 for bin in tools/disco/disco services/order/order-service services/gateway/gateway services/user/user-service; do
   [ -x "$build/$bin" ] || fatal "no $build/$bin: build disco_cli user_service order_service gateway"
 done
-ln -s "$build/tools/disco/disco" "$fake/tools/disco/disco"
+cat > "$fake/tools/disco/disco" <<WRAPPER
+#!/usr/bin/env bash
+[ "\${1:-}" = demo ] && exit 0
+exec "$build/tools/disco/disco" "\$@"
+WRAPPER
+chmod +x "$fake/tools/disco/disco"
 ln -s "$build/services/order/order-service" "$fake/services/order/order-service"
 ln -s "$build/services/gateway/gateway" "$fake/services/gateway/gateway"
 mkfifo "$tmp/never"
@@ -102,7 +109,7 @@ done
 u1=$(free_port); chosen+="$u1 "; u2=$(free_port); chosen+="$u2 "
 o1=$(free_port); chosen+="$o1 "; o2=$(free_port); chosen+="$o2 "
 export DISCO_DEMO_USER_PORTS=$u1,$u2 DISCO_DEMO_ORDER_PORTS=$o1,$o2
-export DISCO_DEMO_RUN_DIR=$run DISCO_DEMO_BUILD_DIR=$fake DISCO_DEMO_TTL=2 DISCO_DEMO_REGISTRY=etcd
+export DISCO_DEMO_RUN_DIR=$run DISCO_DEMO_BUILD_DIR=$fake DISCO_DEMO_TTL=10 DISCO_DEMO_REGISTRY=etcd
 export DISCO_DEMO_PORTS='' DISCO_REGISTRY='' DISCO_JWT_SECRET=''
 
 demo() { timeout 45 bash "$src/scripts/demo.sh" "$@"; }
@@ -187,6 +194,7 @@ check "stop stopped the still-starting user-service-1 (pid $pid)" \
 # The third start sees its instances go and stops the rest itself.
 for _ in $(seq 600); do kill -0 "${background[0]}" 2>/dev/null || break; sleep 0.1; done
 check "the third start ended within 60 s" eval "! kill -0 ${background[0]} 2>/dev/null"
+tail -n 6 "$tmp/start3.log" | show /dev/stdin
 
 # --- 4. stop: nothing left ------------------------------------------------------
 echo "== 4. stop"

@@ -31,7 +31,7 @@ namespace {
 using namespace std::chrono_literals;
 using json = nlohmann::json;
 
-// "PID command-name", as scripts/demo.sh writes them.
+// "PID command-name [start-time]", as scripts/demo.sh writes them.
 struct Recorded {
   std::string name;
   pid_t pid = 0;
@@ -59,7 +59,12 @@ std::vector<Recorded> RecordedProcesses(const std::string& run) {
 }
 
 // Whether `pid` still runs the recorded command (a reused PID does not count).
+// A zombie does not: it has exited, and holds no port or file; it stays only
+// until its parent (init, for the demo's processes) reaps it.
 bool Alive(pid_t pid, const std::string& comm) {
+  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  const auto paren = stat.rfind(')');
+  if (paren == std::string::npos || stat.compare(paren, 3, ") Z") == 0) return false;
   std::string actual = ReadFile("/proc/" + std::to_string(pid) + "/comm");
   while (!actual.empty() && actual.back() == '\n') actual.pop_back();
   return !actual.empty() && actual == comm;
