@@ -14,6 +14,9 @@
 //     --legit-interval-ms, one at a time;
 //   - probes (127.0.3.1): GET /health on each --health port every 20 ms,
 //     reported as health_<NAME>.
+// --flood-concurrency 0: no flood; --legit-interval-ms 0: no legitimate
+// client; no --health: no probes (so that the flood can run in a process of
+// its own, e.g. at a lower priority than the one that measures).
 // One request per connection ("Connection: close"), each bounded by
 // --timeout-ms. The flood and the probes start together; the legitimate
 // client starts 1 s later (the flood is established) and stops 1 s early.
@@ -223,14 +226,15 @@ int main(int argc, char** argv) {
       while (Clock::now() < end) flood.Add(Exchange(source, port, wrong, timeout_ms));
     });
   }
-  threads.emplace_back([&] {
-    std::this_thread::sleep_until(start + std::chrono::seconds(1));
-    while (Clock::now() < end - std::chrono::seconds(1)) {
-      auto next = Clock::now() + std::chrono::milliseconds(legit_interval_ms);
-      legit.Add(Exchange("127.0.2.1", port, right, timeout_ms));
-      std::this_thread::sleep_until(next);
-    }
-  });
+  if (legit_interval_ms > 0)
+    threads.emplace_back([&] {
+      std::this_thread::sleep_until(start + std::chrono::seconds(1));
+      while (Clock::now() < end - std::chrono::seconds(1)) {
+        auto next = Clock::now() + std::chrono::milliseconds(legit_interval_ms);
+        legit.Add(Exchange("127.0.2.1", port, right, timeout_ms));
+        std::this_thread::sleep_until(next);
+      }
+    });
   for (std::size_t i = 0; i < health_ports.size(); ++i) {
     threads.emplace_back([&, i] {
       const std::string request =

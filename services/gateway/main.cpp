@@ -39,8 +39,9 @@ int main(int argc, char** argv) {
   }
   app.add_option(
          "--routes", routes_file,
-         "Route config (JSON: prefixes → services, policy, retries, timeouts, auth, rate limit); "
-         "default: /api/users → user-service, /api/orders → order-service")
+         "Route config (JSON: prefixes → services, policy, retries, timeouts, auth, rate "
+         "limits); default: /api/users → user-service (its login and register: 2 requests/s "
+         "per client, burst 10), /api/orders → order-service")
       ->envname("DISCO_ROUTES")
       ->check(CLI::ExistingFile);
   app.add_option("--rate-limit", rate_limit,

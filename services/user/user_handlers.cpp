@@ -1,5 +1,7 @@
 #include "user_handlers.h"
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>

@@ -40,8 +40,8 @@ struct AdmissionQueue::Impl : std::enable_shared_from_this<AdmissionQueue::Impl>
     Decision* decision;
     TimePoint start_by;
   };
-  // The tasks of one key waiting, oldest first. A lane exists (and its key
-  // is in `ring` once) exactly while it has a task waiting.
+  // The tasks of one key waiting, oldest first. A lane exists exactly while
+  // it has a task waiting, and its key is then in `fresh` or `ring`, once.
   using Lane = std::deque<Entry>;
   struct Hash {
     using is_transparent = void;
@@ -121,18 +121,20 @@ struct AdmissionQueue::Impl : std::enable_shared_from_this<AdmissionQueue::Impl>
     auto it = lanes.find(key);
     if (it == lanes.end()) {
       it = lanes.emplace(std::string(key), Lane{}).first;
-      ring.push_back(it->first);
+      fresh.push_back(it->first);
     }
     earliest = std::min(earliest, entry.start_by);
     it->second.push_back(std::move(entry));
     ++queued;
   }
 
-  // Starts waiting tasks while slots are free: one per lane in turn.
+  // Starts waiting tasks while slots are free: a fresh lane's first, else
+  // one per lane of the ring in turn; a lane with more goes to the ring's end.
   void DispatchLocked(TimePoint now, Wakeups& wake) {
-    while (running < concurrency && !ring.empty()) {
-      std::string key = std::move(ring.front());
-      ring.pop_front();
+    while (running < concurrency && (!fresh.empty() || !ring.empty())) {
+      auto& from = fresh.empty() ? ring : fresh;
+      std::string key = std::move(from.front());
+      from.pop_front();
       auto lane = lanes.find(key);
       Entry entry = std::move(lane->second.front());
       lane->second.pop_front();
@@ -180,7 +182,9 @@ struct AdmissionQueue::Impl : std::enable_shared_from_this<AdmissionQueue::Impl>
       }
     }
     if (emptied) {
-      std::erase_if(ring, [this](const std::string& key) { return !lanes.contains(key); });
+      auto gone = [this](const std::string& key) { return !lanes.contains(key); };
+      std::erase_if(fresh, gone);
+      std::erase_if(ring, gone);
     }
   }
 
@@ -243,7 +247,13 @@ struct AdmissionQueue::Impl : std::enable_shared_from_this<AdmissionQueue::Impl>
 
   mutable std::mutex mu;
   std::unordered_map<std::string, Lane, Hash, std::equal_to<>> lanes;
-  std::deque<std::string> ring;  // keys of the lanes, in turn
+  // Keys of lanes not served since they last became non-empty (in order of
+  // arrival), and of those served and still waiting (round-robin). Fresh
+  // lanes go first, as FQ-CoDel's new flows do: a client with nothing
+  // waiting (one login now and then) waits only for the tasks running, not
+  // for a turn of every client with a backlog.
+  std::deque<std::string> fresh;
+  std::deque<std::string> ring;
   std::size_t queued = 0;
   std::size_t running = 0;
   TimePoint earliest = TimePoint::max();

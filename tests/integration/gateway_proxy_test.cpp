@@ -620,6 +620,72 @@ TEST_F(GatewayProxyTest, ServiceDiscoveryDashboardAndMetrics) {
             std::string::npos);
 }
 
+// A route's own limit (the login route's) applies per client on top of the
+// global one, and only to that route.
+TEST_F(GatewayProxyTest, RouteRateLimitIsItsOwn) {
+  TestUpstream users(*registry_, "user-service", "users-1");
+  auto login = Route("/api/users/login", "user-service");
+  login.rate_limit = gateway::RouteRateLimit{.requests_per_second = 1, .burst = 2};
+  InProcessGateway gw(*registry_, Config({Route("/api/users", "user-service"), login}), nullptr);
+  ASSERT_EQ(gw.proxy().routes()[0]->client, gw.proxy().routes()[1]->client)
+      << "routes with the same settings share one client";
+  WaitRouted(gw.port(), "/api/users/echo");
+  users.ResetHits();
+  EXPECT_EQ(HttpRequest(gw.port(), "POST", "/api/users/login/echo", "{}").status, 200);
+  EXPECT_EQ(HttpRequest(gw.port(), "POST", "/api/users/login", "{}").status, 200);
+  auto limited = HttpRequest(gw.port(), "POST", "/api/users/login", "{}");
+  EXPECT_EQ(limited.status, 429) << limited.raw;
+  EXPECT_EQ(limited.Json()["error"], "rate_limited");
+  EXPECT_EQ(limited.Header("retry-after"), "1");
+  EXPECT_NE(limited.Json()["message"].get<std::string>().find("/api/users/login"),
+            std::string::npos);
+  EXPECT_EQ(users.hits(), 2u);
+  // Other paths of the service are not limited by it.
+  for (int i = 0; i < 5; ++i)
+    EXPECT_EQ(HttpRequest(gw.port(), "GET", "/api/users/echo").status, 200);
+  EXPECT_NE(gw.metrics().Render().find("gateway_refused_total{route=\"/api/users/login/{rest...}\","
+                                       "reason=\"route_rate_limited\"} 1"),
+            std::string::npos);
+}
+
+// Upstream, the gateway names the client (the key it rate-limits by) and
+// its patience; what a client sent in these headers is replaced.
+TEST_F(GatewayProxyTest, SendsClientAddressAndTimeoutUpstream) {
+  TestUpstream users(*registry_, "user-service", "users-1");
+  auto route = Route("/api/users", "user-service");
+  route.per_try_timeout = 1200ms;
+  route.deadline = 3000ms;
+  auto short_deadline = Route("/api/short", "user-service");
+  short_deadline.per_try_timeout = 1200ms;
+  short_deadline.deadline = 700ms;
+  InProcessGateway gw(*registry_, Config({route, short_deadline}), nullptr);
+  WaitRouted(gw.port(), "/api/users/echo");
+  auto echo = HttpRequest(gw.port(), "GET", "/api/users/echo", {},
+                          {{"X-Client-Address", "203.0.113.1"}, {"X-Request-Timeout-Ms", "999999"}})
+                  .Json();
+  EXPECT_EQ(HeaderValues(echo, "x-client-address"), nlohmann::json::array({"127.0.0.1"}));
+  EXPECT_EQ(HeaderValues(echo, "x-request-timeout-ms"), nlohmann::json::array({"1200"}));
+  auto capped = HttpRequest(gw.port(), "GET", "/api/short/echo").Json();
+  EXPECT_EQ(HeaderValues(capped, "x-request-timeout-ms"), nlohmann::json::array({"700"}));
+}
+
+// An instance answering 503 with Retry-After is shedding load: it works, and
+// ejecting it would only push its load onto the others.
+TEST_F(GatewayProxyTest, SheddingInstanceIsNotEjected) {
+  TestUpstream shedding(*registry_, "user-service", "users-shedding");
+  TestUpstream good(*registry_, "user-service", "users-good");
+  auto config = Config({Route("/api/users", "user-service")});
+  config.outlier_detection = OutlierOptions{};
+  config.outlier_detection->consecutive_failures = 3;
+  InProcessGateway gw(*registry_, config, nullptr);
+  WaitBothServe(gw.port(), "/api/users/echo", shedding, good);
+  shedding.SetMode(TestUpstream::Mode::kShedding);
+  shedding.ResetHits();
+  for (int i = 0; i < 20; ++i) HttpRequest(gw.port(), "POST", "/api/users/echo", "{}");
+  EXPECT_EQ(gw.proxy().totals().ejections, 0u);
+  EXPECT_GE(shedding.hits(), 8u) << "the shedding instance still gets its share";
+}
+
 TEST_F(GatewayProxyTest, OutlierDetectionEjectsAFailingInstance) {
   TestUpstream bad(*registry_, "user-service", "users-bad");
   TestUpstream good(*registry_, "user-service", "users-good");

@@ -5,7 +5,7 @@
 // as they would tell apart hosts.
 //   - LegitimateLoginsKeepSucceedingDuringAFlood: wrong-password logins from
 //     ten addresses, 40 at a time, far beyond bcrypt's rate; a legitimate
-//     client's logins (another address) still all succeed within 4 s, and the
+//     client's logins (another address) still all succeed within 2 s, and the
 //     flood is answered 429/503 with Retry-After, never 504.
 //   - WorkTheGatewayGaveUpOnIsNotRun: the gateway waits 1.5 s per try and
 //     nothing else limits the flood; user-service drops what cannot start in
@@ -165,7 +165,8 @@ TEST_F(LoginFloodTest, LegitimateLoginsKeepSucceedingDuringAFlood) {
   const std::string logs = "\nuser-service:\n" + user_->ReadLog();
   std::size_t ok = 0;
   for (const auto& a : legit) {
-    if (a.status == 200 && a.took < 4s) ++ok;
+    // It waits for the hashes running, not behind the flood's backlog.
+    if (a.status == 200 && a.took < 2s) ++ok;
   }
   EXPECT_EQ(ok, legit.size()) << "legitimate logins: " << Summary(legit) << "\nflood "
                               << Summary(flood);
@@ -179,7 +180,7 @@ TEST_F(LoginFloodTest, LegitimateLoginsKeepSucceedingDuringAFlood) {
       if (a.took < 3s) ++quick;  // the longest any waits: --bcrypt-wait-ms (2 s) and a bit
     }
   }
-  EXPECT_GT(refused, 100u) << Summary(flood);
+  EXPECT_GT(refused, 0u) << Summary(flood);
   EXPECT_EQ(with_retry_after, refused) << "every refusal says when to come back";
   EXPECT_EQ(quick, refused) << Summary(flood);
   EXPECT_EQ(timed_out, 0u) << "nothing waits for the gateway's timeout: " << Summary(flood);

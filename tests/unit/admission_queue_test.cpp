@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <atomic>
 #include <future>
 #include <mutex>
@@ -35,7 +36,7 @@ class AdmissionQueueTest : public ::testing::Test {
 
   AdmissionQueueTest() : io_([this] { ioc_.run(); }) {}
   ~AdmissionQueueTest() override {
-    Open();
+    for (std::size_t i = 0; i < kGates; ++i) Open(i);
     guard_.reset();
     io_.join();
   }
@@ -56,17 +57,17 @@ class AdmissionQueueTest : public ::testing::Test {
   }
 
   // Submits a task named `name` for `key`; its work records the name in
-  // `ran_` and, when `block`, waits for Open().
-  void Submit(const std::string& key, const std::string& name, bool block = false,
+  // `ran_`, after waiting for Open(gate) when `gate` >= 0.
+  void Submit(const std::string& key, const std::string& name, int gate = -1,
               AdmissionQueue::TimePoint start_by = AdmissionQueue::TimePoint::max()) {
-    asio::co_spawn(ioc_, Task(key, name, block, start_by), asio::detached);
+    asio::co_spawn(ioc_, Task(key, name, gate, start_by), asio::detached);
   }
   // A member coroutine taking copies: a lambda coroutine's captures would
   // die with the lambda, before the coroutine ends.
-  Awaitable<void> Task(std::string key, std::string name, bool block,
+  Awaitable<void> Task(std::string key, std::string name, int gate,
                        AdmissionQueue::TimePoint start_by) {
-    std::function<void()> work = [this, name, block] {
-      if (block) gate_.wait();
+    std::function<void()> work = [this, name, gate] {
+      if (gate >= 0) gates_[static_cast<std::size_t>(gate)].wait();
       std::lock_guard lock(mu_);
       ran_.push_back(name);
     };
@@ -75,8 +76,8 @@ class AdmissionQueueTest : public ::testing::Test {
     done_.push_back({name, admission.outcome, admission.retry_after});
   }
 
-  void Open() {
-    if (!opened_.exchange(true)) release_.set_value();
+  void Open(std::size_t gate = 0) {
+    if (!opened_[gate].exchange(true)) releases_[gate].set_value();
   }
   bool WaitDone(std::size_t n) {
     return testing::WaitFor(
@@ -109,9 +110,11 @@ class AdmissionQueueTest : public ::testing::Test {
   std::unique_ptr<AdmissionQueue> queue_;
   const AdmissionQueue::TimePoint start_ = std::chrono::steady_clock::now();
   std::atomic<std::chrono::nanoseconds> offset_{0ns};
-  std::promise<void> release_;
-  std::shared_future<void> gate_ = release_.get_future().share();
-  std::atomic<bool> opened_{false};
+  static constexpr std::size_t kGates = 2;
+  std::array<std::promise<void>, kGates> releases_;
+  std::array<std::shared_future<void>, kGates> gates_ = {releases_[0].get_future().share(),
+                                                         releases_[1].get_future().share()};
+  std::array<std::atomic<bool>, kGates> opened_{};
   std::mutex mu_;
   std::vector<std::string> ran_;
   std::vector<Record> done_;
@@ -135,7 +138,7 @@ TEST_F(AdmissionQueueTest, RunsWorkAndSaysSo) {
 // never runs; the ones queued run once the pool is free.
 TEST_F(AdmissionQueueTest, FullQueueRefusesAtOnceWithRetryAfter) {
   Make(2);
-  Submit("a", "running", true);
+  Submit("a", "running", 0);
   ASSERT_TRUE(WaitRunning(1));
   Submit("a", "q1");
   Submit("a", "q2");
@@ -162,7 +165,7 @@ TEST_F(AdmissionQueueTest, FullQueueRefusesAtOnceWithRetryAfter) {
 // newest task of the client with the most queued.
 TEST_F(AdmissionQueueTest, FullQueuePushesOutTheLongestLanesNewestTask) {
   Make(3);
-  Submit("flood", "running", true);
+  Submit("flood", "running", 0);
   ASSERT_TRUE(WaitRunning(1));
   for (const char* name : {"f1", "f2", "f3"}) Submit("flood", name);
   ASSERT_TRUE(WaitQueued(3));
@@ -182,10 +185,11 @@ TEST_F(AdmissionQueueTest, FullQueuePushesOutTheLongestLanesNewestTask) {
   EXPECT_EQ(queue_->stats().rejected, 3u);
 }
 
-// Waiting tasks start round-robin among keys, oldest first within a key.
+// Waiting tasks start round-robin among keys, oldest first within a key,
+// after the first task of each key in order of arrival.
 TEST_F(AdmissionQueueTest, StartsOneTaskPerKeyInTurn) {
   Make(16);
-  Submit("a", "running", true);
+  Submit("a", "running", 0);
   ASSERT_TRUE(WaitRunning(1));
   std::size_t n = 0;
   for (auto [key, name] : std::vector<std::pair<std::string, std::string>>{{"a", "a1"},
@@ -203,11 +207,31 @@ TEST_F(AdmissionQueueTest, StartsOneTaskPerKeyInTurn) {
   EXPECT_EQ(Ran(), (std::vector<std::string>{"running", "a1", "b1", "c1", "a2", "b2", "a3", "a4"}));
 }
 
+// A client with nothing waiting goes before the clients with a backlog
+// (plain round-robin would put it behind one task of each): it waits only
+// for the task running.
+TEST_F(AdmissionQueueTest, AClientWithNothingWaitingGoesFirst) {
+  Make(16);
+  Submit("flood", "f0", 0);
+  ASSERT_TRUE(WaitRunning(1));
+  Submit("flood", "f1", 1);
+  Submit("flood", "f2");
+  Submit("flood", "f3");
+  ASSERT_TRUE(WaitQueued(3));
+  Open(0);  // f0 ends; f1 starts (and blocks): the flood has had its first turn
+  ASSERT_TRUE(WaitQueued(2));
+  Submit("alice", "a1");
+  ASSERT_TRUE(WaitQueued(3));
+  Open(1);
+  ASSERT_TRUE(WaitDone(5));
+  EXPECT_EQ(Ran(), (std::vector<std::string>{"f0", "f1", "a1", "f2", "f3"}));
+}
+
 // A task not started within max_wait is dropped without running when the
 // pool frees up; the others still run.
 TEST_F(AdmissionQueueTest, DropsTasksThatWaitedPastTheirDeadline) {
   Make(8, 100ms);
-  Submit("a", "running", true);
+  Submit("a", "running", 0);
   ASSERT_TRUE(WaitRunning(1));
   Submit("a", "stale");
   ASSERT_TRUE(WaitQueued(1));
@@ -230,7 +254,7 @@ TEST_F(AdmissionQueueTest, DropsTasksThatWaitedPastTheirDeadline) {
 // and nothing else happens (a timer, not the next arrival or completion).
 TEST_F(AdmissionQueueTest, AnswersADroppedTaskAtItsDeadline) {
   Make(8, 150ms, /*real_clock=*/true);
-  Submit("a", "running", true);
+  Submit("a", "running", 0);
   ASSERT_TRUE(WaitRunning(1));
   const auto submitted = std::chrono::steady_clock::now();
   Submit("b", "dropped");
@@ -253,7 +277,7 @@ TEST_F(AdmissionQueueTest, HonoursTheCallersDeadline) {
   ASSERT_TRUE(WaitDone(1));
   EXPECT_EQ(Find("late")->outcome, Outcome::kExpired);
 
-  Submit("a", "running", true);
+  Submit("a", "running", 0);
   ASSERT_TRUE(WaitRunning(1));
   Submit("b", "hurried", false, start_ + 50ms);
   ASSERT_TRUE(WaitQueued(1));

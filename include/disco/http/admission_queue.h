@@ -11,10 +11,15 @@
 // threads). The others wait here, where they can still be refused or
 // dropped, rather than in the pool's own queue, where they could not.
 //
-// Fairness: waiting tasks are grouped by key (the client) and started
-// round-robin among keys, oldest first within a key. A client with one task
-// waits for at most one task of every other waiting client, however many
-// those have queued.
+// Fairness: waiting tasks are grouped by key (the client), oldest first
+// within a key. A key with nothing waiting that gets a task goes first (in
+// order of arrival among such keys: FQ-CoDel's "new flows"); once served, a
+// key that still has tasks waiting takes its turns round-robin with the
+// others. So a client with a task now and then waits only for the tasks
+// running and other such clients, never for a turn of every client with a
+// backlog; and a client with a backlog waits for at most one task of every
+// other one, however many those have queued. (Clients with a backlog can be
+// starved by a stream of new ones: their tasks then expire, below.)
 //
 // Bounds, each answered at once and without running the work:
 //   - kRejected: at most max_queued tasks wait. A task arriving at a full
