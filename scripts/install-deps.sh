@@ -26,6 +26,10 @@ packages=(
 if [ "$demo_only" = 0 ]; then
   # Tests and benchmarks only.
   packages+=(libgtest-dev libgmock-dev postgresql wrk nginx chromium prometheus)
+  # The fuzz targets (scripts/fuzz.sh): clang 16 with libFuzzer and the
+  # sanitizer runtimes. Not clang 14 (Debian's default "clang"): it cannot
+  # compile libstdc++ 12's std::expected.
+  packages+=(clang-16 libfuzzer-16-dev libclang-rt-16-dev)
   # Node.js runs the browser tests (playwright-core drives Debian's Chromium).
   # Machines that already have a node keep theirs.
   command -v node >/dev/null 2>&1 || packages+=(nodejs npm)

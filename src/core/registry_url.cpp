@@ -6,6 +6,13 @@
 namespace disco {
 namespace {
 
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 Result<std::string> PercentDecode(std::string_view in) {
   std::string out;
   out.reserve(in.size());
@@ -14,12 +21,12 @@ Result<std::string> PercentDecode(std::string_view in) {
       if (i + 2 >= in.size()) {
         return Fail(ErrorCode::kInvalidArgument, "bad percent-escape in '" + std::string(in) + "'");
       }
-      int value = 0;
-      auto [ptr, ec] = std::from_chars(in.data() + i + 1, in.data() + i + 3, value, 16);
-      if (ec != std::errc() || ptr != in.data() + i + 3) {
+      // Two hex digits exactly: from_chars alone would also take a sign ("%-1").
+      const int high = HexDigit(in[i + 1]), low = HexDigit(in[i + 2]);
+      if (high < 0 || low < 0) {
         return Fail(ErrorCode::kInvalidArgument, "bad percent-escape in '" + std::string(in) + "'");
       }
-      out += static_cast<char>(value);
+      out += static_cast<char>(high * 16 + low);
       i += 2;
     } else if (in[i] == '+') {
       out += ' ';
@@ -50,13 +57,15 @@ Result<HostPort> ParseHostPort(std::string_view text, std::uint16_t default_port
   if (text.front() == '[') {
     auto close = text.find(']');
     if (close == std::string_view::npos) {
-      return Fail(ErrorCode::kInvalidArgument, "unclosed '[' in address '" + std::string(text) + "'");
+      return Fail(ErrorCode::kInvalidArgument,
+                  "unclosed '[' in address '" + std::string(text) + "'");
     }
     hp.host = std::string(text.substr(1, close - 1));
     auto rest = text.substr(close + 1);
     if (!rest.empty()) {
       if (rest.front() != ':') {
-        return Fail(ErrorCode::kInvalidArgument, "expected ':port' after ']' in '" + std::string(text) + "'");
+        return Fail(ErrorCode::kInvalidArgument,
+                    "expected ':port' after ']' in '" + std::string(text) + "'");
       }
       port_text = rest.substr(1);
     }
@@ -69,7 +78,14 @@ Result<HostPort> ParseHostPort(std::string_view text, std::uint16_t default_port
     hp.host = std::string(text.substr(0, colon));
     if (colon != std::string_view::npos) port_text = text.substr(colon + 1);
   }
-  if (hp.host.empty()) return Fail(ErrorCode::kInvalidArgument, "missing host in '" + std::string(text) + "'");
+  if (hp.host.empty())
+    return Fail(ErrorCode::kInvalidArgument, "missing host in '" + std::string(text) + "'");
+  // "[[x]:1" would give the host "[x", which ToString() writes as "[x:1",
+  // an address this function refuses: no host holds a bracket.
+  if (hp.host.find_first_of("[]") != std::string::npos) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "brackets inside the host in '" + std::string(text) + "'");
+  }
   if (port_text.empty()) {
     if (default_port == 0) {
       return Fail(ErrorCode::kInvalidArgument, "missing port in '" + std::string(text) + "'");
@@ -79,9 +95,10 @@ Result<HostPort> ParseHostPort(std::string_view text, std::uint16_t default_port
   }
   unsigned value = 0;
   auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || value == 0 || value > 65535) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "bad port '" + std::string(port_text) + "' in '" + std::string(text) + "' (want 1-65535)");
+  if (ec != std::errc() || ptr != port_text.data() + port_text.size() || value == 0 ||
+      value > 65535) {
+    return Fail(ErrorCode::kInvalidArgument, "bad port '" + std::string(port_text) + "' in '" +
+                                                 std::string(text) + "' (want 1-65535)");
   }
   hp.port = static_cast<std::uint16_t>(value);
   return hp;
@@ -114,7 +131,8 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
       auto eq = pair.find('=');
       auto key = PercentDecode(pair.substr(0, eq));
       if (!key) return std::unexpected(key.error());
-      auto value = PercentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
+      auto value =
+          PercentDecode(eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1));
       if (!value) return std::unexpected(value.error());
       if (key->empty()) {
         return Fail(ErrorCode::kInvalidArgument, "empty parameter name in registry URL");
@@ -126,12 +144,15 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
     out.name = std::string(authority);
     return out;
   }
-  if (authority.find('/') != std::string_view::npos || authority.find('@') != std::string_view::npos) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "registry URL '" + std::string(url) + "' may only hold host:port[,host:port] before '?'");
+  if (authority.find('/') != std::string_view::npos ||
+      authority.find('@') != std::string_view::npos) {
+    return Fail(
+        ErrorCode::kInvalidArgument,
+        "registry URL '" + std::string(url) + "' may only hold host:port[,host:port] before '?'");
   }
   if (authority.empty()) {
-    return Fail(ErrorCode::kInvalidArgument, "registry URL '" + std::string(url) + "' names no host");
+    return Fail(ErrorCode::kInvalidArgument,
+                "registry URL '" + std::string(url) + "' names no host");
   }
   for (bool more = true; more;) {
     auto comma = authority.find(',');

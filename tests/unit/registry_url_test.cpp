@@ -29,7 +29,8 @@ TEST(RegistryUrlTest, QueryParametersAreDecodedAndTokensRedacted) {
   EXPECT_EQ(url->params.at("token"), "s/ecret");
   EXPECT_EQ(url->params.at("stale"), "1");
   EXPECT_EQ(url->Redacted(), "consul://127.0.0.1:8500?stale=1&token=***");
-  EXPECT_EQ(ParseRegistryUrl("etcd://h:1?user=u&password=p")->Redacted(), "etcd://h:1?password=***&user=u");
+  EXPECT_EQ(ParseRegistryUrl("etcd://h:1?user=u&password=p")->Redacted(),
+            "etcd://h:1?password=***&user=u");
 }
 
 TEST(RegistryUrlTest, MemoryTakesAName) {
@@ -59,13 +60,16 @@ TEST_P(RegistryUrlErrorTest, RejectsWithAMessageNamingTheProblem) {
 
 INSTANTIATE_TEST_SUITE_P(
     Cases, RegistryUrlErrorTest,
-    ::testing::Values(BadUrl{"127.0.0.1:2379", "no scheme"}, BadUrl{"zookeeper://h:1", "unknown registry scheme"},
-                      BadUrl{"etcd://", "names no host"}, BadUrl{"etcd://h:0", "bad port"},
-                      BadUrl{"etcd://h:65536", "bad port"}, BadUrl{"etcd://h:abc", "bad port"},
-                      BadUrl{"etcd://h:1,", "empty address"}, BadUrl{"etcd://::1:2379", "IPv6"},
-                      BadUrl{"etcd://[::1:2379", "unclosed"}, BadUrl{"etcd://h:1/path", "host:port"},
-                      BadUrl{"etcd://user@h:1", "host:port"}, BadUrl{"consul://a:1,b:2", "one agent"},
-                      BadUrl{"consul://h:1?token=%zz", "percent-escape"}, BadUrl{"etcd://:2379", "missing host"}));
+    ::testing::Values(
+        BadUrl{"127.0.0.1:2379", "no scheme"}, BadUrl{"zookeeper://h:1", "unknown registry scheme"},
+        BadUrl{"etcd://", "names no host"}, BadUrl{"etcd://h:0", "bad port"},
+        BadUrl{"etcd://h:65536", "bad port"}, BadUrl{"etcd://h:abc", "bad port"},
+        BadUrl{"etcd://h:1,", "empty address"}, BadUrl{"etcd://::1:2379", "IPv6"},
+        BadUrl{"etcd://[::1:2379", "unclosed"}, BadUrl{"etcd://h:1/path", "host:port"},
+        BadUrl{"etcd://user@h:1", "host:port"}, BadUrl{"consul://a:1,b:2", "one agent"},
+        BadUrl{"consul://h:1?token=%zz", "percent-escape"}, BadUrl{"etcd://:2379", "missing host"},
+        BadUrl{"etcd://h:1?prefix=%-1", "percent-escape"}, BadUrl{"etcd://[[x]:1", "brackets"},
+        BadUrl{"etcd://a]b:1", "brackets"}));
 
 TEST(RegistryFactoryTest, BadUrlIsAnErrorNotAThrow) {
   auto registry = MakeRegistry("nope");
