@@ -72,9 +72,17 @@ std::string Base64UrlEncode(const unsigned char* data, std::size_t n) {
 Result<std::optional<std::int64_t>> TimeClaim(const nlohmann::json& payload, const char* name) {
   auto it = payload.find(name);
   if (it == payload.end()) return std::nullopt;
+  // The last second system_clock can hold (in 2262 with GCC's nanoseconds): a
+  // later time is none a token of ours carries, and converting it to a
+  // time_point would overflow.
+  constexpr std::int64_t kLastSecond =
+      std::chrono::duration_cast<std::chrono::seconds>(
+          std::chrono::system_clock::time_point::max().time_since_epoch())
+          .count();
   if (!it->is_number_integer() ||
       (it->is_number_unsigned() &&
-       it->get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))) {
+       it->get<std::uint64_t>() > static_cast<std::uint64_t>(kLastSecond)) ||
+      it->get<std::int64_t>() < 0 || it->get<std::int64_t>() > kLastSecond) {
     return Fail(ErrorCode::kPermissionDenied,
                 std::string("token has a bad ") + name + " claim (integer seconds expected)");
   }

@@ -179,6 +179,16 @@ TEST(JwtTest, RejectsMalformedNbfAndOtherTimes) {
     EXPECT_FALSE(codec.Verify(SignClaims(ClaimsAt(now, std::string(R"(,"nbf":)") + nbf)), At(now)))
         << "nbf " << nbf;
   }
+  // Times system_clock cannot hold, or before 1970, are no times of ours; an
+  // exp of 1767225667229200 overflowed a chrono conversion (found by fuzz_jwt).
+  EXPECT_FALSE(codec.Verify(
+      SignClaims(R"({"sub":"7","username":"a","iat":1,"exp":1767225667229200})"), At(now)));
+  EXPECT_TRUE(codec.Verify(
+      SignClaims(R"({"sub":"7","username":"a","iat":1,"exp":9223372036})"), At(now)))
+      << "the last second system_clock holds is a time";
+  EXPECT_FALSE(codec.Verify(
+      SignClaims(R"({"sub":"7","username":"a","iat":1,"exp":9223372037})"), At(now)));
+  EXPECT_FALSE(codec.Verify(SignClaims(ClaimsAt(now, R"(,"nbf":-1)")), At(now)));
   // libjwt would read a string iat as 0 and a string exp as "expired"; both are malformed.
   std::string exp = std::to_string(now + 7200);
   EXPECT_FALSE(codec.Verify(SignClaims(R"({"sub":"7","username":"a","iat":"1","exp":)" + exp + "}"),
