@@ -4,6 +4,8 @@
 #include <cctype>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "disco/http/message.h"
 #include "disco/http/router.h"
 #include "http/connection.h"
@@ -93,6 +95,22 @@ TEST(HttpMessageTest, JsonErrorsAreEscaped) {
   EXPECT_EQ(r.status, 422);
   EXPECT_EQ(r.content_type, "application/json");
   EXPECT_EQ(r.body, R"({"error":"validation_failed","message":"bad \"name\"\n\u0001"})");
+}
+
+// Whatever bytes a client sends, what we quote is JSON a strict parser takes:
+// well-formed UTF-8 passes, anything else is U+FFFD, one per bad byte.
+TEST(HttpMessageTest, JsonQuoteKeepsUtf8AndReplacesTheRest) {
+  EXPECT_EQ(JsonQuote("caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80"), "\"caf\xc3\xa9 \xe6\x97\xa5 \xf0\x9f\x98\x80\"");
+  EXPECT_EQ(JsonQuote("\xff"), "\"\\ufffd\"");
+  EXPECT_EQ(JsonQuote("a\xc3"), "\"a\\ufffd\"") << "cut short at the end";
+  EXPECT_EQ(JsonQuote("\xc3(x"), "\"\\ufffd(x\"") << "a continuation byte missing";
+  EXPECT_EQ(JsonQuote("\xc0\xaf"), "\"\\ufffd\\ufffd\"") << "overlong '/'";
+  EXPECT_EQ(JsonQuote("\xe0\x80\xaf"), "\"\\ufffd\\ufffd\\ufffd\"") << "overlong, 3 bytes";
+  EXPECT_EQ(JsonQuote("\xed\xa0\x80"), "\"\\ufffd\\ufffd\\ufffd\"") << "a surrogate";
+  EXPECT_EQ(JsonQuote("\xf4\x90\x80\x80"), "\"\\ufffd\\ufffd\\ufffd\\ufffd\"") << "past U+10FFFF";
+  EXPECT_EQ(JsonQuote("\xf4\x8f\xbf\xbf"), "\"\xf4\x8f\xbf\xbf\"") << "U+10FFFF itself";
+  auto parsed = nlohmann::json::parse(Response::Error(404, "not_found", "/users/\xff\xfe").body);
+  EXPECT_EQ(parsed["message"], "/users/\xef\xbf\xbd\xef\xbf\xbd");
 }
 
 TEST(HttpMessageTest, HeadersAreCaseInsensitiveAndBearerIsParsed) {
