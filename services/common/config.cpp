@@ -80,6 +80,12 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->envname("DISCO_BODY_LIMIT")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{64} << 20))
       ->capture_default_str();
+  app.add_option("--body-memory", c.body_memory,
+                 "Request bodies held at once over all connections, in bytes; a request whose "
+                 "body does not fit gets 503 (at least --body-limit)")
+      ->envname("DISCO_BODY_MEMORY")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{1} << 40))
+      ->capture_default_str();
   app.add_option("--max-connections", c.max_connections,
                  "Open client connections at most; more are refused with 503 (0: half the "
                  "process's descriptor limit)")

@@ -35,6 +35,7 @@ struct ServiceConfig {
   std::string sqlite_sync = "normal";
   bool access_log = true;
   std::size_t body_limit = 1024 * 1024;
+  std::size_t body_memory = 256 * 1024 * 1024;
   std::size_t max_connections = 0;              // 0: half the descriptor limit
   std::size_t max_connections_per_address = 0;  // 0: a quarter of max_connections
 };

@@ -82,6 +82,7 @@ int ServiceRuntime::Serve(http::Router router) {
   options.service = config.service;
   options.access_log = config.access_log;
   options.body_limit = config.body_limit;
+  options.body_memory_limit = config.body_memory;
   options.max_connections = config.max_connections;
   options.max_connections_per_address = config.max_connections_per_address;
   // The default instance id contains the port: with --port 0 it is only known

@@ -71,7 +71,7 @@ class BodyParser : public bhttp::basic_parser<isRequest> {
     ec = {};
   }
 
- private:
+  // Protected: the server's request parser counts body bytes (BodyBudget).
   std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
     body_.append(body.data(), body.size());
     ec = {};
@@ -82,6 +82,8 @@ class BodyParser : public bhttp::basic_parser<isRequest> {
                                  beast::error_code& ec) override {
     return on_body_impl(body, ec);
   }
+
+ private:
   void on_finish_impl(beast::error_code& ec) override { ec = {}; }
 
   std::string& body_;

@@ -19,6 +19,7 @@
 
 #include "disco/detail/asio.h"
 #include "disco/metrics.h"
+#include "http/body_budget.h"
 #include "http/connection.h"
 #include "http/connection_limits.h"
 #include "http/head_writer.h"
@@ -122,6 +123,15 @@ void SetTarget(Request& request, std::string_view target) {
   if (question != std::string_view::npos) request.query = target.substr(question + 1);
 }
 
+// The answer to a request whose body does not fit in the server's
+// BodyBudget: the server is busy, not the request wrong.
+Response BodyBudgetExceeded() {
+  Response response = Response::Error(
+      503, "overloaded", "the server holds too many request bodies at once; retry shortly");
+  response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
 // Parses a request straight into a Request. The method, target and header
 // fields are copied into one string owned by the connection (no allocation
 // per field, none at all once that string has grown to fit a header block),
@@ -132,8 +142,15 @@ class RequestParser final : public detail::BodyParser<true> {
  public:
   // `rejection`: set when the head breaks a framing rule (FramingProblem);
   // the parser then stops with an error.
-  RequestParser(Request& request, std::string& store, std::optional<Response>& rejection)
-      : BodyParser(request.body), request_(request), store_(store), rejection_(rejection) {
+  // `holding`: the server's BodyBudget, taken as body bytes arrive; when
+  // they do not fit, `rejection` is a 503 and the parser stops.
+  RequestParser(Request& request, std::string& store, std::optional<Response>& rejection,
+                detail::BodyBudget::Holding& holding)
+      : BodyParser(request.body),
+        request_(request),
+        store_(store),
+        rejection_(rejection),
+        holding_(holding) {
     store_.clear();
   }
 
@@ -218,10 +235,23 @@ class RequestParser final : public detail::BodyParser<true> {
     }
     BodyParser::on_body_init_impl(length, ec);
   }
+  std::size_t on_body_impl(beast::string_view body, beast::error_code& ec) override {
+    if (!holding_.Take(body.size())) {
+      rejection_ = BodyBudgetExceeded();
+      ec = bhttp::error::body_limit;
+      return 0;
+    }
+    return BodyParser::on_body_impl(body, ec);
+  }
+  std::size_t on_chunk_body_impl(std::uint64_t, beast::string_view body,
+                                 beast::error_code& ec) override {
+    return on_body_impl(body, ec);
+  }
 
   Request& request_;
   std::string& store_;
   std::optional<Response>& rejection_;
+  detail::BodyBudget::Holding& holding_;
   Span method_{}, target_{};
   std::string codings_;  // the Transfer-Encoding fields' values, joined by commas
   int hosts_ = 0;
@@ -336,7 +366,8 @@ struct Server::Impl {
       : router(std::move(r)),
         options(std::move(o)),
         limits({options.max_connections, options.max_connections_per_address,
-                options.reserved_connections}) {
+                options.reserved_connections}),
+        body_budget(std::max(options.body_memory_limit, options.body_limit)) {
     if (options.threads == 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
     metrics = options.metrics ? options.metrics : &MetricsRegistry::Default();
     requests_family =
@@ -443,6 +474,7 @@ struct Server::Impl {
   std::shared_ptr<spdlog::logger> access;
 
   ConnectionLimits limits;
+  detail::BodyBudget body_budget;
   std::atomic<std::int64_t> idle_count{0};  // connections waiting for a request
   std::atomic<int> evictions_wanted{0};
   std::size_t next_eviction = 0;  // acceptor thread only
@@ -717,6 +749,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   request.remote_address = peer.to_string();
   std::string header_store;
   std::string head;
+  detail::BodyBudget::Holding body_holding(body_budget);  // this request's body bytes
   boost::system::error_code ec;
   bool linger = false;  // close gently after an error answer (the peer may still be sending)
   // When the last request ended (or the connection opened): read the clock
@@ -741,14 +774,20 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     request.headers.clear();
     request.params.clear();
     request.body.clear();
+    body_holding.Release();
     // The common request (whole in the buffer, no chunks, no Expect) goes
     // through the strict fast parser; anything else, and whatever it
     // defers, through Beast, which also reports every error.
     unsigned version = 11;
     bool wants_keep_alive = true;
     std::optional<Response> rejection;  // a framing rule broken (RequestParser)
-    if (!TakeSimpleRequest(buffer, options, header_store, request, wants_keep_alive)) {
-      RequestParser parser(request, header_store, rejection);
+    if (TakeSimpleRequest(buffer, options, header_store, request, wants_keep_alive)) {
+      if (!body_holding.Take(request.body.size())) {
+        rejection = BodyBudgetExceeded();
+        ec = bhttp::error::body_limit;
+      }
+    } else {
+      RequestParser parser(request, header_store, rejection, body_holding);
       parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
       parser.body_limit(options.body_limit);
       connection->SetDeadline(start + (reserve

@@ -247,6 +247,57 @@ TEST(HttpHardeningTest, ClientStillSendingReadsThe413) {
   EXPECT_EQ(answer.Json()["error"], "payload_too_large");
 }
 
+// Many connections each sending a large body slowly: each is within
+// body_limit, but together they were bounded only by max_connections ×
+// body_limit (16 GiB at the defaults). The server's body budget bounds the
+// sum: a body that does not fit gets 503 + Retry-After, and the bytes are
+// given back once a request is answered or its connection gone.
+TEST(HttpHardeningTest, BodiesHeldAtOnceAreBounded) {
+  auto options = Options();
+  options.body_limit = 256 * 1024;
+  options.body_memory_limit = 512 * 1024;
+  options.request_timeout = 5s;
+  Server server(EchoRouter(), options);
+  ASSERT_TRUE(server.Start());
+  const std::string part(200 * 1024, 'p');
+  auto post_head = [](std::size_t length) {
+    return "POST /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: " +
+           std::to_string(length) + "\r\n\r\n";
+  };
+  // Two slow clients hold 400 KiB of their 250 KiB bodies each, unfinished.
+  std::vector<int> slow;
+  for (const char* from : {"127.0.0.2", "127.0.0.3"}) {
+    int fd = ConnectFrom(server.port(), from);
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(SendAll(fd, post_head(250 * 1024) + part));
+    slow.push_back(fd);
+  }
+  std::this_thread::sleep_for(200ms);  // read by the server
+  // A third large body does not fit: 503 at once, with Retry-After.
+  auto start = std::chrono::steady_clock::now();
+  auto refused = RawHttp(server.port(), post_head(250 * 1024) + std::string(250 * 1024, 'x'), 5s);
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(refused.Json()["error"], "overloaded");
+  EXPECT_EQ(refused.Header("retry-after"), "1");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  // Small requests still fit beside them.
+  EXPECT_EQ(RawHttp(server.port(), post_head(5) + "small").status, 200);
+  // One slow client finishes: its answer comes, and its bytes are given back.
+  ASSERT_TRUE(SendAll(slow[0], std::string(50 * 1024, 'e')));
+  char c;
+  ASSERT_GT(::recv(slow[0], &c, 1, 0), 0) << "the finished body was not answered";
+  // The other goes away mid-body: its bytes are given back too.
+  ::close(slow[1]);
+  ::close(slow[0]);
+  std::this_thread::sleep_for(200ms);
+  auto fits = RawHttp(server.port(), post_head(250 * 1024) + std::string(250 * 1024, 'y'), 5s);
+  EXPECT_EQ(fits.status, 200);
+  EXPECT_EQ(fits.body.size(), 250u * 1024);
+  // And twice more: nothing leaked from the budget.
+  auto again = RawHttp(server.port(), post_head(250 * 1024) + std::string(250 * 1024, 'z'), 5s);
+  EXPECT_EQ(again.status, 200);
+}
+
 // Defect 3: idle connections from one address took every descriptor.
 // Now one address holds at most max_connections_per_address; others are
 // still served.

@@ -68,6 +68,10 @@ struct ServerOptions {
 
   std::size_t body_limit = 1024 * 1024;  // larger bodies → 413
   std::size_t header_limit = 16 * 1024;  // larger header blocks → 431
+  // Request bodies held at once, over all connections (each bounded by
+  // body_limit; this bounds their sum). A request whose body bytes do not
+  // fit → 503 with Retry-After: 1 and close. At least body_limit.
+  std::size_t body_memory_limit = 256 * 1024 * 1024;
   // From the first byte of a request until it is fully read; slower → 408 and
   // close (slowloris). Also bounds each response write.
   std::chrono::milliseconds request_timeout{10'000};
