@@ -1,8 +1,13 @@
 #include "logging.h"
 
+#include <fcntl.h>
 #include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <mutex>
 
 #include "disco/http/message.h"
 
@@ -22,6 +27,39 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
   }
 };
 
+// Standard output, written through a buffer of its own and flushed on
+// request (flush_every), through a duplicate of descriptor 1: the same open
+// file as stdout and stderr share under `> file 2>&1`, hence the same
+// offset. Opening /dev/stdout anew gave a second offset, and stderr's lines
+// overwrote access-log lines in such a file.
+class BufferedStdoutSink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  // nullptr when descriptor 1 cannot be duplicated.
+  static std::shared_ptr<BufferedStdoutSink> Make() {
+    int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) return nullptr;
+    FILE* file = ::fdopen(fd, "w");
+    if (!file) {
+      ::close(fd);
+      return nullptr;
+    }
+    std::setvbuf(file, nullptr, _IOFBF, 64 * 1024);
+    return std::shared_ptr<BufferedStdoutSink>(new BufferedStdoutSink(file));
+  }
+  ~BufferedStdoutSink() override { std::fclose(file_); }
+
+ private:
+  explicit BufferedStdoutSink(FILE* file) : file_(file) {}
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t line;
+    formatter_->format(msg, line);
+    std::fwrite(line.data(), 1, line.size(), file_);
+  }
+  void flush_() override { std::fflush(file_); }
+
+  FILE* file_;
+};
+
 }  // namespace
 
 void SetupLogging(std::string_view level) {
@@ -38,10 +76,11 @@ void SetupLogging(std::string_view level) {
   // stdout sink's fflush per line was a write() per request, the largest
   // single cost of a cheap request. A kill -9 may lose the last second of it.
   std::shared_ptr<spdlog::logger> access;
-  try {
-    access = spdlog::basic_logger_mt("access", "/dev/stdout");
-  } catch (const spdlog::spdlog_ex&) {
-    access = spdlog::stdout_logger_mt("access");  // no /dev/stdout (unusual sandbox)
+  if (auto sink = BufferedStdoutSink::Make()) {
+    access = std::make_shared<spdlog::logger>("access", std::move(sink));
+    spdlog::register_logger(access);
+  } else {
+    access = spdlog::stdout_logger_mt("access");  // descriptor 1 closed (unusual)
   }
   access->set_pattern("{\"ts\":\"%Y-%m-%dT%H:%M:%S.%eZ\",%v}", spdlog::pattern_time_type::utc);
   access->set_level(spdlog::level::info);

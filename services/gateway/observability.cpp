@@ -47,7 +47,7 @@ std::string PrometheusTargetsJson(const Catalog& catalog) {
           {{"targets", json::array({endpoint.address})}, {"labels", std::move(labels)}});
     }
   }
-  return groups.dump();
+  return groups.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::string DashboardStateJson(const Catalog& catalog, const Proxy& proxy,
@@ -91,7 +91,7 @@ std::string DashboardStateJson(const Catalog& catalog, const Proxy& proxy,
                   {"unauthorized", totals.unauthorized},
                   {"budget_exhausted", totals.budget_exhausted}}},
                 {"services", std::move(services)}};
-  return state.dump();
+  return state.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 void AddObservabilityRoutes(http::Router& router, const Catalog& catalog, const Proxy& proxy,

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "util/utf8.h"
+
 namespace disco {
 namespace {
 
@@ -66,10 +68,15 @@ Result<void> Validate(const ServiceInstance& instance) {
   if (instance.weight < 1 || instance.weight > 10000) {
     return Fail(ErrorCode::kInvalidArgument, "weight must be 1-10000");
   }
+  // Registries store JSON (Consul's API, our etcd values): text that is
+  // not UTF-8 cannot be written there.
+  if (!util::IsValidUtf8(instance.host))
+    return Fail(ErrorCode::kInvalidArgument, "host is not UTF-8");
   for (const auto& tag : instance.tags) {
     if (tag.empty() || tag.size() > 256) {
       return Fail(ErrorCode::kInvalidArgument, "tags must be 1-256 characters");
     }
+    if (!util::IsValidUtf8(tag)) return Fail(ErrorCode::kInvalidArgument, "a tag is not UTF-8");
   }
   for (const auto& [key, value] : instance.metadata) {
     // Consul allows only [A-Za-z0-9_-] in metadata keys; hold every backend to it.
@@ -84,6 +91,8 @@ Result<void> Validate(const ServiceInstance& instance) {
     if (value.size() > 512) {
       return Fail(ErrorCode::kInvalidArgument, "metadata value for '" + key + "' is over 512 characters");
     }
+    if (!util::IsValidUtf8(value))
+      return Fail(ErrorCode::kInvalidArgument, "metadata value for '" + key + "' is not UTF-8");
   }
   return {};
 }

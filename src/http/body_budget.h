@@ -4,7 +4,7 @@
 // that sends large bodies slowly on many connections would take that much.
 // The budget counts body bytes as they arrive, and a request whose bytes do
 // not fit is answered 503 with Retry-After; the bytes are given back when the
-// request has been answered. Private to src/http (the server).
+// request has been answered (or its connection is gone). Private to src/http (the server).
 #pragma once
 
 #include <atomic>
@@ -31,7 +31,7 @@ class BodyBudget {
       if (n == 0) return true;
       std::size_t used = budget_.used_.load(std::memory_order_relaxed);
       do {
-        if (n > budget_.limit_ || used > budget_.limit_ - n) return false;
+        if (!budget_.Fits(used, n)) return false;
       } while (!budget_.used_.compare_exchange_weak(used, used + n, std::memory_order_relaxed));
       held_ += n;
       return true;
@@ -46,7 +46,12 @@ class BodyBudget {
     std::size_t held_ = 0;
   };
 
+  // Whether n more bytes would fit now (a hint: others may take them first).
+  bool Available(std::size_t n) const { return Fits(used(), n); }
+
  private:
+  bool Fits(std::size_t used, std::size_t n) const { return n <= limit_ && used <= limit_ - n; }
+
   const std::size_t limit_;
   std::atomic<std::size_t> used_{0};
 };

@@ -26,6 +26,7 @@
 // made it. Owned by shared_ptr: a pending timer wait holds a reference.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstdint>
@@ -58,7 +59,10 @@ class BodyParser : public bhttp::basic_parser<isRequest> {
   // goes on past an error from on_header_impl when more bytes follow).
   void on_body_init_impl(const boost::optional<std::uint64_t>& length,
                          beast::error_code& ec) override {
-    if (length) body_.reserve(static_cast<std::size_t>(*length));
+    // Up to 64 KiB ahead: a declared Content-Length is a claim, not bytes,
+    // and a client declaring 1 MiB on many connections and sending nothing
+    // would otherwise reserve (address space) for all of it.
+    if (length) body_.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, 64 * 1024)));
     ec = {};
   }
 

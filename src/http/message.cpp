@@ -6,6 +6,7 @@
 
 #include "http/connection.h"
 #include "util/fast_random.h"
+#include "util/utf8.h"
 
 namespace disco::http {
 namespace {
@@ -117,26 +118,6 @@ Response Response::Error(int status, std::string_view code, std::string_view mes
   return Json(status, std::move(body));
 }
 
-namespace {
-
-// The length of the well-formed UTF-8 sequence at text[i] (RFC 3629: no
-// overlong forms, no surrogates, nothing past U+10FFFF), or 0.
-std::size_t Utf8SequenceAt(std::string_view text, std::size_t i) {
-  auto byte = [&](std::size_t k) { return static_cast<unsigned char>(text[k]); };
-  unsigned char c = byte(i);
-  std::size_t n = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-  if (n == 0 || i + n > text.size()) return 0;
-  unsigned char second = byte(i + 1);
-  unsigned char low = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
-  unsigned char high = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
-  if (second < low || second > high) return 0;
-  for (std::size_t k = 2; k < n; ++k) {
-    if ((byte(i + k) & 0xc0) != 0x80) return 0;
-  }
-  return n;
-}
-
-}  // namespace
 
 // Bytes that are not UTF-8 (a client's path, a header echoed into an error,
 // a log line) become U+FFFD: the output is JSON every parser accepts.
@@ -147,7 +128,7 @@ std::string JsonQuote(std::string_view text) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     unsigned char c = static_cast<unsigned char>(text[i]);
     if (c >= 0x80) {
-      if (std::size_t n = Utf8SequenceAt(text, i)) {
+      if (std::size_t n = util::Utf8SequenceAt(text, i)) {
         out.append(text.substr(i, n));
         i += n - 1;
       } else {

@@ -394,6 +394,13 @@ struct Server::Impl {
     refused_full = &refused.With({options.service, "full"});
     refused_per_address = &refused.With({options.service, "per_address"});
     refused_descriptors = &refused.With({options.service, "descriptors"});
+    refused_body_memory =
+        &metrics
+             ->CounterFamily("http_server_requests_refused_total",
+                             "Requests refused with 503 before their body was read whole: the "
+                             "request bodies held at once reached body_memory_limit (body_memory)",
+                             {"service", "reason"})
+             .With({options.service, "body_memory"});
     evicted_idle = &metrics
                         ->CounterFamily("http_server_idle_connections_evicted_total",
                                         "Idle keep-alive connections closed to make room for "
@@ -470,6 +477,7 @@ struct Server::Impl {
   Counter* refused_per_address;
   Counter* refused_descriptors;
   Counter* evicted_idle;
+  Counter* refused_body_memory;
   std::string refusal_full, refusal_per_address;
   std::shared_ptr<spdlog::logger> access;
 
@@ -796,6 +804,12 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
                                            : options.request_timeout));
       if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
         co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
+      // Not inviting a body that would not fit: refused before it is sent.
+      if (!ec && parser.expects_continue() && !parser.is_done() && parser.content_length() &&
+          !body_budget.Available(static_cast<std::size_t>(*parser.content_length()))) {
+        rejection = BodyBudgetExceeded();
+        ec = bhttp::error::body_limit;
+      }
       if (!ec && parser.expects_continue() && !parser.is_done()) {
         static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
         co_await asio::async_write(sock, asio::buffer(kContinue.data(), kContinue.size()),
@@ -849,12 +863,16 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
         co_await asio::async_write(sock, out, asio::redirect_error(http::use_awaitable, ec));
       Finish(worker, kUnmatched, 0, "-", "-", error.status, start, Clock::now(), request_id, 0,
              error.body.size());
+      if (error.status == 503) refused_body_memory->Inc();  // the only 503 here: the budget
+      body_holding.Release();  // before lingering: the body is no longer kept
       linger = !timed_out;
       break;
     }
     // No deadline while the handler runs (it bounds its own calls).
     connection->SetDeadline(Connection::kNever);
 
+    // Before the handler, which may move the body away (the gateway does).
+    const std::size_t bytes_in = request.body.size();
     in_flight.fetch_add(1, std::memory_order_relaxed);
     in_flight_gauge->Add(1);
     std::string_view caller_id = request.Header("X-Request-Id");
@@ -912,7 +930,6 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     WriteHead(head, response, request.request_id, options.instance_id, version, keep_alive);
     // A HEAD answer has the head a GET would have, without the body.
     const bool with_body = HasBody(response.status) && request.method != "HEAD";
-    std::size_t bytes_in = request.body.size();
     std::size_t bytes_out = with_body ? response.body.size() : 0;
     // One gather write: the head and the body leave in one sendmsg. Only
     // a write that has to wait for the peer needs a deadline.
@@ -925,6 +942,10 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     now = Clock::now();
     Finish(worker, route_label, route_id, request.method, request.path, response.status, start, now,
            request.request_id, bytes_in, bytes_out);
+    // Answered: the body's bytes go back now, not when the connection's next
+    // request comes (an idle keep-alive connection would hold them for
+    // idle_timeout).
+    body_holding.Release();
     in_flight_gauge->Add(-1);
     in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (ec || !keep_alive) break;

@@ -282,6 +282,13 @@ TEST(HttpHardeningTest, BodiesHeldAtOnceAreBounded) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
   // Small requests still fit beside them.
   EXPECT_EQ(RawHttp(server.port(), post_head(5) + "small").status, 200);
+  // A body that would not fit is not invited: 503 instead of 100 Continue.
+  auto expect = RawHttp(server.port(),
+                        "POST /echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                        "Content-Length: 256000\r\n\r\n",
+                        5s, /*half_close=*/true);
+  EXPECT_EQ(expect.status, 503) << expect.raw.substr(0, 200);
+  EXPECT_EQ(expect.raw.find("100 Continue"), std::string::npos);
   // One slow client finishes: its answer comes, and its bytes are given back.
   ASSERT_TRUE(SendAll(slow[0], std::string(50 * 1024, 'e')));
   char c;
@@ -296,6 +303,27 @@ TEST(HttpHardeningTest, BodiesHeldAtOnceAreBounded) {
   // And twice more: nothing leaked from the budget.
   auto again = RawHttp(server.port(), post_head(250 * 1024) + std::string(250 * 1024, 'z'), 5s);
   EXPECT_EQ(again.status, 200);
+  // Bytes go back when the request is answered, not when the connection's
+  // next request comes: two keep-alive connections left idle after their
+  // answers hold nothing (they held 500 KiB until their idle timeout).
+  std::vector<int> idle;
+  for (int i = 0; i < 2; ++i) {
+    int fd = ConnectFrom(server.port());
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(SendAll(fd, "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 256000\r\n\r\n" +
+                                std::string(256000, 'k')));
+    std::string answer;
+    char buf[65536];
+    while (answer.size() < 256000) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      ASSERT_GT(n, 0);
+      answer.append(buf, static_cast<std::size_t>(n));
+    }
+    idle.push_back(fd);
+  }
+  auto beside_idle = RawHttp(server.port(), post_head(250 * 1024) + std::string(250 * 1024, 'i'), 5s);
+  EXPECT_EQ(beside_idle.status, 200);
+  for (int fd : idle) ::close(fd);
 }
 
 // Defect 3: idle connections from one address took every descriptor.

@@ -3,6 +3,10 @@
 // discovery-aware client (retry on another instance, pooling, propagation),
 // with an in-process memory:// registry.
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <future>
@@ -650,6 +654,44 @@ TEST_F(HttpClientTest, DirectAddressesSkipDiscovery) {
   auto r = Call(client, {.url = "http://127.0.0.1:" + std::to_string(port) + "/items/5"});
   ASSERT_TRUE(r) << r.error().ToString();
   EXPECT_EQ(nlohmann::json::parse(r->body)["id"], "5");
+}
+
+// An upstream answering with a Content-Length of 3 TB and the first body
+// bytes in the same packet: Beast 1.74 reports its body_limit error only
+// after on_body_init, where the body was reserved whole — bad_alloc in the
+// gateway's client (found by fuzz_http_chunked). Now a clear error.
+TEST_F(HttpClientTest, AnAnswerClaimingAHugeBodyIsAnErrorNotAnAllocation) {
+  int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof address;
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), size), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &size), 0);
+  std::jthread upstream([listener](std::stop_token stop) {
+    while (!stop.stop_requested()) {
+      pollfd p{listener, POLLIN, 0};
+      if (::poll(&p, 1, 100) <= 0) continue;
+      int fd = ::accept(listener, nullptr, nullptr);
+      if (fd < 0) continue;
+      char buf[4096];
+      (void)::recv(fd, buf, sizeof buf, 0);
+      static constexpr std::string_view kAnswer =
+          "HTTP/1.1 200 OK\r\nContent-Length: 3111111111111\r\n\r\nab";
+      (void)::send(fd, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL);
+      ::close(fd);
+    }
+  });
+  Client client(*registry_);
+  auto r = Call(client, {.url = "http://127.0.0.1:" + std::to_string(ntohs(address.sin_port)) +
+                                "/huge"});
+  upstream.request_stop();
+  upstream.join();
+  ::close(listener);
+  ASSERT_FALSE(r) << "a 3 TB answer was accepted";
+  EXPECT_NE(r.error().ToString().find("larger than"), std::string::npos) << r.error().ToString();
 }
 
 }  // namespace

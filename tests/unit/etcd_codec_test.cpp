@@ -50,6 +50,16 @@ TEST(EtcdCodecTest, MinimalInstanceHasNoEmptyExtras) {
   EXPECT_EQ(decoded->host, "::1");
 }
 
+// An etcd key is any bytes: an id that is not UTF-8 is malformed data
+// (skipped), not an instance whose id breaks every JSON writer after it
+// (the gateway's /sd/prometheus answered 500, `disco list --json` aborted).
+TEST(EtcdCodecTest, AnIdThatIsNotUtf8IsMalformed) {
+  auto bad = DecodeValue("svc", "p/svc/", "p/svc/evil\xff\xfe", R"({"Op":0,"Addr":"127.0.0.1:9000"})");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kMalformed);
+  EXPECT_TRUE(DecodeValue("svc", "p/svc/", "p/svc/caf\xc3\xa9", R"({"Op":0,"Addr":"127.0.0.1:9000"})"));
+}
+
 TEST(EtcdCodecTest, ReadsWhatGoWrites) {
   auto go = DecodeValue("svc", "p/svc/", "p/svc/127.0.0.1:9000",
                         R"({"Op":0,"Addr":"127.0.0.1:9000","Metadata":null})");

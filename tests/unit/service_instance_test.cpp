@@ -45,6 +45,14 @@ TEST(ServiceInstanceTest, RejectsWhatSomeBackendCannotStore) {
   check([](auto& i) { i.metadata["consul-x"] = "v"; }, "reserved");
   check([](auto& i) { i.metadata["k"] = std::string(513, 'v'); }, "over 512");
   check([](auto& i) { i.tags.push_back(""); }, "tags");
+  // Registries store JSON: no text that is not UTF-8 (a tag or value from
+  // a flag could otherwise make the Consul codec's dump() throw).
+  check([](auto& i) { i.tags.push_back("a\xff"); }, "not UTF-8");
+  check([](auto& i) { i.metadata["k"] = "\xc0\xaf"; }, "not UTF-8");
+  check([](auto& i) { i.host = "h\xed\xa0\x80"; }, "not UTF-8");
+  auto utf8 = Valid();
+  utf8.tags.push_back("caf\xc3\xa9");
+  EXPECT_TRUE(Validate(utf8)) << "UTF-8 is fine";
 }
 
 }  // namespace

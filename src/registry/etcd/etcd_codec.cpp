@@ -4,6 +4,7 @@
 
 #include "disco/registry_url.h"
 #include "util/log.h"
+#include "util/utf8.h"
 
 namespace disco::etcd {
 namespace {
@@ -94,6 +95,10 @@ Result<ServiceInstance> DecodeValue(std::string_view service, std::string_view s
   if (!key.starts_with(service_prefix) || key.size() == service_prefix.size()) {
     return Fail(ErrorCode::kMalformed, "key is not <prefix>/<service>/<id>");
   }
+  // A key is any bytes; an id that is not UTF-8 could not be written as
+  // JSON (the CLI's --json, the gateway's /sd/prometheus and dashboard).
+  if (!util::IsValidUtf8(key.substr(service_prefix.size())))
+    return Fail(ErrorCode::kMalformed, "the key's instance id is not UTF-8");
   Json parsed = Json::parse(value, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) return Fail(ErrorCode::kMalformed, "value is not JSON");
   if (!parsed.is_object()) return Fail(ErrorCode::kMalformed, "value is not a JSON object");
