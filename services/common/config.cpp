@@ -23,7 +23,8 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->envname("DISCO_DB")
       ->capture_default_str();
   app.add_option("--registry", c.registry,
-                 "Registry URL: etcd://host:port, consul://host:port, memory://")
+                 "Registry URL: etcd://host:port, consul://host:port, or memory:// (in this process "
+                 "only: for trying one service alone)")
       ->envname("DISCO_REGISTRY")
       ->capture_default_str();
   app.add_option("--jwt-secret-file", c.jwt_secret_file,
@@ -31,7 +32,7 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->envname("DISCO_JWT_SECRET_FILE");
   app.add_flag("--dev", c.dev, "Development mode: a random JWT secret when none is given")
       ->envname("DISCO_DEV");
-  app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error, off")
+  app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error, critical, off")
       ->envname("DISCO_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
