@@ -4,6 +4,8 @@
 #
 #   scripts/test.sh                 install deps, build (preset "default"), run all tests
 #   scripts/test.sh --sanitize      the same under AddressSanitizer + UBSan (preset "sanitize")
+#   scripts/test.sh --tsan          ThreadSanitizer (preset "tsan": the unit and integration
+#                                   test binaries; suppressions in tests/tsan.supp)
 #   scripts/test.sh -- -L unit      extra arguments after -- go to ctest
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -14,8 +16,9 @@ ctest_args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) preset=sanitize ;;
+    --tsan) preset=tsan ;;
     --) shift; ctest_args=("$@"); break ;;
-    -h|--help) sed -n '2,8p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
   shift
