@@ -10,6 +10,7 @@
 
 #include "disco/detail/asio.h"
 #include "disco/metrics.h"
+#include "http/suspended_coroutine.h"
 
 namespace disco::http {
 
@@ -25,11 +26,8 @@ constexpr double kWaitBuckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 }  // namespace
 
 struct AdmissionQueue::Impl : std::enable_shared_from_this<AdmissionQueue::Impl> {
-  // A suspended Run(): resumes its coroutine on the coroutine's executor.
-  struct Waiter {
-    virtual ~Waiter() = default;
-    virtual void Resume() = 0;
-  };
+  // A suspended Run().
+  using Waiter = detail::SuspendedCoroutine;
   // What the queue decided for one Run(), written before its Resume().
   struct Decision {
     Admission::Outcome outcome = Admission::Outcome::kRan;  // kRan: go ahead, a slot is held
@@ -314,28 +312,11 @@ Awaitable<Admission> AdmissionQueue::Run(std::string_view key, std::function<voi
   });
   co_await asio::async_initiate<const http::UseAwaitable, void()>(
       [impl, key, deadline, arrived, &decision](auto handler) {
-        using Handler = decltype(handler);
-        struct Waiter final : Impl::Waiter {
-          explicit Waiter(Handler h)
-              : handler(std::move(h)),
-                // Counts as work of the coroutine's io_context, as a pending
-                // socket operation would: its run() waits for the decision.
-                work(asio::prefer(asio::get_associated_executor(handler),
-                                  asio::execution::outstanding_work.tracked)) {}
-          void Resume() override {
-            // Completes on the coroutine's own executor (its I/O thread).
-            auto ex = asio::get_associated_executor(handler);
-            asio::post(ex, std::move(handler));
-          }
-          Handler handler;
-          decltype(asio::prefer(asio::get_associated_executor(std::declval<Handler&>()),
-                                asio::execution::outstanding_work.tracked)) work;
-        };
         Impl::Wakeups wake;
         {
           std::lock_guard lock(impl->mu);
           impl->ArriveLocked(
-              key, Impl::Entry{std::make_unique<Waiter>(std::move(handler)), &decision, deadline},
+              key, Impl::Entry{detail::Suspend(std::move(handler)), &decision, deadline},
               arrived, wake);
         }
         for (auto& entry : wake) entry.waiter->Resume();

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "disco/detail/asio.h"
+#include "http/suspended_coroutine.h"
 #include "util/log.h"
 
 namespace disco::http {
@@ -109,11 +110,8 @@ void BlockingPool::Post(std::function<void()> task) {
 }
 
 struct BatchQueue::Impl : std::enable_shared_from_this<Impl> {
-  // A suspended Submit(): resumes its coroutine on the coroutine's executor.
-  struct Waiter {
-    virtual ~Waiter() = default;
-    virtual void Resume() = 0;
-  };
+  // A suspended Submit().
+  using Waiter = detail::SuspendedCoroutine;
   struct Entry {
     BatchItem* item;
     std::exception_ptr* error;
@@ -180,24 +178,7 @@ Awaitable<void> BatchQueue::Submit(BatchItem& item) {
   Impl* impl = impl_.get();
   co_await asio::async_initiate<const http::UseAwaitable, void()>(
       [impl, &item, &error](auto handler) {
-        using Handler = decltype(handler);
-        struct Waiter final : Impl::Waiter {
-          explicit Waiter(Handler h)
-              : handler(std::move(h)),
-                // Counts as work of the coroutine's io_context, as a pending
-                // socket operation would: its run() waits for the batch.
-                work(asio::prefer(asio::get_associated_executor(handler),
-                                  asio::execution::outstanding_work.tracked)) {}
-          void Resume() override {
-            // Completes on the coroutine's own executor (its I/O thread).
-            auto ex = asio::get_associated_executor(handler);
-            asio::post(ex, std::move(handler));
-          }
-          Handler handler;
-          decltype(asio::prefer(asio::get_associated_executor(std::declval<Handler&>()),
-                                asio::execution::outstanding_work.tracked)) work;
-        };
-        impl->Queue({&item, &error, std::make_unique<Waiter>(std::move(handler))});
+        impl->Queue({&item, &error, detail::Suspend(std::move(handler))});
       },
       http::use_awaitable);
   if (error) std::rethrow_exception(error);
