@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <cctype>
 #include <set>
 
 #include "fixture/etcd_server.h"
@@ -27,6 +28,34 @@ namespace disco::testing {
 namespace {
 
 using namespace std::chrono_literals;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// Percent-encodes a PromQL query for a URL's query string.
+std::string UrlEncode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) || c == '_' || c == '-' || c == '.') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+// How many `- alert:` rules a rules file holds.
+std::size_t CountAlerts(const std::string& rules) {
+  std::size_t n = 0;
+  for (std::size_t at = 0; (at = rules.find("- alert:", at)) != std::string::npos; ++at) ++n;
+  return n;
+}
 
 class GatewayStackTest : public ::testing::Test {
  protected:
@@ -113,20 +142,22 @@ TEST_F(GatewayStackTest, PrometheusDiscoversAndScrapesEveryInstance) {
   ASSERT_EQ(WaitTargets(3).size(), 3u)
       << "the gateway's SD endpoint does not list 2 users + the gateway";
 
+  // The shipped configuration and alert rules (deploy/prometheus/), with
+  // this gateway's address and 1 s intervals.
   std::uint16_t port = FreePort();
-  std::string config = dir_.Sub("prometheus.yml");
-  {
-    std::ofstream out(config);
-    out << "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
-        << "scrape_configs:\n"
-        << "  - job_name: disco\n"
-        << "    http_sd_configs:\n"
-        << "      - url: http://127.0.0.1:" << gateway_->port() << "/sd/prometheus\n"
-        << "        refresh_interval: 1s\n"
-        << "    relabel_configs:\n"
-        << "      - source_labels: [__meta_disco_service]\n        target_label: service\n"
-        << "      - source_labels: [__meta_disco_instance]\n        target_label: disco_instance\n";
-  }
+  const std::string deploy = std::string(DISCO_SOURCE_DIR) + "/deploy/prometheus/";
+  std::string config_text = ReadFile(deploy + "prometheus.yml");
+  auto replace = [&](std::string_view from, const std::string& to) {
+    for (std::size_t at = 0; (at = config_text.find(from, at)) != std::string::npos;
+         at += to.size())
+      config_text.replace(at, from.size(), to);
+  };
+  replace("http://127.0.0.1:8080/sd/prometheus",
+          "http://127.0.0.1:" + std::to_string(gateway_->port()) + "/sd/prometheus");
+  replace(": 5s", ": 1s");
+  const std::string config = dir_.Sub("prometheus.yml");
+  std::ofstream(config) << config_text;
+  std::filesystem::copy_file(deploy + "alerts.yml", dir_.Sub("alerts.yml"));
   Process server(
       {prometheus, "--config.file=" + config, "--storage.tsdb.path=" + dir_.Sub("prometheus-data"),
        "--web.listen-address=127.0.0.1:" + std::to_string(port), "--log.level=warn"},
@@ -144,7 +175,7 @@ TEST_F(GatewayStackTest, PrometheusDiscoversAndScrapesEveryInstance) {
         up.clear();
         for (const auto& target : last["data"]["activeTargets"]) {
           if (target["health"] == "up") {
-            up.insert(target["labels"]["service"].get<std::string>() + "/" +
+            up.insert(target["labels"]["disco_service"].get<std::string>() + "/" +
                       target["labels"]["disco_instance"].get<std::string>());
           }
         }
@@ -152,6 +183,53 @@ TEST_F(GatewayStackTest, PrometheusDiscoversAndScrapesEveryInstance) {
       },
       40s, 250ms);
   EXPECT_TRUE(all_up) << "Prometheus saw " << last.dump() << "\nlog:\n" << server.ReadLog();
+
+  // Traffic through the gateway, so the caller-side series exist.
+  for (int i = 0; i < 10; ++i) HttpRequest(gateway_->port(), "GET", "/api/users/1");
+  // The series the alert rules key on exist under the labels they use: the
+  // scraped process as disco_service, the series' own `service` untouched
+  // (the called service on the gateway's caller-side series).
+  const std::pair<std::string, std::string> series[] = {
+      {"up", R"({disco_service="user-service"})"},
+      {"disco_resolver_endpoints", R"({disco_service="gateway",service="user-service"})"},
+      {"http_client_requests_total", R"({disco_service="gateway",service="user-service"})"},
+      {"disco_outlier_ejections_total", R"({disco_service="gateway",service="user-service"})"},
+      {"disco_resolver_staleness_seconds", R"({disco_service="gateway",service="user-service"})"},
+      {"http_server_requests_total", R"({disco_service="user-service",service="user-service"})"},
+      {"http_server_request_duration_seconds_bucket", R"({disco_service="gateway",service="gateway"})"},
+      {"disco_registry_operations_total", R"({disco_service="user-service",result="ok"})"},
+      {"disco_registrations", R"({disco_service="user-service",state="active"})"},
+  };
+  for (const auto& [name, selector] : series) {
+    nlohmann::json answer;
+    bool found = WaitFor(
+        [&] {
+          auto reply = HttpRequest(port, "GET", "/api/v1/query?query=" + UrlEncode(name + selector),
+                                   {}, {}, 2s);
+          if (reply.status != 200) return false;
+          answer = reply.Json();
+          return !answer["data"]["result"].empty();
+        },
+        20s, 250ms);
+    EXPECT_TRUE(found) << name << selector << ": " << answer.dump();
+  }
+  // Every alert rule loads and evaluates against the real series without error.
+  const std::size_t expected_rules = CountAlerts(ReadFile(deploy + "alerts.yml"));
+  ASSERT_GE(expected_rules, 7u);
+  nlohmann::json rules;
+  bool evaluated = WaitFor(
+      [&] {
+        auto reply = HttpRequest(port, "GET", "/api/v1/rules?type=alert", {}, {}, 2s);
+        if (reply.status != 200) return false;
+        rules = reply.Json();
+        std::size_t ok = 0;
+        for (const auto& group : rules["data"]["groups"])
+          for (const auto& rule : group["rules"])
+            if (rule["health"] == "ok") ++ok;
+        return ok == expected_rules;
+      },
+      20s, 250ms);
+  EXPECT_TRUE(evaluated) << rules.dump();
   server.Stop();
 }
 
