@@ -213,6 +213,41 @@ TEST_F(GatewayStackTest, PrometheusDiscoversAndScrapesEveryInstance) {
         20s, 250ms);
     EXPECT_TRUE(found) << name << selector << ": " << answer.dump();
   }
+  // Every panel of the shipped Grafana dashboard (deploy/grafana/) queries
+  // without error, and shows data except where only failures would give it.
+  auto dashboard = nlohmann::json::parse(
+      ReadFile(std::string(DISCO_SOURCE_DIR) + "/deploy/grafana/disco-dashboard.json"));
+  std::size_t panels = 0;
+  for (const auto& panel : dashboard["panels"]) {
+    if (panel["type"] == "row") continue;
+    ++panels;
+    const std::string title = panel["title"];
+    const bool may_be_empty = title == "5xx ratio by service";
+    bool any_data = false;
+    std::string answers;
+    bool ok = WaitFor(
+        [&] {
+          any_data = false;
+          answers.clear();
+          for (const auto& target : panel["targets"]) {
+            std::string expr = target["expr"];
+            for (auto [from, to] : {std::pair<std::string_view, std::string_view>{"$service", ".*"},
+                                    {"$__rate_interval", "1m"}}) {
+              for (std::size_t at = 0; (at = expr.find(from, at)) != std::string::npos;)
+                expr.replace(at, from.size(), to);
+            }
+            auto reply = HttpRequest(port, "GET", "/api/v1/query?query=" + UrlEncode(expr), {}, {}, 2s);
+            answers += expr + " -> " + reply.body + "\n";
+            if (reply.status != 200) return false;
+            if (!reply.Json()["data"]["result"].empty()) any_data = true;
+          }
+          return any_data || may_be_empty;
+        },
+        15s, 500ms);
+    EXPECT_TRUE(ok) << title << ":\n" << answers;
+  }
+  EXPECT_GE(panels, 10u);
+
   // Every alert rule loads and evaluates against the real series without error.
   const std::size_t expected_rules = CountAlerts(ReadFile(deploy + "alerts.yml"));
   ASSERT_GE(expected_rules, 7u);
