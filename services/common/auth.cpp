@@ -23,7 +23,7 @@ std::variant<JwtClaims, http::Response> Authenticate(const http::Request& reques
 }
 
 http::Response StorageFailure(const Error& error, const http::Request& request) {
-  Log().error("storage error (request id {}): {}", request.request_id, error.ToString());
+  LogRequest(request, spdlog::level::err, "storage error: {}", error.ToString());
   return http::Response::Error(
       503, "storage_unavailable",
       "the database is unavailable, try again (request id " + request.request_id + ")");

@@ -27,6 +27,44 @@ class JsonMessageFlag final : public spdlog::custom_flag_formatter {
   }
 };
 
+// The service and instance fields, as JSON (SetLogIdentity).
+std::mutex identity_mutex;
+std::string identity = "\"service\":null,\"instance\":null";
+
+thread_local const http::Request* current_request = nullptr;
+
+// %N: "service":...,"instance":...
+class IdentityFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::lock_guard lock(identity_mutex);  // app lines are few; the access log does not come here
+    dest.append(identity.data(), identity.data() + identity.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<IdentityFlag>();
+  }
+};
+
+// %Q: "request_id":...,"trace_id":... of the request being logged about, or nulls.
+class RequestFlag final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg&, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string fields;
+    if (const http::Request* request = current_request) {
+      fields = "\"request_id\":" + http::JsonQuote(request->request_id) + ",\"trace_id\":";
+      fields += request->TraceId().empty() ? std::string("null") : http::JsonQuote(request->TraceId());
+    } else {
+      fields = "\"request_id\":null,\"trace_id\":null";
+    }
+    dest.append(fields.data(), fields.data() + fields.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<RequestFlag>();
+  }
+};
+
 // Standard output, written through a buffer of its own and flushed on
 // request (flush_every), through a duplicate of descriptor 1: the same open
 // file as stdout and stderr share under `> file 2>&1`, hence the same
@@ -67,8 +105,12 @@ void SetupLogging(std::string_view level) {
   spdlog::drop("access");
   auto app = spdlog::stderr_logger_mt("disco");
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-  formatter->add_flag<JsonMessageFlag>('j').set_pattern(
-      "{\"ts\":\"%Y-%m-%dT%H:%M:%S.%eZ\",\"level\":\"%l\",\"logger\":\"%n\",\"msg\":\"%j\"}");
+  formatter->add_flag<JsonMessageFlag>('j')
+      .add_flag<IdentityFlag>('N')
+      .add_flag<RequestFlag>('Q')
+      .set_pattern(
+          "{\"ts\":\"%Y-%m-%dT%H:%M:%S.%eZ\",\"level\":\"%l\",%N,\"logger\":\"%n\",%Q,"
+          "\"msg\":\"%j\"}");
   app->set_formatter(std::move(formatter));
   app->set_level(spdlog::level::from_str(std::string(level)));
   app->flush_on(spdlog::level::info);
@@ -87,6 +129,20 @@ void SetupLogging(std::string_view level) {
   access->flush_on(spdlog::level::warn);
   spdlog::flush_every(std::chrono::seconds(1));
 }
+
+void SetLogIdentity(std::string_view service, std::string_view instance) {
+  std::string fields = "\"service\":" + http::JsonQuote(service) + ",\"instance\":" +
+                       (instance.empty() ? std::string("null") : http::JsonQuote(instance));
+  std::lock_guard lock(identity_mutex);
+  identity = std::move(fields);
+}
+
+namespace detail {
+RequestLogScope::RequestLogScope(const http::Request& request) : previous_(current_request) {
+  current_request = &request;
+}
+RequestLogScope::~RequestLogScope() { current_request = previous_; }
+}  // namespace detail
 
 spdlog::logger& Log() {
   static std::shared_ptr<spdlog::logger> logger = [] {

@@ -96,6 +96,7 @@ int ServiceRuntime::Serve(http::Router router) {
   }
   config.port = server.port();
   FinishConfig(config, config.port);
+  SetLogIdentity(config.service, config.id);
   Log().info("{} {} listening on {}:{} ({} I/O threads)", config.service, config.id, config.host,
              server.port(),
              options.threads ? options.threads : std::thread::hardware_concurrency());

@@ -9,6 +9,7 @@ std::optional<int> ParseFlags(CLI::App& app, int argc, char** argv, const Servic
     return app.exit(e);
   }
   SetupLogging(config.log_level);
+  SetLogIdentity(config.service, config.id);
   return std::nullopt;
 }
 

@@ -70,7 +70,7 @@ std::string ConnectionNames(const Headers& headers) {
 bool IsOwnRequestHeader(std::string_view name) {
   return HeaderNameEquals(name, "Host") || HeaderNameEquals(name, "Content-Length") ||
          HeaderNameEquals(name, "Expect") || HeaderNameEquals(name, "X-Request-Id") ||
-         HeaderNameEquals(name, "X-Forwarded-For") || HeaderNameEquals(name, "X-Forwarded-Host") ||
+         HeaderNameEquals(name, "traceparent") || HeaderNameEquals(name, "X-Forwarded-For") || HeaderNameEquals(name, "X-Forwarded-Host") ||
          HeaderNameEquals(name, "X-Forwarded-Proto") ||
          HeaderNameEquals(name, service::kClientAddressHeader) ||
          HeaderNameEquals(name, service::kRequestTimeoutHeader);
@@ -265,6 +265,9 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
   for (const auto& [name, value] : request.headers) {
     if (HeaderNameEquals(name, "Host")) host = value;
     if (IsHopByHop(name) || IsOwnRequestHeader(name)) continue;
+    // A trace the gateway did not join (no valid traceparent) takes no
+    // tracestate along (W3C Trace Context, 3.3.1).
+    if (request.parent_span_id.empty() && HeaderNameEquals(name, "tracestate")) continue;
     if (!connection.empty() && NamedByConnection(connection, name)) continue;
     headers.emplace_back(name, value);
   }
@@ -282,6 +285,7 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
   headers.emplace_back(service::kClientAddressHeader, client);
   headers.emplace_back(service::kRequestTimeoutHeader, route.timeout_ms);
   upstream.request_id = request.request_id;
+  upstream.traceparent = request.traceparent;
   upstream.body = std::move(request.body);
   // retry_safe stays unset: the client's one rule decides from the method and
   // the headers as forwarded (a key the upstream never sees makes nothing safe).
@@ -294,8 +298,8 @@ http::Response Proxy::Answer(const Route& route, const http::Request& request,
   const RouteConfig& config = route.config;
   if (!answer) {
     const Error& error = answer.error();
-    service::Log().warn("gateway {} {} → {} failed (request id {}): {}", request.method,
-                        request.path, config.service, request.request_id, error.ToString());
+    service::LogRequest(request, spdlog::level::warn, "gateway {} {} → {} failed: {}",
+                        request.method, request.path, config.service, error.ToString());
     switch (error.code) {
       case ErrorCode::kTimeout:
         return UpstreamError(504, "upstream_timeout",

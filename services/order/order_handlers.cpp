@@ -311,11 +311,12 @@ class OrderApi {
     call.method = "GET";
     call.url = "http://" + deps_.user_service + "/api/users/me";
     call.request_id = request.request_id;
+    call.traceparent = request.traceparent;
     call.authorization = std::string(request.Header("Authorization"));
     auto answer = co_await deps_.client->Send(std::move(call));
     if (!answer) {
-      service::Log().warn("confirming user {} failed (request id {}): {}", claims.user_id,
-                          request.request_id, answer.error().ToString());
+      service::LogRequest(request, spdlog::level::warn, "confirming user {} failed: {}",
+                          claims.user_id, answer.error().ToString());
       co_return Response::Error(
           503, "user_service_unavailable",
           deps_.user_service +
@@ -328,8 +329,8 @@ class OrderApi {
     if (answer->status == 401 || answer->status == 404) {
       co_return Response::Error(401, "invalid_token", "the token's user does not exist");
     }
-    service::Log().warn("{} answered {} when confirming user {} (request id {})",
-                        deps_.user_service, answer->status, claims.user_id, request.request_id);
+    service::LogRequest(request, spdlog::level::warn, "{} answered {} when confirming user {}",
+                        deps_.user_service, answer->status, claims.user_id);
     co_return Response::Error(503, "user_service_unavailable",
                               deps_.user_service + " could not confirm the user (it answered " +
                                   std::to_string(answer->status) + ")");

@@ -120,8 +120,8 @@ class UserApi {
       co_return service::StorageFailure(created.error(), request);
     }
     cache_.Put(*created);
-    service::Log().info("registered user {} ({}) request id {}", created->id, created->username,
-                        request.request_id);
+    service::LogRequest(request, spdlog::level::info, "registered user {} ({})", created->id,
+                        created->username);
     auto response = Response::Json(201, PublicUser(*created, true));
     response.headers.emplace_back("Location", "/api/users/" + std::to_string(created->id));
     co_return response;
@@ -207,11 +207,12 @@ class UserApi {
       updated = deps_.repository->UpdatePasswordHash(user.id, user.password_hash, fresh);
     });
     if (!updated) {
-      service::Log().warn("could not upgrade the password hash of user {}: {} request id {}",
-                          user.id, updated.error().message, request.request_id);
+      service::LogRequest(request, spdlog::level::warn,
+                          "could not upgrade the password hash of user {}: {}", user.id,
+                          updated.error().message);
     } else if (*updated) {
-      service::Log().info("upgraded the password hash of user {} request id {}", user.id,
-                          request.request_id);
+      service::LogRequest(request, spdlog::level::info, "upgraded the password hash of user {}",
+                          user.id);
     }
   }
 

@@ -16,6 +16,7 @@
 #include "disco/resolver.h"
 #include "http/connection.h"
 #include "http/head_writer.h"
+#include "http/trace_context.h"
 #include "http/retry_policy.h"
 #include "http/simple_head.h"
 #include "util/fast_random.h"
@@ -253,6 +254,7 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
                            FieldSize("Host", url.authority) + FieldSize("User-Agent", user_agent) +
                            FieldSize("Content-Type", request.content_type) +
                            FieldSize("X-Request-Id", request.request_id) +
+                           FieldSize("traceparent", request.traceparent) +
                            FieldSize("Authorization", request.authorization) + extra +
                            FieldSize("Content-Length", "18446744073709551615") + 2;
   std::string out;
@@ -267,6 +269,8 @@ std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
     if (!own_agent) w.OwnField("User-Agent", user_agent);
     if (!request.content_type.empty()) w.OwnField("Content-Type", request.content_type);
     if (!request.request_id.empty()) w.OwnField("X-Request-Id", request.request_id);
+    if (detail::IsValidTraceparent(request.traceparent))
+      w.OwnField("traceparent", request.traceparent);
     if (!request.authorization.empty()) w.OwnField("Authorization", request.authorization);
     auto put = [&](std::string_view name, std::string_view value) {
       if (!HeaderNameEquals(name, "Content-Length") && !HeaderNameEquals(name, "Transfer-Encoding"))

@@ -166,6 +166,15 @@ std::string JsonQuote(std::string_view text) {
   return out;
 }
 
+std::string_view Request::TraceId() const {
+  return traceparent.size() >= 35 ? std::string_view(traceparent).substr(3, 32) : std::string_view();
+}
+
+std::string_view Request::SpanId() const {
+  return traceparent.size() >= 52 ? std::string_view(traceparent).substr(36, 16)
+                                  : std::string_view();
+}
+
 bool IsValidRequestId(std::string_view id) {
   if (id.empty() || id.size() > 128) return false;
   for (char c : id) {

@@ -25,6 +25,7 @@
 #include "http/head_writer.h"
 #include "http/request_framing.h"
 #include "http/simple_head.h"
+#include "http/trace_context.h"
 #include "util/log.h"
 
 namespace disco::http {
@@ -463,7 +464,8 @@ struct Server::Impl {
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
               std::string_view method, std::string_view path, int status, Clock::time_point start,
               Clock::time_point end, const std::string& request_id, std::size_t bytes_in,
-              std::size_t bytes_out);
+              std::size_t bytes_out, std::string_view traceparent = {},
+              std::string_view parent_span_id = {});
   void StopThreads();
 
   Router router;
@@ -480,6 +482,9 @@ struct Server::Impl {
   Counter* refused_body_memory;
   std::string refusal_full, refusal_per_address;
   std::shared_ptr<spdlog::logger> access;
+  // "level":"info","service":...,"instance":...: the fields every log line
+  // of a service starts with (services/common/logging.h), made once.
+  std::string access_identity;
 
   ConnectionLimits limits;
   detail::BodyBudget body_budget;
@@ -543,6 +548,8 @@ Result<void> Server::Impl::Start() {
   port = acceptor->local_endpoint().port();
   spare_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (options.access_log) {
+    access_identity = "\"level\":\"info\",\"service\":" + JsonQuote(options.service) +
+                      ",\"instance\":" + JsonQuote(options.instance_id);
     access = spdlog::get("access");
     if (!access) {
       access = spdlog::stdout_logger_mt("access");
@@ -677,7 +684,8 @@ void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::siz
                           std::string_view method, std::string_view path, int status,
                           Clock::time_point start, Clock::time_point end,
                           const std::string& request_id, std::size_t bytes_in,
-                          std::size_t bytes_out) {
+                          std::size_t bytes_out, std::string_view traceparent,
+                          std::string_view parent_span_id) {
   double seconds = std::chrono::duration<double>(end - start).count();
   std::size_t method_index = MethodIndex(method);
   std::uint64_t key = (static_cast<std::uint64_t>(route_id) << 16) | (method_index << 10) |
@@ -698,7 +706,8 @@ void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::siz
   if (access) {
     std::string line;
     line.reserve(256);
-    line += "\"type\":\"access\",\"method\":";
+    line += access_identity;
+    line += ",\"type\":\"access\",\"method\":";
     line += JsonQuote(method);
     line += ",\"path\":";
     line += JsonQuote(path);
@@ -713,6 +722,17 @@ void Server::Impl::Finish(Worker& worker, std::string_view route_label, std::siz
     line.append(buf, end);
     line += ",\"request_id\":";
     line += JsonQuote(request_id);
+    // Trace fields: null for an answer given before the request was parsed.
+    auto quoted_or_null = [&line](std::string_view key, std::string_view value) {
+      line += key;
+      if (value.empty())
+        line += "null";
+      else
+        line += JsonQuote(value);
+    };
+    quoted_or_null(",\"trace_id\":", traceparent.size() >= 35 ? traceparent.substr(3, 32) : "");
+    quoted_or_null(",\"span_id\":", traceparent.size() >= 52 ? traceparent.substr(36, 16) : "");
+    quoted_or_null(",\"parent_id\":", parent_span_id);
     line += ",\"bytes_in\":";
     AppendNumber(line, bytes_in);
     line += ",\"bytes_out\":";
@@ -880,6 +900,8 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
       request.request_id.assign(caller_id);
     else
       detail::NewRequestIdInto(request.request_id);  // no allocation once the id has one
+    detail::StartServerSpan(request.Header("traceparent"), request.traceparent,
+                            request.parent_span_id);
 
     // Empty content type: the default one would be allocated only to be
     // replaced by the handler's response.
@@ -941,7 +963,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     }
     now = Clock::now();
     Finish(worker, route_label, route_id, request.method, request.path, response.status, start, now,
-           request.request_id, bytes_in, bytes_out);
+           request.request_id, bytes_in, bytes_out, request.traceparent, request.parent_span_id);
     // Answered: the body's bytes go back now, not when the connection's next
     // request comes (an idle keep-alive connection would hold them for
     // idle_timeout).

@@ -3,6 +3,7 @@
 //   http::ClientRequest req;
 //   req.url = "http://user-service/api/users/me";
 //   req.request_id = incoming.request_id;            // propagate
+//   req.traceparent = incoming.traceparent;          // the called server joins the trace
 //   req.authorization = incoming.Header("Authorization");
 //   auto res = co_await client.Send(std::move(req));
 //
@@ -112,6 +113,9 @@ struct ClientRequest {
   std::string body{};
   std::string content_type{};   // sent when non-empty
   std::string request_id{};     // sent as X-Request-Id when non-empty
+  // Sent as the W3C `traceparent` when valid: pass the incoming request's
+  // (http::Request::traceparent) so the called server joins its trace.
+  std::string traceparent{};
   std::string authorization{};  // sent as Authorization when non-empty
   // Whether a reset, timeout or 503 may be retried. Default: true for the
   // methods RFC 9110 (9.2.2) calls idempotent (GET, HEAD, OPTIONS, TRACE,

@@ -39,6 +39,12 @@ struct Request {
 
   // Filled in by the server before the handler runs.
   std::string request_id{};  // the caller's X-Request-Id if valid, else a new one
+  // W3C Trace Context: "00-<trace id>-<span id>-<flags>", the span this
+  // server handles the request in, in the caller's trace (its valid
+  // `traceparent`) or a new one. Pass it on to calls made for this request
+  // (ClientRequest::traceparent) so their servers join the trace.
+  std::string traceparent{};
+  std::string parent_span_id{};  // the caller's span id; empty if it sent no valid traceparent
   std::string_view route{};  // the matched pattern, e.g. "/api/users/{id}"
   std::vector<std::pair<std::string_view, std::string_view>> params{};  // {name} -> segment
   std::string remote_address{};
@@ -52,6 +58,9 @@ struct Request {
   std::string_view BearerToken() const;
   // True when Content-Type is application/json (parameters such as charset allowed).
   bool IsJson() const;
+  // Parts of `traceparent` (empty before the server fills it in).
+  std::string_view TraceId() const;  // 32 hex digits
+  std::string_view SpanId() const;   // 16 hex digits
 };
 
 struct Response {
