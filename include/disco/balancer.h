@@ -15,9 +15,12 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "disco/error.h"
 #include "disco/snapshot.h"
@@ -52,7 +55,24 @@ class Balancer {
 // Errors: kInvalidArgument for an unknown policy, listing the known ones.
 Result<std::unique_ptr<Balancer>> MakeBalancer(std::string_view policy);
 
-// The names MakeBalancer accepts, in a stable order.
+// The built-in policies' names, in a stable order.
 std::span<const std::string_view> BalancerNames();
+
+// Makes a new, empty balancer of one policy.
+using BalancerFactory = std::function<std::unique_ptr<Balancer>()>;
+
+// Adds a policy of your own under `name`: from then on MakeBalancer, and so
+// ResolverOptions::policy, http::ClientOptions::policy and every --policy
+// flag, accept it. Its pickers must keep the Picker contract above (any
+// thread, no lock, no allocation, skip ejected endpoints); run your policy
+// through the balancer harness (tests/unit/balancer_harness_test.cpp shows
+// how). Register at start-up, before making resolvers.
+// Errors: kInvalidArgument for a name that is empty, not [a-z0-9_]+, or
+// already taken (built-ins cannot be replaced), or an empty factory.
+Result<void> RegisterBalancer(std::string_view name, BalancerFactory factory);
+
+// Every name MakeBalancer accepts: the built-ins, then the registered ones
+// in registration order.
+std::vector<std::string> AllBalancerNames();
 
 }  // namespace disco

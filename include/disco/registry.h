@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "disco/error.h"
+#include "disco/registry_url.h"
 #include "disco/service_instance.h"
 
 namespace disco {
@@ -126,5 +127,29 @@ struct RegistryOptions {
 // contact the registry.
 Result<std::unique_ptr<Registry>> MakeRegistry(std::string_view url,
                                                const RegistryOptions& options = {});
+
+// A registry backend of your own, for the URLs of one scheme: once
+// registered, MakeRegistry — and so every --registry flag and the disco
+// tool — accepts "<name>://...", parsed by ParseRegistryUrl's rules (query
+// parameters; host:port[,host:port], or a plain name when `named`), and
+// counts its operations in the metrics like the built-in backends.
+// tests/unit/extension_points_test.cpp registers one.
+using RegistryFactory = std::function<Result<std::unique_ptr<Registry>>(
+    const RegistryUrl& url, const RegistryOptions& options)>;
+
+struct RegistryScheme {
+  std::string name{};               // the URL's scheme: [a-z][a-z0-9+.-]*, at most 32
+  RegistryFactory make{};           // must return a registry or an error, never nullptr
+  std::uint16_t default_port = 0;   // for an address given without one; 0: required
+  bool named = false;               // "<scheme>://<name>" (as memory://), not addresses
+};
+
+// Register at start-up, before parsing registry URLs.
+// Errors: kInvalidArgument for a bad or taken name (built-ins cannot be
+// replaced) or an empty factory.
+Result<void> RegisterRegistryScheme(RegistryScheme scheme);
+
+// The schemes MakeRegistry accepts: etcd, consul, memory, then registered ones.
+std::vector<std::string> RegistrySchemeNames();
 
 }  // namespace disco

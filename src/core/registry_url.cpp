@@ -3,6 +3,8 @@
 #include <charconv>
 #include <string>
 
+#include "core/registry_schemes.h"
+
 namespace disco {
 namespace {
 
@@ -37,11 +39,6 @@ Result<std::string> PercentDecode(std::string_view in) {
   return out;
 }
 
-std::uint16_t DefaultPort(std::string_view scheme) {
-  if (scheme == "etcd") return 2379;
-  if (scheme == "consul") return 8500;
-  return 0;
-}
 
 }  // namespace
 
@@ -113,9 +110,10 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
                     "' has no scheme; expected etcd://host:port, consul://host:port or memory://");
   }
   out.scheme = std::string(url.substr(0, sep));
-  if (out.scheme != "etcd" && out.scheme != "consul" && out.scheme != "memory") {
-    return Fail(ErrorCode::kInvalidArgument,
-                "unknown registry scheme '" + out.scheme + "'; expected etcd, consul or memory");
+  const auto syntax = detail::LookupSchemeSyntax(out.scheme);
+  if (!syntax) {
+    return Fail(ErrorCode::kInvalidArgument, "unknown registry scheme '" + out.scheme +
+                                                 "'; expected one of " + detail::KnownSchemes());
   }
   auto rest = url.substr(sep + 3);
   auto query_pos = rest.find('?');
@@ -140,7 +138,7 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
       out.params[*key] = *value;
     }
   }
-  if (out.scheme == "memory") {
+  if (syntax->named) {
     out.name = std::string(authority);
     return out;
   }
@@ -159,7 +157,7 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
     auto item = authority.substr(0, comma);
     more = comma != std::string_view::npos;
     if (more) authority = authority.substr(comma + 1);
-    auto hp = ParseHostPort(item, DefaultPort(out.scheme));
+    auto hp = ParseHostPort(item, syntax->default_port);
     if (!hp) {
       return Fail(ErrorCode::kInvalidArgument,
                   "registry URL '" + std::string(url) + "': " + hp.error().message);
@@ -176,7 +174,7 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
 
 std::string RegistryUrl::Redacted() const {
   std::string out = scheme + "://";
-  if (scheme == "memory") {
+  if (endpoints.empty()) {  // a named scheme (memory://<name>)
     out += name;
   } else {
     for (std::size_t i = 0; i < endpoints.size(); ++i) {
