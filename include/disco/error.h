@@ -23,6 +23,7 @@ enum class ErrorCode {
   kAlreadyExists,
   kPermissionDenied,  // ACL token missing or rejected
   kMalformed,         // the peer answered with something we cannot parse
+  kReset,             // the peer closed or reset the connection before a complete answer
   kCancelled,         // the operation was stopped by its owner
   kInternal,          // a bug or an unexpected answer; the message says what
 };

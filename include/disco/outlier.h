@@ -44,6 +44,11 @@ enum class CallOutcome {
 };
 
 std::string_view CallOutcomeName(CallOutcome outcome);
+// The error a failed attempt becomes when it is the call's last: the one
+// place where the two vocabularies meet. kConnectRefused/kConnectFailed →
+// kUnavailable, kTimeout → kTimeout, kReset → kReset, kServerError (an
+// answer that is not HTTP we can read; a 5xx answer is a value) → kMalformed.
+ErrorCode ErrorCodeFor(CallOutcome outcome);
 inline bool IsFailure(CallOutcome outcome) { return outcome != CallOutcome::kSuccess; }
 
 struct OutlierOptions {

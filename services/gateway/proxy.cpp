@@ -305,6 +305,7 @@ http::Response Proxy::Answer(const Route& route, const http::Request& request,
         return UpstreamError(504, "upstream_timeout",
                              config.service + " did not answer in time: " + error.message, request);
       case ErrorCode::kMalformed:
+      case ErrorCode::kReset:
         return UpstreamError(502, "bad_gateway",
                              config.service + " broke the exchange: " + error.message, request);
       default:

@@ -11,6 +11,7 @@ std::string_view ErrorCodeName(ErrorCode code) {
     case ErrorCode::kAlreadyExists: return "already_exists";
     case ErrorCode::kPermissionDenied: return "permission_denied";
     case ErrorCode::kMalformed: return "malformed";
+    case ErrorCode::kReset: return "reset";
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kInternal: return "internal";
   }

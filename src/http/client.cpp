@@ -162,22 +162,9 @@ struct AttemptResult {
   }
 };
 
-// The error code a failed attempt becomes when it is the call's last.
-ErrorCode CodeFor(CallOutcome outcome) {
-  switch (outcome) {
-    case CallOutcome::kTimeout:
-      return ErrorCode::kTimeout;
-    case CallOutcome::kReset:
-    case CallOutcome::kServerError:
-      return ErrorCode::kMalformed;
-    default:
-      return ErrorCode::kUnavailable;
-  }
-}
-
 void SetFailed(AttemptResult& result, CallOutcome outcome, std::string error) {
   result.outcome = outcome;
-  result.code = CodeFor(outcome);
+  result.code = ErrorCodeFor(outcome);
   result.error = std::move(error);
 }
 
@@ -226,6 +213,16 @@ class StatusCounters {
   const std::string service_;
   std::array<std::atomic<Counter*>, 500> by_status_{};
 };
+
+// http_client_requests_total's outcome for a call that got no answer.
+std::string_view FinalOutcomeLabel(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kTimeout: return "timeout";
+    case ErrorCode::kReset: return "reset";
+    case ErrorCode::kMalformed: return "bad_answer";
+    default: return "unavailable";
+  }
+}
 
 bool MethodHasBody(std::string_view method) {
   return !(method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS" ||
@@ -831,10 +828,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     finish(state->request_counters.ForStatus(result.response.status));
     co_return std::move(result.response);
   }
-  finish(state->request_counters.ForOutcome(result.code == ErrorCode::kTimeout ? "timeout"
-                                            : result.code == ErrorCode::kMalformed
-                                                ? "bad_answer"
-                                                : "unavailable"));
+  finish(state->request_counters.ForOutcome(FinalOutcomeLabel(result.code)));
   co_return std::unexpected(Error{result.code, std::move(result.error)});
 }
 

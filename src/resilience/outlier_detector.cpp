@@ -25,6 +25,18 @@ std::string_view CallOutcomeName(CallOutcome outcome) {
   return "unknown";
 }
 
+ErrorCode ErrorCodeFor(CallOutcome outcome) {
+  switch (outcome) {
+    case CallOutcome::kTimeout: return ErrorCode::kTimeout;
+    case CallOutcome::kReset: return ErrorCode::kReset;
+    case CallOutcome::kServerError: return ErrorCode::kMalformed;
+    case CallOutcome::kConnectRefused:
+    case CallOutcome::kConnectFailed: return ErrorCode::kUnavailable;
+    case CallOutcome::kSuccess: break;
+  }
+  return ErrorCode::kInternal;  // a success is not an error
+}
+
 OutlierDetector::OutlierDetector(std::string service, OutlierOptions options, Clock clock)
     : service_(std::move(service)),
       options_(options),

@@ -340,6 +340,16 @@ TEST_F(GatewayProxyTest, ResetAndGarbageAre502) {
   auto bad = HttpRequest(gw.port(), "GET", "/garbage/x");
   EXPECT_EQ(bad.status, 502);
   EXPECT_EQ(bad.Json()["error"], "bad_gateway");
+  // Two different failures, named as such in the calls' outcomes: a reset
+  // is not a malformed answer.
+  auto metrics = HttpRequest(gw.port(), "GET", "/metrics").body;
+  EXPECT_NE(metrics.find(R"(http_client_requests_total{service="reset-service",outcome="reset"})"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(
+      metrics.find(R"(http_client_requests_total{service="garbage-service",outcome="bad_answer"})"),
+      std::string::npos)
+      << metrics;
 }
 
 TEST_F(GatewayProxyTest, RetriesOnlyWhatIsSafe) {

@@ -135,5 +135,16 @@ TEST_F(OutlierTest, EndpointsNotInTheCurrentSnapshotAreIgnored) {
   EXPECT_FALSE(stranger->endpoints[0].ejected());
 }
 
+// The one mapping from a failed attempt to the call's error: a reset is its
+// own error, not a malformed answer (issue 13).
+TEST(CallOutcomeTest, EachFailureMapsToItsErrorCode) {
+  EXPECT_EQ(ErrorCodeFor(CallOutcome::kConnectRefused), ErrorCode::kUnavailable);
+  EXPECT_EQ(ErrorCodeFor(CallOutcome::kConnectFailed), ErrorCode::kUnavailable);
+  EXPECT_EQ(ErrorCodeFor(CallOutcome::kTimeout), ErrorCode::kTimeout);
+  EXPECT_EQ(ErrorCodeFor(CallOutcome::kReset), ErrorCode::kReset);
+  EXPECT_EQ(ErrorCodeFor(CallOutcome::kServerError), ErrorCode::kMalformed);
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kReset), "reset");
+}
+
 }  // namespace
 }  // namespace disco

@@ -158,9 +158,10 @@ class Client {
   //   kUnavailable      no instance known, every attempt failed to connect,
   //                     or a retry was needed and the retry budget is spent
   //   kTimeout          the last attempt timed out, or the deadline passed
-  //   kMalformed        the instance broke the exchange: reset or closed the
-  //                     connection before a complete answer, answered with
-  //                     something that is not HTTP, or more than response_limit
+  //   kReset            the instance reset or closed the connection before a
+  //                     complete answer
+  //   kMalformed        the instance answered with something that is not
+  //                     HTTP, or with more than response_limit
   // An HTTP answer, whatever its status, is a value, not an error.
   Awaitable<Result<ClientResponse>> Send(ClientRequest request);
 
