@@ -1,24 +1,17 @@
 #include "disco/http/client.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <map>
 #include <mutex>
-#include <unordered_map>
 
 #include "disco/detail/asio.h"
 #include "disco/http/message.h"
 #include "disco/metrics.h"
 #include "disco/registry_url.h"
 #include "disco/resolver.h"
-#include "http/connection.h"
-#include "http/head_writer.h"
-#include "http/trace_context.h"
 #include "http/retry_policy.h"
-#include "http/simple_head.h"
+#include "http/transport.h"
 #include "util/fast_random.h"
 #include "util/log.h"
 
@@ -27,78 +20,8 @@ namespace disco::http {
 namespace {
 
 namespace asio = boost::asio;
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
-using detail::Connection;
-using detail::ReadUntil;
-
-std::atomic<std::uint64_t> g_client_ids{0};
-
-// Idle keep-alive connections of one io_context, by (client, address). An
-// io_context service, so the connections die with their io_context and are
-// only ever used on the thread(s) running it.
-class PoolService final : public asio::execution_context::service {
- public:
-  using key_type = PoolService;
-  static inline asio::execution_context::id id;
-
-  explicit PoolService(asio::execution_context& context)
-      : asio::execution_context::service(context) {}
-
-  struct Idle {
-    std::shared_ptr<Connection> connection;
-    Clock::time_point since;
-  };
-
-  // `now`: about now (the caller's clock read, not one of our own).
-  std::shared_ptr<Connection> Take(std::string_view key, std::chrono::milliseconds max_idle,
-                                   Clock::time_point now) {
-    std::lock_guard lock(mu_);
-    auto it = pools_.find(key);
-    if (it == pools_.end()) return nullptr;
-    auto& idle = it->second;
-    while (!idle.empty()) {
-      Idle entry =
-          std::move(idle.back());  // most recently used first: warmest, least likely closed
-      idle.pop_back();
-      if (now - entry.since < max_idle) return std::move(entry.connection);
-      entry.connection->Close();
-    }
-    return nullptr;
-  }
-
-  void Put(std::string_view key, std::shared_ptr<Connection> connection, std::size_t max,
-           Clock::time_point now) {
-    std::lock_guard lock(mu_);
-    auto it = pools_.find(key);
-    if (it == pools_.end()) it = pools_.emplace(std::string(key), std::vector<Idle>{}).first;
-    auto& idle = it->second;
-    if (idle.size() >= max) {
-      connection->Close();
-      return;
-    }
-    idle.push_back(Idle{std::move(connection), now});
-  }
-
- private:
-  void shutdown() override {
-    std::lock_guard lock(mu_);
-    for (auto& [key, idle] : pools_) {
-      for (auto& entry : idle) entry.connection->Close();
-    }
-    pools_.clear();
-  }
-
-  // Heterogeneous lookup: the hot path looks up a string_view, no allocation.
-  struct Hash {
-    using is_transparent = void;
-    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-  };
-  std::mutex mu_;
-  std::unordered_map<std::string, std::vector<Idle>, Hash, std::equal_to<>> pools_;
-};
+using detail::AttemptResult;
 
 // RFC 9110 9.2.2: the safe methods (GET, HEAD, OPTIONS, TRACE), PUT and DELETE.
 bool IsIdempotent(std::string_view method) {
@@ -140,32 +63,6 @@ Result<ParsedUrl> ParseUrl(std::string_view url) {
     return Fail(ErrorCode::kInvalidArgument, "URL has no host or service name");
   out.direct = out.authority.find(':') != std::string_view::npos;
   return out;
-}
-
-// One attempt's result. Lives in Client::Send's frame and is filled in
-// place by Attempt: no result is moved between coroutine frames, and
-// Attempt's frame stays well under the 1 KiB that Asio recycles and malloc's
-// tcache serves (above that, every call takes malloc's slow path).
-struct AttemptResult {
-  CallOutcome outcome = CallOutcome::kSuccess;  // kServerError only for a 5xx answer
-  bool answered = false;                        // `response` holds an HTTP answer
-  ErrorCode code = ErrorCode::kUnavailable;     // when !answered
-  std::string error;                            // when !answered
-  ClientResponse response;
-
-  void Reset() {
-    outcome = CallOutcome::kSuccess;
-    answered = false;
-    code = ErrorCode::kUnavailable;
-    error.clear();
-    response = ClientResponse{};
-  }
-};
-
-void SetFailed(AttemptResult& result, CallOutcome outcome, std::string error) {
-  result.outcome = outcome;
-  result.code = ErrorCodeFor(outcome);
-  result.error = std::move(error);
 }
 
 // Waits (polling, without blocking the thread) until `resolver` has its
@@ -222,115 +119,6 @@ std::string_view FinalOutcomeLabel(ErrorCode code) {
     case ErrorCode::kMalformed: return "bad_answer";
     default: return "unavailable";
   }
-}
-
-bool MethodHasBody(std::string_view method) {
-  return !(method == "GET" || method == "HEAD" || method == "DELETE" || method == "OPTIONS" ||
-           method == "TRACE");
-}
-
-// The request line and header block, written by hand: one string, no
-// per-field allocation (the gateway sends one per proxied request). Headers
-// whose name or value holds a line break are dropped (no header injection).
-std::string SerializeHead(const ClientRequest& request, const ParsedUrl& url,
-                          std::string_view user_agent) {
-  using detail::FieldSize;
-  bool own_host = false;
-  bool own_agent = false;
-  std::size_t extra = 0;  // room for the caller's headers
-  auto measure = [&](std::string_view name, std::string_view value) {
-    own_host = own_host || HeaderNameEquals(name, "Host");
-    own_agent = own_agent || HeaderNameEquals(name, "User-Agent");
-    extra += FieldSize(name, value);
-  };
-  for (const auto& [name, value] : request.headers) measure(name, value);
-  for (const auto& [name, value] : request.borrowed_headers) measure(name, value);
-  // An upper bound: request line, every field, Content-Length's up to 20
-  // digits, the blank line.
-  const std::size_t room = request.method.size() + 1 + 1 + url.target.size() + 11 +
-                           FieldSize("Host", url.authority) + FieldSize("User-Agent", user_agent) +
-                           FieldSize("Content-Type", request.content_type) +
-                           FieldSize("X-Request-Id", request.request_id) +
-                           FieldSize("traceparent", request.traceparent) +
-                           FieldSize("Authorization", request.authorization) + extra +
-                           FieldSize("Content-Length", "18446744073709551615") + 2;
-  std::string out;
-  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
-    detail::HeadWriter w(buffer);
-    w.Put(request.method);
-    w.Put(" ");
-    if (url.target.empty() || url.target.front() == '?') w.Put("/");
-    w.Put(url.target);
-    w.Put(" HTTP/1.1\r\n");
-    if (!own_host) w.OwnField("Host", url.authority);
-    if (!own_agent) w.OwnField("User-Agent", user_agent);
-    if (!request.content_type.empty()) w.OwnField("Content-Type", request.content_type);
-    if (!request.request_id.empty()) w.OwnField("X-Request-Id", request.request_id);
-    if (detail::IsValidTraceparent(request.traceparent))
-      w.OwnField("traceparent", request.traceparent);
-    if (!request.authorization.empty()) w.OwnField("Authorization", request.authorization);
-    auto put = [&](std::string_view name, std::string_view value) {
-      if (!HeaderNameEquals(name, "Content-Length") && !HeaderNameEquals(name, "Transfer-Encoding"))
-        w.CheckedField(name, value);
-    };
-    for (const auto& [name, value] : request.headers) put(name, value);
-    for (const auto& [name, value] : request.borrowed_headers) put(name, value);
-    if (!request.body.empty() || MethodHasBody(request.method)) {
-      char digits[24];
-      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());
-      w.Field("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
-    }
-    w.Put("\r\n");
-    return w.size();
-  });
-  return out;
-}
-
-// Parses a response straight into a ClientResponse: status, headers as
-// owned pairs, body; no intermediate header container.
-class ResponseParser final : public detail::BodyParser<false> {
- public:
-  explicit ResponseParser(ClientResponse& out) : BodyParser(out.body), out_(out) {
-    out_.headers.reserve(8);  // one allocation for a typical answer's fields
-  }
-
- private:
-  void on_response_impl(int code, beast::string_view, int, beast::error_code& ec) override {
-    out_.status = code;
-    ec = {};
-  }
-  void on_field_impl(bhttp::field, beast::string_view name, beast::string_view value,
-                     beast::error_code& ec) override {
-    out_.headers.emplace_back(std::string(name.data(), name.size()),
-                              std::string(value.data(), value.size()));
-    ec = {};
-  }
-  void on_header_impl(beast::error_code& ec) override { ec = {}; }
-
-  ClientResponse& out_;
-};
-
-constexpr std::size_t kResponseHeaderLimit = 64 * 1024;
-
-// The answer at the front of `buffer`, when the strict fast parser takes it
-// (http/simple_head.h): fills `out` and `keep_alive`, consumes the bytes.
-// False: nothing done, Beast's turn.
-bool TakeSimpleMessage(beast::flat_buffer& buffer, std::size_t body_limit, ClientResponse& out,
-                       bool& keep_alive) {
-  detail::SimpleMessage simple;
-  const auto data = buffer.data();
-  if (detail::ParseSimpleResponse({static_cast<const char*>(data.data()), data.size()},
-                                  kResponseHeaderLimit, body_limit,
-                                  simple) != detail::SimpleParse::kDone)
-    return false;
-  out.status = simple.status;
-  out.headers.reserve(simple.field_count);
-  for (std::size_t i = 0; i < simple.field_count; ++i)
-    out.headers.emplace_back(simple.fields[i].name, simple.fields[i].value);
-  out.body.assign(simple.body);
-  keep_alive = simple.keep_alive;
-  buffer.consume(simple.size);
-  return true;
 }
 
 bool Contains(const std::vector<std::string>& ids, std::string_view id) {
@@ -409,7 +197,13 @@ struct ServiceState {
 };
 
 struct Client::Impl {
-  Impl(Registry& r, ClientOptions o) : registry(r), options(std::move(o)) {
+  Impl(Registry& r, ClientOptions o)
+      : registry(r),
+        options(std::move(o)),
+        transport(detail::TransportOptions{.max_idle_per_endpoint = options.max_idle_per_endpoint,
+                                           .pool_idle_timeout = options.pool_idle_timeout,
+                                           .response_limit = options.response_limit,
+                                           .user_agent = options.user_agent}) {
     if (options.max_attempts < 1) options.max_attempts = 1;
     if (options.deadline.count() <= 0)
       options.deadline = options.per_try_timeout * options.max_attempts;
@@ -452,23 +246,11 @@ struct Client::Impl {
     return raw;
   }
 
-  // `wire` is the request head (SerializeHead); the body is request.body.
-  // `result` must be Reset(). `started`: when the attempt began (a
-  // connection parked since counts as idle from then: a little early, so
-  // a little safer).
-  Awaitable<void> Attempt(const std::string& wire, std::string_view address,
-                          const ClientRequest& request, Clock::time_point started,
-                          Clock::time_point deadline, AttemptResult& result);
-  // A new connection to `address`, or null with `result` failed.
-  static Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc,
-                                                        std::string_view address,
-                                                        Clock::time_point deadline,
-                                                        AttemptResult& result);
 
   Registry& registry;
   ClientOptions options;
   RetryOptions retry_options;
-  const std::string id = std::to_string(g_client_ids.fetch_add(1) + 1) + "|";
+  detail::Transport transport;
   MetricsRegistry* metrics;
   Family<Counter>* requests;
   Family<Counter>* attempts_family;
@@ -481,195 +263,6 @@ struct Client::Impl {
   std::mutex mu;
   std::map<std::string, std::unique_ptr<ServiceState>, std::less<>> services;
 };
-
-Awaitable<std::shared_ptr<Connection>> Client::Impl::Connect(asio::io_context& ioc,
-                                                             std::string_view address,
-                                                             Clock::time_point deadline,
-                                                             AttemptResult& result) {
-  auto host_port = ParseHostPort(address);
-  if (!host_port) {
-    SetFailed(result, CallOutcome::kConnectFailed, "bad address '" + std::string(address) + "'");
-    co_return nullptr;
-  }
-  auto connection = std::make_shared<Connection>(detail::Socket(ioc.get_executor()));
-  connection->SetDeadline(deadline);
-  boost::system::error_code ec;
-  auto ip = asio::ip::make_address(host_port->host, ec);
-  if (!ec) {
-    co_await connection->socket().async_connect(tcp::endpoint(ip, host_port->port),
-                                                asio::redirect_error(http::use_awaitable, ec));
-  } else {
-    // A name lookup is bounded by the attempt's deadline too (the
-    // connection's deadline closes its socket, which a lookup does not use).
-    using Resolver = asio::ip::basic_resolver<tcp, detail::Executor>;
-    auto resolver = std::make_shared<Resolver>(ioc.get_executor());
-    asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, detail::Executor> guard(
-        ioc.get_executor());
-    guard.expires_at(deadline);
-    guard.async_wait([weak = std::weak_ptr(resolver)](boost::system::error_code e) {
-      if (auto r = weak.lock(); r && !e) r->cancel();
-    });
-    auto endpoints =
-        co_await resolver->async_resolve(host_port->host, std::to_string(host_port->port),
-                                         asio::redirect_error(http::use_awaitable, ec));
-    guard.cancel();
-    if (ec == asio::error::operation_aborted) ec = beast::error::timeout;
-    if (!ec) {
-      co_await asio::async_connect(connection->socket(), endpoints,
-                                   asio::redirect_error(http::use_awaitable, ec));
-    }
-  }
-  if (ec) {
-    const bool timed_out = connection->timed_out();
-    connection->Close();
-    SetFailed(result,
-              ec == asio::error::connection_refused ? CallOutcome::kConnectRefused
-                                                    : CallOutcome::kConnectFailed,
-              "cannot connect to " + std::string(address) + ": " +
-                  (timed_out ? std::string("timed out") : ec.message()));
-    co_return nullptr;
-  }
-  auto& socket = connection->socket();
-  socket.set_option(tcp::no_delay(true), ec);
-  // Connecting registered the socket for EPOLLOUT too, and Asio never takes
-  // that back: with edge-triggered epoll, every ACK that frees send-buffer
-  // space then woke the reactor for nothing (most of the events the
-  // gateway's epoll_wait returned under load). Registering the descriptor
-  // anew drops it; writes that must wait (rare: detail::WriteNow) add it again.
-  const auto protocol = socket.local_endpoint(ec).protocol();
-  if (!ec) {
-    const auto fd = socket.release(ec);
-    if (!ec) {
-      socket.assign(protocol, fd, ec);
-      if (ec) ::close(fd);  // released: no longer the socket's to close
-    }
-  }
-  if (ec) {
-    connection->Close();
-    SetFailed(result, CallOutcome::kConnectFailed,
-              "cannot set up the connection to " + std::string(address) + ": " + ec.message());
-    co_return nullptr;
-  }
-  socket.non_blocking(true, ec);  // for detail::WriteNow
-  co_return connection;
-}
-
-Awaitable<void> Client::Impl::Attempt(const std::string& wire, std::string_view address,
-                                      const ClientRequest& request, Clock::time_point started,
-                                      Clock::time_point deadline, AttemptResult& result) {
-  // Awaitable's executor is an io_context's (disco/http/awaitable.h).
-  asio::io_context* ioc = &(co_await asio::this_coro::executor).context();
-  auto& pools = asio::use_service<PoolService>(*ioc);
-  // The pool key (client id + address) is built in a per-thread buffer right
-  // before each use, never across a suspension: no allocation per attempt.
-  auto pool_key = [&]() -> std::string_view {
-    thread_local std::string key;
-    key.assign(id);
-    key.append(address);
-    return key;
-  };
-
-  boost::system::error_code ec;
-  // A pooled connection may have been closed by the peer while idle; if it
-  // fails before any answer byte, the request was not processed: use a fresh
-  // connection (once) without calling it a retry.
-  for (int round = 0; round < 2; ++round) {
-    auto connection =
-        round == 0 ? pools.Take(pool_key(), options.pool_idle_timeout, started) : nullptr;
-    const bool reused = connection != nullptr;
-    if (!connection) {
-      connection = co_await Connect(*ioc, address, deadline, result);
-      if (!connection) co_return;
-    }
-    connection->SetDeadline(deadline);
-    std::array<asio::const_buffer, 2> out{asio::buffer(wire), asio::buffer(request.body)};
-    if (!detail::WriteNow(*connection, out, ec))
-      co_await asio::async_write(connection->socket(), out,
-                                 asio::redirect_error(http::use_awaitable, ec));
-    if (ec) {
-      const bool timed_out = connection->timed_out();
-      connection->Close();
-      if (reused && !timed_out) continue;
-      SetFailed(result, timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
-                "sending to " + std::string(address) +
-                    " failed: " + (timed_out ? std::string("timed out") : ec.message()));
-      co_return;
-    }
-    auto& buffer = connection->buffer();
-    bool keep = false;
-    bool got_some = false;  // of the answer, before an error
-    // The common answer (one read, Content-Length body) goes through the
-    // strict fast parser; anything else, and whatever it defers, through
-    // Beast from the first byte.
-    bool parsed = false;
-    if (request.method != "HEAD") {
-      if (buffer.size() == 0) {
-        const std::size_t n = co_await connection->socket().async_read_some(
-            buffer.prepare(detail::ReadSize(buffer)),
-            asio::redirect_error(http::use_awaitable, ec));
-        buffer.commit(n);
-        detail::TranslateReadError(*connection, ec);
-      }
-      if (!ec) parsed = TakeSimpleMessage(buffer, options.response_limit, result.response, keep);
-    }
-    if (!parsed && !ec) {
-      ResponseParser parser(result.response);
-      parser.body_limit(options.response_limit);
-      parser.header_limit(kResponseHeaderLimit);
-      if (request.method == "HEAD") parser.skip(true);  // the answer has headers only
-      // Header first: an announced length above the limit is refused before
-      // any body byte is read (Beast's own check did not fire for it here).
-      if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
-        co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
-      if (!ec && parser.content_length().value_or(0) > options.response_limit)
-        ec = bhttp::error::body_limit;
-      if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
-        co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
-      got_some = parser.got_some();
-      if (!ec) keep = parser.keep_alive();
-    }
-    if (ec == bhttp::error::body_limit) {
-      // The instance works (outcome kSuccess); the answer is just too big for us.
-      result.code = ErrorCode::kMalformed;
-      result.error = "the answer of " + std::string(address) + " is larger than " +
-                     std::to_string(options.response_limit) + " bytes";
-      connection->socket().shutdown(tcp::socket::shutdown_both, ec);
-      connection->Close();
-      co_return;
-    }
-    if (ec) {
-      bool nothing_read = !got_some && buffer.size() == 0;
-      bool closed = ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-                    ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
-      connection->Close();
-      if (reused && nothing_read && closed) continue;
-      if (ec == beast::error::timeout) {
-        SetFailed(result, CallOutcome::kTimeout,
-                  std::string(address) + " did not answer within the per-try timeout");
-      } else if (closed || ec == bhttp::error::partial_message) {
-        SetFailed(result, CallOutcome::kReset,
-                  std::string(address) + " closed the connection: " + ec.message());
-      } else {
-        // Not HTTP we can read: counts against the endpoint, never retried.
-        SetFailed(result, CallOutcome::kServerError,
-                  "bad answer from " + std::string(address) + ": " + ec.message());
-      }
-      co_return;
-    }
-    result.answered = true;
-    if (result.response.status >= 500) result.outcome = CallOutcome::kServerError;
-    result.response.address = address;
-    if (keep && buffer.size() == 0) {
-      connection->ClearDeadline();
-      pools.Put(pool_key(), std::move(connection), options.max_idle_per_endpoint, started);
-    } else {
-      connection->socket().shutdown(tcp::socket::shutdown_both, ec);
-      connection->Close();
-    }
-    co_return;
-  }
-  SetFailed(result, CallOutcome::kReset, std::string(address) + " closed the connection");
-}
 
 Client::Client(Registry& registry, ClientOptions options)
     : impl_(std::make_unique<Impl>(registry, std::move(options))) {}
@@ -726,7 +319,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     }
   }
   impl.calls.fetch_add(1, std::memory_order_relaxed);
-  const std::string wire = SerializeHead(request, *url, impl.options.user_agent);
+  const std::string wire = impl.transport.SerializeHead(request, url->authority, url->target);
   RetryBudget::Request in_flight(state->budget);
   std::optional<RetryBudget::Token> retry_token;
 
@@ -761,7 +354,7 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     // that one (a crash on resumption).
     const std::string_view address = endpoint ? endpoint->address : url->authority;
     const auto attempt_started = attempt == 1 ? first_attempt : Clock::now();
-    co_await impl.Attempt(wire, address, request, attempt_started,
+    co_await impl.transport.RoundTrip(wire, request.body, request.method, address, attempt_started,
                           std::min(deadline, attempt_started + impl.options.per_try_timeout),
                           result);
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
