@@ -51,6 +51,11 @@ std::string_view CallOutcomeName(CallOutcome outcome);
 ErrorCode ErrorCodeFor(CallOutcome outcome);
 inline bool IsFailure(CallOutcome outcome) { return outcome != CallOutcome::kSuccess; }
 
+// Counts one call's outcome in the endpoint's stats (successes or failures,
+// and the run of consecutive failures); returns that run, 0 after a success.
+// Used by Resolver::Report and by the outlier detector, with or without it.
+std::uint32_t CountOutcome(EndpointStats& stats, CallOutcome outcome);
+
 struct OutlierOptions {
   std::uint32_t consecutive_failures = 5;
   std::chrono::milliseconds base_ejection{30'000};

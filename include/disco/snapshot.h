@@ -4,32 +4,47 @@
 // readers hold a std::shared_ptr<const Snapshot> and never see it change.
 // EndpointStats is the one mutable part: per-endpoint counters shared by every
 // snapshot containing that endpoint (same service and instance id), updated
-// with relaxed atomics by callers on any thread.
+// by callers on any thread (per-CPU counters and relaxed atomics).
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "disco/per_cpu.h"
 #include "disco/service_instance.h"
 
 namespace disco {
 
-// Cache-line aligned so that counters of different endpoints never share a
-// line: callers on different threads update them on every request.
-struct alignas(64) EndpointStats {
-  std::atomic<std::uint32_t> active_requests{0};  // in flight now (least_request reads it)
-  std::atomic<bool> ejected{false};               // set by outlier detection; pickers skip it
-  std::atomic<std::uint64_t> picks{0};            // times a picker chose this endpoint
-  std::atomic<std::uint64_t> successes{0};
-  std::atomic<std::uint64_t> failures{0};
-  std::atomic<std::uint32_t> consecutive_failures{0};
+// Laid out by who writes what, so that no pick writes a line another core
+// writes (issue 19): the counters bumped on every pick and call are per CPU
+// (summed when read); the ejection state, read by every pick and written only
+// when outlier detection ejects or returns the endpoint, has a line of its
+// own; the per-call state shared on purpose is on a third.
+struct EndpointStats {
+  enum Counter : std::size_t { kPicks, kSuccesses, kFailures, kCounters };
+  CpuCounters<kCounters> counters;
+
+  std::uint64_t picks() const { return counters.Load(kPicks); }          // times a picker chose it
+  std::uint64_t successes() const { return counters.Load(kSuccesses); }  // calls that succeeded
+  std::uint64_t failures() const { return counters.Load(kFailures); }    // calls that failed
+  void Count(Counter counter) { counters.Add(counter); }
+
+  alignas(64) std::atomic<bool> ejected{false};  // set by outlier detection; pickers skip it
   // Outlier detection's bookkeeping (see disco/outlier.h).
   std::atomic<std::uint32_t> times_ejected{0};
   std::atomic<std::int64_t> ejected_until_ns{0};  // steady_clock; meaningful while ejected
+
+  // Calls in flight now: one count for the whole process, because
+  // least_request compares it on every pick (summing per-CPU lines there
+  // would read every core's line per pick); written per call, not per pick.
+  alignas(64) std::atomic<std::uint32_t> active_requests{0};
+  // Reset only when non-zero, so a run of successes writes nothing here.
+  std::atomic<std::uint32_t> consecutive_failures{0};
 };
 
 struct Endpoint {

@@ -7,8 +7,11 @@
 // by the total weight. Weights {5, 1, 1} give a a b a c a a: heavy endpoints
 // are spread out instead of picked in bursts. Doing that on the pick path
 // needs a lock (or a CAS loop over n scores) per pick, so Build instead
-// records one period of the sequence and Pick walks it with one relaxed
-// fetch_add: lock-free, allocation-free, O(1).
+// records one period of the sequence and Pick walks it with a cursor of the
+// CPU it runs on (balance/cursor.h): lock-free, allocation-free, O(1), and
+// no write to a line another core writes. Each CPU's picks follow the
+// sequence exactly; the process's picks are its proportions to within one
+// pick per endpoint per CPU.
 //
 // The schedule, for weights w_i divided by their gcd (the sequence does not
 // change when all weights are scaled), is P = sum(w_i) picks long and repeats
@@ -28,14 +31,14 @@
 // weights; then a scan from a random start finds any healthy endpoint.
 //
 // Thread safety: Build runs on the control plane; the picker's schedule is
-// immutable and its cursor a relaxed atomic, so Pick runs on any thread.
+// immutable and its cursors relaxed atomics, so Pick runs on any thread.
 #include "balance/weighted_round_robin.h"
 
 #include <algorithm>
-#include <atomic>
 #include <numeric>
 #include <queue>
 
+#include "balance/cursor.h"
 #include "balance/ejection.h"
 #include "balance/policies.h"
 #include "util/fast_random.h"
@@ -140,16 +143,15 @@ class WeightedRoundRobinPicker final : public Picker {
         endpoints_(snapshot_->endpoints),
         size_(static_cast<std::uint32_t>(endpoints_.size())),
         schedule_(MakeSchedule(endpoints_)),
-        period_(schedule_.size()),
-        // A random phase, so that clients that got the same snapshot at the
-        // same moment do not all start with the heaviest endpoint.
-        cursor_(period_ ? FastRandom() % period_ : 0) {}
+        period_(schedule_.size()) {
+    SpreadCursors(cursors_, period_);
+  }
 
   const Endpoint* Pick(const PickContext&) override {
     if (period_ == 0) return nullptr;
+    Cursor& cursor = cursors_.Local();
     for (int skip = 0; skip < kMaxSkips; ++skip) {
-      const std::uint64_t position = cursor_.fetch_add(1, std::memory_order_relaxed) % period_;
-      const Endpoint& endpoint = endpoints_[schedule_[position]];
+      const Endpoint& endpoint = endpoints_[schedule_[Advance(cursor, period_)]];
       if (!endpoint.ejected()) return &endpoint;
     }
     return FirstHealthyFrom(endpoints_, FastRandomBelow(size_));
@@ -168,7 +170,7 @@ class WeightedRoundRobinPicker final : public Picker {
   std::uint32_t size_;
   std::vector<std::uint32_t> schedule_;
   std::uint64_t period_;
-  alignas(64) std::atomic<std::uint64_t> cursor_;
+  PerCpu<Cursor> cursors_;
 };
 
 class WeightedRoundRobin final : public Balancer {

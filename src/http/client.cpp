@@ -145,7 +145,7 @@ EndpointPtr PickUntried(Resolver& resolver, const PickContext& pick, EndpointPtr
   for (std::size_t i = 0; i < endpoints.size(); ++i) {
     const Endpoint& e = endpoints[(start + i) % endpoints.size()];
     if (e.ejected() || Contains(tried, e.instance.id)) continue;
-    e.stats->picks.fetch_add(1, std::memory_order_relaxed);
+    e.stats->Count(EndpointStats::kPicks);
     return EndpointPtr(snapshot, &e);
   }
   return picked;

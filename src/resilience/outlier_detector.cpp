@@ -37,6 +37,19 @@ ErrorCode ErrorCodeFor(CallOutcome outcome) {
   return ErrorCode::kInternal;  // a success is not an error
 }
 
+std::uint32_t CountOutcome(EndpointStats& stats, CallOutcome outcome) {
+  if (outcome == CallOutcome::kSuccess) {
+    stats.Count(EndpointStats::kSuccesses);
+    // Read before writing: while an endpoint is healthy this line is only
+    // read, so callers on different cores do not pass it back and forth.
+    if (stats.consecutive_failures.load(std::memory_order_relaxed) != 0)
+      stats.consecutive_failures.store(0, std::memory_order_relaxed);
+    return 0;
+  }
+  stats.Count(EndpointStats::kFailures);
+  return stats.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 OutlierDetector::OutlierDetector(std::string service, OutlierOptions options, Clock clock)
     : service_(std::move(service)),
       options_(options),
@@ -66,12 +79,8 @@ std::size_t OutlierDetector::ejected_now() const {
 void OutlierDetector::Record(const Endpoint& endpoint, CallOutcome outcome) {
   auto& stats = *endpoint.stats;
   std::int64_t now = NowNs();
-  if (outcome == CallOutcome::kSuccess) {
-    stats.successes.fetch_add(1, std::memory_order_relaxed);
-    stats.consecutive_failures.store(0, std::memory_order_relaxed);
-  } else {
-    stats.failures.fetch_add(1, std::memory_order_relaxed);
-    auto failures = stats.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  const std::uint32_t failures = CountOutcome(stats, outcome);
+  if (outcome != CallOutcome::kSuccess) {
     bool definitive = outcome == CallOutcome::kConnectRefused && options_.eject_on_refused;
     if ((definitive || failures >= options_.consecutive_failures) && !endpoint.ejected()) {
       TryEject(endpoint, outcome, now);

@@ -83,18 +83,18 @@ class WatchedResolver final : public Resolver {
         "disco_balancer_picks_total", "Times the balancer picked this endpoint",
         CollectedType::kCounter, {"service", "instance", "address"},
         per_endpoint(
-            [](const EndpointStats& s) { return s.picks.load(std::memory_order_relaxed); })));
+            [](const EndpointStats& s) { return s.picks(); })));
     collectors_.push_back(metrics.AddCollector(
         "disco_endpoint_failures_total",
         "Calls to this endpoint that failed (connect error, reset, timeout, 5xx)",
         CollectedType::kCounter, {"service", "instance", "address"},
         per_endpoint(
-            [](const EndpointStats& s) { return s.failures.load(std::memory_order_relaxed); })));
+            [](const EndpointStats& s) { return s.failures(); })));
     collectors_.push_back(metrics.AddCollector(
         "disco_endpoint_successes_total", "Calls to this endpoint that succeeded",
         CollectedType::kCounter, {"service", "instance", "address"},
         per_endpoint(
-            [](const EndpointStats& s) { return s.successes.load(std::memory_order_relaxed); })));
+            [](const EndpointStats& s) { return s.successes(); })));
     collectors_.push_back(metrics.AddCollector(
         "disco_endpoint_active_requests", "Calls to this endpoint in flight now",
         CollectedType::kGauge, {"service", "instance", "address"},
@@ -156,12 +156,13 @@ class WatchedResolver final : public Resolver {
   }
 
   EndpointPtr Pick(const PickContext& context) override {
-    const std::shared_ptr<Published>& published = Current();
-    const Endpoint* endpoint = published->picker->Pick(context);
+    const Pinned& pinned = Current();
+    const Endpoint* endpoint = pinned.published->picker->Pick(context);
     if (endpoint == nullptr) return nullptr;
-    endpoint->stats->picks.fetch_add(1, std::memory_order_relaxed);
-    // Aliasing constructor: shares ownership of the snapshot, no allocation.
-    return EndpointPtr(published->snapshot, endpoint);
+    endpoint->stats->Count(EndpointStats::kPicks);
+    // Aliasing constructor on this thread's pin: no allocation, and the
+    // count it bumps is this thread's, not the snapshot's shared one.
+    return EndpointPtr(pinned.snapshot, endpoint);
   }
 
   void Report(const Endpoint& endpoint, CallOutcome outcome) override {
@@ -169,13 +170,7 @@ class WatchedResolver final : public Resolver {
       detector_->Record(endpoint, outcome);
       return;
     }
-    if (outcome == CallOutcome::kSuccess) {
-      endpoint.stats->successes.fetch_add(1, std::memory_order_relaxed);
-      endpoint.stats->consecutive_failures.store(0, std::memory_order_relaxed);
-    } else {
-      endpoint.stats->failures.fetch_add(1, std::memory_order_relaxed);
-      endpoint.stats->consecutive_failures.fetch_add(1, std::memory_order_relaxed);
-    }
+    CountOutcome(*endpoint.stats, outcome);
   }
 
   OutlierDetector* outlier_detector() override { return detector_.get(); }
@@ -212,23 +207,46 @@ class WatchedResolver final : public Resolver {
   }
 
  private:
-  // The calling thread's cached pointer to the current Published; refreshed
-  // only when the generation moved. The fast path is two loads and a compare.
-  const std::shared_ptr<Published>& Current() {
+  // What a thread holds of the current Published: the Published itself and
+  // its own pin of the snapshot, a shared_ptr with a control block of this
+  // thread's (which holds one reference to the snapshot). Every EndpointPtr
+  // a thread's picks return counts on its pin, so picks on different threads
+  // write different reference counts; the snapshot's own count is touched
+  // once per thread per published snapshot. The snapshot is freed once no
+  // thread pins it and no EndpointPtr of it is left: ordinary shared_ptr
+  // ownership, so no reclamation scheme to get wrong. The cost: a thread
+  // that stops picking keeps the last snapshot it saw alive until it picks
+  // again (or exits) -- at most one stale snapshot per thread and resolver.
+  struct Pinned {
+    std::shared_ptr<Published> published;
+    SnapshotConstPtr snapshot;
+  };
+
+  // The calling thread's Pinned for this resolver, refreshed only when the
+  // generation moved. The fast path is two loads and a compare.
+  const Pinned& Current() {
     struct Slot {
       const WatchedResolver* owner = nullptr;
       std::uint64_t generation = 0;
-      std::shared_ptr<Published> published;
+      Pinned pinned;
     };
     thread_local std::array<Slot, 8> slots;
     auto& slot = slots[(reinterpret_cast<std::uintptr_t>(this) >> 6) % slots.size()];
     std::uint64_t generation = generation_.load(std::memory_order_acquire);
     if (slot.owner != this || slot.generation != generation) [[unlikely]] {
-      slot.published = current_.load(std::memory_order_acquire);
+      auto published = current_.load(std::memory_order_acquire);
+      // Cache-line aligned, so that two threads' pins (allocated at the
+      // same moment, often side by side) never share a line.
+      struct alignas(64) Holder {
+        SnapshotConstPtr snapshot;
+      };
+      auto holder = std::make_shared<Holder>(published->snapshot);
+      slot.pinned.snapshot = SnapshotConstPtr(holder, holder->snapshot.get());
+      slot.pinned.published = std::move(published);
       slot.owner = this;
-      slot.generation = slot.published->generation;
+      slot.generation = slot.pinned.published->generation;
     }
-    return slot.published;
+    return slot.pinned;
   }
 
   void Publish(SnapshotConstPtr snapshot) {

@@ -56,8 +56,8 @@ TEST_F(OutlierTest, EjectsAfterConsecutiveFailuresOnly) {
   ASSERT_EQ(events_.size(), 1u);
   EXPECT_EQ(events_[0].kind, OutlierEvent::Kind::kEjected);
   EXPECT_EQ(events_[0].duration, 30s);
-  EXPECT_EQ(e.stats->failures, 9u);
-  EXPECT_EQ(e.stats->successes, 1u);
+  EXPECT_EQ(e.stats->failures(), 9u);
+  EXPECT_EQ(e.stats->successes(), 1u);
 }
 
 TEST_F(OutlierTest, RefusedConnectionEjectsAtOnce) {

@@ -82,7 +82,7 @@ TEST_F(ResolverTest, SeesRegistrationsSortedByIdAndPicksAll) {
   std::set<std::string> seen;
   for (int i = 0; i < 4; ++i) seen.insert(resolver->Pick()->instance.id);
   EXPECT_EQ(seen, (std::set<std::string>{"a", "b"}));
-  EXPECT_EQ(snapshot->endpoints[0].stats->picks + snapshot->endpoints[1].stats->picks, 4u);
+  EXPECT_EQ(snapshot->endpoints[0].stats->picks() + snapshot->endpoints[1].stats->picks(), 4u);
 }
 
 TEST_F(ResolverTest, PublishedSnapshotsNeverChange) {

@@ -1,0 +1,51 @@
+// Per-CPU cursors for the policies that walk a fixed sequence (round_robin,
+// weighted_round_robin).
+//
+// One shared cursor is the one write every pick makes to memory every core
+// shares; with one cursor per CPU (disco/per_cpu.h) each core walks the
+// sequence on its own line. Each CPU starts at its own place, spread evenly
+// over the sequence from a random phase, so that CPUs do not pick in
+// lockstep and clients that got the same snapshot at the same moment do not
+// all start with the same endpoint.
+//
+// Advance is a relaxed load and store, not a fetch_add: the cursor is a
+// hint, not a count. If a thread is preempted between the two (or moved to
+// another CPU) and another thread advances the same cursor meanwhile, the
+// sequence steps back and a few endpoints get one pick more in that round:
+// a fairness blur of one pick, never an index out of range (both values
+// stored are in [0, period)).
+//
+// Thread safety: Advance may be called from any thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "disco/per_cpu.h"
+#include "util/fast_random.h"
+
+namespace disco::balance {
+
+struct Cursor {
+  std::atomic<std::uint32_t> next{0};
+};
+
+// Spreads the CPUs' cursors over [0, period). REQUIRES: not yet shared.
+inline void SpreadCursors(PerCpu<Cursor>& cursors, std::uint64_t period) {
+  if (period == 0) return;
+  const std::uint64_t phase = FastRandom() % period;
+  for (std::uint32_t slot = 0; slot < cursors.size(); ++slot) {
+    cursors[slot].next.store(
+        static_cast<std::uint32_t>((phase + slot * period / cursors.size()) % period),
+        std::memory_order_relaxed);
+  }
+}
+
+// The position to pick at, moving the cursor on. REQUIRES: 0 < period < 2^32.
+inline std::uint32_t Advance(Cursor& cursor, std::uint64_t period) {
+  const std::uint32_t at = cursor.next.load(std::memory_order_relaxed);
+  cursor.next.store(at + 1 == period ? 0 : at + 1, std::memory_order_relaxed);
+  return at;
+}
+
+}  // namespace disco::balance
