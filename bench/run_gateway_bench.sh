@@ -1,31 +1,35 @@
 #!/usr/bin/env bash
-# Gateway vs nginx vs direct, in one run (issue 7).
+# Gateway vs nginx vs HAProxy vs direct, in one run (issues 7 and 19).
 #
 #   bench/run_gateway_bench.sh [BUILD_DIR] [DURATION_S] [CONNECTIONS]
-#   (defaults: build/default 10 50)
+#   (defaults: build/default 10 50; THREADS=n (default 1) gives the gateway
+#   --threads n, nginx n worker processes and HAProxy nbthread n)
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
 #   etcd (temp data dir), one user-service (the upstream, 1 I/O thread),
 #   the gateway (1 I/O thread, rate limiting off, no access log) routing
 #   /up/* to user-service with the prefix stripped, and Debian's nginx
-#   (1 worker, no master, access log off) as the equivalent reverse proxy:
-#   keep-alive upstream pool, proxy_http_version 1.1.
+#   (THREADS workers, access log off) and Debian's HAProxy (nbthread
+#   THREADS, http-reuse always) as the equivalent reverse proxies: keep-alive
+#   upstream pools, HTTP/1.1 to the upstream.
 # Then wrk -t1 -cN --latency on GET /health: direct to user-service, through
-# nginx (/up/health) and through the gateway (/up/health), each after a short
-# warm-up, rounds interleaved (direct, nginx, gateway) ROUNDS times so that
-# machine noise hits all three alike; prints a markdown table (median of the
-# rounds) with requests/s, p99, gateway/nginx ratios, the gateway's
+# nginx, HAProxy and the gateway (/up/health), each after a short warm-up,
+# rounds interleaved (direct, nginx, haproxy, gateway) ROUNDS times so that
+# machine noise hits all alike; prints a markdown table (median of the
+# rounds) with requests/s, p99, ratios to nginx and HAProxy, the gateway's
 # overhead per request over direct, and the CPU time per request of the
-# process that answers wrk (user-service for direct, else the proxy: user +
-# system time from /proc, so the kernel's share is visible too).
+# process that answers wrk (user-service for direct, else the proxy with its
+# worker processes: user + system time from /proc, so the kernel's share is
+# visible too).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build/default}
 duration=${2:-10}
 connections=${3:-50}
 rounds=${ROUNDS:-3}
+threads=${THREADS:-1}
 
-for tool in etcd nginx wrk python3; do
+for tool in etcd nginx haproxy wrk python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
 done
 gateway=$build/services/gateway/gateway
@@ -50,7 +54,7 @@ cat >"$work/routes.json" <<EOF
 EOF
 gw_port=$(free_port)
 start gateway "$gateway" --port "$gw_port" --registry "$registry" --routes "$work/routes.json" \
-  --threads 1 --access-log false --log-level warn
+  --threads "$threads" --access-log false --log-level warn
 gw_pid=$!
 wait_http "http://127.0.0.1:$gw_port/health"
 wait_http "http://127.0.0.1:$gw_port/up/health"
@@ -58,9 +62,8 @@ wait_http "http://127.0.0.1:$gw_port/up/health"
 nginx_port=$(free_port)
 mkdir -p "$work/nginx/logs"
 cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes 1;
+worker_processes $threads;
 daemon off;
-master_process off;
 user root;
 error_log $work/nginx/logs/error.log warn;
 pid $work/nginx/nginx.pid;
@@ -85,8 +88,35 @@ start nginx nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/l
 nginx_pid=$!
 wait_http "http://127.0.0.1:$nginx_port/up/health"
 
-# CPU time (user and system, in clock ticks) a process has used so far.
-cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
+haproxy_port=$(free_port)
+cat >"$work/haproxy.cfg" <<EOF
+global
+  nbthread $threads
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend bench
+  bind 127.0.0.1:$haproxy_port
+  default_backend user
+backend user
+  http-request replace-path /up(/.*) \\1
+  server user1 127.0.0.1:$user_port
+EOF
+start haproxy haproxy -db -f "$work/haproxy.cfg"
+haproxy_pid=$!
+wait_http "http://127.0.0.1:$haproxy_port/up/health"
+
+# CPU time (user and system, in clock ticks) a process and its children
+# (nginx's workers) have used so far.
+cpu_ticks() {
+  local pid
+  for pid in "$1" $(ps -o pid= --ppid "$1"); do awk '{print $14, $15}' "/proc/$pid/stat"; done |
+    awk '{u += $1; s += $2} END {print u, s}'
+}
 # wrk's summary: "Requests/sec: N" and the latency distribution's "99% X".
 run_wrk() {  # name url pid-whose-CPU-time-is-measured
   wrk -t1 -c"$connections" -d2s "$2" >/dev/null 2>&1  # warm-up: pools, caches
@@ -109,13 +139,15 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
 for round in $(seq 1 "$rounds"); do
   run_wrk direct "http://127.0.0.1:$user_port/health" "$user_pid"
   run_wrk nginx "http://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
+  run_wrk haproxy "http://127.0.0.1:$haproxy_port/up/health" "$haproxy_pid"
   run_wrk gateway "http://127.0.0.1:$gw_port/up/health" "$gw_pid"
 done
 
-python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" <<'EOF'
+python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" <<'EOF'
 import statistics, sys
 path, rounds, duration, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 tick_us = 1e6 / float(sys.argv[5])
+threads = sys.argv[6]
 def us(text):
     units = {"us": 1, "ms": 1000, "s": 1_000_000}
     for unit in ("us", "ms", "s"):
@@ -130,18 +162,19 @@ for line in open(path):
     cpu_sys = (float(sys1) - float(sys0)) * tick_us / n
     runs.setdefault(name, []).append((float(rps), us(p99), us(p50), cpu_user, cpu_sys))
 med = {n: tuple(statistics.median(x[i] for x in v) for i in range(5)) for n, v in runs.items()}
-print(f"wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
+print(f"THREADS={threads}: wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
       f"(each round: {', '.join(f'{n} ' + '/'.join(f'{x[0]:.0f}' for x in v) for n, v in runs.items())} req/s)")
 print()
-print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx (throughput) | CPU µs/request (user + sys) |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
-for name in ("direct", "nginx", "gateway"):
+print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx | vs HAProxy | CPU µs/request (user + sys) |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for name in ("direct", "nginx", "haproxy", "gateway"):
     rps, p99, p50, cpu_user, cpu_sys = med[name]
     print(f"| {name} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {rps / med['nginx'][0]:.2f}× "
-          f"| {cpu_user + cpu_sys:.1f} ({cpu_user:.1f} + {cpu_sys:.1f}) |")
+          f"| {rps / med['haproxy'][0]:.2f}× | {cpu_user + cpu_sys:.1f} ({cpu_user:.1f} + {cpu_sys:.1f}) |")
 overhead = lambda n: 1e6 / med[n][0] - 1e6 / med["direct"][0]
 print()
 print(f"gateway/nginx throughput {med['gateway'][0] / med['nginx'][0]:.2f}×, "
+      f"gateway/HAProxy {med['gateway'][0] / med['haproxy'][0]:.2f}×, "
       f"p99 gateway {med['gateway'][1]:,.0f} µs vs nginx {med['nginx'][1]:,.0f} µs; "
       f"time per request over direct (1/throughput): gateway +{overhead('gateway'):.1f} µs, "
       f"nginx +{overhead('nginx'):.1f} µs")

@@ -25,7 +25,7 @@ packages=(
 )
 if [ "$demo_only" = 0 ]; then
   # Tests and benchmarks only.
-  packages+=(libgtest-dev libgmock-dev postgresql wrk nginx chromium prometheus)
+  packages+=(libgtest-dev libgmock-dev postgresql wrk nginx haproxy chromium prometheus)
   # The fuzz targets (scripts/fuzz.sh): clang 16 with libFuzzer and the
   # sanitizer runtimes. Not clang 14 (Debian's default "clang"): it cannot
   # compile libstdc++ 12's std::expected.
