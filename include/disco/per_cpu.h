@@ -13,7 +13,9 @@
 // A thread can be moved to another CPU between finding its line and writing
 // it, so two threads may write one line at the same moment: the values are
 // atomics, so that is safe; it only costs what sharing always costs, once.
-// Memory: one 64-byte line per CPU per object (4 KiB at 64 CPUs).
+// Memory: PerCpu<T> takes one 64-byte line per CPU per object (4 KiB at 64
+// CPUs), so it is for objects there are few of (a picker's cursors);
+// CpuCounters packs many objects' counters per line of one CPU.
 //
 // Thread safety: every member may be called from any thread.
 #pragma once
@@ -62,27 +64,63 @@ class PerCpu {
   std::unique_ptr<Cell[]> cells_;
 };
 
-// N counters that many threads add to and few read: Add is one relaxed
-// fetch_add on the calling CPU's line (exact, uncontended in the usual case);
-// Load sums the lines (O(CPUs), for scrapes and dashboards). Counters that
-// share an object share its lines: N counters cost one line per CPU, not N.
-template <std::size_t N>
+// Counters that many threads add to and few read, for objects there may be
+// many of (one per endpoint): Add is one relaxed fetch_add on the calling
+// CPU's copy (exact, uncontended in the usual case); Load sums the copies
+// (O(CPUs), for scrapes and dashboards).
+//
+// The copies live in per-CPU slabs, as the kernel's per-CPU allocator lays
+// them out: each CPU has its own arrays of blocks of kMax counters (32
+// bytes), and an object owns one block index in all of them. Neighbouring
+// blocks on one CPU share cache lines, which costs nothing (one CPU writes
+// them); no two CPUs ever write one line. So an object costs 32 bytes per
+// CPU (2 KiB at 64 CPUs), not a 64-byte line per CPU and counter. Slab memory
+// is kept for reuse when objects go, never returned: it is bounded by the
+// most objects alive at once.
 class CpuCounters {
  public:
-  void Add(std::size_t counter, std::uint64_t n = 1) noexcept {
-    cells_.Local()[counter].fetch_add(n, std::memory_order_relaxed);
-  }
+  static constexpr std::size_t kMax = 4;
 
-  std::uint64_t Load(std::size_t counter) const noexcept {
-    std::uint64_t sum = 0;
-    for (std::uint32_t slot = 0; slot < cells_.size(); ++slot)
-      sum += cells_[slot][counter].load(std::memory_order_relaxed);
-    return sum;
+  CpuCounters();   // takes a zeroed block; throws std::bad_alloc past 4 M live objects
+  ~CpuCounters();  // gives it back, zeroed for the next owner
+  CpuCounters(const CpuCounters&) = delete;
+  CpuCounters& operator=(const CpuCounters&) = delete;
+
+  // REQUIRES: counter < kMax.
+  void Add(std::size_t counter, std::uint64_t n = 1) noexcept {
+    Cell(CurrentCpuSlot(), counter).fetch_add(n, std::memory_order_relaxed);
   }
+  std::uint64_t Load(std::size_t counter) const noexcept;
 
  private:
-  static_assert(N * sizeof(std::uint64_t) <= 64, "one cache line per CPU");
-  PerCpu<std::array<std::atomic<std::uint64_t>, N>> cells_;
+  std::atomic<std::uint64_t>& Cell(std::uint32_t cpu, std::size_t counter) const noexcept;
+
+  std::uint32_t block_;
 };
+
+namespace detail {
+
+inline constexpr std::uint32_t kSlabBlocks = 128;      // blocks per chunk and CPU: 4 KiB
+inline constexpr std::uint32_t kSlabChunks = 1 << 15;  // so at most 4 M blocks
+
+struct SlabBlock {
+  std::atomic<std::uint64_t> value[CpuCounters::kMax];
+};
+struct alignas(64) SlabPage {  // one CPU's blocks of one chunk
+  SlabBlock blocks[kSlabBlocks];
+};
+// chunk → its pages, one per CPU slot; published once, never moved or freed.
+extern std::atomic<SlabPage*> g_slab_chunks[kSlabChunks];
+
+}  // namespace detail
+
+inline std::atomic<std::uint64_t>& CpuCounters::Cell(std::uint32_t cpu,
+                                                     std::size_t counter) const noexcept {
+  // A chunk's pages are one array of CpuSlots() pages; the pointer was
+  // published (under the slab's mutex) before this block was handed out.
+  detail::SlabPage* pages =
+      detail::g_slab_chunks[block_ / detail::kSlabBlocks].load(std::memory_order_acquire);
+  return pages[cpu].blocks[block_ % detail::kSlabBlocks].value[counter];
+}
 
 }  // namespace disco

@@ -22,25 +22,27 @@ namespace disco {
 
 // Laid out by who writes what, so that no pick writes a line another core
 // writes (issue 19): the counters bumped on every pick and call are per CPU
-// (summed when read); the ejection state, read by every pick and written only
-// when outlier detection ejects or returns the endpoint, has a line of its
-// own; the per-call state shared on purpose is on a third.
-struct EndpointStats {
-  enum Counter : std::size_t { kPicks, kSuccesses, kFailures, kCounters };
-  CpuCounters<kCounters> counters;
+// (disco/per_cpu.h, summed when read); the first line holds what every pick
+// reads and only outlier detection writes; the per-call state shared on
+// purpose has the second line to itself.
+struct alignas(64) EndpointStats {
+  enum Counter : std::size_t { kPicks, kSuccesses, kFailures };
+  CpuCounters counters;
 
   std::uint64_t picks() const { return counters.Load(kPicks); }          // times a picker chose it
   std::uint64_t successes() const { return counters.Load(kSuccesses); }  // calls that succeeded
   std::uint64_t failures() const { return counters.Load(kFailures); }    // calls that failed
   void Count(Counter counter) { counters.Add(counter); }
 
-  alignas(64) std::atomic<bool> ejected{false};  // set by outlier detection; pickers skip it
+  // Read on every pick, written only when outlier detection ejects or
+  // returns the endpoint.
+  std::atomic<bool> ejected{false};  // set by outlier detection; pickers skip it
   // Outlier detection's bookkeeping (see disco/outlier.h).
   std::atomic<std::uint32_t> times_ejected{0};
   std::atomic<std::int64_t> ejected_until_ns{0};  // steady_clock; meaningful while ejected
 
   // Calls in flight now: one count for the whole process, because
-  // least_request compares it on every pick (summing per-CPU lines there
+  // least_request compares it on every pick (summing per-CPU copies there
   // would read every core's line per pick); written per call, not per pick.
   alignas(64) std::atomic<std::uint32_t> active_requests{0};
   // Reset only when non-zero, so a run of successes writes nothing here.
