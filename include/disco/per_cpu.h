@@ -11,8 +11,9 @@
 // side (a metrics scrape).
 //
 // A thread can be moved to another CPU between finding its line and writing
-// it, so two threads may write one line at the same moment: the values are
-// atomics, so that is safe; it only costs what sharing always costs, once.
+// it, so two threads may write one line at the same moment. Every write is
+// therefore an atomic read-modify-write (fetch_add, compare-and-swap): safe
+// and exact; it only costs what sharing always costs, that once.
 // Memory: PerCpu<T> takes one 64-byte line per CPU per object (4 KiB at 64
 // CPUs), so it is for objects there are few of (a picker's cursors);
 // CpuCounters packs many objects' counters per line of one CPU.
@@ -22,7 +23,6 @@
 
 #include <sched.h>
 
-#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -73,10 +73,12 @@ class PerCpu {
 // them out: each CPU has its own arrays of blocks of kMax counters (32
 // bytes), and an object owns one block index in all of them. Neighbouring
 // blocks on one CPU share cache lines, which costs nothing (one CPU writes
-// them); no two CPUs ever write one line. So an object costs 32 bytes per
-// CPU (2 KiB at 64 CPUs), not a 64-byte line per CPU and counter. Slab memory
-// is kept for reuse when objects go, never returned: it is bounded by the
-// most objects alive at once.
+// them); no two CPUs write one line but for the moment a thread migrates
+// (above). So an object costs 32 bytes per CPU (2 KiB at 64 CPUs), not a
+// 64-byte line per CPU and counter; slabs grow by 128 blocks at a time (4 KiB
+// per CPU slot, counted from get_nprocs_conf). Slab memory is kept for reuse
+// when objects go, never returned: it is bounded by the most objects alive at
+// once.
 class CpuCounters {
  public:
   static constexpr std::size_t kMax = 4;

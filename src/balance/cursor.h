@@ -8,12 +8,10 @@
 // lockstep and clients that got the same snapshot at the same moment do not
 // all start with the same endpoint.
 //
-// Advance is a relaxed load and store, not a fetch_add: the cursor is a
-// hint, not a count. If a thread is preempted between the two (or moved to
-// another CPU) and another thread advances the same cursor meanwhile, the
-// sequence steps back and a few endpoints get one pick more in that round:
-// a fairness blur of one pick, never an index out of range (both values
-// stored are in [0, period)).
+// Advance is a compare-and-swap from the position read to the next one
+// (wrapping with a compare, not a division): exact even when a thread is
+// preempted or moved to another CPU between reading its slot and writing it,
+// and, on a line only one CPU writes, no dearer than a fetch_add.
 //
 // Thread safety: Advance may be called from any thread.
 #pragma once
@@ -43,8 +41,10 @@ inline void SpreadCursors(PerCpu<Cursor>& cursors, std::uint64_t period) {
 
 // The position to pick at, moving the cursor on. REQUIRES: 0 < period < 2^32.
 inline std::uint32_t Advance(Cursor& cursor, std::uint64_t period) {
-  const std::uint32_t at = cursor.next.load(std::memory_order_relaxed);
-  cursor.next.store(at + 1 == period ? 0 : at + 1, std::memory_order_relaxed);
+  std::uint32_t at = cursor.next.load(std::memory_order_relaxed);
+  while (!cursor.next.compare_exchange_weak(at, at + 1 == period ? 0 : at + 1,
+                                            std::memory_order_relaxed)) {
+  }
   return at;
 }
 

@@ -3,7 +3,7 @@
 // One cursor per CPU (balance/cursor.h), so that picks on different cores
 // write different cache lines: each CPU's picks go strictly round robin, and
 // over the whole process each endpoint's count is within one per CPU that
-// picked of every other's (BalancerHarnessTest.RoundRobinIsFairAcrossThreads).
+// picked of every other's (BalancerFairnessTest.RoundRobinIsFairAcrossThreads).
 #include <cstdint>
 
 #include "balance/cursor.h"

@@ -37,6 +37,9 @@ class Slab {
     const std::uint32_t chunk = next_ / detail::kSlabBlocks;
     if (next_ % detail::kSlabBlocks == 0) {
       if (chunk >= detail::kSlabChunks) throw std::bad_alloc();
+      // Room for every block there will be, so that Give (called from
+      // destructors) never allocates and so never throws.
+      free_.reserve(next_ + detail::kSlabBlocks);
       // Value-initialised: every counter starts at zero.
       detail::g_slab_chunks[chunk].store(new detail::SlabPage[CpuSlots()](),
                                          std::memory_order_release);

@@ -28,6 +28,9 @@ struct Published {
 };
 
 std::atomic<std::uint64_t> g_generation{0};
+// Numbers resolvers in creation order, so that a thread's first eight
+// resolvers get eight different per-thread slots (addresses could collide).
+std::atomic<std::uint32_t> g_resolver_number{0};
 
 class WatchedResolver;
 
@@ -215,8 +218,10 @@ class WatchedResolver final : public Resolver {
   // once per thread per published snapshot. The snapshot is freed once no
   // thread pins it and no EndpointPtr of it is left: ordinary shared_ptr
   // ownership, so no reclamation scheme to get wrong. The cost: a thread
-  // that stops picking keeps the last snapshot it saw alive until it picks
-  // again (or exits) -- at most one stale snapshot per thread and resolver.
+  // keeps the last Published it saw (snapshot and picker) alive until it
+  // picks from this resolver again, another resolver takes its slot, or the
+  // thread exits -- even after the resolver is destroyed: at most 8 stale
+  // Publisheds per thread.
   struct Pinned {
     std::shared_ptr<Published> published;
     SnapshotConstPtr snapshot;
@@ -231,7 +236,7 @@ class WatchedResolver final : public Resolver {
       Pinned pinned;
     };
     thread_local std::array<Slot, 8> slots;
-    auto& slot = slots[(reinterpret_cast<std::uintptr_t>(this) >> 6) % slots.size()];
+    auto& slot = slots[slot_index_ % slots.size()];
     std::uint64_t generation = generation_.load(std::memory_order_acquire);
     if (slot.owner != this || slot.generation != generation) [[unlikely]] {
       auto published = current_.load(std::memory_order_acquire);
@@ -392,6 +397,7 @@ class WatchedResolver final : public Resolver {
   std::unique_ptr<Balancer> balancer_;
   std::atomic<std::shared_ptr<Published>> current_;
   std::atomic<std::uint64_t> generation_{0};
+  const std::uint32_t slot_index_ = g_resolver_number.fetch_add(1, std::memory_order_relaxed);
 
   mutable std::mutex mu_;
   std::condition_variable ready_cv_;

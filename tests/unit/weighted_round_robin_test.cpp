@@ -4,11 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <map>
 #include <numeric>
 #include <random>
 #include <thread>
 
+#include "disco/per_cpu.h"
 #include "unit/balancer_test_util.h"
 
 namespace disco::testing {
@@ -97,8 +99,12 @@ TEST(WeightedRoundRobinTest, ExactCountsOverPeriods) {
   for (std::size_t i = 0; i < weights.size(); ++i) EXPECT_EQ(counts[i], kPeriods * weights[i]) << i;
 }
 
-TEST(WeightedRoundRobinTest, ExactCountsWithConcurrentPickers) {
-  // Each pick takes one distinct slot of the schedule, whichever thread runs it.
+TEST(WeightedRoundRobinTest, NearlyExactCountsWithConcurrentPickers) {
+  // Each CPU walks the schedule with its own cursor (balance/cursor.h): every
+  // pick takes one distinct slot of its CPU's walk, so each CPU's counts are
+  // its stretch of the schedule, exact; the process's counts are the sum of
+  // those stretches, within a pick or two per CPU of the weights (a stretch
+  // need not end at a period boundary) and never a pick lost.
   const std::vector<std::uint32_t> weights = {3, 1, 2};
   auto snapshot = MakeWeightedEndpoints(weights);
   auto picker = BuildPicker("weighted_round_robin", snapshot);
@@ -114,11 +120,16 @@ TEST(WeightedRoundRobinTest, ExactCountsWithConcurrentPickers) {
     });
   }
   for (auto& thread : threads) thread.join();
+  std::uint64_t total = 0;
   for (std::size_t i = 0; i < weights.size(); ++i) {
     std::uint64_t sum = 0;
     for (const auto& mine : counts) sum += mine[i];
-    EXPECT_EQ(sum, kThreads * kPicksPerThread / 6 * weights[i]) << i;
+    total += sum;
+    const auto expected = static_cast<std::int64_t>(kThreads * kPicksPerThread / 6 * weights[i]);
+    EXPECT_LE(std::abs(static_cast<std::int64_t>(sum) - expected), 2 * std::int64_t{CpuSlots()})
+        << i << ": " << sum << " picks, expected " << expected;
   }
+  EXPECT_EQ(total, kThreads * kPicksPerThread);
 }
 
 TEST(WeightedRoundRobinTest, EqualWeightsArePlainRoundRobin) {
