@@ -1,5 +1,6 @@
 #include "chaos/chaos_stack.h"
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -282,6 +283,16 @@ std::vector<std::string> ChaosStack::OrderKeysInDatabase() {
   std::vector<std::string> keys;
   while (select.Step()) keys.push_back(select.Text(0));
   return keys;
+}
+
+bool ChaosStack::StopOutsideWrites(ServiceProcess& process, const std::string& service) {
+  auto conn = service::SqliteConnection::Open(dir_.Sub(service + "s.db"),
+                                              service::SqliteSync::kNormal, "");
+  if (!conn) throw std::runtime_error(conn.error().ToString());
+  (*conn)->Exec("BEGIN IMMEDIATE");
+  const bool stopped = process.Signal(SIGSTOP);
+  (*conn)->Exec("ROLLBACK");
+  return stopped;
 }
 
 void ChaosStack::Report(const std::string& scenario, const Fields& fields) {

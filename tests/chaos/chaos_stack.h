@@ -117,6 +117,14 @@ class ChaosStack {
   // load (by key prefix): one per row, sorted.
   std::vector<std::string> OrderKeysInDatabase();
 
+  // SIGSTOPs `process`, an instance of `service` ("user" or "order"), at a
+  // moment it holds no write lock on the SQLite file its service's instances
+  // share: takes that lock first (BEGIN IMMEDIATE waits out a writer), stops
+  // the process, lets the lock go. Stopped inside a write transaction, it
+  // would lock the other instances out of the database for the whole stop:
+  // a stalled database, not the hung instance the scenario is about.
+  bool StopOutsideWrites(ServiceProcess& process, const std::string& service);
+
   // One line a person can quote, on stdout and appended to
   // <build>/test-artifacts/chaos.txt:
   //   CHAOS scenario=... backend=... requests=... failed=... ...

@@ -293,7 +293,7 @@ TEST_P(ChaosTest, HungInstanceTimesOutPerTryAndSucceedsElsewhere) {
   // Phase A: a user-service hangs.
   ServiceProcess& user = *s.users()[0];
   const auto user_stopped = Clock::now();
-  ASSERT_TRUE(user.Signal(SIGSTOP));
+  ASSERT_TRUE(s.StopOutsideWrites(user, "user"));
   auto user_out = s.WaitEverywhere("user-service", user.id(), false, 10s, true);
   std::this_thread::sleep_until(user_stopped + kHang);
   ASSERT_TRUE(user.Signal(SIGCONT));
@@ -306,7 +306,7 @@ TEST_P(ChaosTest, HungInstanceTimesOutPerTryAndSucceedsElsewhere) {
   ServiceProcess& order = *s.orders()[0];
   s.Downstream();
   const auto order_stopped = Clock::now();
-  ASSERT_TRUE(order.Signal(SIGSTOP));
+  ASSERT_TRUE(s.StopOutsideWrites(order, "order"));
   auto order_out = s.WaitEverywhere("order-service", order.id(), false, 10s, true, {order.pid()});
   std::this_thread::sleep_until(order_stopped + kHang);
   ASSERT_TRUE(order.Signal(SIGCONT));
