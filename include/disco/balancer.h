@@ -12,6 +12,9 @@
 // once; it never locks, never allocates and never blocks. Every policy skips
 // ejected endpoints; when all are ejected it picks among all of them (better a
 // likely-failing endpoint than none: the caller's retry logic decides).
+// Every policy also passes over the endpoints in PickContext::tried while
+// one that is neither tried nor ejected exists, in its own way: a retry goes
+// where the policy would send it next, not to a scan's first candidate.
 #pragma once
 
 #include <cstddef>
@@ -31,6 +34,23 @@ struct PickContext {
   // Key for consistent hashing (user id, session id...). Policies that do not
   // hash ignore it; ring_hash without a key picks at random.
   std::string_view hash_key{};
+  // Ids of the instances this call has already tried. A retry's pick avoids
+  // them while an endpoint that is neither tried nor ejected exists (Envoy's
+  // shouldSelectAnotherHost, gRPC's picker); when none does, the policy
+  // chooses as if nothing had been tried. round_robin and
+  // weighted_round_robin take the next in their order, random and
+  // least_request draw among the others, ring_hash walks on along the ring
+  // (so a key's retries go to the same next endpoint). Empty on a first
+  // attempt, which costs the policies one test. Ids, not endpoint pointers:
+  // a retry may pick from a newer snapshot than the attempt it follows.
+  std::span<const std::string> tried{};
+
+  bool Tried(const Endpoint& endpoint) const noexcept {
+    for (const auto& id : tried) {
+      if (id == endpoint.instance.id) return true;
+    }
+    return false;
+  }
 };
 
 class Picker {
@@ -64,7 +84,9 @@ using BalancerFactory = std::function<std::unique_ptr<Balancer>()>;
 // Adds a policy of your own under `name`: from then on MakeBalancer, and so
 // ResolverOptions::policy, http::ClientOptions::policy and every --policy
 // flag, accept it. Its pickers must keep the Picker contract above (any
-// thread, no lock, no allocation, skip ejected endpoints); run your policy
+// thread, no lock, no allocation, skip ejected endpoints, pass over
+// PickContext::tried; a policy that ignores `tried` still works, its retries
+// just may land on an instance that failed this call); run your policy
 // through the balancer harness (tests/unit/balancer_harness_test.cpp shows
 // how). Register at start-up, before making resolvers.
 // Errors: kInvalidArgument for a name that is empty, not [a-z0-9_]+, or

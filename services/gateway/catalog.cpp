@@ -11,8 +11,7 @@ Catalog::Catalog(Registry& registry, Proxy& proxy, std::chrono::milliseconds ref
     entry.service = route->config.service;
     entry.routes.push_back(route->config.prefix);
     if (entry.resolver == nullptr) {
-      auto resolver = route->client->ResolverFor(route->config.service);
-      if (resolver) entry.resolver = *resolver;
+      entry.resolver = &route->channel->resolver();
       entry.policy = route->config.policy;
     }
   }

@@ -70,18 +70,11 @@ std::string ConnectionNames(const Headers& headers) {
 bool IsOwnRequestHeader(std::string_view name) {
   return HeaderNameEquals(name, "Host") || HeaderNameEquals(name, "Content-Length") ||
          HeaderNameEquals(name, "Expect") || HeaderNameEquals(name, "X-Request-Id") ||
-         HeaderNameEquals(name, "traceparent") || HeaderNameEquals(name, "X-Forwarded-For") || HeaderNameEquals(name, "X-Forwarded-Host") ||
+         HeaderNameEquals(name, "traceparent") || HeaderNameEquals(name, "X-Forwarded-For") ||
+         HeaderNameEquals(name, "X-Forwarded-Host") ||
          HeaderNameEquals(name, "X-Forwarded-Proto") ||
          HeaderNameEquals(name, service::kClientAddressHeader) ||
          HeaderNameEquals(name, service::kRequestTimeoutHeader);
-}
-
-// Whether two routes may share one http::Client: same service, same settings.
-bool SameClient(const RouteConfig& a, const RouteConfig& b) {
-  return a.service == b.service && a.policy == b.policy && a.max_attempts == b.max_attempts &&
-         a.per_try_timeout == b.per_try_timeout && a.deadline == b.deadline &&
-         a.retry_budget_percent == b.retry_budget_percent &&
-         a.retry_budget_min == b.retry_budget_min;
 }
 
 http::Response RateLimited(std::string_view what, std::string_view client,
@@ -126,6 +119,12 @@ Result<std::unique_ptr<Proxy>> Proxy::Make(Registry& registry, GatewayConfig con
     }
   }
   std::unique_ptr<Proxy> proxy(new Proxy(std::move(config), jwt, m));
+  http::ClientOptions defaults;
+  defaults.outlier_detection = proxy->config_.outlier_detection;
+  defaults.response_limit = proxy->config_.response_limit;
+  defaults.user_agent = "disco-gateway";
+  defaults.metrics = &m;
+  proxy->channels_ = std::make_unique<http::ChannelSet>(registry, std::move(defaults));
   const auto& rl = proxy->config_.rate_limit;
   if (rl.requests_per_second > 0) {
     proxy->limiter_ = std::make_unique<RateLimiter>(rl.requests_per_second, rl.burst);
@@ -139,27 +138,20 @@ Result<std::unique_ptr<Proxy>> Proxy::Make(Registry& registry, GatewayConfig con
                                                     route.rate_limit->burst);
     }
     item->timeout_ms = std::to_string(std::min(route.per_try_timeout, route.deadline).count());
-    for (const auto& other : proxy->routes_) {
-      if (SameClient(other->config, route)) item->client = other->client;
-    }
-    if (item->client) {
-      proxy->routes_.push_back(std::move(item));
-      continue;
-    }
-    http::ClientOptions options;
+    http::ClientOptions options = proxy->channels_->options();
     options.policy = route.policy;
-    options.outlier_detection = proxy->config_.outlier_detection;
     options.per_try_timeout = route.per_try_timeout;
     options.max_attempts = route.max_attempts;
     options.deadline = route.deadline;
     options.retry_budget_percent = route.retry_budget_percent;
     options.retry_budget_min = route.retry_budget_min;
-    options.response_limit = proxy->config_.response_limit;
-    options.user_agent = "disco-gateway";
-    options.metrics = &m;
-    item->client = std::make_shared<http::Client>(registry, options);
-    if (auto resolver = item->client->ResolverFor(route.service); !resolver)
-      return std::unexpected(resolver.error());
+    auto channel = proxy->channels_->Get(route.service, options);
+    if (!channel) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "route " + route.prefix + ": " + channel.error().message);
+    }
+    item->channel = *channel;
+    item->call = http::CallOptionsOf(options);
     proxy->routes_.push_back(std::move(item));
   }
   return proxy;
@@ -177,8 +169,7 @@ void Proxy::Prepare(std::chrono::milliseconds timeout) {
   for (auto& route : routes_) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         until - std::chrono::steady_clock::now());
-    (void)route->client->Prepare(route->config.service,
-                                 std::max(left, std::chrono::milliseconds(0)));
+    route->channel->WaitReady(std::max(left, std::chrono::milliseconds(0)));
   }
 }
 
@@ -187,17 +178,15 @@ ProxyTotals Proxy::totals() const {
   totals.requests = requests_.load(std::memory_order_relaxed);
   totals.rate_limited = rate_limited_.load(std::memory_order_relaxed);
   totals.unauthorized = unauthorized_.load(std::memory_order_relaxed);
-  std::vector<const http::Client*> counted;  // a shared client is counted once
+  std::vector<const http::Channel*> counted;  // a shared channel is counted once
   for (const auto& route : routes_) {
-    if (std::ranges::find(counted, route->client.get()) != counted.end()) continue;
-    counted.push_back(route->client.get());
-    auto stats = route->client->stats();
+    if (std::ranges::find(counted, route->channel) != counted.end()) continue;
+    counted.push_back(route->channel);
+    auto stats = route->channel->stats();
     totals.retries += stats.retries;
     totals.budget_exhausted += stats.budget_exhausted;
-    if (auto resolver = route->client->ResolverFor(route->config.service); resolver) {
-      if (auto* detector = (*resolver)->outlier_detector())
-        totals.ejections += detector->ejections_total();
-    }
+    if (auto* detector = route->channel->resolver().outlier_detector())
+      totals.ejections += detector->ejections_total();
   }
   return totals;
 }
@@ -246,15 +235,12 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
 
   http::ClientRequest upstream;
   upstream.method = std::string(request.method);
-  upstream.url.reserve(8 + config.service.size() + request.target.size());
-  upstream.url = "http://";
-  upstream.url += config.service;
   if (config.strip_prefix && config.prefix != "/") {
     std::string_view rest = request.target.substr(config.prefix.size());
-    if (rest.empty() || rest.front() == '?') upstream.url += '/';
-    upstream.url += rest;
+    if (rest.empty() || rest.front() == '?') upstream.target = '/';
+    upstream.target += rest;
   } else {
-    upstream.url += request.target;
+    upstream.target = request.target;
   }
   // The incoming request's headers are borrowed, not copied: it outlives
   // the upstream call (Handle awaits it).
@@ -345,7 +331,8 @@ http::Response Proxy::Answer(const Route& route, const http::Request& request,
 http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& request) {
   auto forward = Forward(route, request);
   if (auto* refusal = std::get_if<http::Response>(&forward)) co_return std::move(*refusal);
-  auto answer = co_await route.client->Send(std::move(std::get<http::ClientRequest>(forward)));
+  auto answer =
+      co_await route.channel->Send(std::move(std::get<http::ClientRequest>(forward)), &route.call);
   co_return Answer(route, request, answer);
 }
 

@@ -3,9 +3,11 @@
 // Per request: rate limit by client (429 + Retry-After; the route's own
 // limit, then the global one), the edge JWT check
 // when the route asks for it (401, the same code as user-service), then the
-// request goes to the route's service through the library's discovery-aware
-// client (resolver + balancer + outlier detection, keep-alive pools, retries
-// within a budget, per-try timeout, overall deadline). Request and response
+// request goes to the route's service through its http::Channel (resolver +
+// balancer + outlier detection, keep-alive pools, retries within a budget),
+// with the route's per-try timeout, attempts and overall deadline. Routes to
+// one service share its channel, so they must agree on its policy and retry
+// budget (Make says which routes do not). Request and response
 // bodies pass through, buffered and bounded (request: the server's body
 // limit → 413; response: the route config's response_limit → 502).
 //
@@ -18,7 +20,7 @@
 // client sent: the upstream's admission control shares its expensive work
 // fairly by the first and drops work the gateway will have given up on by
 // the second (services/common/admission.h). Retried
-// only when safe, by http::Client's own rule (ClientRequest::retry_safe):
+// only when safe, by the channel's own rule (ClientRequest::retry_safe):
 // idempotent methods, or a request that reaches the upstream with an
 // Idempotency-Key header.
 //
@@ -28,7 +30,7 @@
 // upstream's own HTTP answer, whatever its status, is passed through.
 //
 // Thread safety: Handle runs on any server I/O thread at once; everything it
-// touches is the library client (thread-safe), the rate limiter (sharded
+// touches is the library's channels (thread-safe), the rate limiter (sharded
 // locks) and relaxed atomics. Routes are fixed after construction.
 #pragma once
 
@@ -41,6 +43,7 @@
 #include <vector>
 
 #include "common/jwt.h"
+#include "disco/http/channel.h"
 #include "disco/http/client.h"
 #include "disco/http/router.h"
 #include "disco/metrics.h"
@@ -63,9 +66,10 @@ class Proxy {
  public:
   struct Route {
     RouteConfig config;
-    // Shared by routes to the same service with the same client settings
-    // (the login route and /api/users): one resolver, one pool, one budget.
-    std::shared_ptr<http::Client> client;
+    // The service's channel, shared by every route to it (the login route
+    // and /api/users): one resolver, one balancer, one retry budget.
+    http::Channel* channel = nullptr;
+    http::CallOptions call;  // the route's attempts and timeouts
     std::string pattern;                   // router pattern, e.g. "/api/users/{rest...}"
     std::unique_ptr<RateLimiter> limiter;  // the route's own limit; null: none
     std::string timeout_ms;                // sent as X-Request-Timeout-Ms
@@ -104,6 +108,7 @@ class Proxy {
 
   GatewayConfig config_;
   const service::JwtCodec* jwt_;
+  std::unique_ptr<http::ChannelSet> channels_;
   std::unique_ptr<RateLimiter> limiter_;  // null: rate limiting off
   std::vector<std::unique_ptr<Route>> routes_;
   Family<Counter>* refused_;  // gateway_refused_total{route,reason}

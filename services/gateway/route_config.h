@@ -21,7 +21,11 @@
 //     "response_limit": 8388608
 //   }
 //
-// Every field but "prefix" and "service" is optional. A prefix matches itself
+// Every field but "prefix" and "service" is optional. Routes to one service
+// share its channel (one balancer, one retry budget), so they must agree on
+// "policy", "retry_budget_percent" and "retry_budget_min" (the gateway
+// refuses to start otherwise, naming the route); attempts and timeouts are
+// each route's own. A prefix matches itself
 // and everything below it ("/api/users" matches "/api/users" and
 // "/api/users/7", not "/api/usersX"); the longest prefix wins. A route's own
 // "rate_limit" (per client, as the global one) applies on top of the global

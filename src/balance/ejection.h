@@ -1,5 +1,5 @@
 // The last-resort fallback every policy shares when its own way of avoiding
-// ejected endpoints gave up.
+// ejected (and, for a retry, already tried) endpoints gave up.
 //
 // Thread safety: reads only relaxed atomics of the endpoints; callable from
 // any thread on the pick path (no lock, no allocation).
@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "disco/balancer.h"
 #include "disco/snapshot.h"
 
 namespace disco::balance {
@@ -26,6 +27,28 @@ inline const Endpoint* FirstHealthyFrom(const std::vector<Endpoint>& endpoints,
     index = index + 1 == size ? 0 : index + 1;
   }
   return &endpoints[start];
+}
+
+// Whether a pick should pass over `endpoint`: ejected, or already tried by
+// this call.
+inline bool Avoided(const Endpoint& endpoint, const PickContext& context) {
+  return endpoint.ejected() || context.Tried(endpoint);
+}
+
+// FirstHealthyFrom, passing over the endpoints this call tried as well while
+// any other healthy one is left. A retry's scan, so O(n × tried).
+// REQUIRES: start < endpoints.size().
+inline const Endpoint* FirstUsableFrom(const std::vector<Endpoint>& endpoints,
+                                       std::uint32_t start, const PickContext& context) {
+  if (context.tried.empty()) [[likely]]
+    return FirstHealthyFrom(endpoints, start);
+  const auto size = static_cast<std::uint32_t>(endpoints.size());
+  std::uint32_t index = start;
+  for (std::uint32_t i = 0; i < size; ++i) {
+    if (!Avoided(endpoints[index], context)) return &endpoints[index];
+    index = index + 1 == size ? 0 : index + 1;
+  }
+  return FirstHealthyFrom(endpoints, start);
 }
 
 }  // namespace disco::balance

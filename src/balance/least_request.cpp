@@ -10,8 +10,8 @@
 // by the picker, and read here with relaxed loads: a stale count by a few
 // requests only blurs a comparison.
 //
-// An ejected candidate loses to a healthy one; when both are ejected the pair
-// is drawn again, up to kMaxPairs times, then a scan finds any healthy one.
+// An ejected candidate (or, for a retry, one it tried) loses to another;
+// when both are passed over the pair is drawn again, up to kMaxPairs times, then a scan finds any healthy one.
 //
 // Thread safety: the picker is immutable; Pick uses the per-thread generator
 // of util/fast_random.h and relaxed loads of the stats.
@@ -38,7 +38,7 @@ class LeastRequestPicker final : public Picker {
         endpoints_(snapshot_->endpoints),
         size_(static_cast<std::uint32_t>(endpoints_.size())) {}
 
-  const Endpoint* Pick(const PickContext&) override {
+  const Endpoint* Pick(const PickContext& context) override {
     if (size_ <= 1) return size_ == 0 ? nullptr : &endpoints_[0];
     std::uint32_t first = 0;
     for (int pair = 0; pair < kMaxPairs; ++pair) {
@@ -50,8 +50,8 @@ class LeastRequestPicker final : public Picker {
       if (second >= first) ++second;
       const Endpoint& a = endpoints_[first];
       const Endpoint& b = endpoints_[second];
-      const bool a_ok = !a.ejected();
-      const bool b_ok = !b.ejected();
+      const bool a_ok = !Avoided(a, context);
+      const bool b_ok = !Avoided(b, context);
       if (a_ok && b_ok) {
         return b.stats->active_requests.load(std::memory_order_relaxed) <
                        a.stats->active_requests.load(std::memory_order_relaxed)
@@ -61,7 +61,7 @@ class LeastRequestPicker final : public Picker {
       if (a_ok) return &a;
       if (b_ok) return &b;
     }
-    return FirstHealthyFrom(endpoints_, first);
+    return FirstUsableFrom(endpoints_, first, context);
   }
 
  private:

@@ -1,6 +1,6 @@
 // random: each pick uniform over the endpoints that are not ejected.
 //
-// Ejected endpoints are avoided by drawing again (rejection sampling), which
+// Ejected endpoints (and, for a retry, the ones it tried) are avoided by drawing again (rejection sampling), which
 // keeps the choice exactly uniform over the healthy ones; stepping to the next
 // healthy neighbour instead would hand an ejected endpoint's share to its
 // neighbour alone. After kMaxDraws misses (probability f^8 with a share f of
@@ -26,13 +26,13 @@ class RandomPicker final : public Picker {
         endpoints_(snapshot_->endpoints),
         size_(static_cast<std::uint32_t>(endpoints_.size())) {}
 
-  const Endpoint* Pick(const PickContext&) override {
+  const Endpoint* Pick(const PickContext& context) override {
     if (size_ == 0) return nullptr;
     for (int draw = 0; draw < kMaxDraws; ++draw) {
       const Endpoint& endpoint = endpoints_[FastRandomBelow(size_)];
-      if (!endpoint.ejected()) return &endpoint;
+      if (!Avoided(endpoint, context)) return &endpoint;
     }
-    return FirstHealthyFrom(endpoints_, FastRandomBelow(size_));
+    return FirstUsableFrom(endpoints_, FastRandomBelow(size_), context);
   }
 
  private:

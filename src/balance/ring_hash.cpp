@@ -24,7 +24,8 @@
 // cache misses instead of a full binary search's twenty. An empty key picks a
 // random point, which keeps weights. An ejected endpoint's keys go to the
 // next healthy endpoint along the ring (ketama's rule, so the other keys do
-// not move), looking at most kMaxWalk points ahead before scanning the
+// not move), and a retry of a key to the next one past the endpoints it
+// tried, looking at most kMaxWalk points ahead before scanning the
 // endpoints.
 //
 // Thread safety: Build runs on the control plane; the ring is immutable, so
@@ -137,7 +138,7 @@ class RingHashPicker final : public Picker {
     const std::uint64_t hash = context.hash_key.empty() ? FastRandom() : Hash64(context.hash_key);
     std::size_t index = FirstPointAtOrAfter(hash);
     const std::uint32_t owner = owners_[index];
-    if (!endpoints_[owner].ejected()) [[likely]] {
+    if (!Avoided(endpoints_[owner], context)) [[likely]] {
       return &endpoints_[owner];
     }
     const std::size_t points = owners_.size();
@@ -145,9 +146,9 @@ class RingHashPicker final : public Picker {
     for (std::size_t step = 1; step < walk; ++step) {
       index = index + 1 == points ? 0 : index + 1;
       const Endpoint& endpoint = endpoints_[owners_[index]];
-      if (!endpoint.ejected()) return &endpoint;
+      if (!Avoided(endpoint, context)) return &endpoint;
     }
-    return FirstHealthyFrom(endpoints_, owner);
+    return FirstUsableFrom(endpoints_, owner, context);
   }
 
  private:

@@ -22,9 +22,9 @@ class RoundRobinPicker final : public Picker {
     SpreadCursors(cursors_, size_);
   }
 
-  const Endpoint* Pick(const PickContext&) override {
+  const Endpoint* Pick(const PickContext& context) override {
     if (size_ == 0) return nullptr;
-    return FirstHealthyFrom(endpoints_, Advance(cursors_.Local(), size_));
+    return FirstUsableFrom(endpoints_, Advance(cursors_.Local(), size_), context);
   }
 
  private:

@@ -26,8 +26,8 @@
 // per endpoint per period. Equal weights are plain round robin, 0, 1, ..., n-1,
 // by either method; Build takes a shortcut for them.
 //
-// Ejected endpoints: an ejected schedule entry is consumed and the next one
-// taken (up to kMaxSkips), so the healthy endpoints keep their relative
+// Ejected endpoints: an ejected schedule entry (or, for a retry, one of an
+// instance it tried) is consumed and the next one taken (up to kMaxSkips), so the healthy endpoints keep their relative
 // weights; then a scan from a random start finds any healthy endpoint.
 //
 // Thread safety: Build runs on the control plane; the picker's schedule is
@@ -147,14 +147,14 @@ class WeightedRoundRobinPicker final : public Picker {
     SpreadCursors(cursors_, period_);
   }
 
-  const Endpoint* Pick(const PickContext&) override {
+  const Endpoint* Pick(const PickContext& context) override {
     if (period_ == 0) return nullptr;
     Cursor& cursor = cursors_.Local();
     for (int skip = 0; skip < kMaxSkips; ++skip) {
       const Endpoint& endpoint = endpoints_[schedule_[Advance(cursor, period_)]];
-      if (!endpoint.ejected()) return &endpoint;
+      if (!Avoided(endpoint, context)) return &endpoint;
     }
-    return FirstHealthyFrom(endpoints_, FastRandomBelow(size_));
+    return FirstUsableFrom(endpoints_, FastRandomBelow(size_), context);
   }
 
  private:

@@ -11,6 +11,7 @@
 #include <unordered_set>
 
 #include "disco/metrics.h"
+#include "resolve/resolver_metrics.h"
 #include "util/log.h"
 
 namespace disco {
@@ -70,82 +71,8 @@ class WatchedResolver final : public Resolver {
     if (grace_thread_.joinable()) grace_thread_.join();
   }
 
-  // Exposes the counters kept in EndpointStats and the detector, read at
-  // scrape time (nothing extra on the pick path).
   void AddMetrics(MetricsRegistry& metrics) {
-    auto per_endpoint = [this](auto value) {
-      return [this, value](std::vector<CollectedSample>& out) {
-        auto current = snapshot();
-        for (const auto& endpoint : current->endpoints) {
-          out.push_back({{service_, endpoint.instance.id, endpoint.address},
-                         static_cast<double>(value(*endpoint.stats))});
-        }
-      };
-    };
-    collectors_.push_back(metrics.AddCollector(
-        "disco_balancer_picks_total", "Times the balancer picked this endpoint",
-        CollectedType::kCounter, {"service", "instance", "address"},
-        per_endpoint(
-            [](const EndpointStats& s) { return s.picks(); })));
-    collectors_.push_back(metrics.AddCollector(
-        "disco_endpoint_failures_total",
-        "Calls to this endpoint that failed (connect error, reset, timeout, 5xx)",
-        CollectedType::kCounter, {"service", "instance", "address"},
-        per_endpoint(
-            [](const EndpointStats& s) { return s.failures(); })));
-    collectors_.push_back(metrics.AddCollector(
-        "disco_endpoint_successes_total", "Calls to this endpoint that succeeded",
-        CollectedType::kCounter, {"service", "instance", "address"},
-        per_endpoint(
-            [](const EndpointStats& s) { return s.successes(); })));
-    collectors_.push_back(metrics.AddCollector(
-        "disco_endpoint_active_requests", "Calls to this endpoint in flight now",
-        CollectedType::kGauge, {"service", "instance", "address"},
-        per_endpoint([](const EndpointStats& s) {
-          return s.active_requests.load(std::memory_order_relaxed);
-        })));
-    collectors_.push_back(metrics.AddCollector(
-        "disco_endpoint_ejected", "1 while outlier detection keeps this endpoint out of the picks",
-        CollectedType::kGauge, {"service", "instance", "address"},
-        per_endpoint([](const EndpointStats& s) {
-          return s.ejected.load(std::memory_order_relaxed) ? 1 : 0;
-        })));
-    collectors_.push_back(metrics.AddCollector(
-        "disco_resolver_endpoints", "Endpoints in the resolver's current snapshot",
-        CollectedType::kGauge, {"service"}, [this](std::vector<CollectedSample>& out) {
-          out.push_back({{service_}, static_cast<double>(snapshot()->endpoints.size())});
-        }));
-    collectors_.push_back(metrics.AddCollector(
-        "disco_resolver_staleness_seconds",
-        "How long the registry has been unreachable for this service's view (0 while connected)",
-        CollectedType::kGauge, {"service"}, [this](std::vector<CollectedSample>& out) {
-          out.push_back({{service_}, std::chrono::duration<double>(Staleness()).count()});
-        }));
-    collectors_.push_back(metrics.AddCollector(
-        "disco_resolver_held_endpoints",
-        "Endpoints kept in the picks after a registry outage although the registry does not "
-        "list them (yet), during the recovery grace",
-        CollectedType::kGauge, {"service"}, [this](std::vector<CollectedSample>& out) {
-          out.push_back({{service_}, static_cast<double>(held_count_.load())});
-        }));
-    if (detector_) {
-      collectors_.push_back(metrics.AddCollector(
-          "disco_outlier_ejections_total", "Endpoints ejected by outlier detection",
-          CollectedType::kCounter, {"service"}, [this](std::vector<CollectedSample>& out) {
-            out.push_back({{service_}, static_cast<double>(detector_->ejections_total())});
-          }));
-      collectors_.push_back(metrics.AddCollector(
-          "disco_outlier_returns_total",
-          "Ejected endpoints returned to the picks after their ejection time",
-          CollectedType::kCounter, {"service"}, [this](std::vector<CollectedSample>& out) {
-            out.push_back({{service_}, static_cast<double>(detector_->returns_total())});
-          }));
-      collectors_.push_back(metrics.AddCollector(
-          "disco_outlier_ejected_endpoints", "Endpoints ejected now", CollectedType::kGauge,
-          {"service"}, [this](std::vector<CollectedSample>& out) {
-            out.push_back({{service_}, static_cast<double>(detector_->ejected_now())});
-          }));
-    }
+    collectors_ = AddResolverMetrics(metrics, *this, detector_.get(), held_count_);
   }
 
   void Start(Registry& registry) {

@@ -469,9 +469,8 @@ TEST_F(GatewayProxyTest, RateLimitAnswers429ThenRefills) {
       [&] {
         return !gw.proxy()
                     .routes()[0]
-                    ->client->ResolverFor("user-service")
-                    .value()
-                    ->snapshot()
+                    ->channel->resolver()
+                    .snapshot()
                     ->empty();
       },
       10s));
@@ -504,9 +503,8 @@ TEST_F(GatewayProxyTest, TrustedForwardedForKeysByTheForwardedClient) {
       [&] {
         return !gw.proxy()
                     .routes()[0]
-                    ->client->ResolverFor("user-service")
-                    .value()
-                    ->snapshot()
+                    ->channel->resolver()
+                    .snapshot()
                     ->empty();
       },
       10s));
@@ -637,8 +635,8 @@ TEST_F(GatewayProxyTest, RouteRateLimitIsItsOwn) {
   auto login = Route("/api/users/login", "user-service");
   login.rate_limit = gateway::RouteRateLimit{.requests_per_second = 1, .burst = 2};
   InProcessGateway gw(*registry_, Config({Route("/api/users", "user-service"), login}), nullptr);
-  ASSERT_EQ(gw.proxy().routes()[0]->client, gw.proxy().routes()[1]->client)
-      << "routes with the same settings share one client";
+  ASSERT_EQ(gw.proxy().routes()[0]->channel, gw.proxy().routes()[1]->channel)
+      << "routes to one service share its channel";
   WaitRouted(gw.port(), "/api/users/echo");
   users.ResetHits();
   EXPECT_EQ(HttpRequest(gw.port(), "POST", "/api/users/login/echo", "{}").status, 200);

@@ -174,6 +174,52 @@ TEST_P(BalancerHarnessTest, OnlyOneHealthyEndpointGetsEveryPick) {
   }
 }
 
+// A retry's pick passes over the instances the call tried while another
+// healthy one is left: with 3 of 5 tried and 1 ejected, every pick is the
+// fifth; with every healthy one tried, the policy picks a healthy (tried)
+// one rather than the ejected one; with a key (ring_hash), a retry of that
+// key always goes to the same next endpoint.
+TEST_P(BalancerHarnessTest, RetriesPassOverTriedInstances) {
+  auto snapshot = MakeEndpoints(5);
+  auto picker = Build(snapshot);
+  const auto& e = snapshot->endpoints;
+  const std::vector<std::string> tried = {e[0].instance.id, e[2].instance.id, e[3].instance.id};
+  e[1].stats->ejected.store(true);
+  for (std::size_t i = 0; i < 2000; ++i) {
+    PickContext context = KeyAt(i);
+    context.tried = tried;
+    ASSERT_EQ(picker->Pick(context), &e[4]) << "pick " << i;
+  }
+  const std::vector<std::string> all_healthy = {e[0].instance.id, e[2].instance.id,
+                                                e[3].instance.id, e[4].instance.id};
+  for (std::size_t i = 0; i < 2000; ++i) {
+    PickContext context = KeyAt(i);
+    context.tried = all_healthy;
+    const Endpoint* picked = picker->Pick(context);
+    ASSERT_LT(IndexOf(*snapshot, picked), e.size());
+    ASSERT_NE(picked, &e[1]) << "an ejected endpoint instead of a tried healthy one, pick " << i;
+  }
+  // One tried instance out of 5: the others share the retries (each gets
+  // some), and a key's retry is stable.
+  e[1].stats->ejected.store(false);
+  std::vector<std::uint64_t> counts(e.size());
+  const std::vector<std::string> one = {e[2].instance.id};
+  for (std::size_t i = 0; i < 4000; ++i) {
+    PickContext context = KeyAt(i);
+    context.tried = one;
+    const Endpoint* picked = picker->Pick(context);
+    ASSERT_NE(picked, &e[2]) << "pick " << i;
+    ++counts[IndexOf(*snapshot, picked)];
+    if (policy() == "ring_hash") {
+      ASSERT_EQ(picker->Pick(context), picked) << "a retry of one key moved, pick " << i;
+    }
+  }
+  for (std::size_t i = 0; i < e.size(); ++i) {
+    if (i == 2) continue;
+    EXPECT_GT(counts[i], 0u) << "endpoint " << i << " never took a retry";
+  }
+}
+
 // Several threads pick from one picker while another flips ejections and
 // in-flight counts, as outlier detection and callers do. Run under the
 // sanitize preset as well.
@@ -291,6 +337,17 @@ TEST_P(BalancerHarnessTest, PickDoesNotAllocate) {
     return scope.count();
   };
   EXPECT_EQ(pick_many(), 0u) << "all healthy";
+  {
+    const std::vector<std::string> tried = {snapshot->endpoints[3].instance.id,
+                                            snapshot->endpoints[9].instance.id};
+    AllocationScope scope;
+    for (std::size_t i = 0; i < 5000; ++i) {
+      PickContext context{keys[i]};
+      context.tried = tried;
+      if (picker->Pick(context) == nullptr) ADD_FAILURE() << "no endpoint";
+    }
+    EXPECT_EQ(scope.count(), 0u) << "a retry's pick";
+  }
   for (std::size_t i = 0; i < kEndpoints; i += 2) snapshot->endpoints[i].stats->ejected.store(true);
   EXPECT_EQ(pick_many(), 0u) << "half ejected";
   for (const auto& endpoint : snapshot->endpoints) endpoint.stats->ejected.store(true);

@@ -7,11 +7,14 @@
 //   req.authorization = incoming.Header("Authorization");
 //   auto res = co_await client.Send(std::move(req));
 //
-// "http://<service>/..." is resolved through disco: one Resolver per service
-// (made on first use and cached for the client's life), a balancer pick per
-// attempt, and per-endpoint keep-alive connection pools. "http://host:port/..."
-// (an authority with a port) goes straight to that address, without retries
-// on another instance.
+// "http://<service>/..." is resolved through disco: the client is a thin
+// layer over a ChannelSet (disco/http/channel.h), one Channel per service
+// (made on first use and kept for the client's life: one Resolver, one
+// retry budget), a balancer pick per attempt, and per-endpoint keep-alive
+// connection pools. "http://host:port/..." (an authority with a port) goes
+// straight to that address, without retries on another instance. Code that
+// calls one service many times (a proxy route) holds its Channel instead
+// and skips the URL.
 //
 // Each attempt has its own deadline (connect + write + read), and the whole
 // call an overall deadline that no attempt starts or runs past. A failed
@@ -24,8 +27,8 @@
 // The decision lives in one function (src/http/retry_policy.h). A pooled
 // connection that turns out to be closed by the peer before any answer byte
 // is replaced by a fresh one transparently (not counted as a retry). A retry
-// goes to an instance the call has not tried yet, whatever the balancer
-// policy (a consistent-hash policy would pick the same one again).
+// goes to an instance the call has not tried yet while there is one: the
+// balancer's pick carries the instances tried (PickContext::tried).
 //
 // Every attempt updates the endpoint's EndpointStats: active_requests while in
 // flight (least_request reads it), and afterwards the outcome goes to
@@ -101,7 +104,10 @@ struct ClientOptions {
 
 struct ClientRequest {
   std::string method = "GET";
-  std::string url{};  // http://service/path?query or http://host:port/path
+  std::string url{};  // Client::Send: http://service/path?query or http://host:port/path
+  // Channel::Send (disco/http/channel.h): path and query, "/..." or "?...";
+  // empty is "/". Client::Send sets it from `url`.
+  std::string target{};
   // Sent as given, duplicates kept; a Host or User-Agent here replaces the
   // client's own.
   std::vector<std::pair<std::string, std::string>> headers{};
