@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "disco/balancer.h"
+#include "disco/http/channel.h"
 #include "disco/http/client.h"
 #include "disco/http/server.h"
 #include "disco/registry.h"
@@ -206,6 +207,13 @@ TEST(ExtensionPointsTest, ResolverAndClientUseTheCustomSchemeAndPolicy) {
     EXPECT_EQ(answer->body, R"({"name":"second"})");
     EXPECT_EQ(answer->instance_id, "static-2");
   }
+  // A Channel of the same set-up, called with a target, lands there too.
+  http::ChannelSet channels(**registry, client_options);
+  auto channel = channels.Get("any-service");
+  ASSERT_TRUE(channel) << channel.error().message;
+  auto through_channel = RunAwaitable((*channel)->Send({.target = "/who"}));
+  ASSERT_TRUE(through_channel) << through_channel.error().message;
+  EXPECT_EQ(through_channel->instance_id, "static-2");
   // And when the last instance is gone, its ejection sends the policy to
   // the other one (the policy honours outlier detection).
   second->Drain(0ms);

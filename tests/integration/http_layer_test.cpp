@@ -16,6 +16,7 @@
 
 #include "disco/detail/asio.h"
 #include "disco/http/blocking_pool.h"
+#include "disco/http/channel.h"
 #include "disco/http/client.h"
 #include "disco/http/server.h"
 #include "disco/metrics.h"
@@ -550,6 +551,83 @@ TEST_F(HttpClientTest, RetriesGoToAnUntriedInstanceWhateverThePolicy) {
     if (r->attempts > 1) ++retried;
   }
   EXPECT_GE(retried, 1) << "some keys hash to the 503 instance";
+}
+
+// A service's channel is made once per set and shared; asking for it with
+// another balancer or budget is refused, naming both; a bad name is refused.
+TEST_F(HttpClientTest, ChannelSetMakesOneChannelPerService) {
+  ChannelSet channels(*registry_);
+  auto first = channels.Get("svc");
+  ASSERT_TRUE(first) << first.error().ToString();
+  auto again = channels.Get("svc");
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*first, *again);
+  EXPECT_EQ((*first)->service(), "svc");
+  EXPECT_EQ(&(*first)->resolver(), &(*again)->resolver()) << "one watch per service";
+
+  ClientOptions same_service_settings = channels.options();
+  same_service_settings.max_attempts = 1;  // call settings may differ
+  auto same = channels.Get("svc", same_service_settings);
+  ASSERT_TRUE(same) << same.error().ToString();
+  EXPECT_EQ(*same, *first);
+
+  ClientOptions other = channels.options();
+  other.policy = "random";
+  auto refused = channels.Get("svc", other);
+  ASSERT_FALSE(refused);
+  EXPECT_EQ(refused.error().code, ErrorCode::kInvalidArgument);
+  EXPECT_NE(refused.error().message.find("round_robin"), std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("random"), std::string::npos) << refused.error().message;
+
+  auto bad = channels.Get("no spaces allowed");
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+}
+
+// Channel::Send takes a target, not a URL; the call's own CallOptions
+// decide its attempts (one: a 503 comes back as it is; the default: retried
+// on the other instance, which the pick passes to because the first was tried).
+TEST_F(HttpClientTest, ChannelSendsToATargetWithTheCallsOwnOptions) {
+  Register("a-503", StartServer(Unavailable(), "a"));
+  Register("b-ok", StartServer(EchoRouter("b"), "b"));
+  ChannelSet channels(*registry_, {.outlier_detection = std::nullopt});
+  Channel* channel = *channels.Get("svc");
+  ASSERT_TRUE(channel->WaitReady(5s));
+
+  auto items_registration = registry_->Register(
+      {.service = "items", .id = "items-1", .host = "127.0.0.1",
+       .port = StartServer(EchoRouter("items"), "items")});
+  ASSERT_TRUE(items_registration);
+  Channel* items = *channels.Get("items");
+  ASSERT_TRUE(items->WaitReady(5s));
+  auto item = RunAwaitable(items->Send({.target = "/items/42"}));
+  ASSERT_TRUE(item) << item.error().ToString();
+  EXPECT_EQ(item->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(item->body)["id"], "42");
+
+  CallOptions once = CallOptionsOf(channels.options());
+  once.max_attempts = 1;
+  int got_503 = 0;
+  for (int i = 0; i < 6; ++i) {
+    auto r = RunAwaitable(channel->Send({.target = "/echo"}, &once));
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->attempts, 1);
+    if (r->status == 503) ++got_503;
+  }
+  EXPECT_GE(got_503, 1) << "round robin reaches the 503 instance, and nothing retries it";
+  std::uint64_t retried = 0;
+  for (int i = 0; i < 6; ++i) {
+    auto r = RunAwaitable(channel->Send({.target = "/echo"}));
+    ASSERT_TRUE(r) << r.error().ToString();
+    EXPECT_EQ(r->status, 200) << "the retry went to the instance not tried";
+    EXPECT_EQ(r->instance_id, "b-ok");
+    if (r->attempts > 1) ++retried;
+  }
+  EXPECT_GE(retried, 1u);
+  EXPECT_EQ(channel->stats().retries, retried);
+  EXPECT_EQ(channel->stats().calls, 12u);
+  EXPECT_EQ(channels.stats().calls, 13u) << "every channel of the set";
 }
 
 // Outlier detection is on by default: a refused connection takes the
