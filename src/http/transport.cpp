@@ -17,7 +17,6 @@
 
 namespace disco::http::detail {
 
-
 namespace {
 
 namespace asio = boost::asio;
@@ -73,6 +72,19 @@ class PoolService final : public asio::execution_context::service {
       return;
     }
     idle.push_back(Idle{std::move(connection), now});
+  }
+
+  // Closes and forgets every idle connection whose key starts with `prefix`.
+  void CloseAll(std::string_view prefix) {
+    std::lock_guard lock(mu_);
+    for (auto it = pools_.begin(); it != pools_.end();) {
+      if (std::string_view(it->first).starts_with(prefix)) {
+        for (auto& entry : it->second) entry.connection->Close();
+        it = pools_.erase(it);
+      } else {
+        ++it;
+      }
+    }
   }
 
  private:
@@ -145,10 +157,8 @@ bool TakeSimpleMessage(beast::flat_buffer& buffer, std::size_t body_limit, Clien
   return true;
 }
 
-Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc,
-                                               std::string_view address,
-                                               Clock::time_point deadline,
-                                               AttemptResult& result) {
+Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc, std::string_view address,
+                                               Clock::time_point deadline, AttemptResult& result) {
   auto host_port = ParseHostPort(address);
   if (!host_port) {
     SetFailed(result, CallOutcome::kConnectFailed, "bad address '" + std::string(address) + "'");
@@ -218,6 +228,11 @@ Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc,
 }
 
 }  // namespace
+
+void Interrupt::Cancel() {
+  cancelled_ = true;
+  if (active_) active_->Close();
+}
 
 void AttemptResult::Reset() {
   outcome = CallOutcome::kSuccess;
@@ -294,13 +309,33 @@ std::string Transport::SerializeHead(const ClientRequest& request, std::string_v
   return out;
 }
 
+void Transport::CloseIdle(asio::io_context& ioc) const {
+  asio::use_service<PoolService>(ioc).CloseAll(id_);
+}
+
 Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view body,
                                      std::string_view method, std::string_view address,
                                      Clock::time_point started, Clock::time_point deadline,
-                                     AttemptResult& result) const {
+                                     AttemptResult& result, const ExchangeControl* control) const {
   // Awaitable's executor is an io_context's (disco/http/awaitable.h).
   asio::io_context* ioc = &(co_await asio::this_coro::executor).context();
   auto& pools = asio::use_service<PoolService>(*ioc);
+  Interrupt* const interrupt = control ? control->interrupt : nullptr;
+  // The exchange in flight is the interrupt's until this frame ends, however
+  // it ends.
+  struct Release {
+    Interrupt* interrupt;
+    ~Release() {
+      if (interrupt) interrupt->active_.reset();
+    }
+  } release{interrupt};
+  auto cancelled = [&] {
+    if (interrupt == nullptr || !interrupt->cancelled()) return false;
+    SetFailed(result, CallOutcome::kReset,
+              "the exchange with " + std::string(address) + " was cancelled");
+    result.code = ErrorCode::kCancelled;
+    return true;
+  };
   // The pool key (transport id + address) is built in a per-thread buffer right
   // before each use, never across a suspension: no allocation per attempt.
   auto pool_key = [&]() -> std::string_view {
@@ -315,13 +350,20 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
   // fails before any answer byte, the request was not processed: use a fresh
   // connection (once) without calling it a retry.
   for (int round = 0; round < 2; ++round) {
+    if (cancelled()) co_return;
     auto connection =
         round == 0 ? pools.Take(pool_key(), options_.pool_idle_timeout, started) : nullptr;
     const bool reused = connection != nullptr;
     if (!connection) {
-      connection = co_await Connect(*ioc, address, deadline, result);
+      const auto connect_by = control ? std::min(deadline, control->connect_deadline) : deadline;
+      connection = co_await Connect(*ioc, address, connect_by, result);
       if (!connection) co_return;
+      if (cancelled()) {
+        connection->Close();
+        co_return;
+      }
     }
+    if (interrupt) interrupt->active_ = connection;
     connection->SetDeadline(deadline);
     std::array<asio::const_buffer, 2> out{asio::buffer(wire), asio::buffer(body)};
     if (!detail::WriteNow(*connection, out, ec))
@@ -330,6 +372,7 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     if (ec) {
       const bool timed_out = connection->timed_out();
       connection->Close();
+      if (cancelled()) co_return;
       if (reused && !timed_out) continue;
       SetFailed(result, timed_out ? CallOutcome::kTimeout : CallOutcome::kReset,
                 "sending to " + std::string(address) +
@@ -383,6 +426,7 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
       bool closed = ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                     ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
       connection->Close();
+      if (cancelled()) co_return;
       if (reused && nothing_read && closed) continue;
       if (ec == beast::error::timeout) {
         SetFailed(result, CallOutcome::kTimeout,
@@ -411,6 +455,5 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
   }
   SetFailed(result, CallOutcome::kReset, std::string(address) + " closed the connection");
 }
-
 
 }  // namespace disco::http::detail

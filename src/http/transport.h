@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -21,7 +22,13 @@
 #include "disco/http/client.h"
 #include "disco/outlier.h"
 
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
 namespace disco::http::detail {
+
+class Connection;
 
 struct TransportOptions {
   std::size_t max_idle_per_endpoint = 64;  // pooled connections per (thread, endpoint)
@@ -48,6 +55,31 @@ struct AttemptResult {
 // Marks `result` failed with `outcome` (its error code from ErrorCodeFor).
 void SetFailed(AttemptResult& result, CallOutcome outcome, std::string error);
 
+// Lets the owner of a long exchange (a registry's long poll) abort it from
+// another coroutine of the same io_context: Cancel() closes the connection
+// in flight, so the exchange ends at once with ErrorCode::kCancelled, and
+// every later exchange given this Interrupt fails the same way before it
+// starts. Not thread-safe: the io_context's thread only.
+class Interrupt {
+ public:
+  void Cancel();
+  bool cancelled() const { return cancelled_; }
+
+ private:
+  friend class Transport;
+  bool cancelled_ = false;
+  std::shared_ptr<Connection> active_;  // the exchange in flight, if any
+};
+
+// What an exchange may have beyond its deadline (the registry backends'):
+// a shorter bound on connecting (an unreachable agent must be reported in
+// seconds even when the long poll may take minutes), and an Interrupt.
+struct ExchangeControl {
+  std::chrono::steady_clock::time_point connect_deadline =
+      std::chrono::steady_clock::time_point::max();
+  Interrupt* interrupt = nullptr;
+};
+
 class Transport {
  public:
   using Clock = std::chrono::steady_clock;
@@ -66,9 +98,15 @@ class Transport {
   // closed while idle is replaced once, transparently (the request had not
   // been processed). `started`: when the attempt began (a connection parked
   // since counts as idle from then).
+  // `control` (may be null) must outlive the exchange.
   Awaitable<void> RoundTrip(std::string_view head, std::string_view body, std::string_view method,
                             std::string_view address, Clock::time_point started,
-                            Clock::time_point deadline, AttemptResult& result) const;
+                            Clock::time_point deadline, AttemptResult& result,
+                            const ExchangeControl* control = nullptr) const;
+
+  // Closes this transport's idle connections on `ioc` (a registry backend
+  // at shutdown). Call on ioc's thread.
+  void CloseIdle(boost::asio::io_context& ioc) const;
 
   const TransportOptions& options() const { return options_; }
 

@@ -1,8 +1,12 @@
-// A small HTTP/1.1 client for the Consul agent API, on Boost.Beast coroutines.
+// The Consul agent API over the library's one HTTP transport
+// (src/http/transport.h: keep-alive pools, the HTTP/1.1 codec, deadlines,
+// the transparent retry of a pooled connection the agent closed): this file
+// only says what a Consul request looks like (token, JSON body, the
+// X-Consul-Index of an answer) and what its errors mean.
 //
 // Everything here lives on the backend's one I/O thread (see core.h): the
-// client, its idle keep-alive connections and every CancelSlot are touched
-// only from coroutines and handlers running on that io_context. Nothing is
+// client, its pooled connections and every CancelSlot are touched only from
+// coroutines and handlers running on that io_context. Nothing is
 // thread-safe and nothing needs to be.
 //
 // Each request has two bounds: a connect timeout (short: an unreachable agent
@@ -22,11 +26,10 @@
 #include "disco/detail/asio.h"
 #include "disco/error.h"
 #include "disco/registry_url.h"
+#include "http/transport.h"
 #include "registry/consul/stats.h"
 
 namespace disco::consul {
-
-class Connection;
 
 struct HttpRequest {
   boost::beast::http::verb method = boost::beast::http::verb::get;
@@ -48,7 +51,7 @@ class CancelSlot {
  public:
   explicit CancelSlot(boost::asio::io_context& io) : timer_(io) {}
 
-  bool cancelled() const { return cancelled_; }
+  bool cancelled() const { return interrupt_.cancelled(); }
 
   // Closes the socket of the request in flight (it completes with kCancelled)
   // and ends any Sleep() at once.
@@ -59,9 +62,8 @@ class CancelSlot {
 
  private:
   friend class HttpClient;
-  bool cancelled_ = false;
   boost::asio::steady_timer timer_;
-  std::shared_ptr<Connection> active_;  // the request in flight, if any
+  http::detail::Interrupt interrupt_;
 };
 
 class HttpClient {
@@ -70,29 +72,23 @@ class HttpClient {
   // not empty, goes out as X-Consul-Token on every request and nowhere else.
   HttpClient(boost::asio::io_context& io, HostPort agent, std::string token, std::string url,
              std::chrono::milliseconds connect_timeout);
-  ~HttpClient();
 
-  // Sends one request, reusing an idle keep-alive connection when there is
-  // one (and retrying once on a fresh connection if that reused connection
-  // turned out to be closed by the agent). `slot` may be null.
+  // Sends one request on a pooled keep-alive connection or a new one. `slot`
+  // may be null.
   boost::asio::awaitable<Result<HttpResponse>> Send(HttpRequest request, CancelSlot* slot);
 
-  // Closes every idle connection (at shutdown, or when the agent restarted).
+  // Closes every idle connection (at shutdown). I/O thread only.
   void CloseIdle();
 
   const std::string& url() const { return url_; }
 
  private:
-  boost::asio::awaitable<Result<HttpResponse>> SendOnce(const HttpRequest& request,
-                                                        std::shared_ptr<Connection> connection,
-                                                        CancelSlot* slot, bool* retryable);
-
   boost::asio::io_context& io_;
-  HostPort agent_;
-  std::string token_;
-  std::string url_;
-  std::chrono::milliseconds connect_timeout_;
-  std::vector<std::shared_ptr<Connection>> idle_;
+  const std::string address_;  // host:port of the agent
+  const std::string token_;
+  const std::string url_;
+  const std::chrono::milliseconds connect_timeout_;
+  http::detail::Transport transport_;
 };
 
 // "consul://127.0.0.1:8500: GET /v1/health/service/x: 500 No cluster leader"
