@@ -192,6 +192,17 @@ struct Channel::Impl {
   // be a coroutine of its own.
   Awaitable<Result<ClientResponse>> Call(ClientRequest request, std::string_view address,
                                          const CallOptions& call);
+  void Record(const Endpoint* endpoint, int attempt, std::string_view authority,
+              AttemptResult& result);
+  std::optional<Clock::duration> RetryPause(AttemptResult& result, int attempt, bool direct,
+                                            bool retry_safe, const CallOptions& call,
+                                            Clock::time_point deadline);
+  std::optional<RetryBudget::Token> RetryToken(std::string_view authority, AttemptResult& result);
+  // The call's final count and latency.
+  void Finish(Counter& outcome, Clock::time_point started) {
+    outcome.Inc();
+    latency->Observe(std::chrono::duration<double>(Clock::now() - started).count());
+  }
 
   const Shared& shared;
   const std::string label;  // the service, or "direct"
@@ -237,13 +248,79 @@ Awaitable<Result<ClientResponse>> Channel::SendTo(ClientRequest request, std::st
   co_return co_await impl_->Call(std::move(request), address, impl_->call);
 }
 
+// After an attempt: its outcome to the resolver (successes, failures,
+// outlier detection), its metric, and the answer or error labelled with
+// what was called. A 503 with Retry-After is an instance shedding load
+// (admission control): it works, so it is not held against it (a flood
+// would otherwise eject every instance in turn); whether to retry is still
+// the 503's rule.
+void Channel::Impl::Record(const Endpoint* endpoint, int attempt, std::string_view authority,
+                           AttemptResult& result) {
+  const bool shedding = result.answered && result.response.status == 503 &&
+                        !result.response.Header("Retry-After").empty();
+  if (endpoint) resolver->Report(*endpoint, shedding ? CallOutcome::kSuccess : result.outcome);
+  if (result.answered) {
+    attempt_counters.ForStatus(result.response.status).Inc();
+    result.response.attempts = attempt;
+    if (endpoint) result.response.instance_id = endpoint->instance.id;
+    return;
+  }
+  attempt_counters
+      .ForOutcome(result.code == ErrorCode::kMalformed && result.outcome == CallOutcome::kSuccess
+                      ? std::string_view("too_large")
+                      : CallOutcomeName(result.outcome))
+      .Inc();
+  result.error.insert(0, std::string(authority) + ": ");
+}
+
+// Whether the call goes on after an attempt, and the pause before the next
+// one; nullopt: stop (when the deadline is why, the error says so).
+std::optional<Clock::duration> Channel::Impl::RetryPause(AttemptResult& result, int attempt,
+                                                         bool direct, bool retry_safe,
+                                                         const CallOptions& call,
+                                                         Clock::time_point deadline) {
+  const int status = result.answered ? result.response.status : 0;
+  // A direct address has no other instance: only a connect failure is worth another try.
+  const bool connect_failure = result.outcome == CallOutcome::kConnectRefused ||
+                               result.outcome == CallOutcome::kConnectFailed;
+  if (result.outcome == CallOutcome::kSuccess || (direct && !connect_failure) ||
+      !ShouldRetry(result.outcome, status, retry_safe, attempt, call.max_attempts)) {
+    return std::nullopt;
+  }
+  const auto pause = RetryBackoff(BackoffOf(call), static_cast<std::uint32_t>(attempt + 1));
+  if (Clock::now() + pause >= deadline) {
+    if (!result.answered) result.error += " (deadline reached, not retried)";
+    return std::nullopt;
+  }
+  return pause;
+}
+
+// The retry budget's token for the next attempt, or the budget's refusal
+// recorded in `result` and the metrics.
+std::optional<RetryBudget::Token> Channel::Impl::RetryToken(std::string_view authority,
+                                                            AttemptResult& result) {
+  if (auto token = budget.TryAcquire()) {
+    shared.retries->With({label, CallOutcomeName(result.outcome)}).Inc();
+    retried.fetch_add(1, std::memory_order_relaxed);
+    return token;
+  }
+  exhausted.fetch_add(1, std::memory_order_relaxed);
+  budget_exhausted->Inc();
+  if (!result.answered) {
+    result.code = ErrorCode::kUnavailable;
+    result.error = "retry budget of " + std::string(authority) +
+                   " exhausted (too many retries in flight); last attempt: " + result.error;
+  }
+  return std::nullopt;
+}
+
 // One call: an attempt per pick until one succeeds or the retry rule, the
 // deadline or the budget says stop. `address` non-empty: a direct call
 // (this is the set's "direct" channel, without a resolver).
 Awaitable<Result<ClientResponse>> Channel::Impl::Call(ClientRequest request,
                                                       std::string_view address,
                                                       const CallOptions& call) {
-  auto started = Clock::now();
+  const auto started = Clock::now();
   const auto deadline = started + call.deadline;
   auto first_attempt = started;  // when attempt 1 starts (one clock read for both)
   const bool retry_safe = request.retry_safe ? *request.retry_safe : IsRetrySafe(request);
@@ -266,11 +343,6 @@ Awaitable<Result<ClientResponse>> Channel::Impl::Call(ClientRequest request,
   RetryBudget::Request in_flight(budget);
   std::optional<RetryBudget::Token> retry_token;
 
-  auto finish = [&](Counter& outcome) {
-    outcome.Inc();
-    latency->Observe(std::chrono::duration<double>(Clock::now() - started).count());
-  };
-
   std::vector<std::string> tried;  // instances that failed an attempt of this call
   PickContext pick{.hash_key = request.hash_key};
   // The last attempt's: its answer (if `result.answered`) is the call's,
@@ -283,7 +355,7 @@ Awaitable<Result<ClientResponse>> Channel::Impl::Call(ClientRequest request,
       endpoint = resolver->Pick(pick);
       if (!endpoint) {
         if (attempt > 1) break;
-        finish(request_counters.ForOutcome("no_instance"));
+        Finish(request_counters.ForOutcome("no_instance"), started);
         co_return std::unexpected(NoInstance(*resolver));
       }
     }
@@ -301,69 +373,25 @@ Awaitable<Result<ClientResponse>> Channel::Impl::Call(ClientRequest request,
                                         attempt_deadline, result);
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     retry_token.reset();  // the retry (if this was one) is no longer in flight
-    // Successes, failures and outlier detection: one report per attempt. A
-    // 503 with Retry-After is an instance shedding load (admission control):
-    // it works, so it is not held against it (a flood would otherwise eject
-    // every instance in turn); whether to retry is still the 503's rule.
-    const bool shedding = result.answered && result.response.status == 503 &&
-                          !result.response.Header("Retry-After").empty();
-    if (endpoint) resolver->Report(*endpoint, shedding ? CallOutcome::kSuccess : result.outcome);
+    Record(endpoint.get(), attempt, authority, result);
 
-    const int status = result.answered ? result.response.status : 0;
-    if (result.answered)
-      attempt_counters.ForStatus(status).Inc();
-    else
-      attempt_counters
-          .ForOutcome(result.code == ErrorCode::kMalformed &&
-                              result.outcome == CallOutcome::kSuccess
-                          ? std::string_view("too_large")
-                          : CallOutcomeName(result.outcome))
-          .Inc();
-
-    if (result.answered) {
-      result.response.attempts = attempt;
-      if (endpoint) result.response.instance_id = endpoint->instance.id;
-    } else {
-      result.error.insert(0, std::string(authority) + ": ");
-    }
-    // A direct address has no other instance: only a connect failure is worth another try.
-    const bool connect_failure = result.outcome == CallOutcome::kConnectRefused ||
-                                 result.outcome == CallOutcome::kConnectFailed;
-    const bool may_retry = !direct || connect_failure;
-    if (result.outcome == CallOutcome::kSuccess || !may_retry ||
-        !ShouldRetry(result.outcome, status, retry_safe, attempt, call.max_attempts)) {
-      break;
-    }
-    auto pause = RetryBackoff(BackoffOf(call), static_cast<std::uint32_t>(attempt + 1));
-    if (Clock::now() + pause >= deadline) {
-      if (!result.answered) result.error += " (deadline reached, not retried)";
-      break;
-    }
-    if (pause.count() > 0) co_await Sleep(pause);
+    const auto pause = RetryPause(result, attempt, direct, retry_safe, call, deadline);
+    if (!pause) break;
+    if (pause->count() > 0) co_await Sleep(*pause);
     // The budget counts retries in flight, so a retry takes its token when it
     // goes out (after the backoff) and gives it back when its attempt ends.
-    if (auto token = budget.TryAcquire()) retry_token.emplace(std::move(*token));
-    if (!retry_token) {
-      exhausted.fetch_add(1, std::memory_order_relaxed);
-      budget_exhausted->Inc();
-      if (!result.answered) {
-        result.code = ErrorCode::kUnavailable;
-        result.error = "retry budget of " + std::string(authority) +
-                       " exhausted (too many retries in flight); last attempt: " + result.error;
-      }
-      break;
-    }
-    shared.retries->With({label, CallOutcomeName(result.outcome)}).Inc();
-    retried.fetch_add(1, std::memory_order_relaxed);
+    auto token = RetryToken(authority, result);
+    if (!token) break;
+    retry_token.emplace(std::move(*token));
     if (endpoint) tried.push_back(endpoint->instance.id);
     log::Get().debug("retrying {} {}{} after {} (request id {})", request.method, authority,
                      request.target, CallOutcomeName(result.outcome), request.request_id);
   }
   if (result.answered) {
-    finish(request_counters.ForStatus(result.response.status));
+    Finish(request_counters.ForStatus(result.response.status), started);
     co_return std::move(result.response);
   }
-  finish(request_counters.ForOutcome(FinalOutcomeLabel(result.code)));
+  Finish(request_counters.ForOutcome(FinalOutcomeLabel(result.code)), started);
   co_return std::unexpected(Error{result.code, std::move(result.error)});
 }
 
