@@ -75,24 +75,42 @@ std::string EscapeLabelValue(std::string_view value) {
 
 std::span<const double> DefaultLatencyBuckets() { return kLatencyBuckets; }
 
-Histogram::Histogram(std::span<const double> bounds)
-    : bounds_(bounds.begin(), bounds.end()),
-      buckets_(std::make_unique<std::atomic<std::uint64_t>[]>(bounds.size() + 1)) {
+Histogram::Histogram(std::span<const double> bounds) : bounds_(bounds.begin(), bounds.end()) {
   std::sort(bounds_.begin(), bounds_.end());
+  const std::size_t cells = bounds_.size() + 2;  // buckets, +Inf, sum
+  for (std::uint32_t cpu = 0; cpu < shards_.size(); ++cpu)
+    shards_[cpu].lines = std::make_unique<Line[]>((cells + 7) / 8);
 }
 
 void Histogram::Observe(double value) {
   // Few buckets: a linear scan beats a binary search on branch prediction.
   std::size_t i = 0;
   while (i < bounds_.size() && value > bounds_[i]) ++i;
-  buckets_[i].fetch_add(1, std::memory_order_relaxed);
-  count_.fetch_add(1, std::memory_order_relaxed);
-  sum_nanos_.fetch_add(static_cast<std::int64_t>(std::llround(value * kNanos)),
-                       std::memory_order_relaxed);
+  const Shard& shard = shards_.Local();
+  shard.cell(i).fetch_add(1, std::memory_order_relaxed);
+  // Two's complement: a negative observation wraps, the total stays exact.
+  shard.cell(bounds_.size() + 1)
+      .fetch_add(static_cast<std::uint64_t>(std::llround(value * kNanos)),
+                 std::memory_order_relaxed);
+}
+
+std::uint64_t Histogram::SumOf(std::size_t cell) const {
+  std::uint64_t total = 0;
+  for (std::uint32_t cpu = 0; cpu < shards_.size(); ++cpu)
+    total += shards_[cpu].cell(cell).load(std::memory_order_relaxed);
+  return total;
+}
+
+std::uint64_t Histogram::bucket(std::size_t i) const { return SumOf(i); }
+
+std::uint64_t Histogram::count() const {
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i <= bounds_.size(); ++i) total += SumOf(i);
+  return total;
 }
 
 double Histogram::sum() const {
-  return static_cast<double>(sum_nanos_.load(std::memory_order_relaxed)) / kNanos;
+  return static_cast<double>(static_cast<std::int64_t>(SumOf(bounds_.size() + 1))) / kNanos;
 }
 
 namespace detail {
