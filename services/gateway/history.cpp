@@ -181,6 +181,8 @@ void TrafficHistory::WatchRegistry() {
                                : "left the registry while answering"});
       } else if (i == before.size() || now[j].instance.id < before[i].instance.id) {
         const Endpoint& added = now[j++];
+        // Its counters start here, so its first sample holds a whole second.
+        SeriesFor(entry.service, added);
         AddEvent(Event{t, "registered", entry.service, added.instance.id, added.address,
                        first ? "listed when the gateway started watching" : ""});
       } else {
@@ -263,10 +265,11 @@ void TrafficHistory::TakeSample(std::int64_t now_ms) {
       series.picks = picks;
       series.successes = successes;
       series.failures = failed;
-      if (d_successes > 0) {
-        series.last_calls_failed = false;
-      } else if (d_failures > 0) {
+      // Failures win: the second an instance dies holds its last successes too.
+      if (d_failures > 0) {
         series.last_calls_failed = true;
+      } else if (d_successes > 0) {
+        series.last_calls_failed = false;
       }
       series.live = true;
       series.address = endpoint.address;

@@ -113,7 +113,7 @@ class TrafficHistory {
     std::uint64_t picks = 0;
     std::uint64_t successes = 0;
     std::uint64_t failures = 0;
-    bool last_calls_failed = false;
+    bool last_calls_failed = false;  // in the last sample with calls, some failed
     bool live = false;  // in the current registry view
   };
   struct ServiceState {

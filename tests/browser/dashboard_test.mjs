@@ -1,14 +1,19 @@
 // Drives the gateway dashboard in Debian's headless Chromium (playwright-core,
-// no browser download): the page loads, lists the running instances, and
-// shows one disappearing after it is killed with SIGKILL.
+// no browser download) through a failover, under load the caller makes:
+//   - the page loads, lists the running instances and draws the charts
+//     (a stacked rate area per instance, latency lines, the event timeline);
+//   - after one instance is killed with SIGKILL, its row disappears, the
+//     chart data shows its rate fall to zero and the others' rise, and the
+//     timeline shows the gateway's ejection before the registry's removal.
 //
 //   node dashboard_test.mjs --url http://127.0.0.1:PORT/dashboard --service user-service \
 //        --instances id1,id2 --kill-id id2 --kill-pid 1234 --within-ms 10000 --artifacts DIR
 //
-// Started by the gtest that runs the servers (gateway_browser_test.cpp); it
+// Started by the gtest that runs the servers (gateway_stack_test.cpp); it
 // kills only the PID it is given, a process that test started. Writes
-// DIR/dashboard-before.png and DIR/dashboard.png (after the kill); prints one
-// JSON line with the timings; exit code 0 on success.
+// DIR/dashboard-before.png, DIR/dashboard.png and DIR/dashboard-failover.png
+// (after the kill); prints one JSON line with the timings; exit code 0 on
+// success.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -36,14 +41,15 @@ try {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: "/usr/bin/chromium",
     headless: true,
-    viewport: { width: 1280, height: 720 },
+    viewport: { width: 1280, height: 900 },
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync"],
   });
   const page = context.pages()[0] || await context.newPage();
   const errors = [];
   page.on("pageerror", (e) => errors.push(String(e)));
-  await page.goto(opts.url, { waitUntil: "load", timeout: 15000 });
+  // Thirty seconds on the time axis: the scene fills the picture.
+  await page.goto(`${opts.url}?window=30`, { waitUntil: "load", timeout: 15000 });
   const rows = `section[data-service="${opts.service}"] tbody tr[data-instance]`;
   // Loaded and live: the status says so and every instance is listed.
   await page.waitForSelector("#status.ok", { timeout: 10000 });
@@ -54,6 +60,35 @@ try {
     throw new Error(`listed ${listed} instead of ${expected}`);
   }
   result.registry = await page.textContent("#registry");
+
+  // The charts: one stacked area per instance, fed by traffic to both.
+  const victim = opts["kill-id"];
+  const survivors = expected.filter((id) => id !== victim);
+  const areas = `svg.rate[data-service="${opts.service}"] path.area[data-instance]`;
+  await page.waitForFunction(([sel, n]) => document.querySelectorAll(sel).length === n,
+                             [areas, expected.length], { timeout: 15000 });
+  // Five samples in which every instance took traffic: the "before" (three
+  // are measured; two more give the picture a steady start).
+  await page.waitForFunction(([service, ids]) => {
+    const s = window.discoCharts?.series;
+    if (!s) return false;
+    const rows = ids.map((id) => s.instances.find((i) => i.service === service && i.id === id));
+    if (rows.some((r) => !r)) return false;
+    const n = s.t.length;
+    return n >= 5 && rows.every((r) => [1, 2, 3, 4, 5].every((back) => r.rps[n - back] > 0));
+  }, [opts.service, expected], { timeout: 15000, polling: 200 });
+  const rates = (series, id, from, to) => {
+    const row = series.instances.find((i) => i.service === opts.service && i.id === id);
+    const picked = series.t.map((t, k) => [t, row ? row.rps[k] : null]).filter(([t]) => t > from && t <= to);
+    return picked.map(([, v]) => v);
+  };
+  const mean = (values) => values.reduce((a, v) => a + (v || 0), 0) / Math.max(1, values.length);
+  const before = await page.evaluate(() => window.discoCharts.series);
+  const beforeEnd = before.t[before.t.length - 1];
+  result.rps_before = Object.fromEntries(expected.map((id) => [id, mean(rates(before, id, beforeEnd - 3500, beforeEnd))]));
+  if (!(await page.$(`svg#latency-chart path.latency[data-service="${opts.service}"]`))) {
+    throw new Error("no latency line drawn");
+  }
   await page.screenshot({ path: join(opts.artifacts, "dashboard-before.png"), fullPage: true });
 
   const killedAt = Date.now();
@@ -67,7 +102,38 @@ try {
                                        .some((li) => li.textContent.includes(id) && li.textContent.includes("left")),
                              opts["kill-id"], { timeout: 3000 });
   result.remaining = (await page.$$eval(rows, (trs) => trs.map((tr) => tr.dataset.instance))).sort();
+
+  // The chart data: the victim's rate is zero (ejected) or gone (removed) in
+  // the two samples after the kill, and every survivor carries more than
+  // before (half again: one of two instances takes all).
+  await page.waitForFunction(([service, victimId, killed]) => {
+    const s = window.discoCharts?.series;
+    const row = s?.instances.find((i) => i.service === service && i.id === victimId);
+    const after = s ? s.t.map((t, k) => [t, row ? row.rps[k] : null]).filter(([t]) => t > killed + 1000) : [];
+    return after.length >= 2 && after.every(([, v]) => !v);
+  }, [opts.service, victim, killedAt], { timeout: 10000, polling: 200 });
+  const after = await page.evaluate(() => window.discoCharts.series);
+  const afterEnd = after.t[after.t.length - 1];
+  result.rps_after = Object.fromEntries(expected.map((id) => [id, mean(rates(after, id, killedAt + 1000, afterEnd))]));
+  for (const id of survivors) {
+    if (!(result.rps_after[id] > 1.5 * result.rps_before[id])) {
+      throw new Error(`${id} did not take over: ${result.rps_before[id]}/s before, ${result.rps_after[id]}/s after`);
+    }
+  }
+  // The timeline: the gateway's ejection, then the registry's removal.
+  const mark = (kind) => `svg#timeline g.event[data-kind="${kind}"][data-instance="${victim}"]`;
+  await page.waitForSelector(mark("ejected"), { timeout: 5000 });
+  await page.waitForSelector(mark("expired"), { timeout: 5000 });
+  const ejectedAt = Number(await page.getAttribute(mark("ejected"), "data-t"));
+  const removedAt = Number(await page.getAttribute(mark("expired"), "data-t"));
+  result.ejected_after_kill_ms = ejectedAt - killedAt;
+  result.removed_after_kill_ms = removedAt - killedAt;
+  if (!(ejectedAt < removedAt)) throw new Error(`ejected at ${ejectedAt}, removed at ${removedAt}`);
+  // Two more samples, so the picture shows the others carrying the load.
+  await page.waitForFunction((n) => window.discoCharts.drawn >= n, (await page.evaluate(() => window.discoCharts.drawn)) + 2,
+                             { timeout: 5000 });
   await page.screenshot({ path: join(opts.artifacts, "dashboard.png"), fullPage: true });
+  await page.screenshot({ path: join(opts.artifacts, "dashboard-failover.png"), fullPage: false });
   if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
 } catch (error) {
   failed = error;
