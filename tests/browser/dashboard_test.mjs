@@ -105,7 +105,9 @@ try {
 
   // The chart data: the victim's rate is zero (ejected) or gone (removed) in
   // the two samples after the kill, and every survivor carries more than
-  // before (half again: one of two instances takes all).
+  // before. Judged by share as well as by rate: a loaded machine (CI runs
+  // tests side by side) may slow the load itself, so "more" is "more than
+  // before" and the share must go from about half to all.
   await page.waitForFunction(([service, victimId, killed]) => {
     const s = window.discoCharts?.series;
     const row = s?.instances.find((i) => i.service === service && i.id === victimId);
@@ -115,9 +117,14 @@ try {
   const after = await page.evaluate(() => window.discoCharts.series);
   const afterEnd = after.t[after.t.length - 1];
   result.rps_after = Object.fromEntries(expected.map((id) => [id, mean(rates(after, id, killedAt + 1000, afterEnd))]));
+  const total = (rps) => Object.values(rps).reduce((a, v) => a + v, 0);
   for (const id of survivors) {
-    if (!(result.rps_after[id] > 1.5 * result.rps_before[id])) {
-      throw new Error(`${id} did not take over: ${result.rps_before[id]}/s before, ${result.rps_after[id]}/s after`);
+    const shareBefore = result.rps_before[id] / total(result.rps_before);
+    const shareAfter = result.rps_after[id] / total(result.rps_after);
+    if (!(result.rps_after[id] > result.rps_before[id] && shareAfter > 0.95 * (survivors.length === 1 ? 1 : 1 / survivors.length) &&
+          shareBefore < 0.75)) {
+      throw new Error(`${id} did not take over: ${result.rps_before[id]}/s (share ${shareBefore.toFixed(2)}) before, ` +
+                      `${result.rps_after[id]}/s (share ${shareAfter.toFixed(2)}) after`);
     }
   }
   // The timeline: the gateway's ejection, then the registry's removal.
