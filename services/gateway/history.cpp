@@ -25,8 +25,9 @@ double Round1(double value) { return std::round(value * 10.0) / 10.0; }
 
 std::uint32_t Delta(std::uint64_t now, std::uint64_t before) {
   // Counters only grow; a smaller value means the counter is a new one.
-  return now >= before ? static_cast<std::uint32_t>(std::min<std::uint64_t>(now - before, UINT32_MAX))
-                       : 0;
+  return now >= before
+             ? static_cast<std::uint32_t>(std::min<std::uint64_t>(now - before, UINT32_MAX))
+             : 0;
 }
 
 }  // namespace
@@ -60,10 +61,9 @@ TrafficHistory::TrafficHistory(const Catalog& catalog, const Proxy& proxy, Histo
     if (detector == nullptr || !hooked.insert(detector).second) continue;
     detector->SetListener([this](const OutlierEvent& e) {
       bool ejected = e.kind == OutlierEvent::Kind::kEjected;
-      std::string detail =
-          ejected ? std::string(CallOutcomeName(e.cause)) + ", for " +
-                        std::to_string(e.duration.count()) + " ms"
-                  : std::string();
+      std::string detail = ejected ? std::string(CallOutcomeName(e.cause)) + ", for " +
+                                         std::to_string(e.duration.count()) + " ms"
+                                   : std::string();
       AddEvent(Event{NowMs(), ejected ? "ejected" : "returned", e.service, e.id, e.address,
                      std::move(detail)});
     });
@@ -233,10 +233,9 @@ std::optional<std::uint32_t> TrafficHistory::SeriesFor(const std::string& servic
 }
 
 void TrafficHistory::TakeSample(std::int64_t now_ms) {
-  const double seconds =
-      last_sample_ms_ != 0 && now_ms > last_sample_ms_
-          ? static_cast<double>(now_ms - last_sample_ms_) / 1000.0
-          : std::chrono::duration<double>(options_.interval).count();
+  const double seconds = last_sample_ms_ != 0 && now_ms > last_sample_ms_
+                             ? static_cast<double>(now_ms - last_sample_ms_) / 1000.0
+                             : std::chrono::duration<double>(options_.interval).count();
   last_sample_ms_ = now_ms;
   Sample sample;
   sample.t_ms = now_ms;
@@ -333,15 +332,19 @@ void TrafficHistory::Render(std::int64_t now_ms) {
   for (const auto* sample : samples) times.push_back(sample->t_ms);
 
   auto nulls = [n] { return json(std::vector<json>(n, nullptr)); };
-  std::map<std::uint32_t, json> services;  // by index into services_
+  std::map<std::uint32_t, json> services;   // by index into services_
   std::map<std::uint32_t, json> instances;  // by series
   for (std::size_t k = 0; k < n; ++k) {
     for (const auto& point : samples[k]->services) {
       auto [it, fresh] = services.try_emplace(point.service);
       json& s = it->second;
       if (fresh) {
-        s = {{"name", services_[point.service].name}, {"rps", nulls()},      {"retries", nulls()},
-             {"failures", nulls()},                  {"ejections", nulls()}, {"p50_ms", nulls()},
+        s = {{"name", services_[point.service].name},
+             {"rps", nulls()},
+             {"retries", nulls()},
+             {"failures", nulls()},
+             {"ejections", nulls()},
+             {"p50_ms", nulls()},
              {"p99_ms", nulls()}};
       }
       s["rps"][k] = Round1(point.rps);
@@ -356,8 +359,8 @@ void TrafficHistory::Render(std::int64_t now_ms) {
       json& i = it->second;
       if (fresh) {
         const Series& series = *series_[point.series];
-        i = {{"service", series.service}, {"id", series.id},   {"address", series.address},
-             {"live", series.live},       {"rps", nulls()},     {"failures", nulls()},
+        i = {{"service", series.service}, {"id", series.id}, {"address", series.address},
+             {"live", series.live},       {"rps", nulls()},  {"failures", nulls()},
              {"ejected", nulls()}};
       }
       i["rps"][k] = Round1(point.rps);
@@ -370,8 +373,10 @@ void TrafficHistory::Render(std::int64_t now_ms) {
   json instance_list = json::array();
   for (auto& [index, i] : instances) instance_list.push_back(std::move(i));
   std::sort(instance_list.begin(), instance_list.end(), [](const json& a, const json& b) {
-    return std::tie(a["service"].get_ref<const std::string&>(), a["id"].get_ref<const std::string&>()) <
-           std::tie(b["service"].get_ref<const std::string&>(), b["id"].get_ref<const std::string&>());
+    return std::tie(a["service"].get_ref<const std::string&>(),
+                    a["id"].get_ref<const std::string&>()) <
+           std::tie(b["service"].get_ref<const std::string&>(),
+                    b["id"].get_ref<const std::string&>());
   });
 
   std::vector<Event> events;

@@ -52,8 +52,8 @@ struct HistoryOptions {
   std::chrono::milliseconds interval{1000};  // one sample per interval
   std::size_t samples = 300;                 // 5 minutes at the default interval
   std::size_t events = 512;
-  std::size_t max_series = 256;           // instances remembered at once
-  std::chrono::milliseconds watch{100};   // how often registry views are compared
+  std::size_t max_series = 256;          // instances remembered at once
+  std::chrono::milliseconds watch{100};  // how often registry views are compared
 };
 
 // The q-quantile (0..1) of a histogram's non-cumulative bucket counts
@@ -114,7 +114,7 @@ class TrafficHistory {
     std::uint64_t successes = 0;
     std::uint64_t failures = 0;
     bool last_calls_failed = false;  // in the last sample with calls, some failed
-    bool live = false;  // in the current registry view
+    bool live = false;               // in the current registry view
   };
   struct ServiceState {
     std::string name;
@@ -150,8 +150,8 @@ class TrafficHistory {
   std::uint64_t dropped_series_ = 0;
 
   mutable std::mutex events_mu_;
-  std::deque<Event> events_;       // guarded by events_mu_; at most options_.events
-  bool events_changed_ = false;    // guarded by events_mu_
+  std::deque<Event> events_;          // guarded by events_mu_; at most options_.events
+  bool events_changed_ = false;       // guarded by events_mu_
   std::uint64_t events_dropped_ = 0;  // guarded by events_mu_
 
   mutable std::mutex json_mu_;
