@@ -36,6 +36,7 @@ mkdirSync(opts.artifacts, { recursive: true });
 const profile = mkdtempSync(join(tmpdir(), "disco-chromium-"));
 let context;
 let failed = null;
+let killedAt;
 const result = { service: opts.service };
 try {
   context = await chromium.launchPersistentContext(profile, {
@@ -77,10 +78,15 @@ try {
     const n = s.t.length;
     return n >= 5 && rows.every((r) => [1, 2, 3, 4, 5].every((back) => r.rps[n - back] > 0));
   }, [opts.service, expected], { timeout: 15000, polling: 200 });
+  // A sample counts what happened since the one before it: usually a
+  // second, longer when the gateway was starved of CPU. Samples are chosen
+  // by the whole of their interval, so none straddles the kill.
   const rates = (series, id, from, to) => {
     const row = series.instances.find((i) => i.service === opts.service && i.id === id);
-    const picked = series.t.map((t, k) => [t, row ? row.rps[k] : null]).filter(([t]) => t > from && t <= to);
-    return picked.map(([, v]) => v);
+    const start = (k) => (k > 0 ? series.t[k - 1] : series.t[k] - series.interval_ms);
+    const picked = series.t.map((t, k) => [start(k), t, row ? row.rps[k] : null])
+                           .filter(([begin, t]) => begin >= from && t <= to);
+    return picked.map(([, , v]) => v);
   };
   const mean = (values) => values.reduce((a, v) => a + (v || 0), 0) / Math.max(1, values.length);
   const before = await page.evaluate(() => window.discoCharts.series);
@@ -91,7 +97,7 @@ try {
   }
   await page.screenshot({ path: join(opts.artifacts, "dashboard-before.png"), fullPage: true });
 
-  const killedAt = Date.now();
+  killedAt = Date.now();
   process.kill(Number(opts["kill-pid"]), "SIGKILL");
   const gone = `section[data-service="${opts.service}"] tr[data-instance="${opts["kill-id"]}"]`;
   await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 0, gone,
@@ -104,19 +110,21 @@ try {
   result.remaining = (await page.$$eval(rows, (trs) => trs.map((tr) => tr.dataset.instance))).sort();
 
   // The chart data: the victim's rate is zero (ejected) or gone (removed) in
-  // the two samples after the kill, and every survivor carries more than
+  // every sample after the kill (two at least), and every survivor carries more than
   // before. Judged by share as well as by rate: a loaded machine (CI runs
   // tests side by side) may slow the load itself, so "more" is "more than
   // before" and the share must go from about half to all.
-  await page.waitForFunction(([service, victimId, killed]) => {
+  // (Half a second for the gateway to eject it: its first refused connection.)
+  await page.waitForFunction(([service, victimId, from]) => {
     const s = window.discoCharts?.series;
     const row = s?.instances.find((i) => i.service === service && i.id === victimId);
-    const after = s ? s.t.map((t, k) => [t, row ? row.rps[k] : null]).filter(([t]) => t > killed + 1000) : [];
+    const after = s ? s.t.map((t, k) => [k > 0 ? s.t[k - 1] : t - s.interval_ms, row ? row.rps[k] : null])
+                        .filter(([begin]) => begin >= from) : [];
     return after.length >= 2 && after.every(([, v]) => !v);
-  }, [opts.service, victim, killedAt], { timeout: 10000, polling: 200 });
+  }, [opts.service, victim, killedAt + 500], { timeout: 10000, polling: 200 });
   const after = await page.evaluate(() => window.discoCharts.series);
   const afterEnd = after.t[after.t.length - 1];
-  result.rps_after = Object.fromEntries(expected.map((id) => [id, mean(rates(after, id, killedAt + 1000, afterEnd))]));
+  result.rps_after = Object.fromEntries(expected.map((id) => [id, mean(rates(after, id, killedAt + 500, afterEnd))]));
   const total = (rps) => Object.values(rps).reduce((a, v) => a + v, 0);
   for (const id of survivors) {
     const shareBefore = result.rps_before[id] / total(result.rps_before);
@@ -144,6 +152,19 @@ try {
   if (errors.length) throw new Error(`page errors: ${errors.join("; ")}`);
 } catch (error) {
   failed = error;
+  // What the charts had, for the log: the last samples and the events.
+  try {
+    result.charts = await context.pages()[0].evaluate(() => {
+      const c = window.discoCharts;
+      const s = c?.series;
+      if (!s) return c;
+      const last = (a) => a.slice(-12);
+      return {drawn: c.drawn, lastError: c.lastError, t: last(s.t), now: s.now,
+              instances: s.instances.map((i) => ({id: i.id, rps: last(i.rps), ejected: last(i.ejected)})),
+              events: s.events.slice(-10)};
+    });
+    result.killed_at = typeof killedAt === "number" ? killedAt : null;
+  } catch {}
 } finally {
   if (context) await context.close().catch(() => {});
   rmSync(profile, { recursive: true, force: true });
