@@ -301,6 +301,7 @@ void TrafficHistory::TakeSample(std::int64_t now_ms) {
       point.p99_ms = static_cast<float>(*p99 * 1000.0);
     sample.services.push_back(point);
   }
+  if (options_.samples == 0) return;  // a history of events only
   if (ring_.size() < options_.samples) {
     ring_.push_back(std::move(sample));
   } else {
