@@ -540,6 +540,8 @@ if [ $failover = 0 ]; then
   [ $client_rc = 0 ] || fail "the demo client saw failed calls (exit $client_rc; transcript: $(rel "$run/client.json"))"
 else
   next "the client through the gateway, then failover: kill -9 user-service-2 while it keeps calling"
+  # Printed before the scene, so that whoever opens it sees the scene happen.
+  note "watch it live: ${green}$gateway_url/dashboard${reset}${bold} (charts: traffic moving off user-service-2, its ejection, the registry dropping it a TTL later, its return)"
   echo "$ disco demo --gateway $gateway_url --duration 60 --interval-ms 50"
   start_bg watch "$disco" --registry "$registry" watch user-service
   "${client[@]}" --duration 60 --interval-ms 50 --json-file "$run/client.json" &

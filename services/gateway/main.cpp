@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
       "Environment: every flag has a DISCO_* twin (DISCO_PORT, DISCO_REGISTRY, DISCO_ROUTES, "
       "...);\n"
       "DISCO_JWT_SECRET holds the JWT secret (needed only when a route has \"auth\": true).\n"
-      "Endpoints: /api/... (proxied), /dashboard, /dashboard/state, /sd/prometheus, /metrics, "
+      "Endpoints: /api/... (proxied), /dashboard, /dashboard/state, /dashboard/series, "
+      "/sd/prometheus, /metrics, "
       "/health.\n"
       "Example: gateway --registry etcd://127.0.0.1:2379 --port 8080");
   if (auto exit = service::ParseFlags(app, argc, argv, config)) return *exit;
@@ -129,8 +130,10 @@ int main(int argc, char** argv) {
     gateway::GatewayIdentity identity{config.id.empty() ? config.service : config.id,
                                       (*registry)->url()};
 
+    gateway::TrafficHistory history(catalog, **proxy);
+
     http::Router router;
-    gateway::AddObservabilityRoutes(router, catalog, **proxy, identity);
+    gateway::AddObservabilityRoutes(router, catalog, **proxy, identity, &history);
     (*proxy)->AddRoutes(router);
     service::ServiceRuntime runtime(config, **registry);
     return runtime.Serve(std::move(router));

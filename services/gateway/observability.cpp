@@ -95,7 +95,7 @@ std::string DashboardStateJson(const Catalog& catalog, const Proxy& proxy,
 }
 
 void AddObservabilityRoutes(http::Router& router, const Catalog& catalog, const Proxy& proxy,
-                            const GatewayIdentity& identity) {
+                            const GatewayIdentity& identity, const TrafficHistory* history) {
   router.Add("GET", "/sd/prometheus",
              [&catalog](http::Request&) -> http::Awaitable<http::Response> {
                co_return http::Response::Json(200, PrometheusTargetsJson(catalog));
@@ -112,6 +112,17 @@ void AddObservabilityRoutes(http::Router& router, const Catalog& catalog, const 
              [&catalog, &proxy, &identity](http::Request&) -> http::Awaitable<http::Response> {
                auto response =
                    http::Response::Json(200, DashboardStateJson(catalog, proxy, identity));
+               response.headers.emplace_back("Cache-Control", "no-store");
+               co_return response;
+             });
+  router.Add("GET", "/dashboard/series",
+             [history](http::Request&) -> http::Awaitable<http::Response> {
+               if (history == nullptr) {
+                 co_return http::Response::Error(404, "not_found",
+                                                 "this gateway keeps no traffic history");
+               }
+               // Rendered by the history's own thread: nothing to compute here.
+               auto response = http::Response::Json(200, *history->Json());
                response.headers.emplace_back("Cache-Control", "no-store");
                co_return response;
              });

@@ -8,6 +8,10 @@
 //   GET /dashboard        the live dashboard page (embedded at build time)
 //   GET /dashboard/state  what the page polls: registry, gateway, totals and
 //                         every service with its instances and counters
+//   GET /dashboard/series the last minutes for the charts: per-instance
+//                         rates, per-service latency, failures, retries,
+//                         ejections and the registry event timeline
+//                         (gateway/history.h; 404 without a history)
 //
 // /metrics is the server's own (every disco binary serves it).
 //
@@ -20,6 +24,7 @@
 
 #include "disco/http/router.h"
 #include "gateway/catalog.h"
+#include "gateway/history.h"
 #include "gateway/proxy.h"
 
 namespace disco::gateway {
@@ -29,8 +34,10 @@ struct GatewayIdentity {
   std::string registry;  // the registry URL (without secrets)
 };
 
+// `history` may be null (no charts); it must outlive the router too.
 void AddObservabilityRoutes(http::Router& router, const Catalog& catalog, const Proxy& proxy,
-                            const GatewayIdentity& identity);
+                            const GatewayIdentity& identity,
+                            const TrafficHistory* history = nullptr);
 
 // The bodies, for tests.
 std::string PrometheusTargetsJson(const Catalog& catalog);

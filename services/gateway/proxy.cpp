@@ -101,7 +101,7 @@ http::Response UpstreamError(int status, std::string_view code, const std::strin
 }  // namespace
 
 Proxy::Proxy(GatewayConfig config, const service::JwtCodec* jwt, MetricsRegistry& metrics)
-    : config_(std::move(config)), jwt_(jwt) {
+    : config_(std::move(config)), jwt_(jwt), metrics_(&metrics) {
   refused_ = &metrics.CounterFamily(
       "gateway_refused_total",
       "Requests the gateway answered itself without calling upstream, by reason",

@@ -91,6 +91,9 @@ class Proxy {
   const std::vector<std::unique_ptr<Route>>& routes() const { return routes_; }
   const GatewayConfig& config() const { return config_; }
   ProxyTotals totals() const;
+  // Where the channels' metrics go (the dashboard's history reads their
+  // latency histograms there).
+  MetricsRegistry& metrics() const { return *metrics_; }
 
   http::Awaitable<http::Response> Handle(Route& route, http::Request& request);
 
@@ -108,6 +111,7 @@ class Proxy {
 
   GatewayConfig config_;
   const service::JwtCodec* jwt_;
+  MetricsRegistry* metrics_;
   std::unique_ptr<http::ChannelSet> channels_;
   std::unique_ptr<RateLimiter> limiter_;  // null: rate limiting off
   std::vector<std::unique_ptr<Route>> routes_;

@@ -192,6 +192,10 @@ TEST_P(DemoE2eTest, RunsTheDemoFailsOverAndStopsEverything) {
   EXPECT_GE(after_kill, 30) << "too few calls after the kill to show anything";
   EXPECT_GE(user_calls_after_kill, 10);
   EXPECT_NE(output.find("kill -9 user-service-2"), std::string::npos);
+  // The dashboard's address comes before the scene, so someone can watch it.
+  auto dashboard = output.find("/dashboard (charts");
+  EXPECT_NE(dashboard, std::string::npos) << output;
+  EXPECT_LT(dashboard, output.find("kill -9 user-service-2 (pid")) << output;
   EXPECT_NE(output.find("the registry dropped user-service-2"), std::string::npos);
 
   // Everything recorded runs (user-service-2 started again after the scene).

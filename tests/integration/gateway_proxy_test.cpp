@@ -47,8 +47,12 @@ class InProcessGateway {
     proxy_ = std::move(*made);
     catalog_ = std::make_unique<gateway::Catalog>(registry, *proxy_, 100ms);
     identity_ = {"gateway-test", registry.url()};
+    gateway::HistoryOptions history;
+    history.interval = 100ms;  // ten samples a second: tests wait less
+    history.watch = 20ms;
+    history_ = std::make_unique<gateway::TrafficHistory>(*catalog_, *proxy_, history);
     http::Router router;
-    gateway::AddObservabilityRoutes(router, *catalog_, *proxy_, identity_);
+    gateway::AddObservabilityRoutes(router, *catalog_, *proxy_, identity_, history_.get());
     proxy_->AddRoutes(router);
     http::ServerOptions options;
     options.threads = 2;
@@ -70,6 +74,7 @@ class InProcessGateway {
   MetricsRegistry metrics_;
   std::unique_ptr<gateway::Proxy> proxy_;
   std::unique_ptr<gateway::Catalog> catalog_;
+  std::unique_ptr<gateway::TrafficHistory> history_;
   gateway::GatewayIdentity identity_;
   std::unique_ptr<http::Server> server_;
 };
@@ -613,6 +618,41 @@ TEST_F(GatewayProxyTest, ServiceDiscoveryDashboardAndMetrics) {
   EXPECT_EQ(page.status, 200);
   EXPECT_EQ(page.Header("content-type"), "text/html; charset=utf-8");
   EXPECT_NE(page.body.find("/dashboard/state"), std::string::npos);
+  EXPECT_NE(page.body.find("/dashboard/series"), std::string::npos);
+
+  // The history: samples of both routed instances, the unrouted service's
+  // instance in the timeline, bounded as configured.
+  nlohmann::json series;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        HttpRequest(gw.port(), "GET", "/api/users/echo");
+        series = HttpRequest(gw.port(), "GET", "/dashboard/series").Json();
+        std::size_t busy = 0;
+        for (const auto& i : series["instances"]) {
+          for (const auto& rps : i["rps"]) {
+            if (i["service"] == "user-service" && rps.is_number() && rps.get<double>() > 0) {
+              ++busy;
+              break;
+            }
+          }
+        }
+        return busy == 2;
+      },
+      10s, 50ms))
+      << series.dump();
+  EXPECT_EQ(series["capacity"], 300);
+  EXPECT_EQ(series["interval_ms"], 100);
+  ASSERT_EQ(series["services"].size(), 1u) << "only routed services have rates";
+  EXPECT_EQ(series["services"][0]["name"], "user-service");
+  EXPECT_EQ(series["services"][0]["rps"].size(), series["t"].size());
+  std::set<std::string> registered;
+  for (const auto& e : series["events"]) {
+    if (e["kind"] == "registered")
+      registered.insert(e["service"].get<std::string>() + "/" + e["id"].get<std::string>());
+  }
+  EXPECT_EQ(registered, (std::set<std::string>{"billing/billing-1", "user-service/users-1",
+                                               "user-service/users-2"}));
+  EXPECT_EQ(HttpRequest(gw.port(), "GET", "/dashboard/series").Header("cache-control"), "no-store");
 
   auto metrics = HttpRequest(gw.port(), "GET", "/metrics").body;
   for (const std::string& expected :
@@ -711,6 +751,28 @@ TEST_F(GatewayProxyTest, OutlierDetectionEjectsAFailingInstance) {
   EXPECT_EQ(bad.hits(), 0u) << "an ejected instance still got traffic";
   auto state = HttpRequest(gw.port(), "GET", "/dashboard/state").Json();
   EXPECT_EQ(state["totals"]["ejections"], 1);
+  // The dashboard's timeline has the ejection, with its cause, and the
+  // samples count it.
+  nlohmann::json series;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        series = HttpRequest(gw.port(), "GET", "/dashboard/series").Json();
+        std::uint64_t counted = 0;
+        for (const auto& n : series["services"][0]["ejections"])
+          if (n.is_number()) counted += n.get<std::uint64_t>();
+        return counted == 1;
+      },
+      5s, 50ms))
+      << series.dump();
+  std::size_t ejected = 0;
+  for (const auto& e : series["events"]) {
+    if (e["kind"] != "ejected") continue;
+    ++ejected;
+    EXPECT_EQ(e["id"], "users-bad");
+    EXPECT_EQ(e["service"], "user-service");
+    EXPECT_NE(e["detail"].get<std::string>().find("server_error"), std::string::npos) << e.dump();
+  }
+  EXPECT_EQ(ejected, 1u) << series.dump();
 }
 
 }  // namespace

@@ -2,9 +2,11 @@
 // the gateway, each a process started by PID on free loopback ports.
 //   - a stock Prometheus (Debian's) finds every instance through the
 //     gateway's HTTP service discovery and scrapes each one "up";
-//   - the dashboard in headless Chromium lists the instances and shows one
-//     leaving after kill -9 (tests/browser/dashboard_test.mjs), writing
-//     screenshots into <build>/test-artifacts/.
+//   - the dashboard in headless Chromium, under load, draws its charts and
+//     shows a failover: after kill -9 of one instance its rate falls to zero,
+//     the other's rises, the ejection comes before the registry's removal and
+//     the instance leaves the table (tests/browser/dashboard_test.mjs),
+//     writing screenshots into <build>/test-artifacts/.
 // Needs the etcd test fixture (tests/fixture/etcd_server.h); without it the
 // file compiles to nothing.
 #if __has_include("fixture/etcd_server.h")
@@ -13,10 +15,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
-#include <cctype>
 #include <set>
+#include <thread>
 
 #include "fixture/etcd_server.h"
 #include "fixture/http_client.h"
@@ -268,16 +272,29 @@ TEST_F(GatewayStackTest, PrometheusDiscoversAndScrapesEveryInstance) {
   server.Stop();
 }
 
-TEST_F(GatewayStackTest, DashboardInChromiumShowsAKilledInstanceLeave) {
+TEST_F(GatewayStackTest, DashboardInChromiumShowsAFailover) {
   const std::string source = DISCO_SOURCE_DIR;
   ASSERT_TRUE(std::filesystem::exists(source + "/tests/browser/node_modules/playwright-core"))
       << "run scripts/install-deps.sh (npm ci in tests/browser)";
   ASSERT_EQ(access("/usr/bin/chromium", X_OK), 0) << "Debian's chromium is not installed";
-  // Traffic first, so the share-of-traffic bars have something to show.
-  for (int i = 0; i < 20; ++i) HttpRequest(gateway_->port(), "GET", "/api/users/1");
+  // Steady load for the whole scene, at a fixed rate so that the survivor's
+  // rise after the kill is the victim's share moving, not the load changing.
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0};
+  std::thread load([&] {
+    auto next = std::chrono::steady_clock::now();
+    while (!stop.load()) {
+      if (HttpRequest(gateway_->port(), "GET", "/api/users/1", {}, {}, 2s).status > 0) ++answered;
+      next += 25ms;  // 40 requests/s
+      auto now = std::chrono::steady_clock::now();
+      if (next < now) next = now;
+      std::this_thread::sleep_until(next);
+    }
+  });
   const std::string artifacts = DISCO_TEST_ARTIFACTS_DIR;
   std::filesystem::create_directories(artifacts);
   auto& victim = *users_[1];
+  auto started = std::chrono::steady_clock::now();
   Process node({"node", source + "/tests/browser/dashboard_test.mjs", "--url",
                 "http://127.0.0.1:" + std::to_string(gateway_->port()) + "/dashboard", "--service",
                 "user-service", "--instances", users_[0]->id() + "," + victim.id(), "--kill-id",
@@ -285,13 +302,20 @@ TEST_F(GatewayStackTest, DashboardInChromiumShowsAKilledInstanceLeave) {
                 "--artifacts", artifacts},
                dir_.Sub("node.log"));
   int status = node.Wait(90s);
+  stop = true;
+  load.join();
   std::string log = node.ReadLog();
   std::printf("%s", log.c_str());
+  std::printf("browser scene: %.1f s, %d requests answered through the gateway\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+              answered.load());
   ASSERT_NE(status, -1) << "the browser script did not finish:\n" << log;
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << log;
   EXPECT_FALSE(victim.running()) << "the script did not kill the instance";
   EXPECT_TRUE(std::filesystem::exists(artifacts + "/dashboard.png"));
-  std::printf("screenshot: %s/dashboard.png\n", artifacts.c_str());
+  EXPECT_TRUE(std::filesystem::exists(artifacts + "/dashboard-failover.png"));
+  std::printf("screenshots: %s/dashboard.png, %s/dashboard-failover.png\n", artifacts.c_str(),
+              artifacts.c_str());
 }
 
 }  // namespace

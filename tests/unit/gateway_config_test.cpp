@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "disco/http/router.h"
+#include "gateway/history.h"
 #include "gateway/rate_limiter.h"
 #include "gateway/route_config.h"
 
@@ -190,4 +191,18 @@ TEST(RouterRest, TheLongerPrefixWins) {
 }
 
 }  // namespace
+// The dashboard's latency quantiles, from one second's bucket counts.
+TEST(GatewayHistory, BucketQuantileInterpolatesInsideTheBucket) {
+  const std::vector<double> bounds{0.001, 0.002, 0.005, 0.01};
+  // 100 calls: 50 under 1 ms, 40 in (1, 2] ms, 9 in (2, 5], 1 past 10 ms.
+  const std::vector<std::uint64_t> counts{50, 40, 9, 0, 1};
+  EXPECT_NEAR(*gateway::BucketQuantile(bounds, counts, 0.5), 0.001, 1e-12);
+  EXPECT_NEAR(*gateway::BucketQuantile(bounds, counts, 0.7), 0.0015, 1e-12);
+  EXPECT_NEAR(*gateway::BucketQuantile(bounds, counts, 0.99), 0.005, 1e-12);
+  EXPECT_EQ(*gateway::BucketQuantile(bounds, counts, 1.0), 0.01) << "+Inf reads as the last bound";
+  EXPECT_FALSE(gateway::BucketQuantile(bounds, std::vector<std::uint64_t>(5, 0), 0.5));
+  EXPECT_FALSE(gateway::BucketQuantile(bounds, std::vector<std::uint64_t>{1, 2}, 0.5))
+      << "counts must match the bounds";
+}
+
 }  // namespace disco::gateway
