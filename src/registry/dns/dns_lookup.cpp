@@ -28,6 +28,7 @@ struct LookupState {
   std::map<std::string, std::set<std::string>> addresses;  // by canonical owner name
   std::map<std::string, std::uint32_t> address_ttl;        // smallest per owner
   std::uint32_t ttl = kNoTtl;
+  std::vector<std::pair<std::string, int>> to_query;  // target follow-ups not sent yet
 
   void AddAddresses(const DnsMessage& message, const std::string* as_owner) {
     for (const auto& record : message.addresses) {
@@ -137,33 +138,53 @@ void Finish(const std::shared_ptr<LookupState>& lookup) {
   l.done(std::move(result));
 }
 
+// At most this many target queries in flight per lookup: a burst of a
+// thousand UDP queries overflows socket buffers (the server's or ours) and
+// turns into timeouts; a window keeps the pace at what the server answers.
+constexpr std::size_t kTargetWindow = 32;
+
+void NextTargetQuery(const std::shared_ptr<LookupState>& lookup);
+
+void OnTargetAnswer(const std::shared_ptr<LookupState>& lookup, const std::string& target, int status,
+                    std::span<const unsigned char> answer) {
+  auto& l = *lookup;
+  if (status == ARES_SUCCESS) {
+    if (auto message = ParseDnsMessage(answer)) l.AddAddresses(*message, &target);
+    else if (!l.error) l.error = message.error();
+  } else if (status != ARES_ENODATA && status != ARES_ENOTFOUND && !l.error) {
+    // A target with no address is the record's problem, shown per
+    // instance; a failing server is the lookup's.
+    l.error = AresError(status, target);
+  }
+  --l.pending;
+  if (!l.error && status != ARES_EDESTRUCTION) NextTargetQuery(lookup);
+  if (l.pending == 0) Finish(lookup);
+}
+
+void NextTargetQuery(const std::shared_ptr<LookupState>& lookup) {
+  auto& l = *lookup;
+  while (l.pending < static_cast<int>(kTargetWindow) && !l.to_query.empty()) {
+    auto [target, type] = std::move(l.to_query.back());
+    l.to_query.pop_back();
+    ++l.pending;
+    l.loop->Query(target, type, /*absolute=*/true,
+                  [lookup, target](int status, std::span<const unsigned char> answer) {
+                    OnTargetAnswer(lookup, target, status, answer);
+                  });
+  }
+}
+
 void QueryTargets(const std::shared_ptr<LookupState>& lookup) {
   auto& l = *lookup;
   std::set<std::string> missing;
   for (const auto& srv : l.srv)
     if (!l.addresses.contains(srv.target)) missing.insert(srv.target);
-  std::vector<int> types;
-  if (l.config->ipv4) types.push_back(ns_t_a);
-  if (l.config->ipv6) types.push_back(ns_t_aaaa);
   if (missing.empty()) return Finish(lookup);
-  l.pending = static_cast<int>(missing.size() * types.size());
   for (const auto& target : missing) {
-    for (int type : types) {
-      l.loop->Query(target, type, /*absolute=*/true,
-                    [lookup, target](int status, std::span<const unsigned char> answer) {
-                      auto& l = *lookup;
-                      if (status == ARES_SUCCESS) {
-                        if (auto message = ParseDnsMessage(answer)) l.AddAddresses(*message, &target);
-                        else if (!l.error) l.error = message.error();
-                      } else if (status != ARES_ENODATA && status != ARES_ENOTFOUND && !l.error) {
-                        // A target with no address is the record's problem, shown
-                        // per instance; a failing server is the lookup's.
-                        l.error = AresError(status, target);
-                      }
-                      if (--l.pending == 0) Finish(lookup);
-                    });
-    }
+    if (l.config->ipv4) l.to_query.emplace_back(target, ns_t_a);
+    if (l.config->ipv6) l.to_query.emplace_back(target, ns_t_aaaa);
   }
+  NextTargetQuery(lookup);
 }
 
 void OnSrv(const std::shared_ptr<LookupState>& lookup, int status, std::span<const unsigned char> answer) {

@@ -59,16 +59,30 @@ Result<DnsMessage> ParseDnsMessage(std::span<const unsigned char> msg) {
   }
   const unsigned total = answers + authority + additional;
   for (unsigned i = 0; i < total; ++i) {
+    // The additional section is a hint: a bad record there ends the reading
+    // and the targets it would have covered are asked for. (dnsmasq 2.90
+    // writes compression pointers past 16 KiB, where the 14-bit offsets
+    // cannot reach, in answers of hundreds of SRV records.)
+    const bool hint = i >= answers + authority;
     long length = 0;
     auto owner = ReadName(msg, p, &length);
-    if (!owner) return std::unexpected(owner.error());
+    if (!owner) {
+      if (hint) break;
+      return std::unexpected(owner.error());
+    }
     p += length;
-    if (end - p < 10) return Malformed("record header cut short");
+    if (end - p < 10) {
+      if (hint) break;
+      return Malformed("record header cut short");
+    }
     const int type = Get16(p), klass = Get16(p + 2);
     const std::uint32_t ttl = Get32(p + 4);
     const std::uint16_t rdlength = Get16(p + 8);
     p += 10;
-    if (end - p < rdlength) return Malformed("record data cut short");
+    if (end - p < rdlength) {
+      if (hint) break;
+      return Malformed("record data cut short");
+    }
     const unsigned char* rdata = p;
     p += rdlength;
     const bool in_answer = i < answers, in_authority = !in_answer && i < answers + authority;
