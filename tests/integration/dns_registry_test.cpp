@@ -4,6 +4,12 @@
 // DNS interface. Answers carry a 1 s TTL, so every wait here is a few TTLs.
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <fstream>
 #include <set>
 #include <thread>
@@ -300,6 +306,89 @@ TEST_F(DnsRegistryTest, TheCliListsPicksAndWatchesThroughDns) {
   auto reg = RunCli({"--registry", Url(), "register", "web", "--id", "x", "--address", "127.0.0.1", "--port", "1"});
   EXPECT_NE(reg.exit_code, 0);
   EXPECT_NE(reg.output.find("read-only"), std::string::npos) << reg.output;
+}
+
+
+// A UDP "server" for answers dnsmasq will not give on demand: each query is
+// echoed back as a response with `rcode`, or cut after the header with a
+// record promised (a malformed answer).
+class BrokenDnsServer {
+ public:
+  enum class Mode { kServfail, kCutShort };
+  explicit BrokenDnsServer(Mode mode) : mode_(mode) {
+    fd_ = socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~BrokenDnsServer() {
+    stop_ = true;
+    thread_.join();
+    close(fd_);
+  }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  int queries() const { return queries_; }
+
+ private:
+  void Serve() {
+    while (!stop_) {
+      pollfd pfd{fd_, POLLIN, 0};
+      if (poll(&pfd, 1, 50) <= 0) continue;
+      unsigned char buf[512];
+      sockaddr_in from{};
+      socklen_t len = sizeof from;
+      auto n = recvfrom(fd_, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &len);
+      if (n < 12) continue;
+      ++queries_;
+      buf[2] |= 0x80;  // QR: a response
+      if (mode_ == Mode::kServfail) {
+        buf[3] = static_cast<unsigned char>((buf[3] & 0xf0) | 2);
+      } else {
+        // The question kept (c-ares drops answers to other questions), then
+        // one answer promised and none sent.
+        std::size_t end = 12;
+        while (end < static_cast<std::size_t>(n) && buf[end] != 0) end += buf[end] + 1u;
+        n = static_cast<ssize_t>(std::min<std::size_t>(end + 5, static_cast<std::size_t>(n)));
+        buf[7] = 1;
+      }
+      sendto(fd_, buf, static_cast<std::size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
+    }
+  }
+  Mode mode_;
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> queries_{0};
+  std::thread thread_;
+};
+
+TEST(DnsBrokenServerTest, ServfailAndMalformedAnswersAreErrorsNotEmptySets) {
+  for (auto mode : {BrokenDnsServer::Mode::kServfail, BrokenDnsServer::Mode::kCutShort}) {
+    BrokenDnsServer server(mode);
+    auto registry = MakeRegistry("dns://" + server.address() +
+                                 "?name={service}.example.&min_refresh=100ms&max_refresh=200ms&search=");
+    ASSERT_TRUE(registry) << registry.error().ToString();
+    auto list = (*registry)->List("web");
+    ASSERT_FALSE(list);
+    const auto want = mode == BrokenDnsServer::Mode::kServfail ? ErrorCode::kUnavailable
+                                                               : ErrorCode::kMalformed;
+    EXPECT_EQ(list.error().code, want) << list.error().ToString();
+    if (mode == BrokenDnsServer::Mode::kServfail) {
+      EXPECT_NE(list.error().message.find("SERVFAIL"), std::string::npos) << list.error().message;
+    }
+    UpdateRecorder recorder;
+    auto watch = (*registry)->Watch("web", recorder.Callback());
+    EXPECT_TRUE(recorder.WaitLatest([](const WatchUpdate& u) { return !u.ok; }, 5s));
+    const int before = server.queries();
+    EXPECT_TRUE(WaitFor([&] { return server.queries() > before + 1; }, 3s))
+        << "the watch retries (backoff from min_refresh)";
+    EXPECT_EQ(recorder.count(), recorder.errors()) << "never an ok update from a broken server";
+  }
 }
 
 TEST(DnsConsulTest, ServicesRegisteredInConsulAreFoundThroughItsDns) {

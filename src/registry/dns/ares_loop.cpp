@@ -53,6 +53,12 @@ Result<std::shared_ptr<AresLoop>> AresLoop::Make(const DnsConfig& config) {
   options.sock_state_cb_data = loop.get();
   options.timeout = static_cast<int>(config.timeout.count());
   options.tries = config.tries;
+  // SERVFAIL and REFUSED reach us as such: without this, c-ares 1.18 moves
+  // on to the next server and, out of servers, reports "connection refused",
+  // which would tell an operator to look at the network instead of the zone.
+  // The watch retries anyway.
+  options.flags = ARES_FLAG_NOCHECKRESP;
+  mask |= ARES_OPT_FLAGS;
   // DNS only: /etc/hosts entries are not service discovery.
   std::string lookups = "b";
   options.lookups = lookups.data();
