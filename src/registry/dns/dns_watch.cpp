@@ -39,6 +39,7 @@ struct WatchState : std::enable_shared_from_this<WatchState> {
   }
 
   milliseconds Jittered(milliseconds base) {
+    if (config->jitter <= 0) return base;
     std::uniform_real_distribution<double> early(0.0, config->jitter);
     return milliseconds(static_cast<long long>(static_cast<double>(base.count()) * (1.0 - early(random))));
   }
