@@ -21,11 +21,14 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libjwt-dev libcrypt-dev libsqlite3-dev libpqxx-dev
   libspdlog-dev libfmt-dev libcli11-dev libssl-dev libbenchmark-dev libgoogle-perftools-dev
+  libc-ares-dev
   etcd-server etcd-client curl procps iproute2
 )
 if [ "$demo_only" = 0 ]; then
   # Tests and benchmarks only.
   packages+=(libgtest-dev libgmock-dev postgresql wrk nginx haproxy chromium prometheus)
+  # dns:// tests: a DNS server started on a free port (the -base package has no system service).
+  packages+=(dnsmasq-base)
   # The fuzz targets (scripts/fuzz.sh): clang 16 with libFuzzer and the
   # sanitizer runtimes. Not clang 14 (Debian's default "clang"): it cannot
   # compile libstdc++ 12's std::expected.

@@ -4,6 +4,8 @@
 //   etcd://host:port[,host:port...][?prefix=services]   etcd v3 (lease + watch)
 //   consul://host:port[?token=...&stale=1]              Consul agent (TTL check + blocking query)
 //   memory://[name]                                     in-process, for unit tests
+//   dns://[server:port,...][?name=...&record=srv|a...]  DNS SRV or A/AAAA, read-only
+//                                                       (Kubernetes, Consul DNS)
 //
 // Thread safety: every method of Registry, Registration and WatchHandle may be
 // called from any thread. Callbacks run on a thread owned by the backend, one
@@ -149,7 +151,7 @@ struct RegistryScheme {
 // replaced) or an empty factory.
 Result<void> RegisterRegistryScheme(RegistryScheme scheme);
 
-// The schemes MakeRegistry accepts: etcd, consul, memory, then registered ones.
+// The schemes MakeRegistry accepts: etcd, consul, memory, dns, then registered ones.
 std::vector<std::string> RegistrySchemeNames();
 
 }  // namespace disco

@@ -19,7 +19,7 @@ struct SchemeSyntax {
 // nullopt for a scheme nobody registered.
 std::optional<SchemeSyntax> LookupSchemeSyntax(std::string_view scheme);
 
-// "etcd, consul, memory[, yours]": for error messages.
+// "etcd, consul, memory, dns[, yours]": for error messages.
 std::string KnownSchemes();
 
 }  // namespace disco::detail

@@ -12,6 +12,7 @@ namespace disco {
 Result<std::unique_ptr<Registry>> MakeMemoryRegistry(const RegistryUrl& url, const RegistryOptions& options);
 Result<std::unique_ptr<Registry>> MakeEtcdRegistry(const RegistryUrl& url, const RegistryOptions& options);
 Result<std::unique_ptr<Registry>> MakeConsulRegistry(const RegistryUrl& url, const RegistryOptions& options);
+Result<std::unique_ptr<Registry>> MakeDnsRegistry(const RegistryUrl& url, const RegistryOptions& options);
 
 // Wraps `inner` so that every operation is counted in `metrics` under
 // backend = `backend` ("etcd", "consul", "memory"); see instrumented_registry.cpp.

@@ -19,6 +19,9 @@ struct SchemeTable {
     schemes.push_back({"etcd", &MakeEtcdRegistry, 2379, false});
     schemes.push_back({"consul", &MakeConsulRegistry, 8500, false});
     schemes.push_back({"memory", &MakeMemoryRegistry, 0, true});
+    // Named: "dns://" alone means the resolv.conf's servers, which an
+    // address list cannot express; the backend parses the name itself.
+    schemes.push_back({"dns", &MakeDnsRegistry, 53, true});
   }
 
   // A copy: the factory may run long (it may contact nothing, but a user's
@@ -31,7 +34,7 @@ struct SchemeTable {
   }
 };
 
-constexpr std::size_t kBuiltinSchemes = 3;
+constexpr std::size_t kBuiltinSchemes = 4;
 
 SchemeTable& Table() {
   static SchemeTable table;

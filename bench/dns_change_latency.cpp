@@ -1,0 +1,75 @@
+// Issue 16: how long after a DNS answer changes a dns:// watch reports it,
+// by record TTL. dnsmasq (tests' fixture) serves one SRV record whose
+// target's address flips on every sample (hosts file + SIGHUP); the watch
+// re-resolves by TTL, so the delay should spread over [0, TTL] plus a query.
+// Between samples a random pause in [0, TTL) keeps the change's phase
+// against the refresh timer uniform.
+//
+//   disco_dns_change_bench [samples per TTL, default 20] [TTLs in s, default 1,2,5]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "disco/registry.h"
+#include "fixture/dnsmasq_server.h"
+#include "fixture/update_recorder.h"
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+using disco::testing::DnsmasqServer;
+using disco::testing::UpdateRecorder;
+
+int main(int argc, char** argv) {
+  const int samples = argc > 1 ? std::stoi(argv[1]) : 20;
+  std::vector<int> ttls;
+  std::stringstream list(argc > 2 ? argv[2] : "1,2,5");
+  for (std::string item; std::getline(list, item, ',');) ttls.push_back(std::stoi(item));
+  const std::string srv = "_http._tcp.web.default.svc.cluster.local";
+  const std::string pod = "web-0.web.default.svc.cluster.local";
+  std::mt19937 random(std::random_device{}());
+  std::printf("| TTL | samples | p50 ms | p99 ms | max ms | errors |\n| ---: | ---: | ---: | ---: | ---: | ---: |\n");
+  for (int ttl : ttls) {
+    DnsmasqServer dns(ttl);
+    dns.SetRecords(disco::testing::SrvHost(srv, pod, 8080, 1, 1));
+    dns.SetHosts("127.0.5.1 " + pod + "\n");
+    dns.Start();
+    // The service name is the whole SRV name (name={service}, no search).
+    auto registry = disco::MakeRegistry("dns://" + dns.address() +
+                                        "?search=&min_refresh=100ms&max_refresh=60s&jitter=0");
+    if (!registry) {
+      std::fprintf(stderr, "%s\n", registry.error().ToString().c_str());
+      return 1;
+    }
+    UpdateRecorder recorder;
+    auto watch = (*registry)->Watch(srv, recorder.Callback());
+    if (!recorder.WaitIds({"127.0.5.1:8080"}, 10s)) {
+      std::fprintf(stderr, "no first answer\n%s\n", dns.ReadLog().c_str());
+      return 1;
+    }
+    std::vector<double> ms;
+    for (int i = 0; i < samples; ++i) {
+      const std::string ip = "127.0.5." + std::to_string(2 + i % 2);
+      dns.SetHosts(ip + " " + pod + "\n");
+      const auto changed = Clock::now();
+      dns.Reload();
+      if (!recorder.WaitIds({ip + ":8080"}, std::chrono::seconds(ttl * 3 + 5))) {
+        std::fprintf(stderr, "change %d not seen\n", i);
+        return 1;
+      }
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - changed).count());
+      std::uniform_int_distribution<int> pause(0, ttl * 1000 - 1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(pause(random)));
+    }
+    std::sort(ms.begin(), ms.end());
+    auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<std::size_t>(q * ms.size()))]; };
+    std::printf("| %d s | %d | %.0f | %.0f | %.0f | %zu |\n", ttl, samples, at(0.5), at(0.99), ms.back(),
+                recorder.errors());
+    std::fflush(stdout);
+  }
+  return 0;
+}
