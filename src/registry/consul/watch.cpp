@@ -51,100 +51,148 @@ void Post(Core* core, const std::shared_ptr<Delivery>& delivery, WatchUpdate upd
   });
 }
 
-asio::awaitable<void> WatchLoop(Core* core, std::shared_ptr<Task> task,
-                                std::shared_ptr<Delivery> delivery) {
-  const Config& config = core->config();
-  const std::string what = "consul watch " + task->service;
-  std::uint64_t index = 0;
-  std::optional<std::vector<ServiceInstance>> last;  // last list delivered
-  bool in_error = false;
-  std::string last_error;
-  std::vector<std::string> last_warnings;
-  Backoff backoff(milliseconds(200), milliseconds(5000));
-  const milliseconds blocking_timeout =
-      std::chrono::duration_cast<milliseconds>(config.wait + config.wait / 16) +
-      config.request_timeout;
+// What the loop keeps from one blocking query to the next, and what it
+// makes of each answer (the index and delivery rules in watch.h). I/O
+// thread only.
+class WatchState {
+ public:
+  WatchState(Core* core, const Task& task, std::shared_ptr<Delivery> delivery)
+      : core_(core),
+        config_(core->config()),
+        service_(task.service),
+        what_("consul watch " + task.service),
+        delivery_(std::move(delivery)),
+        blocking_timeout_(
+            std::chrono::duration_cast<milliseconds>(config_.wait + config_.wait / 16) +
+            config_.request_timeout) {}
 
-  while (!task->slot.cancelled()) {
-    const auto started = Clock::now();
+  // The next query: blocking on the last index seen, or a full resync.
+  HttpRequest NextRequest() const {
     HttpRequest request;
     request.kind = RequestKind::kWatch;
-    request.target = HealthTarget(config, task->service, /*passing_only=*/true);
-    if (index > 0) {
-      request.target +=
-          "&index=" + std::to_string(index) + "&wait=" + std::to_string(config.wait.count()) + "s";
-      request.timeout = blocking_timeout;
+    request.target = HealthTarget(config_, service_, /*passing_only=*/true);
+    if (index_ > 0) {
+      request.target += "&index=" + std::to_string(index_) +
+                        "&wait=" + std::to_string(config_.wait.count()) + "s";
+      request.timeout = blocking_timeout_;
     } else {
-      request.timeout = config.request_timeout;
+      request.timeout = config_.request_timeout;
     }
+    return request;
+  }
+
+  // The error a query's outcome means, if it failed (no answer, or not 200).
+  std::optional<Error> FailureOf(const HttpRequest& request,
+                                 const Result<HttpResponse>& response) const {
+    if (!response) return response.error();
+    if (response->status != 200) return StatusError(config_.url, request, *response);
+    return std::nullopt;
+  }
+
+  // A query failed: the next one resyncs, and the callback hears of it once
+  // per distinct error. Returns how long to back off.
+  milliseconds OnFailure(const Error& failure) {
+    index_ = 0;  // whatever happened meanwhile, the next answer is a full resync
+    if (!in_error_ || failure.message != last_error_) {
+      // Info, not warn: the callback gets the error and its owner (a
+      // resolver, the CLI) decides how loudly to report it.
+      log::Get().info("{}: {}; keeping the last known list, retrying", what_, failure.ToString());
+      WatchUpdate update;
+      update.ok = false;
+      update.error = failure;
+      Post(core_, delivery_, std::move(update));
+    }
+    in_error_ = true;
+    last_error_ = failure.message;
+    return backoff_.Next();
+  }
+
+  // A 200 answer: the next index, and the list delivered if it changed.
+  void OnAnswer(const HttpResponse& response) {
+    backoff_.Reset();
+    AdvanceIndex(response.index.value_or(0));
+    auto decoded = DecodeHealth(response.body);
+    if (!decoded) {
+      OnMalformed(decoded.error());
+    } else {
+      OnHealth(std::move(*decoded));
+    }
+  }
+
+ private:
+  void AdvanceIndex(std::uint64_t fresh) {
+    if (fresh == 0) {
+      index_ = 1;  // blocking on 0 would return at once, every time
+    } else if (fresh < index_) {
+      index_ = 0;  // agent restarted or state restored: start over without blocking
+    } else {
+      index_ = fresh;
+    }
+  }
+
+  void OnMalformed(const Error& error) {
+    log::Get().warn("{}: malformed answer from the agent ({}); keeping the last good list", what_,
+                    error.message);
+    if (last_ || in_error_) return;
+    // Nothing good seen yet: wake the waiters with an error instead.
+    WatchUpdate update;
+    update.ok = false;
+    update.error = Error{ErrorCode::kMalformed, config_.url + ": " + error.message};
+    in_error_ = true;
+    last_error_ = update.error.message;
+    Post(core_, delivery_, std::move(update));
+  }
+
+  void OnHealth(DecodedHealth decoded) {
+    if (decoded.warnings != last_warnings_) {
+      for (const auto& warning : decoded.warnings)
+        log::Get().warn("{}: skipped {}", what_, warning);
+      last_warnings_ = decoded.warnings;
+    }
+    std::vector<ServiceInstance> instances;
+    instances.reserve(decoded.instances.size());
+    for (auto& status : decoded.instances) instances.push_back(std::move(status.instance));
+    if (!last_ || in_error_ || *last_ != instances) {
+      WatchUpdate update;
+      update.instances = instances;
+      Post(core_, delivery_, std::move(update));
+      last_ = std::move(instances);
+    }
+    in_error_ = false;
+    last_error_.clear();
+  }
+
+  Core* const core_;
+  const Config& config_;
+  const std::string& service_;  // the Task's, which the loop keeps alive
+  const std::string what_;
+  const std::shared_ptr<Delivery> delivery_;
+  const milliseconds blocking_timeout_;
+  Backoff backoff_{milliseconds(200), milliseconds(5000)};
+  std::uint64_t index_ = 0;
+  std::optional<std::vector<ServiceInstance>> last_;  // last list delivered
+  bool in_error_ = false;
+  std::string last_error_;
+  std::vector<std::string> last_warnings_;
+};
+
+asio::awaitable<void> WatchLoop(Core* core, std::shared_ptr<Task> task,
+                                std::shared_ptr<Delivery> delivery) {
+  WatchState state(core, *task, std::move(delivery));
+  while (!task->slot.cancelled()) {
+    const auto started = Clock::now();
+    HttpRequest request = state.NextRequest();
     auto response = co_await core->client().Send(request, &task->slot);
     if (task->slot.cancelled()) break;
-
-    std::optional<Error> failure;
-    if (!response) {
-      failure = response.error();
-    } else if (response->status != 200) {
-      failure = StatusError(config.url, request, *response);
-    }
+    const std::optional<Error> failure = state.FailureOf(request, response);
     if (failure) {
-      index = 0;  // whatever happened meanwhile, the next answer is a full resync
-      if (!in_error || failure->message != last_error) {
-        // Info, not warn: the callback gets the error and its owner (a
-        // resolver, the CLI) decides how loudly to report it.
-        log::Get().info("{}: {}; keeping the last known list, retrying", what, failure->ToString());
-        WatchUpdate update;
-        update.ok = false;
-        update.error = *failure;
-        Post(core, delivery, std::move(update));
-      }
-      in_error = true;
-      last_error = failure->message;
-      co_await task->slot.Sleep(backoff.Next());
+      const milliseconds pause = state.OnFailure(*failure);
+      co_await task->slot.Sleep(pause);
       continue;
     }
-    backoff.Reset();
+    state.OnAnswer(*response);
 
-    const std::uint64_t fresh = response->index.value_or(0);
-    if (fresh == 0) {
-      index = 1;  // blocking on 0 would return at once, every time
-    } else if (fresh < index) {
-      index = 0;  // agent restarted or state restored: start over without blocking
-    } else {
-      index = fresh;
-    }
-
-    auto decoded = DecodeHealth(response->body);
-    if (!decoded) {
-      log::Get().warn("{}: malformed answer from the agent ({}); keeping the last good list", what,
-                      decoded.error().message);
-      if (!last && !in_error) {
-        // Nothing good seen yet: wake the waiters with an error instead.
-        WatchUpdate update;
-        update.ok = false;
-        update.error = Error{ErrorCode::kMalformed, config.url + ": " + decoded.error().message};
-        in_error = true;
-        last_error = update.error.message;
-        Post(core, delivery, std::move(update));
-      }
-    } else {
-      if (decoded->warnings != last_warnings) {
-        for (const auto& warning : decoded->warnings)
-          log::Get().warn("{}: skipped {}", what, warning);
-        last_warnings = decoded->warnings;
-      }
-      std::vector<ServiceInstance> instances;
-      instances.reserve(decoded->instances.size());
-      for (auto& status : decoded->instances) instances.push_back(std::move(status.instance));
-      if (!last || in_error || *last != instances) {
-        WatchUpdate update;
-        update.instances = instances;
-        Post(core, delivery, std::move(update));
-        last = std::move(instances);
-      }
-      in_error = false;
-      last_error.clear();
-    }
-
+    // Spaced out, so that wakeups which change nothing cannot make it spin.
     const auto elapsed = Clock::now() - started;
     if (elapsed < kMinLoopSpacing) {
       co_await task->slot.Sleep(
