@@ -1,11 +1,11 @@
-#include "registry/consul/watch.h"
+#include "registry/consul/consul_watch.h"
 
 #include <atomic>
 #include <mutex>
 #include <optional>
 #include <thread>
 
-#include "registry/consul/codec.h"
+#include "registry/consul/consul_codec.h"
 #include "util/backoff.h"
 #include "util/log.h"
 
@@ -52,7 +52,7 @@ void Post(Core* core, const std::shared_ptr<Delivery>& delivery, WatchUpdate upd
 }
 
 // What the loop keeps from one blocking query to the next, and what it
-// makes of each answer (the index and delivery rules in watch.h). I/O
+// makes of each answer (the index and delivery rules in consul_watch.h). I/O
 // thread only.
 class WatchState {
  public:
