@@ -172,10 +172,7 @@ class OrderApi {
         writes_(*deps.db, [this](std::span<http::BatchItem* const> batch) { WriteBatch(batch); }) {
   }
 
-  Awaitable<Response> Create(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> Create(Request& request, service::JwtClaims claims) {
     const bool keyed = request.HasHeader(kIdempotencyKey);
     if (keyed) {
       if (auto error = CheckIdempotencyKey(request.Header(kIdempotencyKey)))
@@ -228,10 +225,7 @@ class OrderApi {
     co_return Created(*created);
   }
 
-  Awaitable<Response> List(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto& claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> List(Request& request, service::JwtClaims claims) {
     Result<std::vector<Order>> orders;
     co_await deps_.db->Run(
         [&] { orders = deps_.repository->ListByUser(claims.user_id, kListLimit); });
@@ -247,10 +241,7 @@ class OrderApi {
     co_return Response::Json(200, std::move(body));
   }
 
-  Awaitable<Response> Get(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto& claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> Get(Request& request, service::JwtClaims claims) {
     std::int64_t id = service::ParseId(request.Param("id"));
     if (id == 0) co_return NotFound();
     Result<std::optional<Order>> found;
@@ -346,9 +337,19 @@ class OrderApi {
 http::Router MakeOrderRouter(const OrderServiceDeps& deps) {
   auto api = std::make_shared<OrderApi>(deps);
   http::Router router;
-  router.Add("POST", "/api/orders", [api](Request& r) { return api->Create(r); });
-  router.Add("GET", "/api/orders", [api](Request& r) { return api->List(r); });
-  router.Add("GET", "/api/orders/{id}", [api](Request& r) { return api->Get(r); });
+  // Every order route is the caller's own: all of them authenticate.
+  auto authenticated = [&deps](service::AuthenticatedHandler handler) {
+    return service::Authenticated(*deps.jwt, std::move(handler));
+  };
+  router.Add("POST", "/api/orders", authenticated([api](Request& r, service::JwtClaims c) {
+               return api->Create(r, std::move(c));
+             }));
+  router.Add("GET", "/api/orders", authenticated([api](Request& r, service::JwtClaims c) {
+               return api->List(r, std::move(c));
+             }));
+  router.Add("GET", "/api/orders/{id}", authenticated([api](Request& r, service::JwtClaims c) {
+               return api->Get(r, std::move(c));
+             }));
   return router;
 }
 

@@ -169,10 +169,7 @@ class UserApi {
     co_return Response::Json(200, Dump(out));
   }
 
-  Awaitable<Response> Me(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto& claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> Me(Request& request, service::JwtClaims claims) {
     Result<std::shared_ptr<const User>> found;
     co_await Find(claims.user_id, found);
     if (!found) co_return service::StorageFailure(found.error(), request);
@@ -184,10 +181,7 @@ class UserApi {
     co_return Response::Json(200, PublicUser(**found, true));
   }
 
-  Awaitable<Response> Get(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto& claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> Get(Request& request, service::JwtClaims claims) {
     std::int64_t id = service::ParseId(request.Param("id"));
     if (id == 0) co_return NotFound();
     Result<std::shared_ptr<const User>> found;
@@ -263,8 +257,14 @@ http::Router MakeUserRouter(const UserServiceDeps& deps) {
   http::Router router;
   router.Add("POST", "/api/users/register", [api](Request& r) { return api->Register(r); });
   router.Add("POST", "/api/users/login", [api](Request& r) { return api->Login(r); });
-  router.Add("GET", "/api/users/me", [api](Request& r) { return api->Me(r); });
-  router.Add("GET", "/api/users/{id}", [api](Request& r) { return api->Get(r); });
+  router.Add("GET", "/api/users/me",
+             service::Authenticated(*deps.jwt, [api](Request& r, service::JwtClaims c) {
+               return api->Me(r, std::move(c));
+             }));
+  router.Add("GET", "/api/users/{id}",
+             service::Authenticated(*deps.jwt, [api](Request& r, service::JwtClaims c) {
+               return api->Get(r, std::move(c));
+             }));
   return router;
 }
 
