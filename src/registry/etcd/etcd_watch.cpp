@@ -183,8 +183,8 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     bool write_pending = false;
     bool created = false;
     bool broken = false;
-    bool compacted = false;  // canceled by etcd for compaction
-    Clock::time_point last_heard = Clock::now();
+    bool compacted = false;        // canceled by etcd for compaction
+    Clock::time_point last_heard;  // set when the call starts (PrepareStream may take long)
     // When the unanswered progress request went out; min() when none is.
     Clock::time_point progress_sent = Clock::time_point::min();
 
@@ -223,6 +223,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     }
     s.stream = target->stubs->watch->PrepareAsyncWatch(&s.context, &s.queue);
     s.stream->StartCall(Tag(Op::kStart));
+    s.last_heard = Clock::now();
     s.to_write.push_back(CreateRequest(start_revision));
 
     while (s.operations_pending()) {
