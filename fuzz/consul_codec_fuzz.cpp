@@ -1,4 +1,4 @@
-// The Consul codec's decoders (src/registry/consul/codec.cpp) on any agent
+// The Consul codec's decoders (src/registry/consul/consul_codec.cpp) on any agent
 // answer: they treat answers as untrusted and must never throw or crash.
 // What DecodeHealth keeps must be usable (id, host, port 1-65535, weight
 // 1-10000), sorted by id without duplicates, and must survive our own
@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fuzz_check.h"
-#include "registry/consul/codec.h"
+#include "registry/consul/consul_codec.h"
 
 namespace disco::fuzz {
 namespace {

@@ -22,6 +22,22 @@ std::variant<JwtClaims, http::Response> Authenticate(const http::Request& reques
   return std::move(*claims);
 }
 
+namespace {
+
+http::Awaitable<http::Response> Answer(http::Response response) { co_return response; }
+
+}  // namespace
+
+http::Handler Authenticated(const JwtCodec& jwt, AuthenticatedHandler handler) {
+  // Not a coroutine itself: an authenticated request costs no coroutine
+  // frame beyond the handler's own, and only a 401 needs one here.
+  return [&jwt, handler = std::move(handler)](http::Request& request) {
+    auto auth = Authenticate(request, jwt);
+    if (auto* error = std::get_if<http::Response>(&auth)) return Answer(std::move(*error));
+    return handler(request, std::move(std::get<JwtClaims>(auth)));
+  };
+}
+
 http::Response StorageFailure(const Error& error, const http::Request& request) {
   LogRequest(request, spdlog::level::err, "storage error: {}", error.ToString());
   return http::Response::Error(

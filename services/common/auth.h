@@ -1,11 +1,15 @@
-// Bearer-token authentication for handlers: one function, one set of answers.
+// Bearer-token authentication for handlers: one function, one set of answers,
+// and one route wrapper that applies it.
 //
-// Thread safety: pure functions over immutable inputs.
+// Thread safety: pure functions over immutable inputs; a handler made by
+// Authenticated() is as thread-safe as the handler it wraps.
 #pragma once
 
+#include <functional>
 #include <variant>
 
 #include "disco/http/message.h"
+#include "disco/http/router.h"
 #include "jwt.h"
 
 namespace disco::service {
@@ -13,6 +17,16 @@ namespace disco::service {
 // The verified claims, or the 401 response to send (with WWW-Authenticate).
 std::variant<JwtClaims, http::Response> Authenticate(const http::Request& request,
                                                      const JwtCodec& jwt);
+
+// A handler for an authenticated route. The claims come by value, so that
+// they live in the handler's own coroutine frame.
+using AuthenticatedHandler =
+    std::function<http::Awaitable<http::Response>(http::Request&, JwtClaims)>;
+
+// The route handler that authenticates each request (Authenticate) and
+// answers its 401 itself, or calls `handler` with the verified claims.
+// REQUIRES: `jwt` outlives the returned handler.
+http::Handler Authenticated(const JwtCodec& jwt, AuthenticatedHandler handler);
 
 // 503 {"error":"storage_unavailable"} for a database error; never shows SQL.
 http::Response StorageFailure(const Error& error, const http::Request& request);

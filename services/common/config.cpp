@@ -1,6 +1,5 @@
 #include "config.h"
 
-#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -22,11 +21,17 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
   app.add_option("--db", c.db, "Database: a SQLite file path, or postgresql://user@host:port/db")
       ->envname("DISCO_DB")
       ->capture_default_str();
-  app.add_option("--registry", c.registry,
-                 "Registry URL: etcd://host:port, consul://host:port, or memory:// (in this process "
-                 "only: for trying one service alone)")
+  app.add_option(
+         "--registry", c.registry,
+         "Registry URL: etcd://host:port, consul://host:port, or memory:// (in this process "
+         "only: for trying one service alone)")
       ->envname("DISCO_REGISTRY")
       ->capture_default_str();
+  // No captured default, ever: --help must not echo a secret.
+  app.add_option("--jwt-secret", c.jwt_secret,
+                 "The JWT signing secret itself (at least 32 bytes; wins over --jwt-secret-file); "
+                 "prefer the environment variable: a command line is visible to other users")
+      ->envname("DISCO_JWT_SECRET");
   app.add_option("--jwt-secret-file", c.jwt_secret_file,
                  "File holding the JWT signing secret (or set DISCO_JWT_SECRET; at least 32 bytes)")
       ->envname("DISCO_JWT_SECRET_FILE");
@@ -119,8 +124,8 @@ void FinishConfig(ServiceConfig& c, std::uint16_t bound_port) {
 Result<std::string> LoadJwtSecret(const ServiceConfig& c, bool* generated) {
   *generated = false;
   std::string secret;
-  if (const char* env = std::getenv("DISCO_JWT_SECRET"); env && *env) {
-    secret = env;
+  if (!c.jwt_secret.empty()) {
+    secret = c.jwt_secret;
   } else if (!c.jwt_secret_file.empty()) {
     std::ifstream in(c.jwt_secret_file, std::ios::binary);
     if (!in)

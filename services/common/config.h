@@ -19,6 +19,7 @@ struct ServiceConfig {
   std::string advertise_address;  // default: host (127.0.0.1 when host is a wildcard)
   std::string db;
   std::string registry = "etcd://127.0.0.1:2379";
+  std::string jwt_secret;  // never logged
   std::string jwt_secret_file;
   bool dev = false;
   std::string log_level = "info";
@@ -46,7 +47,7 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& config);
 // Fills derived defaults (advertise address, id) once the port is known.
 void FinishConfig(ServiceConfig& config, std::uint16_t bound_port);
 
-// The JWT secret: $DISCO_JWT_SECRET, else the file from --jwt-secret-file
+// The JWT secret: --jwt-secret / $DISCO_JWT_SECRET, else the file from --jwt-secret-file
 // (trailing newline dropped), else with --dev a random one. Errors
 // (kInvalidArgument, message fit for the log, never the secret): none given,
 // unreadable file, or shorter than 32 bytes. `generated` tells the caller to

@@ -1,5 +1,7 @@
 #include "json_body.h"
 
+#include "json_writer.h"
+
 namespace disco::service {
 namespace {
 
@@ -81,8 +83,13 @@ std::string_view TypeName(const json& v) {
 }  // namespace
 
 http::Response FieldError(std::string_view field, std::string_view message) {
-  std::string body = "{\"error\":\"validation_failed\",\"message\":" + http::JsonQuote(message) +
-                     ",\"field\":" + http::JsonQuote(field) + "}";
+  std::string body;
+  JsonWriter(body)
+      .BeginObject()
+      .Field("error", "validation_failed")
+      .Field("message", message)
+      .Field("field", field)
+      .EndObject();
   return http::Response::Json(422, std::move(body));
 }
 

@@ -17,7 +17,6 @@ int main(int argc, char** argv) {
   config.service = "order-service";
   config.port = 5002;
   config.db = "order-service.db";
-  if (const char* env = std::getenv("DISCO_REGISTRY"); env && *env) config.registry = env;
   std::string user_service = "user-service";
   int call_timeout_ms = 2000;
   std::string policy = "round_robin";

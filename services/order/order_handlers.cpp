@@ -1,11 +1,11 @@
 #include "order_handlers.h"
 
 #include <algorithm>
-#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "common/auth.h"
 #include "common/json_body.h"
+#include "common/json_writer.h"
 #include "common/logging.h"
 #include "disco/metrics.h"
 #include "money.h"
@@ -23,43 +23,28 @@ constexpr std::size_t kListLimit = 1000;
 constexpr std::size_t kMaxIdempotencyKeyChars = 255;
 constexpr std::string_view kIdempotencyKey = "Idempotency-Key";
 
-void AppendInt(std::string& out, std::int64_t value) {
-  char digits[24];
-  auto [end, ec] = std::to_chars(digits, digits + sizeof digits, value);
-  out.append(digits, end);
-}
-
-// The order as JSON, written directly rather than through a json document
-// (this is on every order's path). Keys in the order the document wrote
-// them (sorted), strings through JsonQuote.
-void AppendOrder(std::string& out, const Order& o) {
-  out += "{\"created_at\":";
-  out += http::JsonQuote(o.created_at);
-  out += ",\"id\":";
-  AppendInt(out, o.id);
-  out += ",\"price\":\"";
-  out += FormatCents(o.price_cents);
-  out += "\",\"price_cents\":";
-  AppendInt(out, o.price_cents);
-  out += ",\"product\":";
-  out += http::JsonQuote(o.product);
-  out += ",\"quantity\":";
-  AppendInt(out, o.quantity);
-  out += ",\"status\":";
-  out += http::JsonQuote(o.status);
-  out += ",\"total\":\"";
-  out += FormatCents(o.total_cents);
-  out += "\",\"total_cents\":";
-  AppendInt(out, o.total_cents);
-  out += ",\"user_id\":";
-  AppendInt(out, o.user_id);
-  out += '}';
+// The order as JSON (on every order's path). Keys in the order an nlohmann
+// document wrote them (sorted), as the bodies always were.
+void WriteOrder(service::JsonWriter& writer, const Order& o) {
+  writer.BeginObject()
+      .Field("created_at", o.created_at)
+      .Field("id", o.id)
+      .Field("price", FormatCents(o.price_cents))
+      .Field("price_cents", o.price_cents)
+      .Field("product", o.product)
+      .Field("quantity", o.quantity)
+      .Field("status", o.status)
+      .Field("total", FormatCents(o.total_cents))
+      .Field("total_cents", o.total_cents)
+      .Field("user_id", o.user_id)
+      .EndObject();
 }
 
 std::string OrderJson(const Order& o) {
   std::string out;
   out.reserve(256 + o.product.size());
-  AppendOrder(out, o);
+  service::JsonWriter writer(out);
+  WriteOrder(writer, o);
   return out;
 }
 
@@ -172,10 +157,7 @@ class OrderApi {
         writes_(*deps.db, [this](std::span<http::BatchItem* const> batch) { WriteBatch(batch); }) {
   }
 
-  Awaitable<Response> Create(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> Create(Request& request, service::JwtClaims claims) {
     const bool keyed = request.HasHeader(kIdempotencyKey);
     if (keyed) {
       if (auto error = CheckIdempotencyKey(request.Header(kIdempotencyKey)))
@@ -228,29 +210,21 @@ class OrderApi {
     co_return Created(*created);
   }
 
-  Awaitable<Response> List(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto& claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> List(Request& request, service::JwtClaims claims) {
     Result<std::vector<Order>> orders;
     co_await deps_.db->Run(
         [&] { orders = deps_.repository->ListByUser(claims.user_id, kListLimit); });
     if (!orders) co_return service::StorageFailure(orders.error(), request);
-    std::string body = "{\"count\":";
-    AppendInt(body, static_cast<std::int64_t>(orders->size()));
-    body += ",\"orders\":[";
-    for (std::size_t i = 0; i < orders->size(); ++i) {
-      if (i > 0) body += ',';
-      AppendOrder(body, (*orders)[i]);
-    }
-    body += "]}";
+    std::string body;
+    service::JsonWriter writer(body);
+    writer.BeginObject().Field("count", static_cast<std::int64_t>(orders->size()));
+    writer.Key("orders").BeginArray();
+    for (const Order& order : *orders) WriteOrder(writer, order);
+    writer.EndArray().EndObject();
     co_return Response::Json(200, std::move(body));
   }
 
-  Awaitable<Response> Get(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto& claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> Get(Request& request, service::JwtClaims claims) {
     std::int64_t id = service::ParseId(request.Param("id"));
     if (id == 0) co_return NotFound();
     Result<std::optional<Order>> found;
@@ -346,9 +320,19 @@ class OrderApi {
 http::Router MakeOrderRouter(const OrderServiceDeps& deps) {
   auto api = std::make_shared<OrderApi>(deps);
   http::Router router;
-  router.Add("POST", "/api/orders", [api](Request& r) { return api->Create(r); });
-  router.Add("GET", "/api/orders", [api](Request& r) { return api->List(r); });
-  router.Add("GET", "/api/orders/{id}", [api](Request& r) { return api->Get(r); });
+  // Every order route is the caller's own: all of them authenticate.
+  auto authenticated = [&deps](service::AuthenticatedHandler handler) {
+    return service::Authenticated(*deps.jwt, std::move(handler));
+  };
+  router.Add("POST", "/api/orders", authenticated([api](Request& r, service::JwtClaims c) {
+               return api->Create(r, std::move(c));
+             }));
+  router.Add("GET", "/api/orders", authenticated([api](Request& r, service::JwtClaims c) {
+               return api->List(r, std::move(c));
+             }));
+  router.Add("GET", "/api/orders/{id}", authenticated([api](Request& r, service::JwtClaims c) {
+               return api->Get(r, std::move(c));
+             }));
   return router;
 }
 

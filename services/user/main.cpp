@@ -20,7 +20,6 @@ int main(int argc, char** argv) {
   config.service = "user-service";
   config.port = 5001;
   config.db = "user-service.db";
-  if (const char* env = std::getenv("DISCO_REGISTRY"); env && *env) config.registry = env;
   int bcrypt_cost = 12;
   std::size_t cache_entries = 10000;
   std::size_t bcrypt_queue = 0;  // 0: derived from the threads, the wait and one timed bcrypt

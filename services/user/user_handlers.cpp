@@ -4,13 +4,13 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <unordered_map>
 
 #include "common/admission.h"
 #include "common/auth.h"
 #include "common/json_body.h"
+#include "common/json_writer.h"
 #include "common/logging.h"
 #include "common/password.h"
 #include "validation.h"
@@ -21,20 +21,14 @@ namespace {
 using http::Awaitable;
 using http::Request;
 using http::Response;
-using json = nlohmann::json;
-
-std::string Dump(const json& value) {
-  return value.dump(-1, ' ', false, json::error_handler_t::replace);
-}
-
-// The user as JSON, written directly: this is on the hot path of every
-// order (order-service confirms the user), and the strings were validated
-// on the way in (JsonQuote escapes anyway).
+// The user as JSON: on the hot path of every order (order-service
+// confirms the user).
 std::string PublicUser(const User& user, bool with_email) {
-  std::string out =
-      "{\"id\":" + std::to_string(user.id) + ",\"username\":" + http::JsonQuote(user.username);
-  if (with_email) out += ",\"email\":" + http::JsonQuote(user.email);
-  out += ",\"created_at\":" + http::JsonQuote(user.created_at) + "}";
+  std::string out;
+  service::JsonWriter writer(out);
+  writer.BeginObject().Field("id", user.id).Field("username", user.username);
+  if (with_email) writer.Field("email", user.email);
+  writer.Field("created_at", user.created_at).EndObject();
   return out;
 }
 
@@ -164,15 +158,17 @@ class UserApi {
     if (upgraded) co_await StoreUpgradedHash(**found, *upgraded, request);
     auto token = deps_.jwt->Issue((*found)->id, (*found)->username);
     if (!token) co_return Response::Error(500, "internal", "issuing the token failed");
-    json out = {
-        {"token", *token}, {"token_type", "Bearer"}, {"expires_in", deps_.jwt->ttl().count()}};
-    co_return Response::Json(200, Dump(out));
+    std::string out;
+    service::JsonWriter(out)
+        .BeginObject()
+        .Field("expires_in", static_cast<std::int64_t>(deps_.jwt->ttl().count()))
+        .Field("token", *token)
+        .Field("token_type", "Bearer")
+        .EndObject();
+    co_return Response::Json(200, std::move(out));
   }
 
-  Awaitable<Response> Me(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto& claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> Me(Request& request, service::JwtClaims claims) {
     Result<std::shared_ptr<const User>> found;
     co_await Find(claims.user_id, found);
     if (!found) co_return service::StorageFailure(found.error(), request);
@@ -184,10 +180,7 @@ class UserApi {
     co_return Response::Json(200, PublicUser(**found, true));
   }
 
-  Awaitable<Response> Get(Request& request) {
-    auto auth = service::Authenticate(request, *deps_.jwt);
-    if (auto* error = std::get_if<Response>(&auth)) co_return std::move(*error);
-    const auto& claims = std::get<service::JwtClaims>(auth);
+  Awaitable<Response> Get(Request& request, service::JwtClaims claims) {
     std::int64_t id = service::ParseId(request.Param("id"));
     if (id == 0) co_return NotFound();
     Result<std::shared_ptr<const User>> found;
@@ -263,8 +256,14 @@ http::Router MakeUserRouter(const UserServiceDeps& deps) {
   http::Router router;
   router.Add("POST", "/api/users/register", [api](Request& r) { return api->Register(r); });
   router.Add("POST", "/api/users/login", [api](Request& r) { return api->Login(r); });
-  router.Add("GET", "/api/users/me", [api](Request& r) { return api->Me(r); });
-  router.Add("GET", "/api/users/{id}", [api](Request& r) { return api->Get(r); });
+  router.Add("GET", "/api/users/me",
+             service::Authenticated(*deps.jwt, [api](Request& r, service::JwtClaims c) {
+               return api->Me(r, std::move(c));
+             }));
+  router.Add("GET", "/api/users/{id}",
+             service::Authenticated(*deps.jwt, [api](Request& r, service::JwtClaims c) {
+               return api->Get(r, std::move(c));
+             }));
   return router;
 }
 

@@ -106,6 +106,63 @@ struct Worker {
   std::thread thread;
 };
 
+// What one connection keeps from request to request. Reused, so that a
+// request costs no allocation for its header views, header text or
+// response head once they have grown to fit. It lives in Session's frame,
+// which outlives every step Session awaits: the steps may hold it by
+// reference across their suspensions.
+struct SessionState {
+  SessionState(Connection& connection, Worker& worker, ConnectionEntry& entry,
+               std::list<ConnectionEntry*>::iterator self, bool reserve,
+               detail::BodyBudget& body_budget)
+      : connection(connection),
+        worker(worker),
+        entry(entry),
+        self(self),
+        reserve(reserve),
+        body_holding(body_budget) {}
+
+  Connection& connection;
+  Worker& worker;
+  ConnectionEntry& entry;
+  const std::list<ConnectionEntry*>::iterator self;  // in worker.connections
+  // In the reserved band: health checks and scrapes only, shorter waits,
+  // one answer.
+  const bool reserve;
+  Request request;
+  std::string header_store;
+  std::string head;
+  detail::BodyBudget::Holding body_holding;  // this request's body bytes
+  boost::system::error_code ec;
+  // When the last request ended (or the connection opened): read the clock
+  // twice per request, not at every step (a clock read is a vDSO call).
+  Clock::time_point now = Clock::now();
+};
+
+// What the keep-alive decision needs from the request's framing, and the
+// answer already chosen when the head broke a framing rule (RequestParser).
+struct RequestFrame {
+  unsigned version = 11;
+  bool wants_keep_alive = true;
+  std::optional<Response> rejection;
+};
+
+// The answer to a request that could not be read whole.
+struct ReadFailure {
+  Response response;
+  // Sent only if the socket takes it at once; then closed without lingering.
+  bool timed_out = false;
+};
+
+// A handled request's answer, and the route it is counted under.
+struct Handled {
+  // Empty content type: the default one would be allocated only to be
+  // replaced by the handler's response.
+  Response response{.status = 500, .content_type = {}};
+  std::string_view route_label = kUnmatched;
+  std::size_t route_id = 0;
+};
+
 void AppendNumber(std::string& out, std::uint64_t v) {
   char buf[24];
   auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
@@ -459,8 +516,35 @@ struct Server::Impl {
     const auto busy = static_cast<std::int64_t>(limits.open()) - idle_count.load();
     return busy <= static_cast<std::int64_t>(limits.options().max - limits.options().reserved);
   }
+  // One connection, from admission to close: its requests one after
+  // another through the steps below.
   Awaitable<void> Session(Socket socket, Worker& worker, asio::ip::address peer,
                           ConnectionLimits::Key key, bool reserve);
+  // Waits, idle, for the first bytes of the next request: false when the
+  // connection ended instead (idle timeout, peer closed, shutdown; s.ec).
+  Awaitable<bool> AwaitRequest(SessionState& s);
+  void ResetRequest(SessionState& s);
+  // The common request (whole in the buffer, no chunks, no Expect) through
+  // the strict fast parser: false when it is not one (nothing consumed).
+  bool TakeBuffered(SessionState& s, RequestFrame& frame);
+  // Any other request, and whatever the fast parser defers, through Beast,
+  // which also reports every error (in s.ec).
+  Awaitable<void> ReadWithParser(SessionState& s, Clock::time_point start, RequestFrame& frame);
+  // The answer to a request that failed to read with `ec`; nullopt when the
+  // peer went away and there is nobody to answer.
+  std::optional<ReadFailure> ReadFailureAnswer(const boost::system::error_code& ec,
+                                               std::optional<Response>& rejection) const;
+  Awaitable<void> AnswerReadFailure(SessionState& s, ReadFailure failure, Clock::time_point start);
+  // Routes the request read whole and runs its handler (or answers 404,
+  // 405, or 503 when a reserved-band connection is shed).
+  Awaitable<Handled> Dispatch(SessionState& s);
+  // Writes the response head into s.head; returns how many body bytes follow it.
+  std::size_t WriteResponseHead(SessionState& s, const Response& response, unsigned version,
+                                bool keep_alive);
+  void EndRequest(SessionState& s, const Handled& handled, Clock::time_point start,
+                  std::size_t bytes_in, std::size_t bytes_out);
+  // After an error answer: see the comment inside.
+  Awaitable<void> Linger(SessionState& s);
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
               std::string_view method, std::string_view path, int status, Clock::time_point start,
               Clock::time_point end, const std::string& request_id, std::size_t bytes_in,
@@ -768,230 +852,269 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     }
   } unlink{this, worker, self, *connection, key, entry};
 
-  Socket& sock = connection->socket();
-  auto& buffer = connection->buffer();
-  // Reused by every request of the connection, so that a request costs no
-  // allocation for its header views, header text or response head once
-  // they have grown to fit.
-  Request request;
-  request.remote_address = peer.to_string();
-  std::string header_store;
-  std::string head;
-  detail::BodyBudget::Holding body_holding(body_budget);  // this request's body bytes
-  boost::system::error_code ec;
+  SessionState s(*connection, worker, entry, self, reserve, body_budget);
+  s.request.remote_address = peer.to_string();
   bool linger = false;  // close gently after an error answer (the peer may still be sending)
-  // When the last request ended (or the connection opened): read the clock
-  // twice per request, not at every step (a clock read is a vDSO call).
-  Clock::time_point now = Clock::now();
   while (!draining.load(std::memory_order_relaxed)) {
-    if (buffer.size() == 0) {
-      entry.SetIdle(true);
-      // Idle the longest at the back: eviction takes from there.
-      worker.connections.splice(worker.connections.begin(), worker.connections, self);
-      connection->SetDeadline(now + (reserve ? std::min<std::chrono::milliseconds>(
-                                                   options.idle_timeout, kReserveRequestTimeout)
-                                             : options.idle_timeout));
-      std::size_t n = co_await sock.async_read_some(buffer.prepare(4096),
-                                                    asio::redirect_error(http::use_awaitable, ec));
-      entry.SetIdle(false);
-      if (ec) break;  // idle timeout, peer closed, or shutdown: nothing to answer
-      buffer.commit(n);
+    if (connection->buffer().size() == 0) {
+      const bool arrived = co_await AwaitRequest(s);
+      if (!arrived) break;
     }
-    auto start = Clock::now();
-    request.method = request.target = request.path = request.query = request.route = {};
-    request.headers.clear();
-    request.params.clear();
-    request.body.clear();
-    body_holding.Release();
-    // The common request (whole in the buffer, no chunks, no Expect) goes
-    // through the strict fast parser; anything else, and whatever it
-    // defers, through Beast, which also reports every error.
-    unsigned version = 11;
-    bool wants_keep_alive = true;
-    std::optional<Response> rejection;  // a framing rule broken (RequestParser)
-    if (TakeSimpleRequest(buffer, options, header_store, request, wants_keep_alive)) {
-      if (!body_holding.Take(request.body.size())) {
-        rejection = BodyBudgetExceeded();
-        ec = bhttp::error::body_limit;
-      }
-    } else {
-      RequestParser parser(request, header_store, rejection, body_holding);
-      parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
-      parser.body_limit(options.body_limit);
-      connection->SetDeadline(start + (reserve
-                                           ? std::min<std::chrono::milliseconds>(
-                                                 options.request_timeout, kReserveRequestTimeout)
-                                           : options.request_timeout));
-      if (!detail::ParseBuffered(*connection, parser, ReadUntil::kHeader, ec))
-        co_await detail::ReadMore(*connection, parser, ReadUntil::kHeader, ec);
-      // Not inviting a body that would not fit: refused before it is sent.
-      if (!ec && parser.expects_continue() && !parser.is_done() && parser.content_length() &&
-          !body_budget.Available(static_cast<std::size_t>(*parser.content_length()))) {
-        rejection = BodyBudgetExceeded();
-        ec = bhttp::error::body_limit;
-      }
-      if (!ec && parser.expects_continue() && !parser.is_done()) {
-        static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-        co_await asio::async_write(sock, asio::buffer(kContinue.data(), kContinue.size()),
-                                   asio::redirect_error(http::use_awaitable, ec));
-        if (ec && connection->timed_out()) ec = beast::error::timeout;
-      }
-      if (!ec && !detail::ParseBuffered(*connection, parser, ReadUntil::kMessage, ec))
-        co_await detail::ReadMore(*connection, parser, ReadUntil::kMessage, ec);
-      if (!ec) {
-        version = parser.version();
-        wants_keep_alive = parser.keep_alive();
-      }
-    }
-    if (ec) {
-      Response error;
-      bool timed_out = false;
-      if (rejection) {
-        error = std::move(*rejection);
-      } else if (ec == bhttp::error::body_limit) {
-        error = Response::Error(
-            413, "payload_too_large",
-            "request body exceeds " + std::to_string(options.body_limit) + " bytes");
-      } else if (ec == bhttp::error::header_limit) {
-        error = Response::Error(
-            431, "header_too_large",
-            "request header exceeds " + std::to_string(options.header_limit) + " bytes");
-      } else if (ec == bhttp::error::buffer_overflow) {
-        error = Response::Error(400, "chunk_line_too_long",
-                                "a chunk-size line or the trailer section exceeds " +
-                                    std::to_string(options.header_limit) + " bytes");
-      } else if (ec == beast::error::timeout) {
-        // Too slow (slowloris ends here): told so if the socket takes the
-        // answer at once, then closed without waiting for the client.
-        error = Response::Error(408, "request_timeout",
-                                "request not received within " +
-                                    std::to_string(options.request_timeout.count()) + " ms");
-        timed_out = true;
-      } else if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-                 ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
-                 ec == bhttp::error::partial_message) {
-        // The peer went away mid-request: nobody to answer.
-        break;
-      } else {
-        error = Response::Error(400, "bad_request", "malformed HTTP request: " + ec.message());
-      }
-      std::string request_id = NewRequestId();
-      WriteHead(head, error, request_id, options.instance_id, 11, false);
-      connection->SetDeadline(Clock::now() + options.request_timeout);
-      std::array<asio::const_buffer, 2> out{asio::buffer(head), asio::buffer(error.body)};
-      if (!detail::WriteNow(*connection, out, ec) && !timed_out)
-        co_await asio::async_write(sock, out, asio::redirect_error(http::use_awaitable, ec));
-      Finish(worker, kUnmatched, 0, "-", "-", error.status, start, Clock::now(), request_id, 0,
-             error.body.size());
-      if (error.status == 503) refused_body_memory->Inc();  // the only 503 here: the budget
-      body_holding.Release();  // before lingering: the body is no longer kept
-      linger = !timed_out;
+    const auto start = Clock::now();
+    ResetRequest(s);
+    RequestFrame frame;
+    if (!TakeBuffered(s, frame)) co_await ReadWithParser(s, start, frame);
+    if (s.ec) {
+      auto failure = ReadFailureAnswer(s.ec, frame.rejection);
+      if (!failure) break;  // the peer went away mid-request: nobody to answer
+      linger = !failure->timed_out;
+      co_await AnswerReadFailure(s, std::move(*failure), start);
       break;
     }
-    // No deadline while the handler runs (it bounds its own calls).
-    connection->SetDeadline(Connection::kNever);
 
     // Before the handler, which may move the body away (the gateway does).
-    const std::size_t bytes_in = request.body.size();
-    in_flight.fetch_add(1, std::memory_order_relaxed);
-    in_flight_gauge->Add(1);
-    std::string_view caller_id = request.Header("X-Request-Id");
-    if (IsValidRequestId(caller_id))
-      request.request_id.assign(caller_id);
-    else
-      detail::NewRequestIdInto(request.request_id);  // no allocation once the id has one
-    detail::StartServerSpan(request.Header("traceparent"), request.traceparent,
-                            request.parent_span_id);
-
-    // Empty content type: the default one would be allocated only to be
-    // replaced by the handler's response.
-    Response response{.status = 500, .content_type = {}};
-    std::string_view route_label = kUnmatched;
-    std::size_t route_id = 0;
-    // A connection in the reserved band serves health checks and scrapes
-    // only, and closes after one answer.
-    if (reserve) wants_keep_alive = false;
-    const bool shed =
-        reserve &&
-        !(request.method == "GET" && (request.path == "/health" || request.path == "/metrics")) &&
-        !RoomForBusy();
-    auto match = shed ? RouteMatch{}  // kNotFound: not routed
-                      : router.Match(request.method, request.path, request.params);
-    switch (match.kind) {
-      case RouteMatch::Kind::kFound:
-        request.route = match.pattern;
-        route_label = match.pattern;
-        route_id = match.index + 1;
-        try {
-          response = co_await (*match.handler)(request);
-        } catch (const std::exception& e) {
-          log::Get().error("handler {} {} failed (request id {}): {}", request.method,
-                           match.pattern, request.request_id, e.what());
-          response = Response::Error(500, "internal",
-                                     "internal error (request id " + request.request_id + ")");
-        }
-        break;
-      case RouteMatch::Kind::kMethodNotAllowed:
-        response = Response::Error(405, "method_not_allowed",
-                                   "method " + std::string(request.method) +
-                                       " is not allowed here (allowed: " + match.allow + ")");
-        response.headers.emplace_back("Allow", match.allow);
-        break;
-      case RouteMatch::Kind::kNotFound:
-        if (shed) {
-          response = Response::Error(503, "overloaded",
-                                     "the server is at its connection limit; retry shortly");
-          response.headers.emplace_back("Retry-After", "1");
-        } else {
-          response = Response::Error(404, "not_found", "no route for " + std::string(request.path));
-        }
-        break;
-    }
-
-    bool keep_alive = wants_keep_alive && !draining.load(std::memory_order_relaxed);
-    WriteHead(head, response, request.request_id, options.instance_id, version, keep_alive);
-    // A HEAD answer has the head a GET would have, without the body.
-    const bool with_body = HasBody(response.status) && request.method != "HEAD";
-    std::size_t bytes_out = with_body ? response.body.size() : 0;
+    const std::size_t bytes_in = s.request.body.size();
+    Handled handled = co_await Dispatch(s);
+    // Read after the handler: a drain that began meanwhile closes this connection.
+    const bool keep_alive =
+        frame.wants_keep_alive && !s.reserve && !draining.load(std::memory_order_relaxed);
+    const std::size_t bytes_out = WriteResponseHead(s, handled.response, frame.version, keep_alive);
     // One gather write: the head and the body leave in one sendmsg. Only
     // a write that has to wait for the peer needs a deadline.
-    std::array<asio::const_buffer, 2> out{asio::buffer(head),
-                                          asio::buffer(response.body.data(), bytes_out)};
-    if (!detail::WriteNow(*connection, out, ec)) {
+    std::array<asio::const_buffer, 2> out{asio::buffer(s.head),
+                                          asio::buffer(handled.response.body.data(), bytes_out)};
+    if (!detail::WriteNow(*connection, out, s.ec)) {
       connection->SetDeadline(Clock::now() + options.request_timeout);
-      co_await asio::async_write(sock, out, asio::redirect_error(http::use_awaitable, ec));
+      co_await asio::async_write(connection->socket(), out,
+                                 asio::redirect_error(http::use_awaitable, s.ec));
     }
-    now = Clock::now();
-    Finish(worker, route_label, route_id, request.method, request.path, response.status, start, now,
-           request.request_id, bytes_in, bytes_out, request.traceparent, request.parent_span_id);
-    // Answered: the body's bytes go back now, not when the connection's next
-    // request comes (an idle keep-alive connection would hold them for
-    // idle_timeout).
-    body_holding.Release();
-    in_flight_gauge->Add(-1);
-    in_flight.fetch_sub(1, std::memory_order_relaxed);
-    if (ec || !keep_alive) break;
-    if (request.body.capacity() > kKeepBodyCapacity) std::string().swap(request.body);
+    s.now = Clock::now();
+    EndRequest(s, handled, start, bytes_in, bytes_out);
+    if (s.ec || !keep_alive) break;
+    if (s.request.body.capacity() > kKeepBodyCapacity) std::string().swap(s.request.body);
     connection->ShrinkBuffer();
   }
 
-  if (linger && sock.is_open()) {
-    // Half-close and drain what the peer still sends (briefly, bounded), so
-    // the kernel does not answer its remaining bytes with a reset that could
-    // destroy our error response before the peer reads it.
-    sock.shutdown(tcp::socket::shutdown_send, ec);
-    connection->SetDeadline(Clock::now() + kLingerTime);
-    std::size_t drained = 0;
-    char sink[16384];
-    while (drained < kLingerBytes) {
-      std::size_t n = co_await sock.async_read_some(asio::buffer(sink),
-                                                    asio::redirect_error(http::use_awaitable, ec));
-      if (ec) break;
-      drained += n;
-    }
-  }
-  sock.shutdown(tcp::socket::shutdown_both, ec);
+  if (linger && connection->socket().is_open()) co_await Linger(s);
+  connection->socket().shutdown(tcp::socket::shutdown_both, s.ec);
   // ~Unlink closes the connection.
+}
+
+Awaitable<bool> Server::Impl::AwaitRequest(SessionState& s) {
+  s.entry.SetIdle(true);
+  // Idle the longest at the back: eviction takes from there.
+  s.worker.connections.splice(s.worker.connections.begin(), s.worker.connections, s.self);
+  s.connection.SetDeadline(s.now + (s.reserve ? std::min<std::chrono::milliseconds>(
+                                                    options.idle_timeout, kReserveRequestTimeout)
+                                              : options.idle_timeout));
+  auto& buffer = s.connection.buffer();
+  std::size_t n = co_await s.connection.socket().async_read_some(
+      buffer.prepare(4096), asio::redirect_error(http::use_awaitable, s.ec));
+  s.entry.SetIdle(false);
+  if (s.ec) co_return false;
+  buffer.commit(n);
+  co_return true;
+}
+
+void Server::Impl::ResetRequest(SessionState& s) {
+  Request& request = s.request;
+  request.method = request.target = request.path = request.query = request.route = {};
+  request.headers.clear();
+  request.params.clear();
+  request.body.clear();
+  s.body_holding.Release();
+}
+
+bool Server::Impl::TakeBuffered(SessionState& s, RequestFrame& frame) {
+  if (!TakeSimpleRequest(s.connection.buffer(), options, s.header_store, s.request,
+                         frame.wants_keep_alive))
+    return false;
+  if (!s.body_holding.Take(s.request.body.size())) {
+    frame.rejection = BodyBudgetExceeded();
+    s.ec = bhttp::error::body_limit;
+  }
+  return true;
+}
+
+Awaitable<void> Server::Impl::ReadWithParser(SessionState& s, Clock::time_point start,
+                                             RequestFrame& frame) {
+  Connection& connection = s.connection;
+  auto& ec = s.ec;
+  RequestParser parser(s.request, s.header_store, frame.rejection, s.body_holding);
+  parser.header_limit(static_cast<std::uint32_t>(options.header_limit));
+  parser.body_limit(options.body_limit);
+  connection.SetDeadline(start + (s.reserve ? std::min<std::chrono::milliseconds>(
+                                                  options.request_timeout, kReserveRequestTimeout)
+                                            : options.request_timeout));
+  if (!detail::ParseBuffered(connection, parser, ReadUntil::kHeader, ec))
+    co_await detail::ReadMore(connection, parser, ReadUntil::kHeader, ec);
+  // Not inviting a body that would not fit: refused before it is sent.
+  if (!ec && parser.expects_continue() && !parser.is_done() && parser.content_length() &&
+      !body_budget.Available(static_cast<std::size_t>(*parser.content_length()))) {
+    frame.rejection = BodyBudgetExceeded();
+    ec = bhttp::error::body_limit;
+  }
+  if (!ec && parser.expects_continue() && !parser.is_done()) {
+    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(connection.socket(),
+                               asio::buffer(kContinue.data(), kContinue.size()),
+                               asio::redirect_error(http::use_awaitable, ec));
+    if (ec && connection.timed_out()) ec = beast::error::timeout;
+  }
+  if (!ec && !detail::ParseBuffered(connection, parser, ReadUntil::kMessage, ec))
+    co_await detail::ReadMore(connection, parser, ReadUntil::kMessage, ec);
+  if (!ec) {
+    frame.version = parser.version();
+    frame.wants_keep_alive = parser.keep_alive();
+  }
+}
+
+std::optional<ReadFailure> Server::Impl::ReadFailureAnswer(
+    const boost::system::error_code& ec, std::optional<Response>& rejection) const {
+  if (rejection) return ReadFailure{std::move(*rejection)};
+  if (ec == bhttp::error::body_limit) {
+    return ReadFailure{
+        Response::Error(413, "payload_too_large",
+                        "request body exceeds " + std::to_string(options.body_limit) + " bytes")};
+  }
+  if (ec == bhttp::error::header_limit) {
+    return ReadFailure{Response::Error(
+        431, "header_too_large",
+        "request header exceeds " + std::to_string(options.header_limit) + " bytes")};
+  }
+  if (ec == bhttp::error::buffer_overflow) {
+    return ReadFailure{Response::Error(400, "chunk_line_too_long",
+                                       "a chunk-size line or the trailer section exceeds " +
+                                           std::to_string(options.header_limit) + " bytes")};
+  }
+  if (ec == beast::error::timeout) {
+    // Too slow (slowloris ends here): told so if the socket takes the
+    // answer at once, then closed without waiting for the client.
+    return ReadFailure{Response::Error(408, "request_timeout",
+                                       "request not received within " +
+                                           std::to_string(options.request_timeout.count()) + " ms"),
+                       /*timed_out=*/true};
+  }
+  if (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
+      ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
+      ec == bhttp::error::partial_message) {
+    return std::nullopt;
+  }
+  return ReadFailure{
+      Response::Error(400, "bad_request", "malformed HTTP request: " + ec.message())};
+}
+
+Awaitable<void> Server::Impl::AnswerReadFailure(SessionState& s, ReadFailure failure,
+                                                Clock::time_point start) {
+  const Response& error = failure.response;
+  std::string request_id = NewRequestId();
+  WriteHead(s.head, error, request_id, options.instance_id, 11, false);
+  s.connection.SetDeadline(Clock::now() + options.request_timeout);
+  std::array<asio::const_buffer, 2> out{asio::buffer(s.head), asio::buffer(error.body)};
+  if (!detail::WriteNow(s.connection, out, s.ec) && !failure.timed_out) {
+    co_await asio::async_write(s.connection.socket(), out,
+                               asio::redirect_error(http::use_awaitable, s.ec));
+  }
+  Finish(s.worker, kUnmatched, 0, "-", "-", error.status, start, Clock::now(), request_id, 0,
+         error.body.size());
+  if (error.status == 503) refused_body_memory->Inc();  // the only 503 here: the budget
+  s.body_holding.Release();  // before lingering: the body is no longer kept
+}
+
+Awaitable<Handled> Server::Impl::Dispatch(SessionState& s) {
+  Request& request = s.request;
+  // No deadline while the handler runs (it bounds its own calls).
+  s.connection.SetDeadline(Connection::kNever);
+  in_flight.fetch_add(1, std::memory_order_relaxed);
+  in_flight_gauge->Add(1);
+  std::string_view caller_id = request.Header("X-Request-Id");
+  if (IsValidRequestId(caller_id))
+    request.request_id.assign(caller_id);
+  else
+    detail::NewRequestIdInto(request.request_id);  // no allocation once the id has one
+  detail::StartServerSpan(request.Header("traceparent"), request.traceparent,
+                          request.parent_span_id);
+
+  Handled handled;
+  // A connection in the reserved band serves health checks and scrapes
+  // only (and closes after one answer: see the keep-alive decision).
+  const bool shed =
+      s.reserve &&
+      !(request.method == "GET" && (request.path == "/health" || request.path == "/metrics")) &&
+      !RoomForBusy();
+  auto match = shed ? RouteMatch{}  // kNotFound: not routed
+                    : router.Match(request.method, request.path, request.params);
+  switch (match.kind) {
+    case RouteMatch::Kind::kFound:
+      request.route = match.pattern;
+      handled.route_label = match.pattern;
+      handled.route_id = match.index + 1;
+      try {
+        handled.response = co_await (*match.handler)(request);
+      } catch (const std::exception& e) {
+        log::Get().error("handler {} {} failed (request id {}): {}", request.method, match.pattern,
+                         request.request_id, e.what());
+        handled.response = Response::Error(
+            500, "internal", "internal error (request id " + request.request_id + ")");
+      }
+      break;
+    case RouteMatch::Kind::kMethodNotAllowed:
+      handled.response = Response::Error(405, "method_not_allowed",
+                                         "method " + std::string(request.method) +
+                                             " is not allowed here (allowed: " + match.allow + ")");
+      handled.response.headers.emplace_back("Allow", match.allow);
+      break;
+    case RouteMatch::Kind::kNotFound:
+      if (shed) {
+        handled.response = Response::Error(503, "overloaded",
+                                           "the server is at its connection limit; retry shortly");
+        handled.response.headers.emplace_back("Retry-After", "1");
+      } else {
+        handled.response =
+            Response::Error(404, "not_found", "no route for " + std::string(request.path));
+      }
+      break;
+  }
+  co_return handled;
+}
+
+std::size_t Server::Impl::WriteResponseHead(SessionState& s, const Response& response,
+                                            unsigned version, bool keep_alive) {
+  WriteHead(s.head, response, s.request.request_id, options.instance_id, version, keep_alive);
+  // A HEAD answer has the head a GET would have, without the body.
+  const bool with_body = HasBody(response.status) && s.request.method != "HEAD";
+  return with_body ? response.body.size() : 0;
+}
+
+void Server::Impl::EndRequest(SessionState& s, const Handled& handled, Clock::time_point start,
+                              std::size_t bytes_in, std::size_t bytes_out) {
+  const Request& request = s.request;
+  Finish(s.worker, handled.route_label, handled.route_id, request.method, request.path,
+         handled.response.status, start, s.now, request.request_id, bytes_in, bytes_out,
+         request.traceparent, request.parent_span_id);
+  // Answered: the body's bytes go back now, not when the connection's next
+  // request comes (an idle keep-alive connection would hold them for
+  // idle_timeout).
+  s.body_holding.Release();
+  in_flight_gauge->Add(-1);
+  in_flight.fetch_sub(1, std::memory_order_relaxed);
+}
+
+Awaitable<void> Server::Impl::Linger(SessionState& s) {
+  // Half-close and drain what the peer still sends (briefly, bounded), so
+  // the kernel does not answer its remaining bytes with a reset that could
+  // destroy our error response before the peer reads it.
+  Socket& sock = s.connection.socket();
+  sock.shutdown(tcp::socket::shutdown_send, s.ec);
+  s.connection.SetDeadline(Clock::now() + kLingerTime);
+  std::size_t drained = 0;
+  char sink[16384];
+  while (drained < kLingerBytes) {
+    std::size_t n = co_await sock.async_read_some(asio::buffer(sink),
+                                                  asio::redirect_error(http::use_awaitable, s.ec));
+    if (s.ec) break;
+    drained += n;
+  }
 }
 
 void Server::Impl::StopThreads() {

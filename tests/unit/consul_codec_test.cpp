@@ -1,11 +1,12 @@
 // The Consul JSON codec and URL parameters, without an agent: what the
 // backend makes of well-formed, odd and malformed agent answers.
+#include "registry/consul/consul_codec.h"
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "registry/consul/codec.h"
-#include "registry/consul/core.h"
+#include "registry/consul/consul_core.h"
 
 namespace disco::consul {
 namespace {

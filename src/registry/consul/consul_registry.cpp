@@ -5,16 +5,16 @@
 //     stale  discovery reads with ?stale (any server answers)
 //     wait   blocking-query wait of watches (1s-10m, default 30s)
 //
-// Register → registration.h; Watch → watch.h; threads → core.h. List,
-// Services and Deregister are one-shot requests bounded by the request
-// timeout. Deregister(service, id) asks this agent to drop the instance: it
-// works for instances registered through this agent, which is how disco
-// registers (each process talks to its local agent).
+// Register → consul_registration.h; Watch → consul_watch.h; threads →
+// consul_core.h. List, Services and Deregister are one-shot requests bounded
+// by the request timeout. Deregister(service, id) asks this agent to drop the
+// instance: it works for instances registered through this agent, which is
+// how disco registers (each process talks to its local agent).
 #include "registry/backends.h"
-#include "registry/consul/codec.h"
-#include "registry/consul/core.h"
-#include "registry/consul/registration.h"
-#include "registry/consul/watch.h"
+#include "registry/consul/consul_codec.h"
+#include "registry/consul/consul_core.h"
+#include "registry/consul/consul_registration.h"
+#include "registry/consul/consul_watch.h"
 #include "util/log.h"
 
 namespace disco {

@@ -67,8 +67,8 @@ bool CallCanceller::cancelled() const {
   return cancelled_;
 }
 
-Connection::Connection(const RegistryUrl& url, std::string redacted_url,
-                       const RegistryOptions& options)
+EtcdConnection::EtcdConnection(const RegistryUrl& url, std::string redacted_url,
+                               const RegistryOptions& options)
     : url_(std::move(redacted_url)),
       request_timeout_(options.request_timeout),
       user_(url.params.contains("user") ? url.params.at("user") : std::string()),
@@ -87,7 +87,7 @@ Connection::Connection(const RegistryUrl& url, std::string redacted_url,
   }
 }
 
-Error Connection::ToError(const grpc::Status& status, std::size_t index) const {
+Error EtcdConnection::ToError(const grpc::Status& status, std::size_t index) const {
   std::string message = "etcd " + endpoint_names_.at(index) + ": " + status.error_message();
   const auto& text = status.error_message();
   switch (status.error_code()) {
@@ -115,18 +115,18 @@ Error Connection::ToError(const grpc::Status& status, std::size_t index) const {
   }
 }
 
-std::string Connection::CachedToken() {
+std::string EtcdConnection::CachedToken() {
   std::lock_guard lock(auth_mu_);
   return token_;
 }
 
-void Connection::ForgetToken(const std::string& token) {
+void EtcdConnection::ForgetToken(const std::string& token) {
   std::lock_guard lock(auth_mu_);
   if (token_ == token) token_.clear();
 }
 
-Result<void> Connection::AddAuth(grpc::ClientContext& context, std::size_t index,
-                                 const CallOptions& options) {
+Result<void> EtcdConnection::AddAuth(grpc::ClientContext& context, std::size_t index,
+                                     const CallOptions& options) {
   if (user_.empty()) return {};
   std::string token = CachedToken();
   if (token.empty()) {
@@ -156,8 +156,8 @@ Result<void> Connection::AddAuth(grpc::ClientContext& context, std::size_t index
   return {};
 }
 
-void Connection::AwaitConnectivity(std::size_t index, Clock::time_point deadline,
-                                   CallCanceller* canceller) {
+void EtcdConnection::AwaitConnectivity(std::size_t index, Clock::time_point deadline,
+                                       CallCanceller* canceller) {
   // Short waits, so that a cancellation is noticed within one of them.
   constexpr auto kStep = std::chrono::milliseconds(50);
   auto& channel = *channels_[index];
@@ -183,7 +183,7 @@ void Connection::AwaitConnectivity(std::size_t index, Clock::time_point deadline
   }
 }
 
-Result<void> Connection::Invoke(const Attempt& attempt, const CallOptions& options) {
+Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& options) {
   const std::size_t count = stubs_.size();
   const std::size_t first = current_.load(std::memory_order_relaxed) % count;
   std::optional<Error> last_error;
@@ -228,8 +228,8 @@ Result<void> Connection::Invoke(const Attempt& attempt, const CallOptions& optio
   return Fail(ErrorCode::kTimeout, "etcd " + url_ + ": no answer within the request timeout");
 }
 
-Result<etcdserverpb::RangeResponse> Connection::Range(const etcdserverpb::RangeRequest& request,
-                                                      const CallOptions& options) {
+Result<etcdserverpb::RangeResponse> EtcdConnection::Range(const etcdserverpb::RangeRequest& request,
+                                                          const CallOptions& options) {
   etcdserverpb::RangeResponse response;
   auto ok = Invoke(
       [&](Stubs& stubs, grpc::ClientContext& context) {
@@ -241,8 +241,8 @@ Result<etcdserverpb::RangeResponse> Connection::Range(const etcdserverpb::RangeR
   return response;
 }
 
-Result<etcdserverpb::PutResponse> Connection::Put(const etcdserverpb::PutRequest& request,
-                                                  const CallOptions& options) {
+Result<etcdserverpb::PutResponse> EtcdConnection::Put(const etcdserverpb::PutRequest& request,
+                                                      const CallOptions& options) {
   etcdserverpb::PutResponse response;
   auto ok = Invoke(
       [&](Stubs& stubs, grpc::ClientContext& context) {
@@ -254,7 +254,7 @@ Result<etcdserverpb::PutResponse> Connection::Put(const etcdserverpb::PutRequest
   return response;
 }
 
-Result<etcdserverpb::DeleteRangeResponse> Connection::DeleteRange(
+Result<etcdserverpb::DeleteRangeResponse> EtcdConnection::DeleteRange(
     const etcdserverpb::DeleteRangeRequest& request, const CallOptions& options) {
   etcdserverpb::DeleteRangeResponse response;
   auto ok = Invoke(
@@ -267,7 +267,7 @@ Result<etcdserverpb::DeleteRangeResponse> Connection::DeleteRange(
   return response;
 }
 
-Result<etcdserverpb::LeaseGrantResponse> Connection::LeaseGrant(
+Result<etcdserverpb::LeaseGrantResponse> EtcdConnection::LeaseGrant(
     const etcdserverpb::LeaseGrantRequest& request, const CallOptions& options) {
   etcdserverpb::LeaseGrantResponse response;
   auto ok = Invoke(
@@ -283,7 +283,7 @@ Result<etcdserverpb::LeaseGrantResponse> Connection::LeaseGrant(
   return response;
 }
 
-Result<etcdserverpb::LeaseRevokeResponse> Connection::LeaseRevoke(
+Result<etcdserverpb::LeaseRevokeResponse> EtcdConnection::LeaseRevoke(
     const etcdserverpb::LeaseRevokeRequest& request, const CallOptions& options) {
   etcdserverpb::LeaseRevokeResponse response;
   auto ok = Invoke(
@@ -296,7 +296,7 @@ Result<etcdserverpb::LeaseRevokeResponse> Connection::LeaseRevoke(
   return response;
 }
 
-Result<etcdserverpb::LeaseTimeToLiveResponse> Connection::LeaseTimeToLive(
+Result<etcdserverpb::LeaseTimeToLiveResponse> EtcdConnection::LeaseTimeToLive(
     const etcdserverpb::LeaseTimeToLiveRequest& request, const CallOptions& options) {
   etcdserverpb::LeaseTimeToLiveResponse response;
   auto ok = Invoke(
@@ -309,8 +309,8 @@ Result<etcdserverpb::LeaseTimeToLiveResponse> Connection::LeaseTimeToLive(
   return response;
 }
 
-Result<etcdserverpb::LeaseKeepAliveResponse> Connection::KeepAliveOnce(std::int64_t lease_id,
-                                                                       const CallOptions& options) {
+Result<etcdserverpb::LeaseKeepAliveResponse> EtcdConnection::KeepAliveOnce(
+    std::int64_t lease_id, const CallOptions& options) {
   etcdserverpb::LeaseKeepAliveResponse response;
   auto ok = Invoke(
       [&](Stubs& stubs, grpc::ClientContext& context) {
@@ -335,15 +335,15 @@ Result<etcdserverpb::LeaseKeepAliveResponse> Connection::KeepAliveOnce(std::int6
   return response;
 }
 
-Result<Connection::StreamTarget> Connection::PrepareStream(grpc::ClientContext& context,
-                                                           const CallOptions& options) {
+Result<EtcdConnection::StreamTarget> EtcdConnection::PrepareStream(grpc::ClientContext& context,
+                                                                   const CallOptions& options) {
   const std::size_t index = current_.load(std::memory_order_relaxed) % stubs_.size();
   AwaitConnectivity(index, options.deadline, options.canceller);
   if (auto ok = AddAuth(context, index, options); !ok) return std::unexpected(ok.error());
   return StreamTarget{&stubs_[index], index};
 }
 
-void Connection::ReportStreamFailure(std::size_t index, const grpc::Status& status) {
+void EtcdConnection::ReportStreamFailure(std::size_t index, const grpc::Status& status) {
   if (IsInvalidToken(status)) ForgetToken(CachedToken());
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {

@@ -1,4 +1,4 @@
-// Connection: gRPC channels to the endpoints of one etcd cluster, and the
+// EtcdConnection: gRPC channels to the endpoints of one etcd cluster, and the
 // bounded one-shot calls every other part of the etcd backend makes.
 //
 // One channel per endpoint of the URL. Calls go to the endpoint that last
@@ -9,7 +9,7 @@
 // attempt only while some thread polls the channel, and a fail-fast call on a
 // channel in TRANSIENT_FAILURE fails without polling. Left alone, a channel
 // would then reconnect only when gRPC's 5 s backup poller happens to run. So
-// before each call Connection waits (polling) until the endpoint's channel is
+// before each call EtcdConnection waits (polling) until the endpoint's channel is
 // READY or has just failed a fresh connection attempt; with the short
 // reconnect backoff set here (100 ms up to 1 s) a call made after etcd came
 // back succeeds within about a second, and a call to a dead endpoint fails
@@ -82,10 +82,10 @@ struct Stubs {
   std::unique_ptr<etcdserverpb::Auth::Stub> auth;
 };
 
-class Connection {
+class EtcdConnection {
  public:
   // REQUIRES: url.endpoints is not empty.
-  Connection(const RegistryUrl& url, std::string redacted_url, const RegistryOptions& options);
+  EtcdConnection(const RegistryUrl& url, std::string redacted_url, const RegistryOptions& options);
 
   const std::string& url() const { return url_; }
   std::chrono::milliseconds request_timeout() const { return request_timeout_; }

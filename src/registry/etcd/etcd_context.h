@@ -3,7 +3,7 @@
 // shared_ptr, so they stay valid even if they outlive the Registry object.
 //
 // Thread safety: immutable after construction except for the members that
-// are themselves thread-safe (Connection, MalformedLog).
+// are themselves thread-safe (EtcdConnection, MalformedLog).
 #pragma once
 
 #include <map>
@@ -23,7 +23,7 @@ struct Context {
         options(registry_options),
         prefix(std::move(key_prefix)) {}
 
-  Connection connection;
+  EtcdConnection connection;
   const std::string url;  // redacted, for messages
   const RegistryOptions options;
   const std::string prefix;  // no trailing slash, e.g. "services"

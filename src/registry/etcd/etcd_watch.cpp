@@ -167,175 +167,211 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     return changed;
   }
 
-  // Runs one watch stream until it ends. Returns true if an immediate resync
-  // is fine: the watch was canceled for compaction, or it served for a while.
-  bool Stream(std::int64_t start_revision) {
-    constexpr auto kHealthyLifetime = std::chrono::seconds(1);
-    const auto opened = Clock::now();
-    bool compacted = false;
+  // One watch stream, from its create request to its Finish. Only the watch
+  // thread touches it.
+  struct StreamState {
+    // Declared before the queue and the stream, which use it: destroyed last.
     grpc::ClientContext context;
-    auto target =
-        context_->connection.PrepareStream(context, {context_->connection.Deadline(), &canceller_});
-    if (!target) return false;
     grpc::CompletionQueue queue;
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return false;
-      stream_context_ = &context;
-    }
-    auto stream = target->stubs->watch->PrepareAsyncWatch(&context, &queue);
-    stream->StartCall(Tag(Op::kStart));
-
+    std::unique_ptr<
+        grpc::ClientAsyncReaderWriter<etcdserverpb::WatchRequest, etcdserverpb::WatchResponse>>
+        stream;
     std::deque<etcdserverpb::WatchRequest> to_write;
-    {
-      etcdserverpb::WatchRequest request;
-      auto* create = request.mutable_create_request();
-      create->set_key(service_prefix_);
-      create->set_range_end(PrefixRangeEnd(service_prefix_));
-      create->set_start_revision(start_revision);
-      create->set_prev_kv(true);
-      to_write.push_back(std::move(request));
-    }
     etcdserverpb::WatchResponse response;
     bool start_pending = true;
     bool read_pending = false;
     bool write_pending = false;
     bool created = false;
     bool broken = false;
-    auto last_heard = Clock::now();
+    bool compacted = false;        // canceled by etcd for compaction
+    Clock::time_point last_heard;  // set when the call starts (PrepareStream may take long)
     // When the unanswered progress request went out; min() when none is.
     Clock::time_point progress_sent = Clock::time_point::min();
-    auto progress_pending = [&] { return progress_sent != Clock::time_point::min(); };
 
-    auto write_next = [&] {
+    bool progress_pending() const { return progress_sent != Clock::time_point::min(); }
+    bool operations_pending() const { return start_pending || read_pending || write_pending; }
+    void WriteNext() {
       if (write_pending || to_write.empty() || broken) return;
       stream->Write(to_write.front(), Tag(Op::kWrite));
       to_write.pop_front();
       write_pending = true;
-    };
-    auto read_next = [&] {
+    }
+    void ReadNext() {
       response.Clear();
       stream->Read(&response, Tag(Op::kRead));
       read_pending = true;
-    };
-    auto give_up = [&] {
+    }
+    void GiveUp() {
       broken = true;
       context.TryCancel();
-    };
+    }
+  };
 
-    while (start_pending || read_pending || write_pending) {
-      if (!broken && Stopping()) give_up();
-      Clock::time_point wake;
-      if (broken) {
-        // Cancelled: the pending operations complete promptly.
-        wake = Clock::now() + std::chrono::milliseconds(200);
-      } else if (!created) {
-        wake = last_heard + context_->options.request_timeout;
-      } else if (progress_pending()) {
-        wake = progress_sent + kProgressTimeout;
-      } else {
-        wake = last_heard + kProgressInterval;
-      }
+  // Runs one watch stream until it ends. Returns true if an immediate resync
+  // is fine: the watch was canceled for compaction, or it served for a while.
+  bool Stream(std::int64_t start_revision) {
+    constexpr auto kHealthyLifetime = std::chrono::seconds(1);
+    const auto opened = Clock::now();
+    StreamState s;
+    auto target = context_->connection.PrepareStream(
+        s.context, {context_->connection.Deadline(), &canceller_});
+    if (!target) return false;
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) return false;
+      stream_context_ = &s.context;
+    }
+    s.stream = target->stubs->watch->PrepareAsyncWatch(&s.context, &s.queue);
+    s.stream->StartCall(Tag(Op::kStart));
+    s.last_heard = Clock::now();
+    s.to_write.push_back(CreateRequest(start_revision));
+
+    while (s.operations_pending()) {
+      if (!s.broken && Stopping()) s.GiveUp();
       void* tag = nullptr;
       bool ok = false;
-      auto status = queue.AsyncNext(&tag, &ok, ToGrpcDeadline(wake));
+      auto status = s.queue.AsyncNext(&tag, &ok, ToGrpcDeadline(NextWake(s)));
       if (status == grpc::CompletionQueue::SHUTDOWN) break;
       if (status == grpc::CompletionQueue::TIMEOUT) {
-        if (broken || !created) {
-          if (!created && !broken &&
-              Clock::now() - last_heard >= context_->options.request_timeout) {
-            g_silent_streams.fetch_add(1, std::memory_order_relaxed);
-            log::Get().warn("etcd {}: watch of {} was not confirmed within {} ms; reconnecting",
-                            context_->url, service_, context_->options.request_timeout.count());
-            give_up();
-          }
-          continue;
-        }
-        auto now = Clock::now();
-        if (progress_pending() && now - progress_sent >= kProgressTimeout) {
-          g_silent_streams.fetch_add(1, std::memory_order_relaxed);
-          log::Get().warn(
-              "etcd {}: watch of {} got no answer to a progress request in {} ms; "
-              "reconnecting",
-              context_->url, service_, kProgressTimeout.count());
-          give_up();
-        } else if (!progress_pending() && now - last_heard >= kProgressInterval) {
-          etcdserverpb::WatchRequest request;
-          request.mutable_progress_request();
-          to_write.push_back(std::move(request));
-          progress_sent = now;
-          write_next();
-        }
-        continue;
-      }
-      switch (TagOp(tag)) {
-        case Op::kStart:
-          start_pending = false;
-          if (!ok) {
-            give_up();
-            break;
-          }
-          write_next();
-          read_next();
-          break;
-        case Op::kWrite:
-          write_pending = false;
-          if (!ok) {
-            give_up();
-            break;
-          }
-          write_next();
-          break;
-        case Op::kRead:
-          read_pending = false;
-          if (!ok || broken) {
-            give_up();
-            break;
-          }
-          last_heard = Clock::now();
-          progress_sent = Clock::time_point::min();
-          if (response.created()) created = true;
-          if (response.canceled()) {
-            if (response.compact_revision() > 0) {
-              g_compaction_cancels.fetch_add(1, std::memory_order_relaxed);
-              compacted = true;
-              log::Get().info("etcd {}: watch of {} canceled, revision compacted at {}; resyncing",
-                              context_->url, service_, response.compact_revision());
-            } else {
-              log::Get().info("etcd {}: watch of {} canceled ({}); resyncing", context_->url,
-                              service_, response.cancel_reason());
-            }
-            give_up();
-            break;
-          }
-          if (Apply(response)) Deliver(WatchUpdate{true, SortedInstances(cache_), {}});
-          read_next();
-          break;
-        case Op::kFinish:
-          break;  // not issued yet
+        OnSilence(s);
+      } else {
+        OnCompletion(s, TagOp(tag), ok);
       }
     }
 
+    const grpc::Status status = FinishStream(s);
+    if (!Stopping() && status.error_code() != grpc::StatusCode::CANCELLED) {
+      context_->connection.ReportStreamFailure(target->index, status);
+      log::Get().debug("etcd {}: watch stream of {} ended: {}", context_->url, service_,
+                       status.error_message());
+    }
+    return s.compacted || (s.created && Clock::now() - opened >= kHealthyLifetime);
+  }
+
+  etcdserverpb::WatchRequest CreateRequest(std::int64_t start_revision) const {
+    etcdserverpb::WatchRequest request;
+    auto* create = request.mutable_create_request();
+    create->set_key(service_prefix_);
+    create->set_range_end(PrefixRangeEnd(service_prefix_));
+    create->set_start_revision(start_revision);
+    create->set_prev_kv(true);
+    return request;
+  }
+
+  // Until when to wait for the next completion before checking on the stream.
+  Clock::time_point NextWake(const StreamState& s) const {
+    // Cancelled: the pending operations complete promptly.
+    if (s.broken) return Clock::now() + std::chrono::milliseconds(200);
+    if (!s.created) return s.last_heard + context_->options.request_timeout;
+    if (s.progress_pending()) return s.progress_sent + kProgressTimeout;
+    return s.last_heard + kProgressInterval;
+  }
+
+  // Nothing completed by NextWake: a stream that stays silent is asked for
+  // progress, and given up when it does not answer (or was never confirmed),
+  // because a dead connection can look exactly like a quiet service.
+  void OnSilence(StreamState& s) {
+    if (s.broken) return;
+    auto now = Clock::now();
+    if (!s.created) {
+      if (now - s.last_heard >= context_->options.request_timeout) {
+        g_silent_streams.fetch_add(1, std::memory_order_relaxed);
+        log::Get().warn("etcd {}: watch of {} was not confirmed within {} ms; reconnecting",
+                        context_->url, service_, context_->options.request_timeout.count());
+        s.GiveUp();
+      }
+      return;
+    }
+    if (s.progress_pending() && now - s.progress_sent >= kProgressTimeout) {
+      g_silent_streams.fetch_add(1, std::memory_order_relaxed);
+      log::Get().warn(
+          "etcd {}: watch of {} got no answer to a progress request in {} ms; "
+          "reconnecting",
+          context_->url, service_, kProgressTimeout.count());
+      s.GiveUp();
+    } else if (!s.progress_pending() && now - s.last_heard >= kProgressInterval) {
+      etcdserverpb::WatchRequest request;
+      request.mutable_progress_request();
+      s.to_write.push_back(std::move(request));
+      s.progress_sent = now;
+      s.WriteNext();
+    }
+  }
+
+  void OnCompletion(StreamState& s, Op op, bool ok) {
+    switch (op) {
+      case Op::kStart:
+        s.start_pending = false;
+        if (!ok) {
+          s.GiveUp();
+          break;
+        }
+        s.WriteNext();
+        s.ReadNext();
+        break;
+      case Op::kWrite:
+        s.write_pending = false;
+        if (!ok) {
+          s.GiveUp();
+          break;
+        }
+        s.WriteNext();
+        break;
+      case Op::kRead:
+        s.read_pending = false;
+        if (!ok || s.broken) {
+          s.GiveUp();
+          break;
+        }
+        OnResponse(s);
+        break;
+      case Op::kFinish:
+        break;  // not issued yet
+    }
+  }
+
+  // A response read on the stream: confirmation, progress, events or the
+  // cancellation that ends it.
+  void OnResponse(StreamState& s) {
+    const auto& response = s.response;
+    s.last_heard = Clock::now();
+    s.progress_sent = Clock::time_point::min();
+    if (response.created()) s.created = true;
+    if (response.canceled()) {
+      if (response.compact_revision() > 0) {
+        g_compaction_cancels.fetch_add(1, std::memory_order_relaxed);
+        s.compacted = true;
+        log::Get().info("etcd {}: watch of {} canceled, revision compacted at {}; resyncing",
+                        context_->url, service_, response.compact_revision());
+      } else {
+        log::Get().info("etcd {}: watch of {} canceled ({}); resyncing", context_->url, service_,
+                        response.cancel_reason());
+      }
+      s.GiveUp();
+      return;
+    }
+    if (Apply(response)) Deliver(WatchUpdate{true, SortedInstances(cache_), {}});
+    s.ReadNext();
+  }
+
+  // Ends the stream once no operation is pending: its final status, and the
+  // queue shut down and drained.
+  grpc::Status FinishStream(StreamState& s) {
     grpc::Status status;
-    stream->Finish(&status, Tag(Op::kFinish));
+    s.stream->Finish(&status, Tag(Op::kFinish));
     void* tag = nullptr;
     bool ok = false;
-    while (queue.Next(&tag, &ok)) {
+    while (s.queue.Next(&tag, &ok)) {
       if (TagOp(tag) == Op::kFinish) break;
     }
     {
       std::lock_guard lock(mu_);
       stream_context_ = nullptr;
     }
-    queue.Shutdown();
-    while (queue.Next(&tag, &ok)) {
+    s.queue.Shutdown();
+    while (s.queue.Next(&tag, &ok)) {
     }
-    if (!Stopping() && status.error_code() != grpc::StatusCode::CANCELLED) {
-      context_->connection.ReportStreamFailure(target->index, status);
-      log::Get().debug("etcd {}: watch stream of {} ended: {}", context_->url, service_,
-                       status.error_message());
-    }
-    return compacted || (created && Clock::now() - opened >= kHealthyLifetime);
+    return status;
   }
 
   const std::shared_ptr<Context> context_;

@@ -25,7 +25,7 @@
 #include <string>
 
 #include "disco/registry.h"
-#include "registry/consul/core.h"
+#include "registry/consul/consul_core.h"
 
 namespace disco::consul {
 

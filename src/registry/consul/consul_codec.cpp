@@ -1,4 +1,4 @@
-#include "registry/consul/codec.h"
+#include "registry/consul/consul_codec.h"
 
 #include <algorithm>
 #include <limits>

@@ -1,4 +1,4 @@
-#include "registry/consul/core.h"
+#include "registry/consul/consul_core.h"
 
 #include <algorithm>
 #include <charconv>

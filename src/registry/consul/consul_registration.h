@@ -18,7 +18,7 @@
 #include <memory>
 
 #include "disco/registry.h"
-#include "registry/consul/core.h"
+#include "registry/consul/consul_core.h"
 
 namespace disco::consul {
 

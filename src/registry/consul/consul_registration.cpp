@@ -1,10 +1,10 @@
-#include "registry/consul/registration.h"
+#include "registry/consul/consul_registration.h"
 
 #include <algorithm>
 #include <atomic>
 #include <mutex>
 
-#include "registry/consul/codec.h"
+#include "registry/consul/consul_codec.h"
 #include "util/backoff.h"
 #include "util/log.h"
 
