@@ -41,7 +41,7 @@
 #include "fixture/http_client.h"
 #include "fixture/registry_backend.h"
 #include "fixture/util.h"
-#include "registry/consul/stats.h"
+#include "registry/consul/consul_stats.h"
 
 namespace {
 

@@ -14,7 +14,7 @@
 #include "fixture/registry_backend.h"
 #include "fixture/update_recorder.h"
 #include "fixture/util.h"
-#include "registry/consul/stats.h"
+#include "registry/consul/consul_stats.h"
 #include "util/log.h"
 
 namespace disco::testing {

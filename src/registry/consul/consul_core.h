@@ -28,7 +28,7 @@
 #include "disco/detail/asio.h"
 #include "disco/registry.h"
 #include "disco/registry_url.h"
-#include "registry/consul/http_client.h"
+#include "registry/consul/consul_http.h"
 
 namespace disco::consul {
 

@@ -1,4 +1,4 @@
-#include "registry/consul/stats.h"
+#include "registry/consul/consul_stats.h"
 
 namespace disco::consul {
 namespace {

@@ -27,7 +27,7 @@
 #include "disco/error.h"
 #include "disco/registry_url.h"
 #include "http/transport.h"
-#include "registry/consul/stats.h"
+#include "registry/consul/consul_stats.h"
 
 namespace disco::consul {
 

@@ -1,4 +1,4 @@
-#include "registry/consul/http_client.h"
+#include "registry/consul/consul_http.h"
 
 #include <charconv>
 
