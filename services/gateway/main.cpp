@@ -20,7 +20,6 @@ int main(int argc, char** argv) {
   service::ServiceConfig config;
   config.service = "gateway";
   config.port = 8080;
-  if (const char* env = std::getenv("DISCO_REGISTRY"); env && *env) config.registry = env;
   std::string routes_file;
   std::optional<double> rate_limit;
   std::optional<double> rate_burst;
