@@ -70,6 +70,12 @@ TEST(DnsConfigTest, UrlParameters) {
   EXPECT_EQ(config->search, (std::vector<std::string>{"a.local", "b.local"}));
   EXPECT_EQ(DnsName(*config, "web").value(), "_http._tcp.web");
   EXPECT_FALSE(DnsName(*config, std::string(64, 'x')));
+  // Durations stop at a day, whatever the unit (poll(2) and c-ares take int
+  // milliseconds: a month of them overflowed into a busy loop).
+  for (const char* too_long : {"3000000s", "1441m", "86400001ms"}) {
+    EXPECT_FALSE(ParseDnsConfig({"dns", {}, "10.0.0.2", {{"timeout", too_long}}})) << too_long;
+  }
+  EXPECT_TRUE(ParseDnsConfig({"dns", {}, "10.0.0.2", {{"max_refresh", "1440m"}}}));
 
   for (auto params : std::vector<std::map<std::string, std::string>>{
            {{"record", "a"}},                       // no port

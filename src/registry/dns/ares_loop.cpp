@@ -5,6 +5,8 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <climits>
 #include <mutex>
 #include <vector>
 
@@ -29,18 +31,26 @@ void OnAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int 
 Error AresError(int status, const std::string& name) {
   const std::string what = " for " + name;
   switch (status) {
-    case ARES_ENOTFOUND: return {ErrorCode::kNotFound, "NXDOMAIN: no such DNS name" + what};
-    case ARES_ESERVFAIL: return {ErrorCode::kUnavailable, "SERVFAIL from the DNS server" + what};
-    case ARES_EREFUSED: return {ErrorCode::kUnavailable, "the DNS server REFUSED the query" + what};
-    case ARES_ETIMEOUT: return {ErrorCode::kTimeout, "DNS query timed out" + what};
+    case ARES_ENOTFOUND:
+      return {ErrorCode::kNotFound, "NXDOMAIN: no such DNS name" + what};
+    case ARES_ESERVFAIL:
+      return {ErrorCode::kUnavailable, "SERVFAIL from the DNS server" + what};
+    case ARES_EREFUSED:
+      return {ErrorCode::kUnavailable, "the DNS server REFUSED the query" + what};
+    case ARES_ETIMEOUT:
+      return {ErrorCode::kTimeout, "DNS query timed out" + what};
     case ARES_ECONNREFUSED:
       return {ErrorCode::kUnavailable, "DNS server unreachable (connection refused)" + what};
     case ARES_EBADRESP:
-    case ARES_EFORMERR: return {ErrorCode::kMalformed, "malformed DNS answer" + what};
-    case ARES_EBADNAME: return {ErrorCode::kInvalidArgument, "bad DNS name" + what};
+    case ARES_EFORMERR:
+      return {ErrorCode::kMalformed, "malformed DNS answer" + what};
+    case ARES_EBADNAME:
+      return {ErrorCode::kInvalidArgument, "bad DNS name" + what};
     case ARES_ECANCELLED:
-    case ARES_EDESTRUCTION: return {ErrorCode::kCancelled, "DNS query cancelled" + what};
-    default: return {ErrorCode::kInternal, std::string("c-ares: ") + ares_strerror(status) + what};
+    case ARES_EDESTRUCTION:
+      return {ErrorCode::kCancelled, "DNS query cancelled" + what};
+    default:
+      return {ErrorCode::kInternal, std::string("c-ares: ") + ares_strerror(status) + what};
   }
 }
 
@@ -51,7 +61,7 @@ Result<std::shared_ptr<AresLoop>> AresLoop::Make(const DnsConfig& config) {
   int mask = ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_LOOKUPS;
   options.sock_state_cb = &AresLoop::OnSocketState;
   options.sock_state_cb_data = loop.get();
-  options.timeout = static_cast<int>(config.timeout.count());
+  options.timeout = static_cast<int>(std::min<long long>(config.timeout.count(), INT_MAX));
   options.tries = config.tries;
   // SERVFAIL and REFUSED reach us as such: without this, c-ares 1.18 moves
   // on to the next server and, out of servers, reports "connection refused",
@@ -113,8 +123,10 @@ AresLoop::~AresLoop() {
   if (thread_.joinable()) {
     // Only a callback that breaks the contract drops the last owner on the
     // loop thread; joining there would deadlock.
-    if (OnLoopThread()) thread_.detach();
-    else thread_.join();
+    if (OnLoopThread())
+      thread_.detach();
+    else
+      thread_.join();
   }
   if (channel_) ares_destroy(channel_);  // no-op on queries: Run() destroyed them already
   if (wake_fd_ >= 0) close(wake_fd_);
@@ -137,8 +149,10 @@ void AresLoop::After(std::chrono::milliseconds delay, std::function<void()> task
 
 void AresLoop::Query(const std::string& name, int type, bool absolute, QueryCallback done) {
   auto* arg = new QueryCallback(std::move(done));
-  if (absolute) ares_query(channel_, name.c_str(), ns_c_in, type, &OnAnswer, arg);
-  else ares_search(channel_, name.c_str(), ns_c_in, type, &OnAnswer, arg);
+  if (absolute)
+    ares_query(channel_, name.c_str(), ns_c_in, type, &OnAnswer, arg);
+  else
+    ares_search(channel_, name.c_str(), ns_c_in, type, &OnAnswer, arg);
 }
 
 void AresLoop::OnSocketState(void* data, ares_socket_t fd, int readable, int writable) {
@@ -171,11 +185,14 @@ void AresLoop::Run() {
     int wait_ms = 60'000;
     timeval max{60, 0}, tv{};
     if (timeval* next = ares_timeout(channel_, &max, &tv)) {
-      wait_ms = static_cast<int>(next->tv_sec * 1000 + (next->tv_usec + 999) / 1000);
+      wait_ms = static_cast<int>(std::min<long long>(
+          60'000, static_cast<long long>(next->tv_sec) * 1000 + (next->tv_usec + 999) / 1000));
     }
     if (!timers_.empty()) {
-      auto until = std::chrono::ceil<std::chrono::milliseconds>(timers_.begin()->first - Clock::now());
-      wait_ms = std::min<int>(wait_ms, static_cast<int>(std::max<long long>(0, until.count())));
+      auto until =
+          std::chrono::ceil<std::chrono::milliseconds>(timers_.begin()->first - Clock::now());
+      wait_ms = static_cast<int>(
+          std::clamp<long long>(until.count(), 0, static_cast<long long>(wait_ms)));
     }
     fds.clear();
     fds.push_back({wake_fd_, POLLIN, 0});

@@ -14,17 +14,25 @@ Result<std::chrono::milliseconds> ParseDuration(std::string_view key, std::strin
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   std::string_view unit(ptr, text.data() + text.size() - ptr);
   long long scale = 0;
-  if (unit.empty() || unit == "s") scale = 1000;
-  else if (unit == "ms") scale = 1;
-  else if (unit == "m") scale = 60'000;
-  if (ec != std::errc() || ptr == text.data() || scale == 0 || value < 0 || value > 86'400'000) {
-    return Fail(ErrorCode::kInvalidArgument, "dns:// parameter " + std::string(key) + "='" +
-                                                 std::string(text) + "' is not a duration (500ms, 2s, 1m)");
+  if (unit.empty() || unit == "s")
+    scale = 1000;
+  else if (unit == "ms")
+    scale = 1;
+  else if (unit == "m")
+    scale = 60'000;
+  // At most a day whatever the unit: the loop hands timeouts to poll(2) and
+  // c-ares as int milliseconds (a month of them would overflow).
+  if (ec != std::errc() || ptr == text.data() || scale == 0 || value < 0 ||
+      value > 86'400'000 / scale) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "dns:// parameter " + std::string(key) + "='" + std::string(text) +
+                    "' is not a duration of at most a day (500ms, 2s, 1m)");
   }
   return std::chrono::milliseconds(value * scale);
 }
 
-Result<long long> ParseInt(std::string_view key, std::string_view text, long long lo, long long hi) {
+Result<long long> ParseInt(std::string_view key, std::string_view text, long long lo,
+                           long long hi) {
   long long value = 0;
   auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || ptr != text.data() + text.size() || value < lo || value > hi) {
@@ -54,12 +62,16 @@ bool LabelChar(char c) {
 
 Result<void> ApplyParam(DnsConfig& config, const std::string& key, const std::string& value) {
   auto bad = [&](std::string why) {
-    return Fail(ErrorCode::kInvalidArgument, "dns:// parameter " + key + "='" + value + "': " + why);
+    return Fail(ErrorCode::kInvalidArgument,
+                "dns:// parameter " + key + "='" + value + "': " + why);
   };
   if (key == "record") {
-    if (value == "srv") config.mode = RecordMode::kSrv;
-    else if (value == "a") config.mode = RecordMode::kAddress;
-    else return bad("want srv or a (A/AAAA)");
+    if (value == "srv")
+      config.mode = RecordMode::kSrv;
+    else if (value == "a")
+      config.mode = RecordMode::kAddress;
+    else
+      return bad("want srv or a (A/AAAA)");
   } else if (key == "name") {
     auto at = value.find(kPlaceholder);
     if (at == std::string::npos || value.find(kPlaceholder, at + 1) != std::string::npos)
@@ -70,10 +82,14 @@ Result<void> ApplyParam(DnsConfig& config, const std::string& key, const std::st
     if (!port) return std::unexpected(port.error());
     config.port = static_cast<std::uint16_t>(*port);
   } else if (key == "family") {
-    if (value == "4") config.ipv6 = false, config.ipv4 = true;
-    else if (value == "6") config.ipv4 = false, config.ipv6 = true;
-    else if (value == "any") config.ipv4 = config.ipv6 = true;
-    else return bad("want 4, 6 or any");
+    if (value == "4")
+      config.ipv6 = false, config.ipv4 = true;
+    else if (value == "6")
+      config.ipv4 = false, config.ipv6 = true;
+    else if (value == "any")
+      config.ipv4 = config.ipv6 = true;
+    else
+      return bad("want 4, 6 or any");
   } else if (key == "resolv_conf") {
     if (value.empty()) return bad("empty path");
     config.resolv_conf = value;
@@ -90,8 +106,9 @@ Result<void> ApplyParam(DnsConfig& config, const std::string& key, const std::st
     auto duration = ParseDuration(key, value);
     if (!duration) return std::unexpected(duration.error());
     if (duration->count() < 10) return bad("at least 10ms");
-    (key == "min_refresh" ? config.min_refresh
-                          : key == "max_refresh" ? config.max_refresh : config.timeout) = *duration;
+    (key == "min_refresh"   ? config.min_refresh
+     : key == "max_refresh" ? config.max_refresh
+                            : config.timeout) = *duration;
   } else if (key == "jitter") {
     auto percent = ParseInt(key, value, 0, 50);
     if (!percent) return bad("a percentage 0..50 (of the refresh interval, taken off it)");
@@ -105,9 +122,12 @@ Result<void> ApplyParam(DnsConfig& config, const std::string& key, const std::st
     if (!max) return std::unexpected(max.error());
     config.max_records = static_cast<std::size_t>(*max);
   } else if (key == "nxdomain") {
-    if (value == "error") config.nxdomain_is_empty = false;
-    else if (value == "empty") config.nxdomain_is_empty = true;
-    else return bad("want error or empty");
+    if (value == "error")
+      config.nxdomain_is_empty = false;
+    else if (value == "empty")
+      config.nxdomain_is_empty = true;
+    else
+      return bad("want error or empty");
   } else if (key == "services") {
     config.services = SplitComma(value);
     for (const auto& name : config.services)
@@ -158,9 +178,11 @@ Result<DnsConfig> ParseDnsConfig(const RegistryUrl& url) {
   for (const auto& [key, value] : url.params)
     if (auto ok = ApplyParam(config, key, value); !ok) return std::unexpected(ok.error());
   if (config.mode == RecordMode::kAddress && config.port == 0)
-    return Fail(ErrorCode::kInvalidArgument, "dns:// with record=a needs port=N (A records carry no port)");
+    return Fail(ErrorCode::kInvalidArgument,
+                "dns:// with record=a needs port=N (A records carry no port)");
   if (config.mode == RecordMode::kSrv && config.port != 0)
-    return Fail(ErrorCode::kInvalidArgument, "dns:// port= is for record=a; SRV records carry their ports");
+    return Fail(ErrorCode::kInvalidArgument,
+                "dns:// port= is for record=a; SRV records carry their ports");
   if (config.min_refresh > config.max_refresh)
     return Fail(ErrorCode::kInvalidArgument, "dns:// min_refresh is above max_refresh");
   if (auto ok = DnsName(config, "x"); !ok) return std::unexpected(ok.error());

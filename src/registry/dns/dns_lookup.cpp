@@ -30,11 +30,21 @@ struct LookupState {
   std::uint32_t ttl = kNoTtl;
   std::vector<std::pair<std::string, int>> to_query;  // target follow-ups not sent yet
 
+  // Addresses kept over all owners. A server answering each target with
+  // thousands of records must not make us hold them all: at most max_records
+  // per owner (each may become an instance, and only max_records are kept)
+  // and 16 × max_records in all (room for the additional section's
+  // addresses of targets the SRV cut drops).
+  std::size_t address_count = 0;
+
   void AddAddresses(const DnsMessage& message, const std::string* as_owner) {
     for (const auto& record : message.addresses) {
+      if (address_count >= 16 * config->max_records) return;
       // A CNAME'd answer names the alias's target: file it under the name asked for.
       const std::string& owner = as_owner ? *as_owner : record.owner;
-      addresses[owner].insert(record.address);
+      auto& kept = addresses[owner];
+      if (kept.size() >= config->max_records) continue;
+      if (kept.insert(record.address).second) ++address_count;
       auto [it, fresh] = address_ttl.emplace(owner, record.ttl);
       if (!fresh) it->second = std::min(it->second, record.ttl);
     }
@@ -145,12 +155,14 @@ constexpr std::size_t kTargetWindow = 32;
 
 void NextTargetQuery(const std::shared_ptr<LookupState>& lookup);
 
-void OnTargetAnswer(const std::shared_ptr<LookupState>& lookup, const std::string& target, int status,
-                    std::span<const unsigned char> answer) {
+void OnTargetAnswer(const std::shared_ptr<LookupState>& lookup, const std::string& target,
+                    int status, std::span<const unsigned char> answer) {
   auto& l = *lookup;
   if (status == ARES_SUCCESS) {
-    if (auto message = ParseDnsMessage(answer)) l.AddAddresses(*message, &target);
-    else if (!l.error) l.error = message.error();
+    if (auto message = ParseDnsMessage(answer))
+      l.AddAddresses(*message, &target);
+    else if (!l.error)
+      l.error = message.error();
   } else if (status != ARES_ENODATA && status != ARES_ENOTFOUND && !l.error) {
     // A target with no address is the record's problem, shown per
     // instance; a failing server is the lookup's.
@@ -187,7 +199,8 @@ void QueryTargets(const std::shared_ptr<LookupState>& lookup) {
   NextTargetQuery(lookup);
 }
 
-void OnSrv(const std::shared_ptr<LookupState>& lookup, int status, std::span<const unsigned char> answer) {
+void OnSrv(const std::shared_ptr<LookupState>& lookup, int status,
+           std::span<const unsigned char> answer) {
   auto& l = *lookup;
   if (!l.Absorb(status, l.name)) return Finish(lookup);
   auto message = ParseDnsMessage(answer);
@@ -196,7 +209,8 @@ void OnSrv(const std::shared_ptr<LookupState>& lookup, int status, std::span<con
     return Finish(lookup);
   }
   for (auto& srv : message->srv) {
-    if (srv.target.empty() || srv.port == 0) continue;  // "." means no service; port 0 serves nothing
+    if (srv.target.empty() || srv.port == 0)
+      continue;  // "." means no service; port 0 serves nothing
     l.ttl = std::min(l.ttl, srv.ttl);
     l.srv.push_back(std::move(srv));
   }
@@ -239,8 +253,10 @@ void Lookup(AresLoop& loop, std::shared_ptr<const DnsConfig> config, std::string
                [lookup](int status, std::span<const unsigned char> answer) {
                  auto& l = *lookup;
                  if (l.Absorb(status, l.name)) {
-                   if (auto message = ParseDnsMessage(answer)) l.AddAddresses(*message, &l.name);
-                   else if (!l.error) l.error = message.error();
+                   if (auto message = ParseDnsMessage(answer))
+                     l.AddAddresses(*message, &l.name);
+                   else if (!l.error)
+                     l.error = message.error();
                  }
                  if (--l.pending == 0) Finish(lookup);
                });
