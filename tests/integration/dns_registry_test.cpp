@@ -11,6 +11,8 @@
 
 #include <atomic>
 #include <fstream>
+#include <future>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -122,6 +124,36 @@ TEST_F(DnsRegistryTest, WatchSeesAChangeWithinOneTtlAndNothingElse) {
   std::this_thread::sleep_for(2500ms);  // two more re-resolutions, same answer
   EXPECT_EQ(recorder.count(), updates) << "an unchanged answer is not reported";
   EXPECT_EQ(recorder.errors(), 0u);
+}
+
+// A one-shot watch: the callback drops its own handle. That returns at once
+// and nothing is called afterwards (it used to lock the callback's mutex a
+// second time on the resolver's thread and hang the registry for good).
+TEST_F(DnsRegistryTest, AWatchMayBeStoppedFromItsOwnCallback) {
+  TwoPods();
+  dns_.Start();
+  auto registry = Open(Url());
+  std::unique_ptr<WatchHandle> watch;
+  std::mutex mu;
+  std::atomic<int> calls{0};
+  std::promise<void> stopped;
+  {
+    std::lock_guard lock(mu);  // the first delivery waits until `watch` is set
+    watch = registry->Watch("web", [&](const WatchUpdate&) {
+      if (calls.fetch_add(1) > 0) return;
+      std::lock_guard lock(mu);
+      watch.reset();
+      stopped.set_value();
+    });
+  }
+  ASSERT_EQ(stopped.get_future().wait_for(5s), std::future_status::ready);
+  dns_.SetHosts(PodIp(0) + " " + Pod(0) + "\n" + PodIp(7) + " " + Pod(1) + "\n");
+  dns_.Reload();
+  std::this_thread::sleep_for(1500ms);  // past a TTL: a live watch would report the change
+  EXPECT_EQ(calls.load(), 1);
+  // The registry still answers: its thread is not stuck.
+  auto list = registry->List("web");
+  ASSERT_TRUE(list) << list.error().ToString();
 }
 
 TEST_F(DnsRegistryTest, LowerPriorityServesOnlyWhenNoHigherIsLeft) {

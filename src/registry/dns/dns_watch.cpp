@@ -1,9 +1,11 @@
 #include "registry/dns/dns_watch.h"
 
 #include <algorithm>
+#include <atomic>
 #include <mutex>
 #include <optional>
 #include <random>
+#include <thread>
 
 #include "registry/dns/dns_lookup.h"
 
@@ -22,6 +24,10 @@ struct WatchState : std::enable_shared_from_this<WatchState> {
   std::mutex callback_mu;  // held while the callback runs
   WatchCallback callback;  // guarded by callback_mu
   bool alive = true;       // guarded by callback_mu
+  // The thread running the callback, while it runs: a handle destroyed from
+  // inside its own callback must not wait for callback_mu (its own thread
+  // holds it).
+  std::atomic<std::thread::id> delivering{};
 
   // Loop thread only.
   std::optional<std::vector<ServiceInstance>> last;  // nullopt: nothing delivered, or an error was
@@ -35,7 +41,15 @@ struct WatchState : std::enable_shared_from_this<WatchState> {
 
   void Deliver(const WatchUpdate& update) {
     std::lock_guard lock(callback_mu);
-    if (alive) callback(update);
+    if (!alive) return;
+    struct Delivering {
+      std::atomic<std::thread::id>& id;
+      explicit Delivering(std::atomic<std::thread::id>& i) : id(i) {
+        id.store(std::this_thread::get_id());
+      }
+      ~Delivering() { id.store(std::thread::id()); }
+    } delivering_now(delivering);
+    callback(update);
   }
 
   milliseconds Jittered(milliseconds base) {
@@ -80,7 +94,12 @@ class DnsWatchHandle : public WatchHandle {
       : loop_(std::move(loop)), state_(std::move(state)) {}
 
   ~DnsWatchHandle() override {
-    {
+    if (state_->delivering.load() == std::this_thread::get_id()) {
+      // Destroyed from inside its own callback: this thread holds
+      // callback_mu, and the callback cannot be destroyed while it runs (it
+      // goes with the state). No callback runs after this one.
+      state_->alive = false;
+    } else {
       std::lock_guard lock(state_->callback_mu);  // waits out a running callback
       state_->alive = false;
       state_->callback = nullptr;  // what it captured goes now, not at the next timer
