@@ -200,6 +200,12 @@ std::optional<std::uint32_t> TrafficHistory::SeriesFor(const std::string& servic
   if (auto it = series_index_.find(key); it != series_index_.end()) return it->second;
   auto free = std::ranges::find_if(series_, [](const auto& slot) { return !slot.has_value(); });
   if (free == series_.end() && series_.size() >= options_.max_series) {
+    // Full, and scanned since the last sample: nothing can have been freed.
+    if (scanned_full_at_ms_ == last_sample_ms_) {
+      ++dropped_series_;
+      return std::nullopt;
+    }
+    scanned_full_at_ms_ = last_sample_ms_;
     // Full: forget the instances that are gone and no sample mentions.
     std::vector<bool> used(series_.size(), false);
     for (const auto& sample : ring_)

@@ -148,6 +148,11 @@ class TrafficHistory {
   std::size_t next_ = 0;      // where the next sample goes once the ring is full
   std::int64_t last_sample_ms_ = 0;
   std::uint64_t dropped_series_ = 0;
+  // last_sample_ms_ when the table was last found full and scanned: one scan
+  // per sample at most (it walks the whole ring; with many instances over
+  // the cap, one per instance per watch tick cost tens of millions of steps
+  // a second).
+  std::int64_t scanned_full_at_ms_ = -1;
 
   mutable std::mutex events_mu_;
   std::deque<Event> events_;          // guarded by events_mu_; at most options_.events
