@@ -441,6 +441,12 @@ Result<Channel*> ChannelSet::Get(std::string_view service, const ClientOptions& 
     }
     return it->second.get();
   }
+  if (impl_->channels.size() >= impl_->options.max_services) {
+    return Fail(ErrorCode::kUnavailable,
+                "cannot watch " + std::string(service) + ": this client already watches " +
+                    std::to_string(impl_->channels.size()) +
+                    " services (ClientOptions::max_services)");
+  }
   ResolverOptions resolver_options;
   resolver_options.policy = options.policy;
   resolver_options.outlier_detection = options.outlier_detection;

@@ -583,6 +583,16 @@ TEST_F(HttpClientTest, ChannelSetMakesOneChannelPerService) {
   auto bad = channels.Get("no spaces allowed");
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().code, ErrorCode::kInvalidArgument);
+
+  // Names a caller's own clients choose cannot make watches without bound.
+  ChannelSet bounded(*registry_, {.max_services = 2});
+  ASSERT_TRUE(bounded.Get("one"));
+  ASSERT_TRUE(bounded.Get("two"));
+  auto third = bounded.Get("three");
+  ASSERT_FALSE(third);
+  EXPECT_EQ(third.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(third.error().message.find("max_services"), std::string::npos);
+  EXPECT_TRUE(bounded.Get("one")) << "known services still answer";
 }
 
 // Channel::Send takes a target, not a URL; the call's own CallOptions

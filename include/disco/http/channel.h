@@ -108,7 +108,8 @@ class ChannelSet {
 
   // The channel of `service`, made on first use with the set's options and
   // kept for the set's life (starts watching the service).
-  // Errors: kInvalidArgument (bad service name).
+  // Errors: kInvalidArgument (bad service name), kUnavailable (a new
+  // service past ClientOptions::max_services).
   Result<Channel*> Get(std::string_view service);
 
   // The same with the service's own policy, outlier detection and retry

@@ -99,6 +99,11 @@ struct ClientOptions {
   // How long a call waits for a service's first snapshot from the registry.
   std::chrono::milliseconds resolve_timeout{2000};
   std::string user_agent = "disco-http";
+  // Services a client (its ChannelSet) will watch at most: each name in a
+  // URL makes a channel, a registry watch and its metrics for the client's
+  // life, so a caller that takes names from its own clients must not grow
+  // without bound. Past it, calls to new names fail with kUnavailable.
+  std::size_t max_services = 1024;
   MetricsRegistry* metrics = nullptr;  // nullptr: MetricsRegistry::Default()
 };
 
