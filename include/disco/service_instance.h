@@ -6,11 +6,16 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "disco/error.h"
 
 namespace disco {
+
+// The metadata key and value by which an instance says it serves HTTPS.
+inline constexpr std::string_view kSchemeKey = "scheme";
+inline constexpr std::string_view kSchemeHttps = "https";
 
 struct ServiceInstance {
   std::string service{};  // logical name, e.g. "user-service"
@@ -24,6 +29,9 @@ struct ServiceInstance {
 
   // "host:port", with IPv6 hosts in brackets.
   std::string Address() const;
+  // The instance serves HTTPS: its metadata has scheme=https (kSchemeKey),
+  // as services started with a TLS certificate register themselves.
+  bool SpeaksTls() const;
 
   bool operator==(const ServiceInstance&) const = default;
 };

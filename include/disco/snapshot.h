@@ -52,6 +52,7 @@ struct alignas(64) EndpointStats {
 struct Endpoint {
   ServiceInstance instance{};
   std::string address{};  // instance.Address(), kept to avoid rebuilding it per call
+  bool tls = false;       // instance.SpeaksTls(), kept likewise
   std::shared_ptr<EndpointStats> stats{};
 
   bool ejected() const { return stats->ejected.load(std::memory_order_relaxed); }

@@ -12,10 +12,17 @@
 // two may be called from any thread (a signal is taken by one caller only).
 #pragma once
 
+#include <chrono>
+
 namespace disco {
 
-// Blocks SIGINT and SIGTERM in the calling thread and every thread it starts later.
+// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread
+// it starts later. (SIGHUP asks for a reload, WaitForReloadSignal; blocked,
+// it no longer ends a process that takes no reloads.)
 void BlockStopSignals();
+
+// Waits up to `timeout` for SIGHUP; true when it came (it is taken).
+bool WaitForReloadSignal(std::chrono::milliseconds timeout);
 
 // Waits until SIGINT or SIGTERM arrives; returns it.
 int WaitForStopSignal();

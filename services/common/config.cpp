@@ -104,6 +104,25 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->envname("DISCO_MAX_CONNECTIONS_PER_ADDRESS")
       ->check(CLI::Range(std::size_t{0}, std::size_t{10'000'000}))
       ->capture_default_str();
+  app.add_option("--tls-cert", c.tls_cert,
+                 "Serve HTTPS with this PEM certificate (chain); registered as scheme=https and "
+                 "presented to the services this one calls (needs --tls-key)")
+      ->envname("DISCO_TLS_CERT");
+  app.add_option("--tls-key", c.tls_key, "PEM private key of --tls-cert")
+      ->envname("DISCO_TLS_KEY");
+  app.add_option("--tls-client-ca", c.tls_client_ca,
+                 "Require client certificates signed by this PEM CA (mutual TLS; needs --tls-cert)")
+      ->envname("DISCO_TLS_CLIENT_CA");
+  app.add_option("--tls-ca", c.tls_ca,
+                 "Call other services over TLS, trusting this PEM CA; their certificates must name "
+                 "the service (DNS or spiffe:// URI SAN)")
+      ->envname("DISCO_TLS_CA");
+  app.add_option("--tls-reload-check-ms", c.tls_reload_check_ms,
+                 "How often the TLS files are checked for change (they are re-read then, and on "
+                 "SIGHUP; open connections keep their certificate)")
+      ->envname("DISCO_TLS_RELOAD_CHECK_MS")
+      ->check(CLI::Range(100, 3'600'000))
+      ->capture_default_str();
 }
 
 void FinishConfig(ServiceConfig& c, std::uint16_t bound_port) {

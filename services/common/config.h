@@ -39,6 +39,15 @@ struct ServiceConfig {
   std::size_t body_memory = 256 * 1024 * 1024;
   std::size_t max_connections = 0;              // 0: half the descriptor limit
   std::size_t max_connections_per_address = 0;  // 0: a quarter of max_connections
+  // TLS (all empty: plain HTTP). cert + key: serve HTTPS and register
+  // scheme=https; also presented to the services this one calls.
+  // client_ca: require client certificates from this CA (mutual TLS).
+  // ca: call other services over TLS, trusting this CA.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_client_ca;
+  std::string tls_ca;
+  int tls_reload_check_ms = 5000;  // how often the TLS files are checked for change
 };
 
 // Adds the shared flags to `app`, with defaults taken from `config`.

@@ -14,7 +14,7 @@
 namespace disco::service {
 
 struct ServiceRuntime::Impl {
-  Impl(ServiceConfig& c, Registry& r) : config(c), registry(r) {}
+  Impl(ServiceConfig& c, Registry& r, TlsSettings t) : config(c), registry(r), tls(std::move(t)) {}
 
   // Registers, retrying with a growing pause while the registry is down.
   void RegisterLoop(ServiceInstance instance) {
@@ -44,14 +44,15 @@ struct ServiceRuntime::Impl {
 
   ServiceConfig& config;
   Registry& registry;
+  TlsSettings tls;
   std::mutex mu;
   std::condition_variable cv;
   bool stopping = false;
   std::unique_ptr<Registration> registration;
 };
 
-ServiceRuntime::ServiceRuntime(ServiceConfig& config, Registry& registry)
-    : impl_(std::make_unique<Impl>(config, registry)) {}
+ServiceRuntime::ServiceRuntime(ServiceConfig& config, Registry& registry, TlsSettings tls)
+    : impl_(std::make_unique<Impl>(config, registry, std::move(tls))) {}
 
 ServiceRuntime::~ServiceRuntime() = default;
 
@@ -89,6 +90,7 @@ int ServiceRuntime::Serve(http::Router router) {
   // after binding, and /health then shows an empty id (give --id to have one).
   if (config.port != 0) FinishConfig(config, config.port);
   options.instance_id = config.id;
+  options.tls = impl_->tls.server;
   http::Server server(std::move(router), options);
   if (auto started = server.Start(); !started) {
     Log().error("{}: {}", config.service, started.error().message);
@@ -97,8 +99,8 @@ int ServiceRuntime::Serve(http::Router router) {
   config.port = server.port();
   FinishConfig(config, config.port);
   SetLogIdentity(config.service, config.id);
-  Log().info("{} {} listening on {}:{} ({} I/O threads)", config.service, config.id, config.host,
-             server.port(),
+  Log().info("{} {} listening on {}://{}:{} ({} I/O threads)", config.service, config.id,
+             options.tls ? "https" : "http", config.host, server.port(),
              options.threads ? options.threads : std::thread::hardware_concurrency());
 
   ServiceInstance instance;
@@ -108,6 +110,8 @@ int ServiceRuntime::Serve(http::Router router) {
   instance.port = server.port();
   instance.tags = {"disco"};
   instance.metadata = {{"version", "0.1.0"}};
+  if (options.tls) instance.metadata[std::string(kSchemeKey)] = std::string(kSchemeHttps);
+  TlsReloader reloader(impl_->tls, std::chrono::milliseconds(config.tls_reload_check_ms));
   std::thread registrar([this, instance] { impl_->RegisterLoop(instance); });
 
   int signal = WaitForStopSignal();

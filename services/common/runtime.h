@@ -18,6 +18,7 @@
 #include <string>
 
 #include "config.h"
+#include "tls_settings.h"
 #include "disco/http/server.h"
 #include "disco/registry.h"
 
@@ -25,8 +26,10 @@ namespace disco::service {
 
 class ServiceRuntime {
  public:
-  // `registry` must outlive the runtime.
-  ServiceRuntime(ServiceConfig& config, Registry& registry);
+  // `registry` must outlive the runtime. `tls`: the service's (LoadTls):
+  // HTTPS when it has a server config, registered with scheme=https; both
+  // configs are kept current while serving (TlsReloader).
+  ServiceRuntime(ServiceConfig& config, Registry& registry, TlsSettings tls = {});
   ~ServiceRuntime();
 
   // Returns the process exit code: 0 after a clean shutdown, 1 if the

@@ -47,6 +47,21 @@ Startup<StorageConfig> ConfigureStorage(const ServiceConfig& config) {
   return StorageConfig{std::move(*url), options};
 }
 
+Startup<TlsSettings> LoadTls(const ServiceConfig& config) {
+  auto settings = LoadTlsSettings(config);
+  if (!settings) {
+    Log().error("{}: {}", config.service, settings.error().message);
+    return std::unexpected(2);
+  }
+  if (settings->server)
+    Log().info("{}: serving HTTPS{}", config.service,
+               settings->server->mutual() ? ", client certificates required (mutual TLS)" : "");
+  if (settings->client)
+    Log().info("{}: calling services over TLS{}", config.service,
+               settings->client->mutual() ? " with a client certificate" : "");
+  return std::move(*settings);
+}
+
 Startup<std::unique_ptr<Registry>> ConnectRegistry(const ServiceConfig& config) {
   auto registry = MakeRegistry(config.registry);
   if (!registry) {

@@ -26,6 +26,7 @@
 #include "disco/stop_signals.h"
 #include "jwt.h"
 #include "logging.h"
+#include "tls_settings.h"
 
 namespace disco::service {
 
@@ -71,6 +72,9 @@ auto OpenStorage(const ServiceConfig& config, Open open) -> Startup<
   Log().info("{} storage: {}", config.service, storage->url.Redacted());
   return std::move(*repository);
 }
+
+// The --tls-* flags loaded (LoadTlsSettings).
+Startup<TlsSettings> LoadTls(const ServiceConfig& config);
 
 // The registry named by --registry.
 Startup<std::unique_ptr<Registry>> ConnectRegistry(const ServiceConfig& config);

@@ -95,8 +95,11 @@ int main(int argc, char** argv) {
       jwt = std::move(*loaded);
     }
 
+    auto tls = service::LoadTls(config);
+    if (!tls) return tls.error();
     auto registry = service::ConnectRegistry(config);
     if (!registry) return registry.error();
+    gateway_config->upstream_tls = tls->client;
     auto proxy = gateway::Proxy::Make(**registry, *gateway_config, jwt.get());
     if (!proxy) {
       log.error("gateway: {}", proxy.error().message);
@@ -134,7 +137,7 @@ int main(int argc, char** argv) {
     http::Router router;
     gateway::AddObservabilityRoutes(router, catalog, **proxy, identity, &history);
     (*proxy)->AddRoutes(router);
-    service::ServiceRuntime runtime(config, **registry);
+    service::ServiceRuntime runtime(config, **registry, *tls);
     return runtime.Serve(std::move(router));
   });
 }

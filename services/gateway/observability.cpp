@@ -43,6 +43,9 @@ std::string PrometheusTargetsJson(const Catalog& catalog) {
                      {"__meta_disco_weight", std::to_string(instance.weight)}};
       for (const auto& [key, value] : instance.metadata)
         labels["__meta_disco_meta_" + LabelName(key)] = value;
+      // Prometheus scrapes an instance serving HTTPS over HTTPS (its
+      // scrape config still needs the CA: tls_config.ca_file).
+      if (endpoint.tls) labels["__scheme__"] = "https";
       groups.push_back(
           {{"targets", json::array({endpoint.address})}, {"labels", std::move(labels)}});
     }

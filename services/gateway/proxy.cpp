@@ -123,6 +123,7 @@ Result<std::unique_ptr<Proxy>> Proxy::Make(Registry& registry, GatewayConfig con
   defaults.outlier_detection = proxy->config_.outlier_detection;
   defaults.response_limit = proxy->config_.response_limit;
   defaults.user_agent = "disco-gateway";
+  defaults.tls = proxy->config_.upstream_tls;
   defaults.metrics = &m;
   proxy->channels_ = std::make_unique<http::ChannelSet>(registry, std::move(defaults));
   const auto& rl = proxy->config_.rate_limit;

@@ -37,6 +37,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -44,6 +45,7 @@
 
 #include "disco/error.h"
 #include "disco/outlier.h"
+#include "disco/tls.h"
 
 namespace disco::gateway {
 
@@ -81,6 +83,8 @@ struct GatewayConfig {
   RateLimitConfig rate_limit;
   std::optional<OutlierOptions> outlier_detection = OutlierOptions{};  // null in JSON: off
   std::size_t response_limit = 8 * 1024 * 1024;  // larger upstream answers → 502
+  // Not from the JSON: the gateway's --tls-ca (TLS to upstreams; null: HTTP).
+  std::shared_ptr<tls::Config> upstream_tls{};
 };
 
 // The demo's routes: /api/users → user-service, /api/orders → order-service,

@@ -47,6 +47,8 @@ int main(int argc, char** argv) {
     if (!jwt) return jwt.error();
     auto repository = service::OpenStorage(config, order::OpenOrderRepository);
     if (!repository) return repository.error();
+    auto tls = service::LoadTls(config);
+    if (!tls) return tls.error();
     auto registry = service::ConnectRegistry(config);
     if (!registry) return registry.error();
     if (!MakeBalancer(policy)) {
@@ -57,6 +59,7 @@ int main(int argc, char** argv) {
     http::ClientOptions client_options;
     client_options.policy = policy;
     client_options.per_try_timeout = std::chrono::milliseconds(call_timeout_ms);
+    client_options.tls = tls->client;
     http::Client client(**registry, client_options);
     if (auto ok = client.Prepare(user_service, std::chrono::seconds(2)); !ok) {
       log.error("order-service: --user-service: {}", ok.error().message);
@@ -66,7 +69,7 @@ int main(int argc, char** argv) {
         {.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
 
     order::OrderServiceDeps deps{repository->get(), jwt->get(), &db_pool, &client, user_service};
-    service::ServiceRuntime runtime(config, **registry);
+    service::ServiceRuntime runtime(config, **registry, *tls);
     return runtime.Serve(order::MakeOrderRouter(deps));
   });
 }

@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
     if (!jwt) return jwt.error();
     auto repository = service::OpenStorage(config, user::OpenUserRepository);
     if (!repository) return repository.error();
+    auto tls = service::LoadTls(config);
+    if (!tls) return tls.error();
     auto registry = service::ConnectRegistry(config);
     if (!registry) return registry.error();
 
@@ -116,7 +118,7 @@ int main(int argc, char** argv) {
                                cache_entries,
                                trust_client_address,
                                std::move(*dummy_hash)};
-    service::ServiceRuntime runtime(config, **registry);
+    service::ServiceRuntime runtime(config, **registry, *tls);
     return runtime.Serve(user::MakeUserRouter(deps));
   });
 }

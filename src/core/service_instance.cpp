@@ -14,6 +14,11 @@ bool IsNameChar(char c) {
 
 }  // namespace
 
+bool ServiceInstance::SpeaksTls() const {
+  const auto it = metadata.find(std::string(kSchemeKey));
+  return it != metadata.end() && it->second == kSchemeHttps;
+}
+
 std::string ServiceInstance::Address() const {
   std::string out;
   if (host.find(':') != std::string::npos) {

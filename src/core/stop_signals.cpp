@@ -18,7 +18,17 @@ sigset_t StopSet() {
 
 void BlockStopSignals() {
   sigset_t set = StopSet();
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+bool WaitForReloadSignal(std::chrono::milliseconds timeout) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(timeout).count();
+  timespec wait{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  return sigtimedwait(&set, nullptr, &wait) == SIGHUP;
 }
 
 int WaitForStopSignal() {

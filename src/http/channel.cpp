@@ -13,6 +13,7 @@
 #include "disco/registry_url.h"
 #include "disco/resolver.h"
 #include "disco/retry.h"
+#include "disco/tls.h"
 #include "http/retry_policy.h"
 #include "http/transport.h"
 #include "util/log.h"
@@ -24,6 +25,8 @@ namespace {
 namespace asio = boost::asio;
 using Clock = std::chrono::steady_clock;
 using detail::AttemptResult;
+using detail::ExchangeControl;
+using detail::SetFailed;
 
 // RFC 9110 9.2.2: the safe methods (GET, HEAD, OPTIONS, TRACE), PUT and DELETE.
 bool IsIdempotent(std::string_view method) {
@@ -143,6 +146,7 @@ CallOptions CallOptionsOf(const ClientOptions& options) {
 struct Shared {
   Shared(Registry& r, const ClientOptions& options)
       : registry(r),
+        tls(options.tls),
         transport(detail::TransportOptions{.max_idle_per_endpoint = options.max_idle_per_endpoint,
                                            .pool_idle_timeout = options.pool_idle_timeout,
                                            .response_limit = options.response_limit,
@@ -166,7 +170,21 @@ struct Shared {
             "http_client_retry_budget_exhausted_total",
             "Retries wanted but refused because the retry budget was spent", {"service"})) {}
 
+  // https:// URLs to host:port: the set's TLS settings, or else the system's
+  // CAs (loaded on first use: most sets never need them).
+  const tls::Config* DirectTls() const {
+    if (tls) return tls.get();
+    std::call_once(system_tls_once, [this] {
+      auto loaded = tls::Config::Load(tls::Role::kClient, {});
+      if (loaded) system_tls = std::move(*loaded);
+    });
+    return system_tls.get();
+  }
+
   Registry& registry;
+  const std::shared_ptr<tls::Config> tls;  // for every channel of the set (null: plain HTTP)
+  mutable std::once_flag system_tls_once;
+  mutable std::shared_ptr<tls::Config> system_tls;
   detail::Transport transport;
   MetricsRegistry* metrics;
   Family<Counter>* requests;
@@ -186,12 +204,20 @@ struct Channel::Impl {
         request_counters(*s.requests, label),
         attempt_counters(*s.attempts, label),
         latency(&s.latency->With({label})),
-        budget_exhausted(&s.budget_exhausted->With({label})) {}
+        budget_exhausted(&s.budget_exhausted->With({label})),
+        tls_control{.tls = s.tls.get(), .identity = label} {}
 
   // `request` by value: a coroutine keeps it in its frame, so Send need not
   // be a coroutine of its own.
+  // `direct_control`: a direct call's TLS (https:// URL), else null.
   Awaitable<Result<ClientResponse>> Call(ClientRequest request, std::string_view address,
-                                         const CallOptions& call);
+                                         const CallOptions& call,
+                                         const ExchangeControl* direct_control = nullptr);
+  // How an attempt to `endpoint` goes: over TLS (the set's settings, the
+  // service's identity), plain (null), or not at all (false: an instance
+  // serving HTTPS and no TLS settings here; `result` says so).
+  bool ControlFor(const Endpoint& endpoint, const ExchangeControl*& control,
+                  AttemptResult& result) const;
   void Record(const Endpoint* endpoint, int attempt, std::string_view authority,
               AttemptResult& result);
   std::optional<Clock::duration> RetryPause(AttemptResult& result, int attempt, bool direct,
@@ -214,6 +240,7 @@ struct Channel::Impl {
   StatusCounters attempt_counters;
   Histogram* latency;
   Counter* budget_exhausted;
+  const ExchangeControl tls_control;  // for discovered instances when the set has TLS settings
   std::atomic<bool> resolved{false};  // the resolver has had a snapshot from the registry
   std::atomic<std::uint64_t> calls{0};
   std::atomic<std::uint64_t> attempts{0};
@@ -243,9 +270,34 @@ Awaitable<Result<ClientResponse>> Channel::Send(ClientRequest request, const Cal
   return impl_->Call(std::move(request), {}, call ? *call : impl_->call);
 }
 
-Awaitable<Result<ClientResponse>> Channel::SendTo(ClientRequest request, std::string address) {
-  // A coroutine of its own: `address` lives in this frame while Call runs.
-  co_return co_await impl_->Call(std::move(request), address, impl_->call);
+Awaitable<Result<ClientResponse>> Channel::SendTo(ClientRequest request, std::string address,
+                                                  bool tls) {
+  // A coroutine of its own: `address` and `control` live in this frame while Call runs.
+  ExchangeControl control;
+  if (tls) {
+    control.tls = impl_->shared.DirectTls();
+    if (control.tls == nullptr)
+      co_return std::unexpected(Error{ErrorCode::kUnavailable,
+                                      "https://" + address +
+                                          ": the system's CA certificates could not be loaded"});
+  }
+  const ExchangeControl* direct_control = tls ? &control : nullptr;
+  co_return co_await impl_->Call(std::move(request), address, impl_->call, direct_control);
+}
+
+bool Channel::Impl::ControlFor(const Endpoint& endpoint, const ExchangeControl*& control,
+                               AttemptResult& result) const {
+  if (tls_control.tls) {
+    control = &tls_control;
+    return true;
+  }
+  control = nullptr;
+  if (!endpoint.tls) return true;
+  SetFailed(result, CallOutcome::kConnectFailed,
+            "the instance " + endpoint.instance.id + " at " + endpoint.address +
+                " serves HTTPS (scheme=https in its registration) and this caller has no TLS "
+                "settings (ClientOptions::tls; the services' --tls-ca)");
+  return false;
 }
 
 // After an attempt: its outcome to the resolver (successes, failures,
@@ -319,7 +371,8 @@ std::optional<RetryBudget::Token> Channel::Impl::RetryToken(std::string_view aut
 // (this is the set's "direct" channel, without a resolver).
 Awaitable<Result<ClientResponse>> Channel::Impl::Call(ClientRequest request,
                                                       std::string_view address,
-                                                      const CallOptions& call) {
+                                                      const CallOptions& call,
+                                                      const ExchangeControl* direct_control) {
   const auto started = Clock::now();
   const auto deadline = started + call.deadline;
   auto first_attempt = started;  // when attempt 1 starts (one clock read for both)
@@ -369,8 +422,11 @@ Awaitable<Result<ClientResponse>> Channel::Impl::Call(ClientRequest request,
     const std::string_view to = endpoint ? std::string_view(endpoint->address) : address;
     const auto attempt_started = attempt == 1 ? first_attempt : Clock::now();
     const auto attempt_deadline = std::min(deadline, attempt_started + call.per_try_timeout);
-    co_await shared.transport.RoundTrip(wire, request.body, request.method, to, attempt_started,
-                                        attempt_deadline, result);
+    const ExchangeControl* control = direct_control;
+    if (!endpoint || ControlFor(*endpoint, control, result)) {
+      co_await shared.transport.RoundTrip(wire, request.body, request.method, to,
+                                          attempt_started, attempt_deadline, result, control);
+    }
     if (stats) stats->active_requests.fetch_sub(1, std::memory_order_relaxed);
     retry_token.reset();  // the retry (if this was one) is no longer in flight
     Record(endpoint.get(), attempt, authority, result);

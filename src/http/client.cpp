@@ -13,17 +13,23 @@ struct ParsedUrl {
   std::string_view authority;  // service name or host:port
   std::string_view target;     // path and query as given: may be empty or start with '?'
   bool direct = false;         // authority is host:port
+  bool tls = false;            // https://
 };
 
 Result<ParsedUrl> ParseUrl(std::string_view url) {
-  constexpr std::string_view kScheme = "http://";
-  if (url.substr(0, kScheme.size()) != kScheme) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "URL must start with http:// (got '" + std::string(url) + "')");
-  }
-  url.remove_prefix(kScheme.size());
-  auto slash = url.find_first_of("/?");
+  constexpr std::string_view kHttp = "http://";
+  constexpr std::string_view kHttps = "https://";
   ParsedUrl out;
+  if (url.starts_with(kHttp)) {
+    url.remove_prefix(kHttp.size());
+  } else if (url.starts_with(kHttps)) {
+    url.remove_prefix(kHttps.size());
+    out.tls = true;
+  } else {
+    return Fail(ErrorCode::kInvalidArgument,
+                "URL must start with http:// or https:// (got '" + std::string(url) + "')");
+  }
+  auto slash = url.find_first_of("/?");
   out.authority = url.substr(0, slash);
   if (slash != std::string_view::npos) out.target = url.substr(slash);
   if (out.authority.empty())
@@ -75,8 +81,17 @@ Awaitable<Result<ClientResponse>> Client::Send(ClientRequest request) {
     request.target.assign(url->target);
     authority.assign(url->authority);
     if (url->direct) {
-      co_return co_await impl_->channels.direct().SendTo(std::move(request), std::move(authority));
+      const bool tls = url->tls;
+      co_return co_await impl_->channels.direct().SendTo(std::move(request), std::move(authority),
+                                                         tls);
     }
+    // https://service: discovered instances go over TLS by the client's
+    // settings (ClientOptions::tls), the scheme cannot ask for less.
+    if (url->tls && !impl_->channels.options().tls)
+      co_return std::unexpected(Error{ErrorCode::kInvalidArgument,
+                                      "https://" + authority +
+                                          ": TLS to a discovered service needs the client's TLS "
+                                          "settings (ClientOptions::tls)"});
   }
   auto channel = impl_->channels.Get(authority);
   if (!channel) co_return std::unexpected(channel.error());

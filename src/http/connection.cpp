@@ -21,6 +21,12 @@ Connection::Connection(Socket socket) : socket_(std::move(socket)), timer_(socke
   socket_.non_blocking(true, ignored);
 }
 
+TlsStream& Connection::StartTls(std::shared_ptr<asio::ssl::context> context) {
+  tls_context_ = std::move(context);
+  tls_ = std::make_unique<TlsStream>(socket_, *tls_context_);
+  return *tls_;
+}
+
 void Connection::SetDeadline(Clock::time_point deadline) {
   deadline_ = deadline;
   // A later deadline needs nothing: the pending wait fires early and re-arms.
@@ -117,7 +123,7 @@ Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>
       ec = parser.is_header_done() ? bhttp::error::buffer_overflow : bhttp::error::header_limit;
       co_return;
     }
-    const std::size_t n = co_await connection.socket().async_read_some(
+    const std::size_t n = co_await connection.AsyncReadSome(
         buffer.prepare(ReadSize(buffer)), asio::redirect_error(http::use_awaitable, ec));
     buffer.commit(n);
     if (ec == asio::error::eof && parser.got_some()) {
@@ -138,7 +144,8 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
               boost::system::error_code& ec) {
   ec = {};
   if (buffers[0].size() + buffers[1].size() == 0) return true;
-  if (!connection.socket().non_blocking()) return false;  // a blocking write would stall the thread
+  // TLS writes encrypt first (AsyncWrite); a blocking write would stall the thread.
+  if (connection.tls() != nullptr || !connection.socket().non_blocking()) return false;
   // sendmsg through syscall(), not glibc's wrapper: the wrapper is a thread
   // cancellation point, and in a multi-threaded process it brackets every
   // call with two atomic updates of the thread's cancellation state

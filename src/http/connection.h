@@ -34,6 +34,8 @@
 #include <string>
 #include <string_view>
 
+#include <boost/asio/ssl/stream.hpp>
+
 #include "disco/detail/asio.h"
 #include "disco/http/awaitable.h"
 
@@ -46,6 +48,8 @@ namespace bhttp = boost::beast::http;
 using http::Executor;  // io_context's own (disco/http/awaitable.h)
 using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
 using Clock = std::chrono::steady_clock;
+// TLS over the connection's own socket (which it keeps owning).
+using TlsStream = asio::ssl::stream<Socket&>;
 
 // A Beast parser that appends the body, plain or chunked, to `body`; the
 // subclass takes the start line (on_request_impl or on_response_impl) and
@@ -104,6 +108,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Socket& socket() { return socket_; }
   beast::flat_buffer& buffer() { return buffer_; }
 
+  // Puts TLS with `context` (kept alive by the connection, so a reload of
+  // the settings does not touch open connections) over the socket; the
+  // handshake is the caller's. From then on every read and write goes
+  // through TLS (AsyncReadSome, AsyncWrite; WriteNow declines).
+  TlsStream& StartTls(std::shared_ptr<asio::ssl::context> context);
+  TlsStream* tls() { return tls_.get(); }
+
+  // The socket's operations, through TLS when it is on. (One branch: both
+  // arms return the same awaitable type for the same completion token.)
+  template <class MutableBuffer, class Token>
+  auto AsyncReadSome(const MutableBuffer& buffer, Token&& token) {
+    if (tls_) return tls_->async_read_some(buffer, std::forward<Token>(token));
+    return socket_.async_read_some(buffer, std::forward<Token>(token));
+  }
+  template <class ConstBuffers, class Token>
+  auto AsyncWrite(const ConstBuffers& buffers, Token&& token) {
+    if (tls_) return asio::async_write(*tls_, buffers, std::forward<Token>(token));
+    return asio::async_write(socket_, buffers, std::forward<Token>(token));
+  }
+
   // Operations still pending at `deadline` fail (the socket is closed);
   // kNever: no deadline. A deadline in the past closes the socket at once.
   void SetDeadline(Clock::time_point deadline);
@@ -132,6 +156,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnTimer(std::uint64_t generation, const boost::system::error_code& ec);
 
   Socket socket_;
+  // After socket_: destroyed before the socket it refers to.
+  std::shared_ptr<asio::ssl::context> tls_context_;
+  std::unique_ptr<TlsStream> tls_;
   asio::basic_waitable_timer<Clock, asio::wait_traits<Clock>, Executor> timer_;
   beast::flat_buffer buffer_;
   Clock::time_point deadline_ = kNever;

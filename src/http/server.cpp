@@ -25,6 +25,7 @@
 #include "http/head_writer.h"
 #include "http/request_framing.h"
 #include "http/simple_head.h"
+#include "http/tls_handshake.h"
 #include "http/trace_context.h"
 #include "util/log.h"
 
@@ -459,6 +460,17 @@ struct Server::Impl {
                              "request bodies held at once reached body_memory_limit (body_memory)",
                              {"service", "reason"})
              .With({options.service, "body_memory"});
+    if (options.tls) {
+      auto& failures = metrics->CounterFamily(
+          "http_server_tls_handshake_failures_total",
+          "TLS connections closed before their first request: plain HTTP sent to the TLS port "
+          "(plaintext, answered 400), a failed handshake (handshake: no or untrusted client "
+          "certificate, no common protocol...), or none by the request timeout (timeout)",
+          {"service", "reason"});
+      tls_plaintext = &failures.With({options.service, "plaintext"});
+      tls_failed = &failures.With({options.service, "handshake"});
+      tls_timeout = &failures.With({options.service, "timeout"});
+    }
     evicted_idle = &metrics
                         ->CounterFamily("http_server_idle_connections_evicted_total",
                                         "Idle keep-alive connections closed to make room for "
@@ -545,6 +557,8 @@ struct Server::Impl {
                   std::size_t bytes_in, std::size_t bytes_out);
   // After an error answer: see the comment inside.
   Awaitable<void> Linger(SessionState& s);
+  // The TLS handshake of a new connection (options.tls): true when done.
+  Awaitable<bool> StartTls(Connection& connection, const asio::ip::address& peer);
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
               std::string_view method, std::string_view path, int status, Clock::time_point start,
               Clock::time_point end, const std::string& request_id, std::size_t bytes_in,
@@ -564,6 +578,9 @@ struct Server::Impl {
   Counter* refused_descriptors;
   Counter* evicted_idle;
   Counter* refused_body_memory;
+  Counter* tls_plaintext = nullptr;  // with options.tls only
+  Counter* tls_failed = nullptr;
+  Counter* tls_timeout = nullptr;
   std::string refusal_full, refusal_per_address;
   std::shared_ptr<spdlog::logger> access;
   // "level":"info","service":...,"instance":...: the fields every log line
@@ -852,6 +869,10 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     }
   } unlink{this, worker, self, *connection, key, entry};
 
+  if (options.tls) {
+    const bool secured = co_await StartTls(*connection, peer);
+    if (!secured) co_return;  // ~Unlink closes
+  }
   SessionState s(*connection, worker, entry, self, reserve, body_budget);
   s.request.remote_address = peer.to_string();
   bool linger = false;  // close gently after an error answer (the peer may still be sending)
@@ -885,7 +906,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
                                           asio::buffer(handled.response.body.data(), bytes_out)};
     if (!detail::WriteNow(*connection, out, s.ec)) {
       connection->SetDeadline(Clock::now() + options.request_timeout);
-      co_await asio::async_write(connection->socket(), out,
+      co_await connection->AsyncWrite(out,
                                  asio::redirect_error(http::use_awaitable, s.ec));
     }
     s.now = Clock::now();
@@ -900,6 +921,24 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   // ~Unlink closes the connection.
 }
 
+Awaitable<bool> Server::Impl::StartTls(Connection& connection, const asio::ip::address& peer) {
+  std::string reason;
+  const auto result = co_await detail::AcceptTls(connection, *options.tls,
+                                                 Clock::now() + options.request_timeout, reason);
+  switch (result) {
+    case detail::TlsAccept::kDone: co_return true;
+    case detail::TlsAccept::kPlaintext: tls_plaintext->Inc(); break;
+    case detail::TlsAccept::kFailed: tls_failed->Inc(); break;
+    case detail::TlsAccept::kTimeout: tls_timeout->Inc(); break;
+    case detail::TlsAccept::kClosed: break;
+  }
+  if (result != detail::TlsAccept::kClosed)
+    log::Get().debug("TLS connection from {} closed before its first request: {}{}{}",
+                     peer.to_string(), detail::TlsAcceptName(result), reason.empty() ? "" : ": ",
+                     reason);
+  co_return false;
+}
+
 Awaitable<bool> Server::Impl::AwaitRequest(SessionState& s) {
   s.entry.SetIdle(true);
   // Idle the longest at the back: eviction takes from there.
@@ -908,7 +947,7 @@ Awaitable<bool> Server::Impl::AwaitRequest(SessionState& s) {
                                                     options.idle_timeout, kReserveRequestTimeout)
                                               : options.idle_timeout));
   auto& buffer = s.connection.buffer();
-  std::size_t n = co_await s.connection.socket().async_read_some(
+  std::size_t n = co_await s.connection.AsyncReadSome(
       buffer.prepare(4096), asio::redirect_error(http::use_awaitable, s.ec));
   s.entry.SetIdle(false);
   if (s.ec) co_return false;
@@ -956,8 +995,7 @@ Awaitable<void> Server::Impl::ReadWithParser(SessionState& s, Clock::time_point 
   }
   if (!ec && parser.expects_continue() && !parser.is_done()) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    co_await asio::async_write(connection.socket(),
-                               asio::buffer(kContinue.data(), kContinue.size()),
+    co_await connection.AsyncWrite(asio::buffer(kContinue.data(), kContinue.size()),
                                asio::redirect_error(http::use_awaitable, ec));
     if (ec && connection.timed_out()) ec = beast::error::timeout;
   }
@@ -1012,7 +1050,7 @@ Awaitable<void> Server::Impl::AnswerReadFailure(SessionState& s, ReadFailure fai
   s.connection.SetDeadline(Clock::now() + options.request_timeout);
   std::array<asio::const_buffer, 2> out{asio::buffer(s.head), asio::buffer(error.body)};
   if (!detail::WriteNow(s.connection, out, s.ec) && !failure.timed_out) {
-    co_await asio::async_write(s.connection.socket(), out,
+    co_await s.connection.AsyncWrite(out,
                                asio::redirect_error(http::use_awaitable, s.ec));
   }
   Finish(s.worker, kUnmatched, 0, "-", "-", error.status, start, Clock::now(), request_id, 0,

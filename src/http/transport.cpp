@@ -7,12 +7,15 @@
 #include <mutex>
 #include <unordered_map>
 
+#include <boost/asio/ssl/error.hpp>
+
 #include "disco/detail/asio.h"
 #include "disco/http/message.h"
 #include "disco/registry_url.h"
 #include "http/connection.h"
 #include "http/head_writer.h"
 #include "http/simple_head.h"
+#include "http/tls_handshake.h"
 #include "http/trace_context.h"
 
 namespace disco::http::detail {
@@ -227,6 +230,28 @@ Awaitable<std::shared_ptr<Connection>> Connect(asio::io_context& ioc, std::strin
   co_return connection;
 }
 
+// TLS on a new connection (control.tls): false, with `result` failed as a
+// connect failure (no request was sent), when the handshake or the
+// identity check fails.
+Awaitable<bool> Secure(Connection& connection, const ExchangeControl& control,
+                       std::string_view address, AttemptResult& result) {
+  const auto host_port = ParseHostPort(address);  // Connect parsed it already
+  std::string error;
+  const bool secured = co_await detail::ConnectTls(connection, *control.tls, host_port->host,
+                                                   control.identity, address, error);
+  if (!secured) {
+    // A certificate that does not verify or name the service will not do so
+    // on the next try either: refused, which ejects the instance at once
+    // (outlier detection), as a refused connection does. A handshake that
+    // timed out is an ordinary connect failure.
+    const bool timed_out = connection.timed_out();
+    connection.Close();
+    SetFailed(result, timed_out ? CallOutcome::kConnectFailed : CallOutcome::kConnectRefused,
+              std::move(error));
+  }
+  co_return secured;
+}
+
 }  // namespace
 
 void Interrupt::Cancel() {
@@ -338,9 +363,15 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
   };
   // The pool key (transport id + address) is built in a per-thread buffer right
   // before each use, never across a suspension: no allocation per attempt.
+  const tls::Config* const tls = control ? control->tls : nullptr;
   auto pool_key = [&]() -> std::string_view {
     thread_local std::string key;
     key.assign(id_);
+    if (tls) {
+      key.append("tls|");
+      key.append(control->identity);
+      key.push_back('|');
+    }
     key.append(address);
     return key;
   };
@@ -358,6 +389,10 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
       const auto connect_by = control ? std::min(deadline, control->connect_deadline) : deadline;
       connection = co_await Connect(*ioc, address, connect_by, result);
       if (!connection) co_return;
+      if (tls) {
+        const bool secured = co_await Secure(*connection, *control, address, result);
+        if (!secured) co_return;
+      }
       if (cancelled()) {
         connection->Close();
         co_return;
@@ -367,7 +402,7 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     connection->SetDeadline(deadline);
     std::array<asio::const_buffer, 2> out{asio::buffer(wire), asio::buffer(body)};
     if (!detail::WriteNow(*connection, out, ec))
-      co_await asio::async_write(connection->socket(), out,
+      co_await connection->AsyncWrite(out,
                                  asio::redirect_error(http::use_awaitable, ec));
     if (ec) {
       const bool timed_out = connection->timed_out();
@@ -388,7 +423,7 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     bool parsed = false;
     if (method != "HEAD") {
       if (buffer.size() == 0) {
-        const std::size_t n = co_await connection->socket().async_read_some(
+        const std::size_t n = co_await connection->AsyncReadSome(
             buffer.prepare(detail::ReadSize(buffer)),
             asio::redirect_error(http::use_awaitable, ec));
         buffer.commit(n);
@@ -423,12 +458,21 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     }
     if (ec) {
       bool nothing_read = !got_some && buffer.size() == 0;
+      // TLS 1.3: a server that refuses our certificate says so after the
+      // client's side of the handshake is done, so it shows at the first
+      // read. The request was never processed: a failed connect.
+      const bool tls_refused = !reused && nothing_read && connection->tls() != nullptr &&
+                               ec.category() == asio::error::get_ssl_category();
       bool closed = ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
                     ec == asio::error::connection_reset || ec == asio::error::broken_pipe;
       connection->Close();
       if (cancelled()) co_return;
       if (reused && nothing_read && closed) continue;
-      if (ec == beast::error::timeout) {
+      if (tls_refused) {
+        SetFailed(result, CallOutcome::kConnectFailed,
+                  "TLS handshake with " + std::string(address) +
+                      " failed: the server refused it: " + ec.message());
+      } else if (ec == beast::error::timeout) {
         SetFailed(result, CallOutcome::kTimeout,
                   std::string(address) + " did not answer within the per-try timeout");
       } else if (closed || ec == bhttp::error::partial_message) {

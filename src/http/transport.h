@@ -26,6 +26,10 @@ namespace boost::asio {
 class io_context;
 }  // namespace boost::asio
 
+namespace disco::tls {
+class Config;
+}  // namespace disco::tls
+
 namespace disco::http::detail {
 
 class Connection;
@@ -74,10 +78,16 @@ class Interrupt {
 // What an exchange may have beyond its deadline (the registry backends'):
 // a shorter bound on connecting (an unreachable agent must be reported in
 // seconds even when the long poll may take minutes), and an Interrupt.
+// `tls`: the exchange goes over TLS with these settings (a client config),
+// the server's certificate checked for the address's host and, when
+// `identity` is not empty, for that service (detail::ConnectTls). TLS
+// connections are pooled apart from plain ones, by identity and address.
 struct ExchangeControl {
   std::chrono::steady_clock::time_point connect_deadline =
       std::chrono::steady_clock::time_point::max();
   Interrupt* interrupt = nullptr;
+  const tls::Config* tls = nullptr;
+  std::string_view identity{};
 };
 
 class Transport {

@@ -26,6 +26,7 @@ SnapshotConstPtr MakeSnapshot(std::string service, std::vector<ServiceInstance> 
   for (auto& instance : instances) {
     Endpoint endpoint;
     endpoint.address = instance.Address();
+    endpoint.tls = instance.SpeaksTls();
     auto it = old_stats.find(instance.id);
     endpoint.stats = it != old_stats.end() ? *it->second : std::make_shared<EndpointStats>();
     endpoint.instance = std::move(instance);

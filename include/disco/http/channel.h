@@ -93,7 +93,10 @@ class Channel {
 
   // A call straight to `address` (host:port), without discovery: retried
   // only after a connect failure (there is no other instance).
-  Awaitable<Result<ClientResponse>> SendTo(ClientRequest request, std::string address);
+  // `tls`: over TLS (an https:// URL), the certificate checked for the
+  // address's host against the set's CA (or the system's).
+  Awaitable<Result<ClientResponse>> SendTo(ClientRequest request, std::string address,
+                                           bool tls = false);
 
   std::unique_ptr<Impl> impl_;
 };

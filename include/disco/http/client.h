@@ -67,6 +67,9 @@
 namespace disco {
 class MetricsRegistry;
 class Resolver;
+namespace tls {
+class Config;
+}  // namespace tls
 }  // namespace disco
 
 namespace disco::http {
@@ -105,6 +108,18 @@ struct ClientOptions {
   // without bound. Past it, calls to new names fail with kUnavailable.
   std::size_t max_services = 1024;
   MetricsRegistry* metrics = nullptr;  // nullptr: MetricsRegistry::Default()
+
+  // TLS to instances (a tls::Config of Role::kClient: the CA to trust, and
+  // the certificate to present for mutual TLS). Set: every call to a
+  // discovered service goes over TLS, and the instance's certificate must
+  // name the address dialled and the service it was discovered as (disco/tls.h),
+  // so an instance someone else wrote into the registry gets no request; a
+  // plain-HTTP instance then fails its calls (as a connect failure, retried
+  // on another instance). Unset: plain HTTP; an instance registered as
+  // serving HTTPS (ServiceInstance::SpeaksTls) is not called, with an error
+  // saying this caller needs TLS settings. https:// URLs to host:port use
+  // these settings too, or the system's CAs when unset.
+  std::shared_ptr<tls::Config> tls{};
 };
 
 struct ClientRequest {

@@ -57,6 +57,9 @@
 
 namespace disco {
 class MetricsRegistry;
+namespace tls {
+class Config;
+}  // namespace tls
 }
 
 namespace disco::http {
@@ -96,6 +99,13 @@ struct ServerOptions {
 
   bool access_log = true;
   MetricsRegistry* metrics = nullptr;  // nullptr: MetricsRegistry::Default()
+
+  // HTTPS (a tls::Config of Role::kServer; null: plain HTTP). Each
+  // connection takes the config's settings in force when it is accepted, so
+  // a Reload() changes the certificate for new connections only. The
+  // handshake is bounded by request_timeout; plain HTTP sent to the port is
+  // answered 400 (tls_required).
+  std::shared_ptr<tls::Config> tls{};
 };
 
 class Server {

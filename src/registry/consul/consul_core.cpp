@@ -1,4 +1,5 @@
 #include "registry/consul/consul_core.h"
+#include "registry/registry_tls.h"
 
 #include <algorithm>
 #include <charconv>
@@ -59,11 +60,15 @@ Result<Config> ParseConfig(const RegistryUrl& url, const RegistryOptions& option
         return Fail(ErrorCode::kInvalidArgument,
                     "consul:// parameter wait='" + value + "': want 1s-10m (e.g. wait=30s)");
       }
-    } else {
+    } else if (!IsRegistryTlsParam(key)) {
       return Fail(ErrorCode::kInvalidArgument,
-                  "unknown consul:// parameter '" + key + "' (known: token, stale, wait)");
+                  "unknown consul:// parameter '" + key +
+                      "' (known: token, stale, wait, tls, ca, cert, key)");
     }
   }
+  auto tls = ParseRegistryTls(url);
+  if (!tls) return std::unexpected(tls.error());
+  config.tls = std::move(tls->config);
   if (config.token.empty()) {
     if (const char* env = std::getenv("DISCO_CONSUL_TOKEN"); env && *env) config.token = env;
   }
@@ -73,7 +78,8 @@ Result<Config> ParseConfig(const RegistryUrl& url, const RegistryOptions& option
 Core::Core(Config config)
     : config_(std::move(config)),
       work_(asio::make_work_guard(io_)),
-      client_(io_, config_.agent, config_.token, config_.url, config_.connect_timeout),
+      client_(io_, config_.agent, config_.token, config_.url, config_.connect_timeout,
+              config_.tls),
       delivery_(std::make_shared<asio::io_context>()),
       delivery_work_(asio::make_work_guard(*delivery_)) {
   io_thread_ = std::thread([this] {

@@ -17,6 +17,8 @@
 //   because the destructor joins the I/O thread before anything is freed.
 #pragma once
 
+#include "disco/tls.h"
+
 #include <chrono>
 #include <functional>
 #include <future>
@@ -40,6 +42,7 @@ struct Config {
   std::chrono::seconds wait{30};  // blocking-query wait
   std::chrono::milliseconds request_timeout{3000};
   std::chrono::milliseconds connect_timeout{2000};
+  std::shared_ptr<tls::Config> tls;  // HTTPS to the agent (registry_tls.h); null: HTTP
 };
 
 // Reads the consul:// URL: agent address, token (URL, else env

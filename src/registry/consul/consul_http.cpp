@@ -43,12 +43,13 @@ asio::awaitable<void> CancelSlot::Sleep(std::chrono::milliseconds duration) {
 }
 
 HttpClient::HttpClient(asio::io_context& io, HostPort agent, std::string token, std::string url,
-                       std::chrono::milliseconds connect_timeout)
+                       std::chrono::milliseconds connect_timeout, std::shared_ptr<tls::Config> tls)
     : io_(io),
       address_(agent.ToString()),
       token_(std::move(token)),
       url_(std::move(url)),
       connect_timeout_(connect_timeout),
+      tls_(std::move(tls)),
       transport_(http::detail::TransportOptions{.max_idle_per_endpoint = kMaxIdleConnections,
                                                 .response_limit = kMaxBodyBytes,
                                                 .user_agent = "disco"}) {}
@@ -74,7 +75,8 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Send(HttpRequest request, Canc
 
   const auto started = Clock::now();
   http::detail::ExchangeControl control{.connect_deadline = started + connect_timeout_,
-                                        .interrupt = slot ? &slot->interrupt_ : nullptr};
+                                        .interrupt = slot ? &slot->interrupt_ : nullptr,
+                                        .tls = tls_.get()};
   http::detail::AttemptResult result;
   // The transport runs on the io_context's own executor type; this backend's
   // coroutines on any_io_executor: one co_spawn bridges the two, on the

@@ -26,6 +26,7 @@
 #include "disco/detail/asio.h"
 #include "disco/error.h"
 #include "disco/registry_url.h"
+#include "disco/tls.h"
 #include "http/transport.h"
 #include "registry/consul/consul_stats.h"
 
@@ -70,8 +71,9 @@ class HttpClient {
  public:
   // `url` is the redacted registry URL, used in error messages. `token`, when
   // not empty, goes out as X-Consul-Token on every request and nowhere else.
+  // `tls`: HTTPS to the agent (null: HTTP).
   HttpClient(boost::asio::io_context& io, HostPort agent, std::string token, std::string url,
-             std::chrono::milliseconds connect_timeout);
+             std::chrono::milliseconds connect_timeout, std::shared_ptr<tls::Config> tls = nullptr);
 
   // Sends one request on a pooled keep-alive connection or a new one. `slot`
   // may be null.
@@ -88,6 +90,7 @@ class HttpClient {
   const std::string token_;
   const std::string url_;
   const std::chrono::milliseconds connect_timeout_;
+  const std::shared_ptr<tls::Config> tls_;
   http::detail::Transport transport_;
 };
 

@@ -1,5 +1,7 @@
 #include "registry/etcd/etcd_connection.h"
 
+#include <fstream>
+#include <iterator>
 #include <optional>
 
 namespace disco::etcd {
@@ -26,7 +28,27 @@ bool IsInvalidToken(const grpc::Status& status) {
          status.error_message().find("invalid auth token") != std::string::npos;
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
+std::string ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// gRPC takes PEM text, not paths (tls::Config checked the files already).
+// No CA file: gRPC's own roots (the system's).
+std::shared_ptr<grpc::ChannelCredentials> Credentials(const tls::Config* tls) {
+  if (tls == nullptr) return grpc::InsecureChannelCredentials();
+  grpc::SslCredentialsOptions options;
+  const auto& files = tls->files();
+  if (!files.ca_file.empty()) options.pem_root_certs = ReadAll(files.ca_file);
+  if (!files.cert_file.empty()) {
+    options.pem_cert_chain = ReadAll(files.cert_file);
+    options.pem_private_key = ReadAll(files.key_file);
+  }
+  return grpc::SslCredentials(options);
+}
+
+std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
+                                           const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kMinConnectTimeoutMs);
@@ -39,7 +61,7 @@ std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target) {
   // A Range over a large service can exceed gRPC's 4 MiB default; etcd itself
   // sends responses of any size.
   args.SetMaxReceiveMessageSize(-1);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(target, credentials, args);
 }
 
 }  // namespace
@@ -68,14 +90,15 @@ bool CallCanceller::cancelled() const {
 }
 
 EtcdConnection::EtcdConnection(const RegistryUrl& url, std::string redacted_url,
-                               const RegistryOptions& options)
+                               const RegistryOptions& options, const tls::Config* tls)
     : url_(std::move(redacted_url)),
       request_timeout_(options.request_timeout),
       user_(url.params.contains("user") ? url.params.at("user") : std::string()),
       password_(url.params.contains("password") ? url.params.at("password") : std::string()) {
+  const auto credentials = Credentials(tls);
   for (const auto& endpoint : url.endpoints) {
     auto target = endpoint.ToString();
-    auto channel = MakeChannel(target);
+    auto channel = MakeChannel(target, credentials);
     Stubs stubs;
     stubs.kv = etcdserverpb::KV::NewStub(channel);
     stubs.lease = etcdserverpb::Lease::NewStub(channel);

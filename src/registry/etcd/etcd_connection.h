@@ -40,6 +40,7 @@
 #include "disco/error.h"
 #include "disco/registry.h"
 #include "disco/registry_url.h"
+#include "disco/tls.h"
 #include "etcd/rpc.grpc.pb.h"
 
 namespace disco::etcd {
@@ -85,7 +86,10 @@ struct Stubs {
 class EtcdConnection {
  public:
   // REQUIRES: url.endpoints is not empty.
-  EtcdConnection(const RegistryUrl& url, std::string redacted_url, const RegistryOptions& options);
+  // `tls`: gRPC's TLS with its files (CA; certificate and key for mutual
+  // TLS); null: plaintext.
+  EtcdConnection(const RegistryUrl& url, std::string redacted_url, const RegistryOptions& options,
+                 const tls::Config* tls = nullptr);
 
   const std::string& url() const { return url_; }
   std::chrono::milliseconds request_timeout() const { return request_timeout_; }

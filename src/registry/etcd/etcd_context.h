@@ -16,9 +16,10 @@
 namespace disco::etcd {
 
 struct Context {
+  // `tls`: TLS to the members (registry_tls.h); null: plain.
   Context(const RegistryUrl& url, std::string redacted, const RegistryOptions& registry_options,
-          std::string key_prefix)
-      : connection(url, redacted, registry_options),
+          std::string key_prefix, const tls::Config* tls = nullptr)
+      : connection(url, redacted, registry_options, tls),
         url(std::move(redacted)),
         options(registry_options),
         prefix(std::move(key_prefix)) {}

@@ -1,4 +1,5 @@
 #include "registry/etcd/etcd_registry.h"
+#include "registry/registry_tls.h"
 
 #include <set>
 
@@ -148,11 +149,14 @@ Result<std::unique_ptr<Registry>> MakeEtcdRegistry(const RegistryUrl& url,
   }
   static const std::set<std::string, std::less<>> kKnownParams = {"prefix", "user", "password"};
   for (const auto& [key, value] : url.params) {
-    if (!kKnownParams.contains(key)) {
+    if (!kKnownParams.contains(key) && !IsRegistryTlsParam(key)) {
       return Fail(ErrorCode::kInvalidArgument,
-                  "etcd:// does not know parameter '" + key + "' (known: prefix, user, password)");
+                  "etcd:// does not know parameter '" + key +
+                      "' (known: prefix, user, password, tls, ca, cert, key)");
     }
   }
+  auto tls = ParseRegistryTls(url);
+  if (!tls) return std::unexpected(tls.error());
   if (url.params.contains("password") && !url.params.contains("user")) {
     return Fail(ErrorCode::kInvalidArgument, "etcd:// parameter 'password' needs 'user'");
   }
@@ -162,7 +166,8 @@ Result<std::unique_ptr<Registry>> MakeEtcdRegistry(const RegistryUrl& url,
   std::string prefix = url.params.contains("prefix") ? url.params.at("prefix") : "services";
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
 
-  auto context = std::make_shared<etcd::Context>(url, url.Redacted(), options, std::move(prefix));
+  auto context = std::make_shared<etcd::Context>(url, url.Redacted(), options, std::move(prefix),
+                                                 tls->config.get());
   return std::make_unique<etcd::EtcdRegistry>(std::move(context));
 }
 

@@ -1,0 +1,379 @@
+// TLS in the HTTP layer on real loopback sockets: a server serving HTTPS
+// (and requiring client certificates), the client verifying the server's
+// certificate, its name and the service's identity, the clear errors of
+// each way it goes wrong, and certificates rotated under load. Certificates
+// come from a throwaway CA made per test (fixture/test_certs.h).
+#include <gtest/gtest.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <boost/asio/ssl.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "disco/detail/asio.h"
+#include "disco/http/client.h"
+#include "disco/http/server.h"
+#include "disco/metrics.h"
+#include "disco/registry.h"
+#include "disco/tls.h"
+#include "fixture/http_client.h"
+#include "fixture/test_certs.h"
+#include "fixture/util.h"
+
+namespace disco::http {
+namespace {
+
+using testing::CertSpec;
+using testing::TestCa;
+using namespace std::chrono_literals;
+
+template <class T>
+T RunAwaitable(Awaitable<T> awaitable) {
+  boost::asio::io_context ioc;
+  auto future = boost::asio::co_spawn(ioc, std::move(awaitable), boost::asio::use_future);
+  ioc.run();
+  return future.get();
+}
+
+Router NamedRouter(std::string name, std::atomic<int>* hits = nullptr) {
+  Router router;
+  router.Add("GET", "/who", [name, hits](Request&) -> Awaitable<Response> {
+    if (hits) hits->fetch_add(1);
+    co_return Response::Json(200, "{\"instance\":" + JsonQuote(name) + "}");
+  });
+  return router;
+}
+
+std::shared_ptr<tls::Config> MustLoad(tls::Role role, tls::Files files) {
+  auto config = tls::Config::Load(role, std::move(files));
+  EXPECT_TRUE(config) << config.error().ToString();
+  return config ? *config : nullptr;
+}
+
+// The common name of the certificate a new TLS connection to `port` gets.
+std::string PeerCommonName(std::uint16_t port, const std::string& ca_file) {
+  namespace asio = boost::asio;
+  asio::io_context ioc;
+  asio::ssl::context context(asio::ssl::context::tls_client);
+  context.load_verify_file(ca_file);
+  asio::ssl::stream<asio::ip::tcp::socket> stream(ioc, context);
+  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
+  stream.handshake(asio::ssl::stream_base::client);
+  X509* peer = SSL_get1_peer_certificate(stream.native_handle());
+  char name[256] = {};
+  X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, name, sizeof name);
+  X509_free(peer);
+  return name;
+}
+
+class TlsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    registry_ = std::move(*MakeRegistry("memory://tls-" +
+                                        std::to_string(reinterpret_cast<std::uintptr_t>(this))));
+  }
+
+  // An HTTPS server with a certificate from `ca` for `spec`.
+  std::uint16_t StartServer(const std::string& name, const TestCa& ca, const CertSpec& spec,
+                            bool mutual = false, std::atomic<int>* hits = nullptr) {
+    auto issued = ca.Issue(name, spec);
+    ServerOptions options;
+    options.threads = 1;
+    options.service = name;
+    options.access_log = false;
+    options.metrics = &metrics_;
+    options.tls = MustLoad(tls::Role::kServer, {issued.cert_file, issued.key_file,
+                                                mutual ? ca.ca_file() : std::string()});
+    return Start(NamedRouter(name, hits), options);
+  }
+
+  std::uint16_t Start(Router router, ServerOptions options) {
+    auto server = std::make_unique<Server>(std::move(router), std::move(options));
+    EXPECT_TRUE(server->Start());
+    const auto port = server->port();
+    servers_.push_back(std::move(server));
+    return port;
+  }
+
+  ClientOptions ClientWith(std::shared_ptr<tls::Config> config) {
+    ClientOptions options;
+    options.tls = std::move(config);
+    options.metrics = &metrics_;
+    options.max_attempts = 1;
+    return options;
+  }
+
+  Result<ClientResponse> Get(Client& client, const std::string& url) {
+    ClientRequest request;
+    request.url = url;
+    return RunAwaitable(client.Send(std::move(request)));
+  }
+
+  void Register(const std::string& service, const std::string& id, std::uint16_t port,
+                bool https = true) {
+    ServiceInstance instance{.service = service, .id = id, .host = "127.0.0.1", .port = port};
+    if (https) instance.metadata[std::string(kSchemeKey)] = std::string(kSchemeHttps);
+    registrations_.push_back(std::move(*registry_->Register(instance)));
+  }
+
+  testing::TempDir dir_{"disco-tls"};
+  TestCa ca_{dir_.path(), "main"};
+  MetricsRegistry metrics_;
+  std::unique_ptr<Registry> registry_;
+  std::vector<std::unique_ptr<Server>> servers_;
+  std::vector<std::unique_ptr<Registration>> registrations_;
+};
+
+TEST_F(TlsTest, ServesHttpsAndTheClientVerifiesIt) {
+  const auto port = StartServer("user-service", ca_, {.dns = {"user-service"}});
+  Client client(*registry_, ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
+  auto response = Get(client, "https://127.0.0.1:" + std::to_string(port) + "/who");
+  ASSERT_TRUE(response) << response.error().ToString();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_NE(response->body.find("user-service"), std::string::npos);
+}
+
+TEST_F(TlsTest, AnUntrustedCaIsAClearError) {
+  TestCa other(dir_.path(), "other");
+  const auto port = StartServer("user-service", other, {.dns = {"user-service"}});
+  Client client(*registry_, ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
+  auto response = Get(client, "https://127.0.0.1:" + std::to_string(port) + "/who");
+  ASSERT_FALSE(response);
+  EXPECT_NE(response.error().message.find("certificate verify failed"), std::string::npos)
+      << response.error().message;
+  EXPECT_NE(response.error().message.find("unable to get local issuer certificate"),
+            std::string::npos)
+      << response.error().message;
+}
+
+TEST_F(TlsTest, AnExpiredCertificateIsRefused) {
+  const auto port = StartServer("user-service", ca_,
+                                {.dns = {"user-service"}, .not_before = -2h, .not_after = -1h});
+  Client client(*registry_, ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
+  auto response = Get(client, "https://127.0.0.1:" + std::to_string(port) + "/who");
+  ASSERT_FALSE(response);
+  EXPECT_NE(response.error().message.find("certificate has expired"), std::string::npos)
+      << response.error().message;
+}
+
+TEST_F(TlsTest, ACertificateForAnotherAddressIsRefused) {
+  const auto port =
+      StartServer("user-service", ca_, {.dns = {"user-service"}, .ips = {"127.0.0.2"}});
+  Client client(*registry_, ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
+  auto response = Get(client, "https://127.0.0.1:" + std::to_string(port) + "/who");
+  ASSERT_FALSE(response);
+  EXPECT_NE(response.error().message.find("IP address mismatch"), std::string::npos)
+      << response.error().message;
+}
+
+TEST_F(TlsTest, MutualTlsRefusesAClientWithoutCertificate) {
+  const auto port = StartServer("user-service", ca_, {.dns = {"user-service"}}, /*mutual=*/true);
+  const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/who";
+  {
+    Client anonymous(*registry_,
+                     ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
+    auto response = Get(anonymous, url);
+    ASSERT_FALSE(response);
+    // TLS 1.3: the client learns of the refusal when it reads the answer.
+    EXPECT_NE(response.error().message.find("certificate required"), std::string::npos)
+        << response.error().message;
+  }
+  auto issued = ca_.Issue("order-service", {.dns = {"order-service"}});
+  Client holder(*registry_, ClientWith(MustLoad(tls::Role::kClient,
+                                                {issued.cert_file, issued.key_file,
+                                                 ca_.ca_file()})));
+  auto response = Get(holder, url);
+  ASSERT_TRUE(response) << response.error().ToString();
+  EXPECT_EQ(response->status, 200);
+  EXPECT_NE(metrics_.Render().find("http_server_tls_handshake_failures_total{service=\"user-"
+                                   "service\",reason=\"handshake\"} 1"),
+            std::string::npos)
+      << metrics_.Render();
+}
+
+TEST_F(TlsTest, PlainHttpToTheTlsPortGetsA400ThatSaysSo) {
+  const auto port = StartServer("user-service", ca_, {.dns = {"user-service"}});
+  auto response = testing::RawHttp(port, "GET /who HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(response.status, 400);
+  EXPECT_NE(response.body.find("\"error\":\"tls_required\""), std::string::npos) << response.body;
+  EXPECT_NE(response.body.find("https://"), std::string::npos);
+}
+
+TEST_F(TlsTest, TlsToAPlainPortIsAClearError) {
+  ServerOptions options;
+  options.threads = 1;
+  options.access_log = false;
+  options.metrics = &metrics_;
+  const auto port = Start(NamedRouter("plain"), options);
+  Client client(*registry_, ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
+  auto response = Get(client, "https://127.0.0.1:" + std::to_string(port) + "/who");
+  ASSERT_FALSE(response);
+  EXPECT_NE(response.error().message.find("TLS handshake with 127.0.0.1:"), std::string::npos)
+      << response.error().message;
+}
+
+TEST_F(TlsTest, BadFilesAreClearErrors) {
+  auto a = ca_.Issue("a", {});
+  auto b = ca_.Issue("b", {});
+  auto mismatched = tls::Config::Load(tls::Role::kServer, {a.cert_file, b.key_file, ""});
+  ASSERT_FALSE(mismatched);
+  EXPECT_NE(mismatched.error().message.find("does not match the certificate"), std::string::npos)
+      << mismatched.error().message;
+
+  auto missing = tls::Config::Load(tls::Role::kServer, {dir_.Sub("nope.pem"), a.key_file, ""});
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message.find("nope.pem': No such file or directory"),
+            std::string::npos)
+      << missing.error().message;
+
+  std::filesystem::copy_file(a.key_file, dir_.Sub("key-as-cert.pem"));
+  auto garbage = tls::Config::Load(tls::Role::kServer, {dir_.Sub("key-as-cert.pem"), a.key_file, ""});
+  ASSERT_FALSE(garbage);
+  EXPECT_NE(garbage.error().message.find("is not a PEM certificate"), std::string::npos)
+      << garbage.error().message;
+
+  auto half = tls::Config::Load(tls::Role::kClient, {a.cert_file, "", ca_.ca_file()});
+  ASSERT_FALSE(half);
+  EXPECT_NE(half.error().message.find("both files or neither"), std::string::npos);
+
+  auto no_key = tls::Config::Load(tls::Role::kServer, {});
+  ASSERT_FALSE(no_key);
+}
+
+TEST_F(TlsTest, AReloadThatFailsKeepsTheOldCertificate) {
+  auto issued = ca_.Issue("user-service", {.dns = {"user-service"}});
+  auto config = MustLoad(tls::Role::kServer, {issued.cert_file, issued.key_file, ""});
+  ServerOptions options;
+  options.threads = 1;
+  options.access_log = false;
+  options.metrics = &metrics_;
+  options.tls = config;
+  const auto port = Start(NamedRouter("user-service"), options);
+
+  std::filesystem::remove(issued.cert_file);
+  auto reloaded = config->Reload();
+  ASSERT_FALSE(reloaded);
+  EXPECT_NE(reloaded.error().message.find("No such file or directory"), std::string::npos);
+  EXPECT_EQ(config->generation(), 1u);
+
+  // New connections still get the old certificate.
+  Client client(*registry_, ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
+  auto response = Get(client, "https://127.0.0.1:" + std::to_string(port) + "/who");
+  ASSERT_TRUE(response) << response.error().ToString();
+}
+
+// Discovery: calls go only to instances whose certificate names the service.
+// An instance with a valid certificate of the same CA, but for another
+// service, is an impostor: it gets no request.
+TEST_F(TlsTest, OnlyInstancesHoldingTheServicesIdentityGetRequests) {
+  std::atomic<int> genuine_hits{0};
+  std::atomic<int> impostor_hits{0};
+  std::atomic<int> spiffe_hits{0};
+  Register("user-service", "genuine",
+           StartServer("genuine", ca_, {.dns = {"user-service"}}, false, &genuine_hits));
+  Register("user-service", "impostor",
+           StartServer("impostor", ca_, {.dns = {"order-service"}}, false, &impostor_hits));
+  Register("user-service", "spiffe",
+           StartServer("spiffe", ca_, {.uris = {"spiffe://shop.example/ns/shop/sa/user-service"}},
+                       false, &spiffe_hits));
+  auto options = ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()}));
+  options.max_attempts = 3;
+  options.outlier_detection.reset();  // every pick sees all three instances
+  Client client(*registry_, options);
+  for (int i = 0; i < 30; ++i) {
+    auto response = Get(client, "http://user-service/who");
+    ASSERT_TRUE(response) << response.error().ToString();
+    EXPECT_EQ(response->status, 200);
+  }
+  EXPECT_EQ(impostor_hits.load(), 0);
+  EXPECT_GT(genuine_hits.load(), 5);
+  EXPECT_GT(spiffe_hits.load(), 5);
+
+  // Alone, the impostor's refusal is the caller's error, and says why.
+  auto only = ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()}));
+  Register("billing", "impostor-2",
+           StartServer("impostor-2", ca_, {.dns = {"order-service"}}, false, &impostor_hits));
+  Client lone(*registry_, only);
+  auto response = Get(lone, "http://billing/who");
+  ASSERT_FALSE(response);
+  EXPECT_NE(response.error().message.find("is not 'billing'"), std::string::npos)
+      << response.error().message;
+  EXPECT_EQ(impostor_hits.load(), 0);
+}
+
+TEST_F(TlsTest, ACallerWithoutTlsSettingsDoesNotSpeakPlainHttpToAnHttpsInstance) {
+  std::atomic<int> hits{0};
+  Register("user-service", "a", StartServer("a", ca_, {.dns = {"user-service"}}, false, &hits));
+  Client client(*registry_, ClientWith(nullptr));
+  auto response = Get(client, "http://user-service/who");
+  ASSERT_FALSE(response);
+  EXPECT_NE(response.error().message.find("serves HTTPS"), std::string::npos)
+      << response.error().message;
+  EXPECT_NE(response.error().message.find("--tls-ca"), std::string::npos);
+  EXPECT_EQ(hits.load(), 0);
+}
+
+// Rotation: the server's files are replaced and reloaded while clients call
+// it on new and kept-alive connections; no call fails, and connections made
+// after the reload get the new certificate.
+TEST_F(TlsTest, RotationUnderLoadFailsNoCall) {
+  auto first = ca_.Issue("user-service", {.dns = {"user-service"}});
+  auto config = MustLoad(tls::Role::kServer, {first.cert_file, first.key_file, ""});
+  ServerOptions options;
+  options.threads = 2;
+  options.access_log = false;
+  options.metrics = &metrics_;
+  options.tls = config;
+  const auto port = Start(NamedRouter("user-service"), options);
+  const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/who";
+  auto client_tls = MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()});
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0};
+  std::atomic<int> failed{0};
+  std::string first_failure;
+  std::mutex failure_mu;
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 3; ++t) {
+    callers.emplace_back([&, t] {
+      // Thread 0 keeps its connection; the others open a new one per call.
+      auto client_options = ClientWith(client_tls);
+      if (t > 0) client_options.max_idle_per_endpoint = 0;
+      Client client(*registry_, client_options);
+      const auto until = std::chrono::steady_clock::now() + 10s;  // bound, whatever happens
+      while (!stop.load() && std::chrono::steady_clock::now() < until) {
+        auto response = Get(client, url);
+        if (response && response->status == 200) {
+          ok.fetch_add(1);
+        } else {
+          failed.fetch_add(1);
+          std::lock_guard lock(failure_mu);
+          if (first_failure.empty())
+            first_failure = response ? std::to_string(response->status) : response.error().message;
+        }
+      }
+    });
+  }
+  for (int round = 0; round < 5; ++round) {
+    std::this_thread::sleep_for(150ms);
+    auto next = ca_.Issue("next-" + std::to_string(round), {.dns = {"user-service"}});
+    // Replace the files in place (as cert-manager or a renewal cron does).
+    std::filesystem::rename(next.cert_file, first.cert_file);
+    std::filesystem::rename(next.key_file, first.key_file);
+    auto reloaded = config->Reload();
+    ASSERT_TRUE(reloaded) << reloaded.error().ToString();
+  }
+  EXPECT_EQ(PeerCommonName(port, ca_.ca_file()), "next-4");
+  std::this_thread::sleep_for(150ms);
+  stop = true;
+  for (auto& caller : callers) caller.join();
+  EXPECT_EQ(failed.load(), 0) << first_failure;
+  EXPECT_GT(ok.load(), 100);
+  EXPECT_EQ(config->generation(), 6u);
+}
+
+}  // namespace
+}  // namespace disco::http
