@@ -126,8 +126,8 @@ class MysqlConnection::Statement {
 };
 
 // A repository's connections: at most `connections`, made on demand; the
-// first (Check() at start-up) also creates the schema. Run() lends one to
-// `body` and turns a MysqlError into a Result error (kAlreadyExists for a
+// first (Check() at start-up) also creates the schema. Run() and Read() lend
+// one to `body` and turn a MysqlError into a Result error (kAlreadyExists for a
 // duplicate key the body did not handle, else kUnavailable). A connection
 // found broken is dropped together with every idle one (they lead to the same
 // server, which has likely gone away), and one idle for a second or more is
@@ -141,14 +141,36 @@ class MysqlPool {
   // unreachable server are reported at start-up.
   Result<void> Check();
 
+  // For statements that write: never run twice (a lost connection leaves
+  // the outcome in doubt).
   template <class T, class F>
   Result<T> Run(F&& body) {
+    bool broken = false;
+    return Attempt<T>(body, broken);
+  }
+
+  // For reads: if the connection turns out broken (the server restarted
+  // since it was last used), the read runs once more on a new connection.
+  template <class T, class F>
+  Result<T> Read(F&& body) {
+    bool broken = false;
+    auto result = Attempt<T>(body, broken);
+    if (!result && broken) return Attempt<T>(body, broken);
+    return result;
+  }
+
+ private:
+  Result<ConnectionPool<MysqlConnection>::Lease> Acquire();
+
+  template <class T, class F>
+  Result<T> Attempt(F& body, bool& broken) {
     auto lease = Acquire();
     if (!lease) return std::unexpected(lease.error());
     try {
       return body(**lease);
     } catch (const MysqlError& e) {
       if ((*lease)->broken()) {
+        broken = true;
         lease->Discard();
         pool_.DiscardIdle();
         return Fail(ErrorCode::kUnavailable, "MySQL connection lost: " + e.message);
@@ -158,9 +180,6 @@ class MysqlPool {
       return Fail(ErrorCode::kUnavailable, std::string("MySQL: ") + e.what());
     }
   }
-
- private:
-  Result<ConnectionPool<MysqlConnection>::Lease> Acquire();
 
   ConnectionPool<MysqlConnection> pool_;
 };

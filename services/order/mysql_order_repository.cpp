@@ -70,7 +70,7 @@ class MysqlOrderRepository final : public OrderRepository {
 
   Result<std::optional<Order>> FindByIdempotencyKey(std::int64_t user_id,
                                                     std::string_view key) override {
-    return pool_.Run<std::optional<Order>>(
+    return pool_.Read<std::optional<Order>>(
         [&](MysqlConnection& conn) -> Result<std::optional<Order>> {
           auto select = conn.Prepare(kByKey);
           select.Bind(1, user_id).Bind(2, key).Execute();
@@ -79,7 +79,7 @@ class MysqlOrderRepository final : public OrderRepository {
   }
 
   Result<std::vector<Order>> ListByUser(std::int64_t user_id, std::size_t limit) override {
-    return pool_.Run<std::vector<Order>>([&](MysqlConnection& conn) -> Result<std::vector<Order>> {
+    return pool_.Read<std::vector<Order>>([&](MysqlConnection& conn) -> Result<std::vector<Order>> {
       auto select = conn.Prepare(kByUser);
       select.Bind(1, user_id).Bind(2, static_cast<std::int64_t>(limit)).Execute();
       std::vector<Order> out;
@@ -89,7 +89,7 @@ class MysqlOrderRepository final : public OrderRepository {
   }
 
   Result<std::optional<Order>> FindById(std::int64_t id) override {
-    return pool_.Run<std::optional<Order>>(
+    return pool_.Read<std::optional<Order>>(
         [&](MysqlConnection& conn) -> Result<std::optional<Order>> {
           auto select = conn.Prepare(kById);
           select.Bind(1, id).Execute();

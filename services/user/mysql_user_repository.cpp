@@ -62,7 +62,7 @@ class MysqlUserRepository final : public UserRepository {
   }
 
   Result<std::optional<User>> FindById(std::int64_t id) override {
-    return pool_.Run<std::optional<User>>(
+    return pool_.Read<std::optional<User>>(
         [&](MysqlConnection& conn) -> Result<std::optional<User>> {
           auto select = conn.Prepare(kById);
           select.Bind(1, id).Execute();
@@ -71,7 +71,7 @@ class MysqlUserRepository final : public UserRepository {
   }
 
   Result<std::optional<User>> FindByUsername(std::string_view username) override {
-    return pool_.Run<std::optional<User>>(
+    return pool_.Read<std::optional<User>>(
         [&](MysqlConnection& conn) -> Result<std::optional<User>> {
           auto select = conn.Prepare(kByName);
           select.Bind(1, username).Execute();
