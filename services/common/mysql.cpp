@@ -7,7 +7,6 @@
 #include <charconv>
 #include <fstream>
 #include <mutex>
-#include <sstream>
 
 namespace disco::service {
 namespace {
@@ -48,6 +47,10 @@ Result<std::string> Decode(std::string_view text, std::string_view what) {
             text.data() + i + 3) {
       return Fail(ErrorCode::kInvalidArgument,
                   "--db: bad percent-encoding in the " + std::string(what) + " of the mysql:// URL");
+    }
+    if (value == 0) {  // the C API would cut the string there
+      return Fail(ErrorCode::kInvalidArgument,
+                  "--db: %00 in the " + std::string(what) + " of the mysql:// URL");
     }
     out += static_cast<char>(value);
     i += 2;
@@ -137,9 +140,14 @@ Result<MysqlUrl> ParseMysqlUrl(std::string_view text) {
         return Fail(ErrorCode::kInvalidArgument,
                     "--db: cannot read the mysql:// password_file " + *value);
       }
-      std::stringstream ss;
-      ss << in.rdbuf();
-      url.password = ss.str();
+      constexpr std::size_t kMaxPassword = 4096;
+      url.password.assign(kMaxPassword + 1, '\0');
+      in.read(url.password.data(), static_cast<std::streamsize>(url.password.size()));
+      url.password.resize(static_cast<std::size_t>(in.gcount()));
+      if (url.password.size() > kMaxPassword) {
+        return Fail(ErrorCode::kInvalidArgument,
+                    "--db: the mysql:// password_file " + *value + " is over 4 KiB");
+      }
       while (!url.password.empty() &&
              (url.password.back() == '\n' || url.password.back() == '\r'))
         url.password.pop_back();
@@ -185,6 +193,10 @@ Result<std::unique_ptr<MysqlConnection>> MysqlConnection::Open(
   mysql_options(db, MYSQL_OPT_READ_TIMEOUT, &url.read_timeout_s);
   mysql_options(db, MYSQL_OPT_WRITE_TIMEOUT, &url.write_timeout_s);
   mysql_options(db, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+  // Whatever the server's defaults: a value that does not fit is an error,
+  // never silently cut, and ENGINE=InnoDB is never replaced by another engine.
+  mysql_options(db, MYSQL_INIT_COMMAND,
+                "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'");
   const std::string where = url.socket.empty()
                                 ? url.host + ":" + std::to_string(url.port)
                                 : url.socket;

@@ -62,7 +62,8 @@ TEST(MysqlUrlTest, BadUrlsAreClearErrorsWithoutThePassword) {
        {"mysql://h/d", "mysql://u:topsecret@h", "mysql://u:topsecret@h/", "mysql://u:topsecret@h:0/d",
         "mysql://u:topsecret@h:99999/d", "mysql://u:topsecret@h:x/d", "mysql://u:top%zzsecret@h/d",
         "mysql://u:topsecret@h/d?connect_timeout=0", "mysql://u:topsecret@h/d?nope=1",
-        "mysql://u:topsecret@h/d?password_file=/nonexistent/pw", "mysql://u:topsecret@h/a/b"}) {
+        "mysql://u:topsecret@h/d?password_file=/nonexistent/pw", "mysql://u:topsecret@h/a/b",
+        "mysql://u:top%00secret@h/d"}) {
     auto url = ParseMysqlUrl(bad);
     ASSERT_FALSE(url) << bad;
     EXPECT_EQ(url.error().code, ErrorCode::kInvalidArgument) << bad;
