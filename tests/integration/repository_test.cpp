@@ -106,6 +106,24 @@ TEST_P(RepositoryTest, ValuesCompareExactlyAndLongOnesRoundTrip) {
   EXPECT_FALSE(*orders->FindByIdempotencyKey(1, std::string(255, 'K')));
 }
 
+// Instances started together on an empty database: each creates the schema
+// (idempotent, serialised by the backend's lock) and none fails.
+TEST_P(RepositoryTest, InstancesStartingTogetherAllCreateTheSchema) {
+  std::vector<std::thread> threads;
+  std::atomic<int> opened{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      bool ok = t % 2 ? static_cast<bool>(user::OpenUserRepository(url_, {}))
+                      : static_cast<bool>(order::OpenOrderRepository(url_, {}));
+      if (ok) opened.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(opened.load(), 6);
+  EXPECT_TRUE(Users()->Create({"after", "a@example.com", "h"}));
+  EXPECT_TRUE(Orders()->Create({1, "p", 1, 1, 1}));
+}
+
 TEST_P(RepositoryTest, ParametersAreBoundNotSpliced) {
   auto users = Users();
   std::string evil = "x'); DROP TABLE users; --";
