@@ -8,7 +8,9 @@
 # Environment: DURATION (wrk -d, default 10s), CONNECTIONS (default 50),
 # SERVER_THREADS (I/O threads of every server, default 1), SQLITE_SYNC (normal|full,
 # default: the services' default, normal), BCRYPT_COST (default 12), DB_CONNECTIONS (database threads and
-# connections of each service; default: the services' default).
+# connections of each service; default: the services' default), DB (a --db URL
+# both services use, e.g. a mysql:// or postgresql:// server of your own; default:
+# SQLite files in the temp dir).
 # Starts its own etcd, hello_server, user-service and order-service on free
 # 127.0.0.1 ports in a temp dir, and stops each by its PID on exit.
 # Prints a Markdown table (requests/s, p50, p99, ratio to the ceiling). ROUNDS
@@ -40,8 +42,8 @@ hello_port=$(free_port); user_port=$(free_port); order_port=$(free_port)
 start hello "$hello_bin" --port "$hello_port" --threads "$threads"
 common=(--host 127.0.0.1 --threads "$threads" --sqlite-sync "$sqlite_sync" --log-level warn)
 [ -n "$db_connections" ] && common+=(--db-connections "$db_connections")
-start user "$user_bin" "${common[@]}" --port "$user_port" --db "$work/users.db" --bcrypt-cost "$bcrypt_cost"
-start order "$order_bin" "${common[@]}" --port "$order_port" --db "$work/orders.db"
+start user "$user_bin" "${common[@]}" --port "$user_port" --db "${DB:-$work/users.db}" --bcrypt-cost "$bcrypt_cost"
+start order "$order_bin" "${common[@]}" --port "$order_port" --db "${DB:-$work/orders.db}"
 wait_http "http://127.0.0.1:$hello_port/"
 wait_http "http://127.0.0.1:$user_port/health"
 wait_http "http://127.0.0.1:$order_port/health"
@@ -109,7 +111,8 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 
 echo
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ)  host: $(nproc) cores, $(uname -r)  wrk -t1 -c$connections -d$duration, $rounds rounds"
-echo "server I/O threads: $threads  sqlite synchronous: $sqlite_sync  bcrypt cost: $bcrypt_cost  db connections: ${db_connections:-default}"
+case "${DB:-}" in mysql://*) db_label=MariaDB ;; postgres*) db_label=PostgreSQL ;; *) db_label=SQLite ;; esac
+echo "storage: $db_label  server I/O threads: $threads  sqlite synchronous: $sqlite_sync  bcrypt cost: $bcrypt_cost  db connections: ${db_connections:-default}"
 echo "load average before: $load_before  after: $load_after"
 echo
 echo "| target | requests/s | p50 ms | p99 ms | ceiling req/s (same pair) | ceiling p99 ms | vs ceiling | non-2xx |"
@@ -120,7 +123,7 @@ for line in "${results[@]}"; do
   case $name in
     health) label="user-service GET /health" ;;
     get_user) label="user-service GET /api/users/{id} (JWT)" ;;
-    create_order) label="order-service POST /api/orders (JWT, user check via discovery, SQLite insert)" ;;
+    create_order) label="order-service POST /api/orders (JWT, user check via discovery, ${db_label} insert)" ;;
     health_during_logins) label="user-service GET /health while logins run flat out" ;;
   esac
   echo "| $label | $rps | $p50 | $p99 | $ceiling | $ceiling_p99 | $ratio | $errs |"

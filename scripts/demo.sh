@@ -12,12 +12,17 @@
 # Options of start:
 #   --registry etcd|consul   the registry to start (default etcd; consul is a dev
 #                            agent from .tools/consul, see scripts/install-consul.sh)
+#   --db sqlite|mysql        the services' storage (default sqlite: one file per
+#                            service in the run dir; mysql: a MariaDB server of its
+#                            own, on a free port with its data in the run dir)
 #   --no-install             do not run scripts/install-deps.sh
 #   --no-build               use the binaries already in the build dir
 #   --no-failover            skip the kill -9 scene (the client runs once)
 #
 # Environment (defaults in brackets):
 #   DISCO_DEMO_REGISTRY         etcd or consul, like --registry [etcd]
+#   DISCO_DEMO_DB               sqlite or mysql, like --db [sqlite]
+#   DISCO_DEMO_MYSQL_PORT       MariaDB's port with --db mysql [a free one]
 #   DISCO_DEMO_BUILD_DIR        the build dir to build into / take binaries from [build/release]
 #   DISCO_DEMO_RUN_DIR          PID files, logs, databases, JWT secret [.run/demo]
 #   DISCO_DEMO_JOBS             parallel build jobs [nproc]
@@ -214,9 +219,10 @@ stop_all() {
   stopped_any=0
   # Everything that registers (services deregister on SIGTERM) before the registry.
   for file in "$run"/*.pid; do
-    [ -f "$file" ] && [ "$file" != "$run/registry.pid" ] && files+=("$file")
+    [ -f "$file" ] && [ "$file" != "$run/registry.pid" ] && [ "$file" != "$run/mariadb.pid" ] && files+=("$file")
   done
   stop_files "${files[@]}" || rc=1
+  stop_files "$run/mariadb.pid" || rc=1  # after the services that use it
   stop_files "$run/registry.pid" || rc=1
   [ $stopped_any = 1 ] || echo "demo: nothing was running"
   return $rc
@@ -263,12 +269,15 @@ status() {
 # --- arguments -----------------------------------------------------------------
 command=start
 registry_kind=${DISCO_DEMO_REGISTRY:-etcd}
+db_kind=${DISCO_DEMO_DB:-sqlite}
 install=1 do_build=1 failover=1
 while [ $# -gt 0 ]; do
   case "$1" in
     start|stop|status) command=$1 ;;
     --registry) [ $# -ge 2 ] || fail "--registry needs etcd or consul"; registry_kind=$2; shift ;;
     --registry=*) registry_kind=${1#--registry=} ;;
+    --db) [ $# -ge 2 ] || fail "--db needs sqlite or mysql"; db_kind=$2; shift ;;
+    --db=*) db_kind=${1#--db=} ;;
     --no-install) install=0 ;;
     --no-build) do_build=0 ;;
     --no-failover) failover=0 ;;
@@ -282,6 +291,7 @@ case "$command" in
   status) status; exit 0 ;;
 esac
 case "$registry_kind" in etcd|consul) ;; *) echo "demo: --registry must be etcd or consul" >&2; exit 2 ;; esac
+case "$db_kind" in sqlite|mysql) ;; *) echo "demo: --db must be sqlite or mysql" >&2; exit 2 ;; esac
 
 trap 'fail "interrupted"' INT TERM
 set -E
@@ -292,7 +302,7 @@ steps=6
 step=0
 next() { step=$((step + 1)); say "$step/$steps $*"; }
 
-printf '%sdisco demo%s: registry %s, run dir %s\n' "$bold" "$reset" "$registry_kind" "$(rel "$run")"
+printf '%sdisco demo%s: registry %s, storage %s, run dir %s\n' "$bold" "$reset" "$registry_kind" "$db_kind" "$(rel "$run")"
 
 # --- 1. dependencies -------------------------------------------------------------
 next "dependencies"
@@ -307,6 +317,8 @@ else
 fi
 [ "$registry_kind" = consul ] && [ ! -x "$root/.tools/consul/bin/consul" ] &&
   fail "no Consul at .tools/consul/bin/consul: run scripts/install-consul.sh (or drop --no-install)"
+[ "$db_kind" = mysql ] && ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ] &&
+  fail "no mariadbd: install Debian's mariadb-server (scripts/install-deps.sh, or drop --no-install)"
 
 # --- 2. build ----------------------------------------------------------------------
 next "build (Release)"
@@ -407,6 +419,10 @@ pick_port consul_serf_port DISCO_DEMO_CONSUL_SERF_PORT 8301
 pick_two user_port_1 user_port_2 DISCO_DEMO_USER_PORTS 5001 5011
 pick_two order_port_1 order_port_2 DISCO_DEMO_ORDER_PORTS 5002 5012
 pick_port gateway_port DISCO_DEMO_GATEWAY_PORT 8080
+mysql_port=''
+# MariaDB gets a free port unless one is set: a MySQL of the machine's own
+# often holds 3306.
+if [ "$db_kind" = mysql ]; then DISCO_DEMO_PORTS=free pick_port mysql_port DISCO_DEMO_MYSQL_PORT 3306; fi
 ttl=${DISCO_DEMO_TTL:-5}
 
 # Every port must be free before anything starts: say which one and what to set.
@@ -432,6 +448,7 @@ check_port "$user_port_2" "user-service-2" DISCO_DEMO_USER_PORTS
 check_port "$order_port_1" "order-service-1" DISCO_DEMO_ORDER_PORTS
 check_port "$order_port_2" "order-service-2" DISCO_DEMO_ORDER_PORTS
 check_port "$gateway_port" "gateway" DISCO_DEMO_GATEWAY_PORT
+if [ "$db_kind" = mysql ]; then check_port "$mysql_port" "MariaDB" DISCO_DEMO_MYSQL_PORT; fi
 
 # The PID files left are only those of processes that are gone (stop_all
 # removed the rest once they were); a live process never loses its file.
@@ -444,6 +461,8 @@ port_user_service_2=$user_port_2
 port_order_service_1=$order_port_1
 port_order_service_2=$order_port_2
 port_gateway_1=$gateway_port
+db_kind=$db_kind
+mysql_port=$mysql_port
 ENV
 
 if [ "$registry_kind" = etcd ]; then
@@ -495,10 +514,48 @@ if [ ! -s "$run/jwt-secret" ]; then
   (umask 077 && head -c 48 /dev/urandom | base64 -w0 > "$run/jwt-secret")
 fi
 common=(--registry "$registry" --registry-ttl "$ttl" --jwt-secret-file "$run/jwt-secret")
-start_bg user-service-1 "$user_bin" "${common[@]}" --id user-service-1 --port "$user_port_1" --db "$run/users.db"
-start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$run/users.db"
-start_bg order-service-1 "$order_bin" "${common[@]}" --id order-service-1 --port "$order_port_1" --db "$run/orders.db"
-start_bg order-service-2 "$order_bin" "${common[@]}" --id order-service-2 --port "$order_port_2" --db "$run/orders.db"
+users_db="$run/users.db" orders_db="$run/orders.db"
+if [ "$db_kind" = mysql ]; then
+  # A MariaDB of the demo's own: a fresh data dir, InnoDB flushing its log at
+  # every commit, one account "disco" with a random password that the
+  # services read from a file (never on a command line).
+  mdb="$run/mariadb"
+  rm -rf "$mdb"
+  mkdir -p "$mdb"
+  (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' > "$run/mysql-password")
+  {
+    echo "[mysqld]"
+    echo "datadir=$mdb/data"
+    echo "socket=$mdb/mysqld.sock"
+    echo "port=$mysql_port"
+    echo "bind-address=127.0.0.1"
+    echo "pid-file=$mdb/mariadbd.pid"
+    echo "skip-name-resolve"
+    echo "innodb_flush_log_at_trx_commit=1"
+    echo "innodb_buffer_pool_size=64M"
+    echo "innodb_log_file_size=32M"
+    # mariadbd refuses to run as root; it drops to the mysql user itself.
+    if [ "$(id -u)" = 0 ]; then echo "user=mysql"; fi
+  } > "$mdb/my.cnf"
+  if [ "$(id -u)" = 0 ]; then chown -R mysql:mysql "$mdb"; fi
+  mariadb-install-db --defaults-file="$mdb/my.cnf" --auth-root-authentication-method=normal \
+    --skip-test-db >"$run/mariadb-install.log" 2>&1 || fail "mariadb-install-db failed" "$run/mariadb-install.log"
+  start_bg mariadb mariadbd --defaults-file="$mdb/my.cnf"
+  wait_ready mariadb 30 "answer on $mdb/mysqld.sock" \
+    mariadb-admin --no-defaults --socket="$mdb/mysqld.sock" -u root --connect-timeout=1 ping
+  mariadb --no-defaults --socket="$mdb/mysqld.sock" -u root <<SQL || fail "creating the disco account failed" "$run/mariadb.log"
+CREATE DATABASE disco;
+CREATE USER 'disco'@'127.0.0.1' IDENTIFIED BY '$(cat "$run/mysql-password")';
+GRANT ALL PRIVILEGES ON disco.* TO 'disco'@'127.0.0.1';
+SQL
+  users_db="mysql://disco@127.0.0.1:$mysql_port/disco?password_file=$run/mysql-password"
+  orders_db=$users_db
+  echo "MariaDB answers at 127.0.0.1:$mysql_port (pid $(pid_of mariadb); data $(rel "$mdb/data"); log: $(rel "$run/mariadb.log"))"
+fi
+start_bg user-service-1 "$user_bin" "${common[@]}" --id user-service-1 --port "$user_port_1" --db "$users_db"
+start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$users_db"
+start_bg order-service-1 "$order_bin" "${common[@]}" --id order-service-1 --port "$order_port_1" --db "$orders_db"
+start_bg order-service-2 "$order_bin" "${common[@]}" --id order-service-2 --port "$order_port_2" --db "$orders_db"
 start_bg gateway-1 "$gateway_bin" "${common[@]}" --id gateway-1 --port "$gateway_port" --catalog-refresh-ms 500
 
 wait_healthy() {  # wait_healthy NAME PORT
@@ -595,7 +652,7 @@ else
   [ -n "$dropped_ms" ] || fail "the registry did not drop the killed instance" "$run/registry.log"
 
   next "user-service-2 starts again"
-  start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$run/users.db"
+  start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$users_db"
   wait_healthy user-service-2 "$user_port_2"
   wait_listed user-service 2
   echo "user-service-2 is back (pid $(pid_of user-service-2)): registered again, it takes its share of the traffic"
@@ -618,7 +675,11 @@ row "Prometheus SD" "$gateway_url/sd/prometheus"
 row metrics "$gateway_url/metrics (and /metrics on every instance)"
 row logs "$(rel "$run")/<name>.log (JSON lines)"
 row transcript "$(rel "$run/client.json") (the client's calls, JSON lines)"
-row databases "$(rel "$run/users.db"), $(rel "$run/orders.db") (SQLite, shared by the instances)"
+if [ "$db_kind" = mysql ]; then
+  row database "mysql://disco@127.0.0.1:$mysql_port/disco" "MariaDB, pid $(pid_of mariadb); password in $(rel "$run/mysql-password")"
+else
+  row databases "$(rel "$run/users.db"), $(rel "$run/orders.db") (SQLite, shared by the instances)"
+fi
 run_env=
 [ -n "${DISCO_DEMO_RUN_DIR:-}" ] && run_env="DISCO_DEMO_RUN_DIR=$DISCO_DEMO_RUN_DIR "
 cat <<TRY

@@ -24,6 +24,9 @@ packages=(
   libc-ares-dev
   etcd-server etcd-client curl procps iproute2
 )
+# MySQL/MariaDB storage (mysql:// URLs): the client library to build, and the
+# server that tests and scripts/demo.sh --db mysql start on a free port.
+packages+=(libmariadb-dev mariadb-server)
 if [ "$demo_only" = 0 ]; then
   # Tests and benchmarks only.
   packages+=(libgtest-dev libgmock-dev postgresql wrk nginx haproxy chromium prometheus)
@@ -49,7 +52,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   sudo_ apt-get update -qq
   # Installing a package must not start system services we did not ask for
-  # (etcd, nginx, postgresql, prometheus): tests start their own on free ports.
+  # (etcd, nginx, postgresql, mariadb, prometheus): tests start their own on free ports.
   policy=/usr/sbin/policy-rc.d
   created_policy=0
   if [ ! -e "$policy" ]; then

@@ -18,7 +18,11 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
          "--advertise-address", c.advertise_address,
          "Address registered for callers (default: --host, or 127.0.0.1 for a wildcard host)")
       ->envname("DISCO_ADVERTISE_ADDRESS");
-  app.add_option("--db", c.db, "Database: a SQLite file path, or postgresql://user@host:port/db")
+  app.add_option("--db", c.db,
+                 "Database: a SQLite file path, postgresql://user@host:port/db, or "
+                 "mysql://user:password@host:port/db[?connect_timeout=S&read_timeout=S&"
+                 "write_timeout=S&socket=PATH&password_file=PATH] (MariaDB/MySQL; prefer "
+                 "DISCO_DB or password_file: a command line is visible to other users)")
       ->envname("DISCO_DB")
       ->capture_default_str();
   app.add_option(

@@ -36,9 +36,9 @@ ErrorCode CodeFor(int rc) {
 
 std::string DatabaseUrl::Redacted() const {
   if (kind == Kind::kSqlite) return "sqlite:" + target;
-  // postgresql://user:password@host/db → postgresql://user:***@host/db
+  // postgresql://user:password@host/db → postgresql://user:***@host/db (mysql:// alike)
   auto scheme_end = target.find("://");
-  auto at = target.find('@');
+  auto at = target.rfind('@');  // the last: a password may hold an unencoded '@'
   if (scheme_end == std::string::npos || at == std::string::npos) return target;
   auto colon = target.find(':', scheme_end + 3);
   if (colon == std::string::npos || colon > at) return target;
@@ -52,11 +52,16 @@ Result<DatabaseUrl> ParseDatabaseUrl(std::string_view text) {
     url.target = std::string(text);
     return url;
   }
+  if (text.starts_with("mysql://")) {
+    url.kind = DatabaseUrl::Kind::kMysql;
+    url.target = std::string(text);
+    return url;
+  }
   if (text.starts_with("sqlite:")) text.remove_prefix(7);
   if (text.empty()) return Fail(ErrorCode::kInvalidArgument, "--db: empty database path");
   if (text.find("://") != std::string_view::npos) {
     return Fail(ErrorCode::kInvalidArgument,
-                "--db: unknown database URL scheme (use a file path or postgresql://)");
+                "--db: unknown database URL scheme (use a file path, postgresql:// or mysql://)");
   }
   url.kind = DatabaseUrl::Kind::kSqlite;
   url.target = std::string(text);

@@ -1,7 +1,7 @@
 // Storage plumbing shared by the services' repositories: choosing the
-// backend from --db, SQLite connections (WAL, durable commits, busy timeout)
-// and PostgreSQL connections (libpqxx), each handed out by a small blocking
-// pool. Repositories are the only users; SQL always goes through bound
+// backend from --db, SQLite connections (WAL, durable commits, busy timeout),
+// PostgreSQL connections (libpqxx, postgres.h) and MySQL/MariaDB connections
+// (mysql.h), each handed out by a small blocking pool. Repositories are the only users; SQL always goes through bound
 // parameters.
 //
 // Durability (SQLite): journal_mode=WAL with synchronous=NORMAL by default.
@@ -40,15 +40,16 @@ struct sqlite3_stmt;
 namespace disco::service {
 
 struct DatabaseUrl {
-  enum class Kind { kSqlite, kPostgres };
+  enum class Kind { kSqlite, kPostgres, kMysql };
   Kind kind = Kind::kSqlite;
-  std::string target;  // file path, or the postgresql:// URL as given
+  std::string target;  // file path, or the postgresql:// or mysql:// URL as given
 
   // Without the password, for logs.
   std::string Redacted() const;
 };
 
-// "postgresql://..." or "postgres://..." → PostgreSQL; "sqlite:PATH" or a path → SQLite.
+// "postgresql://..." or "postgres://..." → PostgreSQL; "mysql://..." → MySQL/MariaDB
+// (common/mysql.h); "sqlite:PATH" or a path → SQLite.
 Result<DatabaseUrl> ParseDatabaseUrl(std::string_view text);
 
 // Storage errors inside a repository; converted to Result at its boundary.
@@ -104,6 +105,18 @@ class ConnectionPool {
       return std::unexpected(made.error());
     }
     return Lease(this, std::move(*made));
+  }
+
+  // Closes every idle connection (leased ones are unaffected): after one
+  // connection was found broken, the others to the same server likely are too.
+  void DiscardIdle() {
+    std::vector<std::unique_ptr<T>> dropped;
+    {
+      std::lock_guard lock(mu_);
+      dropped.swap(idle_);
+      open_ -= dropped.size();
+      cv_.notify_all();
+    }
   }
 
  private:

@@ -1,5 +1,5 @@
-// OrderRepository: where order-service keeps orders. SQLite (default) and
-// PostgreSQL behind one interface, run through the same tests.
+// OrderRepository: where order-service keeps orders. SQLite (default),
+// PostgreSQL and MySQL/MariaDB behind one interface, run through the same tests.
 //
 // Thread safety: every method may be called from any thread at once; calls
 // block on the database (run them on a BlockingPool).
@@ -87,6 +87,8 @@ Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(
 Result<std::unique_ptr<OrderRepository>> OpenSqliteOrderRepository(
     const std::string& path, const service::StorageOptions& options);
 Result<std::unique_ptr<OrderRepository>> OpenPostgresOrderRepository(
+    const std::string& url, const service::StorageOptions& options);
+Result<std::unique_ptr<OrderRepository>> OpenMysqlOrderRepository(
     const std::string& url, const service::StorageOptions& options);
 
 }  // namespace disco::order

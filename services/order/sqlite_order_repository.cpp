@@ -179,8 +179,14 @@ Result<std::unique_ptr<OrderRepository>> OpenSqliteOrderRepository(
 
 Result<std::unique_ptr<OrderRepository>> OpenOrderRepository(
     const service::DatabaseUrl& url, const service::StorageOptions& options) {
-  if (url.kind == service::DatabaseUrl::Kind::kPostgres)
-    return OpenPostgresOrderRepository(url.target, options);
+  switch (url.kind) {
+    case service::DatabaseUrl::Kind::kPostgres:
+      return OpenPostgresOrderRepository(url.target, options);
+    case service::DatabaseUrl::Kind::kMysql:
+      return OpenMysqlOrderRepository(url.target, options);
+    case service::DatabaseUrl::Kind::kSqlite:
+      break;
+  }
   return OpenSqliteOrderRepository(url.target, options);
 }
 

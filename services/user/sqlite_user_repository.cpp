@@ -117,8 +117,14 @@ Result<std::unique_ptr<UserRepository>> OpenSqliteUserRepository(
 
 Result<std::unique_ptr<UserRepository>> OpenUserRepository(const service::DatabaseUrl& url,
                                                            const service::StorageOptions& options) {
-  if (url.kind == service::DatabaseUrl::Kind::kPostgres)
-    return OpenPostgresUserRepository(url.target, options);
+  switch (url.kind) {
+    case service::DatabaseUrl::Kind::kPostgres:
+      return OpenPostgresUserRepository(url.target, options);
+    case service::DatabaseUrl::Kind::kMysql:
+      return OpenMysqlUserRepository(url.target, options);
+    case service::DatabaseUrl::Kind::kSqlite:
+      break;
+  }
   return OpenSqliteUserRepository(url.target, options);
 }
 

@@ -1,6 +1,7 @@
-// UserRepository: where user-service keeps accounts. Two implementations
+// UserRepository: where user-service keeps accounts. Three implementations
 // behind one interface, run through the same tests: SQLite (default; a file
-// several instances on one host share) and PostgreSQL (several hosts).
+// several instances on one host share), PostgreSQL and MySQL/MariaDB
+// (several hosts).
 //
 // Thread safety: every method may be called from any thread at once; calls
 // block on the database (run them on a BlockingPool).
@@ -54,6 +55,8 @@ Result<std::unique_ptr<UserRepository>> OpenUserRepository(const service::Databa
 Result<std::unique_ptr<UserRepository>> OpenSqliteUserRepository(
     const std::string& path, const service::StorageOptions& options);
 Result<std::unique_ptr<UserRepository>> OpenPostgresUserRepository(
+    const std::string& url, const service::StorageOptions& options);
+Result<std::unique_ptr<UserRepository>> OpenMysqlUserRepository(
     const std::string& url, const service::StorageOptions& options);
 
 }  // namespace disco::user

@@ -1,6 +1,6 @@
 // The repositories of user-service and order-service, one set of cases run
-// against both implementations: SQLite (a temp file) and PostgreSQL (a real
-// server started for the test).
+// against every implementation: SQLite (a temp file), PostgreSQL and
+// MariaDB (real servers started for the test).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "common/database.h"
+#include "fixture/mariadb_server.h"
 #include "fixture/postgres_server.h"
 #include "fixture/util.h"
 #include "order/order_repository.h"
@@ -16,7 +17,7 @@
 namespace disco {
 namespace {
 
-enum class Backend { kSqlite, kPostgres };
+enum class Backend { kSqlite, kPostgres, kMysql };
 
 class RepositoryTest : public ::testing::TestWithParam<Backend> {
  protected:
@@ -24,6 +25,9 @@ class RepositoryTest : public ::testing::TestWithParam<Backend> {
     if (GetParam() == Backend::kPostgres) {
       postgres_ = std::make_unique<testing::PostgresServer>();
       url_ = *service::ParseDatabaseUrl(postgres_->CreateDatabase("repo_test"));
+    } else if (GetParam() == Backend::kMysql) {
+      mariadb_ = std::make_unique<testing::MariadbServer>();
+      url_ = *service::ParseDatabaseUrl(mariadb_->CreateDatabase("repo_test"));
     } else {
       url_ = *service::ParseDatabaseUrl(dir_.Sub("test.db"));
     }
@@ -42,6 +46,7 @@ class RepositoryTest : public ::testing::TestWithParam<Backend> {
 
   testing::TempDir dir_{"disco-repo"};
   std::unique_ptr<testing::PostgresServer> postgres_;
+  std::unique_ptr<testing::MariadbServer> mariadb_;
   service::DatabaseUrl url_;
 };
 
@@ -69,6 +74,54 @@ TEST_P(RepositoryTest, UsersCreateFindAndUniqueNames) {
   EXPECT_EQ((*by_id)->email, "bob@example.com");
   EXPECT_FALSE(*users->FindById(999999));
   EXPECT_FALSE(*users->FindByUsername("nobody"));
+}
+
+// Names compare byte for byte in every backend (MariaDB's default
+// collations would fold case and ignore trailing spaces), and values longer
+// than a first fetch buffer come back whole.
+TEST_P(RepositoryTest, ValuesCompareExactlyAndLongOnesRoundTrip) {
+  auto users = Users();
+  ASSERT_TRUE(users->Create({"alice", "a@example.com", "h"}));
+  EXPECT_TRUE(users->Create({"Alice", "b@example.com", "h"})) << "case matters";
+  EXPECT_TRUE(users->Create({"alice ", "c@example.com", "h"})) << "a trailing space matters";
+  EXPECT_EQ((*users->FindByUsername("ALICE")), std::nullopt);
+  EXPECT_EQ((*users->FindByUsername("Alice"))->email, "b@example.com");
+  const std::string hash(1000, 'h');
+  auto long_one = users->Create({"long", std::string(240, 'e') + "@example.com", hash});
+  ASSERT_TRUE(long_one) << long_one.error().ToString();
+  auto found = users->FindById(long_one->id);
+  ASSERT_TRUE(found && *found);
+  EXPECT_EQ((*found)->password_hash, hash);
+  EXPECT_EQ((*found)->email.size(), 252u);
+
+  auto orders = Orders();
+  std::string product;
+  for (int i = 0; i < 200; ++i) product += "✓";
+  auto order = orders->Create({1, product, 1, 1, 1, std::string(255, 'k')});
+  ASSERT_TRUE(order) << order.error().ToString();
+  auto listed = orders->ListByUser(1, 10);
+  ASSERT_TRUE(listed && listed->size() == 1u);
+  EXPECT_EQ((*listed)[0].product, product);
+  EXPECT_EQ((*listed)[0].idempotency_key, std::string(255, 'k'));
+  EXPECT_FALSE(*orders->FindByIdempotencyKey(1, std::string(255, 'K')));
+}
+
+// Instances started together on an empty database: each creates the schema
+// (idempotent, serialised by the backend's lock) and none fails.
+TEST_P(RepositoryTest, InstancesStartingTogetherAllCreateTheSchema) {
+  std::vector<std::thread> threads;
+  std::atomic<int> opened{0};
+  for (int t = 0; t < 6; ++t) {
+    threads.emplace_back([&, t] {
+      bool ok = t % 2 ? static_cast<bool>(user::OpenUserRepository(url_, {}))
+                      : static_cast<bool>(order::OpenOrderRepository(url_, {}));
+      if (ok) opened.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(opened.load(), 6);
+  EXPECT_TRUE(Users()->Create({"after", "a@example.com", "h"}));
+  EXPECT_TRUE(Orders()->Create({1, "p", 1, 1, 1}));
 }
 
 TEST_P(RepositoryTest, ParametersAreBoundNotSpliced) {
@@ -297,9 +350,17 @@ TEST_P(RepositoryTest, ConcurrentCreatesWithOneKeyMakeOneOrder) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, RepositoryTest,
-                         ::testing::Values(Backend::kSqlite, Backend::kPostgres),
-                         [](const auto& info) {
-                           return info.param == Backend::kSqlite ? "SQLite" : "PostgreSQL";
+                         ::testing::Values(Backend::kSqlite, Backend::kPostgres, Backend::kMysql),
+                         [](const auto& info) -> std::string {
+                           switch (info.param) {
+                             case Backend::kPostgres:
+                               return "PostgreSQL";
+                             case Backend::kMysql:
+                               return "MariaDB";
+                             case Backend::kSqlite:
+                               break;
+                           }
+                           return "SQLite";
                          });
 
 // A database made before idempotency keys gets the column and the unique
@@ -342,9 +403,20 @@ TEST(RepositoryOpenTest, UnreachableDatabasesAreErrorsNotCrashes) {
       order::OpenOrderRepository(*service::ParseDatabaseUrl("/nonexistent-dir/x/y.db"), {});
   ASSERT_FALSE(sqlite);
   EXPECT_EQ(sqlite.error().code, ErrorCode::kUnavailable);
-  EXPECT_FALSE(service::ParseDatabaseUrl("mysql://x"));
+  auto mysql = order::OpenOrderRepository(
+      *service::ParseDatabaseUrl("mysql://disco:pw@127.0.0.1:" +
+                                 std::to_string(testing::FreePort()) + "/x?connect_timeout=2"),
+      {});
+  ASSERT_FALSE(mysql);
+  EXPECT_EQ(mysql.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(mysql.error().message.find("cannot connect to MySQL at 127.0.0.1:"), std::string::npos)
+      << mysql.error().message;
+  EXPECT_EQ(mysql.error().message.find("pw"), std::string::npos) << "no password in errors";
+  EXPECT_FALSE(service::ParseDatabaseUrl("mongodb://x"));
   EXPECT_EQ(service::ParseDatabaseUrl("postgresql://u:secret@h/db")->Redacted(),
             "postgresql://u:***@h/db");
+  EXPECT_EQ(service::ParseDatabaseUrl("mysql://u:se@cret@h:3306/db")->Redacted(),
+            "mysql://u:***@h:3306/db");
 }
 
 }  // namespace

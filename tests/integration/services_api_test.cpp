@@ -18,6 +18,7 @@
 #include "fixture/consul_agent.h"
 #include "fixture/etcd_server.h"
 #include "fixture/http_client.h"
+#include "fixture/mariadb_server.h"
 #include "fixture/postgres_server.h"
 #include "fixture/service_process.h"
 #include "fixture/util.h"
@@ -113,6 +114,8 @@ class ServicesApiTest : public ::testing::Test {
   bool WaitRegistered(const std::string& service, std::size_t count) {
     return testing::WaitFor([&] { return Instances(service).size() == count; }, 10s, 50ms);
   }
+
+  void CheckIdempotencyKeys(const std::string& users_db, const std::string& orders_db);
 
   void ExpectHealthy() {
     if (user_) {
@@ -615,9 +618,10 @@ TEST_F(ServicesApiTest, LegacyLongPasswordHashIsUpgradedAtLogin) {
 // again, on any instance, gets the first answer (201, the same body, plus
 // Idempotent-Replayed: true) and creates nothing; the key with another order
 // is refused with 422.
-TEST_F(ServicesApiTest, IdempotencyKeyMakesOrderCreationRetrySafe) {
-  std::string orders_db = dir_.Sub("orders.db");
-  StartBoth(dir_.Sub("users.db"), orders_db);
+// (On each storage backend: the fixture's CheckIdempotencyKeys.)
+void ServicesApiTest::CheckIdempotencyKeys(const std::string& users_db,
+                                           const std::string& orders_db) {
+  StartBoth(users_db, orders_db);
   ServiceProcess order2(OrderOptions(orders_db));
   auto [alice, alice_token] = SignUp(user_->port(), "alice");
   auto [bob, bob_token] = SignUp(user_->port(), "bob");
@@ -671,6 +675,16 @@ TEST_F(ServicesApiTest, IdempotencyKeyMakesOrderCreationRetrySafe) {
     auto metrics = HttpRequest(port, "GET", "/metrics").body;
     EXPECT_EQ(metrics.find("status=\"5"), std::string::npos) << metrics;
   }
+}
+
+TEST_F(ServicesApiTest, IdempotencyKeyMakesOrderCreationRetrySafe) {
+  CheckIdempotencyKeys(dir_.Sub("users.db"), dir_.Sub("orders.db"));
+}
+
+TEST_F(ServicesApiTest, IdempotencyKeyMakesOrderCreationRetrySafeMysql) {
+  testing::MariadbServer mariadb;
+  std::string db = mariadb.CreateDatabase("idempotency");
+  CheckIdempotencyKeys(db, db);
 }
 
 TEST_F(ServicesApiTest, SigtermDeregistersBeforeExitAndFinishesInFlightRequests) {
@@ -750,6 +764,84 @@ TEST_F(ServicesApiTest, KillNineAfter201KeepsTheOrderPostgres) {
   auto login = JsonRequest(user2.port(), "POST", "/api/users/login",
                            {{"username", "durable"}, {"password", "password123"}});
   EXPECT_EQ(login.status, 200);
+}
+
+// The same on MariaDB, and then kill -9 of mariadbd itself (InnoDB flushes
+// its log at every commit): the acknowledged orders are still there.
+TEST_F(ServicesApiTest, KillNineAfter201KeepsTheOrderMysql) {
+  testing::MariadbServer mariadb;
+  std::string db = mariadb.CreateDatabase("demo");
+  StartBoth(db, db);
+  KillNineKeepsAcknowledgedOrders(*this, *user_, *order_);
+  auto login = JsonRequest(user_->port(), "POST", "/api/users/login",
+                           {{"username", "durable"}, {"password", "password123"}});
+  ASSERT_EQ(login.status, 200) << login.raw;
+  std::string token = login.Json()["token"];
+  auto created =
+      JsonRequest(order_->port(), "POST", "/api/orders",
+                  {{"product", "before the crash"}, {"quantity", 2}, {"price", "1.50"}},
+                  Bearer(token));
+  ASSERT_EQ(created.status, 201) << created.raw;
+  mariadb.Kill();  // SIGKILL to mariadbd the moment the 201 arrived
+  mariadb.Start();
+  auto id = created.Json()["id"].get<std::int64_t>();
+  auto read =
+      HttpRequest(order_->port(), "GET", "/api/orders/" + std::to_string(id), {}, Bearer(token));
+  EXPECT_EQ(read.status, 200) << "order " << id << " lost after kill -9 of mariadbd: " << read.raw;
+  EXPECT_EQ(read.Json().value("product", ""), "before the crash");
+  EXPECT_EQ(HttpRequest(order_->port(), "GET", "/api/orders", {}, Bearer(token)).Json()["count"],
+            4);
+}
+
+// MariaDB unreachable: at start, the service exits naming the cause; mid-run,
+// requests that need it get 503 JSON; when it is back (same port, same data),
+// requests succeed again without restarting the services, and nothing is lost.
+TEST_F(ServicesApiTest, MysqlOutageIs503JsonAndRecoversWithoutRestart) {
+  const std::string nowhere =
+      "mysql://disco:secret-pw@127.0.0.1:" + std::to_string(testing::FreePort()) + "/x";
+  testing::Process refused({testing::OrderServicePath(), "--port", "0", "--registry", etcd_.url(),
+                            "--db", nowhere, "--dev"},
+                           dir_.Sub("refused.log"));
+  int status = refused.Wait(20s);
+  ASSERT_NE(status, -1) << "must exit, not hang";
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << status;
+  auto log = refused.ReadLog();
+  EXPECT_NE(log.find("cannot connect to MySQL at 127.0.0.1:"), std::string::npos) << log;
+  EXPECT_EQ(log.find("secret-pw"), std::string::npos) << "the password is never logged: " << log;
+
+  testing::MariadbServer mariadb;
+  std::string db = mariadb.CreateDatabase("outage");
+  StartBoth(db, db);
+  auto [alice, token] = SignUp(user_->port(), "alice");
+  auto order = [&](const std::string& product) {
+    return JsonRequest(order_->port(), "POST", "/api/orders",
+                       {{"product", product}, {"quantity", 1}, {"price", "2.00"}}, Bearer(token));
+  };
+  ASSERT_EQ(order("first").status, 201);
+
+  mariadb.Stop();  // by PID
+  for (int i = 0; i < 3; ++i) {
+    for (auto r : {order("during the outage"),
+                   HttpRequest(order_->port(), "GET", "/api/orders", {}, Bearer(token)),
+                   JsonRequest(user_->port(), "POST", "/api/users/login",
+                               {{"username", "alice"}, {"password", "password123"}})}) {
+      EXPECT_EQ(r.status, 503) << r.raw;
+      EXPECT_TRUE(r.Json().is_object() && r.Json().contains("error")) << "JSON error: " << r.raw;
+    }
+  }
+  EXPECT_EQ(HttpRequest(order_->port(), "GET", "/health").status, 200) << "the process lives";
+
+  mariadb.Start();  // the same port and data dir
+  auto list = HttpRequest(order_->port(), "GET", "/api/orders", {}, Bearer(token));
+  EXPECT_EQ(list.status, 200) << list.raw;
+  EXPECT_EQ(list.Json()["count"], 1) << "the order from before is there: " << list.raw;
+  EXPECT_EQ(order("after").status, 201);
+  auto login = JsonRequest(user_->port(), "POST", "/api/users/login",
+                           {{"username", "alice"}, {"password", "password123"}});
+  EXPECT_EQ(login.status, 200) << login.raw;
+  EXPECT_EQ(HttpRequest(order_->port(), "GET", "/api/orders", {}, Bearer(token)).Json()["count"],
+            2);
+  EXPECT_TRUE(user_->running() && order_->running());
 }
 
 TEST_F(ServicesApiTest, RefusesToStartWithoutAJwtSecretUnlessDev) {
