@@ -39,6 +39,10 @@ struct ServiceConfig {
   std::size_t body_memory = 256 * 1024 * 1024;
   std::size_t max_connections = 0;              // 0: half the descriptor limit
   std::size_t max_connections_per_address = 0;  // 0: a quarter of max_connections
+  // Redis for state shared by replicas (rate limits, token revocations);
+  // empty: none. May hold a password: never logged (RedisUrl::Redacted).
+  std::string redis;
+  int redis_timeout_ms = 5;
 };
 
 // Adds the shared flags to `app`, with defaults taken from `config`.

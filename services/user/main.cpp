@@ -69,6 +69,9 @@ int main(int argc, char** argv) {
     if (!repository) return repository.error();
     auto registry = service::ConnectRegistry(config);
     if (!registry) return registry.error();
+    auto redis = service::ConnectRedis(config, "token revocations");
+    if (!redis) return redis.error();
+    service::TokenRevocations revocations(redis->get());
 
     http::BlockingPool db_pool(
         {.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
@@ -115,7 +118,8 @@ int main(int argc, char** argv) {
                                bcrypt_cost,
                                cache_entries,
                                trust_client_address,
-                               std::move(*dummy_hash)};
+                               std::move(*dummy_hash),
+                               &revocations};
     service::ServiceRuntime runtime(config, **registry);
     return runtime.Serve(user::MakeUserRouter(deps));
   });
