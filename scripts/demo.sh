@@ -15,6 +15,8 @@
 #   --no-install             do not run scripts/install-deps.sh
 #   --no-build               use the binaries already in the build dir
 #   --no-failover            skip the kill -9 scene (the client runs once)
+#   --redis                  also start a redis-server (free port, AOF in the run dir)
+#                            and give every service --redis: shared rate limits, logout
 #
 # Environment (defaults in brackets):
 #   DISCO_DEMO_REGISTRY         etcd or consul, like --registry [etcd]
@@ -32,6 +34,7 @@
 #   DISCO_DEMO_PORTS=free       pick free ports for every port not set above
 #   DISCO_DEMO_TTL              registration TTL in seconds: how soon a killed
 #                               instance leaves the registry [5]
+#   DISCO_DEMO_REDIS_PORT       redis-server's port with --redis [a free one]
 # Everything runs on 127.0.0.1. A start records each process it starts in
 # <run dir>/<name>.pid ("PID command-name start-time"); PID and start time (from
 # /proc/PID/stat) name that process from its fork on, and never a later one
@@ -263,7 +266,7 @@ status() {
 # --- arguments -----------------------------------------------------------------
 command=start
 registry_kind=${DISCO_DEMO_REGISTRY:-etcd}
-install=1 do_build=1 failover=1
+install=1 do_build=1 failover=1 with_redis=0
 while [ $# -gt 0 ]; do
   case "$1" in
     start|stop|status) command=$1 ;;
@@ -272,6 +275,7 @@ while [ $# -gt 0 ]; do
     --no-install) install=0 ;;
     --no-build) do_build=0 ;;
     --no-failover) failover=0 ;;
+    --redis) with_redis=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -407,6 +411,8 @@ pick_port consul_serf_port DISCO_DEMO_CONSUL_SERF_PORT 8301
 pick_two user_port_1 user_port_2 DISCO_DEMO_USER_PORTS 5001 5011
 pick_two order_port_1 order_port_2 DISCO_DEMO_ORDER_PORTS 5002 5012
 pick_port gateway_port DISCO_DEMO_GATEWAY_PORT 8080
+redis_port=''
+[ $with_redis = 1 ] && DISCO_DEMO_PORTS=free pick_port redis_port DISCO_DEMO_REDIS_PORT 6379
 ttl=${DISCO_DEMO_TTL:-5}
 
 # Every port must be free before anything starts: say which one and what to set.
@@ -432,6 +438,7 @@ check_port "$user_port_2" "user-service-2" DISCO_DEMO_USER_PORTS
 check_port "$order_port_1" "order-service-1" DISCO_DEMO_ORDER_PORTS
 check_port "$order_port_2" "order-service-2" DISCO_DEMO_ORDER_PORTS
 check_port "$gateway_port" "gateway" DISCO_DEMO_GATEWAY_PORT
+[ $with_redis = 1 ] && check_port "$redis_port" "redis" DISCO_DEMO_REDIS_PORT
 
 # The PID files left are only those of processes that are gone (stop_all
 # removed the rest once they were); a live process never loses its file.
@@ -495,6 +502,17 @@ if [ ! -s "$run/jwt-secret" ]; then
   (umask 077 && head -c 48 /dev/urandom | base64 -w0 > "$run/jwt-secret")
 fi
 common=(--registry "$registry" --registry-ttl "$ttl" --jwt-secret-file "$run/jwt-secret")
+if [ $with_redis = 1 ]; then
+  # Shared by every instance: the gateway's rate limits and token revocations
+  # (logout). The append-only file keeps revocations across a Redis restart.
+  command -v redis-server >/dev/null || fail "--redis: no redis-server (apt-get install redis-server, or drop --no-install)"
+  mkdir -p "$run/redis-data"
+  start_bg redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run/redis-data" \
+    --save "" --appendonly yes --daemonize no
+  wait_ready redis 15 "answer PING on port $redis_port" redis-cli -p "$redis_port" ping
+  echo "redis answers at redis://127.0.0.1:$redis_port (pid $(pid_of redis); log: $(rel "$run/redis.log"))"
+  common+=(--redis "redis://127.0.0.1:$redis_port")
+fi
 start_bg user-service-1 "$user_bin" "${common[@]}" --id user-service-1 --port "$user_port_1" --db "$run/users.db"
 start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$run/users.db"
 start_bg order-service-1 "$order_bin" "${common[@]}" --id order-service-1 --port "$order_port_1" --db "$run/orders.db"

@@ -51,6 +51,7 @@ struct Connection {
   std::array<char, 16 * 1024> chunk{};
 };
 
+constexpr std::size_t kMaxBufferedBytes = 4 * 1024 * 1024;
 constexpr auto kFirstBackoff = std::chrono::milliseconds(50);
 constexpr auto kMaxBackoff = std::chrono::milliseconds(2000);
 
@@ -225,6 +226,9 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
             if (c != self->conn) return;  // the completion closed the connection
           }
           c->in.erase(0, offset);
+          // One reply may legitimately span reads, but not without bound (an
+          // array of 1,024 bulk strings of 1 MiB each would).
+          if (c->in.size() > kMaxBufferedBytes) return self->Lost(c, "reply too large");
           self->Read(c);
         });
   }

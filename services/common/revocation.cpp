@@ -17,8 +17,8 @@ constexpr std::size_t kMaxKnown = 10'000;
 const redis::Script& RevokeScript() {
   static const redis::Script script(R"lua(
 redis.call('SET', KEYS[1], '1', 'EXAT', ARGV[1])
-local until = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
-if tonumber(ARGV[1]) > until then
+local latest = tonumber(redis.call('GET', KEYS[2]) or '0') or 0
+if tonumber(ARGV[1]) > latest then
   redis.call('SET', KEYS[2], ARGV[1], 'EXAT', ARGV[1])
 end
 return 1

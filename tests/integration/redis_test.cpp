@@ -221,8 +221,6 @@ TEST_F(SharedRateLimitTest, TwoReplicasTogetherLetThroughOneRateNotTwo) {
   EXPECT_GT(limited, 0);
   EXPECT_GE(allowed, kBurst);
   EXPECT_LE(allowed, shared_budget + 3) << "allowed " << allowed << " in " << seconds << " s";
-  // Each replica let some through: the bucket really is shared, not one
-  // replica doing all the work.
   EXPECT_EQ(MetricValue(gateways_[0]->port(), "gateway_rate_limit_fallback_total"), 0u);
   EXPECT_NE(redis_.Cli({"EXISTS", "disco:ratelimit:global:127.0.0.21"}), "0");
 }
@@ -244,12 +242,20 @@ TEST_F(SharedRateLimitTest, RedisKilledUnderLoadFallsBackLocallyAndSharesAgainWh
   const auto fallbacks = MetricValue(gateways_[0]->port(), "gateway_rate_limit_fallback_total") +
                          MetricValue(gateways_[1]->port(), "gateway_rate_limit_fallback_total");
   redis_.Start();
-  // Shared again: the fallback count stops growing and buckets reappear.
+  // Shared again: buckets reappear in Redis and neither replica's fallback
+  // count grows any more (each reconnects within its backoff, at most 2 s).
   ASSERT_TRUE(WaitFor([&] { return redis_.Cli({"DBSIZE"}) != "0"; }, 10s, 100ms));
-  std::this_thread::sleep_for(300ms);
-  const auto settled = MetricValue(gateways_[0]->port(), "gateway_rate_limit_fallback_total");
-  std::this_thread::sleep_for(700ms);
-  EXPECT_EQ(MetricValue(gateways_[0]->port(), "gateway_rate_limit_fallback_total"), settled);
+  auto total = [&] {
+    return MetricValue(gateways_[0]->port(), "gateway_rate_limit_fallback_total") +
+           MetricValue(gateways_[1]->port(), "gateway_rate_limit_fallback_total");
+  };
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        const auto before = total();
+        std::this_thread::sleep_for(500ms);
+        return total() == before;
+      },
+      10s, 10ms));
   stop = true;
   load.join();
   EXPECT_EQ(bad.load(), 0);
@@ -263,7 +269,8 @@ TEST_F(SharedRateLimitTest, RedisKilledUnderLoadFallsBackLocallyAndSharesAgainWh
     for (std::size_t at = 0; (at = log.find(what, at)) != std::string::npos; ++at) ++n;
     return n;
   };
-  EXPECT_LE(count("each replica limits alone"), 2u) << log;
+  EXPECT_GE(count("each replica limits alone"), 1u) << log;
+  EXPECT_LE(count("each replica limits alone"), 5u) << log;
   EXPECT_GE(count("shared through redis again"), 1u) << log;
 }
 
@@ -315,6 +322,16 @@ class LogoutTest : public ::testing::Test {
     return login.Json().value("token", std::string());
   }
 
+  // Until order-service is reachable through the gateway with a valid token.
+  void WaitOrdersReachable(const std::string& token) {
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return HttpRequest(gateway_->port(), "GET", "/api/orders", {}, Bearer(token)).status ==
+                 200;
+        },
+        15s, 100ms));
+  }
+
   static Headers Bearer(const std::string& token) {
     return {{"Authorization", "Bearer " + token}};
   }
@@ -336,6 +353,7 @@ class LogoutTest : public ::testing::Test {
 TEST_F(LogoutTest, RevokedTokenIs401EverywhereAndAfterARestart) {
   const std::string token = Login("leaver");
   const std::string other = Login("stayer");
+  WaitOrdersReachable(token);
   EXPECT_EQ(Statuses(token), (std::vector<int>{200, 200, 200, 200}));
   auto order = JsonRequest(order_->port(), "POST", "/api/orders",
                            {{"product", "book"}, {"quantity", 1}, {"price", "9.99"}}, Bearer(token));
@@ -359,9 +377,7 @@ TEST_F(LogoutTest, RevokedTokenIs401EverywhereAndAfterARestart) {
   user_->Restart();
   order_->Restart();
   gateway_->Restart();
-  ASSERT_TRUE(WaitFor(
-      [&] { return HttpRequest(gateway_->port(), "GET", "/api/users/me").status == 401; }, 10s,
-      100ms));
+  WaitOrdersReachable(other);
   EXPECT_EQ(Statuses(token), (std::vector<int>{401, 401, 401, 401}));
   EXPECT_EQ(Statuses(other), (std::vector<int>{200, 200, 200, 200}));
   auto ttl = std::stoll(redis_.Cli({"TTL", "disco:revoked:until"}));
@@ -396,7 +412,12 @@ TEST_F(LogoutTest, RedisDownFailsClosedOnlyWhileARevocationMayBeLive) {
                200;
       },
       10s, 100ms));
-  ASSERT_EQ(HttpRequest(order_->port(), "GET", "/api/orders", {}, Bearer(token)).status, 200);
+  // order-service reconnects within its backoff (at most 2 s).
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return HttpRequest(order_->port(), "GET", "/api/orders", {}, Bearer(token)).status == 200;
+      },
+      10s, 100ms));
   // Now a revocation is live: with Redis down, checks fail closed (503 JSON)
   // except for the revoked token itself, known locally (401).
   redis_.Kill();
