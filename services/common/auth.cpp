@@ -45,7 +45,8 @@ http::Response RevocationRefusal(TokenRevocations::Verdict verdict, const http::
     response.headers.emplace_back("WWW-Authenticate", "Bearer");
     return response;
   }
-  LogRequest(request, spdlog::level::warn, "revocation check unavailable (redis)");
+  // Not logged per request: the Redis client logs its changes of state, and
+  // auth_revocation_unchecked_total counts these.
   auto response = http::Response::Error(
       503, "revocation_check_unavailable",
       "cannot check whether the token was revoked, try again (request id " + request.request_id +

@@ -87,15 +87,31 @@ http::Awaitable<std::optional<SharedRateLimiter::Verdict>> SharedRateLimiter::Ac
     verdict = Verdict{static_cast<int>(reply->elements[0].integer) - 1,
                       std::chrono::milliseconds(std::max<std::int64_t>(0, reply->elements[1].integer))};
   }
+  const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch())
+                               .count();
   if (verdict) {
-    if (falling_back_.exchange(false, std::memory_order_relaxed))
+    // The end of an episode is told only if its start was.
+    if (falling_back_.exchange(false, std::memory_order_relaxed) &&
+        episode_logged_.exchange(false, std::memory_order_relaxed)) {
       service::Log().info("rate limit: shared through redis again");
+    }
     co_return verdict;
   }
   fallback_->Inc();
   if (!falling_back_.exchange(true, std::memory_order_relaxed)) {
-    service::Log().warn("rate limit: redis cannot answer ({}); each replica limits alone until it can",
-                        why);
+    // A Redis that answers some calls late (a loaded host) flips between the
+    // two states per request: one warning per kLogEvery at most.
+    auto last = last_warning_.load(std::memory_order_relaxed);
+    if ((last == 0 || now - last >= kLogEvery.count()) &&
+        last_warning_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+      episode_logged_.store(true, std::memory_order_relaxed);
+      service::Log().warn(
+          "rate limit: redis cannot answer ({}); each replica limits alone until it can "
+          "({} requests so far; told at most every {} s)",
+          why, fallback_->value(),
+          std::chrono::duration_cast<std::chrono::seconds>(kLogEvery).count());
+    }
   }
   co_return std::nullopt;
 }

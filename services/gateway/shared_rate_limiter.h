@@ -16,7 +16,8 @@
 // deadline, too many calls in flight): the caller then uses its local
 // limiters (one per replica, as without Redis). Such requests are counted in
 // gateway_rate_limit_fallback_total; the log says when the fallback starts
-// and when shared limiting resumes, once each.
+// and when shared limiting resumes, once each (a Redis that flips between
+// answering and not is told about at most every 10 s).
 //
 // Thread safety: Acquire() may be called from any thread or coroutine.
 #pragma once
@@ -57,8 +58,11 @@ class SharedRateLimiter {
 
  private:
   service::redis::Client& redis_;
+  static constexpr std::chrono::nanoseconds kLogEvery = std::chrono::seconds(10);
   Counter* fallback_;
   std::atomic<bool> falling_back_{false};
+  std::atomic<bool> episode_logged_{false};
+  std::atomic<std::int64_t> last_warning_{0};  // steady_clock, nanoseconds
 };
 
 }  // namespace disco::gateway

@@ -32,7 +32,7 @@ TEST(RedisRespTest, ReadsEveryReplyType) {
 
   o = ParseReply("*3\r\n:1\r\n$-1\r\n*1\r\n+x\r\n:9\r\n", r);
   ASSERT_EQ(o.status, Status::kComplete);
-  EXPECT_EQ(o.consumed, 25u);  // the trailing ":9" is the next reply
+  EXPECT_EQ(o.consumed, 21u);  // the trailing ":9" is the next reply
   ASSERT_EQ(r.elements.size(), 3u);
   EXPECT_EQ(r.elements[0].integer, 1);
   EXPECT_EQ(r.elements[1].type, Reply::Type::kNil);
