@@ -1,8 +1,10 @@
 // Proxy: the gateway's reverse-proxy handler, one route per configured prefix.
 //
 // Per request: rate limit by client (429 + Retry-After; the route's own
-// limit, then the global one), the edge JWT check
-// when the route asks for it (401, the same code as user-service), then the
+// limit, then the global one; with Redis the buckets are shared by every
+// replica and the local ones are the fallback, see UseSharedState), the edge
+// JWT check when the route asks for it (401, the same code as user-service;
+// with Redis also 401 for a token revoked by logout), then the
 // request goes to the route's service through its http::Channel (resolver +
 // balancer + outlier detection, keep-alive pools, retries within a budget),
 // with the route's per-try timeout, attempts and overall deadline. Routes to
