@@ -98,15 +98,14 @@ TEST(RedisClientTest, SlowRedisTimesOutAndTheConnectionStaysInStep) {
   RedisServer server;
   redis::Client client(OptionsFor(server, 50ms));
   ASSERT_TRUE(client.WaitConnected(5s));
-  // DEBUG SLEEP stalls the server for 300 ms: our call gives up at 50 ms.
-  std::thread sleeper([&] { server.Cli({"DEBUG", "SLEEP", "0.3"}); });
-  std::this_thread::sleep_for(50ms);
+  // A hung server (SIGSTOP): our call gives up at 50 ms.
+  server.Pause();
   auto started = std::chrono::steady_clock::now();
   auto slow = RunCoroutine<Result<redis::Reply>>([&client]() {
     return client.Call({"ECHO", "late"});
   });
   auto waited = std::chrono::steady_clock::now() - started;
-  sleeper.join();
+  server.Resume();
   ASSERT_FALSE(slow);
   EXPECT_EQ(slow.error().code, ErrorCode::kTimeout);
   EXPECT_LT(waited, 250ms);
@@ -116,6 +115,15 @@ TEST(RedisClientTest, SlowRedisTimesOutAndTheConnectionStaysInStep) {
   });
   ASSERT_TRUE(next) << next.error().message;
   EXPECT_EQ(next->text, "mine");
+  // Hung for longer than the stall limit (1 s): the connection is reset and
+  // made again once the server is back.
+  server.Pause();
+  ASSERT_TRUE(WaitFor([&] {
+    (void)RunCoroutine<Result<redis::Reply>>([&client]() { return client.Call({"PING"}); });
+    return !client.connected();
+  }, 5s, 100ms));
+  server.Resume();
+  EXPECT_TRUE(client.WaitConnected(5s));
 }
 
 TEST(RedisClientTest, ReconnectsAfterRedisIsKilledAndRestarted) {
