@@ -237,10 +237,11 @@ status() {
     echo "demo: nothing running (no PID files in $(rel "$run"))"
     return 0
   fi
-  local registry_url='' port_gateway_1=''
+  local registry_url='' port_gateway_1='' redis_url=''
   # shellcheck disable=SC1091
   . "$run/demo.env"
   printf '  %-16s %s\n' registry "$registry_url"
+  if [ -n "$redis_url" ]; then printf '  %-16s %s\n' redis "$redis_url"; fi
   local file name port health state
   for file in "$run"/*.pid; do
     [ -f "$file" ] || continue
@@ -451,6 +452,7 @@ port_user_service_2=$user_port_2
 port_order_service_1=$order_port_1
 port_order_service_2=$order_port_2
 port_gateway_1=$gateway_port
+redis_url=${redis_port:+redis://127.0.0.1:$redis_port}
 ENV
 
 if [ "$registry_kind" = etcd ]; then
