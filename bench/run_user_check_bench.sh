@@ -53,18 +53,9 @@ curl -fs -XPOST "http://127.0.0.1:$order_port/api/orders" -H 'Content-Type: appl
 wrk_run() {  # wrk_run NAME CONNECTIONS wrk-args...: "NAME c rps p50 p99"
   local name=$1 c=$2; shift 2
   wrk -t1 -c"$c" -d"$duration" --latency "$@" > "$work/wrk.txt" 2>&1
-  python3 - "$work/wrk.txt" "$name" "$c" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-def ms(v):
-    m = re.match(r"([\d.]+)(us|ms|s)", v)
-    n = float(m.group(1)); return n / 1000 if m.group(2) == "us" else n * 1000 if m.group(2) == "s" else n
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-p50 = ms(re.search(r"\s50%\s+(\S+)", text).group(1))
-p99 = ms(re.search(r"\s99%\s+(\S+)", text).group(1))
-bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-print(f"| {sys.argv[2]} | {sys.argv[3]} | {rps:.0f} | {p50:.3f} | {p99:.3f} | {bad.group(1) if bad else 0} |")
-PY
+  local rps p50 p99 bad
+  read -r rps p50 p99 bad < <(wrk_figures "$work/wrk.txt")
+  echo "| $name | $c | $rps | $p50 | $p99 | $bad |"
 }
 redis_run() {  # redis_run CONNECTIONS
   redis-benchmark -p "$redis_port" -c "$1" -n $(( $1 == 1 ? 20000 : 200000 )) -t get -d 120 --csv \
