@@ -307,7 +307,7 @@ bool Client::WaitConnected(std::chrono::milliseconds timeout) const {
 }
 
 ClientStats Client::stats() const {
-  return {calls_.load(std::memory_order_relaxed), failed_.load(std::memory_order_relaxed), 0};
+  return {calls_.load(std::memory_order_relaxed), failed_.load(std::memory_order_relaxed)};
 }
 
 http::Awaitable<Result<Reply>> Client::Call(std::vector<std::string> args) {

@@ -61,7 +61,6 @@ class Script {
 struct ClientStats {
   std::uint64_t calls = 0;
   std::uint64_t failed = 0;  // refused, timed out or lost with the connection
-  std::uint64_t connects = 0;
 };
 
 class Client {

@@ -17,7 +17,7 @@
 // replayed revoked token is refused even while Redis is down.
 //
 // Without Redis (null client) enabled() is false: Check() always says
-// kValid and Revoke() fails with kUnimplemented-like kInvalidArgument.
+// kValid and Revoke() fails with kInvalidArgument (logout answers 501).
 //
 // Thread safety: every method may be called from any thread or coroutine.
 #pragma once
