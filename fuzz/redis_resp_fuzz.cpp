@@ -20,10 +20,18 @@ using Status = ParseOutcome::Status;
 
 void Write(const Reply& reply, std::string& out) {
   switch (reply.type) {
-    case Reply::Type::kStatus: out += "+" + reply.text + "\r\n"; break;
-    case Reply::Type::kError: out += "-" + reply.text + "\r\n"; break;
-    case Reply::Type::kInteger: out += ":" + std::to_string(reply.integer) + "\r\n"; break;
-    case Reply::Type::kNil: out += "$-1\r\n"; break;
+    case Reply::Type::kStatus:
+      out += "+" + reply.text + "\r\n";
+      break;
+    case Reply::Type::kError:
+      out += "-" + reply.text + "\r\n";
+      break;
+    case Reply::Type::kInteger:
+      out += ":" + std::to_string(reply.integer) + "\r\n";
+      break;
+    case Reply::Type::kNil:
+      out += "$-1\r\n";
+      break;
     case Reply::Type::kBulk:
       out += "$" + std::to_string(reply.text.size()) + "\r\n" + reply.text + "\r\n";
       break;

@@ -28,11 +28,10 @@ http::Awaitable<http::Response> Answer(http::Response response) { co_return resp
 
 // The revocation check, then the handler. `handler` lives in the router.
 http::Awaitable<http::Response> CheckedThenHandled(http::Request& request, JwtClaims claims,
-                                                  TokenRevocations* revocations,
-                                                  const AuthenticatedHandler* handler) {
+                                                   TokenRevocations* revocations,
+                                                   const AuthenticatedHandler* handler) {
   auto verdict = co_await revocations->Check(claims);
-  if (verdict != TokenRevocations::Verdict::kValid)
-    co_return RevocationRefusal(verdict, request);
+  if (verdict != TokenRevocations::Verdict::kValid) co_return RevocationRefusal(verdict, request);
   co_return co_await (*handler)(request, std::move(claims));
 }
 
@@ -47,10 +46,10 @@ http::Response RevocationRefusal(TokenRevocations::Verdict verdict, const http::
   }
   // Not logged per request: the Redis client logs its changes of state, and
   // auth_revocation_unchecked_total counts these.
-  auto response = http::Response::Error(
-      503, "revocation_check_unavailable",
-      "cannot check whether the token was revoked, try again (request id " + request.request_id +
-          ")");
+  auto response =
+      http::Response::Error(503, "revocation_check_unavailable",
+                            "cannot check whether the token was revoked, try again (request id " +
+                                request.request_id + ")");
   response.headers.emplace_back("Retry-After", "1");
   return response;
 }

@@ -47,7 +47,7 @@ struct Connection {
   tcp::socket socket;
   std::string out;  // encoded, not yet handed to a write
   bool writing = false;
-  std::string in;   // read, not yet parsed
+  std::string in;  // read, not yet parsed
   std::array<char, 16 * 1024> chunk{};
 };
 
@@ -59,7 +59,12 @@ constexpr auto kMaxBackoff = std::chrono::milliseconds(2000);
 
 struct Client::Impl : std::enable_shared_from_this<Impl> {
   Impl(Client& c, const ClientOptions& o)
-      : owner(c), options(o), resolver(io), timer(io), retry_timer(io), random(std::random_device{}()) {}
+      : owner(c),
+        options(o),
+        resolver(io),
+        timer(io),
+        retry_timer(io),
+        random(std::random_device{}()) {}
 
   Client& owner;
   const ClientOptions& options;
@@ -73,7 +78,7 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
 
   // Everything below: the client's thread only.
   std::shared_ptr<Connection> conn;
-  bool up = false;         // handshake done
+  bool up = false;             // handshake done
   bool reported_down = false;  // the last state logged was "unreachable"
   bool stopping = false;
   std::deque<Pending> pending;
@@ -87,21 +92,22 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     if (stopping) return;
     auto c = std::make_shared<Connection>(io);
     conn = c;
-    resolver.async_resolve(
-        options.url.host, std::to_string(options.url.port),
-        [self = shared_from_this(), c](boost::system::error_code ec, tcp::resolver::results_type results) {
-          if (c != self->conn) return;
-          if (ec) return self->Lost(c, "cannot resolve host: " + ec.message());
-          asio::async_connect(c->socket, results,
-                              [self, c](boost::system::error_code ec, const tcp::endpoint&) {
-                                if (c != self->conn) return;
-                                if (ec) return self->Lost(c, ec.message());
-                                boost::system::error_code ignored;
-                                c->socket.set_option(tcp::no_delay(true), ignored);
-                                self->Handshake(c);
-                                self->Read(c);
-                              });
-        });
+    resolver.async_resolve(options.url.host, std::to_string(options.url.port),
+                           [self = shared_from_this(), c](boost::system::error_code ec,
+                                                          tcp::resolver::results_type results) {
+                             if (c != self->conn) return;
+                             if (ec) return self->Lost(c, "cannot resolve host: " + ec.message());
+                             asio::async_connect(
+                                 c->socket, results,
+                                 [self, c](boost::system::error_code ec, const tcp::endpoint&) {
+                                   if (c != self->conn) return;
+                                   if (ec) return self->Lost(c, ec.message());
+                                   boost::system::error_code ignored;
+                                   c->socket.set_option(tcp::no_delay(true), ignored);
+                                   self->Handshake(c);
+                                   self->Read(c);
+                                 });
+                           });
   }
 
   // AUTH and SELECT when the URL asks, then PING: up once all answered OK.
@@ -161,7 +167,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     // Full jitter over the upper half, so replicas do not reconnect in step.
     auto half = backoff.count() / 2;
     auto wait = std::chrono::milliseconds(half + static_cast<long>(random() % (half + 1)));
-    backoff = std::min(backoff * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
+    backoff =
+        std::min(backoff * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
     retry_timer.expires_after(wait);
     retry_timer.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (!ec) self->Connect();
@@ -192,19 +199,20 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
     c->writing = true;
     auto buffer = std::make_shared<std::string>(std::move(c->out));
     c->out.clear();
-    asio::async_write(c->socket, asio::buffer(*buffer),
-                      [self = shared_from_this(), c, buffer](boost::system::error_code ec,
-                                                             std::size_t) {
-                        if (c != self->conn) return;
-                        c->writing = false;
-                        if (ec) return self->Lost(c, "write: " + ec.message());
-                        self->Flush(c);
-                      });
+    asio::async_write(
+        c->socket, asio::buffer(*buffer),
+        [self = shared_from_this(), c, buffer](boost::system::error_code ec, std::size_t) {
+          if (c != self->conn) return;
+          c->writing = false;
+          if (ec) return self->Lost(c, "write: " + ec.message());
+          self->Flush(c);
+        });
   }
 
   void Read(const std::shared_ptr<Connection>& c) {
     c->socket.async_read_some(
-        asio::buffer(c->chunk), [self = shared_from_this(), c](boost::system::error_code ec, std::size_t n) {
+        asio::buffer(c->chunk),
+        [self = shared_from_this(), c](boost::system::error_code ec, std::size_t n) {
           if (c != self->conn) return;
           if (ec) {
             return self->Lost(c, ec == asio::error::eof ? "closed by the server" : ec.message());
@@ -252,8 +260,8 @@ struct Client::Impl : std::enable_shared_from_this<Impl> {
       if (p.done && p.deadline <= now) due.push_back(std::move(p.done)), p.done = nullptr;
     }
     for (auto& done : due) {
-      done(Fail(ErrorCode::kTimeout, "redis did not answer within " +
-                                         std::to_string(options.timeout.count()) + " ms"));
+      done(Fail(ErrorCode::kTimeout,
+                "redis did not answer within " + std::to_string(options.timeout.count()) + " ms"));
     }
     if (conn && !pending.empty() && now - pending.front().sent >= options.stall_limit) {
       Lost(conn, "no reply for " + std::to_string(options.stall_limit.count()) + " ms");
@@ -337,10 +345,10 @@ http::Awaitable<Result<Reply>> Client::Call(std::vector<std::string> args) {
             std::move(handler)(std::move(reply));
           });
         };
-        asio::post(impl->io, [impl, args = std::move(args), deadline,
-                              done = std::move(done)]() mutable {
-          impl->Enqueue(args, deadline, std::move(done));
-        });
+        asio::post(impl->io,
+                   [impl, args = std::move(args), deadline, done = std::move(done)]() mutable {
+                     impl->Enqueue(args, deadline, std::move(done));
+                   });
       },
       http::use_awaitable);
   if (!result) failed_.fetch_add(1, std::memory_order_relaxed);

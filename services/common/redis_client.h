@@ -40,8 +40,8 @@ namespace disco::service::redis {
 
 struct ClientOptions {
   RedisUrl url;
-  std::chrono::milliseconds timeout{5};          // per call, from the call to its reply
-  std::size_t max_in_flight = 1024;              // calls queued or awaiting a reply
+  std::chrono::milliseconds timeout{5};         // per call, from the call to its reply
+  std::size_t max_in_flight = 1024;             // calls queued or awaiting a reply
   std::chrono::milliseconds stall_limit{1000};  // a reply this late resets the connection
   std::string purpose = "redis";                // the log's name for this client
 };

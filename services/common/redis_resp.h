@@ -23,8 +23,8 @@ namespace disco::service::redis {
 struct Reply {
   enum class Type { kStatus, kError, kInteger, kBulk, kNil, kArray };
   Type type = Type::kNil;
-  std::string text;            // kStatus, kError, kBulk
-  std::int64_t integer = 0;    // kInteger
+  std::string text;             // kStatus, kError, kBulk
+  std::int64_t integer = 0;     // kInteger
   std::vector<Reply> elements;  // kArray (a nil array is kNil)
 
   bool is_error() const { return type == Type::kError; }

@@ -14,13 +14,13 @@ Result<std::string> PercentDecode(std::string_view in, std::string_view what) {
     }
     int value = 0;
     if (i + 2 >= in.size()) {
-      return Fail(ErrorCode::kInvalidArgument, "--redis: bad percent escape in the " +
-                                                   std::string(what));
+      return Fail(ErrorCode::kInvalidArgument,
+                  "--redis: bad percent escape in the " + std::string(what));
     }
     auto [end, ec] = std::from_chars(in.data() + i + 1, in.data() + i + 3, value, 16);
     if (ec != std::errc() || end != in.data() + i + 3) {
-      return Fail(ErrorCode::kInvalidArgument, "--redis: bad percent escape in the " +
-                                                   std::string(what));
+      return Fail(ErrorCode::kInvalidArgument,
+                  "--redis: bad percent escape in the " + std::string(what));
     }
     out += static_cast<char>(value);
     i += 2;
@@ -50,7 +50,8 @@ Result<RedisUrl> ParseRedisUrl(std::string_view text) {
     return bad("the URL must start with redis://");
   }
   std::string_view rest = text.substr(kScheme.size());
-  if (rest.find_first_of("?#") != std::string_view::npos) return bad("no query or fragment allowed");
+  if (rest.find_first_of("?#") != std::string_view::npos)
+    return bad("no query or fragment allowed");
   RedisUrl url;
   // The userinfo ends at the last '@' (a password may contain '@' only
   // percent-encoded, but be lenient about where the host starts).

@@ -116,8 +116,8 @@ http::Awaitable<Result<void>> TokenRevocations::Revoke(JwtClaims claims) {
   RememberRevoked(claims.jti, claims.expires_at);
   // Raise our own view of `until` too (never lower it: Redis may know later ones).
   auto seen = revoked_until_.load(std::memory_order_relaxed);
-  while (seen < claims.expires_at &&
-         !revoked_until_.compare_exchange_weak(seen, claims.expires_at, std::memory_order_relaxed)) {
+  while (seen < claims.expires_at && !revoked_until_.compare_exchange_weak(
+                                         seen, claims.expires_at, std::memory_order_relaxed)) {
   }
   co_return Result<void>{};
 }

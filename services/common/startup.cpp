@@ -68,8 +68,8 @@ Startup<std::unique_ptr<redis::Client>> ConnectRedis(const ServiceConfig& config
   options.purpose = "redis (" + std::string(purpose) + ")";
   options.url = std::move(*url);
   options.timeout = std::chrono::milliseconds(config.redis_timeout_ms);
-  Log().info("{}: {} at {}, {} ms a call", config.service, options.purpose,
-             options.url.Redacted(), config.redis_timeout_ms);
+  Log().info("{}: {} at {}, {} ms a call", config.service, options.purpose, options.url.Redacted(),
+             config.redis_timeout_ms);
   auto client = std::make_unique<redis::Client>(std::move(options));
   client->WaitConnected(std::chrono::seconds(1));
   return client;

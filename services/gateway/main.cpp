@@ -108,8 +108,7 @@ int main(int argc, char** argv) {
     if (!redis) return redis.error();
     std::unique_ptr<gateway::SharedRateLimiter> shared_limiter;
     if (*redis) {
-      shared_limiter =
-          std::make_unique<gateway::SharedRateLimiter>(**redis, (*proxy)->metrics());
+      shared_limiter = std::make_unique<gateway::SharedRateLimiter>(**redis, (*proxy)->metrics());
     }
     service::TokenRevocations revocations(jwt ? redis->get() : nullptr, (*proxy)->metrics());
     (*proxy)->UseSharedState(shared_limiter.get(), &revocations);

@@ -360,8 +360,8 @@ http::Awaitable<std::optional<http::Response>> Proxy::SharedLimit(Route& route,
   if (limiter_) buckets[n++] = {"global", global.requests_per_second, global.burst};
   if (n == 0) co_return std::nullopt;
   const std::string_view client = ClientOf(request);
-  auto verdict = co_await shared_limiter_->Acquire(std::string(client),
-                                                   std::span(buckets.data(), n));
+  auto verdict =
+      co_await shared_limiter_->Acquire(std::string(client), std::span(buckets.data(), n));
   if (!verdict) co_return LocalLimit(route, client);  // Redis could not answer
   if (verdict->refused < 0) co_return std::nullopt;
   rate_limited_.fetch_add(1, std::memory_order_relaxed);
@@ -383,9 +383,10 @@ http::Awaitable<http::Response> Proxy::HandleShared(Route& route, http::Request&
     auto verdict = co_await revocations_->Check(claims);
     if (verdict != service::TokenRevocations::Verdict::kValid) {
       unauthorized_.fetch_add(1, std::memory_order_relaxed);
-      refused_->With({route.pattern, verdict == service::TokenRevocations::Verdict::kRevoked
-                                         ? "revoked"
-                                         : "revocation_unavailable"})
+      refused_
+          ->With({route.pattern, verdict == service::TokenRevocations::Verdict::kRevoked
+                                     ? "revoked"
+                                     : "revocation_unavailable"})
           .Inc();
       co_return service::RevocationRefusal(verdict, request);
     }

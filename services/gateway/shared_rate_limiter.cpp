@@ -84,8 +84,9 @@ http::Awaitable<std::optional<SharedRateLimiter::Verdict>> SharedRateLimiter::Ac
              reply->elements[1].type != redis::Reply::Type::kInteger) {
     why = reply->is_error() ? "redis error: " + reply->text : "unexpected script reply";
   } else {
-    verdict = Verdict{static_cast<int>(reply->elements[0].integer) - 1,
-                      std::chrono::milliseconds(std::max<std::int64_t>(0, reply->elements[1].integer))};
+    verdict =
+        Verdict{static_cast<int>(reply->elements[0].integer) - 1,
+                std::chrono::milliseconds(std::max<std::int64_t>(0, reply->elements[1].integer))};
   }
   const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
                                std::chrono::steady_clock::now().time_since_epoch())

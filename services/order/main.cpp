@@ -68,8 +68,8 @@ int main(int argc, char** argv) {
     http::BlockingPool db_pool(
         {.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
 
-    order::OrderServiceDeps deps{repository->get(), jwt->get(), &db_pool, &client, user_service,
-                                 &revocations};
+    order::OrderServiceDeps deps{repository->get(), jwt->get(),   &db_pool,
+                                 &client,           user_service, &revocations};
     service::ServiceRuntime runtime(config, **registry);
     return runtime.Serve(order::MakeOrderRouter(deps));
   });

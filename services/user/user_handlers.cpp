@@ -291,21 +291,21 @@ http::Router MakeUserRouter(const UserServiceDeps& deps) {
   http::Router router;
   router.Add("POST", "/api/users/register", [api](Request& r) { return api->Register(r); });
   router.Add("POST", "/api/users/login", [api](Request& r) { return api->Login(r); });
-  router.Add("GET", "/api/users/me",
-             service::Authenticated(
-                 *deps.jwt,
-                 [api](Request& r, service::JwtClaims c) { return api->Me(r, std::move(c)); },
-                 deps.revocations));
+  router.Add(
+      "GET", "/api/users/me",
+      service::Authenticated(
+          *deps.jwt, [api](Request& r, service::JwtClaims c) { return api->Me(r, std::move(c)); },
+          deps.revocations));
   router.Add("POST", "/api/users/logout",
              service::Authenticated(
                  *deps.jwt,
                  [api](Request& r, service::JwtClaims c) { return api->Logout(r, std::move(c)); },
                  deps.revocations));
-  router.Add("GET", "/api/users/{id}",
-             service::Authenticated(
-                 *deps.jwt,
-                 [api](Request& r, service::JwtClaims c) { return api->Get(r, std::move(c)); },
-                 deps.revocations));
+  router.Add(
+      "GET", "/api/users/{id}",
+      service::Authenticated(
+          *deps.jwt, [api](Request& r, service::JwtClaims c) { return api->Get(r, std::move(c)); },
+          deps.revocations));
   return router;
 }
 

@@ -80,9 +80,8 @@ TEST(RedisClientTest, ScriptsRunBySha1AfterAFlushToo) {
   ASSERT_TRUE(client.WaitConnected(5s));
   static const redis::Script script("return tonumber(ARGV[1]) * 2");
   auto twice = [&](int n) {
-    return RunCoroutine<Result<redis::Reply>>([&client, n]() {
-      return client.Eval(script, {}, {std::to_string(n)});
-    });
+    return RunCoroutine<Result<redis::Reply>>(
+        [&client, n]() { return client.Eval(script, {}, {std::to_string(n)}); });
   };
   auto first = twice(21);
   ASSERT_TRUE(first);
@@ -118,10 +117,12 @@ TEST(RedisClientTest, SlowRedisTimesOutAndTheConnectionStaysInStep) {
   // Hung for longer than the stall limit (1 s): the connection is reset and
   // made again once the server is back.
   server.Pause();
-  ASSERT_TRUE(WaitFor([&] {
-    (void)RunCoroutine<Result<redis::Reply>>([&client]() { return client.Call({"PING"}); });
-    return !client.connected();
-  }, 5s, 100ms));
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        (void)RunCoroutine<Result<redis::Reply>>([&client]() { return client.Call({"PING"}); });
+        return !client.connected();
+      },
+      5s, 100ms));
   server.Resume();
   EXPECT_TRUE(client.WaitConnected(5s));
 }
@@ -184,15 +185,23 @@ class SharedRateLimitTest : public ::testing::Test {
       gw.binary = GatewayPath();
       gw.registry = etcd_.url();
       gw.log_path = dir_.Sub("gateway-" + std::to_string(i) + ".log");
-      gw.args = {"--access-log", "false", "--redis", redis_.url(), "--redis-timeout-ms", "50",
-                 "--rate-limit",  std::to_string(kRate), "--rate-burst", std::to_string(kBurst)};
+      gw.args = {"--access-log",
+                 "false",
+                 "--redis",
+                 redis_.url(),
+                 "--redis-timeout-ms",
+                 "50",
+                 "--rate-limit",
+                 std::to_string(kRate),
+                 "--rate-burst",
+                 std::to_string(kBurst)};
       gateways_.push_back(std::make_unique<ServiceProcess>(gw));
     }
     // Both see user-service before the counting starts.
     for (auto& gw : gateways_) {
-      ASSERT_TRUE(WaitFor(
-          [&] { return HttpRequest(gw->port(), "GET", "/api/users/me").status == 401; }, 10s,
-          100ms));
+      ASSERT_TRUE(
+          WaitFor([&] { return HttpRequest(gw->port(), "GET", "/api/users/me").status == 401; },
+                  10s, 100ms));
     }
   }
 
@@ -218,9 +227,12 @@ TEST_F(SharedRateLimitTest, TwoReplicasTogetherLetThroughOneRateNotTwo) {
   const auto start = std::chrono::steady_clock::now();
   for (int n = 0; std::chrono::steady_clock::now() - start < 2s && n < 5000; ++n) {
     int status = Hit(n % 2, "127.0.0.21");
-    if (status == 401) ++allowed;
-    else if (status == 429) ++limited;
-    else ++other;
+    if (status == 401)
+      ++allowed;
+    else if (status == 429)
+      ++limited;
+    else
+      ++other;
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -237,13 +249,27 @@ TEST_F(SharedRateLimitTest, RedisKilledUnderLoadFallsBackLocallyAndSharesAgainWh
   std::atomic<bool> stop{false};
   std::atomic<int> bad{0}, served{0};
   // Load from many clients (source addresses), bounded by time and count.
+  // (Until stopped, at most 30 s or 500,000 requests: a request takes about
+  // 0.1 ms here, so a count alone could end the load before Redis is back.)
   std::thread load([&] {
-    for (int n = 0; !stop && n < 20000; ++n) {
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    for (int n = 0; !stop && n < 500'000 && std::chrono::steady_clock::now() < until; ++n) {
       int status = Hit(n % 2, "127.0.1." + std::to_string(n % 50 + 1));
-      if (status == 401 || status == 429) ++served;
-      else ++bad;
+      if (status == 401 || status == 429)
+        ++served;
+      else
+        ++bad;
     }
   });
+  // Stopped and joined however the test ends (an ASSERT returns early).
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~Joiner() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } joiner{stop, load};
   std::this_thread::sleep_for(500ms);
   redis_.Kill();
   std::this_thread::sleep_for(1500ms);
@@ -313,16 +339,16 @@ class LogoutTest : public ::testing::Test {
         [&] {
           return HttpRequest(gateway_->port(), "GET", "/api/orders", {},
                              {{"Authorization", "Bearer x"}})
-                     .status == 401 &&
+                         .status == 401 &&
                  HttpRequest(gateway_->port(), "GET", "/api/users/me").status == 401;
         },
         10s, 100ms));
   }
 
   std::string Login(const std::string& name) {
-    auto reg = JsonRequest(gateway_->port(), "POST", "/api/users/register",
-                           {{"username", name}, {"password", "password123"},
-                            {"email", name + "@example.com"}});
+    auto reg = JsonRequest(
+        gateway_->port(), "POST", "/api/users/register",
+        {{"username", name}, {"password", "password123"}, {"email", name + "@example.com"}});
     EXPECT_EQ(reg.status, 201) << reg.raw;
     auto login = JsonRequest(gateway_->port(), "POST", "/api/users/login",
                              {{"username", name}, {"password", "password123"}});
@@ -340,9 +366,7 @@ class LogoutTest : public ::testing::Test {
         15s, 100ms));
   }
 
-  static Headers Bearer(const std::string& token) {
-    return {{"Authorization", "Bearer " + token}};
-  }
+  static Headers Bearer(const std::string& token) { return {{"Authorization", "Bearer " + token}}; }
 
   // The token's answers on every authenticated path, direct and through the gateway.
   std::vector<int> Statuses(const std::string& token) {
@@ -363,8 +387,9 @@ TEST_F(LogoutTest, RevokedTokenIs401EverywhereAndAfterARestart) {
   const std::string other = Login("stayer");
   WaitOrdersReachable(token);
   EXPECT_EQ(Statuses(token), (std::vector<int>{200, 200, 200, 200}));
-  auto order = JsonRequest(order_->port(), "POST", "/api/orders",
-                           {{"product", "book"}, {"quantity", 1}, {"price", "9.99"}}, Bearer(token));
+  auto order =
+      JsonRequest(order_->port(), "POST", "/api/orders",
+                  {{"product", "book"}, {"quantity", 1}, {"price", "9.99"}}, Bearer(token));
   ASSERT_EQ(order.status, 201) << order.raw;
 
   auto logout = HttpRequest(gateway_->port(), "POST", "/api/users/logout", {}, Bearer(token));
@@ -466,7 +491,12 @@ TEST(RedisFlagsTest, LogoutWithoutRedisIs501AndABadUrlStopsTheStart) {
   for (const std::string& binary : {UserServicePath(), OrderServicePath(), GatewayPath()}) {
     const std::string log = dir.Sub("bad.log");
     std::ofstream(log, std::ios::trunc).close();
-    std::vector<std::string> argv = {binary, "--registry", "memory://", "--port", "0", "--redis",
+    std::vector<std::string> argv = {binary,
+                                     "--registry",
+                                     "memory://",
+                                     "--port",
+                                     "0",
+                                     "--redis",
                                      "redis://:hunter2@127.0.0.1:notaport"};
     if (binary != GatewayPath()) argv.insert(argv.end(), {"--db", dir.Sub("x.db")});
     Process bad(argv, log, {std::string("DISCO_JWT_SECRET=") + kTestJwtSecret});
@@ -489,12 +519,14 @@ TEST(RedisFlagsTest, PasswordIsUsedButNeverLogged) {
   gw.args = {"--redis", "redis://:pa55-w0rd-xyz@127.0.0.1:" + std::to_string(server.port()),
              "--log-level", "debug"};
   ServiceProcess gateway(gw);
-  ASSERT_TRUE(WaitFor([&] { return gateway.ReadLog().find(": connected") != std::string::npos; },
-                      5s));
+  ASSERT_TRUE(
+      WaitFor([&] { return gateway.ReadLog().find(": connected") != std::string::npos; }, 5s));
   HttpRequest(gateway.port(), "GET", "/api/users/me");
-  EXPECT_TRUE(WaitFor([&] { return server.Cli({"-a", "pa55-w0rd-xyz", "--no-auth-warning",
-                                               "DBSIZE"}) != "0"; },
-                      5s));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        return server.Cli({"-a", "pa55-w0rd-xyz", "--no-auth-warning", "DBSIZE"}) != "0";
+      },
+      5s));
   EXPECT_EQ(gateway.ReadLog().find("pa55-w0rd-xyz"), std::string::npos) << gateway.ReadLog();
   EXPECT_NE(gateway.ReadLog().find("redis://***@127.0.0.1"), std::string::npos);
 }

@@ -1,7 +1,8 @@
 // The RESP2 reader and writer and the --redis URL (services/common/redis_*).
+#include "common/redis_resp.h"
+
 #include <gtest/gtest.h>
 
-#include "common/redis_resp.h"
 #include "common/redis_url.h"
 
 namespace disco::service::redis {
@@ -89,10 +90,10 @@ TEST(RedisUrlTest, ParsesHostPortDbAndCredentials) {
 
 TEST(RedisUrlTest, RefusesWhatItWouldHalfUnderstandWithoutShowingThePassword) {
   for (std::string bad :
-       {"", "127.0.0.1:6379", "http://x", "rediss://x", "redis://", "redis://:6379",
-        "redis://h:0", "redis://h:70000", "redis://h:x", "redis://h/-1", "redis://h/db",
-        "redis://h?timeout=1", "redis://nocolon@h", "redis://:@h", "redis://h h",
-        "redis://:hunter2@h:notaport", "redis://:hunter%zz@h"}) {
+       {"", "127.0.0.1:6379", "http://x", "rediss://x", "redis://", "redis://:6379", "redis://h:0",
+        "redis://h:70000", "redis://h:x", "redis://h/-1", "redis://h/db", "redis://h?timeout=1",
+        "redis://nocolon@h", "redis://:@h", "redis://h h", "redis://:hunter2@h:notaport",
+        "redis://:hunter%zz@h"}) {
     auto url = ParseRedisUrl(bad);
     ASSERT_FALSE(url) << bad;
     EXPECT_NE(url.error().message.find("--redis"), std::string::npos);
