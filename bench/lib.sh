@@ -7,6 +7,7 @@
 #   wait_http URL       waits until URL answers 2xx (every 0.1 s, $wait_tries times)
 #   start_etcd NAME     etcd on free ports, data in $work/etcd; sets etcd_port
 #                       and exports DISCO_REGISTRY
+#   wrk_figures FILE    from a `wrk --latency` output: "requests/s p50_ms p99_ms non-2xx"
 work=$(mktemp -d /tmp/disco-bench-XXXXXX)
 pids=()
 stop_wait=${stop_wait:-50}
@@ -36,4 +37,19 @@ start_etcd() {
     --initial-cluster "$1=http://127.0.0.1:$peer_port"
   wait_http "http://127.0.0.1:$etcd_port/health"
   export DISCO_REGISTRY="etcd://127.0.0.1:$etcd_port"
+}
+
+wrk_figures() {
+  python3 - "$1" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+def ms(v):
+    m = re.match(r"([\d.]+)(us|ms|s)", v)
+    n = float(m.group(1)); return n / 1000 if m.group(2) == "us" else n * 1000 if m.group(2) == "s" else n
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"\s50%\s+(\S+)", text).group(1))
+p99 = ms(re.search(r"\s99%\s+(\S+)", text).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad.group(1) if bad else 0}")
+PY
 }

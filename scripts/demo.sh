@@ -18,6 +18,8 @@
 #   --no-install             do not run scripts/install-deps.sh
 #   --no-build               use the binaries already in the build dir
 #   --no-failover            skip the kill -9 scene (the client runs once)
+#   --redis                  also start a redis-server (free port, AOF in the run dir)
+#                            and give every service --redis: shared rate limits, logout
 #
 # Environment (defaults in brackets):
 #   DISCO_DEMO_REGISTRY         etcd or consul, like --registry [etcd]
@@ -37,6 +39,7 @@
 #   DISCO_DEMO_PORTS=free       pick free ports for every port not set above
 #   DISCO_DEMO_TTL              registration TTL in seconds: how soon a killed
 #                               instance leaves the registry [5]
+#   DISCO_DEMO_REDIS_PORT       redis-server's port with --redis [a free one]
 # Everything runs on 127.0.0.1. A start records each process it starts in
 # <run dir>/<name>.pid ("PID command-name start-time"); PID and start time (from
 # /proc/PID/stat) name that process from its fork on, and never a later one
@@ -240,10 +243,11 @@ status() {
     echo "demo: nothing running (no PID files in $(rel "$run"))"
     return 0
   fi
-  local registry_url='' port_gateway_1=''
+  local registry_url='' port_gateway_1='' redis_url=''
   # shellcheck disable=SC1091
   . "$run/demo.env"
   printf '  %-16s %s\n' registry "$registry_url"
+  if [ -n "$redis_url" ]; then printf '  %-16s %s\n' redis "$redis_url"; fi
   local file name port health state
   for file in "$run"/*.pid; do
     [ -f "$file" ] || continue
@@ -270,7 +274,7 @@ status() {
 command=start
 registry_kind=${DISCO_DEMO_REGISTRY:-etcd}
 db_kind=${DISCO_DEMO_DB:-sqlite}
-install=1 do_build=1 failover=1
+install=1 do_build=1 failover=1 with_redis=0
 while [ $# -gt 0 ]; do
   case "$1" in
     start|stop|status) command=$1 ;;
@@ -281,6 +285,7 @@ while [ $# -gt 0 ]; do
     --no-install) install=0 ;;
     --no-build) do_build=0 ;;
     --no-failover) failover=0 ;;
+    --redis) with_redis=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -423,6 +428,8 @@ mysql_port=''
 # MariaDB gets a free port unless one is set: a MySQL of the machine's own
 # often holds 3306.
 if [ "$db_kind" = mysql ]; then DISCO_DEMO_PORTS=free pick_port mysql_port DISCO_DEMO_MYSQL_PORT 3306; fi
+redis_port=''
+[ $with_redis = 1 ] && DISCO_DEMO_PORTS=free pick_port redis_port DISCO_DEMO_REDIS_PORT 6379
 ttl=${DISCO_DEMO_TTL:-5}
 
 # Every port must be free before anything starts: say which one and what to set.
@@ -449,6 +456,7 @@ check_port "$order_port_1" "order-service-1" DISCO_DEMO_ORDER_PORTS
 check_port "$order_port_2" "order-service-2" DISCO_DEMO_ORDER_PORTS
 check_port "$gateway_port" "gateway" DISCO_DEMO_GATEWAY_PORT
 if [ "$db_kind" = mysql ]; then check_port "$mysql_port" "MariaDB" DISCO_DEMO_MYSQL_PORT; fi
+[ $with_redis = 1 ] && check_port "$redis_port" "redis" DISCO_DEMO_REDIS_PORT
 
 # The PID files left are only those of processes that are gone (stop_all
 # removed the rest once they were); a live process never loses its file.
@@ -463,6 +471,7 @@ port_order_service_2=$order_port_2
 port_gateway_1=$gateway_port
 db_kind=$db_kind
 mysql_port=$mysql_port
+redis_url=${redis_port:+redis://127.0.0.1:$redis_port}
 ENV
 
 if [ "$registry_kind" = etcd ]; then
@@ -514,6 +523,17 @@ if [ ! -s "$run/jwt-secret" ]; then
   (umask 077 && head -c 48 /dev/urandom | base64 -w0 > "$run/jwt-secret")
 fi
 common=(--registry "$registry" --registry-ttl "$ttl" --jwt-secret-file "$run/jwt-secret")
+if [ $with_redis = 1 ]; then
+  # Shared by every instance: the gateway's rate limits and token revocations
+  # (logout). The append-only file keeps revocations across a Redis restart.
+  command -v redis-server >/dev/null || fail "--redis: no redis-server (apt-get install redis-server, or drop --no-install)"
+  mkdir -p "$run/redis-data"
+  start_bg redis redis-server --port "$redis_port" --bind 127.0.0.1 --dir "$run/redis-data" \
+    --save "" --appendonly yes --daemonize no
+  wait_ready redis 15 "answer PING on port $redis_port" redis-cli -p "$redis_port" ping
+  echo "redis answers at redis://127.0.0.1:$redis_port (pid $(pid_of redis); log: $(rel "$run/redis.log"))"
+  common+=(--redis "redis://127.0.0.1:$redis_port")
+fi
 users_db="$run/users.db" orders_db="$run/orders.db"
 if [ "$db_kind" = mysql ]; then
   # A MariaDB of the demo's own: a fresh data dir, InnoDB flushing its log at

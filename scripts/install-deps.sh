@@ -23,6 +23,8 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libssl-dev libbenchmark-dev libgoogle-perftools-dev
   libc-ares-dev
   etcd-server etcd-client curl procps iproute2
+  # Redis shared by replicas (--redis; tests and demo.sh --redis start their own).
+  redis-server
 )
 # MySQL/MariaDB storage (mysql:// URLs): the client library to build, and the
 # server that tests and scripts/demo.sh --db mysql start on a free port.
@@ -52,7 +54,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   sudo_ apt-get update -qq
   # Installing a package must not start system services we did not ask for
-  # (etcd, nginx, postgresql, mariadb, prometheus): tests start their own on free ports.
+  # (etcd, nginx, postgresql, mariadb, prometheus, redis): tests start their own on free ports.
   policy=/usr/sbin/policy-rc.d
   created_policy=0
   if [ ! -e "$policy" ]; then

@@ -11,6 +11,7 @@
 #include "disco/http/message.h"
 #include "disco/http/router.h"
 #include "jwt.h"
+#include "revocation.h"
 
 namespace disco::service {
 
@@ -25,8 +26,16 @@ using AuthenticatedHandler =
 
 // The route handler that authenticates each request (Authenticate) and
 // answers its 401 itself, or calls `handler` with the verified claims.
-// REQUIRES: `jwt` outlives the returned handler.
-http::Handler Authenticated(const JwtCodec& jwt, AuthenticatedHandler handler);
+// With `revocations` enabled (--redis), a token revoked by logout is refused
+// too: 401 token_revoked, or 503 revocation_check_unavailable when Redis
+// cannot say (TokenRevocations explains when).
+// REQUIRES: `jwt` and `revocations` outlive the returned handler.
+http::Handler Authenticated(const JwtCodec& jwt, AuthenticatedHandler handler,
+                            TokenRevocations* revocations = nullptr);
+
+// The answer for a token that Check() did not find valid (kRevoked: 401,
+// kUnavailable: 503 with Retry-After).
+http::Response RevocationRefusal(TokenRevocations::Verdict verdict, const http::Request& request);
 
 // 503 {"error":"storage_unavailable"} for a database error; never shows SQL.
 http::Response StorageFailure(const Error& error, const http::Request& request);

@@ -127,6 +127,17 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->envname("DISCO_TLS_RELOAD_CHECK_MS")
       ->check(CLI::Range(100, 3'600'000))
       ->capture_default_str();
+  // No captured default: the URL may hold a password.
+  app.add_option("--redis", c.redis,
+                 "Redis shared by the replicas, redis://[[user]:password@]host[:port][/db]: "
+                 "the gateway's rate limits and token revocations (logout); none: each "
+                 "replica limits alone and logout is refused")
+      ->envname("DISCO_REDIS");
+  app.add_option("--redis-timeout-ms", c.redis_timeout_ms,
+                 "Longest wait for one Redis answer; a later one counts as Redis unavailable")
+      ->envname("DISCO_REDIS_TIMEOUT_MS")
+      ->check(CLI::Range(1, 10'000))
+      ->capture_default_str();
 }
 
 void FinishConfig(ServiceConfig& c, std::uint16_t bound_port) {

@@ -48,6 +48,10 @@ struct ServiceConfig {
   std::string tls_client_ca;
   std::string tls_ca;
   int tls_reload_check_ms = 5000;  // how often the TLS files are checked for change
+  // Redis for state shared by replicas (rate limits, token revocations);
+  // empty: none. May hold a password: never logged (RedisUrl::Redacted).
+  std::string redis;
+  int redis_timeout_ms = 5;
 };
 
 // Adds the shared flags to `app`, with defaults taken from `config`.

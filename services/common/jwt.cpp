@@ -3,6 +3,7 @@
 #include <jwt.h>
 #include <sys/random.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <climits>
@@ -114,7 +115,9 @@ Result<std::string> JwtCodec::Issue(std::int64_t user_id, std::string_view usern
   auto iat = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
   std::string sub = std::to_string(user_id);
   std::string name(username);
+  std::string jti = RandomToken(16);
   if (jwt_add_grant(jwt.get(), "sub", sub.c_str()) != 0 ||
+      jwt_add_grant(jwt.get(), "jti", jti.c_str()) != 0 ||
       jwt_add_grant(jwt.get(), "username", name.c_str()) != 0 ||
       jwt_add_grant_int(jwt.get(), "iat", static_cast<long>(iat)) != 0 ||
       jwt_add_grant_int(jwt.get(), "exp", static_cast<long>(iat + ttl_.count())) != 0 ||
@@ -217,21 +220,31 @@ Result<JwtClaims> JwtCodec::VerifyUncached(std::string_view token, std::int64_t 
     return Fail(ErrorCode::kPermissionDenied, "token has a bad sub claim");
   }
   claims.username = username->get<std::string>();
+  if (auto jti = payload.find("jti"); jti != payload.end()) {
+    if (!jti->is_string() || jti->get_ref<const std::string&>().empty() ||
+        jti->get_ref<const std::string&>().size() > 64) {
+      return Fail(ErrorCode::kPermissionDenied, "token has a bad jti claim");
+    }
+    claims.jti = jti->get<std::string>();
+  }
   return claims;
 }
 
-std::string RandomSecret() {
-  unsigned char bytes[48];
+std::string RandomToken(std::size_t size) {
+  unsigned char bytes[64];
+  size = std::min(size, sizeof bytes);
   std::size_t got = 0;
-  while (got < sizeof bytes) {
-    ssize_t n = getrandom(bytes + got, sizeof bytes - got, 0);
+  while (got < size) {
+    ssize_t n = getrandom(bytes + got, size - got, 0);
     if (n < 0) {
       if (errno == EINTR) continue;
       throw std::runtime_error("getrandom failed");
     }
     got += static_cast<std::size_t>(n);
   }
-  return Base64UrlEncode(bytes, sizeof bytes);
+  return Base64UrlEncode(bytes, size);
 }
+
+std::string RandomSecret() { return RandomToken(48); }
 
 }  // namespace disco::service

@@ -4,8 +4,9 @@
 // exactly "HS256" and its signature verifies with our secret; "none", other
 // HMAC sizes and RSA/EC algorithms are rejected before libjwt looks at the
 // signature (the classic algorithm-confusion attacks). Claims: sub (the user
-// id as a decimal string), username, iat, exp and, if present, nbf (RFC 7519
-// §4.1.5), times as integer seconds. exp and iat are required; a token is
+// id as a decimal string), username, iat, exp, jti (128 random bits,
+// base64url: the id logout revokes; optional on verify, at most 64 bytes)
+// and, if present, nbf (RFC 7519 §4.1.5), times as integer seconds. exp and iat are required; a token is
 // refused once exp has passed, and while iat or nbf is more than
 // kMaxSkewSeconds ahead of our clock (the leeway for clocks of instances that
 // disagree; none is given on exp).
@@ -37,6 +38,9 @@ struct JwtClaims {
   std::int64_t issued_at = 0;   // seconds since the epoch
   std::int64_t expires_at = 0;  // seconds since the epoch
   std::int64_t not_before = 0;  // seconds since the epoch; 0 when the token has no nbf
+  // The token's unique id (RFC 7519 §4.1.7), what logout revokes; empty for
+  // a token issued without one (it cannot be revoked).
+  std::string jti;
 };
 
 class JwtCodec {
@@ -79,5 +83,8 @@ class JwtCodec {
 
 // 48 random bytes from the OS, base64url-encoded (for --dev).
 std::string RandomSecret();
+
+// `bytes` random bytes from the OS, base64url-encoded (token ids).
+std::string RandomToken(std::size_t bytes);
 
 }  // namespace disco::service

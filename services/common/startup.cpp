@@ -71,4 +71,23 @@ Startup<std::unique_ptr<Registry>> ConnectRegistry(const ServiceConfig& config) 
   return std::move(*registry);
 }
 
+Startup<std::unique_ptr<redis::Client>> ConnectRedis(const ServiceConfig& config,
+                                                     std::string_view purpose) {
+  if (config.redis.empty()) return nullptr;
+  auto url = redis::ParseRedisUrl(config.redis);
+  if (!url) {
+    Log().error("{}: {}", config.service, url.error().message);  // never holds the password
+    return std::unexpected(2);
+  }
+  redis::ClientOptions options;
+  options.purpose = "redis (" + std::string(purpose) + ")";
+  options.url = std::move(*url);
+  options.timeout = std::chrono::milliseconds(config.redis_timeout_ms);
+  Log().info("{}: {} at {}, {} ms a call", config.service, options.purpose, options.url.Redacted(),
+             config.redis_timeout_ms);
+  auto client = std::make_unique<redis::Client>(std::move(options));
+  client->WaitConnected(std::chrono::seconds(1));
+  return client;
+}
+
 }  // namespace disco::service

@@ -26,6 +26,7 @@
 #include "disco/stop_signals.h"
 #include "jwt.h"
 #include "logging.h"
+#include "redis_client.h"
 #include "tls_settings.h"
 
 namespace disco::service {
@@ -78,5 +79,13 @@ Startup<TlsSettings> LoadTls(const ServiceConfig& config);
 
 // The registry named by --registry.
 Startup<std::unique_ptr<Registry>> ConnectRegistry(const ServiceConfig& config);
+
+// The Redis client for --redis, or null when none is given. A malformed URL
+// is a flag error (exit 2). An unreachable server is not: Redis is waited for
+// up to a second, then the client keeps trying in the background while the
+// service runs (what each feature does meanwhile is its own choice).
+// `purpose` names what it is for in the log.
+Startup<std::unique_ptr<redis::Client>> ConnectRedis(const ServiceConfig& config,
+                                                     std::string_view purpose);
 
 }  // namespace disco::service

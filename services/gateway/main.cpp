@@ -6,12 +6,14 @@
 
 #include <CLI/CLI.hpp>
 
+#include "common/revocation.h"
 #include "common/runtime.h"
 #include "common/startup.h"
 #include "gateway/catalog.h"
 #include "gateway/observability.h"
 #include "gateway/proxy.h"
 #include "gateway/route_config.h"
+#include "gateway/shared_rate_limiter.h"
 
 int main(int argc, char** argv) {
   using namespace disco;
@@ -105,6 +107,14 @@ int main(int argc, char** argv) {
       log.error("gateway: {}", proxy.error().message);
       return 2;
     }
+    auto redis = service::ConnectRedis(config, "shared rate limits and revocations");
+    if (!redis) return redis.error();
+    std::unique_ptr<gateway::SharedRateLimiter> shared_limiter;
+    if (*redis) {
+      shared_limiter = std::make_unique<gateway::SharedRateLimiter>(**redis, (*proxy)->metrics());
+    }
+    service::TokenRevocations revocations(jwt ? redis->get() : nullptr, (*proxy)->metrics());
+    (*proxy)->UseSharedState(shared_limiter.get(), &revocations);
     (*proxy)->Prepare(std::chrono::seconds(2));
     for (const auto& route : gateway_config->routes) {
       std::string limit;
@@ -119,9 +129,11 @@ int main(int argc, char** argv) {
     }
     const auto& rl = gateway_config->rate_limit;
     if (rl.requests_per_second > 0) {
-      log.info("rate limit: {} requests/s per client, burst {}, client = {}",
+      log.info("rate limit: {} requests/s per client, burst {}, client = {}, {}",
                rl.requests_per_second, rl.burst,
-               rl.trust_forwarded_for ? "last X-Forwarded-For entry" : "peer address");
+               rl.trust_forwarded_for ? "last X-Forwarded-For entry" : "peer address",
+               shared_limiter ? "shared by the replicas through redis (local when it cannot answer)"
+                              : "counted by this replica alone");
     } else {
       log.info("rate limit: off");
     }

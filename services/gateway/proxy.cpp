@@ -192,11 +192,7 @@ ProxyTotals Proxy::totals() const {
   return totals;
 }
 
-std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
-                                                                 http::Request& request) {
-  requests_.fetch_add(1, std::memory_order_relaxed);
-  const RouteConfig& config = route.config;
-
+std::string_view Proxy::ClientOf(const http::Request& request) const {
   // Who the client is: the peer, or (behind a trusted proxy) the address
   // that proxy appended last to X-Forwarded-For.
   std::string_view forwarded_for = request.Header("X-Forwarded-For");
@@ -207,6 +203,10 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
         Trim(comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1));
     if (!last.empty()) client = last;
   }
+  return client;
+}
+
+std::optional<http::Response> Proxy::LocalLimit(Route& route, std::string_view client) {
   // The route's own limit first: a request it refuses takes no token from
   // the client's global bucket.
   if (route.limiter) {
@@ -214,7 +214,7 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
     if (!decision.allowed) {
       rate_limited_.fetch_add(1, std::memory_order_relaxed);
       refused_->With({route.pattern, "route_rate_limited"}).Inc();
-      return RateLimited(" to " + config.prefix, client, decision.retry_after);
+      return RateLimited(" to " + route.config.prefix, client, decision.retry_after);
     }
   }
   if (limiter_) {
@@ -225,6 +225,20 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
       return RateLimited("", client, decision.retry_after);
     }
   }
+  return std::nullopt;
+}
+
+std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
+                                                                 http::Request& request,
+                                                                 bool limited,
+                                                                 service::JwtClaims* claims) {
+  requests_.fetch_add(1, std::memory_order_relaxed);
+  const RouteConfig& config = route.config;
+  std::string_view forwarded_for = request.Header("X-Forwarded-For");
+  std::string_view client = ClientOf(request);
+  if (!limited) {
+    if (auto refusal = LocalLimit(route, client)) return std::move(*refusal);
+  }
   if (config.auth) {
     auto verified = service::Authenticate(request, *jwt_);
     if (auto* refusal = std::get_if<http::Response>(&verified)) {
@@ -232,6 +246,7 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
       refused_->With({route.pattern, "unauthorized"}).Inc();
       return std::move(*refusal);
     }
+    if (claims != nullptr) *claims = std::move(std::get<service::JwtClaims>(verified));
   }
 
   http::ClientRequest upstream;
@@ -329,7 +344,63 @@ http::Response Proxy::Answer(const Route& route, const http::Request& request,
   return response;
 }
 
+void Proxy::UseSharedState(SharedRateLimiter* limiter, service::TokenRevocations* revocations) {
+  shared_limiter_ = limiter;
+  revocations_ = revocations != nullptr && revocations->enabled() ? revocations : nullptr;
+}
+
+http::Awaitable<std::optional<http::Response>> Proxy::SharedLimit(Route& route,
+                                                                  const http::Request& request) {
+  std::array<SharedRateLimiter::Bucket, 2> buckets;
+  std::size_t n = 0;
+  // In the local limiters' order: the route's own, then the global one.
+  if (const auto& own = route.config.rate_limit) {
+    buckets[n++] = {route.pattern, own->requests_per_second, own->burst};
+  }
+  const auto& global = config_.rate_limit;
+  if (limiter_) buckets[n++] = {"global", global.requests_per_second, global.burst};
+  if (n == 0) co_return std::nullopt;
+  const std::string_view client = ClientOf(request);
+  auto verdict =
+      co_await shared_limiter_->Acquire(std::string(client), std::span(buckets.data(), n));
+  if (!verdict) co_return LocalLimit(route, client);  // Redis could not answer
+  if (verdict->refused < 0) co_return std::nullopt;
+  rate_limited_.fetch_add(1, std::memory_order_relaxed);
+  const bool by_route = route.config.rate_limit && verdict->refused == 0;
+  refused_->With({route.pattern, by_route ? "route_rate_limited" : "rate_limited"}).Inc();
+  co_return RateLimited(by_route ? " to " + route.config.prefix : std::string(), client,
+                        verdict->retry_after);
+}
+
+http::Awaitable<http::Response> Proxy::HandleShared(Route& route, http::Request& request) {
+  if (shared_limiter_ != nullptr) {
+    auto refusal = co_await SharedLimit(route, request);
+    if (refusal) co_return std::move(*refusal);
+  }
+  service::JwtClaims claims;
+  auto forward = Forward(route, request, shared_limiter_ != nullptr, &claims);
+  if (auto* refusal = std::get_if<http::Response>(&forward)) co_return std::move(*refusal);
+  if (revocations_ != nullptr && !claims.jti.empty()) {
+    auto verdict = co_await revocations_->Check(claims);
+    if (verdict != service::TokenRevocations::Verdict::kValid) {
+      unauthorized_.fetch_add(1, std::memory_order_relaxed);
+      refused_
+          ->With({route.pattern, verdict == service::TokenRevocations::Verdict::kRevoked
+                                     ? "revoked"
+                                     : "revocation_unavailable"})
+          .Inc();
+      co_return service::RevocationRefusal(verdict, request);
+    }
+  }
+  auto answer =
+      co_await route.channel->Send(std::move(std::get<http::ClientRequest>(forward)), &route.call);
+  co_return Answer(route, request, answer);
+}
+
 http::Awaitable<http::Response> Proxy::Handle(Route& route, http::Request& request) {
+  // Without Redis the request costs no more than before: no extra coroutine.
+  if (shared_limiter_ != nullptr || revocations_ != nullptr)
+    co_return co_await HandleShared(route, request);
   auto forward = Forward(route, request);
   if (auto* refusal = std::get_if<http::Response>(&forward)) co_return std::move(*refusal);
   auto answer =

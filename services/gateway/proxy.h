@@ -1,8 +1,10 @@
 // Proxy: the gateway's reverse-proxy handler, one route per configured prefix.
 //
 // Per request: rate limit by client (429 + Retry-After; the route's own
-// limit, then the global one), the edge JWT check
-// when the route asks for it (401, the same code as user-service), then the
+// limit, then the global one; with Redis the buckets are shared by every
+// replica and the local ones are the fallback, see UseSharedState), the edge
+// JWT check when the route asks for it (401, the same code as user-service;
+// with Redis also 401 for a token revoked by logout), then the
 // request goes to the route's service through its http::Channel (resolver +
 // balancer + outlier detection, keep-alive pools, retries within a budget),
 // with the route's per-try timeout, attempts and overall deadline. Routes to
@@ -38,11 +40,13 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "common/jwt.h"
+#include "common/revocation.h"
 #include "disco/http/channel.h"
 #include "disco/http/client.h"
 #include "disco/http/router.h"
@@ -50,6 +54,7 @@
 #include "disco/registry.h"
 #include "gateway/rate_limiter.h"
 #include "gateway/route_config.h"
+#include "gateway/shared_rate_limiter.h"
 
 namespace disco::gateway {
 
@@ -81,6 +86,12 @@ class Proxy {
                                              const service::JwtCodec* jwt,
                                              MetricsRegistry* metrics = nullptr);
 
+  // Shares the rate limits with every replica through Redis (the local
+  // limiters become the fallback), and refuses tokens revoked by logout on
+  // the routes with auth. Either may be null. Call before serving; both must
+  // outlive the proxy.
+  void UseSharedState(SharedRateLimiter* limiter, service::TokenRevocations* revocations);
+
   // Adds one any-method route per configured prefix.
   void AddRoutes(http::Router& router);
 
@@ -102,7 +113,20 @@ class Proxy {
   // local of a coroutine in its frame, and a frame above 1 KiB misses both
   // Asio's frame recycling and glibc's tcache (a slow malloc per request).
   // The refusal (rate limit, edge auth), or the request for the upstream.
-  std::variant<http::Response, http::ClientRequest> Forward(Route& route, http::Request& request);
+  // `limited`: the rate limits were already applied (shared ones); `claims`:
+  // where the edge check's claims go, for the revocation check (may be null).
+  std::variant<http::Response, http::ClientRequest> Forward(Route& route, http::Request& request,
+                                                           bool limited = false,
+                                                           service::JwtClaims* claims = nullptr);
+  // The client as rate-limited: the peer, or the trusted X-Forwarded-For entry.
+  std::string_view ClientOf(const http::Request& request) const;
+  // This replica's own limits: the refusal, if any.
+  std::optional<http::Response> LocalLimit(Route& route, std::string_view client);
+  // Handle() with the shared state: the shared limits (else the local ones),
+  // then Forward, then the revocation check.
+  http::Awaitable<http::Response> HandleShared(Route& route, http::Request& request);
+  http::Awaitable<std::optional<http::Response>> SharedLimit(Route& route,
+                                                             const http::Request& request);
   // The client's answer (or failure) as the gateway's response.
   http::Response Answer(const Route& route, const http::Request& request,
                         Result<http::ClientResponse>& answer);
@@ -114,6 +138,8 @@ class Proxy {
   MetricsRegistry* metrics_;
   std::unique_ptr<http::ChannelSet> channels_;
   std::unique_ptr<RateLimiter> limiter_;  // null: rate limiting off
+  SharedRateLimiter* shared_limiter_ = nullptr;
+  service::TokenRevocations* revocations_ = nullptr;
   std::vector<std::unique_ptr<Route>> routes_;
   Family<Counter>* refused_;  // gateway_refused_total{route,reason}
   std::atomic<std::uint64_t> requests_{0};

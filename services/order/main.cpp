@@ -51,6 +51,9 @@ int main(int argc, char** argv) {
     if (!tls) return tls.error();
     auto registry = service::ConnectRegistry(config);
     if (!registry) return registry.error();
+    auto redis = service::ConnectRedis(config, "token revocations");
+    if (!redis) return redis.error();
+    service::TokenRevocations revocations(redis->get());
     if (!MakeBalancer(policy)) {
       log.error("order-service: --policy: {}", MakeBalancer(policy).error().message);
       return 2;
@@ -68,7 +71,8 @@ int main(int argc, char** argv) {
     http::BlockingPool db_pool(
         {.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
 
-    order::OrderServiceDeps deps{repository->get(), jwt->get(), &db_pool, &client, user_service};
+    order::OrderServiceDeps deps{repository->get(), jwt->get(),   &db_pool,
+                                 &client,           user_service, &revocations};
     service::ServiceRuntime runtime(config, **registry, *tls);
     return runtime.Serve(order::MakeOrderRouter(deps));
   });

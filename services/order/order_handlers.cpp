@@ -322,7 +322,7 @@ http::Router MakeOrderRouter(const OrderServiceDeps& deps) {
   http::Router router;
   // Every order route is the caller's own: all of them authenticate.
   auto authenticated = [&deps](service::AuthenticatedHandler handler) {
-    return service::Authenticated(*deps.jwt, std::move(handler));
+    return service::Authenticated(*deps.jwt, std::move(handler), deps.revocations);
   };
   router.Add("POST", "/api/orders", authenticated([api](Request& r, service::JwtClaims c) {
                return api->Create(r, std::move(c));

@@ -17,6 +17,7 @@
 #include <string>
 
 #include "common/jwt.h"
+#include "common/revocation.h"
 #include "disco/http/blocking_pool.h"
 #include "disco/http/client.h"
 #include "disco/http/router.h"
@@ -30,6 +31,8 @@ struct OrderServiceDeps {
   http::BlockingPool* db;
   http::Client* client;
   std::string user_service = "user-service";  // its name in the registry
+  // Tokens revoked by logout are refused (--redis); null: no check.
+  service::TokenRevocations* revocations = nullptr;
 };
 
 http::Router MakeOrderRouter(const OrderServiceDeps& deps);

@@ -71,6 +71,9 @@ int main(int argc, char** argv) {
     if (!tls) return tls.error();
     auto registry = service::ConnectRegistry(config);
     if (!registry) return registry.error();
+    auto redis = service::ConnectRedis(config, "token revocations");
+    if (!redis) return redis.error();
+    service::TokenRevocations revocations(redis->get());
 
     http::BlockingPool db_pool(
         {.name = "db", .threads = static_cast<std::size_t>(config.db_connections), .nice = 0});
@@ -117,7 +120,8 @@ int main(int argc, char** argv) {
                                bcrypt_cost,
                                cache_entries,
                                trust_client_address,
-                               std::move(*dummy_hash)};
+                               std::move(*dummy_hash),
+                               &revocations};
     service::ServiceRuntime runtime(config, **registry, *tls);
     return runtime.Serve(user::MakeUserRouter(deps));
   });

@@ -180,6 +180,41 @@ class UserApi {
     co_return Response::Json(200, PublicUser(**found, true));
   }
 
+  // Revokes the caller's token until it expires (every replica and service
+  // sharing the Redis then refuses it). Reached only with a valid, not yet
+  // revoked token: logging out twice is a 401 token_revoked.
+  Awaitable<Response> Logout(Request& request, service::JwtClaims claims) {
+    if (deps_.revocations == nullptr || !deps_.revocations->enabled()) {
+      co_return Response::Error(501, "revocation_not_configured",
+                                "logout needs token revocation, which needs Redis: start the "
+                                "services with --redis (DISCO_REDIS)");
+    }
+    if (claims.jti.empty()) {
+      co_return Response::Error(400, "token_not_revocable",
+                                "this token has no jti claim and cannot be revoked; it expires "
+                                "on its own");
+    }
+    const std::int64_t expires_at = claims.expires_at;
+    auto revoked = co_await deps_.revocations->Revoke(std::move(claims));
+    if (!revoked) {
+      service::LogRequest(request, spdlog::level::warn, "logout failed: {}",
+                          revoked.error().ToString());
+      auto response = Response::Error(
+          503, "revocation_unavailable",
+          "the token could not be revoked (Redis unavailable), try again (request id " +
+              request.request_id + ")");
+      response.headers.emplace_back("Retry-After", "1");
+      co_return response;
+    }
+    std::string out;
+    service::JsonWriter(out)
+        .BeginObject()
+        .Field("status", "logged_out")
+        .Field("revoked_until", expires_at)
+        .EndObject();
+    co_return Response::Json(200, std::move(out));
+  }
+
   Awaitable<Response> Get(Request& request, service::JwtClaims claims) {
     std::int64_t id = service::ParseId(request.Param("id"));
     if (id == 0) co_return NotFound();
@@ -256,14 +291,21 @@ http::Router MakeUserRouter(const UserServiceDeps& deps) {
   http::Router router;
   router.Add("POST", "/api/users/register", [api](Request& r) { return api->Register(r); });
   router.Add("POST", "/api/users/login", [api](Request& r) { return api->Login(r); });
-  router.Add("GET", "/api/users/me",
-             service::Authenticated(*deps.jwt, [api](Request& r, service::JwtClaims c) {
-               return api->Me(r, std::move(c));
-             }));
-  router.Add("GET", "/api/users/{id}",
-             service::Authenticated(*deps.jwt, [api](Request& r, service::JwtClaims c) {
-               return api->Get(r, std::move(c));
-             }));
+  router.Add(
+      "GET", "/api/users/me",
+      service::Authenticated(
+          *deps.jwt, [api](Request& r, service::JwtClaims c) { return api->Me(r, std::move(c)); },
+          deps.revocations));
+  router.Add("POST", "/api/users/logout",
+             service::Authenticated(
+                 *deps.jwt,
+                 [api](Request& r, service::JwtClaims c) { return api->Logout(r, std::move(c)); },
+                 deps.revocations));
+  router.Add(
+      "GET", "/api/users/{id}",
+      service::Authenticated(
+          *deps.jwt, [api](Request& r, service::JwtClaims c) { return api->Get(r, std::move(c)); },
+          deps.revocations));
   return router;
 }
 

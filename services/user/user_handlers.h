@@ -10,6 +10,7 @@
 #pragma once
 
 #include "common/jwt.h"
+#include "common/revocation.h"
 #include "disco/http/admission_queue.h"
 #include "disco/http/blocking_pool.h"
 #include "disco/http/router.h"
@@ -28,6 +29,9 @@ struct UserServiceDeps {
   bool trust_client_address = true;
   // A bcrypt hash at bcrypt_cost of a secret nobody knows; empty: made here.
   std::string dummy_hash{};
+  // Logout and the revocation check of every authenticated route (--redis);
+  // null or not enabled: logout answers 501.
+  service::TokenRevocations* revocations = nullptr;
 };
 
 // Adds the user-service routes to a new router. Also computes, once, the

@@ -72,6 +72,23 @@ TEST(JwtTest, IssuesAndVerifiesHs256) {
   EXPECT_EQ(token->substr(0, token->find('.')), B64Url(R"({"alg":"HS256","typ":"JWT"})"));
 }
 
+TEST(JwtTest, EveryTokenHasItsOwnJtiAndABadJtiIsRefused) {
+  JwtCodec codec(kSecret, std::chrono::seconds(3600));
+  auto a = codec.Verify(*codec.Issue(42, "alice"));
+  auto b = codec.Verify(*codec.Issue(42, "alice"));
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->jti.size(), 22u);  // 128 bits, base64url
+  EXPECT_NE(a->jti, b->jti);
+  const auto now = std::time(nullptr);
+  auto without = codec.Verify(SignClaims(ClaimsAt(now, "")));
+  ASSERT_TRUE(without);
+  EXPECT_TRUE(without->jti.empty());  // older tokens: valid, not revocable
+  const std::string long_jti = R"(,"jti":")" + std::string(65, 'x') + R"(")";
+  for (const std::string& bad : {std::string(R"(,"jti":7)"), std::string(R"(,"jti":"")"), long_jti}) {
+    EXPECT_FALSE(codec.Verify(SignClaims(ClaimsAt(now, bad)))) << bad;
+  }
+}
+
 TEST(JwtTest, RejectsExpiredTokens) {
   JwtCodec codec(kSecret, std::chrono::seconds(60));
   auto token = codec.Issue(1, "bob", std::chrono::system_clock::now() - std::chrono::seconds(61));
