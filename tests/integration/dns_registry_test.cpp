@@ -486,6 +486,15 @@ TEST_F(DnsRegistryTest, TheCliListsPicksAndWatchesThroughDns) {
                       "--count", "4"});
   EXPECT_EQ(pick.exit_code, 0) << pick.output;
   EXPECT_NE(pick.output.find(PodIp(1) + ":8080"), std::string::npos) << pick.output;
+  // disco watch prints the pods, then the change when one is rescheduled.
+  TempDir dir("disco-dns-cli");
+  Process watcher = StartCli({"--registry", Url(), "watch", "web"}, dir.Sub("watch.log"));
+  EXPECT_TRUE(WaitFor([&] { return watcher.ReadLog().find(PodIp(1) + ":8080") != std::string::npos; }, 10s))
+      << watcher.ReadLog();
+  dns_.SetHosts(PodIp(0) + " " + Pod(0) + "\n" + PodIp(7) + " " + Pod(1) + "\n");
+  dns_.Reload();
+  EXPECT_TRUE(WaitFor([&] { return watcher.ReadLog().find(PodIp(7) + ":8080") != std::string::npos; }, 10s))
+      << watcher.ReadLog();
   auto reg = RunCli({"--registry", Url(), "register", "web", "--id", "x", "--address", "127.0.0.1", "--port", "1"});
   EXPECT_NE(reg.exit_code, 0);
   EXPECT_NE(reg.output.find("read-only"), std::string::npos) << reg.output;
