@@ -113,6 +113,7 @@ int main(int argc, char** argv) {
     std::printf("| %d s | %d | %.0f | %.0f | %.0f | %zu |\n", ttl, samples, at(0.5), at(0.99), ms.back(),
                 recorder.errors());
     std::fflush(stdout);
+    watch.reset();  // the steady-state watch is counted alone
     if (window_s > 0) steady.push_back(SteadyQueries(dns, srv, pod, ttl, window_s));
   }
   if (!steady.empty()) {
