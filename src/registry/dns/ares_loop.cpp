@@ -119,8 +119,8 @@ AresLoop::~AresLoop() {
     [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof one);
   }
   if (thread_.joinable()) {
-    // Only a callback that breaks the contract drops the last owner on the
-    // loop thread; joining there would deadlock.
+    // Nothing on the loop thread owns the loop (watch callbacks run on the
+    // delivery thread), but joining itself would deadlock: guarded anyway.
     if (OnLoopThread())
       thread_.detach();
     else
