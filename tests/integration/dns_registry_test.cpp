@@ -213,23 +213,30 @@ TEST_F(DnsRegistryTest, TheLastHandleMayGoInsideItsCallbackAfterTheRegistry) {
   TwoPods();
   dns_.Start();
   auto registry = Open(Url());
-  std::unique_ptr<WatchHandle> watch;
-  std::mutex mu;
-  std::promise<void> stopped;
-  std::atomic<int> calls{0};
+  // On the heap, owned by the callback: the delivery thread is detached at
+  // the end, so nothing it touches may live on this test's stack.
+  struct Shared {
+    std::mutex mu;
+    std::unique_ptr<WatchHandle> watch;
+    std::promise<void> stopped;
+    std::atomic<int> calls{0};
+  };
+  auto shared = std::make_shared<Shared>();
   {
-    std::lock_guard lock(mu);
-    watch = registry->Watch("web", [&](const WatchUpdate&) {
-      if (calls.fetch_add(1) > 0) return;
-      std::lock_guard lock(mu);
-      watch.reset();  // the registry is gone by now: this is the last owner
-      stopped.set_value();
+    std::lock_guard lock(shared->mu);
+    shared->watch = registry->Watch("web", [shared](const WatchUpdate&) {
+      if (shared->calls.fetch_add(1) > 0) return;
+      {
+        std::lock_guard lock(shared->mu);
+        shared->watch.reset();  // the registry is gone by now: this is the last owner
+      }
+      shared->stopped.set_value();
     });
     registry.reset();
   }
-  ASSERT_EQ(stopped.get_future().wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(shared->stopped.get_future().wait_for(5s), std::future_status::ready);
   std::this_thread::sleep_for(1500ms);
-  EXPECT_EQ(calls.load(), 1);
+  EXPECT_EQ(shared->calls.load(), 1);
 }
 
 // More SRV records than max_records: the best are kept, whatever order the
