@@ -6,6 +6,7 @@
 
 #include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@
 #include "fixture/cli.h"
 #include "fixture/consul_agent.h"
 #include "fixture/dnsmasq_server.h"
+#include "fixture/process.h"
 #include "fixture/registry_backend.h"
 #include "fixture/update_recorder.h"
 #include "fixture/util.h"
@@ -154,6 +156,160 @@ TEST_F(DnsRegistryTest, AWatchMayBeStoppedFromItsOwnCallback) {
   // The registry still answers: its thread is not stuck.
   auto list = registry->List("web");
   ASSERT_TRUE(list) << list.error().ToString();
+}
+
+// Callbacks run on a delivery thread of their own, not the c-ares thread:
+// from inside one, List answers (it used to wait for the thread the callback
+// held and time out), a new watch starts and delivers, and a slow callback
+// holds up no lookup.
+TEST_F(DnsRegistryTest, ACallbackMayListAndWatchThroughItsOwnRegistry) {
+  TwoPods();
+  dns_.Start();
+  auto registry = Open(Url());
+  std::promise<std::pair<Result<std::vector<InstanceStatus>>, std::chrono::milliseconds>> listed;
+  UpdateRecorder inner;
+  std::unique_ptr<WatchHandle> inner_watch;  // set and read on the delivery thread only
+  std::atomic<int> calls{0};
+  auto watch = registry->Watch("web", [&](const WatchUpdate&) {
+    if (calls.fetch_add(1) > 0) return;
+    const auto start = Clock::now();
+    auto list = registry->List("web");
+    listed.set_value({std::move(list), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                           Clock::now() - start)});
+    inner_watch = registry->Watch("web", inner.Callback());
+  });
+  auto future = listed.get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  auto [list, took] = future.get();
+  ASSERT_TRUE(list) << list.error().ToString();
+  EXPECT_EQ(Ids(*list), (std::set<std::string>{PodIp(0) + ":8080", PodIp(1) + ":8080"}));
+  EXPECT_LT(took, 2000ms) << "List from a callback is answered, not timed out (3 s)";
+  EXPECT_TRUE(inner.WaitIds({PodIp(0) + ":8080", PodIp(1) + ":8080"}, 5s))
+      << "a watch started from a callback delivers";
+
+  // A callback that takes its time: the registry's lookups go on meanwhile.
+  UpdateRecorder slow_recorder;
+  std::atomic<bool> in_slow{false};
+  auto slow = registry->Watch("web", [&](const WatchUpdate& update) {
+    in_slow = true;
+    std::this_thread::sleep_for(1500ms);
+    slow_recorder.OnUpdate(update);
+  });
+  ASSERT_TRUE(WaitFor([&] { return in_slow.load(); }, 5s));
+  const auto start = Clock::now();
+  auto during = registry->List("web");
+  ASSERT_TRUE(during) << during.error().ToString();
+  EXPECT_LT(Clock::now() - start, 1000ms) << "a slow callback does not hold up List";
+  EXPECT_TRUE(slow_recorder.WaitIds({PodIp(0) + ":8080", PodIp(1) + ":8080"}, 5s));
+  slow.reset();
+  watch.reset();  // waits for a running callback, which may touch inner_watch
+  inner_watch.reset();
+}
+
+// A watch outliving its registry and dropped from its own callback: the last
+// owner of both threads goes on the delivery thread, which must neither
+// join itself nor leave the c-ares thread running.
+TEST_F(DnsRegistryTest, TheLastHandleMayGoInsideItsCallbackAfterTheRegistry) {
+  TwoPods();
+  dns_.Start();
+  auto registry = Open(Url());
+  // On the heap, owned by the callback: the delivery thread is detached at
+  // the end, so nothing it touches may live on this test's stack.
+  struct Shared {
+    std::mutex mu;
+    std::unique_ptr<WatchHandle> watch;
+    std::promise<void> stopped;
+    std::atomic<int> calls{0};
+  };
+  auto shared = std::make_shared<Shared>();
+  {
+    std::lock_guard lock(shared->mu);
+    shared->watch = registry->Watch("web", [shared](const WatchUpdate&) {
+      if (shared->calls.fetch_add(1) > 0) return;
+      {
+        std::lock_guard lock(shared->mu);
+        shared->watch.reset();  // the registry is gone by now: this is the last owner
+      }
+      shared->stopped.set_value();
+    });
+    registry.reset();
+  }
+  ASSERT_EQ(shared->stopped.get_future().wait_for(5s), std::future_status::ready);
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(shared->calls.load(), 1);
+}
+
+// More SRV records than max_records: the best are kept, whatever order the
+// server sends them in or their addresses sort in: lowest priority, then
+// highest weight, then target name; and a target's many addresses never
+// crowd out a better target.
+TEST_F(DnsRegistryTest, MaxRecordsKeepsTheBestPriorityAndWeight) {
+  // Priority 20 targets have low addresses (an id-ordered cut would keep
+  // them and nothing active), priority 10 targets high ones.
+  dns_.SetRecords(SrvHost(kSrv, Pod(0), 8080, 20, 100) + SrvHost(kSrv, Pod(1), 8080, 10, 1) +
+                  SrvHost(kSrv, Pod(2), 8080, 10, 9) + SrvHost(kSrv, Pod(3), 8080, 20, 100) +
+                  SrvHost(kSrv, Pod(4), 8080, 10, 5) + SrvHost(kSrv, Pod(5), 8080, 10, 5));
+  std::string hosts;
+  for (int i = 0; i < 6; ++i) {
+    const bool standby = i == 0 || i == 3;
+    hosts += std::string(standby ? "127.0.1." : "127.0.9.") + std::to_string(10 + i) + " " + Pod(i) + "\n";
+  }
+  // Pod 0 (priority 20) also has four more addresses, all sorting first.
+  for (int j = 1; j <= 4; ++j) hosts += "127.0.0." + std::to_string(j) + " " + Pod(0) + "\n";
+  dns_.SetHosts(hosts);
+  dns_.Start();
+
+  auto capped = Open(Url("&max_records=3"));
+  for (int round = 0; round < 3; ++round) {  // the same answer every time
+    auto list = capped->List("web", /*include_unhealthy=*/true);
+    ASSERT_TRUE(list) << list.error().ToString();
+    EXPECT_EQ(Ids(*list), (std::set<std::string>{"127.0.9.12:8080", "127.0.9.14:8080",
+                                                  "127.0.9.15:8080"}))
+        << "priority 10 weight 9, then the two of weight 5 (by name); not weight 1, not priority 20";
+    for (const auto& status : *list) EXPECT_EQ(status.health, HealthState::kPassing);
+  }
+  auto five = Open(Url("&max_records=5"));
+  auto list = five->List("web", true);
+  ASSERT_TRUE(list) << list.error().ToString();
+  ASSERT_EQ(list->size(), 5u);
+  // All four priority 10 targets, then priority 20's best by name: pod 0,
+  // whose addresses are cut to max_records, the lowest first.
+  EXPECT_EQ(Ids(*list), (std::set<std::string>{"127.0.0.1:8080", "127.0.9.11:8080", "127.0.9.12:8080",
+                                               "127.0.9.14:8080", "127.0.9.15:8080"}));
+  auto active = five->List("web");
+  ASSERT_TRUE(active);
+  EXPECT_EQ(active->size(), 4u) << "priority 20 stays standby";
+}
+
+// No server in the URL: the name servers come from the resolv.conf, and a
+// missing file or one without a nameserver line is said so, naming the file
+// (c-ares would quietly ask 127.0.0.1 instead).
+TEST_F(DnsRegistryTest, AMissingOrServerlessResolvConfIsAClearError) {
+  const std::string missing = dns_.dir().Sub("no-such-resolv.conf");
+  const std::string serverless = dns_.dir().Sub("serverless-resolv.conf");
+  std::ofstream(serverless) << "# nameserver 10.0.0.1\nsearch default.svc.cluster.local\noptions ndots:5\n";
+  for (const auto& path : {missing, serverless}) {
+    auto made = MakeRegistry("dns://?resolv_conf=" + path + "&name=_http._tcp.{service}");
+    ASSERT_FALSE(made) << path;
+    EXPECT_EQ(made.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(made.error().message.find(path), std::string::npos) << made.error().message;
+    EXPECT_NE(made.error().message.find("name a server in the URL"), std::string::npos)
+        << made.error().message;
+  }
+  EXPECT_NE(MakeRegistry("dns://?resolv_conf=" + serverless).error().message.find("no nameserver"),
+            std::string::npos);
+  // A server in the URL needs none from the file; the file still gives the
+  // search domains, and must exist when named.
+  EXPECT_TRUE(MakeRegistry("dns://" + dns_.address() + "?resolv_conf=" + serverless));
+  auto named_missing = MakeRegistry("dns://" + dns_.address() + "?resolv_conf=" + missing);
+  ASSERT_FALSE(named_missing);
+  EXPECT_NE(named_missing.error().message.find(missing), std::string::npos);
+
+  // A file with a nameserver line is enough (its server is not asked here).
+  const std::string ok = dns_.dir().Sub("pod-resolv.conf");
+  std::ofstream(ok) << "nameserver 127.0.0.1\nsearch default.svc.cluster.local\noptions ndots:5\n";
+  auto from_file = MakeRegistry("dns://?resolv_conf=" + ok + "&name=_http._tcp.{service}");
+  ASSERT_TRUE(from_file) << from_file.error().ToString();
 }
 
 TEST_F(DnsRegistryTest, LowerPriorityServesOnlyWhenNoHigherIsLeft) {
@@ -337,6 +493,15 @@ TEST_F(DnsRegistryTest, TheCliListsPicksAndWatchesThroughDns) {
                       "--count", "4"});
   EXPECT_EQ(pick.exit_code, 0) << pick.output;
   EXPECT_NE(pick.output.find(PodIp(1) + ":8080"), std::string::npos) << pick.output;
+  // disco watch prints the pods, then the change when one is rescheduled.
+  TempDir dir("disco-dns-cli");
+  Process watcher = StartCli({"--registry", Url(), "watch", "web"}, dir.Sub("watch.log"));
+  EXPECT_TRUE(WaitFor([&] { return watcher.ReadLog().find(PodIp(1) + ":8080") != std::string::npos; }, 10s))
+      << watcher.ReadLog();
+  dns_.SetHosts(PodIp(0) + " " + Pod(0) + "\n" + PodIp(7) + " " + Pod(1) + "\n");
+  dns_.Reload();
+  EXPECT_TRUE(WaitFor([&] { return watcher.ReadLog().find(PodIp(7) + ":8080") != std::string::npos; }, 10s))
+      << watcher.ReadLog();
   auto reg = RunCli({"--registry", Url(), "register", "web", "--id", "x", "--address", "127.0.0.1", "--port", "1"});
   EXPECT_NE(reg.exit_code, 0);
   EXPECT_NE(reg.output.find("read-only"), std::string::npos) << reg.output;
@@ -451,6 +616,37 @@ TEST(DnsConsulTest, ServicesRegisteredInConsulAreFoundThroughItsDns) {
 
   ASSERT_TRUE((*ra)->Deregister());
   EXPECT_TRUE(recorder.WaitIds({"127.0.0.1:7102"}, 5s));
+
+  // A registrant killed with -9: its TTL check goes critical, and Consul's
+  // DNS stops answering with it (passing instances only).
+  TempDir dir("disco-dns-consul");
+  Process registrant =
+      StartCli({"--registry", agent.url(), "register", "dns-api", "--id", "api-3", "--address",
+                "127.0.0.1", "--port", "7103", "--ttl", "2"},
+               dir.Sub("registrant.log"));
+  ASSERT_TRUE(recorder.WaitIds({"127.0.0.1:7102", "127.0.0.1:7103"}, 10s)) << registrant.ReadLog();
+  std::this_thread::sleep_for(2s);  // a few heartbeats: the kill lands at a random phase
+  ASSERT_TRUE(registrant.Signal(SIGKILL));
+  const auto killed = Clock::now();
+  ASSERT_TRUE(recorder.WaitIds({"127.0.0.1:7102"}, 10s));
+  // The TTL, Consul's own bound (the conformance suite's 1.5 s) and one
+  // re-resolution (max_refresh 1 s).
+  EXPECT_LT(Clock::now() - killed, 4500ms);
+
+  // An entry no disco client writes (no port): SRV port 0, no instance.
+  auto bad = agent.Http("PUT", "/v1/agent/service/register",
+                        R"({"ID":"dns-api-malformed","Name":"dns-api"})");
+  ASSERT_EQ(bad.status, 200) << bad.body;
+  std::this_thread::sleep_for(1500ms);
+  auto list = (*dns)->List("dns-api");
+  ASSERT_TRUE(list) << list.error().ToString();
+  EXPECT_EQ(Ids(*list), (std::set<std::string>{"127.0.0.1:7102"}));
+  EXPECT_EQ(recorder.errors(), 0u);
+
+  // A service nobody registered: NXDOMAIN, an error (not an empty set).
+  auto none = (*dns)->List("dns-nobody");
+  ASSERT_FALSE(none);
+  EXPECT_EQ(none.error().code, ErrorCode::kNotFound) << none.error().ToString();
 }
 
 }  // namespace

@@ -73,11 +73,9 @@ Result<std::shared_ptr<AresLoop>> AresLoop::Make(const DnsConfig& config) {
   std::string lookups = "b";
   options.lookups = lookups.data();
   std::string resolv_conf = config.resolv_conf;
+  // A missing or serverless file: c-ares would quietly ask 127.0.0.1.
+  if (auto ok = CheckResolvConf(config); !ok) return std::unexpected(ok.error());
   if (!resolv_conf.empty()) {
-    // c-ares quietly falls back to defaults for a missing file: a typo would
-    // ask 127.0.0.1 instead of saying so.
-    if (access(resolv_conf.c_str(), R_OK) != 0)
-      return Fail(ErrorCode::kInvalidArgument, "dns://: cannot read resolv_conf=" + resolv_conf);
     options.resolvconf_path = resolv_conf.data();
     mask |= ARES_OPT_RESOLVCONF;
   }
@@ -121,8 +119,8 @@ AresLoop::~AresLoop() {
     [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof one);
   }
   if (thread_.joinable()) {
-    // Only a callback that breaks the contract drops the last owner on the
-    // loop thread; joining there would deadlock.
+    // Nothing on the loop thread owns the loop (watch callbacks run on the
+    // delivery thread), but joining itself would deadlock: guarded anyway.
     if (OnLoopThread())
       thread_.detach();
     else

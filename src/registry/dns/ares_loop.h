@@ -5,10 +5,11 @@
 // task and timer runs on this one thread, so the lookups and watches built
 // on it need no locks of their own.
 //
-// Thread safety: Post, After and OnLoopThread from any thread; Query only on
-// the loop thread. Owned through shared_ptr by the registry and its watches
-// (a watch may outlive its registry); the last owner stops the thread, and
-// c-ares then fails the queries still in flight (ARES_EDESTRUCTION) on it.
+// Thread safety: Post and OnLoopThread from any thread; After and Query only
+// on the loop thread. Owned (through Threads, dns_watch.h) by the registry and
+// its watches (a watch may outlive its registry); the last owner stops the
+// thread, and c-ares then fails the queries still in flight
+// (ARES_EDESTRUCTION) on it. Watch callbacks do not run here.
 #pragma once
 
 #include <ares.h>

@@ -1,7 +1,11 @@
 #include "registry/dns/dns_config.h"
 
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <fstream>
 #include <set>
+#include <sstream>
 
 namespace disco::dns {
 namespace {
@@ -187,6 +191,31 @@ Result<DnsConfig> ParseDnsConfig(const RegistryUrl& url) {
     return Fail(ErrorCode::kInvalidArgument, "dns:// min_refresh is above max_refresh");
   if (auto ok = DnsName(config, "x"); !ok) return std::unexpected(ok.error());
   return config;
+}
+
+std::string ResolvConfPath(const DnsConfig& config) {
+  return config.resolv_conf.empty() ? "/etc/resolv.conf" : config.resolv_conf;
+}
+
+Result<void> CheckResolvConf(const DnsConfig& config) {
+  const std::string path = ResolvConfPath(config);
+  const bool need_server = config.servers.empty();
+  if (!need_server && config.resolv_conf.empty()) return {};  // servers given; search domains optional
+  const std::string fix = need_server ? "; name a server in the URL (dns://10.96.0.10:53?...)" : "";
+  std::ifstream in(path);
+  if (!in) {
+    return Fail(ErrorCode::kInvalidArgument,
+                "dns://: cannot read " + path + " (" + std::strerror(errno) + ")" + fix);
+  }
+  if (!need_server) return {};
+  // The resolver's grammar: "nameserver <address>", '#' or ';' comments.
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    std::string keyword, address;
+    if (words >> keyword >> address && keyword == "nameserver") return {};
+  }
+  return Fail(ErrorCode::kInvalidArgument,
+              "dns://: " + path + " has no nameserver line" + fix);
 }
 
 Result<std::string> DnsName(const DnsConfig& config, std::string_view service) {

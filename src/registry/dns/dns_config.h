@@ -50,6 +50,16 @@ struct DnsConfig {
 // Errors: kInvalidArgument naming the parameter.
 Result<DnsConfig> ParseDnsConfig(const RegistryUrl& url);
 
+// The resolv.conf `config` reads: its resolv_conf or /etc/resolv.conf.
+std::string ResolvConfPath(const DnsConfig& config);
+
+// c-ares quietly falls back to 127.0.0.1 when the resolv.conf is missing or
+// names no server, which would make every lookup time out somewhere else.
+// Errors: kInvalidArgument naming the file when a resolv_conf= cannot be
+// read, or when the URL names no server and the resolv.conf has no
+// "nameserver" line (or cannot be read).
+Result<void> CheckResolvConf(const DnsConfig& config);
+
 // The DNS name `service` stands for: the template with {service} replaced.
 // Errors: kInvalidArgument when the result is not a valid DNS name.
 Result<std::string> DnsName(const DnsConfig& config, std::string_view service);

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <tuple>
 
 #include "registry/dns/dns_message.h"
 
@@ -33,18 +34,27 @@ struct LookupState {
   // Addresses kept over all owners. A server answering each target with
   // thousands of records must not make us hold them all: at most max_records
   // per owner (each may become an instance, and only max_records are kept)
-  // and 16 × max_records in all (room for the additional section's
-  // addresses of targets the SRV cut drops).
+  // and 16 × max_records in all; only the kept SRV targets' count.
   std::size_t address_count = 0;
 
-  void AddAddresses(const DnsMessage& message, const std::string* as_owner) {
+  // `wanted`: the owners to keep addresses of (nullptr: all).
+  void AddAddresses(const DnsMessage& message, const std::string* as_owner,
+                    const std::set<std::string>* wanted = nullptr) {
     for (const auto& record : message.addresses) {
       if (address_count >= 16 * config->max_records) return;
       // A CNAME'd answer names the alias's target: file it under the name asked for.
       const std::string& owner = as_owner ? *as_owner : record.owner;
+      if (wanted && !wanted->contains(owner)) continue;
       auto& kept = addresses[owner];
-      if (kept.size() >= config->max_records) continue;
-      if (kept.insert(record.address).second) ++address_count;
+      if (kept.contains(record.address)) continue;
+      if (kept.size() >= config->max_records) {
+        // Full: the lowest addresses are kept, whatever order they came in.
+        if (record.address >= *kept.rbegin()) continue;
+        kept.erase(std::prev(kept.end()));
+        --address_count;
+      }
+      kept.insert(record.address);
+      ++address_count;
       auto [it, fresh] = address_ttl.emplace(owner, record.ttl);
       if (!fresh) it->second = std::min(it->second, record.ttl);
     }
@@ -125,12 +135,34 @@ void Finish(const std::shared_ptr<LookupState>& lookup) {
     }
   }
 
+  // Bounded whatever the server sends: max_records kept, the best first
+  // (resolved, lowest priority, highest weight, then target, port and
+  // address), never the answer's order or the ids' (a cut by id could keep
+  // only standbys and leave nothing active). Then sorted by id again.
+  std::vector<Candidate> kept;
+  kept.reserve(by_id.size());
+  for (auto& [id, c] : by_id) kept.push_back(std::move(c));
+  auto better = [](const Candidate& a, const Candidate& b) {
+    const std::uint32_t wa = a.instance.weight, wb = b.instance.weight;  // higher first
+    return std::forward_as_tuple(!a.resolved, a.priority, wb, a.instance.metadata.at("dns_target"),
+                                 a.instance.port, a.instance.host) <
+           std::forward_as_tuple(!b.resolved, b.priority, wa, b.instance.metadata.at("dns_target"),
+                                 b.instance.port, b.instance.host);
+  };
+  if (kept.size() > l.config->max_records) {
+    if (l.config->mode == RecordMode::kSrv) {
+      std::sort(kept.begin(), kept.end(), better);
+    }
+    kept.resize(l.config->max_records);
+    std::sort(kept.begin(), kept.end(), [](const Candidate& a, const Candidate& b) {
+      return a.instance.id < b.instance.id;
+    });
+  }
   std::optional<std::uint16_t> best;
-  for (const auto& [id, c] : by_id)
+  for (const auto& c : kept)
     if (c.resolved && (!best || c.priority < *best)) best = c.priority;
   LookupResult result;
-  for (auto& [id, c] : by_id) {
-    if (result.all.size() >= l.config->max_records) break;  // bounded, whatever the server sends
+  for (auto& c : kept) {
     InstanceStatus status{c.instance, HealthState::kPassing, {}};
     if (!c.resolved) {
       status.health = HealthState::kCritical;
@@ -220,7 +252,11 @@ void OnSrv(const std::shared_ptr<LookupState>& lookup, int status,
            std::tie(b.priority, a.weight, b.target, b.port);
   });
   if (l.srv.size() > l.config->max_records) l.srv.resize(l.config->max_records);
-  l.AddAddresses(*message, nullptr);
+  // Only the kept targets' addresses: those of the records cut must not
+  // use up the bound on addresses.
+  std::set<std::string> targets;
+  for (const auto& srv : l.srv) targets.insert(srv.target);
+  l.AddAddresses(*message, nullptr, &targets);
   QueryTargets(lookup);
 }
 

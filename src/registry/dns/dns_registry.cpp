@@ -1,6 +1,7 @@
 // dns:// — a read-only registry over DNS: Kubernetes headless Services,
-// Consul's DNS interface, or any zone with SRV or A/AAAA records. Lookups and
-// watches run on one c-ares thread (ares_loop.h); see dns_config.h for the URL.
+// Consul's DNS interface, or any zone with SRV or A/AAAA records. Lookups run
+// on one c-ares thread (ares_loop.h), watch callbacks on a delivery thread
+// (dns_delivery.h); see dns_config.h for the URL.
 #include <condition_variable>
 #include <mutex>
 #include <optional>
@@ -17,8 +18,8 @@ namespace {
 class DnsRegistry : public Registry {
  public:
   DnsRegistry(std::string url, std::shared_ptr<const dns::DnsConfig> config,
-              std::shared_ptr<dns::AresLoop> loop, std::chrono::milliseconds request_timeout)
-      : url_(std::move(url)), config_(std::move(config)), loop_(std::move(loop)),
+              std::shared_ptr<dns::Threads> threads, std::chrono::milliseconds request_timeout)
+      : url_(std::move(url)), config_(std::move(config)), threads_(std::move(threads)),
         request_timeout_(request_timeout) {}
 
   const std::string& url() const override { return url_; }
@@ -49,7 +50,7 @@ class DnsRegistry : public Registry {
   }
 
   std::unique_ptr<WatchHandle> Watch(std::string_view service, WatchCallback callback) override {
-    return dns::StartWatch(loop_, config_, std::string(service), std::move(callback));
+    return dns::StartWatch(threads_, config_, std::string(service), std::move(callback));
   }
 
  private:
@@ -74,7 +75,8 @@ class DnsRegistry : public Registry {
       }
       waiter->cv.notify_all();
     };
-    bool posted = loop_->Post([loop = loop_.get(), config = config_, name = std::string(service),
+    auto& ares = *threads_->loop;
+    bool posted = ares.Post([loop = &ares, config = config_, name = std::string(service),
                                deliver = std::move(deliver)]() mutable {
       dns::Lookup(*loop, std::move(config), std::move(name), std::move(deliver));
     });
@@ -89,7 +91,7 @@ class DnsRegistry : public Registry {
 
   std::string url_;
   std::shared_ptr<const dns::DnsConfig> config_;
-  std::shared_ptr<dns::AresLoop> loop_;
+  std::shared_ptr<dns::Threads> threads_;
   std::chrono::milliseconds request_timeout_;
 };
 
@@ -100,9 +102,11 @@ Result<std::unique_ptr<Registry>> MakeDnsRegistry(const RegistryUrl& url, const 
   if (!config) return std::unexpected(config.error());
   auto loop = dns::AresLoop::Make(*config);
   if (!loop) return std::unexpected(loop.error());
+  auto threads = std::make_shared<dns::Threads>();
+  threads->loop = std::move(*loop);
   return std::make_unique<DnsRegistry>(url.Redacted(),
                                        std::make_shared<const dns::DnsConfig>(std::move(*config)),
-                                       std::move(*loop), options.request_timeout);
+                                       std::move(threads), options.request_timeout);
 }
 
 }  // namespace disco

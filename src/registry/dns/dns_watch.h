@@ -6,8 +6,10 @@
 // and shows it as stale. Failures are retried with doubling backoff from
 // min_refresh up to max_refresh.
 //
-// Thread safety: the callback runs on the AresLoop's thread; the handle may
-// be destroyed from any other thread, and no callback runs after that.
+// Thread safety: lookups run on the AresLoop's thread, callbacks on the
+// registry's DeliveryThread (dns_delivery.h), so a callback may call the
+// registry's blocking methods. The handle may be destroyed from any thread,
+// its own callback included; no callback starts after that.
 #pragma once
 
 #include <memory>
@@ -16,10 +18,20 @@
 #include "disco/registry.h"
 #include "registry/dns/ares_loop.h"
 #include "registry/dns/dns_config.h"
+#include "registry/dns/dns_delivery.h"
 
 namespace disco::dns {
 
-std::unique_ptr<WatchHandle> StartWatch(std::shared_ptr<AresLoop> loop,
+// The threads of one DNS registry, shared by it and its watches (a watch may
+// outlive its registry). Members in this order so that the c-ares thread is
+// joined before the delivery thread goes: lookups on the c-ares thread send
+// to the delivery thread through a plain pointer.
+struct Threads {
+  DeliveryThread delivery;
+  std::shared_ptr<AresLoop> loop;
+};
+
+std::unique_ptr<WatchHandle> StartWatch(std::shared_ptr<Threads> threads,
                                         std::shared_ptr<const DnsConfig> config, std::string service,
                                         WatchCallback callback);
 
