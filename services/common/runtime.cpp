@@ -35,6 +35,14 @@ struct ServiceRuntime::Impl {
                    instance.Address(), registry.url());
         return;
       }
+      if (made.error().code == ErrorCode::kInvalidArgument) {
+        // Not a passing outage: a read-only registry (dns://) or an instance
+        // the registry refuses. Retrying would log the same line forever;
+        // the service still serves, reachable by whoever publishes it.
+        Log().error("{} is not registered in {}: {}", instance.id, registry.url(),
+                    made.error().message);
+        return;
+      }
       Log().warn("registering {} in {} failed, retrying in {} ms: {}", instance.id, registry.url(),
                  pause.count(), made.error().ToString());
       if (cv.wait_for(lock, pause, [&] { return stopping; })) return;
