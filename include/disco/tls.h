@@ -11,8 +11,10 @@
 // Identity: a caller that discovered an instance of service S checks, after
 // the handshake, that the instance's certificate is S's (PeerHasIdentity):
 // a DNS name S among its subject alternative names, or a URI SAN whose last
-// path segment is S (SPIFFE IDs: spiffe://example.org/ns/shop/sa/S). An
-// instance someone wrote into the registry by hand then gets no requests.
+// path segment is S (SPIFFE IDs: spiffe://example.org/ns/shop/sa/S; an ID
+// with an empty, "." or ".." segment or a percent escape names nobody). The
+// trust domain is not checked: trust a CA that signs only for your own.
+// An instance someone wrote into the registry by hand then gets no requests.
 //
 // Thread safety: all methods may be called from any thread.
 #pragma once

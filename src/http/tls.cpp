@@ -170,6 +170,28 @@ bool Config::mutual() const {
                                       : !impl_->files.cert_file.empty();
 }
 
+namespace {
+
+// "trust-domain/seg/.../identity": the last segment is the service. An ID
+// with an empty, "." or ".." segment or a percent escape is malformed in
+// SPIFFE and never names anyone (no "x/other/../user-service" tricks).
+bool SpiffeNames(std::string_view id, std::string_view identity) {
+  if (id.find('%') != std::string_view::npos) return false;
+  std::string_view last;
+  std::size_t segments = 0;
+  while (!id.empty()) {
+    const auto slash = id.find('/');
+    const std::string_view segment = id.substr(0, slash);
+    if (segment.empty() || segment == "." || segment == "..") return false;
+    last = segment;
+    ++segments;
+    id = slash == std::string_view::npos ? std::string_view() : id.substr(slash + 1);
+  }
+  return segments >= 2 && last == identity;  // a trust domain and a path
+}
+
+}  // namespace
+
 bool PeerHasIdentity(const void* x509, std::string_view identity) {
   if (x509 == nullptr || identity.empty()) return false;
   auto* cert = static_cast<X509*>(const_cast<void*>(x509));
@@ -186,9 +208,7 @@ bool PeerHasIdentity(const void* x509, std::string_view identity) {
     if (name->type == GEN_DNS) {
       found = value == identity;
     } else if (value.starts_with("spiffe://")) {
-      value.remove_prefix(9);
-      const auto slash = value.rfind('/');
-      found = slash != std::string_view::npos && value.substr(slash + 1) == identity;
+      found = SpiffeNames(value.substr(9), identity);
     }
   }
   GENERAL_NAMES_free(names);

@@ -86,6 +86,10 @@ Awaitable<bool> ConnectTls(Connection& connection, const tls::Config& config,
   // OpenSSL checks the name during verification, so a mismatch fails the
   // handshake with its own clear reason (X509_V_ERR_HOSTNAME_MISMATCH).
   X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+  // Names come from the SANs only (no fallback to the subject's CN, which
+  // RFC 6125 deprecates), and no partial wildcards ("us*.example").
+  X509_VERIFY_PARAM_set_hostflags(
+      param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT | X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
   if (is_ip) {
     X509_VERIFY_PARAM_set1_ip_asc(param, host_text.c_str());
   } else {

@@ -12,6 +12,7 @@
 #include "disco/detail/asio.h"
 #include "disco/http/message.h"
 #include "disco/registry_url.h"
+#include "disco/tls.h"
 #include "http/connection.h"
 #include "http/head_writer.h"
 #include "http/simple_head.h"
@@ -368,7 +369,13 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     thread_local std::string key;
     key.assign(id_);
     if (tls) {
+      // The settings' generation too: after a reload (a new CA, say) no
+      // connection verified under the old settings is reused.
       key.append("tls|");
+      char digits[24];
+      const auto end = std::to_chars(digits, digits + sizeof digits, tls->generation()).ptr;
+      key.append(digits, end);
+      key.push_back('|');
       key.append(control->identity);
       key.push_back('|');
     }

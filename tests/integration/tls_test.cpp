@@ -4,6 +4,7 @@
 // each way it goes wrong, and certificates rotated under load. Certificates
 // come from a throwaway CA made per test (fixture/test_certs.h).
 #include <gtest/gtest.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -302,6 +303,30 @@ TEST_F(TlsTest, OnlyInstancesHoldingTheServicesIdentityGetRequests) {
   EXPECT_NE(response.error().message.find("is not 'billing'"), std::string::npos)
       << response.error().message;
   EXPECT_EQ(impostor_hits.load(), 0);
+}
+
+// SPIFFE IDs name the service by their last segment, and only well-formed
+// IDs name anyone: no dot segments, empty segments or escapes.
+TEST_F(TlsTest, OnlyWellFormedSpiffeIdsNameAService) {
+  auto names = [&](const std::string& uri) {
+    auto issued = ca_.Issue("spiffe-" + std::to_string(std::hash<std::string>{}(uri)),
+                            {.uris = {uri}});
+    FILE* f = std::fopen(issued.cert_file.c_str(), "r");
+    X509* cert = PEM_read_X509(f, nullptr, nullptr, nullptr);
+    std::fclose(f);
+    const bool named = tls::PeerHasIdentity(cert, "user-service");
+    X509_free(cert);
+    return named;
+  };
+  EXPECT_TRUE(names("spiffe://shop.example/ns/shop/sa/user-service"));
+  EXPECT_TRUE(names("spiffe://shop.example/user-service"));
+  EXPECT_FALSE(names("spiffe://shop.example/ns/shop/sa/order-service"));
+  EXPECT_FALSE(names("spiffe://user-service"));  // a trust domain, no path
+  EXPECT_FALSE(names("spiffe://x/other/../user-service"));
+  EXPECT_FALSE(names("spiffe://x/./user-service"));
+  EXPECT_FALSE(names("spiffe://x//user-service"));
+  EXPECT_FALSE(names("spiffe://x/user%2Dservice"));
+  EXPECT_FALSE(names("https://x/user-service"));
 }
 
 TEST_F(TlsTest, ACallerWithoutTlsSettingsDoesNotSpeakPlainHttpToAnHttpsInstance) {
