@@ -1,7 +1,7 @@
 // The registry URL parser (src/core/registry_url.cpp: ParseRegistryUrl,
 // ParseHostPort), which reads --registry flags and DISCO_REGISTRY. What it
 // accepts must be usable: a known scheme, endpoints with a host and a port
-// (one for consul://), each of which reads back the same from its own
+// (one for consul://; none needed for dns://), each of which reads back the same from its own
 // ToString(); Redacted() never fails.
 #include "disco/registry_url.h"
 #include "fuzz_check.h"
@@ -19,11 +19,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                 "a refusal without kInvalidArgument and a message");
     return 0;
   }
-  fuzz::Check(url->scheme == "etcd" || url->scheme == "consul" || url->scheme == "memory",
+  fuzz::Check(url->scheme == "etcd" || url->scheme == "consul" || url->scheme == "memory" ||
+                  url->scheme == "dns",
               "an unknown scheme was accepted");
   if (url->scheme == "memory") {
     fuzz::Check(url->endpoints.empty(), "memory:// with endpoints");
-  } else {
+  } else if (url->scheme != "dns") {  // dns:// without a server reads resolv.conf
     fuzz::Check(!url->endpoints.empty(), "no endpoints");
     fuzz::Check(url->scheme != "consul" || url->endpoints.size() == 1,
                 "consul:// with several agents");
