@@ -81,14 +81,20 @@ class TlsTest : public ::testing::Test {
   std::uint16_t StartServer(const std::string& name, const TestCa& ca, const CertSpec& spec,
                             bool mutual = false, std::atomic<int>* hits = nullptr) {
     auto issued = ca.Issue(name, spec);
-    ServerOptions options;
-    options.threads = 1;
+    ServerOptions options = QuietOptions();
     options.service = name;
-    options.access_log = false;
-    options.metrics = &metrics_;
     options.tls = MustLoad(tls::Role::kServer, {issued.cert_file, issued.key_file,
                                                 mutual ? ca.ca_file() : std::string()});
     return Start(NamedRouter(name, hits), options);
+  }
+
+  // A server of this test: its metrics here, no access log.
+  ServerOptions QuietOptions(std::size_t threads = 1) {
+    ServerOptions options;
+    options.threads = threads;
+    options.access_log = false;
+    options.metrics = &metrics_;
+    return options;
   }
 
   std::uint16_t Start(Router router, ServerOptions options) {
@@ -204,10 +210,7 @@ TEST_F(TlsTest, PlainHttpToTheTlsPortGetsA400ThatSaysSo) {
 }
 
 TEST_F(TlsTest, TlsToAPlainPortIsAClearError) {
-  ServerOptions options;
-  options.threads = 1;
-  options.access_log = false;
-  options.metrics = &metrics_;
+  ServerOptions options = QuietOptions(1);
   const auto port = Start(NamedRouter("plain"), options);
   Client client(*registry_, ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
   auto response = Get(client, "https://127.0.0.1:" + std::to_string(port) + "/who");
@@ -247,10 +250,7 @@ TEST_F(TlsTest, BadFilesAreClearErrors) {
 TEST_F(TlsTest, AReloadThatFailsKeepsTheOldCertificate) {
   auto issued = ca_.Issue("user-service", {.dns = {"user-service"}});
   auto config = MustLoad(tls::Role::kServer, {issued.cert_file, issued.key_file, ""});
-  ServerOptions options;
-  options.threads = 1;
-  options.access_log = false;
-  options.metrics = &metrics_;
+  ServerOptions options = QuietOptions(1);
   options.tls = config;
   const auto port = Start(NamedRouter("user-service"), options);
 
@@ -347,10 +347,7 @@ TEST_F(TlsTest, ACallerWithoutTlsSettingsDoesNotSpeakPlainHttpToAnHttpsInstance)
 TEST_F(TlsTest, RotationUnderLoadFailsNoCall) {
   auto first = ca_.Issue("user-service", {.dns = {"user-service"}});
   auto config = MustLoad(tls::Role::kServer, {first.cert_file, first.key_file, ""});
-  ServerOptions options;
-  options.threads = 2;
-  options.access_log = false;
-  options.metrics = &metrics_;
+  ServerOptions options = QuietOptions(2);
   options.tls = config;
   const auto port = Start(NamedRouter("user-service"), options);
   const std::string url = "https://127.0.0.1:" + std::to_string(port) + "/who";
