@@ -19,6 +19,7 @@
 // Thread safety: all methods may be called from any thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -59,6 +60,19 @@ class Config {
   // Reads the files again; on success the new settings are current. On
   // failure (same errors as Load) the old stay in force.
   Result<void> Reload();
+
+  // Reloads when a file changed (its modification time or size) since the
+  // last load or check; true when it reloaded. A reload that fails is an
+  // error (the old settings stay) and is not tried again until a file
+  // changes again, so a bad file is reported once, not at every check.
+  Result<bool> ReloadIfChanged();
+
+  // Makes context() call ReloadIfChanged() itself, at most once per
+  // `interval` (zero, the default: never), for users without a thread of
+  // their own to do it, such as the registries' clients: a check is three
+  // stat() calls, a reload reads the files; a failed reload is logged.
+  void CheckFilesEvery(std::chrono::milliseconds interval);
+  std::chrono::milliseconds check_interval() const;
 
   // The settings in force, for a connection about to start. Never null.
   std::shared_ptr<boost::asio::ssl::context> context() const;

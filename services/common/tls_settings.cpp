@@ -1,7 +1,5 @@
 #include "tls_settings.h"
 
-#include <sys/stat.h>
-
 #include <string>
 #include <vector>
 
@@ -14,34 +12,6 @@ namespace {
 
 Error FlagError(std::string_view flags, const Error& error) {
   return Error{ErrorCode::kInvalidArgument, std::string(flags) + ": " + error.message};
-}
-
-// The files' modification times (and sizes): a change to any means reload.
-std::vector<std::pair<timespec, off_t>> Stamps(const TlsSettings& settings) {
-  std::vector<std::pair<timespec, off_t>> out;
-  for (const auto* config : {settings.server.get(), settings.client.get()}) {
-    if (config == nullptr) continue;
-    const auto& files = config->files();
-    for (const auto* path : {&files.cert_file, &files.key_file, &files.ca_file}) {
-      struct stat info {};
-      if (!path->empty() && ::stat(path->c_str(), &info) == 0)
-        out.emplace_back(info.st_mtim, info.st_size);
-      else
-        out.emplace_back(timespec{}, -1);
-    }
-  }
-  return out;
-}
-
-bool Same(const std::vector<std::pair<timespec, off_t>>& a,
-          const std::vector<std::pair<timespec, off_t>>& b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (a[i].first.tv_sec != b[i].first.tv_sec || a[i].first.tv_nsec != b[i].first.tv_nsec ||
-        a[i].second != b[i].second)
-      return false;
-  }
-  return true;
 }
 
 }  // namespace
@@ -80,27 +50,29 @@ TlsReloader::~TlsReloader() {
 void TlsReloader::Run(std::chrono::milliseconds check_interval) {
   // Short waits, so that stopping never waits for a whole interval.
   constexpr auto kSlice = std::chrono::milliseconds(200);
-  auto stamps = Stamps(settings_);
   auto since_check = std::chrono::milliseconds(0);
   while (!stop_.load()) {
     const bool hangup = WaitForReloadSignal(std::min(kSlice, check_interval));
     since_check += std::min(kSlice, check_interval);
     if (!hangup && since_check < check_interval) continue;
     since_check = {};
-    auto now = Stamps(settings_);
-    if (!hangup && Same(now, stamps)) continue;
-    stamps = std::move(now);
     const char* why = hangup ? "SIGHUP" : "the files changed";
     for (auto* config : {settings_.server.get(), settings_.client.get()}) {
       if (config == nullptr) continue;
       const char* role = config->role() == tls::Role::kServer ? "server" : "client";
-      if (auto reloaded = config->Reload(); reloaded) {
+      Result<bool> reloaded = true;
+      if (hangup) {
+        if (auto forced = config->Reload(); !forced) reloaded = std::unexpected(forced.error());
+      } else {
+        reloaded = config->ReloadIfChanged();
+      }
+      if (!reloaded) {
+        Log().error("TLS {} reload failed ({}), keeping the certificate in force: {}", role, why,
+                    reloaded.error().message);
+      } else if (*reloaded) {
         Log().info("TLS {} certificate reloaded ({}): {}", role, why,
                    config->files().cert_file.empty() ? config->files().ca_file
                                                      : config->files().cert_file);
-      } else {
-        Log().error("TLS {} reload failed ({}), keeping the certificate in force: {}", role, why,
-                    reloaded.error().message);
       }
     }
   }

@@ -3,16 +3,19 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <vector>
 
 #include <boost/asio/ssl.hpp>
 
 #include "disco/detail/asio.h"
+#include "util/log.h"
 
 namespace disco::tls {
 
@@ -119,6 +122,38 @@ Result<std::shared_ptr<ssl::context>> Build(Role role, const Files& files) {
   return context;
 }
 
+// What tells that a file changed: its modification time, its size, and its
+// inode (a file renamed into place, as certificate managers do, is a new
+// inode even when written within the clock's few-millisecond granularity).
+struct Stamp {
+  timespec mtime{};
+  off_t size = -1;
+  ino_t inode = 0;
+  bool operator==(const Stamp& other) const {
+    return mtime.tv_sec == other.mtime.tv_sec && mtime.tv_nsec == other.mtime.tv_nsec &&
+           size == other.size && inode == other.inode;
+  }
+};
+using Stamps = std::vector<Stamp>;
+
+Stamps StampsOf(const Files& files) {
+  Stamps out;
+  for (const auto* path : {&files.cert_file, &files.key_file, &files.ca_file}) {
+    struct stat info {};
+    if (!path->empty() && ::stat(path->c_str(), &info) == 0)
+      out.push_back({info.st_mtim, info.st_size, info.st_ino});
+    else
+      out.push_back({});
+  }
+  return out;
+}
+
+std::int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 }  // namespace
 
 struct Config::Impl {
@@ -127,7 +162,10 @@ struct Config::Impl {
   mutable std::mutex mu;  // guards `current` (std::atomic<shared_ptr> is a lock in GCC 12 too)
   std::shared_ptr<ssl::context> current;
   std::atomic<std::uint64_t> generation{1};
-  std::mutex reload_mu;  // one reload at a time
+  std::mutex reload_mu;  // one reload at a time; guards `stamps`
+  Stamps stamps;         // the files as last loaded or checked
+  std::atomic<std::int64_t> check_every_ns{0};  // CheckFilesEvery; 0: never
+  std::atomic<std::int64_t> next_check_ns{0};
 };
 
 Config::Config(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -140,11 +178,13 @@ Result<std::shared_ptr<Config>> Config::Load(Role role, Files files) {
   impl->role = role;
   impl->files = std::move(files);
   impl->current = std::move(*context);
+  impl->stamps = StampsOf(impl->files);
   return std::shared_ptr<Config>(new Config(std::move(impl)));
 }
 
 Result<void> Config::Reload() {
   std::lock_guard reload(impl_->reload_mu);
+  impl_->stamps = StampsOf(impl_->files);
   auto context = Build(impl_->role, impl_->files);
   if (!context) return std::unexpected(context.error());
   {
@@ -155,7 +195,46 @@ Result<void> Config::Reload() {
   return {};
 }
 
+Result<bool> Config::ReloadIfChanged() {
+  {
+    std::lock_guard reload(impl_->reload_mu);
+    if (StampsOf(impl_->files) == impl_->stamps) return false;
+  }
+  // A file written between the check and the reload is read by the reload.
+  if (auto reloaded = Reload(); !reloaded) return std::unexpected(reloaded.error());
+  return true;
+}
+
+void Config::CheckFilesEvery(std::chrono::milliseconds interval) {
+  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count();
+  impl_->check_every_ns.store(ns);
+  impl_->next_check_ns.store(NowNs() + ns);
+}
+
+std::chrono::milliseconds Config::check_interval() const {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::nanoseconds(impl_->check_every_ns.load()));
+}
+
 std::shared_ptr<ssl::context> Config::context() const {
+  if (const auto every = impl_->check_every_ns.load(std::memory_order_relaxed); every > 0) {
+    // One caller per interval does the check; the others go on.
+    const auto now = NowNs();
+    auto due = impl_->next_check_ns.load(std::memory_order_relaxed);
+    if (now >= due && impl_->next_check_ns.compare_exchange_strong(due, now + every)) {
+      auto* self = const_cast<Config*>(this);
+      if (auto reloaded = self->ReloadIfChanged(); !reloaded) {
+        log::Get().error("TLS reload of '{}' failed, keeping the settings in force: {}",
+                         impl_->files.cert_file.empty() ? impl_->files.ca_file
+                                                        : impl_->files.cert_file,
+                         reloaded.error().message);
+      } else if (*reloaded) {
+        log::Get().info("TLS settings reloaded: the files changed ({})",
+                        impl_->files.cert_file.empty() ? impl_->files.ca_file
+                                                       : impl_->files.cert_file);
+      }
+    }
+  }
   std::lock_guard lock(impl_->mu);
   return impl_->current;
 }

@@ -16,7 +16,7 @@ std::string Param(const RegistryUrl& url, const std::string& key, const char* en
 }  // namespace
 
 bool IsRegistryTlsParam(std::string_view key) {
-  return key == "tls" || key == "ca" || key == "cert" || key == "key";
+  return key == "tls" || key == "ca" || key == "cert" || key == "key" || key == "tls_reload";
 }
 
 Result<RegistryTls> ParseRegistryTls(const RegistryUrl& url) {
@@ -36,11 +36,22 @@ Result<RegistryTls> ParseRegistryTls(const RegistryUrl& url) {
                   url.scheme + ":// parameter tls='" + it->second + "': want 1 or 0");
     }
   }
+  std::chrono::seconds reload_check{10};
+  if (auto it = url.params.find("tls_reload"); it != url.params.end()) {
+    const auto& text = it->second;
+    const bool digits = !text.empty() && text.size() <= 6 &&
+                        text.find_first_not_of("0123456789") == std::string::npos;
+    if (!digits)
+      return Fail(ErrorCode::kInvalidArgument, url.scheme + ":// parameter tls_reload='" + text +
+                                                   "': want whole seconds (0: never)");
+    reload_check = std::chrono::seconds(std::stoi(text));
+  }
   if (!on) return RegistryTls{};
   auto config = tls::Config::Load(tls::Role::kClient, std::move(files));
   if (!config)
     return Fail(ErrorCode::kInvalidArgument,
                 url.scheme + ":// TLS (ca, cert, key): " + config.error().message);
+  (*config)->CheckFilesEvery(reload_check);
   return RegistryTls{std::move(*config)};
 }
 

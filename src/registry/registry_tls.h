@@ -5,6 +5,9 @@
 //   ca=PATH   the CA the registry's certificate must chain to   (DISCO_REGISTRY_CA)
 //   cert=PATH the client certificate, for mutual TLS            (DISCO_REGISTRY_CERT)
 //   key=PATH  its private key                                   (DISCO_REGISTRY_KEY)
+//   tls_reload=SECONDS  how often the files are checked for a change and
+//             re-read (default 10; 0: never), for short-lived certificates:
+//             new connections take the new files, open ones keep theirs
 //
 // A parameter in the URL wins over its environment twin. The files are
 // loaded and checked here (readable, PEM, key matching certificate), so a
@@ -21,7 +24,10 @@
 namespace disco {
 
 struct RegistryTls {
-  std::shared_ptr<tls::Config> config;  // null: plain
+  // Null: plain. Checks its files every tls_reload (CheckFilesEvery), for
+  // the backends that connect through it; etcd's gRPC channel watches the
+  // files itself at that period (check_interval()).
+  std::shared_ptr<tls::Config> config;
 };
 
 // Whether `key` is one of the parameters above (backends accept them).

@@ -37,6 +37,33 @@ void ExpectRoundTrip(const std::string& url) {
   EXPECT_TRUE((*registration)->Deregister());
 }
 
+// A real etcd serving its client port over TLS with --client-cert-auth,
+// trusting `ca_file`; data in dir/etcd (kept across restarts).
+testing::Process StartTlsEtcd(const TempDir& dir, std::uint16_t client_port,
+                              std::uint16_t peer_port, const testing::IssuedCert& server,
+                              const std::string& ca_file) {
+  const std::string client_url = "https://127.0.0.1:" + std::to_string(client_port);
+  const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer_port);
+  return testing::Process(
+      {"etcd", "--name", "tls", "--data-dir", dir.Sub("etcd"), "--listen-client-urls", client_url,
+       "--advertise-client-urls", client_url, "--listen-peer-urls", peer_url,
+       "--initial-advertise-peer-urls", peer_url, "--initial-cluster", "tls=" + peer_url,
+       "--cert-file", server.cert_file, "--key-file", server.key_file, "--client-cert-auth",
+       "--trusted-ca-file", ca_file, "--log-level", "warn"},
+      dir.Sub("etcd.log"));
+}
+
+// Puts `from` where `to` is in one step (rename), as certificate managers
+// do, so no reader sees half a file.
+void Replace(const std::string& from, const std::string& to) {
+  std::filesystem::rename(from, to);
+}
+
+bool Lists(Registry& registry, std::size_t count) {
+  auto listed = registry.List("tls-svc");
+  return listed && listed->size() == count;
+}
+
 class RegistryTlsTest : public ::testing::Test {
  protected:
   TempDir dir_{"disco-registry-tls"};
@@ -47,17 +74,7 @@ class RegistryTlsTest : public ::testing::Test {
 
 TEST_F(RegistryTlsTest, EtcdWithClientCertificateAuth) {
   const auto client_port = testing::FreePort();
-  const auto peer_port = testing::FreePort();
-  const std::string client_url = "https://127.0.0.1:" + std::to_string(client_port);
-  const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer_port);
-  testing::Process etcd({"etcd", "--name", "tls", "--data-dir", dir_.Sub("etcd"),
-                         "--listen-client-urls", client_url, "--advertise-client-urls",
-                         client_url, "--listen-peer-urls", peer_url,
-                         "--initial-advertise-peer-urls", peer_url, "--initial-cluster",
-                         "tls=" + peer_url, "--cert-file", server_.cert_file, "--key-file",
-                         server_.key_file, "--client-cert-auth", "--trusted-ca-file",
-                         ca_.ca_file(), "--log-level", "warn"},
-                        dir_.Sub("etcd.log"));
+  auto etcd = StartTlsEtcd(dir_, client_port, testing::FreePort(), server_, ca_.ca_file());
   const std::string base = "etcd://127.0.0.1:" + std::to_string(client_port);
   const std::string url = base + "?ca=" + ca_.ca_file() + "&cert=" + client_.cert_file +
                           "&key=" + client_.key_file;
@@ -86,6 +103,68 @@ TEST_F(RegistryTlsTest, EtcdWithClientCertificateAuth) {
   auto bad_flag = MakeRegistry(base + "?tls=maybe");
   ASSERT_FALSE(bad_flag);
   EXPECT_NE(bad_flag.error().message.find("tls='maybe'"), std::string::npos);
+  auto bad_period = MakeRegistry(url + "&tls_reload=soon");
+  ASSERT_FALSE(bad_period);
+  EXPECT_NE(bad_period.error().message.find("tls_reload='soon'"), std::string::npos);
+}
+
+// The certificate names another address than the one dialled: refused,
+// whether gRPC watches the files (the default) or took them once.
+TEST_F(RegistryTlsTest, EtcdRefusesACertificateForAnotherAddress) {
+  const auto elsewhere = ca_.Issue("elsewhere", {.dns = {"etcd.example"}, .ips = {"127.0.0.9"}});
+  const auto client_port = testing::FreePort();
+  auto etcd = StartTlsEtcd(dir_, client_port, testing::FreePort(), elsewhere, ca_.ca_file());
+  const std::string url = "etcd://127.0.0.1:" + std::to_string(client_port) +
+                          "?ca=" + ca_.ca_file() + "&cert=" + client_.cert_file +
+                          "&key=" + client_.key_file;
+  // Give etcd time to listen, so that the refusals below are verification's.
+  ASSERT_TRUE(WaitFor([&] { return testing::PortOpen(client_port); }, 20s, 100ms))
+      << etcd.ReadLog();
+  for (const std::string& variant : {url, url + "&tls_reload=0"}) {
+    auto registry = MakeRegistry(variant);
+    ASSERT_TRUE(registry) << registry.error().ToString();
+    auto refused = (*registry)->List("tls-svc");
+    ASSERT_FALSE(refused) << variant;
+    EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable) << refused.error().ToString();
+  }
+}
+
+// Short-lived certificates: the registry's CA and client certificate are
+// replaced by ones from a new CA and etcd restarts on the new CA. A
+// registrant made before keeps its registration through its watched files;
+// one told never to re-read them (tls_reload=0) is shut out — the control
+// showing the rotation really needed the new files.
+TEST_F(RegistryTlsTest, EtcdClientTakesRotatedCertificatesWithoutRestart) {
+  const auto client_port = testing::FreePort();
+  const auto peer_port = testing::FreePort();
+  auto etcd = StartTlsEtcd(dir_, client_port, peer_port, server_, ca_.ca_file());
+  const std::string url = "etcd://127.0.0.1:" + std::to_string(client_port) +
+                          "?ca=" + ca_.ca_file() + "&cert=" + client_.cert_file +
+                          "&key=" + client_.key_file;
+  auto registry = MakeRegistry(url + "&tls_reload=1");
+  ASSERT_TRUE(registry) << registry.error().ToString();
+  auto frozen = MakeRegistry(url + "&tls_reload=0");
+  ASSERT_TRUE(frozen);
+  ASSERT_TRUE(WaitFor([&] { return (*registry)->List("tls-svc").has_value(); }, 20s, 100ms))
+      << etcd.ReadLog();
+  auto registration = (*registry)->Register(Instance("a", 9001));
+  ASSERT_TRUE(registration) << registration.error().ToString();
+  ASSERT_TRUE(Lists(**frozen, 1));
+
+  TestCa rotated(dir_.path(), "rotated");
+  const auto server2 = rotated.Issue("server2", {.dns = {"localhost"}});
+  const auto client2 = rotated.Issue("client2", {.dns = {"order-service"}});
+  etcd.Stop();
+  Replace(client2.cert_file, client_.cert_file);
+  Replace(client2.key_file, client_.key_file);
+  Replace(rotated.ca_file(), ca_.ca_file());
+  etcd = StartTlsEtcd(dir_, client_port, peer_port, server2, ca_.ca_file());
+
+  EXPECT_TRUE(WaitFor([&] { return Lists(**registry, 1); }, 20s, 100ms)) << etcd.ReadLog();
+  auto shut_out = (*frozen)->List("tls-svc");
+  ASSERT_FALSE(shut_out);
+  EXPECT_EQ(shut_out.error().code, ErrorCode::kUnavailable) << shut_out.error().ToString();
+  EXPECT_TRUE((*registration)->Deregister());
 }
 
 TEST_F(RegistryTlsTest, ConsulOverHttpsWithVerifyIncoming) {
@@ -123,6 +202,46 @@ TEST_F(RegistryTlsTest, ConsulOverHttpsWithVerifyIncoming) {
   ASSERT_FALSE(refused_ca);
   EXPECT_NE(refused_ca.error().message.find("certificate verify failed"), std::string::npos)
       << refused_ca.error().message;
+}
+
+// The same rotation through Consul's HTTPS API: the agent restarts on a new
+// CA; the registry's next connection re-reads the changed files.
+TEST_F(RegistryTlsTest, ConsulClientTakesRotatedCertificatesWithoutRestart) {
+  if (!testing::ConsulAgent::Available()) GTEST_SKIP() << "no consul binary";
+  testing::ConsulAgent agent({.tls_ca = ca_.ca_file(),
+                              .tls_cert = server_.cert_file,
+                              .tls_key = server_.key_file});
+  agent.Start();
+  const std::string url = "consul://127.0.0.1:" + std::to_string(agent.https_port()) +
+                          "?ca=" + ca_.ca_file() + "&cert=" + client_.cert_file +
+                          "&key=" + client_.key_file;
+  auto registry = MakeRegistry(url + "&tls_reload=1");
+  ASSERT_TRUE(registry) << registry.error().ToString();
+  auto frozen = MakeRegistry(url + "&tls_reload=0");
+  ASSERT_TRUE(frozen);
+  auto registration = (*registry)->Register(Instance("a", 9001));
+  ASSERT_TRUE(registration) << registration.error().ToString();
+  ASSERT_TRUE(Lists(**frozen, 1));
+
+  TestCa rotated(dir_.path(), "rotated");
+  const auto server2 = rotated.Issue("server2", {.dns = {"localhost"}});
+  const auto client2 = rotated.Issue("client2", {.dns = {"order-service"}});
+  agent.Stop();
+  Replace(server2.cert_file, server_.cert_file);
+  Replace(server2.key_file, server_.key_file);
+  Replace(client2.cert_file, client_.cert_file);
+  Replace(client2.key_file, client_.key_file);
+  Replace(rotated.ca_file(), ca_.ca_file());
+  agent.Start();
+
+  // A dev agent forgets its services on restart: the registrant registers
+  // again, over a connection made with the new files.
+  EXPECT_TRUE(WaitFor([&] { return Lists(**registry, 1); }, 20s, 100ms));
+  auto shut_out = (*frozen)->List("tls-svc");
+  ASSERT_FALSE(shut_out);
+  EXPECT_NE(shut_out.error().message.find("certificate verify failed"), std::string::npos)
+      << shut_out.error().message;
+  EXPECT_TRUE((*registration)->Deregister());
 }
 
 }  // namespace

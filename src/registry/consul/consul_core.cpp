@@ -63,7 +63,7 @@ Result<Config> ParseConfig(const RegistryUrl& url, const RegistryOptions& option
     } else if (!IsRegistryTlsParam(key)) {
       return Fail(ErrorCode::kInvalidArgument,
                   "unknown consul:// parameter '" + key +
-                      "' (known: token, stale, wait, tls, ca, cert, key)");
+                      "' (known: token, stale, wait, tls, ca, cert, key, tls_reload)");
     }
   }
   auto tls = ParseRegistryTls(url);

@@ -152,7 +152,7 @@ Result<std::unique_ptr<Registry>> MakeEtcdRegistry(const RegistryUrl& url,
     if (!kKnownParams.contains(key) && !IsRegistryTlsParam(key)) {
       return Fail(ErrorCode::kInvalidArgument,
                   "etcd:// does not know parameter '" + key +
-                      "' (known: prefix, user, password, tls, ca, cert, key)");
+                      "' (known: prefix, user, password, tls, ca, cert, key, tls_reload)");
     }
   }
   auto tls = ParseRegistryTls(url);
