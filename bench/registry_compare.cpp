@@ -41,12 +41,16 @@
 #include "fixture/http_client.h"
 #include "fixture/registry_backend.h"
 #include "fixture/util.h"
-#include "registry/consul/consul_stats.h"
+#include "registry_bench_util.h"
 
 namespace {
 
 using namespace std::chrono_literals;
-using Clock = std::chrono::steady_clock;
+using disco::bench::Clock;
+using disco::bench::Instance;
+using disco::bench::Ms;
+using disco::bench::Percentile;
+using disco::bench::RequestsSoFar;
 using disco::testing::RegistryBackend;
 
 struct Options {
@@ -58,67 +62,6 @@ struct Options {
   int window_s = 60;
   std::vector<std::string> backends;
 };
-
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  auto rank = static_cast<std::size_t>(p / 100.0 * static_cast<double>(values.size() - 1) + 0.5);
-  return values[std::min(rank, values.size() - 1)];
-}
-
-disco::ServiceInstance Instance(const std::string& service, const std::string& id, int port) {
-  disco::ServiceInstance instance;
-  instance.service = service;
-  instance.id = id;
-  instance.host = "127.0.0.1";
-  instance.port = static_cast<std::uint16_t>(port);
-  return instance;
-}
-
-// etcd's own Prometheus counters (GET /metrics on the client port): gRPC
-// messages received per method, summed over `methods`.
-long long EtcdMessages(const std::string& url, const std::vector<std::string>& methods) {
-  auto colon = url.rfind(':');
-  auto port = static_cast<std::uint16_t>(std::atoi(url.c_str() + colon + 1));
-  auto metrics = disco::testing::HttpRequest(port, "GET", "/metrics");
-  if (metrics.status != 200) return -1;
-  long long total = 0;
-  const std::string kCounter = "grpc_server_msg_received_total{";
-  std::size_t pos = 0;
-  while ((pos = metrics.body.find(kCounter, pos)) != std::string::npos) {
-    auto end = metrics.body.find('\n', pos);
-    std::string line = metrics.body.substr(pos, end - pos);
-    pos = end;
-    for (const auto& method : methods) {
-      if (line.find("grpc_method=\"" + method + "\"") != std::string::npos) {
-        total += std::atoll(line.c_str() + line.rfind(' ') + 1);
-      }
-    }
-  }
-  return total;
-}
-
-// Requests the backend's clients have sent so far: for Consul from the
-// backend's own counters (every HTTP request), for etcd from the server's
-// counters (every gRPC message, stream messages included). -1 when unknown.
-long long RequestsSoFar(const RegistryBackend& backend, bool heartbeat) {
-  namespace consul = disco::consul;
-  if (backend.name() == "consul") {
-    if (heartbeat) {
-      return static_cast<long long>(consul::RequestsSent(consul::RequestKind::kHeartbeat) +
-                                    consul::RequestsSent(consul::RequestKind::kRegister));
-    }
-    return static_cast<long long>(consul::RequestsSent(consul::RequestKind::kWatch));
-  }
-  if (backend.name() == "etcd") {
-    if (heartbeat)
-      return EtcdMessages(backend.url(), {"LeaseKeepAlive", "LeaseGrant", "Put", "Txn"});
-    return EtcdMessages(backend.url(), {"Watch", "Range"});
-  }
-  return -1;
-}
 
 struct Figures {
   std::vector<double> latency_ms;
