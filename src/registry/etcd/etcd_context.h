@@ -3,7 +3,7 @@
 // shared_ptr, so they stay valid even if they outlive the Registry object.
 //
 // Thread safety: immutable after construction except for the members that
-// are themselves thread-safe (EtcdConnection, MalformedLog).
+// are themselves thread-safe (EtcdConnection, MalformedLog, KeepAlivePool).
 #pragma once
 
 #include <map>
@@ -12,6 +12,7 @@
 
 #include "registry/etcd/etcd_codec.h"
 #include "registry/etcd/etcd_connection.h"
+#include "registry/etcd/etcd_keepalive_pool.h"
 
 namespace disco::etcd {
 
@@ -29,6 +30,8 @@ struct Context {
   const RegistryOptions options;
   const std::string prefix;  // no trailing slash, e.g. "services"
   MalformedLog malformed;
+  // Declared last: destroyed first, once no registration holds the context.
+  KeepAlivePool keepalives;
 };
 
 // The instances of one service as read by one Range: keyed by instance id

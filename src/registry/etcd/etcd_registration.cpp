@@ -20,7 +20,8 @@ EtcdRegistration::EtcdRegistration(std::shared_ptr<Context> context, ServiceInst
       instance_(std::move(instance)),
       key_(InstanceKey(context_->prefix, instance_.service, instance_.id)),
       value_(EncodeValue(instance_)),
-      requested_ttl_(requested_ttl) {}
+      requested_ttl_(requested_ttl),
+      backoff_(kRestoreBackoffInitial, kRestoreBackoffMax) {}
 
 Result<std::unique_ptr<EtcdRegistration>> EtcdRegistration::Start(std::shared_ptr<Context> context,
                                                                   ServiceInstance instance,
@@ -34,7 +35,8 @@ Result<std::unique_ptr<EtcdRegistration>> EtcdRegistration::Start(std::shared_pt
     registration->state_.store(RegistrationState::kDeregistered);
     return std::unexpected(ok.error());
   }
-  registration->thread_ = std::thread([raw = registration.get()] { raw->Run(); });
+  auto* raw = registration.get();
+  registration->task_ = raw->context_->keepalives.Add(raw->Interval(), [raw] { return raw->Tick(); });
   return registration;
 }
 
@@ -95,52 +97,35 @@ bool EtcdRegistration::Refresh() {
   return restored.has_value();
 }
 
-void EtcdRegistration::Sleep(std::chrono::milliseconds duration) {
-  std::unique_lock lock(mu_);
-  wake_.wait_for(lock, duration, [this] { return stopping_; });
+std::chrono::milliseconds EtcdRegistration::Interval() const {
+  return std::max<std::chrono::milliseconds>(kMinRefreshInterval, granted_ttl() / 3);
 }
 
-void EtcdRegistration::Run() {
-  Backoff backoff(kRestoreBackoffInitial, kRestoreBackoffMax);
-  auto interval = [this] {
-    return std::max<std::chrono::milliseconds>(kMinRefreshInterval, granted_ttl() / 3);
-  };
-  std::chrono::milliseconds delay = interval();
-  while (true) {
-    Sleep(delay);
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
+std::chrono::milliseconds EtcdRegistration::Tick() {
+  if (Refresh()) {
+    if (state_.exchange(RegistrationState::kActive) == RegistrationState::kRestoring) {
+      log::Get().info("etcd {}: registration of {}/{} is active again", context_->url,
+                      instance_.service, instance_.id);
     }
-    if (Refresh()) {
-      if (state_.exchange(RegistrationState::kActive) == RegistrationState::kRestoring) {
-        log::Get().info("etcd {}: registration of {}/{} is active again", context_->url,
-                        instance_.service, instance_.id);
-      }
-      backoff.Reset();
-      delay = interval();
-    } else {
-      if (canceller_.cancelled()) return;
-      state_.store(RegistrationState::kRestoring);
-      delay = backoff.Next();
-    }
+    backoff_.Reset();
+    return Interval();
   }
+  // Cancelled: Deregister is removing this task; the delay does not matter.
+  if (!canceller_.cancelled()) state_.store(RegistrationState::kRestoring);
+  return backoff_.Next();
 }
 
-void EtcdRegistration::StopThread() {
-  {
-    std::lock_guard lock(mu_);
-    stopping_ = true;
-  }
+void EtcdRegistration::StopKeepAlive() {
+  // Cancel the call a pool thread may be making for this registration, so
+  // that Remove, which waits for that run, returns at once.
   canceller_.Cancel();
-  wake_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  context_->keepalives.Remove(task_);
 }
 
 Result<void> EtcdRegistration::Deregister() {
   std::lock_guard serial(deregister_mu_);
   if (state_.load() == RegistrationState::kDeregistered) return {};
-  StopThread();
+  StopKeepAlive();
   state_.store(RegistrationState::kDeregistered);
   // Revoking deletes the key in the same revision; if etcd cannot be reached
   // the key still disappears when the lease expires, within the TTL.
