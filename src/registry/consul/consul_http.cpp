@@ -16,6 +16,12 @@ constexpr std::size_t kMaxBodyBytes = 64ull << 20;
 // Heartbeats of many registrations share these; watches hold their own
 // connection only while a query is in flight.
 constexpr std::size_t kMaxIdleConnections = 8;
+// Connections in flight at once, per lane: together below the agent's
+// default limits.http_max_conns_per_client (200), leaving room for the
+// other processes on the host. A process watching more than 128 services
+// has the rest wait for a connection (up to one blocking query's wait).
+constexpr std::size_t kMaxWatchConnections = 128;
+constexpr std::size_t kMaxOtherConnections = 40;
 
 std::string Describe(const HttpRequest& request) {
   return std::string(bhttp::to_string(request.method)) + " " + request.target;
@@ -52,7 +58,9 @@ HttpClient::HttpClient(asio::io_context& io, HostPort agent, std::string token, 
       tls_(std::move(tls)),
       transport_(http::detail::TransportOptions{.max_idle_per_endpoint = kMaxIdleConnections,
                                                 .response_limit = kMaxBodyBytes,
-                                                .user_agent = "disco"}) {}
+                                                .user_agent = "disco"}),
+      watch_lane_(kMaxWatchConnections),
+      other_lane_(kMaxOtherConnections) {}
 
 void HttpClient::CloseIdle() { transport_.CloseIdle(io_); }
 
@@ -72,6 +80,9 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Send(HttpRequest request, Canc
     head.content_type = "application/json";
   head.body = std::move(request.body);  // its size is the Content-Length
   const std::string wire = transport_.SerializeHead(head, address_, request.target);
+  auto& lane = request.kind == RequestKind::kWatch ? watch_lane_ : other_lane_;
+  const auto permit = co_await lane.Acquire(slot);
+  if (!permit.granted()) co_return Fail(ErrorCode::kCancelled, url_ + ": request cancelled");
 
   const auto started = Clock::now();
   http::detail::ExchangeControl control{.connect_deadline = started + connect_timeout_,

@@ -28,6 +28,7 @@
 #include "disco/registry_url.h"
 #include "disco/tls.h"
 #include "http/transport.h"
+#include "registry/consul/consul_limiter.h"
 #include "registry/consul/consul_stats.h"
 
 namespace disco::consul {
@@ -92,6 +93,10 @@ class HttpClient {
   const std::chrono::milliseconds connect_timeout_;
   const std::shared_ptr<tls::Config> tls_;
   http::detail::Transport transport_;
+  // Connections to the agent in flight, in two lanes (consul_limiter.h):
+  // blocking queries, and everything else (registrations, heartbeats).
+  RequestLimiter watch_lane_;
+  RequestLimiter other_lane_;
 };
 
 // "consul://127.0.0.1:8500: GET /v1/health/service/x: 500 No cluster leader"
