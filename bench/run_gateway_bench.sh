@@ -4,6 +4,12 @@
 #   bench/run_gateway_bench.sh [BUILD_DIR] [DURATION_S] [CONNECTIONS]
 #   (defaults: build/default 10 50; THREADS=n (default 1) gives the gateway
 #   --threads n, nginx n worker processes and HAProxy nbthread n)
+#   TLS=1: everything over TLS (issue 14): wrk → proxy HTTPS, proxy → upstream
+#   HTTPS verified against a throwaway CA (openssl, EC P-256, TLS 1.3), the
+#   proxies' upstream TLS sessions kept alive and resumed; then new TLS
+#   handshakes per second per core of the gateway, nginx and HAProxy
+#   answering /health themselves, every request on a new connection
+#   (wrk -H 'Connection: close'; wrk resumes no session: full handshakes).
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
 #   etcd (temp data dir), one user-service (the upstream, 1 I/O thread),
@@ -28,6 +34,7 @@ duration=${2:-10}
 connections=${3:-50}
 rounds=${ROUNDS:-3}
 threads=${THREADS:-1}
+tls=${TLS:-0}
 
 for tool in etcd nginx haproxy wrk python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
@@ -41,12 +48,50 @@ user_service=$build/services/user/user-service
 start_etcd bench
 registry=$DISCO_REGISTRY
 
+scheme=http user_tls=() gw_tls=() nginx_listen='' nginx_upstream='' haproxy_bind='' haproxy_server=''
+if [ "$tls" = 1 ]; then
+  command -v openssl >/dev/null || { echo "missing openssl" >&2; exit 1; }
+  # A CA; user-service's certificate (SAN user-service, 127.0.0.1), and the
+  # proxies' (SAN 127.0.0.1).
+  (
+    cd "$work"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+    openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench CA" -out ca.pem
+    for name in user-service proxy; do
+      openssl ecparam -name prime256v1 -genkey -noout -out "$name.key"
+      openssl req -new -key "$name.key" -subj "/CN=$name" -out "$name.csr"
+      printf '%s\n' "extendedKeyUsage=serverAuth,clientAuth" \
+        "subjectAltName=DNS:$name,IP:127.0.0.1" > "$name.ext"
+      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile "$name.ext" -out "$name.pem"
+    done
+    cat proxy.pem proxy.key > proxy-haproxy.pem
+  ) >"$work/openssl.log" 2>&1
+  export CURL_CA_BUNDLE=$work/ca.pem  # wait_http's curl trusts the CA
+  scheme=https
+  user_tls=(--tls-cert "$work/user-service.pem" --tls-key "$work/user-service.key")
+  gw_tls=(--tls-cert "$work/proxy.pem" --tls-key "$work/proxy.key" --tls-ca "$work/ca.pem")
+  nginx_listen=" ssl;
+    ssl_certificate $work/proxy.pem;
+    ssl_certificate_key $work/proxy.key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache shared:SSL:10m"
+  nginx_upstream="
+      proxy_ssl_trusted_certificate $work/ca.pem;
+      proxy_ssl_verify on;
+      proxy_ssl_name user-service;
+      proxy_ssl_server_name on;
+      proxy_ssl_session_reuse on;"
+  haproxy_bind=" ssl crt $work/proxy-haproxy.pem"
+  haproxy_server=" ssl verify required ca-file $work/ca.pem verifyhost user-service sni str(user-service)"
+fi
+
 user_port=$(free_port)
 start user env DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
   "$user_service" --port "$user_port" --registry "$registry" --db "$work/users.db" --threads 1 \
-  --access-log false --log-level warn
+  --access-log false --log-level warn "${user_tls[@]}"
 user_pid=$!
-wait_http "http://127.0.0.1:$user_port/health"
+wait_http "$scheme://127.0.0.1:$user_port/health"
 
 cat >"$work/routes.json" <<EOF
 {"routes": [{"prefix": "/up", "service": "user-service", "strip_prefix": true}],
@@ -54,10 +99,10 @@ cat >"$work/routes.json" <<EOF
 EOF
 gw_port=$(free_port)
 start gateway "$gateway" --port "$gw_port" --registry "$registry" --routes "$work/routes.json" \
-  --threads "$threads" --access-log false --log-level warn
+  --threads "$threads" --access-log false --log-level warn "${gw_tls[@]}"
 gw_pid=$!
-wait_http "http://127.0.0.1:$gw_port/health"
-wait_http "http://127.0.0.1:$gw_port/up/health"
+wait_http "$scheme://127.0.0.1:$gw_port/health"
+wait_http "$scheme://127.0.0.1:$gw_port/up/health"
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx/logs"
@@ -75,18 +120,19 @@ http {
     keepalive 64;
   }
   server {
-    listen 127.0.0.1:$nginx_port;
+    listen 127.0.0.1:$nginx_port$nginx_listen;
+    location = /health { return 200 '{"status":"ok"}'; }
     location /up/ {
-      proxy_pass http://backend/;
+      proxy_pass $scheme://backend/;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection "";$nginx_upstream
     }
   }
 }
 EOF
 start nginx nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log"
 nginx_pid=$!
-wait_http "http://127.0.0.1:$nginx_port/up/health"
+wait_http "$scheme://127.0.0.1:$nginx_port/up/health"
 
 haproxy_port=$(free_port)
 cat >"$work/haproxy.cfg" <<EOF
@@ -100,15 +146,16 @@ defaults
   timeout server 30s
   http-reuse always
 frontend bench
-  bind 127.0.0.1:$haproxy_port
+  bind 127.0.0.1:$haproxy_port$haproxy_bind
+  http-request return status 200 content-type application/json string '{"status":"ok"}' if { path /health }
   default_backend user
 backend user
   http-request replace-path /up(/.*) \\1
-  server user1 127.0.0.1:$user_port
+  server user1 127.0.0.1:$user_port$haproxy_server
 EOF
 start haproxy haproxy -db -f "$work/haproxy.cfg"
 haproxy_pid=$!
-wait_http "http://127.0.0.1:$haproxy_port/up/health"
+wait_http "$scheme://127.0.0.1:$haproxy_port/up/health"
 
 # CPU time (user and system, in clock ticks) a process and its children
 # (nginx's workers) have used so far.
@@ -118,11 +165,13 @@ cpu_ticks() {
     awk '{u += $1; s += $2} END {print u, s}'
 }
 # wrk's summary: "Requests/sec: N" and the latency distribution's "99% X".
+wrk_extra=()                 # more wrk options (the handshake runs: Connection: close)
+results=$work/results.txt
 run_wrk() {  # name url pid-whose-CPU-time-is-measured
-  wrk -t1 -c"$connections" -d2s "$2" >/dev/null 2>&1  # warm-up: pools, caches
+  wrk -t1 -c"$connections" -d2s "${wrk_extra[@]}" "$2" >/dev/null 2>&1  # warm-up: pools, caches
   local cpu_before cpu_after
   cpu_before=$(cpu_ticks "$3")
-  wrk -t1 -c"$connections" -d"${duration}s" --latency "$2" >"$work/$1.txt" 2>&1
+  wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
   cpu_after=$(cpu_ticks "$3")
   local rps p50 p99
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.txt")
@@ -133,17 +182,17 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
   [ -z "$errors" ] || echo "$1: $errors" >&2
   local requests
   requests=$(awk '/requests in/ {print $1}' "$work/$1.txt")
-  echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after" >>"$work/results.txt"
+  echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after" >>"$results"
 }
 
 for round in $(seq 1 "$rounds"); do
-  run_wrk direct "http://127.0.0.1:$user_port/health" "$user_pid"
-  run_wrk nginx "http://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
-  run_wrk haproxy "http://127.0.0.1:$haproxy_port/up/health" "$haproxy_pid"
-  run_wrk gateway "http://127.0.0.1:$gw_port/up/health" "$gw_pid"
+  run_wrk direct "$scheme://127.0.0.1:$user_port/health" "$user_pid"
+  run_wrk nginx "$scheme://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
+  run_wrk haproxy "$scheme://127.0.0.1:$haproxy_port/up/health" "$haproxy_pid"
+  run_wrk gateway "$scheme://127.0.0.1:$gw_port/up/health" "$gw_pid"
 done
 
-python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" <<'EOF'
+python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" <<'EOF'
 import statistics, sys
 path, rounds, duration, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 tick_us = 1e6 / float(sys.argv[5])
@@ -165,6 +214,8 @@ med = {n: tuple(statistics.median(x[i] for x in v) for i in range(5)) for n, v i
 print(f"THREADS={threads}: wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
       f"(each round: {', '.join(f'{n} ' + '/'.join(f'{x[0]:.0f}' for x in v) for n, v in runs.items())} req/s)")
 print()
+print(f"TLS={'1: HTTPS to the proxy and from the proxy to user-service' if sys.argv[7] == '1' else '0'}")
+print()
 print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx | vs HAProxy | CPU µs/request (user + sys) |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
 for name in ("direct", "nginx", "haproxy", "gateway"):
@@ -178,4 +229,37 @@ print(f"gateway/nginx throughput {med['gateway'][0] / med['nginx'][0]:.2f}×, "
       f"p99 gateway {med['gateway'][1]:,.0f} µs vs nginx {med['nginx'][1]:,.0f} µs; "
       f"time per request over direct (1/throughput): gateway +{overhead('gateway'):.1f} µs, "
       f"nginx +{overhead('nginx'):.1f} µs")
+EOF
+
+[ "$tls" = 1 ] || exit 0
+# New TLS handshakes: each proxy answers /health itself, every request on a
+# new connection; CPU time of the answering process per handshake gives
+# handshakes per second per core.
+wrk_extra=(-H 'Connection: close')
+results=$work/handshakes.txt
+for _ in $(seq 1 "$rounds"); do
+  run_wrk nginx "https://127.0.0.1:$nginx_port/health" "$nginx_pid"
+  run_wrk haproxy "https://127.0.0.1:$haproxy_port/health" "$haproxy_pid"
+  run_wrk gateway "https://127.0.0.1:$gw_port/health" "$gw_pid"
+done
+python3 - "$results" "$(getconf CLK_TCK)" "$connections" "$duration" <<'EOF'
+import statistics, sys
+path, ticks, connections, duration = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
+runs = {}
+for line in open(path):
+    name, rps, p50, p99, requests, user0, sys0, user1, sys1 = line.split()
+    cpu_s = (float(user1) - float(user0) + float(sys1) - float(sys0)) / ticks
+    runs.setdefault(name, []).append((float(rps), float(requests) / cpu_s if cpu_s else 0))
+med = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
+       for n, v in runs.items()}
+print()
+print(f"New TLS handshakes (full, TLS 1.3, ECDSA P-256; wrk -t1 -c{connections} -d{duration}s "
+      "-H 'Connection: close' on /health answered by the server itself), median of the rounds "
+      f"(each round: {', '.join(f'{n} ' + '/'.join(f'{x[0]:.0f}' for x in v) for n, v in runs.items())}/s):")
+print()
+print("| server | handshakes/s | per core (handshakes per CPU second of the server) | vs nginx per core |")
+print("| --- | ---: | ---: | ---: |")
+for name in ("nginx", "haproxy", "gateway"):
+    rps, per_core = med[name]
+    print(f"| {name} | {rps:,.0f} | {per_core:,.0f} | {per_core / med['nginx'][1]:.2f}× |")
 EOF

@@ -20,6 +20,12 @@
 #   --no-failover            skip the kill -9 scene (the client runs once)
 #   --redis                  also start a redis-server (free port, AOF in the run dir)
 #                            and give every service --redis: shared rate limits, logout
+#   --tls                    everything over TLS (etcd only): a throwaway CA and one
+#                            certificate per service made with openssl in <run dir>/tls,
+#                            etcd with client certificates and its access control on
+#                            (one user per service, may write only its own keys),
+#                            mutual TLS between the services, the gateway on HTTPS
+#                            (scripts/demo-tls.sh)
 #
 # Environment (defaults in brackets):
 #   DISCO_DEMO_REGISTRY         etcd or consul, like --registry [etcd]
@@ -243,9 +249,11 @@ status() {
     echo "demo: nothing running (no PID files in $(rel "$run"))"
     return 0
   fi
-  local registry_url='' port_gateway_1='' redis_url=''
+  local registry_url='' port_gateway_1='' redis_url='' tls_dir='' scheme=http
   # shellcheck disable=SC1091
   . "$run/demo.env"
+  local tls_args=()
+  [ -n "$tls_dir" ] && scheme=https tls_args=(--cacert "$tls_dir/ca.pem" --cert "$tls_dir/client.pem" --key "$tls_dir/client.key")
   printf '  %-16s %s\n' registry "$registry_url"
   if [ -n "$redis_url" ]; then printf '  %-16s %s\n' redis "$redis_url"; fi
   local file name port health state
@@ -258,15 +266,15 @@ status() {
     if [ "$state" != gone ]; then
       health=
       if [ -n "$port" ]; then
-        health=$(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/health" || true)
+        health=$(curl "${tls_args[@]}" -s -m 2 -o /dev/null -w '%{http_code}' "$scheme://127.0.0.1:$port/health" || true)
         health="  /health $health"
       fi
-      printf '  %-16s %-8s pid %-7s %s%s\n' "$name" "$state" "$r_pid" "${port:+http://127.0.0.1:$port}" "$health"
+      printf '  %-16s %-8s pid %-7s %s%s\n' "$name" "$state" "$r_pid" "${port:+$scheme://127.0.0.1:$port}" "$health"
     else
       printf '  %-16s %sgone%s     pid %s exited\n' "$name" "$red" "$reset" "${r_pid:-?}"
     fi
   done
-  [ -n "${port_gateway_1:-}" ] && printf '  %-16s %s\n' dashboard "http://127.0.0.1:$port_gateway_1/dashboard"
+  [ -n "${port_gateway_1:-}" ] && printf '  %-16s %s\n' dashboard "$scheme://127.0.0.1:$port_gateway_1/dashboard"
   return 0
 }
 
@@ -274,7 +282,7 @@ status() {
 command=start
 registry_kind=${DISCO_DEMO_REGISTRY:-etcd}
 db_kind=${DISCO_DEMO_DB:-sqlite}
-install=1 do_build=1 failover=1 with_redis=0
+install=1 do_build=1 failover=1 with_redis=0 with_tls=0
 while [ $# -gt 0 ]; do
   case "$1" in
     start|stop|status) command=$1 ;;
@@ -286,6 +294,7 @@ while [ $# -gt 0 ]; do
     --no-build) do_build=0 ;;
     --no-failover) failover=0 ;;
     --redis) with_redis=1 ;;
+    --tls) with_tls=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
   esac
@@ -297,6 +306,9 @@ case "$command" in
 esac
 case "$registry_kind" in etcd|consul) ;; *) echo "demo: --registry must be etcd or consul" >&2; exit 2 ;; esac
 case "$db_kind" in sqlite|mysql) ;; *) echo "demo: --db must be sqlite or mysql" >&2; exit 2 ;; esac
+if [ $with_tls = 1 ] && [ "$registry_kind" != etcd ]; then
+  echo "demo: --tls runs on etcd only (--registry etcd)" >&2; exit 2
+fi
 
 trap 'fail "interrupted"' INT TERM
 set -E
@@ -307,7 +319,9 @@ steps=6
 step=0
 next() { step=$((step + 1)); say "$step/$steps $*"; }
 
-printf '%sdisco demo%s: registry %s, storage %s, run dir %s\n' "$bold" "$reset" "$registry_kind" "$db_kind" "$(rel "$run")"
+over_tls=
+[ $with_tls = 0 ] || over_tls=", everything over TLS"
+printf '%sdisco demo%s: registry %s, storage %s, run dir %s%s\n' "$bold" "$reset" "$registry_kind" "$db_kind" "$(rel "$run")" "$over_tls"
 
 # --- 1. dependencies -------------------------------------------------------------
 next "dependencies"
@@ -472,12 +486,26 @@ port_gateway_1=$gateway_port
 db_kind=$db_kind
 mysql_port=$mysql_port
 redis_url=${redis_port:+redis://127.0.0.1:$redis_port}
+tls_dir=${over_tls:+$run/tls}
 ENV
 
+# The disco CLI's registry URL, in its environment: with --tls it holds a password.
+cli_registry=$registry
+disco_reg() { DISCO_REGISTRY="$cli_registry" "$disco" "$@"; }
+scheme=http
 if [ "$registry_kind" = etcd ]; then
   rm -rf "$run/etcd-data"
-  start_bg registry etcd --name demo --data-dir "$run/etcd-data" \
-    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+  tls_etcd=(--listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port")
+  if [ $with_tls = 1 ]; then
+    # shellcheck source=scripts/demo-tls.sh
+    . "$root/scripts/demo-tls.sh"
+    tls_make_certs
+    tls_etcd_args "$etcd_port" "$etcd_peer_port"
+    cli_registry="$registry?$(tls_query)"
+    scheme=https
+    echo "a throwaway CA and certificates for ${tls_names[*]} in $(rel "$tls_dir")"
+  fi
+  start_bg registry etcd --name demo --data-dir "$run/etcd-data" "${tls_etcd[@]}" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-cluster "demo=http://127.0.0.1:$etcd_peer_port"
@@ -512,8 +540,14 @@ wait_ready() {
   fail "$name (pid $pid, $(phase "$file")) did not $what within $seconds s" "$run/$name.log"
 }
 since() { local ms=$(($(now_ms) - $1)); echo "$((ms / 1000)).$((ms % 1000 / 100))"; }
-wait_ready registry 15 "answer at $registry" "$disco" --registry "$registry" --timeout-ms 500 list
+wait_ready registry 15 "answer at $registry" disco_reg --timeout-ms 500 list
 echo "$registry_kind answers at $registry (pid $(pid_of registry); log: $(rel "$run/registry.log"))"
+if [ $with_tls = 1 ]; then
+  tls_etcd_auth "$etcd_port"
+  cli_registry="$registry?$(tls_query viewer)"
+  echo "etcd over TLS with client certificates (--client-cert-auth), access control on: users root," \
+    "viewer (read-only) and one per service, which may write only under services/<service>/"
+fi
 
 # --- 4. services --------------------------------------------------------------------
 next "services: 2 × user-service, 2 × order-service, gateway"
@@ -522,7 +556,22 @@ next "services: 2 × user-service, 2 × order-service, gateway"
 if [ ! -s "$run/jwt-secret" ]; then
   (umask 077 && head -c 48 /dev/urandom | base64 -w0 > "$run/jwt-secret")
 fi
-common=(--registry "$registry" --registry-ttl "$ttl" --jwt-secret-file "$run/jwt-secret")
+common=(--registry-ttl "$ttl" --jwt-secret-file "$run/jwt-secret")
+# start_service NAME BINARY ARGS...: an instance; its registry URL (with --tls,
+# its own etcd user and password) in its environment, its certificate with --tls.
+start_service() {
+  local name=$1 service=${1%-[0-9]*} bin=$2; shift 2
+  local tls_flags=()
+  if [ $with_tls = 1 ]; then
+    tls_flags=(--tls-cert "$tls_dir/$service.pem" --tls-key "$tls_dir/$service.key" --tls-ca "$tls_dir/ca.pem")
+    # The services require client certificates (mutual TLS); the gateway
+    # serves HTTPS to anyone (browsers, curl).
+    [ "$service" != gateway ] && tls_flags+=(--tls-client-ca "$tls_dir/ca.pem")
+    DISCO_REGISTRY="$registry?$(tls_query "$service")" start_bg "$name" "$bin" "$@" "${tls_flags[@]}"
+  else
+    DISCO_REGISTRY="$registry" start_bg "$name" "$bin" "$@"
+  fi
+}
 if [ $with_redis = 1 ]; then
   # Shared by every instance: the gateway's rate limits and token revocations
   # (logout). The append-only file keeps revocations across a Redis restart.
@@ -572,20 +621,22 @@ SQL
   orders_db=$users_db
   echo "MariaDB answers at 127.0.0.1:$mysql_port (pid $(pid_of mariadb); data $(rel "$mdb/data"); log: $(rel "$run/mariadb.log"))"
 fi
-start_bg user-service-1 "$user_bin" "${common[@]}" --id user-service-1 --port "$user_port_1" --db "$users_db"
-start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$users_db"
-start_bg order-service-1 "$order_bin" "${common[@]}" --id order-service-1 --port "$order_port_1" --db "$orders_db"
-start_bg order-service-2 "$order_bin" "${common[@]}" --id order-service-2 --port "$order_port_2" --db "$orders_db"
-start_bg gateway-1 "$gateway_bin" "${common[@]}" --id gateway-1 --port "$gateway_port" --catalog-refresh-ms 500
+start_service user-service-1 "$user_bin" "${common[@]}" --id user-service-1 --port "$user_port_1" --db "$users_db"
+start_service user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$users_db"
+start_service order-service-1 "$order_bin" "${common[@]}" --id order-service-1 --port "$order_port_1" --db "$orders_db"
+start_service order-service-2 "$order_bin" "${common[@]}" --id order-service-2 --port "$order_port_2" --db "$orders_db"
+start_service gateway-1 "$gateway_bin" "${common[@]}" --id gateway-1 --port "$gateway_port" --catalog-refresh-ms 500
 
 wait_healthy() {  # wait_healthy NAME PORT
-  wait_ready "$1" 20 "answer GET http://127.0.0.1:$2/health" curl -fs -m 1 -o /dev/null "http://127.0.0.1:$2/health"
+  local curl_=(curl)
+  [ $with_tls = 1 ] && curl_=(tls_curl)
+  wait_ready "$1" 20 "answer GET $scheme://127.0.0.1:$2/health" "${curl_[@]}" -fs -m 1 -o /dev/null "$scheme://127.0.0.1:$2/health"
 }
 wait_listed() {  # wait_listed SERVICE COUNT
   local t0
   t0=$(now_ms)
   while [ "$(now_ms)" -lt $((t0 + 20000)) ]; do
-    [ "$("$disco" --registry "$registry" --timeout-ms 1000 list "$1" --json 2>/dev/null |
+    [ "$(disco_reg --timeout-ms 1000 list "$1" --json 2>/dev/null |
          grep -o '"id"' | wc -l)" = "$2" ] && return 0
     sleep 0.1
   done
@@ -596,20 +647,21 @@ for name_port in "user-service-1:$user_port_1" "user-service-2:$user_port_2" \
                  "order-service-1:$order_port_1" "order-service-2:$order_port_2" "gateway-1:$gateway_port"; do
   name=${name_port%%:*} p=${name_port##*:}
   wait_healthy "$name" "$p"
-  printf '  %-16s %-24s %-9s %s\n' "$name" "http://127.0.0.1:$p" "$(pid_of "$name")" "$(rel "$run/$name.log")"
+  printf '  %-16s %-24s %-9s %s\n' "$name" "$scheme://127.0.0.1:$p" "$(pid_of "$name")" "$(rel "$run/$name.log")"
 done
 wait_listed user-service 2
 wait_listed order-service 2
 wait_listed gateway 1
 echo "all healthy, and registered in $registry_kind:"
 echo "$ disco list user-service"
-"$disco" --registry "$registry" list user-service | sed 's/^/  /'
+disco_reg list user-service | sed 's/^/  /'
 echo "$ disco list order-service"
-"$disco" --registry "$registry" list order-service | sed 's/^/  /'
+disco_reg list order-service | sed 's/^/  /'
 
 # --- 5. the client -------------------------------------------------------------------
-gateway_url="http://127.0.0.1:$gateway_port"
+gateway_url="$scheme://127.0.0.1:$gateway_port"
 client=("$disco" demo --gateway "$gateway_url")
+[ $with_tls = 1 ] && client+=(--tls-ca "$tls_dir/ca.pem")
 if [ $failover = 0 ]; then
   next "the client: disco demo --gateway $gateway_url"
   client_rc=0
@@ -620,7 +672,7 @@ else
   # Printed before the scene, so that whoever opens it sees the scene happen.
   note "watch it live: ${green}$gateway_url/dashboard${reset}${bold} (charts: traffic moving off user-service-2, its ejection, the registry dropping it a TTL later, its return)"
   echo "$ disco demo --gateway $gateway_url --duration 60 --interval-ms 50"
-  start_bg watch "$disco" --registry "$registry" watch user-service
+  DISCO_REGISTRY="$cli_registry" start_bg watch "$disco" watch user-service
   "${client[@]}" --duration 60 --interval-ms 50 --json-file "$run/client.json" &
   client_pid=$!
   record client "$client_pid" disco
@@ -645,14 +697,14 @@ else
   note "kill -9 user-service-2 (pid $victim_pid); the registry still lists it until its TTL ($ttl s) runs out"
   dropped_ms=
   for _ in $(seq $(( (ttl + 15) * 10 ))); do
-    if ! "$disco" --registry "$registry" list user-service 2>/dev/null | grep -q '^user-service-2 '; then
+    if ! disco_reg list user-service 2>/dev/null | grep -q '^user-service-2 '; then
       dropped_ms=$(date +%s%3N); break
     fi
     sleep 0.1
   done
   if [ -n "$dropped_ms" ]; then
     note "the registry dropped user-service-2 $(( (dropped_ms - kill_ms) / 1000 )).$(( (dropped_ms - kill_ms) % 1000 / 100 )) s after the kill; disco list user-service now shows:"
-    "$disco" --registry "$registry" list user-service | sed 's/^/      /'
+    disco_reg list user-service | sed 's/^/      /'
   else
     note "the registry still lists user-service-2 $((ttl + 15)) s after the kill"
   fi
@@ -672,7 +724,7 @@ else
   [ -n "$dropped_ms" ] || fail "the registry did not drop the killed instance" "$run/registry.log"
 
   next "user-service-2 starts again"
-  start_bg user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$users_db"
+  start_service user-service-2 "$user_bin" "${common[@]}" --id user-service-2 --port "$user_port_2" --db "$users_db"
   wait_healthy user-service-2 "$user_port_2"
   wait_listed user-service 2
   echo "user-service-2 is back (pid $(pid_of user-service-2)): registered again, it takes its share of the traffic"
@@ -687,7 +739,7 @@ row registry "$registry" "$registry_kind, pid $(pid_of registry)"
 row gateway-1 "$gateway_url" "pid $(pid_of gateway-1)"
 for name_port in "user-service-1:$user_port_1" "user-service-2:$user_port_2" \
                  "order-service-1:$order_port_1" "order-service-2:$order_port_2"; do
-  row "${name_port%%:*}" "http://127.0.0.1:${name_port##*:}" "pid $(pid_of "${name_port%%:*}")"
+  row "${name_port%%:*}" "$scheme://127.0.0.1:${name_port##*:}" "pid $(pid_of "${name_port%%:*}")"
 done
 echo
 row dashboard "${green}$gateway_url/dashboard${reset}"
@@ -702,7 +754,27 @@ else
 fi
 run_env=
 [ -n "${DISCO_DEMO_RUN_DIR:-}" ] && run_env="DISCO_DEMO_RUN_DIR=$DISCO_DEMO_RUN_DIR "
-cat <<TRY
+if [ $with_tls = 1 ]; then
+  t=$(rel "$tls_dir")
+  cat <<TRY
+
+Everything runs over TLS; certificates, keys and etcd passwords in $t/.
+Try:
+  curl --cacert $t/ca.pem $gateway_url/health
+  curl --cacert $t/ca.pem -s $gateway_url/api/orders                     # 401 JSON error: no token
+  curl -s http://127.0.0.1:$gateway_port/health                           # 400 tls_required: this port speaks HTTPS
+  curl --cacert $t/ca.pem --cert $t/client.pem --key $t/client.key https://127.0.0.1:$user_port_1/health
+  curl --cacert $t/ca.pem https://127.0.0.1:$user_port_1/health                  # refused: mutual TLS
+  $(rel "$disco") demo --gateway $gateway_url --tls-ca $t/ca.pem    # the client again
+  DISCO_REGISTRY="$registry?ca=$t/ca.pem&cert=$t/client.pem&key=$t/client.key&user=viewer&password=\$(cat $t/viewer.password)" \\
+    $(rel "$disco") watch user-service
+  ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:$etcd_port --cacert $t/ca.pem --cert $t/client.pem \\
+    --key $t/client.key put services/user-service/x y                       # refused: no etcd user
+Status: ${run_env}scripts/demo.sh status
+Stop:   ${run_env}scripts/demo.sh stop
+TRY
+else
+  cat <<TRY
 
 Try:
   $(rel "$disco") demo --gateway $gateway_url          # the client again
@@ -711,3 +783,4 @@ Try:
 Status: ${run_env}scripts/demo.sh status
 Stop:   ${run_env}scripts/demo.sh stop
 TRY
+fi

@@ -23,6 +23,8 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev libssl-dev libbenchmark-dev libgoogle-perftools-dev
   libc-ares-dev
   etcd-server etcd-client curl procps iproute2
+  # scripts/demo.sh --tls makes its certificates with the openssl command.
+  openssl
   # Redis shared by replicas (--redis; tests and demo.sh --redis start their own).
   redis-server
 )

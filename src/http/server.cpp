@@ -470,6 +470,13 @@ struct Server::Impl {
       tls_plaintext = &failures.With({options.service, "plaintext"});
       tls_failed = &failures.With({options.service, "handshake"});
       tls_timeout = &failures.With({options.service, "timeout"});
+      auto& handshakes = metrics->CounterFamily(
+          "http_server_tls_handshakes_total",
+          "TLS handshakes completed: full (resumed=\"false\") or resuming an earlier session "
+          "(resumed=\"true\": a ticket or session id, no certificate exchange)",
+          {"service", "resumed"});
+      tls_full = &handshakes.With({options.service, "false"});
+      tls_resumed = &handshakes.With({options.service, "true"});
     }
     evicted_idle = &metrics
                         ->CounterFamily("http_server_idle_connections_evicted_total",
@@ -581,6 +588,8 @@ struct Server::Impl {
   Counter* tls_plaintext = nullptr;  // with options.tls only
   Counter* tls_failed = nullptr;
   Counter* tls_timeout = nullptr;
+  Counter* tls_full = nullptr;
+  Counter* tls_resumed = nullptr;
   std::string refusal_full, refusal_per_address;
   std::shared_ptr<spdlog::logger> access;
   // "level":"info","service":...,"instance":...: the fields every log line
@@ -926,7 +935,9 @@ Awaitable<bool> Server::Impl::StartTls(Connection& connection, const asio::ip::a
   const auto result = co_await detail::AcceptTls(connection, *options.tls,
                                                  Clock::now() + options.request_timeout, reason);
   switch (result) {
-    case detail::TlsAccept::kDone: co_return true;
+    case detail::TlsAccept::kDone:
+      (SSL_session_reused(connection.tls()->native_handle()) == 1 ? tls_resumed : tls_full)->Inc();
+      co_return true;
     case detail::TlsAccept::kPlaintext: tls_plaintext->Inc(); break;
     case detail::TlsAccept::kFailed: tls_failed->Inc(); break;
     case detail::TlsAccept::kTimeout: tls_timeout->Inc(); break;

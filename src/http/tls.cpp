@@ -15,6 +15,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "disco/detail/asio.h"
+#include "http/tls_session_cache.h"
 #include "util/log.h"
 
 namespace disco::tls {
@@ -118,6 +119,8 @@ Result<std::shared_ptr<ssl::context>> Build(Role role, const Files& files) {
       return std::unexpected(loaded.error());
     }
     SSL_CTX_set_verify(native, SSL_VERIFY_PEER, nullptr);
+    // New connections to an instance resume the session of an earlier one.
+    http::detail::EnableTlsSessionCache(native);
   }
   return context;
 }

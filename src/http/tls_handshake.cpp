@@ -7,6 +7,7 @@
 #include <boost/asio/ssl.hpp>
 
 #include "disco/tls.h"
+#include "http/tls_session_cache.h"
 
 namespace disco::http::detail {
 
@@ -96,6 +97,9 @@ Awaitable<bool> ConnectTls(Connection& connection, const tls::Config& config,
     X509_VERIFY_PARAM_set1_host(param, host_text.c_str(), host_text.size());
     SSL_set_tlsext_host_name(ssl, host_text.c_str());  // SNI
   }
+  // Kept per identity and address: a session offered here was verified for
+  // this host and, when it carries one, this identity.
+  OfferTlsSession(ssl, std::string(identity) + "|" + std::string(address));
   ERR_clear_error();
   ec = {};
   co_await stream.async_handshake(asio::ssl::stream_base::client,
@@ -109,13 +113,16 @@ Awaitable<bool> ConnectTls(Connection& connection, const tls::Config& config,
         error += std::string(" (server certificate: ") + X509_verify_cert_error_string(verify) +
                  ")";
     }
+    ForgetTlsSession(ssl);
     co_return false;
   }
   if (!identity.empty()) {
+    // A resumed session carries the server's certificate too: checked alike.
     X509* peer = SSL_get1_peer_certificate(ssl);
     const bool named = tls::PeerHasIdentity(peer, identity);
     X509_free(peer);
     if (!named) {
+      ForgetTlsSession(ssl);
       error = "the instance at " + std::string(address) + " is not '" + std::string(identity) +
               "': its certificate does not name the service (DNS or spiffe:// URI SAN); it may "
               "have been put into the registry by someone else";

@@ -8,9 +8,11 @@
 // user-service-2, which the registry then dropped), that everything the demo
 // recorded runs, and that `demo.sh stop` leaves none of it running. On etcd
 // the demo is also started a second time over the first, which must stop the
-// first run's processes.
+// first run's processes. `demo.sh --tls` runs the whole system over TLS on
+// etcd with client certificates and etcd's access control.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stdio.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -232,6 +234,105 @@ TEST_P(DemoE2eTest, RunsTheDemoFailsOverAndStopsEverything) {
   auto [state, status_output] = demo.Run({"status"}, 30s);
   EXPECT_TRUE(Succeeded(state));
   EXPECT_NE(status_output.find("nothing running"), std::string::npos) << status_output;
+}
+
+// The output of shell command `command` (stderr too) and its exit code.
+std::pair<int, std::string> Capture(const std::string& command) {
+  std::string out;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, ""};
+  char buf[4096];
+  while (std::size_t n = std::fread(buf, 1, sizeof buf, pipe)) out.append(buf, n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+// "key=value" lines of demo.env.
+std::map<std::string, std::string> DemoEnv(const std::string& run) {
+  std::map<std::string, std::string> out;
+  std::istringstream in(ReadFile(run + "/demo.env"));
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto eq = line.find('=');
+    if (eq != std::string::npos) out[line.substr(0, eq)] = line.substr(eq + 1);
+  }
+  return out;
+}
+
+// scripts/demo.sh --tls: certificates made with openssl, etcd requiring
+// client certificates with its access control on, mutual TLS between the
+// services, the gateway on HTTPS, the client through it over TLS.
+TEST(DemoE2eTlsTest, RunsTheWholeDemoOverTlsWithEtcdAccessControl) {
+  DemoScript demo("etcd");
+  auto [status, output] = demo.Start({"--tls", "--no-failover"});
+  std::printf("%s", output.c_str());
+  ASSERT_TRUE(Succeeded(status)) << "scripts/demo.sh --tls failed (status " << status << ")";
+  const std::string run = demo.run();
+  const std::string tls = run + "/tls";
+
+  json summary;
+  {
+    std::ifstream in(run + "/client.json");
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j["type"] == "summary") summary = j;
+    }
+  }
+  ASSERT_TRUE(summary.is_object()) << "no summary in client.json";
+  EXPECT_EQ(summary["failed"], 0) << summary.dump();
+  EXPECT_GE(summary["steps"].get<int>(), 6) << summary.dump();
+  EXPECT_NE(output.find("curl --cacert"), std::string::npos) << output;
+
+  auto env = DemoEnv(run);
+  const std::string gateway = env["port_gateway_1"];
+  const std::string user = env["port_user_service_1"];
+  const std::string etcd = env["registry_url"].substr(std::string("etcd://").size());
+  ASSERT_FALSE(gateway.empty());
+  const std::string ca = " --cacert " + tls + "/ca.pem";
+  const std::string client_cert = " --cert " + tls + "/client.pem --key " + tls + "/client.key";
+
+  // The gateway: HTTPS verified against the demo's CA; plain HTTP gets a 400.
+  auto [https_rc, https_out] =
+      Capture("curl -s -m 5" + ca + " https://127.0.0.1:" + gateway + "/health");
+  EXPECT_EQ(https_rc, 0) << https_out;
+  auto [plain_rc, plain_out] = Capture("curl -s -m 5 http://127.0.0.1:" + gateway + "/health");
+  EXPECT_NE(plain_out.find("tls_required"), std::string::npos) << plain_out;
+  // user-service requires a client certificate.
+  auto [mtls_rc, mtls_out] = Capture("curl -fs -m 5" + ca + client_cert + " https://127.0.0.1:" +
+                                     user + "/health");
+  EXPECT_EQ(mtls_rc, 0) << mtls_out;
+  auto [anon_rc, anon_out] =
+      Capture("curl -fs -m 5" + ca + " https://127.0.0.1:" + user + "/health");
+  EXPECT_NE(anon_rc, 0) << "user-service answered a client without certificate: " << anon_out;
+
+  // etcd: no certificate, no connection; a certificate without an etcd user
+  // may not write; a service's user may write its own keys only.
+  const std::string etcdctl = "ETCDCTL_API=3 etcdctl --endpoints https://" + etcd +
+                              " --cacert " + tls + "/ca.pem";
+  const std::string with_cert = etcdctl + " --cert " + tls + "/client.pem --key " + tls +
+                                "/client.key";
+  EXPECT_NE(Capture(etcdctl + " --dial-timeout 2s get x").first, 0);
+  auto [anon_put_rc, anon_put] = Capture(with_cert + " put services/user-service/fake x");
+  EXPECT_NE(anon_put_rc, 0);
+  EXPECT_NE(anon_put.find("permission denied"), std::string::npos) << anon_put;
+  const std::string as_user = with_cert + " --user user-service:\"$(cat " + tls +
+                              "/user-service.password)\"";
+  auto [own_rc, own] = Capture(as_user + " put services/user-service/probe x");
+  EXPECT_EQ(own_rc, 0) << own;
+  Capture(as_user + " del services/user-service/probe");
+  auto [other_rc, other] = Capture(as_user + " put services/order-service/fake x");
+  EXPECT_NE(other_rc, 0);
+  EXPECT_NE(other.find("permission denied"), std::string::npos) << other;
+  // No password on any command line of the demo's processes.
+  for (const auto& r : RecordedProcesses(run)) {
+    std::string cmdline = ReadFile("/proc/" + std::to_string(r.pid) + "/cmdline");
+    EXPECT_EQ(cmdline.find("password"), std::string::npos) << r.name << ": " << cmdline;
+  }
+
+  auto [stopped, stop_output] = demo.Run({"stop"}, 60s);
+  EXPECT_TRUE(Succeeded(stopped)) << stop_output;
+  EXPECT_TRUE(RecordedProcesses(run).empty()) << "PID files left after stop";
 }
 
 INSTANTIATE_TEST_SUITE_P(Registries, DemoE2eTest, ::testing::Values("etcd", "consul"),

@@ -341,6 +341,76 @@ TEST_F(TlsTest, ACallerWithoutTlsSettingsDoesNotSpeakPlainHttpToAnHttpsInstance)
   EXPECT_EQ(hits.load(), 0);
 }
 
+// The server's count of completed handshakes, full or resumed.
+std::string HandshakeSeries(const std::string& service, bool resumed) {
+  return "http_server_tls_handshakes_total{service=\"" + service + "\",resumed=\"" +
+         (resumed ? "true" : "false") + "\"} ";
+}
+
+// Session resumption: each Get below runs on its own io_context, so each is
+// a new connection; after the first, they resume its session (TLS 1.3
+// tickets, TLS 1.2 session ids). A resumed session still carries the
+// server's certificate and the identity is checked on it: the discovered
+// calls succeed only because it names user-service. A client's reload
+// starts with no session; an impostor's failed identity leaves none behind.
+TEST_F(TlsTest, NewConnectionsResumeTheSessionAndTheIdentityIsStillChecked) {
+  for (const int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
+    SCOPED_TRACE(version == TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2");
+    const std::string v = version == TLS1_3_VERSION ? "13" : "12";
+    auto genuine = ca_.Issue("genuine-" + v, {.dns = {"user-service"}});
+    auto impostor = ca_.Issue("impostor-" + v, {.dns = {"order-service"}});
+    std::uint16_t ports[2];
+    for (int i = 0; i < 2; ++i) {
+      const auto& issued = i == 0 ? genuine : impostor;
+      ServerOptions options = QuietOptions();
+      options.service = (i == 0 ? "genuine-" : "impostor-") + v;
+      options.tls = MustLoad(tls::Role::kServer, {issued.cert_file, issued.key_file, ""});
+      SSL_CTX_set_max_proto_version(options.tls->context()->native_handle(), version);
+      ports[i] = Start(NamedRouter(options.service), options);
+    }
+    Register("billing-" + v, "impostor", ports[1]);
+    auto client_tls = MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()});
+    auto options = ClientWith(client_tls);
+    options.outlier_detection.reset();  // the impostor is dialled on every call
+    Client client(*registry_, options);
+
+    // The genuine instance's identity is user-service: called by that name.
+    Register("user-service", "genuine-" + v, ports[0]);
+    for (int i = 0; i < 4; ++i) {
+      auto response = Get(client, "http://user-service/who");
+      ASSERT_TRUE(response) << response.error().ToString();
+      EXPECT_EQ(response->status, 200);
+    }
+    std::string text = metrics_.Render();
+    EXPECT_NE(text.find(HandshakeSeries("genuine-" + v, false) + "1\n"), std::string::npos)
+        << text;
+    EXPECT_NE(text.find(HandshakeSeries("genuine-" + v, true) + "3\n"), std::string::npos)
+        << text;
+
+    // After a reload of the client's settings: a full handshake again.
+    ASSERT_TRUE(client_tls->Reload());
+    ASSERT_TRUE(Get(client, "http://user-service/who"));
+    text = metrics_.Render();
+    EXPECT_NE(text.find(HandshakeSeries("genuine-" + v, false) + "2\n"), std::string::npos)
+        << text;
+
+    // The impostor fails the identity check every time, and its sessions are
+    // never kept.
+    for (int i = 0; i < 3; ++i) {
+      auto response = Get(client, "http://billing-" + v + "/who");
+      ASSERT_FALSE(response);
+      EXPECT_NE(response.error().message.find("is not 'billing-" + v + "'"), std::string::npos)
+          << response.error().message;
+    }
+    // Never resumed (the server may count a handshake just after the client gave up).
+    std::this_thread::sleep_for(200ms);
+    EXPECT_NE(metrics_.Render().find(HandshakeSeries("impostor-" + v, true) + "0\n"),
+              std::string::npos)
+        << metrics_.Render();
+    registrations_.clear();
+  }
+}
+
 // Rotation: the server's files are replaced and reloaded while clients call
 // it on new and kept-alive connections; no call fails, and connections made
 // after the reload get the new certificate.

@@ -15,6 +15,7 @@
 #include "disco/detail/asio.h"
 #include "disco/http/client.h"
 #include "disco/stop_signals.h"
+#include "disco/tls.h"
 
 namespace disco::cli {
 namespace {
@@ -27,7 +28,12 @@ constexpr std::string_view kUsers = "user-service";
 constexpr std::string_view kOrders = "order-service";
 
 struct Args {
-  std::string gateway;  // http://host:port; empty: discover the services in the registry
+  std::string gateway;  // http(s)://host:port; empty: discover the services in the registry
+  // TLS: the CA that the gateway's (or the instances') certificates chain to,
+  // and the certificate presented to servers that ask for one (mutual TLS).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
   std::string user;     // empty: demo-<time>-<random>
   std::string password = "demo-password-1";
   int orders = 3;
@@ -86,17 +92,19 @@ std::string DefaultUser() {
   return buf;
 }
 
-// "http://host:port[/]" → "http://host:port"; a missing port means 80 (the
-// client treats a host without a port as a service name).
+// "http[s]://host:port[/]" → "http[s]://host:port"; a missing port means 80
+// or 443 (the client treats a host without a port as a service name).
 Result<std::string> NormalizeGateway(std::string url) {
-  constexpr std::string_view kScheme = "http://";
-  if (!url.starts_with(kScheme))
-    return Fail(ErrorCode::kInvalidArgument, "--gateway must be an http://host:port URL");
+  const bool tls = url.starts_with("https://");
+  const std::size_t scheme = tls ? 8 : 7;
+  if (!tls && !url.starts_with("http://"))
+    return Fail(ErrorCode::kInvalidArgument, "--gateway must be an http(s)://host:port URL");
   while (url.ends_with('/')) url.pop_back();
-  std::string_view authority = std::string_view(url).substr(kScheme.size());
+  std::string_view authority = std::string_view(url).substr(scheme);
   if (authority.empty() || authority.find('/') != std::string_view::npos)
-    return Fail(ErrorCode::kInvalidArgument, "--gateway must be http://host:port, without a path");
-  if (authority.find(':') == std::string_view::npos) url += ":80";
+    return Fail(ErrorCode::kInvalidArgument,
+                "--gateway must be http(s)://host:port, without a path");
+  if (authority.find(':') == std::string_view::npos) url += tls ? ":443" : ":80";
   return url;
 }
 
@@ -124,7 +132,8 @@ class DemoRun {
 
  private:
   std::string Url(std::string_view service, const std::string& path) const {
-    return (args_.gateway.empty() ? "http://" + std::string(service) : args_.gateway) + path;
+    if (!args_.gateway.empty()) return args_.gateway + path;
+    return (args_.tls_ca.empty() ? "http://" : "https://") + std::string(service) + path;
   }
 
   http::Awaitable<Answer> Do(Call call, int round) {
@@ -399,6 +408,15 @@ int Run(const GlobalOptions& global, Args args) {
   } else {
     options.max_attempts = 1;  // the gateway retries; what it cannot save shows here
   }
+  if (!args.tls_ca.empty() || !args.tls_cert.empty() || !args.tls_key.empty()) {
+    // Without --tls-ca an https:// gateway is checked against the system's CAs.
+    if (args.tls_ca.empty())
+      return ReportError("demo", Error{ErrorCode::kInvalidArgument,
+                                       "--tls-cert/--tls-key need --tls-ca"});
+    auto tls = tls::Config::Load(tls::Role::kClient, {args.tls_cert, args.tls_key, args.tls_ca});
+    if (!tls) return ReportError("demo: --tls-ca/--tls-cert/--tls-key", tls.error());
+    options.tls = std::move(*tls);
+  }
   http::Client client(*registry, options);
   if (args.gateway.empty()) {
     for (auto service : {kUsers, kOrders})
@@ -437,9 +455,21 @@ void AddDemo(CLI::App& app, GlobalOptions& global, int* exit_code) {
       "The demo client: register a user, log in, create, list and fetch orders, showing which "
       "instance served each call");
   cmd->add_option("--gateway", args->gateway,
-                  "Send every call to the gateway at this URL (http://host:port); without it, "
-                  "user-service and order-service are discovered in --registry")
+                  "Send every call to the gateway at this URL (http://host:port or "
+                  "https://host:port); without it, user-service and order-service are discovered "
+                  "in --registry")
       ->envname("DISCO_GATEWAY");
+  cmd->add_option("--tls-ca", args->tls_ca,
+                  "PEM CA that the gateway's or the instances' certificates must chain to (an "
+                  "https:// gateway without it: the system's CAs; without --gateway: the "
+                  "services are called over TLS, their certificates checked for their names)")
+      ->envname("DISCO_TLS_CA");
+  cmd->add_option("--tls-cert", args->tls_cert,
+                  "PEM certificate presented to servers that require one (mutual TLS; needs "
+                  "--tls-key and --tls-ca)")
+      ->envname("DISCO_TLS_CERT");
+  cmd->add_option("--tls-key", args->tls_key, "PEM private key of --tls-cert")
+      ->envname("DISCO_TLS_KEY");
   cmd->add_option("--user", args->user,
                   "Username to register (default: demo-<UTC time>-<random>, new on every run)");
   cmd->add_option("--password", args->password, "Password of that user (8-128 characters)")
@@ -476,7 +506,8 @@ void AddDemo(CLI::App& app, GlobalOptions& global, int* exit_code) {
       "Examples:\n"
       "  disco demo --gateway http://127.0.0.1:8080\n"
       "  disco --registry consul://127.0.0.1:8500 demo --orders 5\n"
-      "  disco demo --gateway http://127.0.0.1:8080 --duration 30 --interval-ms 20");
+      "  disco demo --gateway http://127.0.0.1:8080 --duration 30 --interval-ms 20\n"
+      "  disco demo --gateway https://127.0.0.1:8443 --tls-ca ca.pem");
   cmd->callback([&global, args, exit_code] { *exit_code = Run(global, *args); });
 }
 
