@@ -435,7 +435,8 @@ void EtcdConnection::ReportStreamFailure(std::size_t index, const grpc::Status& 
 bool IsMemberUnready(const grpc::Status& status) {
   const auto& text = status.error_message();
   for (const char* reason : {"no leader", "leader changed", "raft proposal dropped",
-                             "request timed out", "not capable"}) {
+                             "request timed out", "not capable",
+                             "context deadline exceeded"}) {
     if (text.find(reason) != std::string::npos) return true;
   }
   return false;

@@ -236,6 +236,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     bool broken = false;
     bool resync = false;           // canceled by etcd (compaction), or the store is behind
     bool silent = false;           // given up: etcd did not answer in time
+    bool ours = false;             // this side cancelled the call
     // Since when the member's store is behind next_revision_; min() when not.
     Clock::time_point behind_since = Clock::time_point::min();
     bool behind() const { return behind_since != Clock::time_point::min(); }
@@ -255,6 +256,12 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       response.Clear();
       stream->Read(&response, Tag(Op::kRead));
       read_pending = true;
+    }
+    // Cancels the call for a reason of this side (stopping, silence, resync),
+    // as opposed to a stream that etcd ended.
+    void CancelOurselves() {
+      ours = true;
+      GiveUp();
     }
     void GiveUp() {
       broken = true;
@@ -299,7 +306,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     s.to_write.push_back(CreateRequest(start_revision));
 
     while (s.operations_pending()) {
-      if (!s.broken && Stopping()) s.GiveUp();
+      if (!s.broken && Stopping()) s.CancelOurselves();
       void* tag = nullptr;
       bool ok = false;
       auto status = s.queue.AsyncNext(&tag, &ok, ToGrpcDeadline(NextWake(s)));
@@ -314,6 +321,11 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     grpc::Status status = FinishStream(s);
     if (s.silent) {
       status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "watch stream stopped answering");
+    } else if (status.error_code() == grpc::StatusCode::CANCELLED && !s.ours && !Stopping()) {
+      // etcd cancels the require-leader streams of a member that lost its
+      // leader (its server-side context, so the client sees CANCELLED).
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "etcdserver: no leader (the member cancelled the watch)");
     }
     if (!Stopping() && (s.silent || status.error_code() != grpc::StatusCode::CANCELLED)) {
       context_->connection.ReportStreamFailure(target->index, status);
@@ -362,7 +374,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
         log::Get().warn("etcd {}: watch of {} was not confirmed within {} ms; reconnecting",
                         context_->url, service_, context_->options.request_timeout.count());
         s.silent = true;
-        s.GiveUp();
+        s.CancelOurselves();
       }
       return;
     }
@@ -373,12 +385,12 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
           "reconnecting",
           context_->url, service_, kProgressTimeout.count());
       s.silent = true;
-      s.GiveUp();
+      s.CancelOurselves();
     } else if (s.behind() && now - s.behind_since >= kBehindLimit) {
       log::Get().info("etcd {}: watch of {} resumed at revision {} on a store that stays behind; "
                       "resyncing", context_->url, service_, next_revision_);
       s.resync = true;
-      s.GiveUp();
+      s.CancelOurselves();
     } else if (!s.progress_pending() &&
                (s.behind() || now - s.last_heard >= kProgressInterval)) {
       RequestProgress(s);
@@ -449,7 +461,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       log::Get().info("etcd {}: watch of {} resumed at revision {} on a store at {}; resyncing",
                       context_->url, service_, next_revision_, response.header().revision());
       s.resync = true;
-      s.GiveUp();
+      s.CancelOurselves();
       return;
     }
     if (s.created && !s.behind() && failing_) {
@@ -467,7 +479,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
         log::Get().info("etcd {}: watch of {} canceled ({}); resyncing", context_->url, service_,
                         response.cancel_reason());
       }
-      s.GiveUp();
+      s.CancelOurselves();
       return;
     }
     if (Apply(response)) Deliver(WatchUpdate{true, SortedInstances(cache_), {}});
