@@ -32,23 +32,22 @@ ChaosStack::Fields CommonFields(ChaosStack& stack, const LoadFigures& all,
       (stack.load().resolver().outlier_detector()
            ? static_cast<double>(stack.load().resolver().outlier_detector()->ejections_total())
            : 0);
-  return {
-      {"requests", N(all.requests)},
-      {"rate", N(all.rate)},
-      {"create_rate", N(all.seconds > 0 ? static_cast<double>(all.posts) / all.seconds : 0)},
-      {"failed", N(all.failed)},
-      {"retries", N(all.retries + static_cast<std::size_t>(down.retries))},
-      {"client_retries", N(all.retries)},
-      {"service_retries", N(down.retries)},
-      {"ejections", N(ejections)},
-      {"timeouts", N(down.timeouts)},
-      {"budget_exhausted",
-       N(down.exhausted + static_cast<double>(stack.load().client().stats().budget_exhausted))},
-      {"replayed", N(all.replayed)},
-      {"p50_ms", Ms(all.p50_ms)},
-      {"p99_ms", Ms(all.p99_ms)},
-      {"fault_p99_ms", Ms(fault.p99_ms)},
-      {"max_ms", Ms(all.max_ms)}};
+  return {{"requests", N(all.requests)},
+          {"rate", N(all.rate)},
+          {"create_rate", N(all.seconds > 0 ? static_cast<double>(all.posts) / all.seconds : 0)},
+          {"failed", N(all.failed)},
+          {"retries", N(all.retries + static_cast<std::size_t>(down.retries))},
+          {"client_retries", N(all.retries)},
+          {"service_retries", N(down.retries)},
+          {"ejections", N(ejections)},
+          {"timeouts", N(down.timeouts)},
+          {"budget_exhausted",
+           N(down.exhausted + static_cast<double>(stack.load().client().stats().budget_exhausted))},
+          {"replayed", N(all.replayed)},
+          {"p50_ms", Ms(all.p50_ms)},
+          {"p99_ms", Ms(all.p99_ms)},
+          {"fault_p99_ms", Ms(fault.p99_ms)},
+          {"max_ms", Ms(all.max_ms)}};
 }
 
 void ExpectNoFailures(ChaosStack& stack, const LoadFigures& all) {
@@ -65,7 +64,7 @@ void ExpectNoFailures(ChaosStack& stack, const LoadFigures& all) {
   auto acknowledged = stack.load().CreatedKeys();
   std::sort(acknowledged.begin(), acknowledged.end());
   auto stored = stack.OrderKeysInDatabase();  // one per row, sorted
-  std::vector<std::string> twice;               // keys of more than one row
+  std::vector<std::string> twice;             // keys of more than one row
   for (std::size_t i = 1; i < stored.size(); ++i) {
     if (stored[i] == stored[i - 1] && (twice.empty() || twice.back() != stored[i]))
       twice.push_back(stored[i]);

@@ -92,7 +92,8 @@ class EtcdClusterChaosTest : public ::testing::Test {
               if (!stack_->Everywhere(service, status.instance.id, true, true)) return false;
             }
           }
-          return AllListed() == true && stack_->load().resolver().snapshot()->endpoints.size() == 2 &&
+          return AllListed() == true &&
+                 stack_->load().resolver().snapshot()->endpoints.size() == 2 &&
                  stack_->ResolversFresh(true);
         },
         timeout, 100ms);

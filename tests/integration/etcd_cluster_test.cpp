@@ -5,6 +5,8 @@
 // The registry URL lists the member a test hurts first, so that the client's
 // calls and watch are on it when it fails (a client starts at the first
 // endpoint).
+#include "fixture/etcd_cluster.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,7 +15,6 @@
 
 #include "disco/resolver.h"
 #include "etcd_test_util.h"
-#include "fixture/etcd_cluster.h"
 #include "fixture/update_recorder.h"
 #include "registry/etcd/etcd_test_hooks.h"
 
@@ -139,8 +140,7 @@ TEST(EtcdClusterTest, QuorumLostFor20sReportsErrorKeepsSnapshotAndResyncs) {
   ASSERT_TRUE(watcher.WaitIds({"a"}, 10s)) << ::testing::PrintToString(watcher.ids());
   ASSERT_TRUE(WaitFor([&] { return (*resolver)->Staleness() == 0ms; }, 5s));
   const auto resync_ms = MillisSince(restored);
-  EXPECT_TRUE(
-      WaitFor([&] { return (*a)->state() == RegistrationState::kActive; }, 5s));
+  EXPECT_TRUE(WaitFor([&] { return (*a)->state() == RegistrationState::kActive; }, 5s));
   EXPECT_EQ(Ids(watcher.instances()), ListedIds(*registry, "svc"));
   ASSERT_TRUE(WaitFor([&] { return (*resolver)->snapshot()->endpoints.size() == 1; }, 15s));
   auto c = registry->Register(Instance("svc", "c", 9002), Ttl(2));

@@ -51,8 +51,8 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(const tls::Config* tls) {
   return grpc::SslCredentials(options);
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
-                                           const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+std::shared_ptr<grpc::Channel> MakeChannel(
+    const std::string& target, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kMinConnectTimeoutMs);
@@ -98,8 +98,8 @@ EtcdConnection::EtcdConnection(const RegistryUrl& url, std::string redacted_url,
     : url_(std::move(redacted_url)),
       request_timeout_(options.request_timeout),
       default_per_try_(std::max<std::chrono::milliseconds>(
-          kMinPerTry, options.request_timeout /
-                          static_cast<std::int64_t>(std::max<std::size_t>(url.endpoints.size(), 1)))),
+          kMinPerTry, options.request_timeout / static_cast<std::int64_t>(std::max<std::size_t>(
+                                                    url.endpoints.size(), 1)))),
       user_(url.params.contains("user") ? url.params.at("user") : std::string()),
       password_(url.params.contains("password") ? url.params.at("password") : std::string()) {
   const auto credentials = Credentials(tls);
@@ -233,8 +233,8 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
         return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
       }
       if (Clock::now() >= options.deadline && last_error) return std::unexpected(*last_error);
-      if (hung_here[index] && std::find(hung_here.begin(), hung_here.end(), false) !=
-                                  hung_here.end()) {
+      if (hung_here[index] &&
+          std::find(hung_here.begin(), hung_here.end(), false) != hung_here.end()) {
         ++tried;
         continue;
       }
@@ -245,7 +245,8 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
       context.set_deadline(ToGrpcDeadline(try_options.deadline));
       if (auto ok = AddAuth(context, index, try_options); !ok) {
         const auto code = ok.error().code;
-        if (code != ErrorCode::kUnavailable && (code != ErrorCode::kTimeout || count == 1)) return ok;
+        if (code != ErrorCode::kUnavailable && (code != ErrorCode::kTimeout || count == 1))
+          return ok;
         worth_another_round |= code == ErrorCode::kTimeout;
         last_error = ok.error();
         ++tried;
@@ -435,8 +436,7 @@ void EtcdConnection::ReportStreamFailure(std::size_t index, const grpc::Status& 
 bool IsMemberUnready(const grpc::Status& status) {
   const auto& text = status.error_message();
   for (const char* reason : {"no leader", "leader changed", "raft proposal dropped",
-                             "request timed out", "not capable",
-                             "context deadline exceeded"}) {
+                             "request timed out", "not capable", "context deadline exceeded"}) {
     if (text.find(reason) != std::string::npos) return true;
   }
   return false;

@@ -234,9 +234,9 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     bool write_pending = false;
     bool created = false;
     bool broken = false;
-    bool resync = false;           // canceled by etcd (compaction), or the store is behind
-    bool silent = false;           // given up: etcd did not answer in time
-    bool ours = false;             // this side cancelled the call
+    bool resync = false;  // canceled by etcd (compaction), or the store is behind
+    bool silent = false;  // given up: etcd did not answer in time
+    bool ours = false;    // this side cancelled the call
     // Since when the member's store is behind next_revision_; min() when not.
     Clock::time_point behind_since = Clock::time_point::min();
     bool behind() const { return behind_since != Clock::time_point::min(); }
@@ -387,12 +387,13 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       s.silent = true;
       s.CancelOurselves();
     } else if (s.behind() && now - s.behind_since >= kBehindLimit) {
-      log::Get().info("etcd {}: watch of {} resumed at revision {} on a store that stays behind; "
-                      "resyncing", context_->url, service_, next_revision_);
+      log::Get().info(
+          "etcd {}: watch of {} resumed at revision {} on a store that stays behind; "
+          "resyncing",
+          context_->url, service_, next_revision_);
       s.resync = true;
       s.CancelOurselves();
-    } else if (!s.progress_pending() &&
-               (s.behind() || now - s.last_heard >= kProgressInterval)) {
+    } else if (!s.progress_pending() && (s.behind() || now - s.last_heard >= kProgressInterval)) {
       RequestProgress(s);
     }
   }
@@ -520,9 +521,9 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
 
   // Only the watch thread touches these.
   std::map<std::string, ServiceInstance> cache_;  // by instance id
-  std::int64_t next_revision_ = 0;  // where the watch resumes; 0: Range first
-  bool delivered_ = false;          // a list was delivered
-  bool failing_ = false;            // the last delivery was an error
+  std::int64_t next_revision_ = 0;                // where the watch resumes; 0: Range first
+  bool delivered_ = false;                        // a list was delivered
+  bool failing_ = false;                          // the last delivery was an error
 };
 
 EtcdWatch::EtcdWatch(std::shared_ptr<Context> context, std::string service, WatchCallback callback)
