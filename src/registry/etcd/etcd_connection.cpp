@@ -4,9 +4,11 @@
 #include <grpcpp/security/tls_certificate_provider.h>
 #include <grpcpp/security/tls_credentials_options.h>
 
+#include <algorithm>
 #include <fstream>
 #include <iterator>
 #include <optional>
+#include <thread>
 
 namespace disco::etcd {
 namespace {
@@ -26,6 +28,8 @@ constexpr int kKeepaliveTimeoutMs = 5000;
 // How long a call waits for an immediate reconnection attempt to an endpoint
 // that failed before, until it gives up on it for now (kUnavailable).
 constexpr auto kRetryWindow = std::chrono::milliseconds(300);
+// The shortest per-try deadline: a loaded machine answers slower than a LAN.
+constexpr auto kMinPerTry = std::chrono::milliseconds(250);
 
 bool IsInvalidToken(const grpc::Status& status) {
   return status.error_code() == grpc::StatusCode::UNAUTHENTICATED ||
@@ -66,8 +70,8 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(const tls::Config* tls) {
   return grpc::SslCredentials(options);
 }
 
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target,
-                                           const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+std::shared_ptr<grpc::Channel> MakeChannel(
+    const std::string& target, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kMinConnectTimeoutMs);
@@ -112,6 +116,9 @@ EtcdConnection::EtcdConnection(const RegistryUrl& url, std::string redacted_url,
                                const RegistryOptions& options, const tls::Config* tls)
     : url_(std::move(redacted_url)),
       request_timeout_(options.request_timeout),
+      default_per_try_(std::max<std::chrono::milliseconds>(
+          kMinPerTry, options.request_timeout / static_cast<std::int64_t>(std::max<std::size_t>(
+                                                    url.endpoints.size(), 1)))),
       user_(url.params.contains("user") ? url.params.at("user") : std::string()),
       password_(url.params.contains("password") ? url.params.at("password") : std::string()) {
   const auto credentials = Credentials(tls);
@@ -227,44 +234,79 @@ void EtcdConnection::AwaitConnectivity(std::size_t index, Clock::time_point dead
 
 Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& options) {
   const std::size_t count = stubs_.size();
-  const std::size_t first = current_.load(std::memory_order_relaxed) % count;
+  const auto per_try = options.per_try.count() > 0 ? options.per_try : default_per_try_;
   std::optional<Error> last_error;
   bool retried_auth = false;
-  for (std::size_t tried = 0; tried < count;) {
-    const std::size_t index = (first + tried) % count;
-    if (options.canceller != nullptr && options.canceller->cancelled()) {
-      return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
-    }
-    AwaitConnectivity(index, options.deadline, options.canceller);
-    grpc::ClientContext context;
-    context.set_deadline(ToGrpcDeadline(options.deadline));
-    if (auto ok = AddAuth(context, index, options); !ok) {
-      if (ok.error().code != ErrorCode::kUnavailable) return ok;
-      last_error = ok.error();
+  // Endpoints whose try ran into its per-try deadline: later rounds of this
+  // call skip them (unless every endpoint hung), so that a hung member costs
+  // one try, not one per round.
+  std::vector<bool> hung_here(count, false);
+  while (true) {
+    const std::size_t first = current_.load(std::memory_order_relaxed) % count;
+    // Whether another round may succeed: some member was hung or electing,
+    // as opposed to every endpoint refusing (a dead cluster fails fast).
+    bool worth_another_round = false;
+    for (std::size_t tried = 0; tried < count;) {
+      const std::size_t index = (first + tried) % count;
+      if (options.canceller != nullptr && options.canceller->cancelled()) {
+        return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
+      }
+      if (Clock::now() >= options.deadline && last_error) return std::unexpected(*last_error);
+      if (hung_here[index] &&
+          std::find(hung_here.begin(), hung_here.end(), false) != hung_here.end()) {
+        ++tried;
+        continue;
+      }
+      CallOptions try_options = options;
+      if (count > 1) try_options.deadline = std::min(options.deadline, Clock::now() + per_try);
+      AwaitConnectivity(index, try_options.deadline, options.canceller);
+      grpc::ClientContext context;
+      context.set_deadline(ToGrpcDeadline(try_options.deadline));
+      if (auto ok = AddAuth(context, index, try_options); !ok) {
+        const auto code = ok.error().code;
+        if (code != ErrorCode::kUnavailable && (code != ErrorCode::kTimeout || count == 1))
+          return ok;
+        worth_another_round |= code == ErrorCode::kTimeout;
+        last_error = ok.error();
+        ++tried;
+        continue;
+      }
+      if (options.canceller != nullptr && !options.canceller->Attach(&context)) {
+        return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
+      }
+      grpc::Status status = attempt(stubs_[index], context);
+      if (options.canceller != nullptr) options.canceller->Detach();
+      if (status.ok()) {
+        current_.store(index, std::memory_order_relaxed);
+        return {};
+      }
+      if (!user_.empty() && IsInvalidToken(status) && !retried_auth) {
+        // Simple tokens expire after --auth-token-ttl of disuse: log in again once.
+        ForgetToken(CachedToken());
+        retried_auth = true;
+        continue;
+      }
+      last_error = ToError(status, index);
+      const bool unready = IsMemberUnready(status);
+      // A try cut by its per-try deadline: this member is hung (or slow).
+      const bool hung = count > 1 && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+      if (status.error_code() != grpc::StatusCode::UNAVAILABLE && !unready && !hung) {
+        return std::unexpected(*last_error);
+      }
+      worth_another_round |= unready || hung;
+      if (hung) hung_here[index] = true;
+      // The next call starts at the next endpoint, and this one tries it now
+      // if time is left.
+      current_.store((index + 1) % count, std::memory_order_relaxed);
       ++tried;
-      continue;
     }
-    if (options.canceller != nullptr && !options.canceller->Attach(&context)) {
-      return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
-    }
-    grpc::Status status = attempt(stubs_[index], context);
-    if (options.canceller != nullptr) options.canceller->Detach();
-    if (status.ok()) {
-      current_.store(index, std::memory_order_relaxed);
-      return {};
-    }
-    if (!user_.empty() && IsInvalidToken(status) && !retried_auth) {
-      // Simple tokens expire after --auth-token-ttl of disuse: log in again once.
-      ForgetToken(CachedToken());
-      retried_auth = true;
-      continue;
-    }
-    last_error = ToError(status, index);
-    if (status.error_code() != grpc::StatusCode::UNAVAILABLE) return std::unexpected(*last_error);
-    // Unreachable: the next call starts at the next endpoint, and this one
-    // tries it now if time is left.
-    current_.store((index + 1) % count, std::memory_order_relaxed);
-    ++tried;
+    if (!worth_another_round || count == 1) break;
+    // Every member failed but some may recover within the deadline (an
+    // election takes about one election timeout): pause briefly, go round.
+    constexpr auto kRoundPause = std::chrono::milliseconds(100);
+    const auto now = Clock::now();
+    if (now + kRoundPause >= options.deadline) break;
+    std::this_thread::sleep_for(kRoundPause);
   }
   if (last_error) return std::unexpected(*last_error);
   return Fail(ErrorCode::kTimeout, "etcd " + url_ + ": no answer within the request timeout");
@@ -379,8 +421,23 @@ Result<etcdserverpb::LeaseKeepAliveResponse> EtcdConnection::KeepAliveOnce(
 
 Result<EtcdConnection::StreamTarget> EtcdConnection::PrepareStream(grpc::ClientContext& context,
                                                                    const CallOptions& options) {
-  const std::size_t index = current_.load(std::memory_order_relaxed) % stubs_.size();
-  AwaitConnectivity(index, options.deadline, options.canceller);
+  const std::size_t count = stubs_.size();
+  std::size_t index = current_.load(std::memory_order_relaxed) % count;
+  if (count > 1) {
+    // The first endpoint whose channel becomes ready within a per-try
+    // deadline: a hung member's connection attempt never completes.
+    const auto per_try = options.per_try.count() > 0 ? options.per_try : default_per_try_;
+    for (std::size_t tried = 0; tried < count; ++tried) {
+      index = (current_.load(std::memory_order_relaxed)) % count;
+      AwaitConnectivity(index, std::min(options.deadline, Clock::now() + per_try),
+                        options.canceller);
+      if (channels_[index]->GetState(false) == GRPC_CHANNEL_READY) break;
+      std::size_t expected = index;
+      current_.compare_exchange_strong(expected, (index + 1) % count, std::memory_order_relaxed);
+    }
+  } else {
+    AwaitConnectivity(index, options.deadline, options.canceller);
+  }
   if (auto ok = AddAuth(context, index, options); !ok) return std::unexpected(ok.error());
   return StreamTarget{&stubs_[index], index};
 }
@@ -388,11 +445,20 @@ Result<EtcdConnection::StreamTarget> EtcdConnection::PrepareStream(grpc::ClientC
 void EtcdConnection::ReportStreamFailure(std::size_t index, const grpc::Status& status) {
   if (IsInvalidToken(status)) ForgetToken(CachedToken());
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || IsMemberUnready(status)) {
     std::size_t expected = index;
     current_.compare_exchange_strong(expected, (index + 1) % stubs_.size(),
                                      std::memory_order_relaxed);
   }
+}
+
+bool IsMemberUnready(const grpc::Status& status) {
+  const auto& text = status.error_message();
+  for (const char* reason : {"no leader", "leader changed", "raft proposal dropped",
+                             "request timed out", "not capable", "context deadline exceeded"}) {
+    if (text.find(reason) != std::string::npos) return true;
+  }
+  return false;
 }
 
 bool IsLeaseNotFound(const Error& error) {

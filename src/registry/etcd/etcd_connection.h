@@ -2,8 +2,18 @@
 // bounded one-shot calls every other part of the etcd backend makes.
 //
 // One channel per endpoint of the URL. Calls go to the endpoint that last
-// worked; when it is unreachable a call moves on to the next endpoint within
-// the same deadline, so a cluster with one dead member keeps working.
+// worked; when its member fails in any way a call moves on to the next
+// endpoint within the same deadline, so a cluster with one dead, hung or
+// partitioned member keeps working:
+//   - unreachable (UNAVAILABLE, refused): at once;
+//   - hung (accepts, never answers): after a per-try deadline shorter than the
+//     call's (CallOptions::per_try, by default request_timeout / endpoints,
+//     at least 250 ms; the last endpoint tried gets what is left);
+//   - without a leader, or in an election ("no leader", "leader changed",
+//     "raft proposal dropped", "request timed out"): at once, and once every
+//     endpoint was tried the call goes round again while its deadline allows,
+//     so a call made during a leader election succeeds when it ends.
+// With one endpoint a call makes one try with the whole deadline.
 //
 // Reconnecting: gRPC C++ (1.51, sync API) makes progress on a connection
 // attempt only while some thread polls the channel, and a fail-fast call on a
@@ -74,6 +84,9 @@ class CallCanceller {
 struct CallOptions {
   Clock::time_point deadline;          // required
   CallCanceller* canceller = nullptr;  // optional
+  // Bound on one try at one endpoint when the URL names several; zero: the
+  // connection's default (request_timeout / endpoints, at least 250 ms).
+  std::chrono::milliseconds per_try{0};
 };
 
 struct Stubs {
@@ -92,6 +105,7 @@ class EtcdConnection {
                  const tls::Config* tls = nullptr);
 
   const std::string& url() const { return url_; }
+  std::size_t endpoint_count() const { return stubs_.size(); }
   std::chrono::milliseconds request_timeout() const { return request_timeout_; }
   // A deadline request_timeout from now.
   Clock::time_point Deadline() const { return Clock::now() + request_timeout_; }
@@ -136,7 +150,7 @@ class EtcdConnection {
   // during the wait failed, or `deadline`/cancellation.
   void AwaitConnectivity(std::size_t index, Clock::time_point deadline, CallCanceller* canceller);
   // Runs `attempt` on the current endpoint, moving on to the next ones while
-  // they are unreachable and the deadline allows.
+  // their members fail (see the header comment) and the deadline allows.
   Result<void> Invoke(const Attempt& attempt, const CallOptions& options);
   // Adds the token to `context`, authenticating on endpoint `index` if needed.
   Result<void> AddAuth(grpc::ClientContext& context, std::size_t index, const CallOptions& options);
@@ -149,12 +163,18 @@ class EtcdConnection {
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
   std::vector<Stubs> stubs_;
   std::atomic<std::size_t> current_{0};
+  std::chrono::milliseconds default_per_try_;
 
   const std::string user_;
   const std::string password_;
   std::mutex auth_mu_;
   std::string token_;  // guarded by auth_mu_
 };
+
+// True when a failed call means that this member cannot serve now but
+// another member (or this one after an election) may: "no leader",
+// "leader changed", "raft proposal dropped", "request timed out".
+bool IsMemberUnready(const grpc::Status& status);
 
 // True when a failed call means "the lease does not exist".
 bool IsLeaseNotFound(const Error& error);

@@ -11,6 +11,7 @@ namespace {
 constexpr std::chrono::milliseconds kMinRefreshInterval{500};
 constexpr std::chrono::milliseconds kRestoreBackoffInitial{100};
 constexpr std::chrono::milliseconds kRestoreBackoffMax{1000};
+constexpr std::chrono::milliseconds kMinKeepAliveTry{250};
 
 }  // namespace
 
@@ -72,8 +73,12 @@ bool EtcdRegistration::Refresh() {
   auto now = Clock::now();
   // A keep-alive that takes longer than the TTL is useless: the lease would
   // have expired meanwhile.
+  // With several endpoints each try is cut at a quarter of the TTL, so that
+  // a hung member costs one short try and the next member renews the lease
+  // long before it lapses.
   CallOptions options{std::min(now + connection.request_timeout(), now + granted_ttl()),
-                      &canceller_};
+                      &canceller_,
+                      std::max(kMinKeepAliveTry, std::chrono::milliseconds(granted_ttl()) / 4)};
   if (!lease_lost_) {
     auto alive = connection.KeepAliveOnce(lease_id_, options);
     if (alive && alive->ttl() > 0) return true;

@@ -1,11 +1,13 @@
 #include "registry/etcd/etcd_watch.h"
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "util/backoff.h"
@@ -20,6 +22,16 @@ constexpr std::chrono::milliseconds kProgressInterval{3000};
 constexpr std::chrono::milliseconds kProgressTimeout{3000};
 constexpr std::chrono::milliseconds kRetryBackoffInitial{100};
 constexpr std::chrono::milliseconds kRetryBackoffMax{2000};
+// With several members, streams keep failing until the end of an election
+// after a leader is lost (about 1-2 s with etcd's default election timeout):
+// no error is reported for failures shorter than this, while a quorum may
+// still exist.
+constexpr std::chrono::milliseconds kElectionGrace{2000};
+// A resumed watch on a member whose store is behind the revision it resumes
+// from asks for progress every kBehindPoll, and Ranges again if the store is
+// still behind after kBehindLimit.
+constexpr std::chrono::milliseconds kBehindPoll{100};
+constexpr std::chrono::milliseconds kBehindLimit{1500};
 
 std::atomic<std::uint64_t> g_resyncs{0};
 std::atomic<std::uint64_t> g_compaction_cancels{0};
@@ -91,38 +103,74 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       return;
     }
     Backoff backoff(kRetryBackoffInitial, kRetryBackoffMax);
-    bool delivered = false;
-    bool failing = false;
+    // Streams in a row that were never confirmed, went silent or ended for
+    // want of a leader; once every endpoint had its chance the watch reports
+    // an error.
+    std::size_t failed_streams = 0;
+    // Among those, the last "no leader": it says more than a refused connection.
+    std::optional<Error> no_leader;
+    Clock::time_point failing_since;
+    const std::size_t endpoints = context_->connection.endpoint_count();
     while (!Stopping()) {
-      auto listing =
-          ListService(*context_, service_, {context_->connection.Deadline(), &canceller_});
-      if (Stopping()) return;
-      if (delivered) g_resyncs.fetch_add(1, std::memory_order_relaxed);
-      if (!listing) {
-        if (!failing) {
-          failing = true;
-          log::Get().debug("etcd {}: watch of {} cannot list: {}", context_->url, service_,
-                           listing.error().ToString());
-          Deliver(WatchUpdate{false, {}, listing.error()});
-        }
+      if (next_revision_ == 0 && !Resync()) {
         Sleep(backoff.Next());
         continue;
       }
-      if (!delivered || failing || listing->instances != cache_) {
-        cache_ = std::move(listing->instances);
-        Deliver(WatchUpdate{true, SortedInstances(cache_), {}});
-        delivered = true;
-        failing = false;
+      RunBeforeCreateHook(service_, next_revision_);
+      const StreamEnd end = Stream(next_revision_);
+      if (Stopping()) return;
+      if (end.resync) {
+        // Compaction, or a store behind what this watch saw: Range again.
+        next_revision_ = 0;
+        continue;
       }
-      RunBeforeCreateHook(service_, listing->revision + 1);
-      if (Stream(listing->revision + 1)) {
+      if (end.created && !end.no_leader && !end.silent) {
+        failed_streams = 0;
+        no_leader.reset();
+      } else {
+        if (failed_streams++ == 0) failing_since = Clock::now();
+        if (end.no_leader) no_leader = end.error;
+      }
+      if (failed_streams >= endpoints && !failing_ &&
+          (endpoints == 1 || Clock::now() - failing_since >= kElectionGrace)) {
+        failing_ = true;
+        const Error& error = no_leader ? *no_leader : end.error;
+        log::Get().debug("etcd {}: watch of {} has no member to serve it: {}", context_->url,
+                         service_, error.ToString());
+        Deliver(WatchUpdate{false, {}, error});
+      }
+      if (end.healthy) {
         backoff.Reset();
       } else {
-        // The stream failed at once or was refused: do not hammer etcd with
-        // Range + create in a tight loop.
+        // The stream failed at once or was refused: do not hammer etcd.
         Sleep(backoff.Next());
       }
     }
+  }
+
+  // Ranges the service and delivers the list (the first time, after an
+  // error, or when it changed); sets next_revision_. False if the Range failed.
+  bool Resync() {
+    auto listing = ListService(*context_, service_, {context_->connection.Deadline(), &canceller_});
+    if (Stopping()) return false;
+    if (delivered_) g_resyncs.fetch_add(1, std::memory_order_relaxed);
+    if (!listing) {
+      if (!failing_) {
+        failing_ = true;
+        log::Get().debug("etcd {}: watch of {} cannot list: {}", context_->url, service_,
+                         listing.error().ToString());
+        Deliver(WatchUpdate{false, {}, listing.error()});
+      }
+      return false;
+    }
+    if (!delivered_ || failing_ || listing->instances != cache_) {
+      cache_ = std::move(listing->instances);
+      Deliver(WatchUpdate{true, SortedInstances(cache_), {}});
+      delivered_ = true;
+      failing_ = false;
+    }
+    next_revision_ = listing->revision + 1;
+    return true;
   }
 
   void Deliver(const WatchUpdate& update) {
@@ -144,6 +192,9 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     bool changed = false;
     for (const auto& event : response.events()) {
       const auto& kv = event.kv();
+      // Events of one revision come in one response: after it, the watch
+      // resumes from the next revision, on whichever member.
+      next_revision_ = std::max(next_revision_, kv.mod_revision() + 1);
       if (!kv.key().starts_with(service_prefix_)) continue;
       std::string id = kv.key().substr(service_prefix_.size());
       if (event.type() == etcdserverpb::Event::DELETE) {
@@ -183,7 +234,12 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     bool write_pending = false;
     bool created = false;
     bool broken = false;
-    bool compacted = false;        // canceled by etcd for compaction
+    bool resync = false;  // canceled by etcd (compaction), or the store is behind
+    bool silent = false;  // given up: etcd did not answer in time
+    bool ours = false;    // this side cancelled the call
+    // Since when the member's store is behind next_revision_; min() when not.
+    Clock::time_point behind_since = Clock::time_point::min();
+    bool behind() const { return behind_since != Clock::time_point::min(); }
     Clock::time_point last_heard;  // set when the call starts (PrepareStream may take long)
     // When the unanswered progress request went out; min() when none is.
     Clock::time_point progress_sent = Clock::time_point::min();
@@ -201,24 +257,47 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       stream->Read(&response, Tag(Op::kRead));
       read_pending = true;
     }
+    // Cancels the call for a reason of this side (stopping, silence, resync),
+    // as opposed to a stream that etcd ended.
+    void CancelOurselves() {
+      ours = true;
+      GiveUp();
+    }
     void GiveUp() {
       broken = true;
       context.TryCancel();
     }
   };
 
-  // Runs one watch stream until it ends. Returns true if an immediate resync
-  // is fine: the watch was canceled for compaction, or it served for a while.
-  bool Stream(std::int64_t start_revision) {
+  // How a watch stream ended.
+  struct StreamEnd {
+    bool created = false;    // etcd confirmed the watch
+    bool resync = false;     // Range before the next stream
+    bool no_leader = false;  // the member lost its leader (require-leader)
+    bool silent = false;     // given up: the member stopped answering
+    bool healthy = false;    // compacted, or confirmed and served for a while
+    Error error;             // why it ended
+  };
+
+  // Runs one watch stream until it ends.
+  StreamEnd Stream(std::int64_t start_revision) {
     constexpr auto kHealthyLifetime = std::chrono::seconds(1);
     const auto opened = Clock::now();
     StreamState s;
+    StreamEnd end;
+    // As clientv3's WithRequireLeader: a member without a leader refuses the
+    // watch, and ends it once it loses its leader, instead of keeping a
+    // watch that can see no new event open in silence.
+    s.context.AddMetadata("hasleader", "true");
     auto target = context_->connection.PrepareStream(
         s.context, {context_->connection.Deadline(), &canceller_});
-    if (!target) return false;
+    if (!target) {
+      end.error = target.error();
+      return end;
+    }
     {
       std::lock_guard lock(mu_);
-      if (stopping_) return false;
+      if (stopping_) return end;
       stream_context_ = &s.context;
     }
     s.stream = target->stubs->watch->PrepareAsyncWatch(&s.context, &s.queue);
@@ -227,7 +306,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     s.to_write.push_back(CreateRequest(start_revision));
 
     while (s.operations_pending()) {
-      if (!s.broken && Stopping()) s.GiveUp();
+      if (!s.broken && Stopping()) s.CancelOurselves();
       void* tag = nullptr;
       bool ok = false;
       auto status = s.queue.AsyncNext(&tag, &ok, ToGrpcDeadline(NextWake(s)));
@@ -239,13 +318,27 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       }
     }
 
-    const grpc::Status status = FinishStream(s);
-    if (!Stopping() && status.error_code() != grpc::StatusCode::CANCELLED) {
+    grpc::Status status = FinishStream(s);
+    if (s.silent) {
+      status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "watch stream stopped answering");
+    } else if (status.error_code() == grpc::StatusCode::CANCELLED && !s.ours && !Stopping()) {
+      // etcd cancels the require-leader streams of a member that lost its
+      // leader (its server-side context, so the client sees CANCELLED).
+      status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                            "etcdserver: no leader (the member cancelled the watch)");
+    }
+    if (!Stopping() && (s.silent || status.error_code() != grpc::StatusCode::CANCELLED)) {
       context_->connection.ReportStreamFailure(target->index, status);
       log::Get().debug("etcd {}: watch stream of {} ended: {}", context_->url, service_,
                        status.error_message());
     }
-    return s.compacted || (s.created && Clock::now() - opened >= kHealthyLifetime);
+    end.created = s.created;
+    end.resync = s.resync;
+    end.no_leader = IsMemberUnready(status);
+    end.silent = s.silent;
+    end.healthy = s.resync || (s.created && Clock::now() - opened >= kHealthyLifetime);
+    end.error = context_->connection.ToError(status, target->index);
+    return end;
   }
 
   etcdserverpb::WatchRequest CreateRequest(std::int64_t start_revision) const {
@@ -263,6 +356,8 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     // Cancelled: the pending operations complete promptly.
     if (s.broken) return Clock::now() + std::chrono::milliseconds(200);
     if (!s.created) return s.last_heard + context_->options.request_timeout;
+    // Behind: ask again soon (an answer arrives within milliseconds).
+    if (s.behind()) return std::min(s.behind_since + kBehindLimit, Clock::now() + kBehindPoll);
     if (s.progress_pending()) return s.progress_sent + kProgressTimeout;
     return s.last_heard + kProgressInterval;
   }
@@ -278,7 +373,8 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
         g_silent_streams.fetch_add(1, std::memory_order_relaxed);
         log::Get().warn("etcd {}: watch of {} was not confirmed within {} ms; reconnecting",
                         context_->url, service_, context_->options.request_timeout.count());
-        s.GiveUp();
+        s.silent = true;
+        s.CancelOurselves();
       }
       return;
     }
@@ -288,14 +384,26 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
           "etcd {}: watch of {} got no answer to a progress request in {} ms; "
           "reconnecting",
           context_->url, service_, kProgressTimeout.count());
-      s.GiveUp();
-    } else if (!s.progress_pending() && now - s.last_heard >= kProgressInterval) {
-      etcdserverpb::WatchRequest request;
-      request.mutable_progress_request();
-      s.to_write.push_back(std::move(request));
-      s.progress_sent = now;
-      s.WriteNext();
+      s.silent = true;
+      s.CancelOurselves();
+    } else if (s.behind() && now - s.behind_since >= kBehindLimit) {
+      log::Get().info(
+          "etcd {}: watch of {} resumed at revision {} on a store that stays behind; "
+          "resyncing",
+          context_->url, service_, next_revision_);
+      s.resync = true;
+      s.CancelOurselves();
+    } else if (!s.progress_pending() && (s.behind() || now - s.last_heard >= kProgressInterval)) {
+      RequestProgress(s);
     }
+  }
+
+  void RequestProgress(StreamState& s) {
+    etcdserverpb::WatchRequest request;
+    request.mutable_progress_request();
+    s.to_write.push_back(std::move(request));
+    s.progress_sent = Clock::now();
+    s.WriteNext();
   }
 
   void OnCompletion(StreamState& s, Op op, bool ok) {
@@ -336,18 +444,43 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     const auto& response = s.response;
     s.last_heard = Clock::now();
     s.progress_sent = Clock::time_point::min();
-    if (response.created()) s.created = true;
+    const bool caught_up = response.header().revision() >= next_revision_ - 1;
+    if (response.created()) {
+      s.created = true;
+      // A store behind what this watch has seen: a member that has not
+      // applied the last revisions yet (it will, within milliseconds), or a
+      // wiped etcd whose revisions started over (it will not). Ask for
+      // progress until it catches up, and Range again if it does not.
+      if (!caught_up) {
+        s.behind_since = s.last_heard;
+        RequestProgress(s);
+      }
+    } else if (s.behind() && caught_up) {
+      s.behind_since = Clock::time_point::min();
+    }
+    if (s.behind() && s.last_heard - s.behind_since >= kBehindLimit) {
+      log::Get().info("etcd {}: watch of {} resumed at revision {} on a store at {}; resyncing",
+                      context_->url, service_, next_revision_, response.header().revision());
+      s.resync = true;
+      s.CancelOurselves();
+      return;
+    }
+    if (s.created && !s.behind() && failing_) {
+      // The registry is whole again: say so, with the list as it stands.
+      failing_ = false;
+      Deliver(WatchUpdate{true, SortedInstances(cache_), {}});
+    }
     if (response.canceled()) {
+      s.resync = true;
       if (response.compact_revision() > 0) {
         g_compaction_cancels.fetch_add(1, std::memory_order_relaxed);
-        s.compacted = true;
         log::Get().info("etcd {}: watch of {} canceled, revision compacted at {}; resyncing",
                         context_->url, service_, response.compact_revision());
       } else {
         log::Get().info("etcd {}: watch of {} canceled ({}); resyncing", context_->url, service_,
                         response.cancel_reason());
       }
-      s.GiveUp();
+      s.CancelOurselves();
       return;
     }
     if (Apply(response)) Deliver(WatchUpdate{true, SortedInstances(cache_), {}});
@@ -388,6 +521,9 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
 
   // Only the watch thread touches these.
   std::map<std::string, ServiceInstance> cache_;  // by instance id
+  std::int64_t next_revision_ = 0;                // where the watch resumes; 0: Range first
+  bool delivered_ = false;                        // a list was delivered
+  bool failing_ = false;                          // the last delivery was an error
 };
 
 EtcdWatch::EtcdWatch(std::shared_ptr<Context> context, std::string service, WatchCallback callback)

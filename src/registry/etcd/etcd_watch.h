@@ -6,12 +6,20 @@
 //   2. Watch the same prefix from the Range's header.revision + 1 with
 //      prev_kv, applying events to the cached list and delivering the list
 //      after each WatchResponse that changed it.
-//   3. When the stream ends for any reason (compaction cancel, etcd restart,
-//      endpoint failure, no answer to a progress request) go back to 1: a
-//      fresh Range replaces the cache, so deletions missed meanwhile are not
-//      lost, and a fresh data dir (revisions starting over) is handled too.
-//   Only when the Range itself fails (etcd unreachable) is an error
-//   delivered, once per outage; retries then back off from 100 ms to 2 s.
+//   3. When the stream ends (member killed, hung, without a leader, half-open
+//      connection) open a new one from the revision after the last event
+//      seen, on the next member: no event is lost or delivered twice, and no
+//      Range is needed. Only a compaction cancel, or a member whose store is
+//      behind what the watch saw (a wiped etcd, revisions starting over),
+//      goes back to 1: a fresh Range replaces the cache.
+//   Streams are opened with require-leader (metadata hasleader=true, as
+//   clientv3's WithRequireLeader): a member that lost quorum refuses or ends
+//   them with "no leader" instead of leaving them silent. When every endpoint
+//   in a row failed to serve a stream (or the Range fails), an error is
+//   delivered, once per outage, so resolvers serve their last snapshot and
+//   report its staleness; the first stream confirmed afterwards delivers the
+//   list again. With several endpoints that error waits 2 s (an election
+//   after a leader loss ends within it). Retries back off from 100 ms to 2 s.
 //
 // A quiet stream is checked every few seconds with a progress request: if
 // etcd does not answer within kProgressTimeout the stream is treated as dead
