@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "registry/consul/consul_core.h"
+#include "registry/consul/consul_watch.h"
 
 namespace disco::consul {
 namespace {
@@ -144,11 +145,30 @@ TEST(ConsulConfigTest, ReadsTokenStaleAndWait) {
 
 TEST(ConsulConfigTest, RejectsUnknownParametersAndBadValues) {
   for (const char* text : {"consul://h?wiat=30s", "consul://h?wait=0s", "consul://h?wait=11m",
-                           "consul://h?wait=soon", "consul://h?stale=maybe"}) {
-    auto config = ParseConfig(*ParseRegistryUrl(text), {});
+                           "consul://h?wait=soon", "consul://h?stale=maybe", "consul://h?dc=",
+                           "consul://h?dc=a%20b", "consul://h?dc=a/b", "consul://h?tag=",
+                           "consul://h?tag=a,,b", "consul://h?tag=a%26b", "consul://h?tag=a b"}) {
+    auto url = ParseRegistryUrl(text);
+    ASSERT_TRUE(url) << text;
+    auto config = ParseConfig(*url, {});
     ASSERT_FALSE(config) << text;
     EXPECT_EQ(config.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(config.error().message.find("consul:// parameter"), std::string::npos)
+        << config.error().message;
   }
+}
+
+TEST(ConsulConfigTest, SeveralAgentsDatacenterAndTags) {
+  auto config = ParseConfig(
+      *ParseRegistryUrl("consul://a:1,b:2,c?dc=dc-2&tag=blue&tag=v1,canary"), {});
+  ASSERT_TRUE(config) << config.error().ToString();
+  ASSERT_EQ(config->agents.size(), 3u);
+  EXPECT_EQ(config->agents[1].ToString(), "b:2");
+  EXPECT_EQ(config->agents[2].port, 8500);
+  EXPECT_EQ(config->dc, "dc-2");
+  EXPECT_EQ(config->tags, (std::vector<std::string>{"blue", "v1", "canary"}));
+  EXPECT_EQ(HealthTarget(*config, "orders", true),
+            "/v1/health/service/orders?passing&dc=dc-2&tag=blue&tag=v1&tag=canary");
 }
 
 TEST(ConsulConfigTest, TokenFromTheEnvironmentWhenTheUrlHasNone) {
