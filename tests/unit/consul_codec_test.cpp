@@ -97,7 +97,8 @@ TEST(ConsulCodecTest, MalformedEntriesAreSkippedWithAReason) {
     {"Service": {"ID": "ok", "Port": 80, "Tags": [1, "t"], "Meta": {"n": 1, "s": "x"},
                  "Weights": {"Passing": "heavy"}},
      "Node": {"Address": "h"}, "Checks": [7, {"Status": 3}]},
-    {"Service": {"ID": "ok", "Port": 81}, "Node": {"Address": "h2"}}
+    {"Service": {"ID": "ok", "Port": 81}, "Node": {"Address": "h2"},
+     "Checks": [{"Status": "critical"}]}
   ])");
   ASSERT_TRUE(decoded) << decoded.error().ToString();
   ASSERT_EQ(decoded->instances.size(), 1u);
@@ -108,6 +109,21 @@ TEST(ConsulCodecTest, MalformedEntriesAreSkippedWithAReason) {
   EXPECT_EQ(ok.instance.weight, 1u);
   EXPECT_EQ(ok.health, HealthState::kCritical) << "an unreadable status is not vouched for";
   EXPECT_EQ(decoded->warnings.size(), 9u);
+}
+
+TEST(ConsulCodecTest, ADuplicateIdKeepsItsHealthiestEntry) {
+  // A registrant that moved to another agent while the old one still holds
+  // its copy (critical): the passing copy is the one listed.
+  auto decoded = DecodeHealth(R"([
+    {"Service": {"ID": "x", "Port": 80}, "Node": {"Address": "old"},
+     "Checks": [{"Status": "critical"}]},
+    {"Service": {"ID": "x", "Port": 80}, "Node": {"Address": "new"},
+     "Checks": [{"Status": "passing"}]}
+  ])");
+  ASSERT_TRUE(decoded);
+  ASSERT_EQ(decoded->instances.size(), 1u);
+  EXPECT_EQ(decoded->instances[0].instance.host, "new");
+  EXPECT_EQ(decoded->instances[0].health, HealthState::kPassing);
 }
 
 TEST(ConsulCodecTest, AnswersThatAreNotArraysAreMalformedNotACrash) {
