@@ -135,7 +135,9 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
       if (key->empty()) {
         return Fail(ErrorCode::kInvalidArgument, "empty parameter name in registry URL");
       }
-      out.params[*key] = *value;
+      // A repeated parameter (consul's tag=a&tag=b) reads as a comma list.
+      auto [it, fresh] = out.params.emplace(*key, *value);
+      if (!fresh) it->second += "," + *value;
     }
   }
   if (syntax->named) {
@@ -163,11 +165,6 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
                   "registry URL '" + std::string(url) + "': " + hp.error().message);
     }
     out.endpoints.push_back(*hp);
-  }
-  if (out.scheme == "consul" && out.endpoints.size() > 1) {
-    return Fail(ErrorCode::kInvalidArgument,
-                "consul:// takes one agent address (the local agent); got " +
-                    std::to_string(out.endpoints.size()));
   }
   return out;
 }

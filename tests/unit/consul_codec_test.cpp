@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "registry/consul/consul_core.h"
+#include "registry/consul/consul_watch.h"
 
 namespace disco::consul {
 namespace {
@@ -96,7 +97,8 @@ TEST(ConsulCodecTest, MalformedEntriesAreSkippedWithAReason) {
     {"Service": {"ID": "ok", "Port": 80, "Tags": [1, "t"], "Meta": {"n": 1, "s": "x"},
                  "Weights": {"Passing": "heavy"}},
      "Node": {"Address": "h"}, "Checks": [7, {"Status": 3}]},
-    {"Service": {"ID": "ok", "Port": 81}, "Node": {"Address": "h2"}}
+    {"Service": {"ID": "ok", "Port": 81}, "Node": {"Address": "h2"},
+     "Checks": [{"Status": "critical"}]}
   ])");
   ASSERT_TRUE(decoded) << decoded.error().ToString();
   ASSERT_EQ(decoded->instances.size(), 1u);
@@ -107,6 +109,21 @@ TEST(ConsulCodecTest, MalformedEntriesAreSkippedWithAReason) {
   EXPECT_EQ(ok.instance.weight, 1u);
   EXPECT_EQ(ok.health, HealthState::kCritical) << "an unreadable status is not vouched for";
   EXPECT_EQ(decoded->warnings.size(), 9u);
+}
+
+TEST(ConsulCodecTest, ADuplicateIdKeepsItsHealthiestEntry) {
+  // A registrant that moved to another agent while the old one still holds
+  // its copy (critical): the passing copy is the one listed.
+  auto decoded = DecodeHealth(R"([
+    {"Service": {"ID": "x", "Port": 80}, "Node": {"Address": "old"},
+     "Checks": [{"Status": "critical"}]},
+    {"Service": {"ID": "x", "Port": 80}, "Node": {"Address": "new"},
+     "Checks": [{"Status": "passing"}]}
+  ])");
+  ASSERT_TRUE(decoded);
+  ASSERT_EQ(decoded->instances.size(), 1u);
+  EXPECT_EQ(decoded->instances[0].instance.host, "new");
+  EXPECT_EQ(decoded->instances[0].health, HealthState::kPassing);
 }
 
 TEST(ConsulCodecTest, AnswersThatAreNotArraysAreMalformedNotACrash) {
@@ -144,11 +161,30 @@ TEST(ConsulConfigTest, ReadsTokenStaleAndWait) {
 
 TEST(ConsulConfigTest, RejectsUnknownParametersAndBadValues) {
   for (const char* text : {"consul://h?wiat=30s", "consul://h?wait=0s", "consul://h?wait=11m",
-                           "consul://h?wait=soon", "consul://h?stale=maybe"}) {
-    auto config = ParseConfig(*ParseRegistryUrl(text), {});
+                           "consul://h?wait=soon", "consul://h?stale=maybe", "consul://h?dc=",
+                           "consul://h?dc=a%20b", "consul://h?dc=a/b", "consul://h?tag=",
+                           "consul://h?tag=a,,b", "consul://h?tag=a%26b", "consul://h?tag=a b"}) {
+    auto url = ParseRegistryUrl(text);
+    ASSERT_TRUE(url) << text;
+    auto config = ParseConfig(*url, {});
     ASSERT_FALSE(config) << text;
     EXPECT_EQ(config.error().code, ErrorCode::kInvalidArgument);
+    EXPECT_NE(config.error().message.find("consul:// parameter"), std::string::npos)
+        << config.error().message;
   }
+}
+
+TEST(ConsulConfigTest, SeveralAgentsDatacenterAndTags) {
+  auto config = ParseConfig(
+      *ParseRegistryUrl("consul://a:1,b:2,c?dc=dc-2&tag=blue&tag=v1,canary"), {});
+  ASSERT_TRUE(config) << config.error().ToString();
+  ASSERT_EQ(config->agents.size(), 3u);
+  EXPECT_EQ(config->agents[1].ToString(), "b:2");
+  EXPECT_EQ(config->agents[2].port, 8500);
+  EXPECT_EQ(config->dc, "dc-2");
+  EXPECT_EQ(config->tags, (std::vector<std::string>{"blue", "v1", "canary"}));
+  EXPECT_EQ(HealthTarget(*config, "orders", true),
+            "/v1/health/service/orders?passing&dc=dc-2&tag=blue&tag=v1&tag=canary");
 }
 
 TEST(ConsulConfigTest, TokenFromTheEnvironmentWhenTheUrlHasNone) {

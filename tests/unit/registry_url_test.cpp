@@ -66,7 +66,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"etcd://h:65536", "bad port"}, BadUrl{"etcd://h:abc", "bad port"},
         BadUrl{"etcd://h:1,", "empty address"}, BadUrl{"etcd://::1:2379", "IPv6"},
         BadUrl{"etcd://[::1:2379", "unclosed"}, BadUrl{"etcd://h:1/path", "host:port"},
-        BadUrl{"etcd://user@h:1", "host:port"}, BadUrl{"consul://a:1,b:2", "one agent"},
+        BadUrl{"etcd://user@h:1", "host:port"}, BadUrl{"consul://a:1,", "empty address"},
         BadUrl{"consul://h:1?token=%zz", "percent-escape"}, BadUrl{"etcd://:2379", "missing host"},
         BadUrl{"etcd://h:1?prefix=%-1", "percent-escape"}, BadUrl{"etcd://[[x]:1", "brackets"},
         BadUrl{"etcd://a]b:1", "brackets"}));

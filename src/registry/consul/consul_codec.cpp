@@ -169,12 +169,16 @@ Result<DecodedHealth> DecodeHealth(std::string_view body) {
     // DecodeEntry checks every type it reads; this is a last line of defence.
     return Fail(ErrorCode::kMalformed, std::string("health answer: ") + e.what());
   }
-  std::sort(out.instances.begin(), out.instances.end(),
-            [](const InstanceStatus& a, const InstanceStatus& b) {
-              return a.instance.id < b.instance.id;
-            });
-  // Two entries with one ID (the same service ID on two nodes) would make
-  // the list ambiguous for id-keyed consumers: keep the first, say so.
+  // By id, the healthiest first among entries of one id.
+  std::stable_sort(out.instances.begin(), out.instances.end(),
+                   [](const InstanceStatus& a, const InstanceStatus& b) {
+                     if (a.instance.id != b.instance.id) return a.instance.id < b.instance.id;
+                     return Severity(a.health) < Severity(b.health);
+                   });
+  // Two entries with one ID (the same service ID on two nodes: a registrant
+  // that moved to another agent while the old one still holds its copy)
+  // would make the list ambiguous for id-keyed consumers: keep the
+  // healthiest, say so.
   auto duplicate = std::adjacent_find(out.instances.begin(), out.instances.end(),
                                       [](const InstanceStatus& a, const InstanceStatus& b) {
                                         return a.instance.id == b.instance.id;

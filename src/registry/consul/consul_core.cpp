@@ -2,6 +2,7 @@
 #include "registry/registry_tls.h"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cstdlib>
 
@@ -29,14 +30,53 @@ std::chrono::seconds ParseWait(const std::string& text) {
   return std::chrono::seconds(value * multiplier);
 }
 
+// More would only multiply the wait for an answer when all of them are down.
+constexpr std::size_t kMaxAgents = 16;
+
+// Datacenter names as Consul accepts them ([A-Za-z0-9_-]).
+bool ValidLabel(std::string_view text) {
+  if (text.empty() || text.size() > 64) return false;
+  return std::all_of(text.begin(), text.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+// "a,b" → {"a", "b"}. A tag goes into a query string, so it is kept to
+// printable characters that need no escaping there.
+Result<std::vector<std::string>> ParseTags(std::string_view text) {
+  std::vector<std::string> tags;
+  for (bool more = true; more;) {
+    auto comma = text.find(',');
+    auto tag = text.substr(0, comma);
+    more = comma != std::string_view::npos;
+    if (more) text = text.substr(comma + 1);
+    bool ok = !tag.empty() && tag.size() <= 128 && std::all_of(tag.begin(), tag.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.' ||
+             c == ':' || c == '=' || c == '/';
+    });
+    if (!ok) {
+      return Fail(ErrorCode::kInvalidArgument,
+                  "consul:// parameter tag='" + std::string(tag) +
+                      "': want non-empty tags of letters, digits and -_.:=/ (1-128), "
+                      "comma-separated or repeated");
+    }
+    tags.emplace_back(tag);
+  }
+  return tags;
+}
+
 }  // namespace
 
 Result<Config> ParseConfig(const RegistryUrl& url, const RegistryOptions& options) {
   Config config;
-  if (url.endpoints.size() != 1) {
-    return Fail(ErrorCode::kInvalidArgument, "consul:// takes exactly one agent address");
+  if (url.endpoints.empty()) {
+    return Fail(ErrorCode::kInvalidArgument, "consul:// takes at least one agent address");
   }
-  config.agent = url.endpoints.front();
+  if (url.endpoints.size() > kMaxAgents) {
+    return Fail(ErrorCode::kInvalidArgument, "consul:// takes at most " +
+                                                 std::to_string(kMaxAgents) + " agent addresses");
+  }
+  config.agents = url.endpoints;
   config.url = url.Redacted();
   config.request_timeout = options.request_timeout;
   // An unreachable agent must be reported within a few seconds even when the
@@ -60,10 +100,21 @@ Result<Config> ParseConfig(const RegistryUrl& url, const RegistryOptions& option
         return Fail(ErrorCode::kInvalidArgument,
                     "consul:// parameter wait='" + value + "': want 1s-10m (e.g. wait=30s)");
       }
+    } else if (key == "dc") {
+      if (!ValidLabel(value)) {
+        return Fail(ErrorCode::kInvalidArgument,
+                    "consul:// parameter dc='" + value +
+                        "': want a datacenter name of letters, digits, '-' and '_' (1-64)");
+      }
+      config.dc = value;
+    } else if (key == "tag") {
+      auto tags = ParseTags(value);
+      if (!tags) return std::unexpected(tags.error());
+      config.tags = std::move(*tags);
     } else if (!IsRegistryTlsParam(key)) {
       return Fail(ErrorCode::kInvalidArgument,
                   "unknown consul:// parameter '" + key +
-                      "' (known: token, stale, wait, tls, ca, cert, key, tls_reload)");
+                      "' (known: token, stale, wait, dc, tag, tls, ca, cert, key, tls_reload)");
     }
   }
   auto tls = ParseRegistryTls(url);
@@ -78,7 +129,7 @@ Result<Config> ParseConfig(const RegistryUrl& url, const RegistryOptions& option
 Core::Core(Config config)
     : config_(std::move(config)),
       work_(asio::make_work_guard(io_)),
-      client_(io_, config_.agent, config_.token, config_.url, config_.connect_timeout,
+      client_(io_, config_.agents, config_.token, config_.url, config_.connect_timeout,
               config_.tls),
       delivery_(std::make_shared<asio::io_context>()),
       delivery_work_(asio::make_work_guard(*delivery_)) {
@@ -132,6 +183,13 @@ void Core::Spawn(asio::awaitable<void> task) {
       log::Get().error("consul backend task ended by an unknown exception");
     }
   });
+}
+
+void Core::DiscoveryFailed(std::size_t agent) {
+  if (agent != discovery_agent_ || agents() < 2) return;
+  discovery_agent_ = (agent + 1) % agents();
+  log::Get().info("{}: discovery moves to agent {}", config_.url,
+                  config_.agents[discovery_agent_].ToString());
 }
 
 void Core::Deliver(std::function<void()> fn) { asio::post(*delivery_, std::move(fn)); }

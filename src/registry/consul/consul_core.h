@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "disco/detail/asio.h"
 #include "disco/registry.h"
@@ -35,7 +36,11 @@
 namespace disco::consul {
 
 struct Config {
-  HostPort agent;
+  // Agent addresses, in order of preference: the first is the local agent
+  // registrations go to; the others take over when it fails.
+  std::vector<HostPort> agents;
+  std::string dc;                 // ?dc= on discovery reads; empty: the agent's own
+  std::vector<std::string> tags;  // discovery keeps instances carrying all of them
   std::string token;              // X-Consul-Token; never logged
   std::string url;                // redacted, for messages
   bool stale = false;             // ?stale on discovery reads
@@ -45,9 +50,10 @@ struct Config {
   std::shared_ptr<tls::Config> tls;  // HTTPS to the agent (registry_tls.h); null: HTTP
 };
 
-// Reads the consul:// URL: agent address, token (URL, else env
-// DISCO_CONSUL_TOKEN), stale=1, wait=30s. Errors: kInvalidArgument naming an
-// unknown parameter or a bad value.
+// Reads the consul:// URL: agent addresses, token (URL, else env
+// DISCO_CONSUL_TOKEN), stale=1, wait=30s, dc=NAME, tag=T (comma list; a
+// repeated parameter arrives joined by commas). Errors: kInvalidArgument
+// naming an unknown parameter or a bad value.
 Result<Config> ParseConfig(const RegistryUrl& url, const RegistryOptions& options);
 
 class Core {
@@ -60,6 +66,15 @@ class Core {
   const Config& config() const { return config_; }
   boost::asio::io_context& io() { return io_; }
   HttpClient& client() { return client_; }  // I/O thread only
+
+  // Discovery reads go to one agent at a time, shared by every watch and
+  // List so that they all move together: DiscoveryAgent() is the one to ask,
+  // DiscoveryFailed(a) moves on to the next agent if `a` is still the one
+  // (a retryable failure: no answer, a hung agent past its deadline, 5xx).
+  // I/O thread only.
+  std::size_t agents() const { return config_.agents.size(); }
+  std::size_t DiscoveryAgent() const { return discovery_agent_; }
+  void DiscoveryFailed(std::size_t agent);
 
   // Starts a background coroutine (a heartbeat or watch loop) on the I/O
   // thread. Any thread.
@@ -81,6 +96,7 @@ class Core {
   boost::asio::io_context io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
   HttpClient client_;
+  std::size_t discovery_agent_ = 0;  // I/O thread only
   std::thread io_thread_;
 
   // The delivery context is shared with its thread, so that the thread can
@@ -109,6 +125,13 @@ Result<T> Core::Call(boost::asio::awaitable<Result<T>> task, std::chrono::millis
                 config_.url + ": no answer within " + std::to_string(bound.count()) + " ms");
   }
   return future.get();
+}
+
+// Whether a failure of one agent is worth trying another agent for: no
+// answer (refused, reset, hung past its deadline) or a 5xx. A 4xx (ACL, bad
+// request, unknown datacenter) would be the same on every agent.
+inline bool AgentFailure(const Error& error) {
+  return error.code == ErrorCode::kUnavailable || error.code == ErrorCode::kTimeout;
 }
 
 }  // namespace disco::consul

@@ -48,10 +48,10 @@ asio::awaitable<void> CancelSlot::Sleep(std::chrono::milliseconds duration) {
   co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
-HttpClient::HttpClient(asio::io_context& io, HostPort agent, std::string token, std::string url,
+HttpClient::HttpClient(asio::io_context& io, const std::vector<HostPort>& agents,
+                       std::string token, std::string url,
                        std::chrono::milliseconds connect_timeout, std::shared_ptr<tls::Config> tls)
     : io_(io),
-      address_(agent.ToString()),
       token_(std::move(token)),
       url_(std::move(url)),
       connect_timeout_(connect_timeout),
@@ -60,7 +60,14 @@ HttpClient::HttpClient(asio::io_context& io, HostPort agent, std::string token, 
                                                 .response_limit = kMaxBodyBytes,
                                                 .user_agent = "disco"}),
       watch_lane_(kMaxWatchConnections),
-      other_lane_(kMaxOtherConnections) {}
+      other_lane_(kMaxOtherConnections) {
+  for (const auto& agent : agents) addresses_.push_back(agent.ToString());
+}
+
+std::string HttpClient::What(std::size_t agent) const {
+  if (addresses_.size() < 2) return url_;
+  return url_ + " (agent " + addresses_.at(agent) + ")";
+}
 
 void HttpClient::CloseIdle() { transport_.CloseIdle(io_); }
 
@@ -68,8 +75,10 @@ void HttpClient::CloseIdle() { transport_.CloseIdle(io_); }
 // its operator new (a false positive on the frame allocator, GCC PR 103485).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-asio::awaitable<Result<HttpResponse>> HttpClient::Send(HttpRequest request, CancelSlot* slot) {
+asio::awaitable<Result<HttpResponse>> HttpClient::Send(HttpRequest request, CancelSlot* slot,
+                                                       std::size_t agent) {
   CountRequest(request.kind);
+  const std::string& address = addresses_.at(agent);
   if (slot && slot->cancelled())
     co_return Fail(ErrorCode::kCancelled, url_ + ": request cancelled");
   const std::string method(bhttp::to_string(request.method));
@@ -79,7 +88,7 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Send(HttpRequest request, Canc
   if (request.method != bhttp::verb::get || !request.body.empty())
     head.content_type = "application/json";
   head.body = std::move(request.body);  // its size is the Content-Length
-  const std::string wire = transport_.SerializeHead(head, address_, request.target);
+  const std::string wire = transport_.SerializeHead(head, address, request.target);
   auto& lane = request.kind == RequestKind::kWatch ? watch_lane_ : other_lane_;
   const auto permit = co_await lane.Acquire(slot);
   if (!permit.granted()) co_return Fail(ErrorCode::kCancelled, url_ + ": request cancelled");
@@ -93,13 +102,13 @@ asio::awaitable<Result<HttpResponse>> HttpClient::Send(HttpRequest request, Canc
   // coroutines on any_io_executor: one co_spawn bridges the two, on the
   // same thread.
   co_await asio::co_spawn(io_.get_executor(),
-                          transport_.RoundTrip(wire, head.body, method, address_, started,
+                          transport_.RoundTrip(wire, head.body, method, address, started,
                                                started + request.timeout, result, &control),
                           asio::use_awaitable);
   if (!result.answered) {
     if (result.code == ErrorCode::kCancelled)
       co_return Fail(ErrorCode::kCancelled, url_ + ": request cancelled");
-    std::string what = url_ + ": " + Describe(request) + ": ";
+    std::string what = What(agent) + ": " + Describe(request) + ": ";
     const bool connect = result.outcome == CallOutcome::kConnectRefused ||
                          result.outcome == CallOutcome::kConnectFailed;
     if (result.code == ErrorCode::kTimeout ||
@@ -132,6 +141,10 @@ Error StatusError(const std::string& url, const HttpRequest& request,
   if (response.status == 400) code = ErrorCode::kInvalidArgument;
   if (response.status == 401 || response.status == 403) code = ErrorCode::kPermissionDenied;
   if (response.status == 404) code = ErrorCode::kNotFound;
+  if (response.status == 500 && text.find("No path to datacenter") != std::string::npos) {
+    code = ErrorCode::kInvalidArgument;
+    message = url + ": unknown datacenter (" + message.substr(url.size() + 2) + ")";
+  }
   return Error{code, std::move(message)};
 }
 

@@ -72,13 +72,19 @@ class HttpClient {
  public:
   // `url` is the redacted registry URL, used in error messages. `token`, when
   // not empty, goes out as X-Consul-Token on every request and nowhere else.
-  // `tls`: HTTPS to the agent (null: HTTP).
-  HttpClient(boost::asio::io_context& io, HostPort agent, std::string token, std::string url,
-             std::chrono::milliseconds connect_timeout, std::shared_ptr<tls::Config> tls = nullptr);
+  // `tls`: HTTPS to the agents (null: HTTP). `agents` is not empty.
+  HttpClient(boost::asio::io_context& io, const std::vector<HostPort>& agents, std::string token,
+             std::string url, std::chrono::milliseconds connect_timeout,
+             std::shared_ptr<tls::Config> tls = nullptr);
 
-  // Sends one request on a pooled keep-alive connection or a new one. `slot`
-  // may be null.
-  boost::asio::awaitable<Result<HttpResponse>> Send(HttpRequest request, CancelSlot* slot);
+  // Sends one request to agent number `agent` (an index into `agents`) on a
+  // pooled keep-alive connection or a new one. `slot` may be null.
+  boost::asio::awaitable<Result<HttpResponse>> Send(HttpRequest request, CancelSlot* slot,
+                                                    std::size_t agent = 0);
+
+  // The prefix of this client's error messages about agent `agent`: the
+  // registry URL, plus the agent's address when there are several.
+  std::string What(std::size_t agent) const;
 
   // Closes every idle connection (at shutdown). I/O thread only.
   void CloseIdle();
@@ -87,7 +93,7 @@ class HttpClient {
 
  private:
   boost::asio::io_context& io_;
-  const std::string address_;  // host:port of the agent
+  std::vector<std::string> addresses_;  // host:port of each agent
   const std::string token_;
   const std::string url_;
   const std::chrono::milliseconds connect_timeout_;
@@ -101,7 +107,9 @@ class HttpClient {
 
 // "consul://127.0.0.1:8500: GET /v1/health/service/x: 500 No cluster leader"
 // style errors for a non-2xx answer: 400 → kInvalidArgument, 403 →
-// kPermissionDenied, 404 → kNotFound, anything else → kUnavailable.
+// kPermissionDenied, 404 → kNotFound, a 500 "No path to datacenter" (an
+// unknown ?dc=) → kInvalidArgument, anything else → kUnavailable. `url` is
+// the message prefix (HttpClient::What).
 Error StatusError(const std::string& url, const HttpRequest& request, const HttpResponse& response);
 
 }  // namespace disco::consul

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <mutex>
+#include <vector>
 
 #include "registry/consul/consul_codec.h"
 #include "util/backoff.h"
@@ -18,8 +19,13 @@ using std::chrono::milliseconds;
 // State of one registration's keep-alive loop. Everything but `state` is
 // touched on the I/O thread only.
 struct Task {
-  Task(asio::io_context& io, ServiceInstance instance_in, RegisterOptions options_in)
-      : instance(std::move(instance_in)), options(std::move(options_in)), slot(io) {}
+  Task(asio::io_context& io, ServiceInstance instance_in, RegisterOptions options_in,
+       std::size_t agents)
+      : instance(std::move(instance_in)),
+        options(std::move(options_in)),
+        slot(io),
+        clean_slot(io),
+        stale(agents, false) {}
 
   const ServiceInstance instance;
   const RegisterOptions options;
@@ -27,8 +33,14 @@ struct Task {
   milliseconds interval;  // between heartbeats (TTL/3) or existence checks
   bool ttl_mode = true;
   CancelSlot slot;
+  CancelSlot clean_slot;    // the stale-registration cleaner's
+  std::size_t agent = 0;    // the agent holding the live registration
+  std::vector<bool> stale;  // agents that may still hold an old registration
+  bool cleaner_running = false;
   std::atomic<RegistrationState> state{RegistrationState::kActive};
 };
+
+constexpr milliseconds kCleanInterval{1000};
 
 enum class Refresh { kOk, kForgotten, kFailed };
 
@@ -39,10 +51,10 @@ milliseconds Bound(const Config& config) {
 asio::awaitable<Result<void>> PutRegistration(Core* core, std::shared_ptr<Task> task) {
   HttpRequest request{http::verb::put, "/v1/agent/service/register?replace-existing-checks=true",
                       task->body, core->config().request_timeout, RequestKind::kRegister};
-  auto response = co_await core->client().Send(request, &task->slot);
+  auto response = co_await core->client().Send(request, &task->slot, task->agent);
   if (!response) co_return std::unexpected(response.error());
   if (response->status != 200)
-    co_return std::unexpected(StatusError(core->config().url, request, *response));
+    co_return std::unexpected(StatusError(core->client().What(task->agent), request, *response));
   co_return Result<void>{};
 }
 
@@ -58,7 +70,7 @@ asio::awaitable<Refresh> RefreshOnce(Core* core, Task& task, Error* error) {
     request.method = http::verb::get;
     request.target = "/v1/agent/service/" + task.instance.id;
   }
-  auto response = co_await core->client().Send(request, &task.slot);
+  auto response = co_await core->client().Send(request, &task.slot, task.agent);
   if (!response) {
     *error = response.error();
     co_return Refresh::kFailed;
@@ -71,8 +83,69 @@ asio::awaitable<Refresh> RefreshOnce(Core* core, Task& task, Error* error) {
        response->body.find("does not have associated TTL") != std::string::npos)) {
     co_return Refresh::kForgotten;
   }
-  *error = StatusError(core->config().url, request, *response);
+  *error = StatusError(core->client().What(task.agent), request, *response);
   co_return Refresh::kFailed;
+}
+
+std::string Describe(const Task& task) {
+  return "consul registration " + task.instance.service + "/" + task.instance.id;
+}
+
+// Asks every agent marked stale to drop its old copy of the registration,
+// about once a second, until none is left or the registration ends.
+asio::awaitable<void> CleanStale(Core* core, std::shared_ptr<Task> task) {
+  while (!task->clean_slot.cancelled()) {
+    bool left = false;
+    for (std::size_t agent = 0; agent < task->stale.size(); ++agent) {
+      if (!task->stale[agent] || agent == task->agent) continue;
+      auto done = co_await DeregisterOnAgent(core, task->instance.id, agent, &task->clean_slot);
+      if (task->clean_slot.cancelled()) break;
+      // The live registration may have moved there meanwhile: then it stays.
+      if (done && task->stale[agent] && agent != task->agent) {
+        task->stale[agent] = false;
+        log::Get().info("{}: removed the old registration held by agent {}", Describe(*task),
+                        core->config().agents[agent].ToString());
+      } else if (!done) {
+        left = true;
+      }
+    }
+    if (!left) break;
+    co_await task->clean_slot.Sleep(kCleanInterval);
+  }
+  task->cleaner_running = false;
+}
+
+// The live registration's agent failed: registers the instance through the
+// other agents in turn (those holding no old copy first), and marks the
+// failed one stale for CleanStale. On failure everywhere, stays where it was.
+asio::awaitable<Result<void>> MoveToNextAgent(Core* core, std::shared_ptr<Task> task) {
+  const std::size_t from = task->agent;
+  const std::size_t agents = core->agents();
+  Result<void> outcome = Fail(ErrorCode::kUnavailable, "no other agent");
+  for (int pass = 0; pass < 2; ++pass) {
+    for (std::size_t step = 1; step < agents; ++step) {
+      const std::size_t next = (from + step) % agents;
+      if (task->stale[next] != (pass == 1)) continue;
+      task->agent = next;
+      outcome = co_await PutRegistration(core, task);
+      if (task->slot.cancelled()) co_return outcome;
+      if (outcome) {
+        task->stale[next] = false;
+        task->stale[from] = true;
+        log::Get().warn("{}: agent {} failed; registered through agent {}", Describe(*task),
+                        core->config().agents[from].ToString(),
+                        core->config().agents[next].ToString());
+        if (!task->cleaner_running) {
+          task->cleaner_running = true;
+          core->Spawn(CleanStale(core, task));
+        }
+        co_return outcome;
+      }
+      if (!AgentFailure(outcome.error())) break;
+    }
+  }
+  task->agent = from;
+  co_return outcome;
 }
 
 asio::awaitable<void> KeepAlive(Core* core, std::shared_ptr<Task> task) {
@@ -103,6 +176,15 @@ asio::awaitable<void> KeepAlive(Core* core, std::shared_ptr<Task> task) {
         refresh = Refresh::kFailed;
       }
     }
+    if (refresh == Refresh::kFailed && core->agents() > 1 && AgentFailure(error)) {
+      auto moved = co_await MoveToNextAgent(core, task);
+      if (task->slot.cancelled()) break;
+      if (moved) {
+        refresh = Refresh::kOk;
+      } else {
+        error = moved.error();
+      }
+    }
     if (refresh == Refresh::kOk) {
       if (task->state.exchange(RegistrationState::kActive) == RegistrationState::kRestoring) {
         log::Get().info("{}: active again", what);
@@ -118,17 +200,34 @@ asio::awaitable<void> KeepAlive(Core* core, std::shared_ptr<Task> task) {
   }
 }
 
+// Through the first agent, in URL order, that accepts it.
 asio::awaitable<Result<void>> RegisterFirst(Core* core, std::shared_ptr<Task> task) {
-  auto registered = co_await PutRegistration(core, task);
+  Result<void> registered;
+  for (std::size_t agent = 0; agent < core->agents(); ++agent) {
+    task->agent = agent;
+    registered = co_await PutRegistration(core, task);
+    if (registered || task->slot.cancelled() || !AgentFailure(registered.error())) break;
+  }
   if (registered && !task->slot.cancelled()) core->Spawn(KeepAlive(core, task));
   co_return registered;
 }
 
+// Best effort, in the background: each try is bounded by its own timeouts.
+asio::awaitable<void> DeregisterQuietly(Core* core, std::string id, std::size_t agent) {
+  auto done = co_await DeregisterOnAgent(core, id, agent);
+  if (!done) log::Get().info("consul deregister {}: {}", id, done.error().ToString());
+}
+
 asio::awaitable<Result<void>> StopAndDeregister(Core* core, std::shared_ptr<Task> task) {
-  // Stops the loop and aborts its request in flight before the deregister
-  // goes out, so that no heartbeat or re-registration can follow it.
+  // Stops the loops and aborts their requests in flight before the
+  // deregister goes out, so that no heartbeat or re-registration can follow.
   task->slot.Cancel();
-  co_return co_await DeregisterOnAgent(core, task->instance.id);
+  task->clean_slot.Cancel();
+  for (std::size_t agent = 0; agent < task->stale.size(); ++agent) {
+    if (task->stale[agent] && agent != task->agent)
+      core->Spawn(DeregisterQuietly(core, task->instance.id, agent));
+  }
+  co_return co_await DeregisterOnAgent(core, task->instance.id, task->agent);
 }
 
 class ConsulRegistration final : public Registration {
@@ -149,8 +248,11 @@ class ConsulRegistration final : public Registration {
     deregistered_ = true;
     auto result = core_->Call(StopAndDeregister(core_.get(), task_), Bound(core_->config()));
     if (!result) {
-      // The loop may not have seen the cancellation if the Call timed out.
-      asio::post(core_->io(), [task = task_] { task->slot.Cancel(); });
+      // The loops may not have seen the cancellation if the Call timed out.
+      asio::post(core_->io(), [task = task_] {
+        task->slot.Cancel();
+        task->clean_slot.Cancel();
+      });
     }
     task_->state.store(RegistrationState::kDeregistered);
     return result;
@@ -168,14 +270,15 @@ class ConsulRegistration final : public Registration {
 
 }  // namespace
 
-asio::awaitable<Result<void>> DeregisterOnAgent(Core* core, std::string id) {
+asio::awaitable<Result<void>> DeregisterOnAgent(Core* core, std::string id, std::size_t agent,
+                                               CancelSlot* slot) {
   HttpRequest request{http::verb::put, "/v1/agent/service/deregister/" + id, "",
                       core->config().request_timeout, RequestKind::kDeregister};
-  auto response = co_await core->client().Send(request, nullptr);
+  auto response = co_await core->client().Send(request, slot, agent);
   if (!response) co_return std::unexpected(response.error());
   // 1.8.7 answers 200 for an unknown ID, newer agents 404: both mean gone.
   if (response->status == 200 || response->status == 404) co_return Result<void>{};
-  co_return std::unexpected(StatusError(core->config().url, request, *response));
+  co_return std::unexpected(StatusError(core->client().What(agent), request, *response));
 }
 
 Result<std::unique_ptr<Registration>> StartRegistration(std::shared_ptr<Core> core,
@@ -194,7 +297,7 @@ Result<std::unique_ptr<Registration>> StartRegistration(std::shared_ptr<Core> co
     return Fail(ErrorCode::kInvalidArgument, "http_check_url '" + options.http_check_url +
                                                  "' must start with http:// or https://");
   }
-  auto task = std::make_shared<Task>(core->io(), instance, options);
+  auto task = std::make_shared<Task>(core->io(), instance, options, core->agents());
   task->ttl_mode = options.http_check_url.empty();
   // TTL mode: three heartbeats per TTL, so one lost heartbeat never lets the
   // check expire. HTTP mode: Consul polls at that interval (at least 1 s).
@@ -203,7 +306,8 @@ Result<std::unique_ptr<Registration>> StartRegistration(std::shared_ptr<Core> co
   if (!task->ttl_mode) task->interval = http_interval;
   task->body = EncodeRegistration(instance, options, http_interval);
 
-  auto registered = core->Call(RegisterFirst(core.get(), task), Bound(core->config()));
+  auto registered =
+      core->Call(RegisterFirst(core.get(), task), Bound(core->config()) * core->agents());
   if (!registered) {
     asio::post(core->io(), [task] { task->slot.Cancel(); });
     return std::unexpected(registered.error());

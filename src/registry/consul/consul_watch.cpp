@@ -82,12 +82,18 @@ class WatchState {
   }
 
   // The error a query's outcome means, if it failed (no answer, or not 200).
-  std::optional<Error> FailureOf(const HttpRequest& request,
-                                 const Result<HttpResponse>& response) const {
+  std::optional<Error> FailureOf(const HttpRequest& request, const Result<HttpResponse>& response,
+                                 std::size_t agent) const {
     if (!response) return response.error();
-    if (response->status != 200) return StatusError(config_.url, request, *response);
+    if (response->status != 200)
+      return StatusError(core_->client().What(agent), request, *response);
     return std::nullopt;
   }
+
+  // An agent failed and another one is asked next: no error delivered yet,
+  // but the next query is a full resync (indexes of two agents need not
+  // match).
+  void OnFailover() { index_ = 0; }
 
   // A query failed: the next one resyncs, and the callback hears of it once
   // per distinct error. Returns how long to back off.
@@ -179,17 +185,29 @@ class WatchState {
 asio::awaitable<void> WatchLoop(Core* core, std::shared_ptr<Task> task,
                                 std::shared_ptr<Delivery> delivery) {
   WatchState state(core, *task, std::move(delivery));
+  std::size_t failed_agents = 0;  // agents that failed in a row
   while (!task->slot.cancelled()) {
     const auto started = Clock::now();
     HttpRequest request = state.NextRequest();
-    auto response = co_await core->client().Send(request, &task->slot);
+    const std::size_t agent = core->DiscoveryAgent();
+    auto response = co_await core->client().Send(request, &task->slot, agent);
     if (task->slot.cancelled()) break;
-    const std::optional<Error> failure = state.FailureOf(request, response);
+    const std::optional<Error> failure = state.FailureOf(request, response, agent);
     if (failure) {
+      if (AgentFailure(*failure) && ++failed_agents < core->agents()) {
+        log::Get().info("consul watch {}: {}; asking the next agent", task->service,
+                        failure->ToString());
+        core->DiscoveryFailed(agent);
+        state.OnFailover();
+        continue;
+      }
+      if (AgentFailure(*failure)) core->DiscoveryFailed(agent);
+      failed_agents = 0;
       const milliseconds pause = state.OnFailure(*failure);
       co_await task->slot.Sleep(pause);
       continue;
     }
+    failed_agents = 0;
     state.OnAnswer(*response);
 
     // Spaced out, so that wakeups which change nothing cannot make it spin.
@@ -237,6 +255,18 @@ std::string HealthTarget(const Config& config, const std::string& service, bool 
   if (config.stale) {
     target += sep;
     target += "stale";
+    sep = '&';
+  }
+  // ParseConfig admitted only characters that need no escaping here.
+  if (!config.dc.empty()) {
+    target += sep;
+    target += "dc=" + config.dc;
+    sep = '&';
+  }
+  for (const auto& tag : config.tags) {
+    target += sep;
+    target += "tag=" + tag;
+    sep = '&';
   }
   return target;
 }

@@ -32,7 +32,8 @@ namespace disco::consul {
 std::unique_ptr<WatchHandle> StartWatch(std::shared_ptr<Core> core, std::string service,
                                         WatchCallback callback);
 
-// The target of a health query: /v1/health/service/<name>?passing&stale...
+// The target of a health query:
+// /v1/health/service/<name>?passing&stale&dc=<dc>&tag=<t1>&tag=<t2>...
 std::string HealthTarget(const Config& config, const std::string& service, bool passing_only);
 
 }  // namespace disco::consul
