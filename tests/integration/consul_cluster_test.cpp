@@ -54,7 +54,9 @@ class ConsulClusterTest : public ::testing::Test {
     auto answer = dc_->member(member).Http("GET", "/v1/agent/services");
     Ids ids;
     if (answer.status != 200) return ids;
-    for (const auto& [id, _] : json::parse(answer.body, nullptr, false).items()) ids.insert(id);
+    // Named: items() refers to the object, which a temporary would not outlive.
+    const auto services = json::parse(answer.body, nullptr, false);
+    for (const auto& [id, _] : services.items()) ids.insert(id);
     return ids;
   }
 

@@ -237,7 +237,7 @@ class ConsulAclTest : public ::testing::Test {
  protected:
   static constexpr const char* kToken = "disco-root-token-0xC0FFEE";
   void SetUp() override { agent_.Start(); }
-  ConsulAgent agent_{ConsulAgentOptions{kToken}};
+  ConsulAgent agent_{ConsulAgentOptions{.acl_master_token = kToken}};
 };
 
 TEST_F(ConsulAclTest, TokenGoesOutAsAHeaderAndNeverIntoLogs) {
