@@ -9,7 +9,9 @@
 #include <stdexcept>
 
 #include "common/database.h"
-#include "fixture/http_client.h"
+#include "common/mysql.h"
+#include "disco/detail/asio.h"
+#include "disco/tls.h"
 
 namespace disco::testing {
 namespace {
@@ -83,11 +85,38 @@ std::string Ms(double value) {
 }
 
 ChaosStack::ChaosStack(ChaosOptions options) : options_(std::move(options)) {
-  backend_ = MakeRegistryBackend(options_.backend);
+  if (options_.db == "mysql") {
+    mariadb_ = std::make_unique<MariadbServer>();
+    for (const char* name : {"user", "order"})
+      databases_[name] = mariadb_->CreateDatabase(std::string("chaos_") + name + "s");
+  } else if (options_.db == "sqlite") {
+    // One file per service, shared by its instances.
+    for (const char* name : {"user", "order"})
+      databases_[name] = dir_.Sub(name + std::string("s.db"));
+  } else {
+    throw std::invalid_argument("ChaosOptions::db: sqlite or mysql, not '" + options_.db + "'");
+  }
+  backend_ = MakeRegistryBackend(options_.tls ? options_.backend + "-tls" : options_.backend);
   backend_->Start();
   auto registry = MakeRegistry(backend_->url());
   if (!registry) throw std::runtime_error(registry.error().ToString());
   registry_ = std::move(*registry);
+  if (options_.tls) {
+    ca_ = std::make_unique<TestCa>(dir_.path(), "chaos");
+    auto mine = ca_->Issue("chaos-client", {.dns = {"chaos-client"}});
+    auto client_tls = tls::Config::Load(
+        tls::Role::kClient,
+        {.cert_file = mine.cert_file, .key_file = mine.key_file, .ca_file = ca_->ca_file()});
+    if (!client_tls) throw std::runtime_error(client_tls.error().ToString());
+    client_tls_ = *client_tls;
+    http::ClientOptions caller;
+    caller.tls = client_tls_;
+    caller.max_attempts = 1;
+    caller.per_try_timeout = 1s;
+    // Each call runs on an io_context of its own (Call()): nothing to pool.
+    caller.max_idle_per_endpoint = 0;
+    caller_ = std::make_unique<http::Client>(*registry_, caller);
+  }
   for (int i = 0; i < 2; ++i) users_.push_back(std::make_unique<ServiceProcess>(UserOptions(i)));
   for (int i = 0; i < 2; ++i) orders_.push_back(std::make_unique<ServiceProcess>(OrderOptions(i)));
   last_.resize(orders_.size());
@@ -112,11 +141,11 @@ ChaosStack::ChaosStack(ChaosOptions options) : options_(std::move(options)) {
     const std::string name = "chaos" + std::to_string(i);
     const nlohmann::json account = {
         {"username", name}, {"password", "password123"}, {"email", name + "@example.com"}};
-    auto registered = JsonRequest(users_[0]->port(), "POST", "/api/users/register", account);
-    if (registered.status != 201) throw std::runtime_error("register: " + registered.raw);
-    auto login = JsonRequest(users_[0]->port(), "POST", "/api/users/login",
-                             {{"username", name}, {"password", "password123"}});
-    if (login.status != 200) throw std::runtime_error("login: " + login.raw);
+    auto registered = Call(users_[0]->port(), "POST", "/api/users/register", account);
+    if (registered.status != 201) throw std::runtime_error("register: " + registered.body);
+    auto login = Call(users_[0]->port(), "POST", "/api/users/login",
+                      {{"username", name}, {"password", "password123"}});
+    if (login.status != 200) throw std::runtime_error("login: " + login.body);
     tokens_.push_back(login.Json().value("token", std::string()));
   }
 
@@ -127,6 +156,7 @@ ChaosStack::ChaosStack(ChaosOptions options) : options_(std::move(options)) {
   load.tokens = tokens_;
   load.key_prefix = key_prefix_;
   load.per_try_timeout = options_.load_per_try_timeout;
+  load.tls = client_tls_;
   load_ = std::make_unique<LoadGenerator>(load);
   for (auto& order : orders_) {
     if (!WaitEverywhere("order-service", order->id(), true, 20s))
@@ -141,10 +171,20 @@ ServiceOptions ChaosStack::Options(std::string binary, const std::string& name, 
   ServiceOptions o;
   o.binary = std::move(binary);
   o.registry = backend_->url();
-  o.db = dir_.Sub(name + "s.db");  // one database per service, shared by its instances
+  o.db = databases_.at(name);  // one database per service, shared by its instances
   o.log_path = dir_.Sub(name + "-" + std::to_string(i) + ".log");
   o.args = std::move(args);
   o.args.insert(o.args.end(), {"--access-log", "false"});
+  if (ca_) {
+    // A certificate naming the service (callers check that identity); client
+    // certificates required; the CA to call the other services with.
+    const std::string service = name + "-service";
+    auto issued = ca_->Issue(service + "-" + std::to_string(i), {.dns = {service}});
+    o.args.insert(o.args.end(),
+                  {"--tls-cert", issued.cert_file, "--tls-key", issued.key_file,
+                   "--tls-client-ca", ca_->ca_file(), "--tls-ca", ca_->ca_file()});
+    o.tls = true;
+  }
   return o;
 }
 
@@ -163,8 +203,34 @@ void ChaosStack::StopLoad() {
   if (load_) load_->Stop();
 }
 
+HttpResponse ChaosStack::Call(std::uint16_t port, const std::string& method,
+                              const std::string& target, const nlohmann::json& body) {
+  if (!caller_) {
+    if (body.is_null()) return HttpRequest(port, method, target, {}, {}, 1s);
+    return JsonRequest(port, method, target, body);
+  }
+  http::ClientRequest request;
+  request.method = method;
+  request.url = "https://127.0.0.1:" + std::to_string(port) + target;
+  if (!body.is_null()) {
+    request.body = body.dump();
+    request.content_type = "application/json";
+  }
+  boost::asio::io_context ioc;
+  auto future =
+      boost::asio::co_spawn(ioc, caller_->Send(std::move(request)), boost::asio::use_future);
+  ioc.run();
+  auto answer = future.get();
+  HttpResponse response;
+  if (answer) {
+    response.status = answer->status;
+    response.body = std::move(answer->body);
+  }
+  return response;
+}
+
 std::string ChaosStack::Metrics(std::uint16_t port) {
-  auto response = HttpRequest(port, "GET", "/metrics", {}, {}, 1s);
+  auto response = Call(port, "GET", "/metrics");
   return response.status == 200 ? response.body : std::string();
 }
 
@@ -274,6 +340,19 @@ void ChaosStack::Fold(std::size_t order_index) {
 }
 
 std::vector<std::string> ChaosStack::OrderKeysInDatabase() {
+  if (mariadb_) {
+    auto url = service::ParseMysqlUrl(databases_.at("order"));
+    if (!url) throw std::runtime_error(url.error().ToString());
+    auto conn = service::MysqlConnection::Open(*url, {});
+    if (!conn) throw std::runtime_error(conn.error().ToString());
+    auto select = (*conn)->Prepare(
+        "SELECT idempotency_key FROM orders WHERE idempotency_key LIKE ? ORDER BY idempotency_key");
+    select.Bind(1, key_prefix_ + "-%");
+    select.Execute();
+    std::vector<std::string> keys;
+    while (select.Next()) keys.push_back(select.Text(0));
+    return keys;
+  }
   auto conn =
       service::SqliteConnection::Open(dir_.Sub("orders.db"), service::SqliteSync::kNormal, "");
   if (!conn) throw std::runtime_error(conn.error().ToString());
@@ -286,6 +365,7 @@ std::vector<std::string> ChaosStack::OrderKeysInDatabase() {
 }
 
 bool ChaosStack::StopOutsideWrites(ServiceProcess& process, const std::string& service) {
+  if (mariadb_) return process.Signal(SIGSTOP);
   auto conn = service::SqliteConnection::Open(dir_.Sub(service + "s.db"),
                                               service::SqliteSync::kNormal, "");
   if (!conn) throw std::runtime_error(conn.error().ToString());
@@ -297,6 +377,8 @@ bool ChaosStack::StopOutsideWrites(ServiceProcess& process, const std::string& s
 
 void ChaosStack::Report(const std::string& scenario, const Fields& fields) {
   std::string line = "CHAOS scenario=" + scenario + " backend=" + options_.backend;
+  if (options_.db != "sqlite") line += " db=" + options_.db;
+  if (options_.tls) line += " tls=mtls";
   for (const auto& [key, value] : fields) line += " " + key + "=" + value;
   std::cout << line << std::endl;
   std::error_code ec;

@@ -2,10 +2,11 @@
 //
 // A real registry (etcd or Consul, by name), two user-service and two
 // order-service processes (the real binaries; the instances of a service
-// share one SQLite file), users with tokens, and a LoadGenerator calling
-// order-service through discovery with the library's client. order-service
-// confirms every order with user-service through discovery, so the load goes
-// client → order-service → user-service.
+// share one SQLite file, or one MariaDB database), users with tokens, and a
+// LoadGenerator calling order-service through discovery with the library's
+// client. order-service confirms every order with user-service through
+// discovery, so the load goes client → order-service → user-service. With
+// ChaosOptions::tls every one of those hops, and the registry, is mutual TLS.
 //
 // It can tell whether an instance is in every resolver that watches its
 // service: the test's own resolvers, the load generator's (order-service),
@@ -18,17 +19,22 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "disco/http/client.h"
 #include "disco/registry.h"
 #include "disco/resolver.h"
+#include "fixture/http_client.h"
 #include "fixture/load_generator.h"
+#include "fixture/mariadb_server.h"
 #include "fixture/registry_backend.h"
 #include "fixture/service_process.h"
+#include "fixture/test_certs.h"
 #include "fixture/util.h"
 
 namespace disco::testing {
@@ -53,6 +59,13 @@ struct ChaosOptions {
   // Requests per second; 4 in 5 are creates (→ user-service).
   double rate = 300.0 / kChaosSlowdown;
   int users = 8;
+  // The services' storage: "sqlite" (a file per service) or "mysql" (a
+  // MariaDB server of the stack's own, a database per service).
+  std::string db = "sqlite";
+  // Mutual TLS on every hop: the registry (backend "<backend>-tls"), the
+  // services (HTTPS requiring client certificates, calling each other over
+  // TLS), the load generator and the stack's own calls (a client certificate).
+  bool tls = false;
 };
 
 // Counters summed over the order-service processes (every incarnation).
@@ -114,7 +127,7 @@ class ChaosStack {
   void Fold(std::size_t order_index);
 
   // The Idempotency-Keys of the rows in the orders table made by this run's
-  // load (by key prefix): one per row, sorted.
+  // load (by key prefix): one per row, sorted. SQLite or MariaDB.
   std::vector<std::string> OrderKeysInDatabase();
 
   // SIGSTOPs `process`, an instance of `service` ("user" or "order"), at a
@@ -122,7 +135,8 @@ class ChaosStack {
   // share: takes that lock first (BEGIN IMMEDIATE waits out a writer), stops
   // the process, lets the lock go. Stopped inside a write transaction, it
   // would lock the other instances out of the database for the whole stop:
-  // a stalled database, not the hung instance the scenario is about.
+  // a stalled database, not the hung instance the scenario is about. (On
+  // MariaDB, row locks: it is only stopped.)
   bool StopOutsideWrites(ServiceProcess& process, const std::string& service);
 
   // One line a person can quote, on stdout and appended to
@@ -139,12 +153,21 @@ class ChaosStack {
                          std::vector<std::string> args);
   ServiceOptions UserOptions(int i);
   ServiceOptions OrderOptions(int i);
-  static std::string Metrics(std::uint16_t port);
+  // One request to a service instance: plain HTTP, or HTTPS with the stack's
+  // client certificate. Status 0 when there is no answer.
+  HttpResponse Call(std::uint16_t port, const std::string& method, const std::string& target,
+                    const nlohmann::json& body = {});
+  std::string Metrics(std::uint16_t port);
 
   ChaosOptions options_;
   TempDir dir_{"disco-chaos"};
+  std::unique_ptr<MariadbServer> mariadb_;        // db == "mysql"
+  std::map<std::string, std::string> databases_;  // "user"/"order" → --db
+  std::unique_ptr<TestCa> ca_;                    // tls: the services' CA
+  std::shared_ptr<tls::Config> client_tls_;       // tls: the load's and the stack's
   std::unique_ptr<RegistryBackend> backend_;
   std::unique_ptr<Registry> registry_;  // the test's own registry client
+  std::unique_ptr<http::Client> caller_;  // tls: the stack's own calls (after registry_)
   std::unique_ptr<Resolver> user_watch_;
   std::unique_ptr<Resolver> order_watch_;
   std::vector<std::unique_ptr<ServiceProcess>> users_;

@@ -18,7 +18,7 @@
 #include <iterator>
 #include <thread>
 
-#include "chaos/chaos_checks.h"
+#include "chaos/chaos_scenarios.h"
 
 namespace disco::testing {
 namespace {
@@ -27,13 +27,8 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr auto kWarmup = 2s;
 // The client's first retry waits at most this long (ClientOptions::backoff_base).
 constexpr auto kFirstBackoff = 25ms;
-
-milliseconds Since(Clock::time_point start) {
-  return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
-}
 
 class ChaosTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -43,6 +38,7 @@ class ChaosTest : public ::testing::TestWithParam<std::string> {
     stack_ = std::make_unique<ChaosStack>(options);
   }
 
+  // The shared figures and bars (chaos_scenarios.h).
   ChaosStack::Fields Common(const LoadFigures& all, const LoadFigures& fault) {
     return CommonFields(*stack_, all, fault);
   }
@@ -52,47 +48,13 @@ class ChaosTest : public ::testing::TestWithParam<std::string> {
 };
 
 // 1. kill -9 of one of two user-service instances.
-TEST_P(ChaosTest, KillNineOfAUserServiceFailsNoRequest) {
-  ChaosStack& s = *stack_;
-  s.StartLoad();
-  std::this_thread::sleep_for(kWarmup);
-
-  ServiceProcess& victim = *s.users()[0];
-  const auto killed = Clock::now();
-  victim.Kill();
-  // Out of the registry within the TTL, and so out of every resolver.
-  auto gone = s.WaitEverywhere("user-service", victim.id(), false, 20s);
-  const auto fault_end = Clock::now();
-  std::this_thread::sleep_for(2s);
-
-  const auto restarted = Clock::now();
-  victim.Restart();
-  auto back = s.WaitEverywhere("user-service", victim.id(), true, 20s, true);
-  const auto recovered = back ? std::optional(Since(restarted)) : std::nullopt;
-  std::this_thread::sleep_for(2s);
-  s.StopLoad();
-
-  auto all = s.load().Figures();
-  auto fault = s.load().Figures(killed, fault_end);
-  auto fields = Common(all, fault);
-  fields.push_back({"detect_ms", Ms(gone)});
-  fields.push_back({"recover_ms", Ms(recovered)});
-  s.Report("kill9_user_service", fields);
-
-  ASSERT_TRUE(gone) << "the killed instance never left every resolver\n" << s.Logs();
-  const auto bound = s.backend().DetectionBound(kServiceRegistryTtl);
-  EXPECT_LE(*gone, bound) << "it must leave every resolver within the " << s.backend().name()
-                          << " detection bound for a " << kServiceRegistryTtl.count() << " s TTL ("
-                          << bound.count() << " ms)";
-  EXPECT_TRUE(back) << "the restarted instance never came back\n" << s.Logs();
-  ExpectNoFailures(all);
-}
+TEST_P(ChaosTest, KillNineOfAUserServiceFailsNoRequest) { KillNineOfAUserService(*stack_); }
 
 // 2. The registry stopped for 30 s, then started again.
 TEST_P(ChaosTest, RegistryOutageOf30sFailsNoRequest) {
   ChaosStack& s = *stack_;
   s.StartLoad();
-  std::this_thread::sleep_for(kWarmup);
+  std::this_thread::sleep_for(kChaosWarmup);
 
   const auto stopped = Clock::now();
   s.backend().Stop();
@@ -151,61 +113,7 @@ TEST_P(ChaosTest, RegistryOutageOf30sFailsNoRequest) {
 }
 
 // 3. Rolling restart of every instance (SIGTERM, start again, one at a time).
-TEST_P(ChaosTest, RollingRestartFailsNoRequest) {
-  ChaosStack& s = *stack_;
-  s.StartLoad();
-  std::this_thread::sleep_for(kWarmup);
-
-  struct Step {
-    ServiceProcess* process;
-    std::string service;
-    int order_index;  // -1 for user-service
-  };
-  std::vector<Step> steps = {{s.users()[0].get(), "user-service", -1},
-                             {s.users()[1].get(), "user-service", -1},
-                             {s.orders()[0].get(), "order-service", 0},
-                             {s.orders()[1].get(), "order-service", 1}};
-  const auto began = Clock::now();
-  milliseconds left_max{0};
-  milliseconds back_max{0};
-  bool all_left = true;
-  bool all_back = true;
-  for (const Step& step : steps) {
-    ServiceProcess& p = *step.process;
-    if (step.order_index >= 0) s.Downstream();  // its counters, before it exits
-    ASSERT_TRUE(p.Signal(SIGTERM));
-    auto left = s.WaitEverywhere(step.service, p.id(), false, 10s);
-    EXPECT_EQ(p.Wait(30s), 0) << p.id() << " did not exit cleanly\n" << p.ReadLog();
-    if (step.order_index >= 0) s.Fold(static_cast<std::size_t>(step.order_index));
-    if (left)
-      left_max = std::max(left_max, *left);
-    else
-      all_left = false;
-    const auto restarted = Clock::now();
-    p.Restart();
-    auto back = s.WaitEverywhere(step.service, p.id(), true, 20s, true);
-    if (back)
-      back_max = std::max(back_max, Since(restarted));
-    else
-      all_back = false;
-    std::this_thread::sleep_for(1s);  // let it take its share before the next one goes
-  }
-  const auto ended = Clock::now();
-  std::this_thread::sleep_for(2s);
-  s.StopLoad();
-
-  auto all = s.load().Figures();
-  auto fault = s.load().Figures(began, ended);
-  auto fields = Common(all, fault);
-  fields.push_back({"restarts", "4"});
-  fields.push_back({"detect_ms", all_left ? Ms(left_max) : "-"});
-  fields.push_back({"recover_ms", all_back ? Ms(back_max) : "-"});
-  s.Report("rolling_restart", fields);
-
-  EXPECT_TRUE(all_left) << "a stopping instance did not leave every resolver";
-  EXPECT_TRUE(all_back) << "a restarted instance did not come back\n" << s.Logs();
-  ExpectNoFailures(all);
-}
+TEST_P(ChaosTest, RollingRestartFailsNoRequest) { RollingRestart(*stack_); }
 
 // 4. An instance that accepts connections but never answers (SIGSTOP): first
 // one of the user-services (order-service's tries time out and go to the
@@ -214,7 +122,7 @@ TEST_P(ChaosTest, HungInstanceTimesOutPerTryAndSucceedsElsewhere) {
   ChaosStack& s = *stack_;
   const auto started = Clock::now();
   s.StartLoad();
-  std::this_thread::sleep_for(kWarmup);
+  std::this_thread::sleep_for(kChaosWarmup);
   const auto baseline = s.load().Figures(started, Clock::now());
   constexpr auto kHang = 6s;  // longer than the TTL: it also leaves the registry
 

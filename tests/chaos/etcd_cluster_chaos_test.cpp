@@ -2,7 +2,7 @@
 // system under load, registered in and discovering through the cluster
 // (backend "etcd-cluster"), while one member is killed, hung or replaced, or
 // the quorum is lost for 20 s. Each demands what the single-registry
-// scenarios demand (chaos_checks.h: no failed request, every acknowledged
+// scenarios demand (chaos_scenarios.h: no failed request, every acknowledged
 // create stored once), and that:
 //   - registrations never lapse while a quorum exists: sampled every 200 ms
 //     through the fault, every instance is listed by the registry;
@@ -15,7 +15,7 @@
 #include <set>
 #include <thread>
 
-#include "chaos/chaos_checks.h"
+#include "chaos/chaos_scenarios.h"
 #include "fixture/etcd_cluster.h"
 
 namespace disco::testing {
@@ -25,12 +25,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr auto kWarmup = 2s;
 constexpr auto kSettle = 2s;
-
-milliseconds Since(Clock::time_point start) {
-  return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
-}
 
 class EtcdClusterChaosTest : public ::testing::Test {
  protected:
@@ -108,7 +103,7 @@ class EtcdClusterChaosTest : public ::testing::Test {
 TEST_F(EtcdClusterChaosTest, LeaderKillNineFailsNoRequestAndLosesNoRegistration) {
   ChaosStack& s = *stack_;
   s.StartLoad();
-  std::this_thread::sleep_for(kWarmup);
+  std::this_thread::sleep_for(kChaosWarmup);
 
   const int leader = cluster().WaitLeader(5s);
   ASSERT_GE(leader, 0);
@@ -143,7 +138,7 @@ TEST_F(EtcdClusterChaosTest, LeaderKillNineFailsNoRequestAndLosesNoRegistration)
 TEST_F(EtcdClusterChaosTest, HungMemberFailsNoRequestAndLosesNoRegistration) {
   ChaosStack& s = *stack_;
   s.StartLoad();
-  std::this_thread::sleep_for(kWarmup);
+  std::this_thread::sleep_for(kChaosWarmup);
 
   const auto stopped = Clock::now();
   cluster().Pause(0);
@@ -179,7 +174,7 @@ TEST_F(EtcdClusterChaosTest, HungMemberFailsNoRequestAndLosesNoRegistration) {
 TEST_F(EtcdClusterChaosTest, QuorumLostFor20sFailsNoRequestAndResyncs) {
   ChaosStack& s = *stack_;
   s.StartLoad();
-  std::this_thread::sleep_for(kWarmup);
+  std::this_thread::sleep_for(kChaosWarmup);
 
   const auto lost = Clock::now();
   cluster().Kill9(1);
@@ -232,7 +227,7 @@ TEST_F(EtcdClusterChaosTest, QuorumLostFor20sFailsNoRequestAndResyncs) {
 TEST_F(EtcdClusterChaosTest, ReplacedMemberFailsNoRequestAndLosesNoRegistration) {
   ChaosStack& s = *stack_;
   s.StartLoad();
-  std::this_thread::sleep_for(kWarmup);
+  std::this_thread::sleep_for(kChaosWarmup);
 
   const auto began = Clock::now();
   cluster().ReplaceMember(0);
