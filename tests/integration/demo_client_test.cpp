@@ -106,8 +106,11 @@ TEST(DemoClientTest, FailsWithExitCodeOneWhenNothingAnswers) {
   EXPECT_EQ(summary["failed"], 1) << "the walkthrough stops at the first step it cannot pass";
   EXPECT_EQ(summary["ok"], 0);
 
-  auto bad = RunCli({"demo", "--gateway", "https://127.0.0.1:1"}, 10s);
+  // https:// gateways are called over TLS (demo.sh --tls); another scheme
+  // is a usage error.
+  auto bad = RunCli({"demo", "--gateway", "ftp://127.0.0.1:1"}, 10s);
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("http(s)://"), std::string::npos) << bad.output;
 }
 
 }  // namespace

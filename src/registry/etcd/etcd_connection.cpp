@@ -1,9 +1,5 @@
 #include "registry/etcd/etcd_connection.h"
 
-#include <grpcpp/security/credentials.h>
-#include <grpcpp/security/tls_certificate_provider.h>
-#include <grpcpp/security/tls_credentials_options.h>
-
 #include <algorithm>
 #include <fstream>
 #include <iterator>
@@ -41,26 +37,14 @@ std::string ReadAll(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// tls::Config checked the files already. With a reload period, gRPC's own
-// file watcher re-reads them (a new CA or client certificate takes effect
-// on the next connection; one that does not load, or a key that does not
-// match, leaves the old in force); without one, gRPC takes the PEM text once.
-// No CA file: gRPC's own roots (the system's). Either way gRPC checks the
-// dialled host or IP against the certificate.
+// tls::Config checked the files already; gRPC takes the PEM text once, so
+// a rotated certificate reaches etcd connections only when the registry is
+// made again (gRPC 1.51's file-watching TlsCredentials would re-read them,
+// but abort the process when a server goes away: grpc/grpc#34683). No CA
+// file: gRPC's own roots (the system's). gRPC checks the dialled host or IP.
 std::shared_ptr<grpc::ChannelCredentials> Credentials(const tls::Config* tls) {
   if (tls == nullptr) return grpc::InsecureChannelCredentials();
   const auto& files = tls->files();
-  const auto period = std::chrono::duration_cast<std::chrono::seconds>(tls->check_interval());
-  if (period.count() > 0 && (!files.ca_file.empty() || !files.cert_file.empty())) {
-    grpc::experimental::TlsChannelCredentialsOptions options;
-    options.set_certificate_provider(
-        std::make_shared<grpc::experimental::FileWatcherCertificateProvider>(
-            files.key_file, files.cert_file, files.ca_file,
-            static_cast<unsigned>(period.count())));
-    if (!files.ca_file.empty()) options.watch_root_certs();
-    if (!files.cert_file.empty()) options.watch_identity_key_cert_pairs();
-    return grpc::experimental::TlsCredentials(options);
-  }
   grpc::SslCredentialsOptions options;
   if (!files.ca_file.empty()) options.pem_root_certs = ReadAll(files.ca_file);
   if (!files.cert_file.empty()) {
