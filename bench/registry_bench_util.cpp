@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +28,21 @@ ServiceInstance Instance(const std::string& service, const std::string& id, int 
   instance.host = "127.0.0.1";
   instance.port = static_cast<std::uint16_t>(port);
   return instance;
+}
+
+std::unique_ptr<Registry> OpenOrExit(const testing::RegistryBackend& backend, const char* tool) {
+  auto registry = MakeRegistry(backend.url());
+  if (!registry) {
+    std::cerr << tool << ": " << registry.error().ToString() << std::endl;
+    std::exit(1);
+  }
+  return std::move(*registry);
+}
+
+std::string Fixed2(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.2f", value);
+  return buffer;
 }
 
 namespace {

@@ -4,9 +4,14 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "disco/registry.h"
 #include "disco/service_instance.h"
 #include "fixture/registry_backend.h"
 
@@ -20,6 +25,37 @@ inline double Ms(Clock::duration d) { return std::chrono::duration<double, std::
 double Percentile(std::vector<double> values, double p);
 
 ServiceInstance Instance(const std::string& service, const std::string& id, int port);
+
+// The backend's registry; on failure says so (as `tool`) and exits 1.
+std::unique_ptr<Registry> OpenOrExit(const testing::RegistryBackend& backend, const char* tool);
+
+// "12.34"
+std::string Fixed2(double value);
+
+// A Markdown table: a header row (`title`, then one column per backend),
+// then Row()s, each cell computed from that backend's figures.
+template <class Figures>
+class Table {
+ public:
+  Table(std::string title, const std::vector<std::string>& backends,
+        const std::map<std::string, Figures>& results)
+      : backends_(backends), results_(results) {
+    std::cout << "| " << title << " |";
+    for (const auto& name : backends_) std::cout << " " << name << " |";
+    std::cout << "\n|---|";
+    for (std::size_t i = 0; i < backends_.size(); ++i) std::cout << "---|";
+    std::cout << "\n";
+  }
+  void Row(const std::string& label, const std::function<std::string(const Figures&)>& cell) {
+    std::cout << "| " << label << " |";
+    for (const auto& name : backends_) std::cout << " " << cell(results_.at(name)) << " |";
+    std::cout << "\n";
+  }
+
+ private:
+  const std::vector<std::string>& backends_;
+  const std::map<std::string, Figures>& results_;
+};
 
 // Requests the backend's clients have sent so far, keep-alive side
 // (`heartbeat`: registrations and their renewals) or watch side: for

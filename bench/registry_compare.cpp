@@ -71,17 +71,8 @@ struct Figures {
   double watch_per_watcher_min = -1;
 };
 
-std::unique_ptr<disco::Registry> Open(const RegistryBackend& backend) {
-  auto registry = disco::MakeRegistry(backend.url());
-  if (!registry) {
-    std::cerr << "registry_compare: " << registry.error().ToString() << std::endl;
-    std::exit(1);
-  }
-  return std::move(*registry);
-}
-
 void MeasureLatency(RegistryBackend& backend, const Options& options, Figures& out) {
-  auto registry = Open(backend);
+  auto registry = disco::bench::OpenOrExit(backend, "registry_compare");
   std::mutex mu;
   std::condition_variable cv;
   std::map<std::string, Clock::time_point> seen;
@@ -117,7 +108,7 @@ void MeasureLatency(RegistryBackend& backend, const Options& options, Figures& o
 }
 
 void MeasureDetection(RegistryBackend& backend, const Options& options, Figures& out) {
-  auto registry = Open(backend);
+  auto registry = disco::bench::OpenOrExit(backend, "registry_compare");
   auto resolver = disco::Resolver::Make(*registry, "bench-crash");
   if (!resolver) return;
   disco::testing::TempDir dir("disco-bench");
@@ -152,7 +143,7 @@ void MeasureDetection(RegistryBackend& backend, const Options& options, Figures&
 }
 
 void MeasureRequests(RegistryBackend& backend, const Options& options, Figures& out) {
-  auto registry = Open(backend);
+  auto registry = disco::bench::OpenOrExit(backend, "registry_compare");
   std::vector<std::unique_ptr<disco::Registration>> registrations;
   for (int i = 0; i < options.instances; ++i) {
     auto registration =
@@ -241,20 +232,10 @@ int main(int argc, char** argv) {
     MeasureRequests(*backend, options, figures);
   }
 
-  auto fmt = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f", v);
-    return std::string(buf);
-  };
-  std::cout << "| measurement |";
-  for (const auto& name : options.backends) std::cout << " " << name << " |";
-  std::cout << "\n|---|";
-  for (std::size_t i = 0; i < options.backends.size(); ++i) std::cout << "---|";
-  std::cout << "\n";
+  const auto fmt = disco::bench::Fixed2;
+  disco::bench::Table<Figures> table("measurement", options.backends, results);
   auto row = [&](const std::string& label, const std::function<std::string(const Figures&)>& cell) {
-    std::cout << "| " << label << " |";
-    for (const auto& name : options.backends) std::cout << " " << cell(results[name]) << " |";
-    std::cout << "\n";
+    table.Row(label, cell);
   };
   row("register → seen p50 (ms)",
       [&](const Figures& f) { return fmt(Percentile(f.latency_ms, 50)); });

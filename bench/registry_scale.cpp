@@ -141,15 +141,6 @@ class Watcher {
   std::vector<double> seen_ms_;
 };
 
-std::unique_ptr<disco::Registry> Open(const disco::testing::RegistryBackend& backend) {
-  auto registry = disco::MakeRegistry(backend.url());
-  if (!registry) {
-    std::cerr << "registry_scale: " << registry.error().ToString() << std::endl;
-    std::exit(1);
-  }
-  return std::move(*registry);
-}
-
 // Runs `work(thread)` on `threads` threads and waits for them.
 void Parallel(int threads, const std::function<void(int)>& work) {
   std::vector<std::thread> pool;
@@ -159,7 +150,7 @@ void Parallel(int threads, const std::function<void(int)>& work) {
 
 Figures Measure(disco::testing::RegistryBackend& backend, const Options& options) {
   Figures out;
-  auto registry = Open(backend);
+  auto registry = disco::bench::OpenOrExit(backend, "registry_scale");
   disco::RegisterOptions register_options;
   register_options.ttl = std::chrono::seconds(options.ttl_s);
   const int total = options.services * options.instances;
@@ -193,7 +184,7 @@ Figures Measure(disco::testing::RegistryBackend& backend, const Options& options
 
   std::cerr << "== " << backend.name() << ": watching " << options.services << " services"
             << std::endl;
-  auto watch_registry = Open(backend);
+  auto watch_registry = disco::bench::OpenOrExit(backend, "registry_scale");
   Watcher watcher;
   const auto rss_before = disco::bench::ResidentBytes();
   std::vector<std::unique_ptr<disco::WatchHandle>> watches;
@@ -351,22 +342,14 @@ int main(int argc, char** argv) {
     backend->Stop();
   }
 
-  auto fmt = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f", v);
-    return std::string(buf);
-  };
-  std::cout << "| " << options.services << " services × " << options.instances << " instances, "
-            << options.rate << " changes/s for " << options.seconds << " s, TTL " << options.ttl_s
-            << " s |";
-  for (const auto& name : options.backends) std::cout << " " << name << " |";
-  std::cout << "\n|---|";
-  for (std::size_t i = 0; i < options.backends.size(); ++i) std::cout << "---|";
-  std::cout << "\n";
+  const auto fmt = disco::bench::Fixed2;
+  disco::bench::Table<Figures> table(
+      std::to_string(options.services) + " services × " + std::to_string(options.instances) +
+          " instances, " + std::to_string(options.rate) + " changes/s for " +
+          std::to_string(options.seconds) + " s, TTL " + std::to_string(options.ttl_s) + " s",
+      options.backends, results);
   auto row = [&](const std::string& label, const std::function<std::string(const Figures&)>& cell) {
-    std::cout << "| " << label << " |";
-    for (const auto& name : options.backends) std::cout << " " << cell(results[name]) << " |";
-    std::cout << "\n";
+    table.Row(label, cell);
   };
   row("registered (s to register all)", [&](const Figures& f) {
     return std::to_string(f.registered) + " (" + fmt(f.register_s) + ")";
