@@ -50,8 +50,11 @@ void KeepAlivePool::Work() {
       continue;
     }
     const auto first = queue_.begin();
-    if (first->first > Clock::now()) {
-      wake_.wait_until(lock, first->first);
+    // A copy: while this thread waits, another may take that entry and free
+    // its node (ASan caught wait_until reading the key it was given).
+    const Clock::time_point due = first->first;
+    if (due > Clock::now()) {
+      wake_.wait_until(lock, due);
       continue;
     }
     const auto id = first->second;
