@@ -150,6 +150,21 @@ TEST(EtcdClusterTest, QuorumLostFor20sReportsErrorKeepsSnapshotAndResyncs) {
             << std::endl;
 }
 
+// The fixture's MoveLeaderAwayFrom, which the hung-member chaos scenario
+// relies on to hang a follower (etcd-io/etcd#15247): leadership moves and
+// the cluster still serves.
+TEST(EtcdClusterTest, LeadershipMovesAwayFromAMemberOnRequest) {
+  EtcdCluster cluster;
+  const int leader = cluster.WaitLeader(5s);
+  ASSERT_GE(leader, 0);
+  ASSERT_TRUE(cluster.MoveLeaderAwayFrom(leader));
+  const int now = cluster.WaitLeader(5s);
+  EXPECT_GE(now, 0);
+  EXPECT_NE(now, leader);
+  auto registry = OpenEtcd(UrlStartingAt(cluster, leader), 3000ms);
+  EXPECT_TRUE(registry->Register(Instance("svc", "a", 9000), Ttl(2)));
+}
+
 // A member replaced (removed, a fresh one added on its address): clients keep
 // working through it, and it carries the cluster's data.
 TEST(EtcdClusterTest, ReplacedMemberServesTheClusterAndItsClients) {
