@@ -1,23 +1,30 @@
 # shellcheck shell=bash disable=SC2154,SC2034  # sourced by scripts/demo.sh: its variables
 # The TLS part of scripts/demo.sh (--tls), sourced by it: a throwaway CA and
-# certificates made with the openssl CLI, etcd's access control, and the
-# per-service registry URLs. Uses demo.sh's fail, and $run and $disco.
+# certificates made with the openssl CLI, the registry's access control
+# (etcd users and roles, or Consul ACLs), and the per-service registry URLs.
+# Uses demo.sh's fail, and $run, $disco and $registry_kind.
 #
 # Files, all in $run/tls (keys and passwords mode 600, made anew on each start):
 #   ca.pem, ca.key                the demo's CA (EC P-256, valid 7 days)
 #   <name>.pem, <name>.key        one certificate per service (user-service,
-#                                 order-service, gateway), one for etcd and
-#                                 one for the command-line tools (client):
+#                                 order-service, gateway), one for the
+#                                 registry (etcd or consul) and one for the
+#                                 command-line tools (client):
 #                                 SAN DNS:<name> + IP:127.0.0.1, serverAuth
 #                                 and clientAuth, CN <name>
 #   <user>.password               etcd passwords: root, one user per service
 #                                 and "viewer" (read-only, for disco list/watch)
+#   <user>.token, consul.hcl      Consul: the management token, one ACL token
+#                                 per service and viewer; the agent's config
 # etcd's access control: root, and a role per service that may write only
 # under services/<service>/ and read services/ (every service discovers the
-# others). The services connect with ?user=<service>&password=..., read from
-# DISCO_REGISTRY in their environment (never on a command line).
+# others). Consul's ACLs (default deny) say the same: a policy per service
+# that may write only its own service and read every service and node. The
+# services connect with ?user=<service>&password=... (etcd) or ?token=...
+# (Consul), read from DISCO_REGISTRY in their environment (never on a
+# command line).
 
-tls_names=(user-service order-service gateway etcd client)
+tls_names=(user-service order-service gateway "$registry_kind" client)
 
 # tls_make_certs: the CA and every certificate above.
 tls_make_certs() {
@@ -57,13 +64,67 @@ tls_etcd_args() {
 }
 
 # tls_query [USER]: the registry URL's query: CA, the client certificate of
-# USER (the tools' when USER is viewer or empty), and USER's password.
+# USER (the tools' when USER is viewer or empty), and USER's etcd password or
+# Consul token (empty USER on Consul: the management token, for the tools
+# until the ACLs are made).
 tls_query() {
   local cert=client
   case "${1:-}" in user-service|order-service|gateway) cert=$1 ;; esac
   local q="ca=$tls_dir/ca.pem&cert=$tls_dir/$cert.pem&key=$tls_dir/$cert.key"
-  [ -n "${1:-}" ] && q+="&user=$1&password=$(cat "$tls_dir/$1.password")"
+  if [ "$registry_kind" = consul ]; then
+    q+="&token=$(cat "$tls_dir/${1:-consul-management}.token")"
+  elif [ -n "${1:-}" ]; then
+    q+="&user=$1&password=$(cat "$tls_dir/$1.password")"
+  fi
   echo "$q"
+}
+
+# tls_consul_args PORT: the agent's config file, in $tls_consul: HTTPS only,
+# on PORT, client certificates required, ACLs on with default deny. The
+# management token is made here and kept in files (mode 600), never on a
+# command line.
+tls_consul_args() {
+  (umask 077 && cat /proc/sys/kernel/random/uuid > "$tls_dir/consul-management.token")
+  local management
+  management=$(cat "$tls_dir/consul-management.token")
+  (umask 077 && cat > "$tls_dir/consul.hcl" <<HCL
+ports { http = -1, https = $1 }
+ca_file = "$tls_dir/ca.pem"
+cert_file = "$tls_dir/consul.pem"
+key_file = "$tls_dir/consul.key"
+verify_incoming = true
+acl {
+  enabled = true
+  default_policy = "deny"
+  tokens { master = "$management", agent = "$management" }
+}
+HCL
+  )
+  tls_consul=(-config-file "$tls_dir/consul.hcl")
+}
+
+# tls_consul_acl PORT: a policy and a token per service, and viewer's
+# (read-only), made with the management token through the ACL API. Secrets
+# go through files and stdin only.
+tls_consul_acl() {
+  local log="$tls_dir/consul-acl.log" name rules
+  (umask 077 && echo "X-Consul-Token: $(cat "$tls_dir/consul-management.token")" > "$tls_dir/consul-management.header")
+  (
+    set -e
+    for name in viewer user-service order-service gateway; do
+      rules='service_prefix \"\" { policy = \"read\" } node_prefix \"\" { policy = \"read\" }'
+      [ "$name" != viewer ] && rules+=" service \\\"$name\\\" { policy = \\\"write\\\" }"
+      printf '{"Name": "disco-%s", "Rules": "%s"}' "$name" "$rules" |
+        tls_curl -fsS -m 5 -X PUT -H "@$tls_dir/consul-management.header" --data-binary @- \
+          "https://127.0.0.1:$1/v1/acl/policy"
+      echo
+      (umask 077 && cat /proc/sys/kernel/random/uuid > "$tls_dir/$name.token")
+      printf '{"SecretID": "%s", "Description": "disco demo: %s", "Policies": [{"Name": "disco-%s"}]}' \
+        "$(cat "$tls_dir/$name.token")" "$name" "$name" |
+        tls_curl -fsS -m 5 -X PUT -H "@$tls_dir/consul-management.header" --data-binary @- \
+          "https://127.0.0.1:$1/v1/acl/token" | grep -o '"AccessorID": *"[^"]*"'
+    done
+  ) >"$log" 2>&1 || fail "--tls: making Consul's ACL policies and tokens failed" "$log"
 }
 
 # tls_etcd_auth PORT: root, the roles and users, then `etcdctl auth enable`.

@@ -20,10 +20,11 @@
 #   --no-failover            skip the kill -9 scene (the client runs once)
 #   --redis                  also start a redis-server (free port, AOF in the run dir)
 #                            and give every service --redis: shared rate limits, logout
-#   --tls                    everything over TLS (etcd only): a throwaway CA and one
-#                            certificate per service made with openssl in <run dir>/tls,
-#                            etcd with client certificates and its access control on
-#                            (one user per service, may write only its own keys),
+#   --tls                    everything over TLS: a throwaway CA and one certificate
+#                            per service made with openssl in <run dir>/tls, the
+#                            registry with client certificates and its access control
+#                            on (etcd: one user per service, may write only its own
+#                            keys; Consul: ACLs, one token per service likewise),
 #                            mutual TLS between the services, the gateway on HTTPS
 #                            (scripts/demo-tls.sh)
 #
@@ -306,9 +307,6 @@ case "$command" in
 esac
 case "$registry_kind" in etcd|consul) ;; *) echo "demo: --registry must be etcd or consul" >&2; exit 2 ;; esac
 case "$db_kind" in sqlite|mysql) ;; *) echo "demo: --db must be sqlite or mysql" >&2; exit 2 ;; esac
-if [ $with_tls = 1 ] && [ "$registry_kind" != etcd ]; then
-  echo "demo: --tls runs on etcd only (--registry etcd)" >&2; exit 2
-fi
 
 trap 'fail "interrupted"' INT TERM
 set -E
@@ -511,8 +509,19 @@ if [ "$registry_kind" = etcd ]; then
     --initial-cluster "demo=http://127.0.0.1:$etcd_peer_port"
 else
   rm -rf "$run/consul-data"
+  consul_http=(-http-port "$consul_port")
+  if [ $with_tls = 1 ]; then
+    # shellcheck source=scripts/demo-tls.sh
+    . "$root/scripts/demo-tls.sh"
+    tls_make_certs
+    tls_consul_args "$consul_port"
+    consul_http=("${tls_consul[@]}")
+    cli_registry="$registry?$(tls_query)"
+    scheme=https
+    echo "a throwaway CA and certificates for ${tls_names[*]} in $(rel "$tls_dir")"
+  fi
   start_bg registry "$root/.tools/consul/bin/consul" agent -dev -client 127.0.0.1 -bind 127.0.0.1 \
-    -data-dir "$run/consul-data" -http-port "$consul_port" -server-port "$consul_server_port" \
+    -data-dir "$run/consul-data" "${consul_http[@]}" -server-port "$consul_server_port" \
     -serf-lan-port "$consul_serf_port" -serf-wan-port -1 -dns-port -1 -grpc-port -1
 fi
 # wait_ready NAME SECONDS WHAT COMMAND...: waits until COMMAND succeeds, for at
@@ -542,11 +551,16 @@ wait_ready() {
 since() { local ms=$(($(now_ms) - $1)); echo "$((ms / 1000)).$((ms % 1000 / 100))"; }
 wait_ready registry 15 "answer at $registry" disco_reg --timeout-ms 500 list
 echo "$registry_kind answers at $registry (pid $(pid_of registry); log: $(rel "$run/registry.log"))"
-if [ $with_tls = 1 ]; then
+if [ $with_tls = 1 ] && [ "$registry_kind" = etcd ]; then
   tls_etcd_auth "$etcd_port"
   cli_registry="$registry?$(tls_query viewer)"
   echo "etcd over TLS with client certificates (--client-cert-auth), access control on: users root," \
     "viewer (read-only) and one per service, which may write only under services/<service>/"
+elif [ $with_tls = 1 ]; then
+  tls_consul_acl "$consul_port"
+  cli_registry="$registry?$(tls_query viewer)"
+  echo "Consul over HTTPS with client certificates (verify_incoming), ACLs on (default deny): tokens" \
+    "for viewer (read-only) and one per service, which may write only its own service"
 fi
 
 # --- 4. services --------------------------------------------------------------------
@@ -758,7 +772,7 @@ if [ $with_tls = 1 ]; then
   t=$(rel "$tls_dir")
   cat <<TRY
 
-Everything runs over TLS; certificates, keys and etcd passwords in $t/.
+Everything runs over TLS; certificates, keys and $registry_kind secrets in $t/.
 Try:
   curl --cacert $t/ca.pem $gateway_url/health
   curl --cacert $t/ca.pem -s $gateway_url/api/orders                     # 401 JSON error: no token
@@ -766,10 +780,23 @@ Try:
   curl --cacert $t/ca.pem --cert $t/client.pem --key $t/client.key https://127.0.0.1:$user_port_1/health
   curl --cacert $t/ca.pem https://127.0.0.1:$user_port_1/health                  # refused: mutual TLS
   $(rel "$disco") demo --gateway $gateway_url --tls-ca $t/ca.pem    # the client again
+TRY
+  if [ "$registry_kind" = etcd ]; then
+    cat <<TRY
   DISCO_REGISTRY="$registry?ca=$t/ca.pem&cert=$t/client.pem&key=$t/client.key&user=viewer&password=\$(cat $t/viewer.password)" \\
     $(rel "$disco") watch user-service
   ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:$etcd_port --cacert $t/ca.pem --cert $t/client.pem \\
     --key $t/client.key put services/user-service/x y                       # refused: no etcd user
+TRY
+  else
+    cat <<TRY
+  DISCO_REGISTRY="$registry?ca=$t/ca.pem&cert=$t/client.pem&key=$t/client.key&token=\$(cat $t/viewer.token)" \\
+    $(rel "$disco") watch user-service
+  curl --cacert $t/ca.pem --cert $t/client.pem --key $t/client.key -X PUT -d '{"Name":"user-service","ID":"x"}' \\
+    https://127.0.0.1:$consul_port/v1/agent/service/register                # refused: no ACL token
+TRY
+  fi
+  cat <<TRY
 Status: ${run_env}scripts/demo.sh status
 Stop:   ${run_env}scripts/demo.sh stop
 TRY

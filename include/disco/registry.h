@@ -2,7 +2,7 @@
 //
 // Backends are chosen by URL (see MakeRegistry):
 //   etcd://host:port[,host:port...][?prefix=services]   etcd v3 (lease + watch)
-//   consul://host:port[?token=...&stale=1]              Consul agent (TTL check + blocking query)
+//   consul://host:port[,host:port...][?token=...&dc=...] Consul agents (TTL check + blocking query)
 //   memory://[name]                                     in-process, for unit tests
 //   dns://[server:port,...][?name=...&record=srv|a...]  DNS SRV or A/AAAA, read-only
 //                                                       (Kubernetes, Consul DNS)

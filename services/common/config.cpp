@@ -27,8 +27,9 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->capture_default_str();
   app.add_option(
          "--registry", c.registry,
-         "Registry URL: etcd://host:port, consul://host:port, or memory:// (in this process "
-         "only: for trying one service alone)")
+         "Registry URL: etcd://host:port[,host:port...] (the members of a cluster), "
+         "consul://host:port[,host:port...] (agents, the local one first), or memory:// (in this "
+         "process only: for trying one service alone); options: README 'Registry URLs'")
       ->envname("DISCO_REGISTRY")
       ->capture_default_str();
   // No captured default, ever: --help must not echo a secret.

@@ -107,7 +107,7 @@ Result<RegistryUrl> ParseRegistryUrl(std::string_view url) {
   if (sep == std::string_view::npos) {
     return Fail(ErrorCode::kInvalidArgument,
                 "registry URL '" + std::string(url) +
-                    "' has no scheme; expected etcd://host:port, consul://host:port or memory://");
+                    "' has no scheme; expected etcd://host:port[,host:port...], consul://host:port[,host:port...] or memory://");
   }
   out.scheme = std::string(url.substr(0, sep));
   const auto syntax = detail::LookupSchemeSyntax(out.scheme);

@@ -13,9 +13,6 @@ namespace disco::http::detail {
 
 namespace {
 
-// See ConnectTls: session resumption on the client side is built but off.
-constexpr bool kOfferCachedSessions = false;
-
 constexpr unsigned char kTlsHandshakeRecord = 0x16;
 
 constexpr std::string_view kPlaintextBody =
@@ -101,13 +98,8 @@ Awaitable<bool> ConnectTls(Connection& connection, const tls::Config& config,
     SSL_set_tlsext_host_name(ssl, host_text.c_str());  // SNI
   }
   // Kept per identity and address: a session offered here was verified for
-  // this host and, when it carries one, this identity. Off for now: TSan
-  // reports a data race between copying a cached session here and OpenSSL
-  // freeing a stack of a session on another I/O thread (TlsTest's rotation
-  // under load); until that is understood, every connection does a full
-  // handshake (connections are still kept alive and pooled).
-  if (kOfferCachedSessions)
-    OfferTlsSession(ssl, std::string(identity) + "|" + std::string(address));
+  // this host and, when it carries one, this identity.
+  OfferTlsSession(ssl, std::string(identity) + "|" + std::string(address));
   ERR_clear_error();
   ec = {};
   co_await stream.async_handshake(asio::ssl::stream_base::client,

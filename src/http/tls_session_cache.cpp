@@ -36,13 +36,17 @@ class SessionCache {
     entries_.emplace(key, Entry{session, order_.begin()});
   }
 
-  // A new reference to the session kept under `key`, or null.
-  SSL_SESSION* Get(const std::string& key) {
+  // A copy of the session kept under `key` (the caller owns it), or null
+  // when there is none or it can no longer be resumed. Copied under the
+  // lock, so that no thread reads the kept session while another frees it:
+  // OpenSSL's reference counts would make a copy outside the lock safe too,
+  // but ThreadSanitizer cannot see them (libssl is not instrumented) and
+  // reported exactly that as a race.
+  SSL_SESSION* Copy(const std::string& key) {
     std::lock_guard lock(mu_);
     auto it = entries_.find(key);
-    if (it == entries_.end()) return nullptr;
-    SSL_SESSION_up_ref(it->second.session);
-    return it->second.session;
+    if (it == entries_.end() || SSL_SESSION_is_resumable(it->second.session) != 1) return nullptr;
+    return SSL_SESSION_dup(it->second.session);
   }
 
   void Erase(const std::string& key) {
@@ -113,15 +117,12 @@ void EnableTlsSessionCache(SSL_CTX* context) {
 void OfferTlsSession(SSL* ssl, std::string key) {
   SessionCache* cache = CacheOf(SSL_get_SSL_CTX(ssl));
   if (cache == nullptr) return;
-  if (SSL_SESSION* session = cache->Get(key)) {
-    // A copy again: a TLS 1.2 resumption uses the offered object itself as
-    // the connection's session, which closing without close_notify spoils.
-    SSL_SESSION* copy = SSL_SESSION_is_resumable(session) == 1 ? SSL_SESSION_dup(session) : nullptr;
-    SSL_SESSION_free(session);
-    if (copy != nullptr) {
-      SSL_set_session(ssl, copy);
-      SSL_SESSION_free(copy);  // SSL_set_session took its own reference
-    }
+  // A copy, not the kept object: a TLS 1.2 resumption uses the offered
+  // object itself as the connection's session, which closing without
+  // close_notify spoils.
+  if (SSL_SESSION* copy = cache->Copy(key)) {
+    SSL_set_session(ssl, copy);
+    SSL_SESSION_free(copy);  // SSL_set_session took its own reference
   }
   auto* owned = new std::string(std::move(key));
   if (SSL_set_ex_data(ssl, KeyIndex(), owned) != 1) delete owned;

@@ -262,8 +262,53 @@ std::map<std::string, std::string> DemoEnv(const std::string& run) {
 // scripts/demo.sh --tls: certificates made with openssl, etcd requiring
 // client certificates with its access control on, mutual TLS between the
 // services, the gateway on HTTPS, the client through it over TLS.
-TEST(DemoE2eTlsTest, RunsTheWholeDemoOverTlsWithEtcdAccessControl) {
-  DemoScript demo("etcd");
+class DemoE2eTlsTest : public ::testing::TestWithParam<std::string> {};
+
+// etcd: no certificate, no connection; a certificate without an etcd user
+// may not write; a service's user may write its own keys only.
+void ExpectEtcdAccessControl(const std::string& tls, const std::string& etcd) {
+  const std::string etcdctl = "ETCDCTL_API=3 etcdctl --endpoints https://" + etcd +
+                              " --cacert " + tls + "/ca.pem";
+  const std::string with_cert = etcdctl + " --cert " + tls + "/client.pem --key " + tls +
+                                "/client.key";
+  EXPECT_NE(Capture(etcdctl + " --dial-timeout 2s get x").first, 0);
+  auto [anon_put_rc, anon_put] = Capture(with_cert + " put services/user-service/fake x");
+  EXPECT_NE(anon_put_rc, 0);
+  EXPECT_NE(anon_put.find("permission denied"), std::string::npos) << anon_put;
+  const std::string as_user = with_cert + " --user user-service:\"$(cat " + tls +
+                              "/user-service.password)\"";
+  auto [own_rc, own] = Capture(as_user + " put services/user-service/probe x");
+  EXPECT_EQ(own_rc, 0) << own;
+  Capture(as_user + " del services/user-service/probe");
+  auto [other_rc, other] = Capture(as_user + " put services/order-service/fake x");
+  EXPECT_NE(other_rc, 0);
+  EXPECT_NE(other.find("permission denied"), std::string::npos) << other;
+}
+
+// Consul: no certificate, no connection; a certificate without a token may
+// not register; a service's token may register its own service only.
+void ExpectConsulAcls(const std::string& tls, const std::string& agent) {
+  const std::string curl = "curl -s -m 5 -w ' %{http_code}' --cacert " + tls + "/ca.pem";
+  const std::string with_cert = curl + " --cert " + tls + "/client.pem --key " + tls + "/client.key";
+  const std::string url = " https://" + agent + "/v1/agent/service/";
+  auto register_as = [&](const std::string& token, const std::string& service) {
+    const std::string header =
+        token.empty() ? "" : " -H \"X-Consul-Token: $(cat " + tls + "/" + token + ".token)\"";
+    return Capture(with_cert + header + " -X PUT -d '{\"Name\":\"" + service +
+                   "\",\"ID\":\"probe\"}'" + url + "register")
+        .second;
+  };
+  EXPECT_NE(Capture(curl + url + "register").first, 0) << "Consul answered without a certificate";
+  EXPECT_NE(register_as("", "user-service").find("403"), std::string::npos);
+  EXPECT_NE(register_as("user-service", "user-service").find(" 200"), std::string::npos);
+  Capture(with_cert + " -H \"X-Consul-Token: $(cat " + tls + "/user-service.token)\" -X PUT" +
+          url + "deregister/probe");
+  EXPECT_NE(register_as("user-service", "order-service").find("403"), std::string::npos);
+  EXPECT_NE(register_as("viewer", "user-service").find("403"), std::string::npos);
+}
+
+TEST_P(DemoE2eTlsTest, RunsTheWholeDemoOverTlsWithTheRegistrysAccessControl) {
+  DemoScript demo(GetParam());
   auto [status, output] = demo.Start({"--tls", "--no-failover"});
   std::printf("%s", output.c_str());
   ASSERT_TRUE(Succeeded(status)) << "scripts/demo.sh --tls failed (status " << status << ")";
@@ -287,7 +332,7 @@ TEST(DemoE2eTlsTest, RunsTheWholeDemoOverTlsWithEtcdAccessControl) {
   auto env = DemoEnv(run);
   const std::string gateway = env["port_gateway_1"];
   const std::string user = env["port_user_service_1"];
-  const std::string etcd = env["registry_url"].substr(std::string("etcd://").size());
+  const std::string registry = env["registry_url"].substr(GetParam().size() + 3);
   ASSERT_FALSE(gateway.empty());
   const std::string ca = " --cacert " + tls + "/ca.pem";
   const std::string client_cert = " --cert " + tls + "/client.pem --key " + tls + "/client.key";
@@ -306,28 +351,16 @@ TEST(DemoE2eTlsTest, RunsTheWholeDemoOverTlsWithEtcdAccessControl) {
       Capture("curl -fs -m 5" + ca + " https://127.0.0.1:" + user + "/health");
   EXPECT_NE(anon_rc, 0) << "user-service answered a client without certificate: " << anon_out;
 
-  // etcd: no certificate, no connection; a certificate without an etcd user
-  // may not write; a service's user may write its own keys only.
-  const std::string etcdctl = "ETCDCTL_API=3 etcdctl --endpoints https://" + etcd +
-                              " --cacert " + tls + "/ca.pem";
-  const std::string with_cert = etcdctl + " --cert " + tls + "/client.pem --key " + tls +
-                                "/client.key";
-  EXPECT_NE(Capture(etcdctl + " --dial-timeout 2s get x").first, 0);
-  auto [anon_put_rc, anon_put] = Capture(with_cert + " put services/user-service/fake x");
-  EXPECT_NE(anon_put_rc, 0);
-  EXPECT_NE(anon_put.find("permission denied"), std::string::npos) << anon_put;
-  const std::string as_user = with_cert + " --user user-service:\"$(cat " + tls +
-                              "/user-service.password)\"";
-  auto [own_rc, own] = Capture(as_user + " put services/user-service/probe x");
-  EXPECT_EQ(own_rc, 0) << own;
-  Capture(as_user + " del services/user-service/probe");
-  auto [other_rc, other] = Capture(as_user + " put services/order-service/fake x");
-  EXPECT_NE(other_rc, 0);
-  EXPECT_NE(other.find("permission denied"), std::string::npos) << other;
-  // No password on any command line of the demo's processes.
+  if (GetParam() == "etcd") {
+    ExpectEtcdAccessControl(tls, registry);
+  } else {
+    ExpectConsulAcls(tls, registry);
+  }
+  // No password or token on any command line of the demo's processes.
   for (const auto& r : RecordedProcesses(run)) {
     std::string cmdline = ReadFile("/proc/" + std::to_string(r.pid) + "/cmdline");
     EXPECT_EQ(cmdline.find("password"), std::string::npos) << r.name << ": " << cmdline;
+    EXPECT_EQ(cmdline.find("token"), std::string::npos) << r.name << ": " << cmdline;
   }
 
   auto [stopped, stop_output] = demo.Run({"stop"}, 60s);
@@ -336,6 +369,8 @@ TEST(DemoE2eTlsTest, RunsTheWholeDemoOverTlsWithEtcdAccessControl) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Registries, DemoE2eTest, ::testing::Values("etcd", "consul"),
+                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Registries, DemoE2eTlsTest, ::testing::Values("etcd", "consul"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

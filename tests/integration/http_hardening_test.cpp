@@ -48,26 +48,9 @@ ServerOptions Options() {
 }
 
 // A blocking TCP client socket to 127.0.0.1:port bound to `from` (another
-// loopback address stands for another client). -1 on failure.
+// loopback address stands for another client), 5 s on every send and recv.
 int ConnectFrom(std::uint16_t port, const char* from = "127.0.0.1") {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in local{};
-  local.sin_family = AF_INET;
-  ::inet_pton(AF_INET, from, &local.sin_addr);
-  sockaddr_in remote{};
-  remote.sin_family = AF_INET;
-  remote.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr);
-  timeval tv{5, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
-      ::connect(fd, reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
+  return disco::testing::TcpConnect(port, from, std::chrono::seconds(5));
 }
 
 bool SendAll(int fd, std::string_view bytes) {

@@ -31,25 +31,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// A raw TCP connection from `source` (any 127.x.y.z) to 127.0.0.1:port; -1 on failure.
-int Connect(std::uint16_t port, const char* source = "127.0.0.1") {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  sockaddr_in local{};
-  local.sin_family = AF_INET;
-  ::inet_pton(AF_INET, source, &local.sin_addr);
-  sockaddr_in remote{};
-  remote.sin_family = AF_INET;
-  remote.sin_port = htons(port);
-  ::inet_pton(AF_INET, "127.0.0.1", &remote.sin_addr);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
-      ::connect(fd, reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
+using testing::TcpConnect;
 
 void Send(int fd, std::string_view bytes) {
   ASSERT_EQ(::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
@@ -137,7 +119,7 @@ TEST_F(TlsHostileTest, AStalledHandshakeIsClosedAtTheRequestTimeout) {
   ServerOptions options;
   options.request_timeout = 500ms;
   const auto port = StartServer(options);
-  const int fd = Connect(port);
+  const int fd = TcpConnect(port);
   ASSERT_GE(fd, 0);
   Send(fd, kHelloHeader);
   const auto start = Clock::now();
@@ -158,7 +140,7 @@ TEST_F(TlsHostileTest, StalledHandshakesFromOneAddressDoNotShutOutOthers) {
   const auto port = StartServer(options);
   std::vector<int> stalled;
   for (int i = 0; i < 40; ++i) {
-    const int fd = Connect(port, "127.0.0.2");
+    const int fd = TcpConnect(port, "127.0.0.2");
     ASSERT_GE(fd, 0);
     Send(fd, kHelloHeader);
     stalled.push_back(fd);
@@ -180,7 +162,7 @@ TEST_F(TlsHostileTest, GarbageInsteadOfAClientHelloClosesTheConnection) {
   for (auto& c : garbage) c = static_cast<char>(random());
   garbage[0] = '\x16';  // looks like a handshake record, then is not one
   for (int i = 0; i < 20; ++i) {
-    const int fd = Connect(port);
+    const int fd = TcpConnect(port);
     ASSERT_GE(fd, 0);
     Send(fd, garbage);
     EXPECT_TRUE(ClosedWithin(fd, 5s));

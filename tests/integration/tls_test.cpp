@@ -353,9 +353,7 @@ std::string HandshakeSeries(const std::string& service, bool resumed) {
 // server's certificate and the identity is checked on it: the discovered
 // calls succeed only because it names user-service. A client's reload
 // starts with no session; an impostor's failed identity leaves none behind.
-// DISABLED_ while client-side resumption is off (tls_handshake.cpp,
-// kOfferCachedSessions: a data race TSan found, not understood yet).
-TEST_F(TlsTest, DISABLED_NewConnectionsResumeTheSessionAndTheIdentityIsStillChecked) {
+TEST_F(TlsTest, NewConnectionsResumeTheSessionAndTheIdentityIsStillChecked) {
   for (const int version : {TLS1_3_VERSION, TLS1_2_VERSION}) {
     SCOPED_TRACE(version == TLS1_3_VERSION ? "TLS 1.3" : "TLS 1.2");
     const std::string v = version == TLS1_3_VERSION ? "13" : "12";

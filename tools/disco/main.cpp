@@ -17,8 +17,8 @@ int main(int argc, char** argv) {
   global.registry = env && *env ? env : "etcd://127.0.0.1:2379";
   app.add_option(
          "--registry", global.registry,
-         "Registry URL: etcd://host:port[,host:port], consul://host:port[?token=T], memory://,\n"
-         "dns://[server:port][?name=...] (read-only: SRV/A records, e.g. Kubernetes DNS)\n"
+         "Registry URL: etcd://host:port[,host:port...], consul://host:port[,host:port...][?token=T],\n"
+         "memory://, dns://[server:port][?name=...] (read-only: SRV/A records, e.g. Kubernetes DNS)\n"
          "(env DISCO_REGISTRY; default etcd://127.0.0.1:2379)")
       ->envname("DISCO_REGISTRY")
       ->capture_default_str();

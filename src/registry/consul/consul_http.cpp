@@ -39,6 +39,7 @@ std::optional<std::uint64_t> ConsulIndex(std::string_view text) {
 void CancelSlot::Cancel() {
   interrupt_.Cancel();
   timer_.cancel();
+  if (wake_) wake_();
 }
 
 asio::awaitable<void> CancelSlot::Sleep(std::chrono::milliseconds duration) {

@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,10 +63,15 @@ class CancelSlot {
   // Sleeps for `duration` or until Cancel(), whichever comes first.
   boost::asio::awaitable<void> Sleep(std::chrono::milliseconds duration);
 
+  // What Cancel() also does while a request waits for its turn in a
+  // RequestLimiter (it wakes the waiter); empty otherwise.
+  void OnCancel(std::function<void()> wake) { wake_ = std::move(wake); }
+
  private:
   friend class HttpClient;
   boost::asio::steady_timer timer_;
   http::detail::Interrupt interrupt_;
+  std::function<void()> wake_;
 };
 
 class HttpClient {

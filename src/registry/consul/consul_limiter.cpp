@@ -13,23 +13,29 @@ namespace asio = boost::asio;
 // its operator new (a false positive on the frame allocator, GCC PR 103485).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-asio::awaitable<RequestLimiter::Permit> RequestLimiter::Acquire(const CancelSlot* slot) {
+asio::awaitable<RequestLimiter::Permit> RequestLimiter::Acquire(CancelSlot* slot) {
   if (in_flight_ < limit_ && waiters_.empty()) {
     ++in_flight_;
     co_return Permit(this);
   }
   auto waiter = std::make_shared<Waiter>(co_await asio::this_coro::executor);
   waiters_.push_back(waiter);
-  // Woken by Release (the timer cancelled), or every 200 ms to see whether
-  // the request was cancelled meanwhile (a watch being stopped).
-  while (!waiter->granted) {
-    if (slot && slot->cancelled()) {
-      std::erase(waiters_, waiter);
-      co_return Permit();
-    }
-    waiter->timer.expires_after(std::chrono::milliseconds(200));
+  // Woken by Release (granted) or by the slot's Cancel (a watch being
+  // stopped). The slot holds a weak reference: the waiter may go first.
+  if (slot) {
+    slot->OnCancel([weak = std::weak_ptr<Waiter>(waiter)] {
+      if (auto w = weak.lock()) w->timer.cancel();
+    });
+  }
+  waiter->timer.expires_at(asio::steady_timer::time_point::max());
+  while (!waiter->granted && !(slot && slot->cancelled())) {
     boost::system::error_code ec;
     co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (slot) slot->OnCancel(nullptr);
+  if (!waiter->granted) {
+    std::erase(waiters_, waiter);
+    co_return Permit();
   }
   co_return Permit(this);
 }

@@ -43,7 +43,7 @@ class RequestLimiter {
   };
 
   // Waits for a slot. Not granted when `slot` is cancelled while waiting.
-  boost::asio::awaitable<Permit> Acquire(const CancelSlot* slot);
+  boost::asio::awaitable<Permit> Acquire(CancelSlot* slot);
 
   std::size_t in_flight() const { return in_flight_; }
   std::size_t waiting() const { return waiters_.size(); }
