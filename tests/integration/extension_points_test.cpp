@@ -14,6 +14,7 @@
 #include "disco/http/server.h"
 #include "disco/registry.h"
 #include "disco/resolver.h"
+#include "fixture/run_awaitable.h"
 
 namespace disco {
 namespace {
@@ -111,13 +112,7 @@ void RegisterExtensions() {
   (void)done;
 }
 
-template <class T>
-T RunAwaitable(http::Awaitable<T> awaitable) {
-  boost::asio::io_context ioc;
-  auto future = boost::asio::co_spawn(ioc, std::move(awaitable), boost::asio::use_future);
-  ioc.run();
-  return future.get();
-}
+using disco::testing::RunAwaitable;
 
 std::unique_ptr<http::Server> StartServer(const std::string& name) {
   http::Router router;

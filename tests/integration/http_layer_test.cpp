@@ -23,6 +23,7 @@
 #include "disco/registry.h"
 #include "disco/resolver.h"
 #include "fixture/http_client.h"
+#include "fixture/run_awaitable.h"
 #include "fixture/util.h"
 
 namespace disco::http {
@@ -32,13 +33,7 @@ using testing::HttpRequest;
 using testing::RawHttp;
 using namespace std::chrono_literals;
 
-template <class T>
-T RunAwaitable(Awaitable<T> awaitable) {
-  boost::asio::io_context ioc;
-  auto future = boost::asio::co_spawn(ioc, std::move(awaitable), boost::asio::use_future);
-  ioc.run();
-  return future.get();
-}
+using testing::RunAwaitable;
 
 Router EchoRouter(std::string name, std::atomic<int>* hits = nullptr) {
   Router router;

@@ -21,6 +21,7 @@
 #include "disco/registry.h"
 #include "disco/tls.h"
 #include "fixture/http_client.h"
+#include "fixture/run_awaitable.h"
 #include "fixture/test_certs.h"
 #include "fixture/util.h"
 
@@ -31,13 +32,7 @@ using testing::CertSpec;
 using testing::TestCa;
 using namespace std::chrono_literals;
 
-template <class T>
-T RunAwaitable(Awaitable<T> awaitable) {
-  boost::asio::io_context ioc;
-  auto future = boost::asio::co_spawn(ioc, std::move(awaitable), boost::asio::use_future);
-  ioc.run();
-  return future.get();
-}
+using testing::RunAwaitable;
 
 Router NamedRouter(std::string name, std::atomic<int>* hits = nullptr) {
   Router router;
