@@ -1,7 +1,6 @@
 // user-service: accounts for the disco demo — register, login (JWT), profile.
 #include <CLI/CLI.hpp>
 #include <chrono>
-#include <cmath>
 #include <thread>
 
 #include "common/password.h"
@@ -40,7 +39,7 @@ int main(int argc, char** argv) {
   app.add_option("--bcrypt-queue", bcrypt_queue,
                  "Logins and registrations waiting for bcrypt at most; more are refused with 503 "
                  "and Retry-After (0: as many as the bcrypt threads can start within "
-                 "--bcrypt-wait-ms, from one bcrypt timed at start-up)")
+                 "--bcrypt-wait-ms at the measured hash time, which it follows)")
       ->envname("DISCO_BCRYPT_QUEUE")
       ->check(CLI::Range(std::size_t{0}, std::size_t{100'000}))
       ->capture_default_str();
@@ -93,24 +92,19 @@ int main(int argc, char** argv) {
     auto bcrypt_time = std::chrono::duration_cast<std::chrono::microseconds>(
         std::chrono::steady_clock::now() - started);
     const auto wait = std::chrono::milliseconds(bcrypt_wait_ms);
-    if (bcrypt_queue == 0) {
-      // More waiting than the threads can start within the wait would only
-      // expire: refuse it at once instead.
-      double startable = static_cast<double>(cpu_pool.threads()) *
-                         std::chrono::duration<double>(wait).count() /
-                         std::max(1e-6, std::chrono::duration<double>(bcrypt_time).count());
-      bcrypt_queue =
-          std::max<std::size_t>(cpu_pool.threads(), static_cast<std::size_t>(std::ceil(startable)));
-    }
+    // bcrypt_queue 0: the queue derives its bound from the run times it
+    // measures (more waiting than the threads can start within the wait
+    // would only expire: refused at once instead), starting from this one.
     http::AdmissionQueue bcrypt(cpu_pool, {.name = "bcrypt",
                                            .concurrency = cpu_pool.threads(),
                                            .max_queued = bcrypt_queue,
                                            .max_wait = wait,
                                            .expected_run = bcrypt_time});
     service::Log().info(
-        "bcrypt: cost {}, {} ms a hash, {} threads, at most {} waiting for up to {} ms, fair "
+        "bcrypt: cost {}, {} ms a hash, {} threads, at most {} waiting{} for up to {} ms, fair "
         "shares by {}",
-        bcrypt_cost, bcrypt_time.count() / 1000, cpu_pool.threads(), bcrypt_queue, bcrypt_wait_ms,
+        bcrypt_cost, bcrypt_time.count() / 1000, cpu_pool.threads(), bcrypt.stats().max_queued,
+        bcrypt_queue == 0 ? " (for now: follows the measured hash time)" : "", bcrypt_wait_ms,
         trust_client_address ? "X-Client-Address" : "peer address");
 
     user::UserServiceDeps deps{repository->get(),

@@ -91,7 +91,7 @@ struct AdmissionQueue::Impl : std::enable_shared_from_this<AdmissionQueue::Impl>
     SweepLocked(now, wake);
     if (entry.start_by <= now) {
       Finish(std::move(entry), Admission::Outcome::kExpired, now, wake);
-    } else if (queued < options.max_queued) {
+    } else if (queued < MaxQueuedLocked()) {
       Enqueue(key, std::move(entry));
     } else {
       // Full: push out the newest task of the longest lane if it is at
@@ -233,6 +233,16 @@ struct AdmissionQueue::Impl : std::enable_shared_from_this<AdmissionQueue::Impl>
     for (auto& entry : wake) entry.waiter->Resume();
   }
 
+  std::size_t MaxQueuedLocked() const {
+    if (options.max_queued > 0) return options.max_queued;
+    const double startable = static_cast<double>(concurrency) *
+                             static_cast<double>(
+                                 std::chrono::duration_cast<microseconds>(options.max_wait).count()) /
+                             std::max(1.0, average_run_us);
+    return std::clamp<std::size_t>(static_cast<std::size_t>(std::ceil(startable)), concurrency,
+                                   kMaxDerivedQueue);
+  }
+
   std::chrono::seconds RetryAfterLocked() const {
     const double backlog = static_cast<double>(queued + running) / static_cast<double>(concurrency);
     const double seconds = std::ceil(backlog * average_run_us / 1e6);
@@ -287,8 +297,12 @@ std::chrono::microseconds AdmissionQueue::ExpectedRun() const {
 
 AdmissionStats AdmissionQueue::stats() const {
   std::lock_guard lock(impl_->mu);
-  return AdmissionStats{impl_->queued, impl_->running, impl_->started, impl_->rejected,
-                        impl_->expired};
+  return AdmissionStats{.queued = impl_->queued,
+                        .max_queued = impl_->MaxQueuedLocked(),
+                        .running = impl_->running,
+                        .started = impl_->started,
+                        .rejected = impl_->rejected,
+                        .expired = impl_->expired};
 }
 
 Awaitable<Admission> AdmissionQueue::Run(std::string_view key, std::function<void()> work,

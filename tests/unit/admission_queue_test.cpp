@@ -161,6 +161,39 @@ TEST_F(AdmissionQueueTest, FullQueueRefusesAtOnceWithRetryAfter) {
   EXPECT_NE(text.find("disco_admission_queued{queue=\"test\"} 0\n"), std::string::npos);
 }
 
+// max_queued 0: the bound is what the threads can start within max_wait at
+// the measured run time, and it follows that time. At the expected 400 ms a
+// run and 1 s to wait, one thread can start 3; runs that take next to
+// nothing raise the bound, so the same burst is no longer refused.
+TEST_F(AdmissionQueueTest, DerivedBoundFollowsTheMeasuredRunTime) {
+  Make(0, 1000ms);
+  EXPECT_EQ(queue_->stats().max_queued, 3u);
+  Submit("a", "running", 0);
+  ASSERT_TRUE(WaitRunning(1));
+  for (const char* name : {"q1", "q2", "q3"}) Submit(std::string(name), name);
+  ASSERT_TRUE(WaitQueued(3));
+  Submit("d", "refused");
+  ASSERT_TRUE(WaitDone(1));
+  EXPECT_EQ(Find("refused")->outcome, Outcome::kRejected);
+  Open(0);
+  ASSERT_TRUE(WaitDone(5));
+
+  // Ten quick runs pull the average from 400 ms towards 0.
+  for (std::size_t i = 0; i < 10; ++i) {
+    Submit("a", "quick" + std::to_string(i));
+    ASSERT_TRUE(WaitDone(6 + i));
+  }
+  const std::size_t grown = queue_->stats().max_queued;
+  EXPECT_GE(grown, 20u) << "the bound did not follow the faster runs";
+  Submit("a", "held", 1);
+  ASSERT_TRUE(WaitRunning(1));
+  for (int i = 0; i < 10; ++i) Submit("k" + std::to_string(i), "burst" + std::to_string(i));
+  ASSERT_TRUE(WaitQueued(10));
+  Open(1);
+  ASSERT_TRUE(WaitDone(26));
+  EXPECT_EQ(queue_->stats().rejected, 1u) << "only the first burst's extra task was refused";
+}
+
 // A full queue makes room for a client with nothing queued by refusing the
 // newest task of the client with the most queued.
 TEST_F(AdmissionQueueTest, FullQueuePushesOutTheLongestLanesNewestTask) {

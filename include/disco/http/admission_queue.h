@@ -64,12 +64,19 @@ class MetricsRegistry;
 
 namespace disco::http {
 
+inline constexpr std::size_t kMaxDerivedQueue = 100'000;
+
 struct AdmissionOptions {
   using Clock = std::function<std::chrono::steady_clock::time_point()>;
 
   std::string name = "work";    // the metrics' queue label
   std::size_t concurrency = 0;  // tasks on the pool at once; 0: the pool's threads
-  std::size_t max_queued = 64;  // waiting tasks at most, all keys together
+  // Waiting tasks at most, all keys together. 0: as many as `concurrency`
+  // can start within max_wait at the measured run time (at least
+  // `concurrency`, at most kMaxDerivedQueue), re-derived as run times
+  // change: a bound fixed from one timing at start-up is wrong whenever that
+  // start-up ran on a loaded machine, or the load changes later.
+  std::size_t max_queued = 64;
   // A task not started this long after Run() is dropped (kExpired).
   std::chrono::milliseconds max_wait{2000};
   // What one task is expected to take, until tasks have been measured (an
@@ -95,6 +102,7 @@ struct Admission {
 
 struct AdmissionStats {
   std::size_t queued = 0;  // waiting now
+  std::size_t max_queued = 0;  // the bound now (derived, when max_queued was 0)
   std::size_t running = 0;
   std::uint64_t started = 0;
   std::uint64_t rejected = 0;
