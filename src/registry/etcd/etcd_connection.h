@@ -1,7 +1,8 @@
 // EtcdConnection: gRPC channels to the endpoints of one etcd cluster, and the
 // bounded one-shot calls every other part of the etcd backend makes.
 //
-// One channel per endpoint of the URL. Calls go to the endpoint that last
+// One channel per endpoint (the URL's, or discovered ones: auto_sync below).
+// Calls go to the endpoint that last
 // worked; when its member fails in any way a call moves on to the next
 // endpoint within the same deadline, so a cluster with one dead, hung or
 // partitioned member keeps working:
