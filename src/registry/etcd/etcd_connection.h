@@ -3,8 +3,8 @@
 //
 // One channel per endpoint (the URL's, or discovered ones: auto_sync below).
 // Calls go to the endpoint that last worked; when its member fails in any
-// way a call moves on to the next endpoint within the same deadline, so a cluster with one dead, hung or
-// partitioned member keeps working:
+// way a call moves on to the next endpoint within the same deadline, so a
+// cluster with one dead, hung or partitioned member keeps working:
 //   - unreachable (UNAVAILABLE, refused): at once;
 //   - hung (accepts, never answers): after a per-try deadline shorter than the
 //     call's (CallOptions::per_try, by default request_timeout / endpoints,
