@@ -6,6 +6,9 @@
 #include <optional>
 #include <thread>
 
+#include "registry/etcd/etcd_test_hooks.h"
+#include "util/log.h"
+
 namespace disco::etcd {
 namespace {
 
@@ -76,7 +79,25 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   return grpc::CreateCustomChannel(target, credentials, args);
 }
 
+using DiscoveredHook = std::function<void(std::string_view, const std::vector<std::string>&)>;
+std::mutex g_discovered_hook_mu;
+DiscoveredHook g_discovered_hook;  // guarded by g_discovered_hook_mu
+
+void RunDiscoveredHook(std::string_view url, const std::vector<std::string>& endpoints) {
+  DiscoveredHook hook;
+  {
+    std::lock_guard lock(g_discovered_hook_mu);
+    hook = g_discovered_hook;
+  }
+  if (hook) hook(url, endpoints);
+}
+
 }  // namespace
+
+void SetEndpointsDiscoveredHookForTesting(DiscoveredHook hook) {
+  std::lock_guard lock(g_discovered_hook_mu);
+  g_discovered_hook = std::move(hook);
+}
 
 bool CallCanceller::Attach(grpc::ClientContext* context) {
   std::lock_guard lock(mu_);
@@ -102,31 +123,154 @@ bool CallCanceller::cancelled() const {
 }
 
 EtcdConnection::EtcdConnection(const RegistryUrl& url, std::string redacted_url,
-                               const RegistryOptions& options, const tls::Config* tls)
+                               const RegistryOptions& options, const tls::Config* tls,
+                               std::chrono::seconds auto_sync)
     : url_(std::move(redacted_url)),
       request_timeout_(options.request_timeout),
-      default_per_try_(std::max<std::chrono::milliseconds>(
-          kMinPerTry, options.request_timeout / static_cast<std::int64_t>(std::max<std::size_t>(
-                                                    url.endpoints.size(), 1)))),
+      credentials_(Credentials(tls)),
+      tls_(tls != nullptr),
       user_(url.params.contains("user") ? url.params.at("user") : std::string()),
-      password_(url.params.contains("password") ? url.params.at("password") : std::string()) {
-  const auto credentials = Credentials(tls);
+      password_(url.params.contains("password") ? url.params.at("password") : std::string()),
+      auto_sync_(auto_sync) {
+  auto seeds = std::make_shared<EndpointSet>();
   for (const auto& endpoint : url.endpoints) {
-    auto target = endpoint.ToString();
-    auto channel = MakeChannel(target, credentials);
-    Stubs stubs;
-    stubs.kv = etcdserverpb::KV::NewStub(channel);
-    stubs.lease = etcdserverpb::Lease::NewStub(channel);
-    stubs.watch = etcdserverpb::Watch::NewStub(channel);
-    stubs.auth = etcdserverpb::Auth::NewStub(channel);
-    stubs_.push_back(std::move(stubs));
-    channels_.push_back(std::move(channel));
-    endpoint_names_.push_back(std::move(target));
+    seeds->endpoints.push_back(MakeEndpoint(endpoint.ToString()));
+  }
+  seeds_ = std::move(seeds);
+  set_ = seeds_;
+  if (auto_sync_.count() > 0) sync_thread_ = std::thread([this] { SyncLoop(); });
+}
+
+EtcdConnection::~EtcdConnection() {
+  if (!sync_thread_.joinable()) return;
+  {
+    std::lock_guard lock(sync_mu_);
+    stopping_ = true;
+  }
+  sync_cv_.notify_all();
+  sync_canceller_.Cancel();
+  sync_thread_.join();
+}
+
+std::shared_ptr<const Endpoint> EtcdConnection::MakeEndpoint(const std::string& target) const {
+  auto endpoint = std::make_shared<Endpoint>();
+  endpoint->name = target;
+  endpoint->channel = MakeChannel(target, credentials_);
+  endpoint->stubs.kv = etcdserverpb::KV::NewStub(endpoint->channel);
+  endpoint->stubs.lease = etcdserverpb::Lease::NewStub(endpoint->channel);
+  endpoint->stubs.watch = etcdserverpb::Watch::NewStub(endpoint->channel);
+  endpoint->stubs.auth = etcdserverpb::Auth::NewStub(endpoint->channel);
+  endpoint->stubs.cluster = etcdserverpb::Cluster::NewStub(endpoint->channel);
+  return endpoint;
+}
+
+std::chrono::milliseconds EtcdConnection::DefaultPerTry(std::size_t endpoints) const {
+  return std::max<std::chrono::milliseconds>(
+      kMinPerTry, request_timeout_ / static_cast<std::int64_t>(std::max<std::size_t>(endpoints, 1)));
+}
+
+std::shared_ptr<const EndpointSet> EtcdConnection::Endpoints() const {
+  std::lock_guard lock(set_mu_);
+  return set_;
+}
+
+std::vector<std::string> EtcdConnection::EndpointNames() const {
+  std::vector<std::string> names;
+  for (const auto& endpoint : Endpoints()->endpoints) names.push_back(endpoint->name);
+  return names;
+}
+
+void EtcdConnection::NoteFailover() {
+  if (auto_sync_.count() == 0) return;
+  {
+    std::lock_guard lock(sync_mu_);
+    sync_soon_ = true;
+  }
+  sync_cv_.notify_all();
+}
+
+void EtcdConnection::SyncLoop() {
+  // A failover asks for a sync at once, but a flapping member must not turn
+  // that into a MemberList storm.
+  constexpr auto kMinGap = std::chrono::seconds(1);
+  std::unique_lock lock(sync_mu_);
+  // The first sync runs at once: a URL naming one member learns the others
+  // before that member can fail.
+  auto last = Clock::now() - auto_sync_;
+  while (true) {
+    sync_cv_.wait_until(lock, last + auto_sync_, [&] { return stopping_ || sync_soon_; });
+    if (stopping_) return;
+    if (sync_cv_.wait_until(lock, last + kMinGap, [&] { return stopping_; })) return;
+    sync_soon_ = false;
+    lock.unlock();
+    auto synced = Sync({Deadline(), &sync_canceller_});
+    if (!synced && synced.error().code != ErrorCode::kCancelled) {
+      log::Get().debug("etcd {}: member discovery failed: {}", url_, synced.error().ToString());
+    }
+    last = Clock::now();
+    lock.lock();
   }
 }
 
-Error EtcdConnection::ToError(const grpc::Status& status, std::size_t index) const {
-  std::string message = "etcd " + endpoint_names_.at(index) + ": " + status.error_message();
+Result<std::size_t> EtcdConnection::Sync(const CallOptions& options) {
+  etcdserverpb::MemberListRequest request;
+  etcdserverpb::MemberListResponse response;
+  auto ok = Invoke(
+      [&](const Stubs& stubs, grpc::ClientContext& context) {
+        response.Clear();
+        return stubs.cluster->MemberList(&context, request, &response);
+      },
+      options);
+  if (!ok) return std::unexpected(ok.error());
+  // As clientv3's Sync: started (named) voting members only; a learner
+  // serves no writes and an unstarted member has no client URL yet.
+  std::vector<std::string> targets;
+  std::size_t answered = 0;  // the member that answered comes first next
+  for (const auto& member : response.members()) {
+    if (member.name().empty() || member.islearner()) continue;
+    for (const auto& client_url : member.clienturls()) {
+      auto host_port = DialableClientUrl(client_url, tls_);
+      if (!host_port) continue;
+      auto target = host_port->ToString();
+      if (std::find(targets.begin(), targets.end(), target) != targets.end()) continue;
+      if (member.id() == response.header().member_id()) answered = targets.size();
+      targets.push_back(std::move(target));
+    }
+  }
+  std::unique_lock lock(set_mu_);
+  // Never shrink to nothing: a list without a usable URL changes nothing.
+  if (targets.empty()) return set_->endpoints.size();
+  auto known = [&](const std::string& name) -> std::shared_ptr<const Endpoint> {
+    for (const auto* set : {set_.get(), seeds_.get()}) {
+      for (const auto& endpoint : set->endpoints) {
+        if (endpoint->name == name) return endpoint;
+      }
+    }
+    return nullptr;
+  };
+  std::vector<std::string> now;
+  for (const auto& endpoint : set_->endpoints) now.push_back(endpoint->name);
+  std::vector<std::string> sorted_targets = targets;
+  std::sort(now.begin(), now.end());
+  std::sort(sorted_targets.begin(), sorted_targets.end());
+  if (now == sorted_targets) return targets.size();
+  auto next = std::make_shared<EndpointSet>();
+  for (const auto& target : targets) {
+    auto endpoint = known(target);
+    next->endpoints.push_back(endpoint ? std::move(endpoint) : MakeEndpoint(target));
+  }
+  next->current.store(answered, std::memory_order_relaxed);
+  std::string names;
+  for (const auto& target : targets) names += (names.empty() ? "" : ",") + target;
+  log::Get().info("etcd {}: members discovered, endpoints now {}", url_, names);
+  set_ = std::move(next);
+  lock.unlock();
+  RunDiscoveredHook(url_, targets);
+  return targets.size();
+}
+
+Error EtcdConnection::ToError(const grpc::Status& status, const std::string& endpoint) const {
+  std::string message = "etcd " + endpoint + ": " + status.error_message();
   const auto& text = status.error_message();
   switch (status.error_code()) {
     case grpc::StatusCode::UNAVAILABLE:
@@ -163,7 +307,7 @@ void EtcdConnection::ForgetToken(const std::string& token) {
   if (token_ == token) token_.clear();
 }
 
-Result<void> EtcdConnection::AddAuth(grpc::ClientContext& context, std::size_t index,
+Result<void> EtcdConnection::AddAuth(grpc::ClientContext& context, const Endpoint& endpoint,
                                      const CallOptions& options) {
   if (user_.empty()) return {};
   std::string token = CachedToken();
@@ -173,16 +317,16 @@ Result<void> EtcdConnection::AddAuth(grpc::ClientContext& context, std::size_t i
     grpc::ClientContext auth_context;
     auth_context.set_deadline(ToGrpcDeadline(options.deadline));
     if (options.canceller != nullptr && !options.canceller->Attach(&auth_context)) {
-      return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
+      return Fail(ErrorCode::kCancelled, "etcd " + endpoint.name + ": cancelled");
     }
     etcdserverpb::AuthenticateRequest request;
     request.set_name(user_);
     request.set_password(password_);
     etcdserverpb::AuthenticateResponse response;
-    auto status = stubs_[index].auth->Authenticate(&auth_context, request, &response);
+    auto status = endpoint.stubs.auth->Authenticate(&auth_context, request, &response);
     if (options.canceller != nullptr) options.canceller->Detach();
     if (!status.ok()) {
-      auto error = ToError(status, index);
+      auto error = ToError(status, endpoint.name);
       error.message = "authenticating as '" + user_ + "': " + error.message;
       return std::unexpected(std::move(error));
     }
@@ -194,11 +338,10 @@ Result<void> EtcdConnection::AddAuth(grpc::ClientContext& context, std::size_t i
   return {};
 }
 
-void EtcdConnection::AwaitConnectivity(std::size_t index, Clock::time_point deadline,
+void EtcdConnection::AwaitConnectivity(grpc::Channel& channel, Clock::time_point deadline,
                                        CallCanceller* canceller) {
   // Short waits, so that a cancellation is noticed within one of them.
   constexpr auto kStep = std::chrono::milliseconds(50);
-  auto& channel = *channels_[index];
   grpc_connectivity_state state = channel.GetState(/*try_to_connect=*/true);
   if (state == GRPC_CHANNEL_READY) return;
   // From IDLE the channel reports the outcome of the attempt this starts. In
@@ -222,8 +365,29 @@ void EtcdConnection::AwaitConnectivity(std::size_t index, Clock::time_point dead
 }
 
 Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& options) {
-  const std::size_t count = stubs_.size();
-  const auto per_try = options.per_try.count() > 0 ? options.per_try : default_per_try_;
+  const auto set = Endpoints();
+  bool fell_through = false;
+  auto result = InvokeOn(*set, attempt, options, fell_through);
+  if (result || !fell_through || set == seeds_ || Clock::now() >= options.deadline) return result;
+  // Every discovered member refused or hung: the URL's own endpoints may
+  // still reach the cluster (members may have moved again). Calls go there
+  // from now on, and the next discovery starts from them.
+  auto seeded = InvokeOn(*seeds_, attempt, options, fell_through);
+  if (!seeded) return result;
+  {
+    std::lock_guard lock(set_mu_);
+    if (set_ == set) set_ = seeds_;
+  }
+  NoteFailover();
+  return seeded;
+}
+
+Result<void> EtcdConnection::InvokeOn(const EndpointSet& set, const Attempt& attempt,
+                                      const CallOptions& options, bool& fell_through) {
+  fell_through = false;
+  const auto& endpoints = set.endpoints;
+  const std::size_t count = endpoints.size();
+  const auto per_try = options.per_try.count() > 0 ? options.per_try : DefaultPerTry(count);
   std::optional<Error> last_error;
   bool retried_auth = false;
   // Endpoints whose try ran into its per-try deadline: later rounds of this
@@ -231,14 +395,15 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
   // one try, not one per round.
   std::vector<bool> hung_here(count, false);
   while (true) {
-    const std::size_t first = current_.load(std::memory_order_relaxed) % count;
+    const std::size_t first = set.current.load(std::memory_order_relaxed) % count;
     // Whether another round may succeed: some member was hung or electing,
     // as opposed to every endpoint refusing (a dead cluster fails fast).
     bool worth_another_round = false;
     for (std::size_t tried = 0; tried < count;) {
       const std::size_t index = (first + tried) % count;
+      const Endpoint& endpoint = *endpoints[index];
       if (options.canceller != nullptr && options.canceller->cancelled()) {
-        return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
+        return Fail(ErrorCode::kCancelled, "etcd " + endpoint.name + ": cancelled");
       }
       if (Clock::now() >= options.deadline && last_error) return std::unexpected(*last_error);
       if (hung_here[index] &&
@@ -248,10 +413,10 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
       }
       CallOptions try_options = options;
       if (count > 1) try_options.deadline = std::min(options.deadline, Clock::now() + per_try);
-      AwaitConnectivity(index, try_options.deadline, options.canceller);
+      AwaitConnectivity(*endpoint.channel, try_options.deadline, options.canceller);
       grpc::ClientContext context;
       context.set_deadline(ToGrpcDeadline(try_options.deadline));
-      if (auto ok = AddAuth(context, index, try_options); !ok) {
+      if (auto ok = AddAuth(context, endpoint, try_options); !ok) {
         const auto code = ok.error().code;
         if (code != ErrorCode::kUnavailable && (code != ErrorCode::kTimeout || count == 1))
           return ok;
@@ -261,12 +426,12 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
         continue;
       }
       if (options.canceller != nullptr && !options.canceller->Attach(&context)) {
-        return Fail(ErrorCode::kCancelled, "etcd " + endpoint_names_[index] + ": cancelled");
+        return Fail(ErrorCode::kCancelled, "etcd " + endpoint.name + ": cancelled");
       }
-      grpc::Status status = attempt(stubs_[index], context);
+      grpc::Status status = attempt(endpoint.stubs, context);
       if (options.canceller != nullptr) options.canceller->Detach();
       if (status.ok()) {
-        current_.store(index, std::memory_order_relaxed);
+        set.current.store(index, std::memory_order_relaxed);
         return {};
       }
       if (!user_.empty() && IsInvalidToken(status) && !retried_auth) {
@@ -275,7 +440,7 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
         retried_auth = true;
         continue;
       }
-      last_error = ToError(status, index);
+      last_error = ToError(status, endpoint.name);
       const bool unready = IsMemberUnready(status);
       // A try cut by its per-try deadline: this member is hung (or slow).
       const bool hung = count > 1 && status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
@@ -286,7 +451,8 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
       if (hung) hung_here[index] = true;
       // The next call starts at the next endpoint, and this one tries it now
       // if time is left.
-      current_.store((index + 1) % count, std::memory_order_relaxed);
+      set.current.store((index + 1) % count, std::memory_order_relaxed);
+      NoteFailover();
       ++tried;
     }
     if (!worth_another_round || count == 1) break;
@@ -297,6 +463,7 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
     if (now + kRoundPause >= options.deadline) break;
     std::this_thread::sleep_for(kRoundPause);
   }
+  fell_through = true;
   if (last_error) return std::unexpected(*last_error);
   return Fail(ErrorCode::kTimeout, "etcd " + url_ + ": no answer within the request timeout");
 }
@@ -305,7 +472,7 @@ Result<etcdserverpb::RangeResponse> EtcdConnection::Range(const etcdserverpb::Ra
                                                           const CallOptions& options) {
   etcdserverpb::RangeResponse response;
   auto ok = Invoke(
-      [&](Stubs& stubs, grpc::ClientContext& context) {
+      [&](const Stubs& stubs, grpc::ClientContext& context) {
         response.Clear();
         return stubs.kv->Range(&context, request, &response);
       },
@@ -318,7 +485,7 @@ Result<etcdserverpb::PutResponse> EtcdConnection::Put(const etcdserverpb::PutReq
                                                       const CallOptions& options) {
   etcdserverpb::PutResponse response;
   auto ok = Invoke(
-      [&](Stubs& stubs, grpc::ClientContext& context) {
+      [&](const Stubs& stubs, grpc::ClientContext& context) {
         response.Clear();
         return stubs.kv->Put(&context, request, &response);
       },
@@ -331,7 +498,7 @@ Result<etcdserverpb::DeleteRangeResponse> EtcdConnection::DeleteRange(
     const etcdserverpb::DeleteRangeRequest& request, const CallOptions& options) {
   etcdserverpb::DeleteRangeResponse response;
   auto ok = Invoke(
-      [&](Stubs& stubs, grpc::ClientContext& context) {
+      [&](const Stubs& stubs, grpc::ClientContext& context) {
         response.Clear();
         return stubs.kv->DeleteRange(&context, request, &response);
       },
@@ -344,7 +511,7 @@ Result<etcdserverpb::LeaseGrantResponse> EtcdConnection::LeaseGrant(
     const etcdserverpb::LeaseGrantRequest& request, const CallOptions& options) {
   etcdserverpb::LeaseGrantResponse response;
   auto ok = Invoke(
-      [&](Stubs& stubs, grpc::ClientContext& context) {
+      [&](const Stubs& stubs, grpc::ClientContext& context) {
         response.Clear();
         return stubs.lease->LeaseGrant(&context, request, &response);
       },
@@ -360,7 +527,7 @@ Result<etcdserverpb::LeaseRevokeResponse> EtcdConnection::LeaseRevoke(
     const etcdserverpb::LeaseRevokeRequest& request, const CallOptions& options) {
   etcdserverpb::LeaseRevokeResponse response;
   auto ok = Invoke(
-      [&](Stubs& stubs, grpc::ClientContext& context) {
+      [&](const Stubs& stubs, grpc::ClientContext& context) {
         response.Clear();
         return stubs.lease->LeaseRevoke(&context, request, &response);
       },
@@ -373,7 +540,7 @@ Result<etcdserverpb::LeaseTimeToLiveResponse> EtcdConnection::LeaseTimeToLive(
     const etcdserverpb::LeaseTimeToLiveRequest& request, const CallOptions& options) {
   etcdserverpb::LeaseTimeToLiveResponse response;
   auto ok = Invoke(
-      [&](Stubs& stubs, grpc::ClientContext& context) {
+      [&](const Stubs& stubs, grpc::ClientContext& context) {
         response.Clear();
         return stubs.lease->LeaseTimeToLive(&context, request, &response);
       },
@@ -386,7 +553,7 @@ Result<etcdserverpb::LeaseKeepAliveResponse> EtcdConnection::KeepAliveOnce(
     std::int64_t lease_id, const CallOptions& options) {
   etcdserverpb::LeaseKeepAliveResponse response;
   auto ok = Invoke(
-      [&](Stubs& stubs, grpc::ClientContext& context) {
+      [&](const Stubs& stubs, grpc::ClientContext& context) {
         response.Clear();
         // A stream per round trip (as `etcdctl lease keep-alive --once` does):
         // each one carries the call deadline, so a hung etcd shows up as a
@@ -410,34 +577,42 @@ Result<etcdserverpb::LeaseKeepAliveResponse> EtcdConnection::KeepAliveOnce(
 
 Result<EtcdConnection::StreamTarget> EtcdConnection::PrepareStream(grpc::ClientContext& context,
                                                                    const CallOptions& options) {
-  const std::size_t count = stubs_.size();
-  std::size_t index = current_.load(std::memory_order_relaxed) % count;
+  auto set = Endpoints();
+  const auto& endpoints = set->endpoints;
+  const std::size_t count = endpoints.size();
+  std::size_t index = set->current.load(std::memory_order_relaxed) % count;
   if (count > 1) {
     // The first endpoint whose channel becomes ready within a per-try
     // deadline: a hung member's connection attempt never completes.
-    const auto per_try = options.per_try.count() > 0 ? options.per_try : default_per_try_;
+    const auto per_try = options.per_try.count() > 0 ? options.per_try : DefaultPerTry(count);
     for (std::size_t tried = 0; tried < count; ++tried) {
-      index = (current_.load(std::memory_order_relaxed)) % count;
-      AwaitConnectivity(index, std::min(options.deadline, Clock::now() + per_try),
+      index = set->current.load(std::memory_order_relaxed) % count;
+      auto& channel = *endpoints[index]->channel;
+      AwaitConnectivity(channel, std::min(options.deadline, Clock::now() + per_try),
                         options.canceller);
-      if (channels_[index]->GetState(false) == GRPC_CHANNEL_READY) break;
+      if (channel.GetState(false) == GRPC_CHANNEL_READY) break;
       std::size_t expected = index;
-      current_.compare_exchange_strong(expected, (index + 1) % count, std::memory_order_relaxed);
+      set->current.compare_exchange_strong(expected, (index + 1) % count,
+                                           std::memory_order_relaxed);
     }
   } else {
-    AwaitConnectivity(index, options.deadline, options.canceller);
+    AwaitConnectivity(*endpoints[index]->channel, options.deadline, options.canceller);
   }
-  if (auto ok = AddAuth(context, index, options); !ok) return std::unexpected(ok.error());
-  return StreamTarget{&stubs_[index], index};
+  if (auto ok = AddAuth(context, *endpoints[index], options); !ok) {
+    return std::unexpected(ok.error());
+  }
+  const Stubs* stubs = &endpoints[index]->stubs;
+  return StreamTarget{std::move(set), stubs, index};
 }
 
-void EtcdConnection::ReportStreamFailure(std::size_t index, const grpc::Status& status) {
+void EtcdConnection::ReportStreamFailure(const StreamTarget& target, const grpc::Status& status) {
   if (IsInvalidToken(status)) ForgetToken(CachedToken());
   if (status.error_code() == grpc::StatusCode::UNAVAILABLE ||
       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || IsMemberUnready(status)) {
-    std::size_t expected = index;
-    current_.compare_exchange_strong(expected, (index + 1) % stubs_.size(),
-                                     std::memory_order_relaxed);
+    std::size_t expected = target.index;
+    target.set->current.compare_exchange_strong(
+        expected, (target.index + 1) % target.set->endpoints.size(), std::memory_order_relaxed);
+    NoteFailover();
   }
 }
 

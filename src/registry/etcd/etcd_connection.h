@@ -1,10 +1,10 @@
 // EtcdConnection: gRPC channels to the endpoints of one etcd cluster, and the
 // bounded one-shot calls every other part of the etcd backend makes.
 //
-// One channel per endpoint of the URL. Calls go to the endpoint that last
-// worked; when its member fails in any way a call moves on to the next
-// endpoint within the same deadline, so a cluster with one dead, hung or
-// partitioned member keeps working:
+// One channel per endpoint (the URL's, or discovered ones: auto_sync below).
+// Calls go to the endpoint that last worked; when its member fails in any
+// way a call moves on to the next endpoint within the same deadline, so a
+// cluster with one dead, hung or partitioned member keeps working:
 //   - unreachable (UNAVAILABLE, refused): at once;
 //   - hung (accepts, never answers): after a per-try deadline shorter than the
 //     call's (CallOptions::per_try, by default request_timeout / endpoints,
@@ -33,18 +33,32 @@
 // cached and sent as metadata `token`; on "invalid auth token" the call
 // authenticates again and is retried once.
 //
-// Thread safety: every method may be called from any thread.
+// Member discovery (URL param `auto_sync=SECONDS`, as clientv3's
+// AutoSyncInterval): every SECONDS, and soon after a call failed over, a
+// thread asks a member for Cluster.MemberList and makes the started,
+// non-learner members' client URLs (http://, or https:// with TLS) the
+// endpoint set. Endpoints known before keep their channels. A list without
+// a usable URL changes nothing; when every discovered member refuses a call,
+// the call falls back to the URL's own (seed) endpoints.
+//
+// Thread safety: every method may be called from any thread. The endpoint
+// set is immutable and held by shared_ptr: a call (or stream) takes a copy
+// when it starts, so a swap never pulls a channel from under it; only the
+// "endpoint that last worked" cursor inside a set changes, atomically.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "disco/error.h"
@@ -52,6 +66,7 @@
 #include "disco/registry_url.h"
 #include "disco/tls.h"
 #include "etcd/rpc.grpc.pb.h"
+#include "registry/etcd/etcd_auto_sync.h"
 
 namespace disco::etcd {
 
@@ -94,18 +109,45 @@ struct Stubs {
   std::unique_ptr<etcdserverpb::Lease::Stub> lease;
   std::unique_ptr<etcdserverpb::Watch::Stub> watch;
   std::unique_ptr<etcdserverpb::Auth::Stub> auth;
+  std::unique_ptr<etcdserverpb::Cluster::Stub> cluster;
 };
+
+// One member's client endpoint: its channel and stubs. Immutable once made.
+struct Endpoint {
+  std::string name;  // "host:port", for messages
+  std::shared_ptr<grpc::Channel> channel;
+  Stubs stubs;
+};
+
+// The endpoints calls go to. Immutable but for the cursor.
+struct EndpointSet {
+  std::vector<std::shared_ptr<const Endpoint>> endpoints;  // never empty
+  // The endpoint that last worked (an index, taken modulo the size).
+  mutable std::atomic<std::size_t> current{0};
+};
+
 
 class EtcdConnection {
  public:
   // REQUIRES: url.endpoints is not empty.
   // `tls`: gRPC's TLS with its files (CA; certificate and key for mutual
   // TLS); null: plaintext.
+  // `auto_sync`: member discovery every so often (zero: off).
   EtcdConnection(const RegistryUrl& url, std::string redacted_url, const RegistryOptions& options,
-                 const tls::Config* tls = nullptr);
+                 const tls::Config* tls = nullptr,
+                 std::chrono::seconds auto_sync = std::chrono::seconds(0));
+  ~EtcdConnection();
+  EtcdConnection(const EtcdConnection&) = delete;
+  EtcdConnection& operator=(const EtcdConnection&) = delete;
 
   const std::string& url() const { return url_; }
-  std::size_t endpoint_count() const { return stubs_.size(); }
+  std::size_t endpoint_count() const { return Endpoints()->endpoints.size(); }
+  // The endpoints calls go to now ("host:port"), for tests and messages.
+  std::vector<std::string> EndpointNames() const;
+
+  // Cluster.MemberList on a member, then the members' client URLs become the
+  // endpoint set (see the header comment). Returns the number of endpoints.
+  Result<std::size_t> Sync(const CallOptions& options);
   std::chrono::milliseconds request_timeout() const { return request_timeout_; }
   // A deadline request_timeout from now.
   Clock::time_point Deadline() const { return Clock::now() + request_timeout_; }
@@ -131,44 +173,71 @@ class EtcdConnection {
   // For long-lived streams: the stubs of the endpoint to use now, and its
   // index for ReportStreamFailure(). Fills `context` with the auth token
   // (authenticating first if needed, bounded by `options`).
+  // `set` keeps the stubs alive for the stream's life.
   struct StreamTarget {
-    Stubs* stubs = nullptr;
+    std::shared_ptr<const EndpointSet> set;
+    const Stubs* stubs = nullptr;
     std::size_t index = 0;
+    const std::string& endpoint() const { return set->endpoints[index]->name; }
   };
   Result<StreamTarget> PrepareStream(grpc::ClientContext& context, const CallOptions& options);
-  // A stream on endpoint `index` broke: the next call starts at the next
-  // endpoint. Also forgets the auth token when the failure said it was bad.
-  void ReportStreamFailure(std::size_t index, const grpc::Status& status);
+  // A stream on `target` broke: the next call starts at the next endpoint
+  // (and member discovery, if on, runs soon). Also forgets the auth token
+  // when the failure said it was bad.
+  void ReportStreamFailure(const StreamTarget& target, const grpc::Status& status);
 
   // The Error a failed gRPC call maps to, naming the endpoint.
-  Error ToError(const grpc::Status& status, std::size_t index) const;
+  Error ToError(const grpc::Status& status, const std::string& endpoint) const;
 
  private:
-  using Attempt = std::function<grpc::Status(Stubs&, grpc::ClientContext&)>;
+  using Attempt = std::function<grpc::Status(const Stubs&, grpc::ClientContext&)>;
 
-  // Waits until endpoint `index` is READY, or a connection attempt made
-  // during the wait failed, or `deadline`/cancellation.
-  void AwaitConnectivity(std::size_t index, Clock::time_point deadline, CallCanceller* canceller);
+  std::shared_ptr<const EndpointSet> Endpoints() const;
+  // A try's deadline when the caller gives none: request timeout ÷
+  // endpoints, at least 250 ms.
+  std::chrono::milliseconds DefaultPerTry(std::size_t endpoints) const;
+  // Waits until `channel` is READY, or a connection attempt made during the
+  // wait failed, or `deadline`/cancellation.
+  void AwaitConnectivity(grpc::Channel& channel, Clock::time_point deadline,
+                         CallCanceller* canceller);
   // Runs `attempt` on the current endpoint, moving on to the next ones while
   // their members fail (see the header comment) and the deadline allows.
   Result<void> Invoke(const Attempt& attempt, const CallOptions& options);
-  // Adds the token to `context`, authenticating on endpoint `index` if needed.
-  Result<void> AddAuth(grpc::ClientContext& context, std::size_t index, const CallOptions& options);
+  // One pass of Invoke over `set`; `fell_through` tells whether every member
+  // refused or hung (so that other endpoints may be worth a try).
+  Result<void> InvokeOn(const EndpointSet& set, const Attempt& attempt, const CallOptions& options,
+                        bool& fell_through);
+  // Adds the token to `context`, authenticating on `endpoint` if needed.
+  Result<void> AddAuth(grpc::ClientContext& context, const Endpoint& endpoint,
+                       const CallOptions& options);
   std::string CachedToken();
   void ForgetToken(const std::string& token);
+  std::shared_ptr<const Endpoint> MakeEndpoint(const std::string& target) const;
+  // A call failed over: member discovery runs soon.
+  void NoteFailover();
+  void SyncLoop();
 
   const std::string url_;
   const std::chrono::milliseconds request_timeout_;
-  std::vector<std::string> endpoint_names_;
-  std::vector<std::shared_ptr<grpc::Channel>> channels_;
-  std::vector<Stubs> stubs_;
-  std::atomic<std::size_t> current_{0};
-  std::chrono::milliseconds default_per_try_;
+  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  const bool tls_;
+  // The URL's endpoints: the first set, and the fallback of discovered ones.
+  std::shared_ptr<const EndpointSet> seeds_;
+  mutable std::mutex set_mu_;
+  std::shared_ptr<const EndpointSet> set_;  // guarded by set_mu_
 
   const std::string user_;
   const std::string password_;
   std::mutex auth_mu_;
   std::string token_;  // guarded by auth_mu_
+
+  const std::chrono::seconds auto_sync_;
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool sync_soon_ = false;  // guarded by sync_mu_
+  bool stopping_ = false;   // guarded by sync_mu_
+  CallCanceller sync_canceller_;
+  std::thread sync_thread_;  // last: started when the rest is ready
 };
 
 // True when a failed call means that this member cannot serve now but

@@ -147,14 +147,17 @@ Result<std::unique_ptr<Registry>> MakeEtcdRegistry(const RegistryUrl& url,
   if (url.endpoints.empty()) {
     return Fail(ErrorCode::kInvalidArgument, "etcd:// needs at least one host:port");
   }
-  static const std::set<std::string, std::less<>> kKnownParams = {"prefix", "user", "password"};
+  static const std::set<std::string, std::less<>> kKnownParams = {"prefix", "user", "password",
+                                                                    "auto_sync"};
   for (const auto& [key, value] : url.params) {
     if (!kKnownParams.contains(key) && !IsRegistryTlsParam(key)) {
       return Fail(ErrorCode::kInvalidArgument,
                   "etcd:// does not know parameter '" + key +
-                      "' (known: prefix, user, password, tls, ca, cert, key, tls_reload)");
+                      "' (known: prefix, user, password, auto_sync, tls, ca, cert, key, tls_reload)");
     }
   }
+  auto auto_sync = etcd::ParseAutoSync(url);
+  if (!auto_sync) return std::unexpected(auto_sync.error());
   auto tls = ParseRegistryTls(url);
   if (!tls) return std::unexpected(tls.error());
   if (url.params.contains("password") && !url.params.contains("user")) {
@@ -167,7 +170,7 @@ Result<std::unique_ptr<Registry>> MakeEtcdRegistry(const RegistryUrl& url,
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
 
   auto context = std::make_shared<etcd::Context>(url, url.Redacted(), options, std::move(prefix),
-                                                 tls->config.get());
+                                                 tls->config.get(), *auto_sync);
   return std::make_unique<etcd::EtcdRegistry>(std::move(context));
 }
 

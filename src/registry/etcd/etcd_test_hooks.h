@@ -1,10 +1,12 @@
-// Process-wide test hooks of the etcd backend's watch loop. Not part of the
+// Process-wide test hooks of the etcd backend's watch loop and connection. Not part of the
 // library API; free of gRPC headers so tests can include it.
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
+#include <vector>
 
 namespace disco::etcd {
 
@@ -19,5 +21,11 @@ WatchCounters WatchCountersForTesting();
 // between to force a compaction cancel. Pass nullptr to remove.
 void SetBeforeWatchCreateHookForTesting(
     std::function<void(std::string_view service, std::int64_t start_revision)> hook);
+
+// Called (on the discovery thread) each time member discovery (URL param
+// auto_sync) changes a connection's endpoint set: the registry's redacted
+// URL and the new "host:port" endpoints. Pass nullptr to remove.
+void SetEndpointsDiscoveredHookForTesting(
+    std::function<void(std::string_view url, const std::vector<std::string>& endpoints)> hook);
 
 }  // namespace disco::etcd

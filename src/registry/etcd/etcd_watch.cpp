@@ -110,8 +110,9 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     // Among those, the last "no leader": it says more than a refused connection.
     std::optional<Error> no_leader;
     Clock::time_point failing_since;
-    const std::size_t endpoints = context_->connection.endpoint_count();
     while (!Stopping()) {
+      // Member discovery (auto_sync) may change the count.
+      const std::size_t endpoints = context_->connection.endpoint_count();
       if (next_revision_ == 0 && !Resync()) {
         Sleep(backoff.Next());
         continue;
@@ -328,7 +329,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
                             "etcdserver: no leader (the member cancelled the watch)");
     }
     if (!Stopping() && (s.silent || status.error_code() != grpc::StatusCode::CANCELLED)) {
-      context_->connection.ReportStreamFailure(target->index, status);
+      context_->connection.ReportStreamFailure(*target, status);
       log::Get().debug("etcd {}: watch stream of {} ended: {}", context_->url, service_,
                        status.error_message());
     }
@@ -337,7 +338,7 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     end.no_leader = IsMemberUnready(status);
     end.silent = s.silent;
     end.healthy = s.resync || (s.created && Clock::now() - opened >= kHealthyLifetime);
-    end.error = context_->connection.ToError(status, target->index);
+    end.error = context_->connection.ToError(status, target->endpoint());
     return end;
   }
 
