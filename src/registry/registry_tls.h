@@ -8,7 +8,7 @@
 //   tls_reload=SECONDS  how often the files are checked for a change and
 //             re-read (default 10; 0: never), for short-lived certificates:
 //             new connections take the new files, open ones keep theirs
-//             (Consul; etcd's gRPC channel reads them once)
+//             (etcd: its gRPC channels are made again)
 //
 // A parameter in the URL wins over its environment twin. The files are
 // loaded and checked here (readable, PEM, key matching certificate), so a
@@ -25,8 +25,7 @@
 namespace disco {
 
 struct RegistryTls {
-  // Null: plain. Checks its files every tls_reload (CheckFilesEvery), for
-  // the backends that connect through it (Consul).
+  // Null: plain. Checks its files every tls_reload (CheckFilesEvery).
   std::shared_ptr<tls::Config> config;
 };
 

@@ -163,6 +163,47 @@ TEST_F(RegistryTlsTest, ConsulOverHttpsWithVerifyIncoming) {
       << refused_ca.error().message;
 }
 
+// etcd's client certificate and CA rotated on disk while etcd restarts on a
+// new CA: a registry checking its files (tls_reload=1) makes its channels
+// again and carries on; one that does not (tls_reload=0) is shut out.
+TEST_F(RegistryTlsTest, EtcdClientTakesRotatedCertificatesWithoutRestart) {
+  const auto client_port = testing::FreePort();
+  const auto peer_port = testing::FreePort();
+  auto etcd = StartTlsEtcd(dir_, client_port, peer_port, server_, ca_.ca_file());
+  const std::string url = "etcd://127.0.0.1:" + std::to_string(client_port) +
+                          "?ca=" + ca_.ca_file() + "&cert=" + client_.cert_file +
+                          "&key=" + client_.key_file;
+  auto registry = MakeRegistry(url + "&tls_reload=1");
+  ASSERT_TRUE(registry) << registry.error().ToString();
+  auto frozen = MakeRegistry(url + "&tls_reload=0");
+  ASSERT_TRUE(frozen);
+  ASSERT_TRUE(WaitFor([&] { return (*frozen)->List("tls-svc").has_value(); }, 20s, 100ms))
+      << etcd.ReadLog();
+  auto registration = (*registry)->Register(Instance("a", 9001));
+  ASSERT_TRUE(registration) << registration.error().ToString();
+  ASSERT_TRUE(Lists(**frozen, 1));
+
+  TestCa rotated(dir_.path(), "rotated");
+  const auto server2 = rotated.Issue("server2", {.dns = {"localhost"}});
+  const auto client2 = rotated.Issue("client2", {.dns = {"order-service"}});
+  etcd.Kill();
+  Replace(server2.cert_file, server_.cert_file);
+  Replace(server2.key_file, server_.key_file);
+  Replace(client2.cert_file, client_.cert_file);
+  Replace(client2.key_file, client_.key_file);
+  Replace(rotated.ca_file(), ca_.ca_file());
+  auto restarted = StartTlsEtcd(dir_, client_port, peer_port, server_, ca_.ca_file());
+
+  // The registration is still there or registered again, seen through
+  // channels made with the new files.
+  EXPECT_TRUE(WaitFor([&] { return Lists(**registry, 1); }, 20s, 100ms)) << restarted.ReadLog();
+  EXPECT_TRUE(WaitFor([&] { return (*registration)->state() == RegistrationState::kActive; }, 10s,
+                      100ms));
+  auto shut_out = (*frozen)->List("tls-svc");
+  EXPECT_FALSE(shut_out) << "a registry that never re-read its files still got in";
+  EXPECT_TRUE((*registration)->Deregister());
+}
+
 // The same rotation through Consul's HTTPS API: the agent restarts on a new
 // CA; the registry's next connection re-reads the changed files.
 TEST_F(RegistryTlsTest, ConsulClientTakesRotatedCertificatesWithoutRestart) {

@@ -123,15 +123,18 @@ bool CallCanceller::cancelled() const {
 }
 
 EtcdConnection::EtcdConnection(const RegistryUrl& url, std::string redacted_url,
-                               const RegistryOptions& options, const tls::Config* tls,
+                               const RegistryOptions& options, std::shared_ptr<tls::Config> tls,
                                std::chrono::seconds auto_sync)
     : url_(std::move(redacted_url)),
       request_timeout_(options.request_timeout),
-      credentials_(Credentials(tls)),
-      tls_(tls != nullptr),
+      tls_config_(std::move(tls)),
+      tls_(tls_config_ != nullptr),
       user_(url.params.contains("user") ? url.params.at("user") : std::string()),
       password_(url.params.contains("password") ? url.params.at("password") : std::string()),
       auto_sync_(auto_sync) {
+  std::lock_guard lock(set_mu_);
+  credentials_ = Credentials(tls_config_.get());
+  credentials_generation_ = tls_config_ ? tls_config_->generation() : 0;
   auto seeds = std::make_shared<EndpointSet>();
   for (const auto& endpoint : url.endpoints) {
     seeds->endpoints.push_back(MakeEndpoint(endpoint.ToString()));
@@ -170,8 +173,39 @@ std::chrono::milliseconds EtcdConnection::DefaultPerTry(std::size_t endpoints) c
 }
 
 std::shared_ptr<const EndpointSet> EtcdConnection::Endpoints() const {
+  const_cast<EtcdConnection*>(this)->RotateIfFilesChanged();
   std::lock_guard lock(set_mu_);
   return set_;
+}
+
+void EtcdConnection::RotateIfFilesChanged() {
+  if (!tls_config_ || tls_config_->check_interval().count() <= 0) return;
+  std::unique_lock check(rotate_mu_, std::try_to_lock);
+  if (!check.owns_lock()) return;  // another call is checking
+  const auto now = Clock::now();
+  if (now < next_file_check_) return;
+  next_file_check_ = now + tls_config_->check_interval();
+  auto reloaded = tls_config_->ReloadIfChanged();
+  if (!reloaded) {
+    // Reported once per change of the files; the channels keep the old ones.
+    log::Get().warn("etcd {}: TLS files changed but cannot be used, keeping the old: {}", url_,
+                    reloaded.error().message);
+    return;
+  }
+  std::lock_guard lock(set_mu_);
+  if (tls_config_->generation() == credentials_generation_) return;
+  credentials_ = Credentials(tls_config_.get());
+  credentials_generation_ = tls_config_->generation();
+  auto remake = [&](const EndpointSet& set) {
+    auto fresh = std::make_shared<EndpointSet>();
+    for (const auto& endpoint : set.endpoints) fresh->endpoints.push_back(MakeEndpoint(endpoint->name));
+    fresh->current.store(set.current.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    return fresh;
+  };
+  const bool seeded = set_ == seeds_;
+  seeds_ = remake(*seeds_);
+  set_ = seeded ? seeds_ : remake(*set_);
+  log::Get().info("etcd {}: TLS files changed; new connections use them", url_);
 }
 
 std::vector<std::string> EtcdConnection::EndpointNames() const {
@@ -368,15 +402,20 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
   const auto set = Endpoints();
   bool fell_through = false;
   auto result = InvokeOn(*set, attempt, options, fell_through);
-  if (result || !fell_through || set == seeds_ || Clock::now() >= options.deadline) return result;
+  std::shared_ptr<const EndpointSet> seeds;
+  {
+    std::lock_guard lock(set_mu_);  // a TLS rotation replaces the seeds too
+    seeds = seeds_;
+  }
+  if (result || !fell_through || set == seeds || Clock::now() >= options.deadline) return result;
   // Every discovered member refused or hung: the URL's own endpoints may
   // still reach the cluster (members may have moved again). Calls go there
   // from now on, and the next discovery starts from them.
-  auto seeded = InvokeOn(*seeds_, attempt, options, fell_through);
+  auto seeded = InvokeOn(*seeds, attempt, options, fell_through);
   if (!seeded) return result;
   {
     std::lock_guard lock(set_mu_);
-    if (set_ == set) set_ = seeds_;
+    if (set_ == set) set_ = seeds;
   }
   NoteFailover();
   return seeded;

@@ -131,10 +131,13 @@ class EtcdConnection {
  public:
   // REQUIRES: url.endpoints is not empty.
   // `tls`: gRPC's TLS with its files (CA; certificate and key for mutual
-  // TLS); null: plaintext.
+  // TLS); null: plaintext. When its files change (checked at most every
+  // tls->check_interval(), by the call that finds the interval over), every
+  // channel is made again with the new files: calls and streams already
+  // running finish on the old channels, the next ones take the new.
   // `auto_sync`: member discovery every so often (zero: off).
   EtcdConnection(const RegistryUrl& url, std::string redacted_url, const RegistryOptions& options,
-                 const tls::Config* tls = nullptr,
+                 std::shared_ptr<tls::Config> tls = nullptr,
                  std::chrono::seconds auto_sync = std::chrono::seconds(0));
   ~EtcdConnection();
   EtcdConnection(const EtcdConnection&) = delete;
@@ -212,19 +215,27 @@ class EtcdConnection {
                        const CallOptions& options);
   std::string CachedToken();
   void ForgetToken(const std::string& token);
+  // REQUIRES: set_mu_ held (reads credentials_).
   std::shared_ptr<const Endpoint> MakeEndpoint(const std::string& target) const;
+  // Makes every channel again when the TLS files changed (see the
+  // constructor). Cheap when it is not time to check.
+  void RotateIfFilesChanged();
   // A call failed over: member discovery runs soon.
   void NoteFailover();
   void SyncLoop();
 
   const std::string url_;
   const std::chrono::milliseconds request_timeout_;
-  const std::shared_ptr<grpc::ChannelCredentials> credentials_;
+  const std::shared_ptr<tls::Config> tls_config_;  // null: plaintext
   const bool tls_;
+  std::mutex rotate_mu_;  // one thread checks the files at a time
+  Clock::time_point next_file_check_{};  // guarded by rotate_mu_
   // The URL's endpoints: the first set, and the fallback of discovered ones.
   std::shared_ptr<const EndpointSet> seeds_;
   mutable std::mutex set_mu_;
   std::shared_ptr<const EndpointSet> set_;  // guarded by set_mu_
+  std::shared_ptr<grpc::ChannelCredentials> credentials_;  // guarded by set_mu_
+  std::uint64_t credentials_generation_ = 0;               // guarded by set_mu_
 
   const std::string user_;
   const std::string password_;

@@ -20,9 +20,9 @@ struct Context {
   // `tls`: TLS to the members (registry_tls.h); null: plain. `auto_sync`:
   // member discovery interval (zero: off).
   Context(const RegistryUrl& url, std::string redacted, const RegistryOptions& registry_options,
-          std::string key_prefix, const tls::Config* tls = nullptr,
+          std::string key_prefix, std::shared_ptr<tls::Config> tls = nullptr,
           std::chrono::seconds auto_sync = std::chrono::seconds(0))
-      : connection(url, redacted, registry_options, tls, auto_sync),
+      : connection(url, redacted, registry_options, std::move(tls), auto_sync),
         url(std::move(redacted)),
         options(registry_options),
         prefix(std::move(key_prefix)) {}

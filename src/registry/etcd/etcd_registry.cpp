@@ -170,7 +170,7 @@ Result<std::unique_ptr<Registry>> MakeEtcdRegistry(const RegistryUrl& url,
   while (!prefix.empty() && prefix.back() == '/') prefix.pop_back();
 
   auto context = std::make_shared<etcd::Context>(url, url.Redacted(), options, std::move(prefix),
-                                                 tls->config.get(), *auto_sync);
+                                                 tls->config, *auto_sync);
   return std::make_unique<etcd::EtcdRegistry>(std::move(context));
 }
 
