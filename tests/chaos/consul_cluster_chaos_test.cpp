@@ -70,6 +70,7 @@ class LapseMonitor {
   }
   std::size_t lapses() const { return lapses_; }
   std::size_t failed() const { return failed_; }
+  std::size_t answered() const { return answered_; }
   // The first lapse, when it was and what each member said right after.
   std::string first_lapse() {
     std::lock_guard lock(mu_);
@@ -85,6 +86,7 @@ class LapseMonitor {
           ++failed_;
           continue;
         }
+        ++answered_;
         for (const auto& [name, id] : want_) {
           if (name != service) continue;
           bool found = false;
@@ -121,6 +123,7 @@ class LapseMonitor {
   std::atomic<bool> stop_{false};
   std::atomic<std::size_t> lapses_{0};
   std::atomic<std::size_t> failed_{0};
+  std::atomic<std::size_t> answered_{0};
   std::mutex mu_;
   std::string first_lapse_;
   std::thread thread_;
@@ -205,6 +208,12 @@ TEST_F(ConsulClusterChaosTest, ServerLeaderKillFailsNoRequest) {
   EXPECT_NE(next, leader);
   EXPECT_EQ(all.failed, 0u) << s.Logs();
   EXPECT_EQ(monitor.lapses(), 0u) << "first: " << monitor.first_lapse();
+  // A monitor that could not read proves nothing: it must have read all
+  // along but for the election (2 reads per 100 ms sample), after which
+  // the new leader answers.
+  const auto election_samples = static_cast<std::size_t>(elected.count() / 100 + 10);
+  EXPECT_LE(monitor.failed(), 2 * election_samples) << "reads failed outside the election";
+  EXPECT_GE(monitor.answered(), 2 * 50u) << "the monitor hardly ever read the registry";
   ExpectRegistryStateEverywhere();
 }
 
@@ -256,6 +265,7 @@ TEST_F(ConsulClusterChaosTest, ClientAgentKillFailsNoRequest) {
                        << dc_->client(0).Http("GET", "/v1/agent/services").body;
   EXPECT_EQ(all.failed, 0u) << s.Logs();
   EXPECT_EQ(monitor.lapses(), 0u) << "first: " << monitor.first_lapse();
+  EXPECT_GE(monitor.answered(), 2 * 50u) << "the monitor hardly ever read the registry";
   ExpectRegistryStateEverywhere();
 }
 

@@ -9,6 +9,8 @@
 #include <ctime>
 #include <iostream>
 
+#include "disco/registry_url.h"
+
 namespace disco::cli {
 
 std::unique_ptr<Registry> OpenRegistry(const GlobalOptions& global) {
@@ -16,7 +18,9 @@ std::unique_ptr<Registry> OpenRegistry(const GlobalOptions& global) {
   options.request_timeout = std::chrono::milliseconds(global.timeout_ms);
   auto registry = MakeRegistry(global.registry, options);
   if (!registry) {
-    ReportError("registry " + global.registry, registry.error());
+    // Never the URL as typed: it may hold a password or token.
+    auto parsed = ParseRegistryUrl(global.registry);
+    ReportError("registry " + (parsed ? parsed->Redacted() : std::string("URL")), registry.error());
     return nullptr;
   }
   return std::move(*registry);

@@ -40,19 +40,25 @@ std::string ReadAll(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
-// tls::Config checked the files already; gRPC takes the PEM text once, so
-// a rotated certificate reaches etcd connections only when the registry is
-// made again (gRPC 1.51's file-watching TlsCredentials would re-read them,
-// but abort the process when a server goes away: grpc/grpc#34683). No CA
-// file: gRPC's own roots (the system's). gRPC checks the dialled host or IP.
+// tls::Config checked the files already; gRPC takes the PEM text, so a
+// rotation makes the channels again (gRPC 1.51's file-watching
+// TlsCredentials would re-read them, but abort the process when a server
+// goes away: grpc/grpc#34683). No CA file: gRPC's own roots (the system's).
+// gRPC checks the dialled host or IP. Null when a configured file reads
+// empty (replaced between the check and this read): an empty CA would make
+// gRPC trust the system's roots instead, an empty key send no certificate.
 std::shared_ptr<grpc::ChannelCredentials> Credentials(const tls::Config* tls) {
   if (tls == nullptr) return grpc::InsecureChannelCredentials();
   const auto& files = tls->files();
   grpc::SslCredentialsOptions options;
-  if (!files.ca_file.empty()) options.pem_root_certs = ReadAll(files.ca_file);
+  if (!files.ca_file.empty()) {
+    options.pem_root_certs = ReadAll(files.ca_file);
+    if (options.pem_root_certs.empty()) return nullptr;
+  }
   if (!files.cert_file.empty()) {
     options.pem_cert_chain = ReadAll(files.cert_file);
     options.pem_private_key = ReadAll(files.key_file);
+    if (options.pem_cert_chain.empty() || options.pem_private_key.empty()) return nullptr;
   }
   return grpc::SslCredentials(options);
 }
@@ -134,6 +140,14 @@ EtcdConnection::EtcdConnection(const RegistryUrl& url, std::string redacted_url,
       auto_sync_(auto_sync) {
   std::lock_guard lock(set_mu_);
   credentials_ = Credentials(tls_config_.get());
+  if (!credentials_) {
+    // Only a file emptied since tls::Config::Load read it. Fail closed: roots
+    // gRPC cannot load make every handshake fail (empty roots would mean the
+    // system's).
+    grpc::SslCredentialsOptions unusable;
+    unusable.pem_root_certs = "no usable CA";
+    credentials_ = grpc::SslCredentials(unusable);
+  }
   credentials_generation_ = tls_config_ ? tls_config_->generation() : 0;
   auto seeds = std::make_shared<EndpointSet>();
   for (const auto& endpoint : url.endpoints) {
@@ -192,10 +206,17 @@ void EtcdConnection::RotateIfFilesChanged() {
                     reloaded.error().message);
     return;
   }
+  const auto generation = tls_config_->generation();
+  // Read outside the set's lock: every call's Endpoints() takes it.
+  auto credentials = Credentials(tls_config_.get());
   std::lock_guard lock(set_mu_);
-  if (tls_config_->generation() == credentials_generation_) return;
-  credentials_ = Credentials(tls_config_.get());
-  credentials_generation_ = tls_config_->generation();
+  if (generation == credentials_generation_) return;
+  credentials_generation_ = generation;
+  if (!credentials) {
+    log::Get().warn("etcd {}: TLS files changed but one reads empty now, keeping the old", url_);
+    return;
+  }
+  credentials_ = std::move(credentials);
   auto remake = [&](const EndpointSet& set) {
     auto fresh = std::make_shared<EndpointSet>();
     for (const auto& endpoint : set.endpoints) fresh->endpoints.push_back(MakeEndpoint(endpoint->name));
