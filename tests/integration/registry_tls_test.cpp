@@ -70,6 +70,19 @@ class RegistryTlsTest : public ::testing::Test {
   TestCa ca_{dir_.path(), "registry"};
   testing::IssuedCert server_ = ca_.Issue("server", {.dns = {"localhost"}});
   testing::IssuedCert client_ = ca_.Issue("client", {.dns = {"order-service"}});
+
+  // A new CA, and the server's and client's certificates and keys from it,
+  // renamed over the files in use (the server stopped first).
+  void RotateToANewCa() {
+    TestCa rotated(dir_.path(), "rotated");
+    const auto server2 = rotated.Issue("server2", {.dns = {"localhost"}});
+    const auto client2 = rotated.Issue("client2", {.dns = {"order-service"}});
+    Replace(server2.cert_file, server_.cert_file);
+    Replace(server2.key_file, server_.key_file);
+    Replace(client2.cert_file, client_.cert_file);
+    Replace(client2.key_file, client_.key_file);
+    Replace(rotated.ca_file(), ca_.ca_file());
+  }
 };
 
 TEST_F(RegistryTlsTest, EtcdWithClientCertificateAuth) {
@@ -183,15 +196,8 @@ TEST_F(RegistryTlsTest, EtcdClientTakesRotatedCertificatesWithoutRestart) {
   ASSERT_TRUE(registration) << registration.error().ToString();
   ASSERT_TRUE(Lists(**frozen, 1));
 
-  TestCa rotated(dir_.path(), "rotated");
-  const auto server2 = rotated.Issue("server2", {.dns = {"localhost"}});
-  const auto client2 = rotated.Issue("client2", {.dns = {"order-service"}});
   etcd.Kill();
-  Replace(server2.cert_file, server_.cert_file);
-  Replace(server2.key_file, server_.key_file);
-  Replace(client2.cert_file, client_.cert_file);
-  Replace(client2.key_file, client_.key_file);
-  Replace(rotated.ca_file(), ca_.ca_file());
+  RotateToANewCa();
   auto restarted = StartTlsEtcd(dir_, client_port, peer_port, server_, ca_.ca_file());
 
   // The registration is still there or registered again, seen through
@@ -223,15 +229,8 @@ TEST_F(RegistryTlsTest, ConsulClientTakesRotatedCertificatesWithoutRestart) {
   ASSERT_TRUE(registration) << registration.error().ToString();
   ASSERT_TRUE(Lists(**frozen, 1));
 
-  TestCa rotated(dir_.path(), "rotated");
-  const auto server2 = rotated.Issue("server2", {.dns = {"localhost"}});
-  const auto client2 = rotated.Issue("client2", {.dns = {"order-service"}});
   agent.Stop();
-  Replace(server2.cert_file, server_.cert_file);
-  Replace(server2.key_file, server_.key_file);
-  Replace(client2.cert_file, client_.cert_file);
-  Replace(client2.key_file, client_.key_file);
-  Replace(rotated.ca_file(), ca_.ca_file());
+  RotateToANewCa();
   agent.Start();
 
   // A dev agent forgets its services on restart: the registrant registers
