@@ -161,6 +161,39 @@ TEST(EtcdFailureTest, CompactionPastTheWatchRevisionForcesAResyncWithoutLoss) {
   ASSERT_TRUE(watcher.WaitIds({"c"}, 5s));
 }
 
+// etcd-io/etcd#18089 (fixed in etcd 3.4.34 / 3.5.15, Debian 12 ships
+// 3.4.23): a compaction at a delete's own revision removes that tombstone, and
+// a watch starting at exactly that revision never reports the delete. The
+// watcher must not start there: it would keep the deleted instance forever.
+TEST(EtcdFailureTest, CompactionAtTheRevisionAWatchStartsFromKeepsItsDelete) {
+  EtcdServer etcd;
+  auto registry = OpenEtcd(etcd.url());
+  etcd.Put("services/svc/a", R"({"Op":0,"Addr":"127.0.0.1:9000","Metadata":null})");
+  etcd.Put("services/svc/b", R"({"Op":0,"Addr":"127.0.0.1:9001","Metadata":null})");
+  std::atomic<int> armed{1};
+  std::atomic<bool> compacted_at_start{false};
+  etcd::SetBeforeWatchCreateHookForTesting([&](std::string_view service, std::int64_t start) {
+    if (service != "svc" || armed.fetch_sub(1) != 1) return;
+    // One write after the Range: the delete lands at the revision the watch
+    // resumes from, and the compaction is at that very revision.
+    etcd.Delete("services/svc/a");
+    auto revision = etcd.CurrentRevision();
+    compacted_at_start = revision == start;
+    etcd.Compact(revision);
+  });
+  WatchRecorder watcher;
+  auto watch = registry->Watch("svc", watcher.Callback());
+  bool seen = watcher.WaitIds({"b"}, 5s);
+  etcd::SetBeforeWatchCreateHookForTesting(nullptr);
+  ASSERT_TRUE(compacted_at_start) << "the scenario did not compact at the watch's start";
+  ASSERT_TRUE(seen) << "the delete at the compaction revision was lost: "
+                    << ::testing::PrintToString(watcher.ids());
+  EXPECT_EQ(watcher.errors(), 0);
+  // Still following changes.
+  etcd.Put("services/svc/c", R"({"Op":0,"Addr":"127.0.0.1:9002","Metadata":null})");
+  ASSERT_TRUE(watcher.WaitIds({"b", "c"}, 5s));
+}
+
 TEST(EtcdFailureTest, CompactionWhileWatchingLosesNothing) {
   EtcdServer etcd;
   auto registry = OpenEtcd(etcd.url());

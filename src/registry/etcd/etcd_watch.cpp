@@ -347,7 +347,13 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     auto* create = request.mutable_create_request();
     create->set_key(service_prefix_);
     create->set_range_end(PrefixRangeEnd(service_prefix_));
-    create->set_start_revision(start_revision);
+    // From the revision already seen, not the next one: etcd before 3.4.34 /
+    // 3.5.15 (etcd-io/etcd#18089) drops the tombstone at a compaction's own
+    // revision, so a watch that starts exactly there never sees that delete.
+    // Started one revision earlier, such a compaction cancels the watch
+    // (compact_revision) and the resync Ranges the truth; the events of the
+    // seen revision arrive again and change nothing (Apply is idempotent).
+    create->set_start_revision(std::max<std::int64_t>(1, start_revision - 1));
     create->set_prev_kv(true);
     return request;
   }
