@@ -151,7 +151,13 @@ class ConsulClusterChaosTest : public ::testing::Test {
       for (auto& p : processes) {
         want.insert(p->id());
         EXPECT_TRUE(s.RegisteredAndActive(*p, service)) << p->id();
-        EXPECT_TRUE(s.WaitEverywhere(service, p->id(), true, 10s, true))
+        // Present, not necessarily usable: when the machine stalls a
+        // service (seen twice in 60 runs with three builds alongside: an
+        // instance timed out 5 times in a row, the calls were retried
+        // elsewhere and none failed), the load generator's outlier detection
+        // rightly ejects it for 30 s. That is the balancer's decision, not
+        // the registry's state, which is what this checks.
+        EXPECT_TRUE(s.WaitEverywhere(service, p->id(), true, 10s, false))
             << p->id() << " missing from a resolver";
       }
       auto listed = (*registry)->List(service, /*include_unhealthy=*/true);
@@ -218,12 +224,9 @@ TEST_F(ConsulClusterChaosTest, ServerLeaderKillFailsNoRequest) {
   ExpectRegistryStateEverywhere();
 }
 
-// DISABLED_ (run with --gtest_also_run_disabled_tests): 0 failed calls in
-// 18 runs by two helpers, then 1 failed request in 1 of 2 runs of this
-// session's final validation (its cause not recorded: the test printed only
-// the count; it now prints the failed requests). Out of CI until that
-// failure is understood.
-TEST_F(ConsulClusterChaosTest, DISABLED_ClientAgentKillFailsNoRequest) {
+// Once (1 run in 79) a POST failed within 21.5 ms without a retry, cause
+// unknown; ExpectNoFailures prints each failed request and the logs.
+TEST_F(ConsulClusterChaosTest, ClientAgentKillFailsNoRequest) {
   ChaosStack& s = *stack_;
   // Every service registered through client 0, the first agent of the URL.
   const auto held = dc_->client(0).Http("GET", "/v1/agent/services").body;
