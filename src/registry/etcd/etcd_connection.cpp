@@ -448,15 +448,28 @@ void EtcdConnection::FallBackToSeeds(const std::shared_ptr<const EndpointSet>& f
   // sync would install that list again and every call go through it first.
   constexpr auto kDeadListBackoff = std::chrono::minutes(5);
   std::vector<std::string> names;
-  for (const auto& endpoint : failed->endpoints) names.push_back(endpoint->name);
+  bool overlaps = false;  // a seed is in the failed list too
+  for (const auto& endpoint : failed->endpoints) {
+    names.push_back(endpoint->name);
+    for (const auto& seed : seeds->endpoints) overlaps |= seed->name == endpoint->name;
+  }
   std::sort(names.begin(), names.end());
   bool again = false;
   {
     std::lock_guard lock(set_mu_);
     if (set_ == failed) set_ = seeds;
-    again = names == dead_list_;
-    dead_list_ = names;
-    dead_until_ = Clock::now() + std::max<Clock::duration>(auto_sync_, kDeadListBackoff);
+    if (!overlaps) {
+      again = names == dead_list_;
+      dead_list_ = names;
+      dead_until_ = Clock::now() + std::max<Clock::duration>(auto_sync_, kDeadListBackoff);
+    }
+  }
+  if (overlaps) {
+    // One address failed in the list and then answered as a seed: members
+    // came back during the call (a restart), the list is usable and the
+    // next sync may install it again.
+    NoteFailover();
+    return;
   }
   std::string joined;
   for (const auto& name : names) joined += (joined.empty() ? "" : ",") + name;

@@ -212,8 +212,9 @@ class EtcdConnection {
   // The URL's own endpoints.
   std::shared_ptr<const EndpointSet> Seeds() const;
   // Every member of the discovered set `failed` was out of reach while a
-  // seed answered: the seeds become the set again, and Sync does not install
-  // the same list again for a while (logged once at warn).
+  // seed answered: the seeds become the set again, and unless a seed's
+  // address is in that list too (then members just came back), Sync does
+  // not install the same list again for a while (logged once at warn).
   void FallBackToSeeds(const std::shared_ptr<const EndpointSet>& failed,
                        const std::shared_ptr<const EndpointSet>& seeds);
   // For streams: the first endpoint of `set`, from its cursor on, whose
