@@ -1,7 +1,9 @@
 // Member discovery (URL param auto_sync, issue 15) on a real 3-member etcd
 // cluster: a client given ONE member's address learns the others from
-// Cluster.MemberList, keeps working when that member is killed, and follows
-// a member replaced on a new client port.
+// Cluster.MemberList, keeps working when that member is killed, follows
+// a member replaced on a new client port, and falls back to that address
+// (calls and streams, without reinstalling the list every second) when the
+// members advertise client URLs nothing listens on.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,6 +14,7 @@
 
 #include "etcd_test_util.h"
 #include "fixture/etcd_cluster.h"
+#include "registry/etcd/etcd_connection.h"
 #include "registry/etcd/etcd_test_hooks.h"
 
 namespace disco::testing {
@@ -25,6 +28,7 @@ class DiscoveredEndpoints {
         [this](std::string_view url, const std::vector<std::string>& endpoints) {
           std::lock_guard lock(mu_);
           latest_[std::string(url)] = std::set<std::string>(endpoints.begin(), endpoints.end());
+          ++installs_[std::string(url)];
         });
   }
   ~DiscoveredEndpoints() { etcd::SetEndpointsDiscoveredHookForTesting(nullptr); }
@@ -32,6 +36,11 @@ class DiscoveredEndpoints {
   std::set<std::string> Latest(const std::string& url) {
     std::lock_guard lock(mu_);
     return latest_[url];
+  }
+  // How many sets discovery installed for `url`.
+  int Installs(const std::string& url) {
+    std::lock_guard lock(mu_);
+    return installs_[url];
   }
   // Waits until the set discovered for `url` is `want`.
   bool WaitFor(const std::string& url, const std::set<std::string>& want,
@@ -42,6 +51,7 @@ class DiscoveredEndpoints {
  private:
   std::mutex mu_;
   std::map<std::string, std::set<std::string>> latest_;
+  std::map<std::string, int> installs_;
 };
 
 std::set<std::string> Members(EtcdCluster& cluster) {
@@ -138,6 +148,126 @@ TEST(EtcdAutoSyncTest, OffByDefault) {
     std::this_thread::sleep_for(300ms);
     EXPECT_TRUE(discovered.Latest(url).empty()) << url;
   }
+}
+
+// Client URLs on free ports nothing listens on, one per member, as a member
+// started with a wrong --advertise-client-urls advertises them; and the
+// "host:port" endpoints discovery makes of them.
+struct DeadAdvertised {
+  std::vector<std::string> urls;
+  std::set<std::string> endpoints;
+  explicit DeadAdvertised(int members) {
+    for (int i = 0; i < members; ++i) {
+      const std::string endpoint = "127.0.0.1:" + std::to_string(FreePort());
+      urls.push_back("http://" + endpoint);
+      endpoints.insert(endpoint);
+    }
+  }
+};
+
+// Members that advertise unreachable client URLs, reached through the seed
+// the URL names: discovery installs their list once, calls fall back to the
+// seed and keep working, and the list is not installed again (it was, about
+// every second, before: install, fall back, sync, install...). A watch
+// delivers throughout.
+TEST(EtcdAutoSyncTest, UnreachableAdvertisedUrlsFallBackToTheSeedWithoutChurn) {
+  DiscoveredEndpoints discovered;
+  DeadAdvertised dead(3);
+  EtcdCluster cluster(3, dead.urls);
+  const std::string url = "etcd://" + cluster.member(0).endpoint() + "?auto_sync=1";
+  auto registry = OpenEtcd(url, 3000ms);
+  ASSERT_TRUE(registry);
+  ASSERT_TRUE(discovered.WaitFor(url, dead.endpoints, 5s))
+      << ::testing::PrintToString(discovered.Latest(url));
+
+  auto a = registry->Register(Instance("svc", "a", 9000), Ttl(2));
+  ASSERT_TRUE(a) << a.error().ToString();
+  WatchRecorder watcher;
+  auto watch = registry->Watch("svc", watcher.Callback());
+  ASSERT_TRUE(watcher.WaitIds({"a"}, 5s));
+  // Four sync intervals of calls, each of which used to reinstall the list.
+  int failed = 0;
+  const auto from = SteadyClock::now();
+  while (SteadyClock::now() - from < 4s) {
+    failed += ListedIds(*registry, "svc") == std::vector<std::string>{"a"} ? 0 : 1;
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_EQ(failed, 0);
+  auto b = registry->Register(Instance("svc", "b", 9001), Ttl(2));
+  ASSERT_TRUE(b) << b.error().ToString();
+  EXPECT_TRUE(watcher.WaitIds({"a", "b"}, 5s)) << ::testing::PrintToString(watcher.ids());
+  EXPECT_EQ((*a)->state(), RegistrationState::kActive);
+  EXPECT_EQ(discovered.Installs(url), 1) << "the unreachable list was installed again";
+}
+
+// A connection (auto_sync=5: the first sync at once, the next 5 s later)
+// whose discovered set is all dead, with the seed alive.
+struct DeadSetConnection {
+  DeadAdvertised dead{3};
+  EtcdCluster cluster{3, dead.urls};
+  const std::string seed = cluster.member(0).endpoint();
+  std::unique_ptr<etcd::EtcdConnection> connection;
+
+  // Opens the connection and waits until discovery installed the dead set.
+  bool Open() {
+    const std::string url = "etcd://" + seed + "?auto_sync=5";
+    auto parsed = ParseRegistryUrl(url);
+    if (!parsed) return false;
+    RegistryOptions options;
+    options.request_timeout = 3000ms;
+    connection = std::make_unique<etcd::EtcdConnection>(*parsed, url, options, nullptr, 5s);
+    return WaitFor([&] { return Names() == dead.endpoints; }, 5s, 10ms);
+  }
+  std::set<std::string> Names() const {
+    auto names = connection->EndpointNames();
+    return {names.begin(), names.end()};
+  }
+};
+
+// Invoke's seed fallback: every discovered member refuses, the seed answers,
+// the call succeeds and the seed is the set again; the next sync (soon after
+// a fallback) does not put the dead set back.
+TEST(EtcdAutoSyncTest, UnaryCallsFallBackToTheSeedWhenEveryDiscoveredMemberIsDead) {
+  DeadSetConnection c;
+  ASSERT_TRUE(c.Open()) << ::testing::PrintToString(c.Names());
+  c.cluster.Any().Put("k", "v");
+  etcdserverpb::RangeRequest request;
+  request.set_key("k");
+  auto range = c.connection->Range(request, {c.connection->Deadline()});
+  ASSERT_TRUE(range) << range.error().ToString();
+  ASSERT_EQ(range->kvs_size(), 1);
+  EXPECT_EQ(range->kvs(0).value(), "v");
+  EXPECT_EQ(c.Names(), std::set<std::string>{c.seed});
+  std::this_thread::sleep_for(2s);  // the sync a fallback asks for runs within 1 s
+  EXPECT_EQ(c.Names(), std::set<std::string>{c.seed});
+  EXPECT_TRUE(c.connection->Range(request, {c.connection->Deadline()}));
+}
+
+// PrepareStream's seed fallback: a watch stream opened while the set is all
+// dead goes to the seed and delivers.
+TEST(EtcdAutoSyncTest, StreamsFallBackToTheSeedWhenEveryDiscoveredMemberIsDead) {
+  DeadSetConnection c;
+  ASSERT_TRUE(c.Open()) << ::testing::PrintToString(c.Names());
+  grpc::ClientContext context;
+  context.set_deadline(etcd::ToGrpcDeadline(etcd::Clock::now() + 10s));
+  auto target = c.connection->PrepareStream(context, {c.connection->Deadline()});
+  ASSERT_TRUE(target) << target.error().ToString();
+  EXPECT_EQ(target->endpoint(), c.seed);
+  EXPECT_EQ(c.Names(), std::set<std::string>{c.seed});
+
+  auto stream = target->stubs->watch->Watch(&context);
+  etcdserverpb::WatchRequest create;
+  create.mutable_create_request()->set_key("k");
+  ASSERT_TRUE(stream->Write(create));
+  etcdserverpb::WatchResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_TRUE(response.created());
+  c.cluster.Any().Put("k", "v");
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_EQ(response.events_size(), 1);
+  EXPECT_EQ(response.events(0).kv().value(), "v");
+  context.TryCancel();
+  (void)stream->Finish();
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "disco/registry.h"
 #include "registry/etcd/etcd_auto_sync.h"
@@ -66,6 +68,51 @@ TEST(EtcdAutoSyncOptionTest, DialableClientUrlsFollowTheTlsSetting) {
   EXPECT_FALSE(DialableClientUrl("unix://localhost:2379", false));
   EXPECT_FALSE(DialableClientUrl("", false));
   EXPECT_FALSE(DialableClientUrl("http://", false));
+}
+
+ListedMember Member(std::uint64_t id, std::string name, std::vector<std::string> urls,
+                    bool learner = false) {
+  return {id, std::move(name), learner, std::move(urls)};
+}
+
+TEST(EtcdAutoSyncOptionTest, MemberEndpointsSkipLearnersUnstartedAndRepeats) {
+  const std::vector<ListedMember> members = {
+      Member(1, "a", {"http://10.0.0.1:2379", "unix://a:1", "http://10.0.0.1:2379/"}),
+      Member(2, "", {"http://10.0.0.2:2379"}),                // not started yet
+      Member(3, "c", {"http://10.0.0.3:2379"}, /*learner=*/true),
+      Member(4, "d", {"https://10.0.0.4:2379", "http://10.0.0.4:2379"}),
+  };
+  auto picked = SelectMemberEndpoints(members, 4, /*tls=*/false);
+  EXPECT_EQ(picked.targets, (std::vector<std::string>{"10.0.0.1:2379", "10.0.0.4:2379"}));
+  EXPECT_EQ(picked.answered, 1u);
+  EXPECT_FALSE(picked.truncated);
+  EXPECT_EQ(SelectMemberEndpoints(members, 99, false).answered, 0u);
+  EXPECT_EQ(SelectMemberEndpoints(members, 4, true).targets,
+            (std::vector<std::string>{"10.0.0.4:2379"}));
+  EXPECT_TRUE(SelectMemberEndpoints({}, 1, false).targets.empty());
+}
+
+// A member list of thousands (broken or hostile) gives at most
+// kMaxDiscoveredEndpoints channels, the first ones listed.
+TEST(EtcdAutoSyncOptionTest, MemberEndpointsAreCapped) {
+  std::vector<ListedMember> members;
+  for (int i = 0; i < 5000; ++i) {
+    members.push_back(Member(static_cast<std::uint64_t>(i + 1), "m" + std::to_string(i),
+                             {"http://10.1." + std::to_string(i / 250) + "." +
+                              std::to_string(i % 250) + ":2379"}));
+  }
+  auto picked = SelectMemberEndpoints(members, 5000, false);
+  ASSERT_EQ(picked.targets.size(), kMaxDiscoveredEndpoints);
+  EXPECT_EQ(picked.targets.front(), "10.1.0.0:2379");
+  EXPECT_TRUE(picked.truncated);
+  EXPECT_EQ(picked.answered, 0u);  // the answering member was beyond the cap
+  // One member listing many URLs is capped the same way.
+  std::vector<std::string> urls;
+  for (int port = 1; port <= 100; ++port) urls.push_back("http://h:" + std::to_string(port));
+  EXPECT_EQ(SelectMemberEndpoints({Member(1, "a", urls)}, 1, false, 8).targets.size(), 8u);
+  // Exactly the cap is not truncated.
+  members.resize(kMaxDiscoveredEndpoints);
+  EXPECT_FALSE(SelectMemberEndpoints(members, 1, false).truncated);
 }
 
 }  // namespace

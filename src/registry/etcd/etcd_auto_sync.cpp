@@ -1,5 +1,6 @@
 #include "registry/etcd/etcd_auto_sync.h"
 
+#include <algorithm>
 #include <string>
 
 namespace disco::etcd {
@@ -27,6 +28,29 @@ std::optional<HostPort> DialableClientUrl(std::string_view url, bool tls) {
   auto host_port = ParseHostPort(url, tls ? 443 : 80);
   if (!host_port) return std::nullopt;
   return *host_port;
+}
+
+MemberEndpoints SelectMemberEndpoints(const std::vector<ListedMember>& members,
+                                      std::uint64_t answered_id, bool tls, std::size_t max) {
+  MemberEndpoints out;
+  for (const auto& member : members) {
+    if (member.name.empty() || member.learner) continue;
+    bool first_of_member = true;
+    for (const auto& client_url : member.client_urls) {
+      auto host_port = DialableClientUrl(client_url, tls);
+      if (!host_port) continue;
+      auto target = host_port->ToString();
+      if (std::find(out.targets.begin(), out.targets.end(), target) != out.targets.end()) continue;
+      if (out.targets.size() == max) {
+        out.truncated = true;
+        return out;
+      }
+      if (member.id == answered_id && first_of_member) out.answered = out.targets.size();
+      first_of_member = false;
+      out.targets.push_back(std::move(target));
+    }
+  }
+  return out;
 }
 
 }  // namespace disco::etcd

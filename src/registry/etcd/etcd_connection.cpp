@@ -277,21 +277,14 @@ Result<std::size_t> EtcdConnection::Sync(const CallOptions& options) {
       },
       options);
   if (!ok) return std::unexpected(ok.error());
-  // As clientv3's Sync: started (named) voting members only; a learner
-  // serves no writes and an unstarted member has no client URL yet.
-  std::vector<std::string> targets;
-  std::size_t answered = 0;  // the member that answered comes first next
+  std::vector<ListedMember> members;
+  members.reserve(static_cast<std::size_t>(response.members_size()));
   for (const auto& member : response.members()) {
-    if (member.name().empty() || member.islearner()) continue;
-    for (const auto& client_url : member.clienturls()) {
-      auto host_port = DialableClientUrl(client_url, tls_);
-      if (!host_port) continue;
-      auto target = host_port->ToString();
-      if (std::find(targets.begin(), targets.end(), target) != targets.end()) continue;
-      if (member.id() == response.header().member_id()) answered = targets.size();
-      targets.push_back(std::move(target));
-    }
+    members.push_back({member.id(), member.name(), member.islearner(),
+                       {member.clienturls().begin(), member.clienturls().end()}});
   }
+  auto [targets, answered, truncated] =
+      SelectMemberEndpoints(members, response.header().member_id(), tls_);
   std::unique_lock lock(set_mu_);
   // Never shrink to nothing: a list without a usable URL changes nothing.
   if (targets.empty()) return set_->endpoints.size();
@@ -309,6 +302,11 @@ Result<std::size_t> EtcdConnection::Sync(const CallOptions& options) {
   std::sort(now.begin(), now.end());
   std::sort(sorted_targets.begin(), sorted_targets.end());
   if (now == sorted_targets) return targets.size();
+  if (sorted_targets == dead_list_ && Clock::now() < dead_until_) {
+    // Every call found this list dead and went to the seeds (FallBackToSeeds):
+    // installing it again would only send the next calls through it again.
+    return set_->endpoints.size();
+  }
   auto next = std::make_shared<EndpointSet>();
   for (const auto& target : targets) {
     auto endpoint = known(target);
@@ -317,6 +315,10 @@ Result<std::size_t> EtcdConnection::Sync(const CallOptions& options) {
   next->current.store(answered, std::memory_order_relaxed);
   std::string names;
   for (const auto& target : targets) names += (names.empty() ? "" : ",") + target;
+  if (truncated) {
+    log::Get().warn("etcd {}: the member list names more than {} client URLs; using the first {}",
+                    url_, kMaxDiscoveredEndpoints, kMaxDiscoveredEndpoints);
+  }
   log::Get().info("etcd {}: members discovered, endpoints now {}", url_, names);
   set_ = std::move(next);
   lock.unlock();
@@ -423,23 +425,71 @@ Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& o
   const auto set = Endpoints();
   bool fell_through = false;
   auto result = InvokeOn(*set, attempt, options, fell_through);
-  std::shared_ptr<const EndpointSet> seeds;
-  {
-    std::lock_guard lock(set_mu_);  // a TLS rotation replaces the seeds too
-    seeds = seeds_;
-  }
+  const auto seeds = Seeds();
   if (result || !fell_through || set == seeds || Clock::now() >= options.deadline) return result;
   // Every discovered member refused or hung: the URL's own endpoints may
-  // still reach the cluster (members may have moved again). Calls go there
-  // from now on, and the next discovery starts from them.
+  // still reach the cluster (members may have moved again).
   auto seeded = InvokeOn(*seeds, attempt, options, fell_through);
   if (!seeded) return result;
+  FallBackToSeeds(set, seeds);
+  return seeded;
+}
+
+std::shared_ptr<const EndpointSet> EtcdConnection::Seeds() const {
+  std::lock_guard lock(set_mu_);  // a TLS rotation replaces the seeds too
+  return seeds_;
+}
+
+void EtcdConnection::FallBackToSeeds(const std::shared_ptr<const EndpointSet>& failed,
+                                     const std::shared_ptr<const EndpointSet>& seeds) {
+  // Members that advertise client URLs this host cannot reach (a
+  // --advertise-client-urls naming a private address, a port behind NAT, a
+  // typo) fail every call while the seeds work: without this memory every
+  // sync would install that list again and every call go through it first.
+  constexpr auto kDeadListBackoff = std::chrono::minutes(5);
+  std::vector<std::string> names;
+  bool overlaps = false;  // a seed is in the failed list too
+  for (const auto& endpoint : failed->endpoints) {
+    names.push_back(endpoint->name);
+    for (const auto& seed : seeds->endpoints) overlaps |= seed->name == endpoint->name;
+  }
+  std::sort(names.begin(), names.end());
+  bool again = false;
   {
     std::lock_guard lock(set_mu_);
-    if (set_ == set) set_ = seeds;
+    if (set_ == failed) set_ = seeds;
+    if (!overlaps) {
+      again = names == dead_list_;
+      dead_list_ = names;
+      dead_until_ = Clock::now() + std::max<Clock::duration>(auto_sync_, kDeadListBackoff);
+    }
   }
+  if (overlaps) {
+    // One address failed in the list and then answered as a seed: members
+    // came back during the call (a restart), the list is usable and the
+    // next sync may install it again.
+    NoteFailover();
+    return;
+  }
+  std::string joined;
+  for (const auto& name : names) joined += (joined.empty() ? "" : ",") + name;
+  // Once per list: it is a configuration error, not news every few minutes.
+  if (again) {
+    log::Get().debug("etcd {}: discovered endpoints {} still unreachable; using the URL's", url_,
+                     joined);
+  } else {
+    log::Get().warn(
+        "etcd {}: no discovered member answered at the client URLs the members advertise ({}), "
+        "but the URL's own endpoints do: calls use those, and that list is not used again for "
+        "{} min unless it changes. Check the members' --advertise-client-urls: they must be "
+        "reachable from this host",
+        url_, joined,
+        std::chrono::duration_cast<std::chrono::minutes>(
+            std::max<Clock::duration>(auto_sync_, kDeadListBackoff))
+            .count());
+  }
+  // The next discovery starts from the seeds.
   NoteFailover();
-  return seeded;
 }
 
 Result<void> EtcdConnection::InvokeOn(const EndpointSet& set, const Attempt& attempt,
@@ -635,33 +685,55 @@ Result<etcdserverpb::LeaseKeepAliveResponse> EtcdConnection::KeepAliveOnce(
   return response;
 }
 
+std::optional<std::size_t> EtcdConnection::ReadyEndpoint(const EndpointSet& set,
+                                                         const CallOptions& options) {
+  const auto& endpoints = set.endpoints;
+  const std::size_t count = endpoints.size();
+  if (count == 1) {
+    AwaitConnectivity(*endpoints[0]->channel, options.deadline, options.canceller);
+    if (endpoints[0]->channel->GetState(false) == GRPC_CHANNEL_READY) return 0;
+    return std::nullopt;
+  }
+  // The first endpoint whose channel becomes ready within a per-try
+  // deadline: a hung member's connection attempt never completes.
+  const auto per_try = options.per_try.count() > 0 ? options.per_try : DefaultPerTry(count);
+  for (std::size_t tried = 0; tried < count; ++tried) {
+    const std::size_t index = set.current.load(std::memory_order_relaxed) % count;
+    auto& channel = *endpoints[index]->channel;
+    AwaitConnectivity(channel, std::min(options.deadline, Clock::now() + per_try),
+                      options.canceller);
+    if (channel.GetState(false) == GRPC_CHANNEL_READY) return index;
+    std::size_t expected = index;
+    set.current.compare_exchange_strong(expected, (index + 1) % count, std::memory_order_relaxed);
+  }
+  return std::nullopt;
+}
+
 Result<EtcdConnection::StreamTarget> EtcdConnection::PrepareStream(grpc::ClientContext& context,
                                                                    const CallOptions& options) {
   auto set = Endpoints();
-  const auto& endpoints = set->endpoints;
-  const std::size_t count = endpoints.size();
-  std::size_t index = set->current.load(std::memory_order_relaxed) % count;
-  if (count > 1) {
-    // The first endpoint whose channel becomes ready within a per-try
-    // deadline: a hung member's connection attempt never completes.
-    const auto per_try = options.per_try.count() > 0 ? options.per_try : DefaultPerTry(count);
-    for (std::size_t tried = 0; tried < count; ++tried) {
-      index = set->current.load(std::memory_order_relaxed) % count;
-      auto& channel = *endpoints[index]->channel;
-      AwaitConnectivity(channel, std::min(options.deadline, Clock::now() + per_try),
-                        options.canceller);
-      if (channel.GetState(false) == GRPC_CHANNEL_READY) break;
-      std::size_t expected = index;
-      set->current.compare_exchange_strong(expected, (index + 1) % count,
-                                           std::memory_order_relaxed);
+  auto ready = ReadyEndpoint(*set, options);
+  if (!ready) {
+    // As in Invoke: no discovered member is reachable, the seeds may be. A
+    // watch would otherwise fail on a dead endpoint until a sync happened to
+    // move the set.
+    auto seeds = Seeds();
+    if (set != seeds && Clock::now() < options.deadline) {
+      if (auto seeded = ReadyEndpoint(*seeds, options)) {
+        FallBackToSeeds(set, seeds);
+        set = std::move(seeds);
+        ready = seeded;
+      }
     }
-  } else {
-    AwaitConnectivity(*endpoints[index]->channel, options.deadline, options.canceller);
   }
-  if (auto ok = AddAuth(context, *endpoints[index], options); !ok) {
+  // None ready: the stream fails on the current one and is reported.
+  const std::size_t index =
+      ready.value_or(set->current.load(std::memory_order_relaxed) % set->endpoints.size());
+  const auto& endpoint = *set->endpoints[index];
+  if (auto ok = AddAuth(context, endpoint, options); !ok) {
     return std::unexpected(ok.error());
   }
-  const Stubs* stubs = &endpoints[index]->stubs;
+  const Stubs* stubs = &endpoint.stubs;
   return StreamTarget{std::move(set), stubs, index};
 }
 

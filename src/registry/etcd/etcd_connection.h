@@ -36,10 +36,13 @@
 // Member discovery (URL param `auto_sync=SECONDS`, as clientv3's
 // AutoSyncInterval): every SECONDS, and soon after a call failed over, a
 // thread asks a member for Cluster.MemberList and makes the started,
-// non-learner members' client URLs (http://, or https:// with TLS) the
-// endpoint set. Endpoints known before keep their channels. A list without
-// a usable URL changes nothing; when every discovered member refuses a call,
-// the call falls back to the URL's own (seed) endpoints.
+// non-learner members' client URLs (http://, or https:// with TLS; at most
+// kMaxDiscoveredEndpoints) the endpoint set. Endpoints known before keep
+// their channels. A list without a usable URL changes nothing; when every
+// discovered member refuses a call or a stream, it falls back to the URL's
+// own (seed) endpoints, and that list is not installed again for 5 minutes
+// (or SECONDS if longer) unless it changes: members advertising client URLs
+// this host cannot reach would otherwise send every call through them first.
 //
 // Thread safety: every method may be called from any thread. The endpoint
 // set is immutable and held by shared_ptr: a call (or stream) takes a copy
@@ -206,6 +209,18 @@ class EtcdConnection {
   // Runs `attempt` on the current endpoint, moving on to the next ones while
   // their members fail (see the header comment) and the deadline allows.
   Result<void> Invoke(const Attempt& attempt, const CallOptions& options);
+  // The URL's own endpoints.
+  std::shared_ptr<const EndpointSet> Seeds() const;
+  // Every member of the discovered set `failed` was out of reach while a
+  // seed answered: the seeds become the set again, and unless a seed's
+  // address is in that list too (then members just came back), Sync does
+  // not install the same list again for a while (logged once at warn).
+  void FallBackToSeeds(const std::shared_ptr<const EndpointSet>& failed,
+                       const std::shared_ptr<const EndpointSet>& seeds);
+  // For streams: the first endpoint of `set`, from its cursor on, whose
+  // channel is READY within a per-try deadline (or the whole deadline with
+  // one endpoint); none when no channel got ready.
+  std::optional<std::size_t> ReadyEndpoint(const EndpointSet& set, const CallOptions& options);
   // One pass of Invoke over `set`; `fell_through` tells whether every member
   // refused or hung (so that other endpoints may be worth a try).
   Result<void> InvokeOn(const EndpointSet& set, const Attempt& attempt, const CallOptions& options,
@@ -236,6 +251,10 @@ class EtcdConnection {
   std::shared_ptr<const EndpointSet> set_;  // guarded by set_mu_
   std::shared_ptr<grpc::ChannelCredentials> credentials_;  // guarded by set_mu_
   std::uint64_t credentials_generation_ = 0;               // guarded by set_mu_
+  // The (sorted) names of the last discovered list that every call found
+  // dead, and until when Sync does not install it again (FallBackToSeeds).
+  std::vector<std::string> dead_list_;  // guarded by set_mu_
+  Clock::time_point dead_until_{};      // guarded by set_mu_
 
   const std::string user_;
   const std::string password_;
