@@ -234,6 +234,32 @@ TEST_F(TlsTest, BadFilesAreClearErrors) {
   EXPECT_NE(garbage.error().message.find("is not a PEM certificate"), std::string::npos)
       << garbage.error().message;
 
+  // An encrypted key: a clear error, at once (OpenSSL's default would ask
+  // for the passphrase on the terminal and wait).
+  {
+    FILE* in = std::fopen(a.key_file.c_str(), "r");
+    ASSERT_NE(in, nullptr);
+    EVP_PKEY* key = PEM_read_PrivateKey(in, nullptr, nullptr, nullptr);
+    std::fclose(in);
+    ASSERT_NE(key, nullptr);
+    FILE* out = std::fopen(dir_.Sub("encrypted.key").c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    char passphrase[] = "secret-passphrase";
+    EXPECT_EQ(PEM_write_PrivateKey(out, key, EVP_aes_256_cbc(),
+                                   reinterpret_cast<unsigned char*>(passphrase),
+                                   sizeof passphrase - 1, nullptr, nullptr),
+              1);
+    std::fclose(out);
+    EVP_PKEY_free(key);
+  }
+  for (const auto role : {tls::Role::kServer, tls::Role::kClient}) {
+    auto encrypted = tls::Config::Load(role, {a.cert_file, dir_.Sub("encrypted.key"), ""});
+    ASSERT_FALSE(encrypted);
+    EXPECT_NE(encrypted.error().message.find("is encrypted (it has a passphrase)"),
+              std::string::npos)
+        << encrypted.error().message;
+  }
+
   auto half = tls::Config::Load(tls::Role::kClient, {a.cert_file, "", ca_.ca_file()});
   ASSERT_FALSE(half);
   EXPECT_NE(half.error().message.find("both files or neither"), std::string::npos);
