@@ -102,6 +102,22 @@ class TlsHostileTest : public ::testing::Test {
     }
   }
 
+  // 16 connections from each of 127.0.0.2-5 (a 64-connection server's
+  // per-address share), each sending `first_bytes`; their descriptors.
+  std::vector<int> FillFromFourAddresses(std::uint16_t port, std::string_view first_bytes) {
+    std::vector<int> fds;
+    for (int address = 2; address <= 5; ++address) {
+      for (int i = 0; i < 16; ++i) {
+        const int fd = TcpConnect(port, "127.0.0." + std::to_string(address));
+        EXPECT_GE(fd, 0);
+        if (fd < 0) return fds;
+        if (!first_bytes.empty()) Send(fd, first_bytes);
+        fds.push_back(fd);
+      }
+    }
+    return fds;
+  }
+
   double Failures(const std::string& reason) {
     const std::string key =
         "http_server_tls_handshake_failures_total{service=\"hostile\",reason=\"" + reason + "\"} ";
@@ -166,14 +182,7 @@ TEST_F(TlsHostileTest, SilentConnectionsMakeRoomForAnHonestClient) {
   options.max_connections = 64;  // 16 per address
   options.request_timeout = 10s;
   const auto port = StartServer(options);
-  std::vector<int> silent;
-  for (int address = 2; address <= 5; ++address) {
-    for (int i = 0; i < 16; ++i) {
-      const int fd = TcpConnect(port, "127.0.0." + std::to_string(address));
-      ASSERT_GE(fd, 0);
-      silent.push_back(fd);
-    }
-  }
+  const auto silent = FillFromFourAddresses(port, "");
   std::this_thread::sleep_for(300ms);  // all accepted
   const auto start = Clock::now();
   EXPECT_EQ(HonestGet(port), "HTTP/1.1 200 OK");
@@ -190,15 +199,7 @@ TEST_F(TlsHostileTest, StalledHandshakesHoldTheReservedBandOnlyBriefly) {
   options.max_connections = 64;  // 16 per address; the last 16 the reserved band
   options.request_timeout = 10s;
   const auto port = StartServer(options);
-  std::vector<int> stalled;
-  for (int address = 2; address <= 5; ++address) {
-    for (int i = 0; i < 16; ++i) {
-      const int fd = TcpConnect(port, "127.0.0." + std::to_string(address));
-      ASSERT_GE(fd, 0);
-      Send(fd, kHelloHeader);
-      stalled.push_back(fd);
-    }
-  }
+  const auto stalled = FillFromFourAddresses(port, kHelloHeader);
   const auto start = Clock::now();
   std::string answer;
   // A health check: what the reserved band is for.
