@@ -1,5 +1,6 @@
 #include "admission.h"
 
+#include <algorithm>
 #include <charconv>
 #include <string>
 
@@ -24,8 +25,13 @@ http::AdmissionQueue::TimePoint StartBy(const http::Request& request,
     return http::AdmissionQueue::TimePoint::max();
   }
   // Room for the run twice over: run times vary under load, and work that
-  // ends after the caller left was wasted.
-  return arrived + std::chrono::milliseconds(ms) - 2 * expected_run;
+  // ends after the caller left was wasted. But never less than half the
+  // caller's time to start in: the run time is an estimate, learnt only from
+  // work that runs, so one too high (a start-up hash timed on a loaded
+  // machine) would otherwise drop every request unrun and never learn better.
+  const auto caller = std::chrono::duration_cast<std::chrono::microseconds>(
+      std::chrono::milliseconds(ms));
+  return arrived + caller - std::min(2 * expected_run, caller / 2);
 }
 
 http::Response Overloaded(const http::Admission& admission, std::string_view what) {

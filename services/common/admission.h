@@ -29,8 +29,9 @@ std::string_view ClientKey(const http::Request& request, bool trust_client_addre
 
 // When the work must start for its answer to reach the caller in time:
 // `arrived` + X-Request-Timeout-Ms − 2 × `expected_run` (run times vary under
-// load); TimePoint::max() when the header is absent or not a number of
-// milliseconds in [1, 600000].
+// load), but at least half the timeout after `arrived` (the estimate may be
+// too high, and only work that runs corrects it); TimePoint::max() when the
+// header is absent or not a number of milliseconds in [1, 600000].
 http::AdmissionQueue::TimePoint StartBy(const http::Request& request,
                                         http::AdmissionQueue::TimePoint arrived,
                                         std::chrono::microseconds expected_run);

@@ -13,6 +13,8 @@
 #include <emmintrin.h>
 #endif
 
+#include <boost/asio/ssl/error.hpp>
+
 namespace disco::http::detail {
 
 Connection::Connection(Socket socket) : socket_(std::move(socket)), timer_(socket_.get_executor()) {
@@ -106,7 +108,10 @@ std::size_t ReadSize(const beast::flat_buffer& buffer) {
 }
 
 void TranslateReadError(const Connection& connection, boost::system::error_code& ec) {
-  if (ec == asio::error::eof)
+  // A TLS peer that ended the connection without a close_notify (a process
+  // killed, a proxy's idle close) closed it all the same. (Only where no
+  // message is taken as whole by the end: ReadMore ends one at a plain EOF only.)
+  if (ec == asio::error::eof || ec == asio::ssl::error::stream_truncated)
     ec = bhttp::error::end_of_stream;
   else if (ec && connection.timed_out())
     ec = beast::error::timeout;

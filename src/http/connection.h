@@ -215,8 +215,9 @@ extern template Awaitable<void> ReadMore<false>(Connection&, bhttp::basic_parser
 // own read loop does.
 std::size_t ReadSize(const beast::flat_buffer& buffer);
 // After a read from `connection` failed with `ec` before any byte of a
-// message: the error to report (end_of_stream for a closed connection,
-// timeout when the deadline closed the socket). ReadMore() uses it too.
+// message: the error to report (end_of_stream for a closed connection, a
+// TLS one ended without close_notify too; timeout when the deadline closed
+// the socket). ReadMore() uses it too.
 void TranslateReadError(const Connection& connection, boost::system::error_code& ec);
 
 // Writes what the socket takes right now, without waiting: one

@@ -565,7 +565,8 @@ struct Server::Impl {
   // After an error answer: see the comment inside.
   Awaitable<void> Linger(SessionState& s);
   // The TLS handshake of a new connection (options.tls): true when done.
-  Awaitable<bool> StartTls(Connection& connection, const asio::ip::address& peer);
+  Awaitable<bool> StartTls(Connection& connection, const asio::ip::address& peer,
+                           ConnectionEntry& entry, bool reserve);
   void Finish(Worker& worker, std::string_view route_label, std::size_t route_id,
               std::string_view method, std::string_view path, int status, Clock::time_point start,
               Clock::time_point end, const std::string& request_id, std::size_t bytes_in,
@@ -879,7 +880,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   } unlink{this, worker, self, *connection, key, entry};
 
   if (options.tls) {
-    const bool secured = co_await StartTls(*connection, peer);
+    const bool secured = co_await StartTls(*connection, peer, entry, reserve);
     if (!secured) co_return;  // ~Unlink closes
   }
   SessionState s(*connection, worker, entry, self, reserve, body_budget);
@@ -930,10 +931,20 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   // ~Unlink closes the connection.
 }
 
-Awaitable<bool> Server::Impl::StartTls(Connection& connection, const asio::ip::address& peer) {
+Awaitable<bool> Server::Impl::StartTls(Connection& connection, const asio::ip::address& peer,
+                                       ConnectionEntry& entry, bool reserve) {
   std::string reason;
-  const auto result = co_await detail::AcceptTls(connection, *options.tls,
-                                                 Clock::now() + options.request_timeout, reason);
+  // Until its first bytes the connection is idle, as a plain one waiting for
+  // its first request: closed first to make room, so that connections that
+  // send nothing cannot fill the server. In the reserved band the handshake
+  // has the band's short time, as a plain first request does.
+  entry.SetIdle(true);
+  const auto deadline =
+      Clock::now() + (reserve ? std::min<std::chrono::milliseconds>(options.request_timeout,
+                                                                    kReserveRequestTimeout)
+                              : options.request_timeout);
+  const auto result = co_await detail::AcceptTls(connection, *options.tls, deadline, reason,
+                                                 [&entry] { entry.SetIdle(false); });
   switch (result) {
     case detail::TlsAccept::kDone:
       (SSL_session_reused(connection.tls()->native_handle()) == 1 ? tls_resumed : tls_full)->Inc();

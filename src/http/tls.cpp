@@ -50,16 +50,37 @@ Result<void> CheckReadable(std::string_view what, const std::string& path) {
   return {};
 }
 
+// The passphrase of an encrypted key: there is none to give. Without this
+// OpenSSL's default asks for one on the terminal (or reads stdin), which
+// hangs a service started in a shell at start and its reload thread (or a
+// registry client's event loop) at a reload. Records that it was asked.
+int NoPassphrase(char*, int, int, void* asked) {
+  if (asked != nullptr) *static_cast<bool*>(asked) = true;
+  return -1;
+}
+
 Result<void> LoadChainAndKey(ssl::context& context, const Files& files) {
   if (auto readable = CheckReadable("certificate", files.cert_file); !readable) return readable;
   if (auto readable = CheckReadable("key", files.key_file); !readable) return readable;
   SSL_CTX* native = context.native_handle();
+  bool passphrase_asked = false;
+  SSL_CTX_set_default_passwd_cb(native, NoPassphrase);
+  SSL_CTX_set_default_passwd_cb_userdata(native, &passphrase_asked);
+  struct Forget {  // the flag lives in this frame only
+    SSL_CTX* native;
+    ~Forget() { SSL_CTX_set_default_passwd_cb_userdata(native, nullptr); }
+  } forget{native};
   ERR_clear_error();
   if (SSL_CTX_use_certificate_chain_file(native, files.cert_file.c_str()) != 1)
     return std::unexpected(Bad("the TLS certificate '" + files.cert_file +
                                "' is not a PEM certificate: " + LastSslError()));
   if (SSL_CTX_use_PrivateKey_file(native, files.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
     const std::string reason = LastSslError();
+    if (passphrase_asked)
+      return std::unexpected(Bad("the TLS key '" + files.key_file +
+                                 "' is encrypted (it has a passphrase), and disco reads only "
+                                 "unencrypted keys: decrypt it (openssl pkey -in KEY -out "
+                                 "PLAIN) and protect the file instead (mode 600)"));
     // OpenSSL compares the key with the certificate as it takes the key.
     if (reason.find("mismatch") != std::string::npos)
       return std::unexpected(Bad("the TLS key '" + files.key_file +

@@ -43,12 +43,14 @@ std::string_view TlsAcceptName(TlsAccept result) {
 }
 
 Awaitable<TlsAccept> AcceptTls(Connection& connection, const tls::Config& config,
-                               Clock::time_point deadline, std::string& reason) {
+                               Clock::time_point deadline, std::string& reason,
+                               std::function<void()> first_bytes) {
   connection.SetDeadline(deadline);
   boost::system::error_code ec;
   auto& buffer = connection.buffer();
   const std::size_t n = co_await connection.socket().async_read_some(
       buffer.prepare(4096), asio::redirect_error(http::use_awaitable, ec));
+  if (first_bytes) first_bytes();
   if (ec) co_return connection.timed_out() ? TlsAccept::kTimeout : TlsAccept::kClosed;
   buffer.commit(n);
   const auto first = *static_cast<const unsigned char*>(buffer.data().data());

@@ -8,6 +8,7 @@
 // handshake with the bytes already read.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "disco/http/awaitable.h"
@@ -29,9 +30,13 @@ enum class TlsAccept {
 
 // Ends with the connection's deadline at `deadline`. `reason`: OpenSSL's
 // reason for kFailed (a client without certificate at an mTLS port, a
-// protocol version it does not share...).
+// protocol version it does not share...). `first_bytes` (when set) is
+// called once the wait for the client's first bytes is over, whatever its
+// outcome: until then the connection is as idle as one waiting for its
+// first request, and the server may close it to make room.
 Awaitable<TlsAccept> AcceptTls(Connection& connection, const tls::Config& config,
-                               Clock::time_point deadline, std::string& reason);
+                               Clock::time_point deadline, std::string& reason,
+                               std::function<void()> first_bytes);
 
 std::string_view TlsAcceptName(TlsAccept result);
 

@@ -74,9 +74,10 @@ class TlsHostileTest : public ::testing::Test {
     return server_->port();
   }
 
-  // One whole HTTPS GET /ok with OpenSSL, presenting `cert` when given;
-  // the status line, or the error.
-  std::string HonestGet(std::uint16_t port, const testing::IssuedCert* cert = nullptr) {
+  // One whole HTTPS GET of `path` with OpenSSL, presenting `cert` when
+  // given; the status line, or the error.
+  std::string HonestGet(std::uint16_t port, const testing::IssuedCert* cert = nullptr,
+                        std::string_view path = "/ok") {
     namespace asio = boost::asio;
     try {
       asio::io_context ioc;
@@ -89,7 +90,8 @@ class TlsHostileTest : public ::testing::Test {
       asio::ssl::stream<asio::ip::tcp::socket> stream(ioc, context);
       stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
       stream.handshake(asio::ssl::stream_base::client);
-      const std::string request = "GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+      const std::string request =
+          "GET " + std::string(path) + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
       asio::write(stream, asio::buffer(request));
       std::string reply;
       boost::system::error_code ec;
@@ -98,6 +100,22 @@ class TlsHostileTest : public ::testing::Test {
     } catch (const std::exception& e) {
       return std::string("error: ") + e.what();
     }
+  }
+
+  // 16 connections from each of 127.0.0.2-5 (a 64-connection server's
+  // per-address share), each sending `first_bytes`; their descriptors.
+  std::vector<int> FillFromFourAddresses(std::uint16_t port, std::string_view first_bytes) {
+    std::vector<int> fds;
+    for (int address = 2; address <= 5; ++address) {
+      for (int i = 0; i < 16; ++i) {
+        const int fd = TcpConnect(port, "127.0.0." + std::to_string(address));
+        EXPECT_GE(fd, 0);
+        if (fd < 0) return fds;
+        if (!first_bytes.empty()) Send(fd, first_bytes);
+        fds.push_back(fd);
+      }
+    }
+    return fds;
   }
 
   double Failures(const std::string& reason) {
@@ -152,6 +170,44 @@ TEST_F(TlsHostileTest, StalledHandshakesFromOneAddressDoNotShutOutOthers) {
   const auto start = Clock::now();
   EXPECT_EQ(HonestGet(port), "HTTP/1.1 200 OK");
   EXPECT_LT(Clock::now() - start, 2s);
+  for (int fd : stalled) ::close(fd);
+}
+
+// Connections from many addresses that send nothing at all fill the server.
+// On a plain port such a connection is idle (waiting for its first request)
+// and closed to make room; at a TLS port, waiting for its ClientHello, it
+// must be too, or they keep everyone out for the whole request timeout.
+TEST_F(TlsHostileTest, SilentConnectionsMakeRoomForAnHonestClient) {
+  ServerOptions options;
+  options.max_connections = 64;  // 16 per address
+  options.request_timeout = 10s;
+  const auto port = StartServer(options);
+  const auto silent = FillFromFourAddresses(port, "");
+  std::this_thread::sleep_for(300ms);  // all accepted
+  const auto start = Clock::now();
+  EXPECT_EQ(HonestGet(port), "HTTP/1.1 200 OK");
+  EXPECT_LT(Clock::now() - start, 2s);
+  for (int fd : silent) ::close(fd);
+}
+
+// Stalled handshakes (half a ClientHello) from many addresses fill the
+// server, its reserved band too. The band's connections get the band's
+// short time to start (as a plain connection's first request does), so
+// that a health check finds a slot within seconds, not a request timeout.
+TEST_F(TlsHostileTest, StalledHandshakesHoldTheReservedBandOnlyBriefly) {
+  ServerOptions options;
+  options.max_connections = 64;  // 16 per address; the last 16 the reserved band
+  options.request_timeout = 10s;
+  const auto port = StartServer(options);
+  const auto stalled = FillFromFourAddresses(port, kHelloHeader);
+  const auto start = Clock::now();
+  std::string answer;
+  // A health check: what the reserved band is for.
+  while (Clock::now() - start < 5s &&
+         (answer = HonestGet(port, nullptr, "/health")) != "HTTP/1.1 200 OK")
+    std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(answer, "HTTP/1.1 200 OK");
+  EXPECT_LT(Clock::now() - start, 3s);
   for (int fd : stalled) ::close(fd);
 }
 

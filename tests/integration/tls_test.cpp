@@ -138,6 +138,75 @@ TEST_F(TlsTest, ServesHttpsAndTheClientVerifiesIt) {
   EXPECT_NE(response->body.find("user-service"), std::string::npos);
 }
 
+// A server that dies (kill -9) closes its TLS connections without a
+// close_notify: the client's next request on a pooled one reads a TCP end
+// that OpenSSL reports as "stream truncated". That is a closed connection,
+// as a plain one's end is: retried once on a fresh connection, not "a bad
+// answer" (which failed calls in the TLS demo's kill -9 scene).
+TEST_F(TlsTest, APooledConnectionDroppedWithoutCloseNotifyIsRetriedOnAFreshOne) {
+  namespace asio = boost::asio;
+  auto issued = ca_.Issue("dropper", {.dns = {"dropper"}});
+  asio::io_context ioc;
+  asio::ssl::context context(asio::ssl::context::tls_server);
+  context.use_certificate_chain_file(issued.cert_file);
+  context.use_private_key_file(issued.key_file, asio::ssl::context::pem);
+  asio::ip::tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = acceptor.local_endpoint().port();
+  std::atomic<int> connections{0};
+  std::thread server([&] {
+    try {
+      const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+      for (int i = 0; i < 2; ++i) {
+        asio::ssl::stream<asio::ip::tcp::socket> stream(acceptor.accept(), context);
+        ++connections;
+        stream.handshake(asio::ssl::stream_base::server);
+        std::string in;
+        asio::read_until(stream, asio::dynamic_buffer(in), "\r\n\r\n");
+        asio::write(stream, asio::buffer(ok));
+        if (i == 0) {
+          // The next request arrives, and the process "dies": TCP closed,
+          // no close_notify.
+          in.clear();
+          asio::read_until(stream, asio::dynamic_buffer(in), "\r\n\r\n");
+          stream.next_layer().close();
+        } else {
+          boost::system::error_code ignored;
+          stream.shutdown(ignored);
+        }
+      }
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "test server: " << e.what();
+    }
+  });
+  {
+    Register("dropper", "dropper-1", port);
+    Client client(*registry_,
+                  ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()})));
+    // Both calls on one io_context: its connection pool is the one kept.
+    int first_status = 0;
+    auto second = RunAwaitable([&]() -> Awaitable<Result<ClientResponse>> {
+      ClientRequest request;
+      request.url = "http://dropper/who";
+      auto first = co_await client.Send(request);
+      if (!first) co_return first;
+      first_status = first->status;
+      co_return co_await client.Send(std::move(request));  // pooled; dies under it
+    }());
+    EXPECT_EQ(first_status, 200);
+    EXPECT_TRUE(second) << second.error().ToString();
+    EXPECT_EQ(second ? second->status : 0, 200);
+  }
+  if (connections.load() < 2) {
+    // Unblock the server's accept when the client did not come back.
+    boost::system::error_code ignored;
+    asio::ip::tcp::socket poke(ioc);
+    poke.connect({asio::ip::make_address("127.0.0.1"), port}, ignored);
+    poke.close(ignored);
+  }
+  server.join();
+  EXPECT_EQ(connections.load(), 2);
+}
+
 TEST_F(TlsTest, AnUntrustedCaIsAClearError) {
   TestCa other(dir_.path(), "other");
   const auto port = StartServer("user-service", other, {.dns = {"user-service"}});
@@ -233,6 +302,32 @@ TEST_F(TlsTest, BadFilesAreClearErrors) {
   ASSERT_FALSE(garbage);
   EXPECT_NE(garbage.error().message.find("is not a PEM certificate"), std::string::npos)
       << garbage.error().message;
+
+  // An encrypted key: a clear error, at once (OpenSSL's default would ask
+  // for the passphrase on the terminal and wait).
+  {
+    FILE* in = std::fopen(a.key_file.c_str(), "r");
+    ASSERT_NE(in, nullptr);
+    EVP_PKEY* key = PEM_read_PrivateKey(in, nullptr, nullptr, nullptr);
+    std::fclose(in);
+    ASSERT_NE(key, nullptr);
+    FILE* out = std::fopen(dir_.Sub("encrypted.key").c_str(), "w");
+    ASSERT_NE(out, nullptr);
+    char passphrase[] = "secret-passphrase";
+    EXPECT_EQ(PEM_write_PrivateKey(out, key, EVP_aes_256_cbc(),
+                                   reinterpret_cast<unsigned char*>(passphrase),
+                                   sizeof passphrase - 1, nullptr, nullptr),
+              1);
+    std::fclose(out);
+    EVP_PKEY_free(key);
+  }
+  for (const auto role : {tls::Role::kServer, tls::Role::kClient}) {
+    auto encrypted = tls::Config::Load(role, {a.cert_file, dir_.Sub("encrypted.key"), ""});
+    ASSERT_FALSE(encrypted);
+    EXPECT_NE(encrypted.error().message.find("is encrypted (it has a passphrase)"),
+              std::string::npos)
+        << encrypted.error().message;
+  }
 
   auto half = tls::Config::Load(tls::Role::kClient, {a.cert_file, "", ca_.ca_file()});
   ASSERT_FALSE(half);

@@ -103,8 +103,10 @@ struct ServerOptions {
   // HTTPS (a tls::Config of Role::kServer; null: plain HTTP). Each
   // connection takes the config's settings in force when it is accepted, so
   // a Reload() changes the certificate for new connections only. The
-  // handshake is bounded by request_timeout; plain HTTP sent to the port is
-  // answered 400 (tls_required).
+  // handshake is bounded by request_timeout (in the reserved band by the
+  // band's 1 s); until its first byte a connection counts as idle, and is
+  // closed first to make room. Plain HTTP sent to the port is answered 400
+  // (tls_required).
   std::shared_ptr<tls::Config> tls{};
 };
 
