@@ -64,6 +64,12 @@ TEST(EtcdAutoSyncOptionTest, DialableClientUrlsFollowTheTlsSetting) {
   EXPECT_EQ(DialableClientUrl("http://[::1]:2379/", false)->ToString(), "[::1]:2379");
   EXPECT_FALSE(DialableClientUrl("https://10.0.0.1:2379", false));
   EXPECT_EQ(DialableClientUrl("https://etcd-a:2379", true)->ToString(), "etcd-a:2379");
+  // A hostile or broken member list: nothing but a plain host:port is dialled.
+  EXPECT_FALSE(DialableClientUrl("http://unix:2379", false)) << "gRPC would read a socket path";
+  EXPECT_FALSE(DialableClientUrl("http://UNIX-abstract:2379", false));
+  EXPECT_FALSE(DialableClientUrl("http://user:secret@10.0.0.1:2379", false)) << "user info";
+  EXPECT_EQ(DialableClientUrl("http://10.0.0.1:2379#x", false)->ToString(), "10.0.0.1:2379");
+  EXPECT_EQ(DialableClientUrl("http://10.0.0.1:2379?a=b", false)->ToString(), "10.0.0.1:2379");
   EXPECT_FALSE(DialableClientUrl("http://10.0.0.1:2379", true));
   EXPECT_FALSE(DialableClientUrl("unix://localhost:2379", false));
   EXPECT_FALSE(DialableClientUrl("", false));

@@ -24,9 +24,19 @@ std::optional<HostPort> DialableClientUrl(std::string_view url, bool tls) {
   const std::string_view scheme = tls ? "https://" : "http://";
   if (!url.starts_with(scheme)) return std::nullopt;
   url.remove_prefix(scheme.size());
-  url = url.substr(0, url.find('/'));
+  url = url.substr(0, url.find_first_of("/?#"));
+  // The member list is the cluster's word, not ours: user info is not an
+  // address (and would be logged), and a host gRPC reads as a target scheme
+  // ("unix:2379" is a socket file) would dial something else entirely.
+  if (url.find('@') != std::string_view::npos) return std::nullopt;
   auto host_port = ParseHostPort(url, tls ? 443 : 80);
   if (!host_port) return std::nullopt;
+  std::string host = host_port->host;
+  std::transform(host.begin(), host.end(), host.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  for (std::string_view scheme_like : {"unix", "unix-abstract", "vsock", "dns", "ipv4", "ipv6"}) {
+    if (host == scheme_like) return std::nullopt;
+  }
   return *host_port;
 }
 

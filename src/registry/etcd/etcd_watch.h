@@ -3,13 +3,14 @@
 // The loop, on a thread of its own:
 //   1. Range "<prefix>/<service>/" and deliver the full list (the first
 //      delivery, and after an error, always; otherwise only if it changed).
-//   2. Watch the same prefix from the Range's header.revision + 1 with
-//      prev_kv, applying events to the cached list and delivering the list
-//      after each WatchResponse that changed it.
+//   2. Watch the same prefix from the Range's header.revision with prev_kv
+//      (the revision already seen, not the next: etcd-io/etcd#18089, see
+//      CreateRequest), applying events to the cached list and delivering the
+//      list after each WatchResponse that changed it.
 //   3. When the stream ends (member killed, hung, without a leader, half-open
-//      connection) open a new one from the revision after the last event
-//      seen, on the next member: no event is lost or delivered twice, and no
-//      Range is needed. Only a compaction cancel, or a member whose store is
+//      connection) open a new one from the revision of the last event seen,
+//      on the next member: no event is lost, none is delivered twice (the
+//      seen revision's events change nothing), and no Range is needed. Only a compaction cancel, or a member whose store is
 //      behind what the watch saw (a wiped etcd, revisions starting over),
 //      goes back to 1: a fresh Range replaces the cache.
 //   Streams are opened with require-leader (metadata hasleader=true, as
