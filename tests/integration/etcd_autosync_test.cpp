@@ -54,6 +54,23 @@ class DiscoveredEndpoints {
   std::map<std::string, int> installs_;
 };
 
+// Instance "a" registered, and a watcher that has seen it: where the
+// scenarios below start. Declared in this order so that the watch ends
+// before its recorder and the registration last, as locals would.
+struct RegisteredAndWatched {
+  std::unique_ptr<Registration> a;
+  WatchRecorder watcher;
+  std::unique_ptr<WatchHandle> watch;
+};
+
+void RegisterAAndWatch(Registry& registry, RegisteredAndWatched& out) {
+  auto a = registry.Register(Instance("svc", "a", 9000), Ttl(2));
+  ASSERT_TRUE(a) << a.error().ToString();
+  out.a = std::move(*a);
+  out.watch = registry.Watch("svc", out.watcher.Callback());
+  ASSERT_TRUE(out.watcher.WaitIds({"a"}, 5s));
+}
+
 std::set<std::string> Members(EtcdCluster& cluster) {
   std::set<std::string> out;
   for (int i = 0; i < cluster.size(); ++i) out.insert(cluster.member(i).endpoint());
@@ -72,11 +89,8 @@ TEST(EtcdAutoSyncTest, OneSeedLearnsMembersAndSurvivesSeedKill) {
   ASSERT_TRUE(discovered.WaitFor(url, Members(cluster), 5s))
       << ::testing::PrintToString(discovered.Latest(url));
 
-  auto a = registry->Register(Instance("svc", "a", 9000), Ttl(2));
-  ASSERT_TRUE(a) << a.error().ToString();
-  WatchRecorder watcher;
-  auto watch = registry->Watch("svc", watcher.Callback());
-  ASSERT_TRUE(watcher.WaitIds({"a"}, 5s));
+  RegisteredAndWatched s;
+  ASSERT_NO_FATAL_FAILURE(RegisterAAndWatch(*registry, s));
 
   cluster.Kill9(0);
   // Three TTLs: the lease is renewed through the discovered members.
@@ -91,12 +105,12 @@ TEST(EtcdAutoSyncTest, OneSeedLearnsMembersAndSurvivesSeedKill) {
     std::this_thread::sleep_for(100ms);
   }
   EXPECT_FALSE(lapsed) << "the registration lapsed while a quorum existed";
-  EXPECT_EQ((*a)->state(), RegistrationState::kActive);
+  EXPECT_EQ(s.a->state(), RegistrationState::kActive);
   EXPECT_EQ(ListedIds(*registry, "svc"), (std::vector<std::string>{"a"}));
   auto b = registry->Register(Instance("svc", "b", 9001), Ttl(2));
   ASSERT_TRUE(b) << b.error().ToString();
-  EXPECT_TRUE(watcher.WaitIds({"a", "b"}, 8s)) << ::testing::PrintToString(watcher.ids());
-  EXPECT_EQ(watcher.errors(), 0) << "one member of three killed is no outage";
+  EXPECT_TRUE(s.watcher.WaitIds({"a", "b"}, 8s)) << ::testing::PrintToString(s.watcher.ids());
+  EXPECT_EQ(s.watcher.errors(), 0) << "one member of three killed is no outage";
   // The dead member stays listed (it is still a member), so the set does not
   // shrink; the seed URL is not consulted while the members answer.
   EXPECT_EQ(discovered.Latest(url).size(), 3u);
@@ -112,11 +126,8 @@ TEST(EtcdAutoSyncTest, MemberReplacedOnNewPortIsDiscovered) {
   auto registry = OpenEtcd(url, 3000ms);
   ASSERT_TRUE(registry);
   ASSERT_TRUE(discovered.WaitFor(url, Members(cluster), 5s));
-  auto a = registry->Register(Instance("svc", "a", 9000), Ttl(2));
-  ASSERT_TRUE(a) << a.error().ToString();
-  WatchRecorder watcher;
-  auto watch = registry->Watch("svc", watcher.Callback());
-  ASSERT_TRUE(watcher.WaitIds({"a"}, 5s));
+  RegisteredAndWatched s;
+  ASSERT_NO_FATAL_FAILURE(RegisterAAndWatch(*registry, s));
 
   const std::string old_endpoint = cluster.member(2).endpoint();
   cluster.ReplaceMember(2, /*new_client_port=*/true);
@@ -130,10 +141,10 @@ TEST(EtcdAutoSyncTest, MemberReplacedOnNewPortIsDiscovered) {
   ASSERT_GE(cluster.WaitLeader(10s), 0);
   auto b = registry->Register(Instance("svc", "b", 9001), Ttl(2));
   ASSERT_TRUE(b) << b.error().ToString();
-  EXPECT_TRUE(watcher.WaitIds({"a", "b"}, 8s)) << ::testing::PrintToString(watcher.ids());
+  EXPECT_TRUE(s.watcher.WaitIds({"a", "b"}, 8s)) << ::testing::PrintToString(s.watcher.ids());
   EXPECT_EQ(ListedIds(*registry, "svc"), (std::vector<std::string>{"a", "b"}));
-  EXPECT_TRUE(WaitFor([&] { return (*a)->state() == RegistrationState::kActive; }, 5s));
-  EXPECT_EQ(watcher.errors(), 0);
+  EXPECT_TRUE(WaitFor([&] { return s.a->state() == RegistrationState::kActive; }, 5s));
+  EXPECT_EQ(s.watcher.errors(), 0);
 }
 
 // Off by default and with 0: the endpoint set is the URL's, nothing syncs.
@@ -180,11 +191,8 @@ TEST(EtcdAutoSyncTest, UnreachableAdvertisedUrlsFallBackToTheSeedWithoutChurn) {
   ASSERT_TRUE(discovered.WaitFor(url, dead.endpoints, 5s))
       << ::testing::PrintToString(discovered.Latest(url));
 
-  auto a = registry->Register(Instance("svc", "a", 9000), Ttl(2));
-  ASSERT_TRUE(a) << a.error().ToString();
-  WatchRecorder watcher;
-  auto watch = registry->Watch("svc", watcher.Callback());
-  ASSERT_TRUE(watcher.WaitIds({"a"}, 5s));
+  RegisteredAndWatched s;
+  ASSERT_NO_FATAL_FAILURE(RegisterAAndWatch(*registry, s));
   // Four sync intervals of calls, each of which used to reinstall the list.
   int failed = 0;
   const auto from = SteadyClock::now();
@@ -195,8 +203,8 @@ TEST(EtcdAutoSyncTest, UnreachableAdvertisedUrlsFallBackToTheSeedWithoutChurn) {
   EXPECT_EQ(failed, 0);
   auto b = registry->Register(Instance("svc", "b", 9001), Ttl(2));
   ASSERT_TRUE(b) << b.error().ToString();
-  EXPECT_TRUE(watcher.WaitIds({"a", "b"}, 5s)) << ::testing::PrintToString(watcher.ids());
-  EXPECT_EQ((*a)->state(), RegistrationState::kActive);
+  EXPECT_TRUE(s.watcher.WaitIds({"a", "b"}, 5s)) << ::testing::PrintToString(s.watcher.ids());
+  EXPECT_EQ(s.a->state(), RegistrationState::kActive);
   EXPECT_EQ(discovered.Installs(url), 1) << "the unreachable list was installed again";
 }
 
