@@ -48,8 +48,8 @@ class ServicesTlsTest : public ::testing::Test {
   // certificates required, and the CA to call others with.
   std::vector<std::string> TlsArgs(const std::string& service, bool mutual = true) {
     auto issued = ca_.Issue(service + "-" + std::to_string(++counter_), {.dns = {service}});
-    std::vector<std::string> args = {"--tls-cert", issued.cert_file, "--tls-key",
-                                     issued.key_file,  "--tls-ca",   ca_.ca_file()};
+    std::vector<std::string> args = {"--tls-cert",    issued.cert_file, "--tls-key",
+                                     issued.key_file, "--tls-ca",       ca_.ca_file()};
     if (mutual) args.insert(args.end(), {"--tls-client-ca", ca_.ca_file()});
     return args;
   }
@@ -78,22 +78,22 @@ class ServicesTlsTest : public ::testing::Test {
     if (!request.body.empty()) request.content_type = "application/json";
     if (!token.empty()) request.authorization = "Bearer " + token;
     boost::asio::io_context ioc;
-    auto future = boost::asio::co_spawn(ioc, caller_->Send(std::move(request)),
-                                        boost::asio::use_future);
+    auto future =
+        boost::asio::co_spawn(ioc, caller_->Send(std::move(request)), boost::asio::use_future);
     ioc.run();
     return future.get();
   }
 
   // Registers a user and logs in through the gateway: the token.
   std::string Login(std::uint16_t gateway) {
-    auto registered = Https(gateway, "POST", "/api/users/register",
-                            R"({"username":"tlsuser","password":"password123","email":"tls@example.com"})");
+    auto registered =
+        Https(gateway, "POST", "/api/users/register",
+              R"({"username":"tlsuser","password":"password123","email":"tls@example.com"})");
     EXPECT_TRUE(registered && registered->status == 201)
         << (registered ? registered->body : registered.error().ToString());
     auto login = Https(gateway, "POST", "/api/users/login",
                        R"({"username":"tlsuser","password":"password123"})");
-    EXPECT_TRUE(login && login->status == 200)
-        << (login ? login->body : login.error().ToString());
+    EXPECT_TRUE(login && login->status == 200) << (login ? login->body : login.error().ToString());
     if (!login) return {};
     return nlohmann::json::parse(login->body)["token"];
   }
@@ -107,19 +107,12 @@ class ServicesTlsTest : public ::testing::Test {
   std::unique_ptr<http::Client> caller_;
 };
 
-// DISABLED_ (run with --gtest_also_run_disabled_tests): flaky since this
-// session's etcd changes, 2026-12-04: 0/15 failures at 8e7a545, 1/12 at
-// a7592f7, 6/15 at 26a0e66, 2/15 at d2ce960 (ctest, one run each). A /me
-// call after the warm-up gets 503 "no healthy instance could take the
-// request", its last attempt refused by the TLS impostor's identity check:
-// the identity check works, a retry did not reach the real instance. Cause
-// not found; out of CI until it is.
-TEST_F(ServicesTlsTest, DISABLED_TheDemoRunsOverMutualTlsAndAnImpostorGetsNothing) {
+TEST_F(ServicesTlsTest, TheDemoRunsOverMutualTlsAndAnImpostorGetsNothing) {
   ServiceProcess user(Options(testing::UserServicePath(), "user", TlsArgs("user-service")));
   ServiceProcess order(Options(testing::OrderServicePath(), "order", TlsArgs("order-service")));
   // The gateway faces browsers and curl: no client certificate asked of them.
-  ServiceProcess gateway(Options(testing::GatewayPath(), "gateway",
-                                 TlsArgs("gateway", /*mutual=*/false)));
+  ServiceProcess gateway(
+      Options(testing::GatewayPath(), "gateway", TlsArgs("gateway", /*mutual=*/false)));
 
   // Instances register that they speak TLS.
   auto listed = registry_->List("user-service");
@@ -151,7 +144,9 @@ TEST_F(ServicesTlsTest, DISABLED_TheDemoRunsOverMutualTlsAndAnImpostorGetsNothin
   plain.access_log = false;
   http::Server plain_impostor(bait(), plain);
   ASSERT_TRUE(plain_impostor.Start());
-  ServiceInstance fake{.service = "user-service", .id = "fake-tls", .host = "127.0.0.1",
+  ServiceInstance fake{.service = "user-service",
+                       .id = "fake-tls",
+                       .host = "127.0.0.1",
                        .port = tls_impostor.port()};
   fake.metadata[std::string(kSchemeKey)] = std::string(kSchemeHttps);
   auto fake_tls = registry_->Register(fake);
@@ -162,6 +157,18 @@ TEST_F(ServicesTlsTest, DISABLED_TheDemoRunsOverMutualTlsAndAnImpostorGetsNothin
   auto fake_plain = registry_->Register(fake);
   ASSERT_TRUE(fake_plain);
   ASSERT_TRUE(WaitFor([&] { return registry_->List("user-service")->size() == 3u; }, 5s));
+  // The gateway learns of them through its watch, which etcd may deliver up
+  // to 100 ms late (a watch started at a past revision waits for etcd's sync
+  // loop: docs/architecture.md); warming up before it holds all three would
+  // leave both impostors in rotation for the calls below.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto metrics = Https(gateway.port(), "GET", "/metrics");
+        return metrics &&
+               metrics->body.find("disco_resolver_endpoints{service=\"user-service\"} 3") !=
+                   std::string::npos;
+      },
+      5s));
 
   // The first calls that reach an impostor refuse it (a certificate that
   // does not name user-service ejects the instance at once, as a refused
@@ -173,7 +180,16 @@ TEST_F(ServicesTlsTest, DISABLED_TheDemoRunsOverMutualTlsAndAnImpostorGetsNothin
   for (int i = 0; i < 20; ++i) {
     auto me = Https(gateway.port(), "GET", "/api/users/me", {}, token);
     ASSERT_TRUE(me) << me.error().ToString();
-    EXPECT_EQ(me->status, 200) << me->body;
+    EXPECT_EQ(me->status, 200) << "call " << i << ": " << me->body;
+  }
+  if (HasFailure()) {
+    std::cerr << "--- gateway log ---\n"
+              << gateway.ReadLog() << "--- metrics ---\n"
+              <<
+        [&] {
+          auto m = Https(gateway.port(), "GET", "/metrics");
+          return m ? m->body : m.error().ToString();
+        }() << "\n";
   }
   // order-service checks the user with user-service over mutual TLS.
   auto created = Https(gateway.port(), "POST", "/api/orders",
@@ -220,9 +236,8 @@ TEST_F(ServicesTlsTest, SighupReloadsTheCertificateWithoutARestart) {
   // A reload that fails keeps serving on the certificate in force.
   std::filesystem::remove(first.key_file);
   ASSERT_TRUE(user.Signal(SIGHUP));
-  EXPECT_TRUE(WaitFor([&] { return user.ReadLog().find("TLS server reload failed") !=
-                                   std::string::npos; },
-                      5s));
+  EXPECT_TRUE(WaitFor(
+      [&] { return user.ReadLog().find("TLS server reload failed") != std::string::npos; }, 5s));
   auto after = Https(user.port(), "GET", "/health");
   ASSERT_TRUE(after) << after.error().ToString();
   EXPECT_TRUE(user.running());
@@ -243,8 +258,9 @@ TEST_F(ServicesTlsTest, BadTlsFlagsAreClearStartupErrors) {
   for (const auto& c : cases) {
     testing::Process process(
         [&] {
-          std::vector<std::string> argv = {testing::UserServicePath(), "--registry", etcd_.url(),
-                                           "--db", dir_.Sub("bad.db"), "--port", "0"};
+          std::vector<std::string> argv = {
+              testing::UserServicePath(), "--registry", etcd_.url(), "--db",
+              dir_.Sub("bad.db"),         "--port",     "0"};
           argv.insert(argv.end(), c.args.begin(), c.args.end());
           return argv;
         }(),

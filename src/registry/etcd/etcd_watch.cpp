@@ -353,6 +353,8 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     // Started one revision earlier, such a compaction cancels the watch
     // (compact_revision) and the resync Ranges the truth; the events of the
     // seen revision arrive again and change nothing (Apply is idempotent).
+    // The cost: etcd treats a watch from a past revision as unsynced and
+    // catches it up in a 100 ms loop, so its first events may come that late.
     create->set_start_revision(std::max<std::int64_t>(1, start_revision - 1));
     create->set_prev_kv(true);
     return request;
