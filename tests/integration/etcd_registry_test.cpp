@@ -6,6 +6,7 @@
 
 #include "disco/resolver.h"
 #include "etcd_test_util.h"
+#include "registry/etcd/etcd_test_hooks.h"
 
 namespace disco::testing {
 namespace {
@@ -153,6 +154,34 @@ TEST_F(EtcdRegistryTest, MalformedValuesAreSkippedAndValidOnesListed) {
   ASSERT_TRUE(watcher.WaitIds({"good"}, 5s)) << ::testing::PrintToString(watcher.ids());
   EXPECT_EQ(watcher.errors(), 0);
   EXPECT_EQ(ListedIds(*registry_, "svc"), std::vector<std::string>{"good"});
+}
+
+// An answer larger than the most disco reads from etcd (64 MiB; 1 MiB here)
+// fails that call with an error that says so: no crash, no unbounded read,
+// and other services are unaffected.
+TEST(EtcdResponseLimitTest, AnAnswerOverTheLimitIsAClearError) {
+  EtcdServer etcd;
+  etcd::SetMaxResponseBytesForTesting(1 << 20);
+  auto registry = OpenEtcd(etcd.url());
+  etcd::SetMaxResponseBytesForTesting(0);
+  const std::string padding(700 * 1024, 'x');
+  for (const char* id : {"a", "b"}) {
+    etcd.Put(std::string("services/big/") + id,
+             R"({"Op":0,"Addr":"127.0.0.1:9000","Metadata":{"pad":")" + padding + R"("}})");
+  }
+  auto registration = registry->Register(Instance("small", "s", 9001), Ttl(5));
+  ASSERT_TRUE(registration) << registration.error().ToString();
+
+  auto big = registry->List("big");
+  ASSERT_FALSE(big);
+  EXPECT_EQ(big.error().code, ErrorCode::kMalformed) << big.error().ToString();
+  EXPECT_NE(big.error().message.find("at most 1 MiB"), std::string::npos) << big.error().ToString();
+  EXPECT_EQ(ListedIds(*registry, "small"), std::vector<std::string>{"s"});
+
+  // A watch of it reports the error instead of a list.
+  WatchRecorder watcher;
+  auto watch = registry->Watch("big", watcher.Callback());
+  EXPECT_TRUE(WaitFor([&] { return watcher.errors() > 0; }, 5s));
 }
 
 TEST_F(EtcdRegistryTest, ServicePrefixDoesNotLeakIntoLongerNames) {

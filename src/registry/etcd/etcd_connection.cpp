@@ -63,8 +63,14 @@ std::shared_ptr<grpc::ChannelCredentials> Credentials(const tls::Config* tls) {
   return grpc::SslCredentials(options);
 }
 
+// The largest answer read from etcd: 64 MiB, about 200,000 instances of
+// one service. A larger one fails the call with a clear error.
+constexpr int kMaxResponseBytes = 64 << 20;
+std::atomic<int> g_max_response_bytes{kMaxResponseBytes};
+
 std::shared_ptr<grpc::Channel> MakeChannel(
-    const std::string& target, const std::shared_ptr<grpc::ChannelCredentials>& credentials) {
+    const std::string& target, const std::shared_ptr<grpc::ChannelCredentials>& credentials,
+    int max_response_bytes) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kInitialReconnectBackoffMs);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kMinConnectTimeoutMs);
@@ -74,9 +80,9 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   // Without this gRPC stops pinging after two pings on a quiet watch stream.
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
-  // A Range over a large service can exceed gRPC's 4 MiB default; etcd itself
-  // sends responses of any size.
-  args.SetMaxReceiveMessageSize(-1);
+  // A Range over a large service can exceed gRPC's 4 MiB default, and etcd
+  // sends responses of any size; a bound still (as the Consul backend's).
+  args.SetMaxReceiveMessageSize(max_response_bytes);
   // Our calls fail over and retry themselves; gRPC's own retry filter
   // (1.51) aborts the process on a TLS connection a restarted etcd closed
   // mid-call (absl::optional<grpc_status_code> not engaged, grpc/grpc#34683;
@@ -99,6 +105,10 @@ void RunDiscoveredHook(std::string_view url, const std::vector<std::string>& end
 }
 
 }  // namespace
+
+void SetMaxResponseBytesForTesting(int bytes) {
+  g_max_response_bytes.store(bytes > 0 ? bytes : kMaxResponseBytes, std::memory_order_relaxed);
+}
 
 void SetEndpointsDiscoveredHookForTesting(DiscoveredHook hook) {
   std::lock_guard lock(g_discovered_hook_mu);
@@ -135,6 +145,7 @@ EtcdConnection::EtcdConnection(const RegistryUrl& url, std::string redacted_url,
       request_timeout_(options.request_timeout),
       tls_config_(std::move(tls)),
       tls_(tls_config_ != nullptr),
+      max_response_bytes_(g_max_response_bytes.load(std::memory_order_relaxed)),
       user_(url.params.contains("user") ? url.params.at("user") : std::string()),
       password_(url.params.contains("password") ? url.params.at("password") : std::string()),
       auto_sync_(auto_sync) {
@@ -172,7 +183,7 @@ EtcdConnection::~EtcdConnection() {
 std::shared_ptr<const Endpoint> EtcdConnection::MakeEndpoint(const std::string& target) const {
   auto endpoint = std::make_shared<Endpoint>();
   endpoint->name = target;
-  endpoint->channel = MakeChannel(target, credentials_);
+  endpoint->channel = MakeChannel(target, credentials_, max_response_bytes_);
   endpoint->stubs.kv = etcdserverpb::KV::NewStub(endpoint->channel);
   endpoint->stubs.lease = etcdserverpb::Lease::NewStub(endpoint->channel);
   endpoint->stubs.watch = etcdserverpb::Watch::NewStub(endpoint->channel);
@@ -183,7 +194,8 @@ std::shared_ptr<const Endpoint> EtcdConnection::MakeEndpoint(const std::string& 
 
 std::chrono::milliseconds EtcdConnection::DefaultPerTry(std::size_t endpoints) const {
   return std::max<std::chrono::milliseconds>(
-      kMinPerTry, request_timeout_ / static_cast<std::int64_t>(std::max<std::size_t>(endpoints, 1)));
+      kMinPerTry,
+      request_timeout_ / static_cast<std::int64_t>(std::max<std::size_t>(endpoints, 1)));
 }
 
 std::shared_ptr<const EndpointSet> EtcdConnection::Endpoints() const {
@@ -219,7 +231,8 @@ void EtcdConnection::RotateIfFilesChanged() {
   credentials_ = std::move(credentials);
   auto remake = [&](const EndpointSet& set) {
     auto fresh = std::make_shared<EndpointSet>();
-    for (const auto& endpoint : set.endpoints) fresh->endpoints.push_back(MakeEndpoint(endpoint->name));
+    for (const auto& endpoint : set.endpoints)
+      fresh->endpoints.push_back(MakeEndpoint(endpoint->name));
     fresh->current.store(set.current.load(std::memory_order_relaxed), std::memory_order_relaxed);
     return fresh;
   };
@@ -280,7 +293,9 @@ Result<std::size_t> EtcdConnection::Sync(const CallOptions& options) {
   std::vector<ListedMember> members;
   members.reserve(static_cast<std::size_t>(response.members_size()));
   for (const auto& member : response.members()) {
-    members.push_back({member.id(), member.name(), member.islearner(),
+    members.push_back({member.id(),
+                       member.name(),
+                       member.islearner(),
                        {member.clienturls().begin(), member.clienturls().end()}});
   }
   auto [targets, answered, truncated] =
@@ -341,6 +356,13 @@ Error EtcdConnection::ToError(const grpc::Status& status, const std::string& end
       return {ErrorCode::kPermissionDenied, std::move(message)};
     case grpc::StatusCode::NOT_FOUND:
       return {ErrorCode::kNotFound, std::move(message)};
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      if (text.find("larger than max") != std::string::npos) {
+        return {ErrorCode::kMalformed, std::move(message) + " (disco reads answers of at most " +
+                                           std::to_string(max_response_bytes_ >> 20) +
+                                           " MiB from etcd)"};
+      }
+      return {ErrorCode::kUnavailable, std::move(message)};
     case grpc::StatusCode::INVALID_ARGUMENT:
       // etcd reports a missing or wrong user/password as InvalidArgument.
       if (text.find("user name") != std::string::npos ||

@@ -129,7 +129,6 @@ struct EndpointSet {
   mutable std::atomic<std::size_t> current{0};
 };
 
-
 class EtcdConnection {
  public:
   // REQUIRES: url.endpoints is not empty.
@@ -243,12 +242,13 @@ class EtcdConnection {
   const std::chrono::milliseconds request_timeout_;
   const std::shared_ptr<tls::Config> tls_config_;  // null: plaintext
   const bool tls_;
-  std::mutex rotate_mu_;  // one thread checks the files at a time
+  const int max_response_bytes_;         // gRPC's receive limit on this connection's channels
+  std::mutex rotate_mu_;                 // one thread checks the files at a time
   Clock::time_point next_file_check_{};  // guarded by rotate_mu_
   // The URL's endpoints: the first set, and the fallback of discovered ones.
   std::shared_ptr<const EndpointSet> seeds_;
   mutable std::mutex set_mu_;
-  std::shared_ptr<const EndpointSet> set_;  // guarded by set_mu_
+  std::shared_ptr<const EndpointSet> set_;                 // guarded by set_mu_
   std::shared_ptr<grpc::ChannelCredentials> credentials_;  // guarded by set_mu_
   std::uint64_t credentials_generation_ = 0;               // guarded by set_mu_
   // The (sorted) names of the last discovered list that every call found

@@ -28,4 +28,8 @@ void SetBeforeWatchCreateHookForTesting(
 void SetEndpointsDiscoveredHookForTesting(
     std::function<void(std::string_view url, const std::vector<std::string>& endpoints)> hook);
 
+// The largest answer channels opened from now on read from etcd (default
+// 64 MiB); 0 restores the default.
+void SetMaxResponseBytesForTesting(int bytes);
+
 }  // namespace disco::etcd
