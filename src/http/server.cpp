@@ -720,12 +720,16 @@ bool Server::Impl::Admit(Socket& socket, const ConnectionLimits::Key& key, bool&
     return true;
   }
   // Refused: the answer goes out if the send buffer takes it now (it is
-  // small); nothing waits for this client.
+  // small); nothing waits for this client. At a TLS port only the close: a
+  // TLS client cannot read a plaintext answer, and a handshake to send one
+  // would spend on a refused client the CPU the refusal is there to save.
   const std::string& answer =
       admit == ConnectionLimits::Admit::kFull ? refusal_full : refusal_per_address;
   (admit == ConnectionLimits::Admit::kFull ? refused_full : refused_per_address)->Inc();
-  [[maybe_unused]] auto sent =
-      ::send(socket.native_handle(), answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (!options.tls) {
+    [[maybe_unused]] auto sent =
+        ::send(socket.native_handle(), answer.data(), answer.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
   socket.shutdown(tcp::socket::shutdown_both, ec);
   socket.close(ec);
   return false;

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <boost/asio/ssl.hpp>
-
 #include <csignal>
 #include <filesystem>
 #include <random>
@@ -45,7 +44,8 @@ bool ClosedWithin(int fd, std::chrono::milliseconds timeout) {
   char buffer[4096];
   while (Clock::now() < deadline) {
     pollfd p{fd, POLLIN, 0};
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 1))) <= 0) continue;
     const auto n = ::recv(fd, buffer, sizeof buffer, 0);
     if (n <= 0) return true;
@@ -62,9 +62,9 @@ class TlsHostileTest : public ::testing::Test {
     options.access_log = false;
     options.metrics = &metrics_;
     options.service = "hostile";
-    options.tls = *tls::Config::Load(tls::Role::kServer, {server_cert_.cert_file,
-                                                          server_cert_.key_file,
-                                                          mutual ? ca_.ca_file() : ""});
+    options.tls = *tls::Config::Load(
+        tls::Role::kServer,
+        {server_cert_.cert_file, server_cert_.key_file, mutual ? ca_.ca_file() : ""});
     Router router;
     router.Add("GET", "/ok", [](Request&) -> Awaitable<Response> {
       co_return Response::Json(200, "{\"ok\":true}");
@@ -173,6 +173,45 @@ TEST_F(TlsHostileTest, StalledHandshakesFromOneAddressDoNotShutOutOthers) {
   for (int fd : stalled) ::close(fd);
 }
 
+// Past its per-address limit a TLS port closes the connection without a
+// plaintext 429 (which a TLS client would read as a broken handshake), and
+// the honest client's handshake fails as a closed connection.
+TEST_F(TlsHostileTest, ARefusalAtATlsPortIsACloseWithoutPlaintext) {
+  ServerOptions options;
+  options.max_connections = 64;  // 16 per address
+  options.request_timeout = 5s;
+  const auto port = StartServer(options);
+  std::vector<int> held;
+  for (int i = 0; i < 16; ++i) {
+    const int fd = TcpConnect(port, "127.0.0.2");
+    ASSERT_GE(fd, 0);
+    Send(fd, kHelloHeader);
+    held.push_back(fd);
+  }
+  std::this_thread::sleep_for(200ms);  // all accepted
+  const int refused = TcpConnect(port, "127.0.0.2");
+  ASSERT_GE(refused, 0);
+  Send(refused, kHelloHeader);
+  std::string received;
+  char buffer[512];
+  const auto deadline = Clock::now() + 2s;
+  while (Clock::now() < deadline) {
+    pollfd p{refused, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    const auto n = ::recv(refused, buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    received.append(buffer, static_cast<std::size_t>(n));
+  }
+  EXPECT_EQ(received, "") << "a TLS client got plaintext";
+  EXPECT_NE(
+      metrics_.Render().find(
+          "http_server_connections_refused_total{service=\"hostile\",reason=\"per_address\"} 1"),
+      std::string::npos);
+  ::close(refused);
+  EXPECT_EQ(HonestGet(port), "HTTP/1.1 200 OK");  // another address is served
+  for (int fd : held) ::close(fd);
+}
+
 // Connections from many addresses that send nothing at all fill the server.
 // On a plain port such a connection is idle (waiting for its first request)
 // and closed to make room; at a TLS port, waiting for its ClientHello, it
@@ -236,7 +275,8 @@ TEST_F(TlsHostileTest, GarbageInsteadOfAClientHelloClosesTheConnection) {
 TEST_F(TlsHostileTest, AnOversizedClientCertificateIsRefused) {
   const auto port = StartServer(ServerOptions{}, /*mutual=*/true);
   testing::CertSpec huge{.dns = {"client"}};
-  for (int i = 0; i < 5000; ++i) huge.dns.push_back("name-" + std::to_string(i) + ".padding.example.org");
+  for (int i = 0; i < 5000; ++i)
+    huge.dns.push_back("name-" + std::to_string(i) + ".padding.example.org");
   const auto big = ca_.Issue("big-client", huge);
   const auto refused = HonestGet(port, &big);
   EXPECT_NE(refused, "HTTP/1.1 200 OK") << std::filesystem::file_size(big.cert_file);

@@ -30,7 +30,8 @@
 //
 // Connections are limited in all and per client address (max_connections,
 // max_connections_per_address): past either limit a new connection gets a
-// 503 (429 per address) and is closed; near the limit the last
+// 503 (429 per address) and is closed (at a TLS port it is only closed:
+// a TLS client cannot read a plaintext answer); near the limit the last
 // reserved_connections serve only GET /health and GET /metrics, and each
 // new connection closes the oldest idle keep-alive connection. An accept
 // that fails for want of descriptors is logged at most once per 10 s.
@@ -60,7 +61,7 @@ class MetricsRegistry;
 namespace tls {
 class Config;
 }  // namespace tls
-}
+}  // namespace disco
 
 namespace disco::http {
 
