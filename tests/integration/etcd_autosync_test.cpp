@@ -251,6 +251,42 @@ TEST(EtcdAutoSyncTest, UnaryCallsFallBackToTheSeedWhenEveryDiscoveredMemberIsDea
   EXPECT_TRUE(c.connection->Range(request, {c.connection->Deadline()}));
 }
 
+// A lone discovered member that hangs: every member advertises member 1's
+// URL (so discovery finds one endpoint), the URL names member 0, and member
+// 1 is SIGSTOPped after the connection to it was in use. A call gives the
+// lone member half its time and is answered through the seed; before, a
+// lone endpoint's try had the whole deadline and the call timed out.
+TEST(EtcdAutoSyncTest, AHungLoneDiscoveredMemberFallsBackToTheSeed) {
+  const std::uint16_t port1 = FreePort();
+  const std::string lone = "127.0.0.1:" + std::to_string(port1);
+  EtcdCluster cluster(3, {"http://" + lone, "http://" + lone, "http://" + lone}, {0, port1, 0});
+  const std::string seed = cluster.member(0).endpoint();
+  const std::string url = "etcd://" + seed + "?auto_sync=5";
+  auto parsed = ParseRegistryUrl(url);
+  ASSERT_TRUE(parsed);
+  RegistryOptions options;
+  options.request_timeout = 3000ms;
+  etcd::EtcdConnection connection(*parsed, url, options, nullptr, 5s);
+  ASSERT_TRUE(WaitFor([&] { return connection.EndpointNames() == std::vector<std::string>{lone}; },
+                      5s, 10ms));
+  cluster.Any().Put("k", "v");
+  etcdserverpb::RangeRequest request;
+  request.set_key("k");
+  ASSERT_TRUE(connection.Range(request, {connection.Deadline()}));  // through member 1
+
+  ASSERT_TRUE(cluster.MoveLeaderAwayFrom(1));
+  cluster.Pause(1);
+  const auto start = SteadyClock::now();
+  auto range = connection.Range(request, {connection.Deadline()});
+  const auto took = SteadyClock::now() - start;
+  cluster.Resume(1);
+  ASSERT_TRUE(range) << range.error().ToString();
+  ASSERT_EQ(range->kvs_size(), 1);
+  EXPECT_EQ(range->kvs(0).value(), "v");
+  EXPECT_GE(took, 1000ms);  // the lone member had its half
+  EXPECT_EQ(connection.EndpointNames(), std::vector<std::string>{seed});
+}
+
 // PrepareStream's seed fallback: a watch stream opened while the set is all
 // dead goes to the seed and delivers.
 TEST(EtcdAutoSyncTest, StreamsFallBackToTheSeedWhenEveryDiscoveredMemberIsDead) {

@@ -445,9 +445,15 @@ void EtcdConnection::AwaitConnectivity(grpc::Channel& channel, Clock::time_point
 
 Result<void> EtcdConnection::Invoke(const Attempt& attempt, const CallOptions& options) {
   const auto set = Endpoints();
-  bool fell_through = false;
-  auto result = InvokeOn(*set, attempt, options, fell_through);
   const auto seeds = Seeds();
+  bool fell_through = false;
+  // A lone discovered member has no other member to hand a hung try to: it
+  // gets half the time, so that if it hangs the URL's endpoints get the rest.
+  const bool lone = set != seeds && set->endpoints.size() == 1;
+  CallOptions first = options;
+  if (lone) first.deadline = Clock::now() + (options.deadline - Clock::now()) / 2;
+  auto result = InvokeOn(*set, attempt, first, fell_through);
+  if (lone && !result && result.error().code == ErrorCode::kTimeout) fell_through = true;
   if (result || !fell_through || set == seeds || Clock::now() >= options.deadline) return result;
   // Every discovered member refused or hung: the URL's own endpoints may
   // still reach the cluster (members may have moved again).
