@@ -24,7 +24,10 @@ out=${3:-$PWD/gateway-profile}
 threads=${THREADS:-1}
 tls=${TLS:-0}
 for tool in etcd wrk perf strace python3 curl; do
-  command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+  command -v "$tool" >/dev/null || {
+    echo "missing $tool (perf and strace: apt-get install linux-perf strace; the rest: scripts/install-deps.sh)" >&2
+    exit 1
+  }
 done
 mkdir -p "$out"
 . "$root/bench/lib.sh"
