@@ -12,7 +12,7 @@
 // things that are gone (a departed instance) disappear.
 //
 // Thread safety: everything may be called from any thread. Updating a child
-// is a relaxed atomic operation on the calling CPU's copy (no lock). Looking a child up by label
+// writes the calling thread's or CPU's copy (no lock). Looking a child up by label
 // values takes a shared lock (an exclusive one only the first time a combination is seen). Render()
 // takes the same locks and reads the atomics; a scrape may see a histogram's count and sum from
 // slightly different moments.
@@ -29,24 +29,27 @@
 #include <vector>
 
 #include "disco/per_cpu.h"
+#include "disco/thread_counters.h"
 
 namespace disco {
 
-// Counters, gauges and histograms keep per-CPU copies (disco/per_cpu.h):
-// every request a server answers or a client sends bumps several of them,
-// and one atomic each would be a cache line every core writes (the
-// gateway's second thread paid for ~15 of those per request). Updates are
-// one relaxed fetch_add on the calling CPU's copy; reads sum the copies.
+// Counters and gauges keep per-thread copies (disco/thread_counters.h),
+// histograms per-CPU ones (disco/per_cpu.h): every request a server answers
+// or a client sends bumps several of them, and one atomic each would be a
+// cache line every core writes (the gateway's second thread paid for ~15 of
+// those per request). A counter update is a plain load and store of the
+// thread's copy, a histogram's a relaxed fetch_add on the CPU's; reads sum
+// the copies.
 class Counter {
  public:
   void Inc(std::uint64_t n = 1) { counts_.Add(0, n); }
   std::uint64_t value() const { return counts_.Load(0); }
 
  private:
-  CpuCounters counts_;
+  ThreadCounters counts_;
 };
 
-// Add() goes to per-CPU deltas; Set() stores a base such that the value is
+// Add() goes to per-thread deltas; Set() stores a base such that the value is
 // what was set (a Set racing with Adds on other threads may lose or keep
 // their effect: use one or the other on a gauge).
 class Gauge {
@@ -56,11 +59,11 @@ class Gauge {
   std::int64_t value() const { return base_.load(std::memory_order_relaxed) + Deltas(); }
 
  private:
-  // Two's complement: the per-CPU sums wrap, their total is exact.
+  // Two's complement: the per-thread sums wrap, their total is exact.
   std::int64_t Deltas() const { return static_cast<std::int64_t>(deltas_.Load(0)); }
 
   std::atomic<std::int64_t> base_{0};
-  CpuCounters deltas_;
+  ThreadCounters deltas_;
 };
 
 // Observations are durations or sizes given as double in the metric's unit

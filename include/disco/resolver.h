@@ -25,6 +25,7 @@
 #include <string>
 
 #include "disco/balancer.h"
+#include "disco/endpoint_ptr.h"
 #include "disco/error.h"
 #include "disco/outlier.h"
 #include "disco/registry.h"
@@ -56,9 +57,6 @@ struct ResolverOptions {
   std::chrono::milliseconds recovery_grace{10'000};
 };
 
-// An endpoint chosen by Pick(), kept alive by the snapshot it came from.
-using EndpointPtr = std::shared_ptr<const Endpoint>;
-
 class Resolver {
  public:
   // Starts watching `service` in `registry`, which must outlive the resolver.
@@ -72,7 +70,8 @@ class Resolver {
   // The current snapshot (empty before the first update arrives).
   virtual SnapshotConstPtr snapshot() const = 0;
 
-  // Picks an endpoint; nullptr when none is known.
+  // Picks an endpoint; nullptr when none is known. The EndpointPtr keeps the
+  // endpoint's snapshot alive (disco/endpoint_ptr.h).
   virtual EndpointPtr Pick(const PickContext& context = {}) = 0;
 
   // Records the outcome of a call to an endpoint that Pick() returned:

@@ -4,7 +4,7 @@
 // readers hold a std::shared_ptr<const Snapshot> and never see it change.
 // EndpointStats is the one mutable part: per-endpoint counters shared by every
 // snapshot containing that endpoint (same service and instance id), updated
-// by callers on any thread (per-CPU counters and relaxed atomics).
+// by callers on any thread (per-thread counters and relaxed atomics).
 #pragma once
 
 #include <atomic>
@@ -15,19 +15,19 @@
 #include <string>
 #include <vector>
 
-#include "disco/per_cpu.h"
 #include "disco/service_instance.h"
+#include "disco/thread_counters.h"
 
 namespace disco {
 
 // Laid out by who writes what, so that no pick writes a line another core
-// writes (issue 19): the counters bumped on every pick and call are per CPU
-// (disco/per_cpu.h, summed when read); the first line holds what every pick
+// writes (issue 19): the counters bumped on every pick and call are per
+// thread (disco/thread_counters.h, summed when read); the first line holds what every pick
 // reads and only outlier detection writes; the per-call state shared on
 // purpose has the second line to itself.
 struct alignas(64) EndpointStats {
   enum Counter : std::size_t { kPicks, kSuccesses, kFailures };
-  CpuCounters counters;
+  ThreadCounters counters;
 
   std::uint64_t picks() const { return counters.Load(kPicks); }          // times a picker chose it
   std::uint64_t successes() const { return counters.Load(kSuccesses); }  // calls that succeeded
@@ -42,7 +42,7 @@ struct alignas(64) EndpointStats {
   std::atomic<std::int64_t> ejected_until_ns{0};  // steady_clock; meaningful while ejected
 
   // Calls in flight now: one count for the whole process, because
-  // least_request compares it on every pick (summing per-CPU copies there
+  // least_request compares it on every pick (summing per-thread copies there
   // would read every core's line per pick); written per call, not per pick.
   alignas(64) std::atomic<std::uint32_t> active_requests{0};
   // Reset only when non-zero, so a run of successes writes nothing here.

@@ -9,6 +9,7 @@
 #include <optional>
 #include <thread>
 #include <unordered_set>
+#include <utility>
 
 #include "disco/metrics.h"
 #include "resolve/resolver_metrics.h"
@@ -90,9 +91,8 @@ class WatchedResolver final : public Resolver {
     const Endpoint* endpoint = pinned.published->picker->Pick(context);
     if (endpoint == nullptr) return nullptr;
     endpoint->stats->Count(EndpointStats::kPicks);
-    // Aliasing constructor on this thread's pin: no allocation, and the
-    // count it bumps is this thread's, not the snapshot's shared one.
-    return EndpointPtr(pinned.snapshot, endpoint);
+    // Counted on this thread's pin with plain arithmetic (endpoint_ptr.h).
+    return pinned.pin->Share(endpoint);
   }
 
   void Report(const Endpoint& endpoint, CallOutcome outcome) override {
@@ -138,20 +138,27 @@ class WatchedResolver final : public Resolver {
 
  private:
   // What a thread holds of the current Published: the Published itself and
-  // its own pin of the snapshot, a shared_ptr with a control block of this
-  // thread's (which holds one reference to the snapshot). Every EndpointPtr
-  // a thread's picks return counts on its pin, so picks on different threads
-  // write different reference counts; the snapshot's own count is touched
-  // once per thread per published snapshot. The snapshot is freed once no
-  // thread pins it and no EndpointPtr of it is left: ordinary shared_ptr
-  // ownership, so no reclamation scheme to get wrong. The cost: a thread
-  // keeps the last Published it saw (snapshot and picker) alive until it
-  // picks from this resolver again, another resolver takes its slot, or the
-  // thread exits -- even after the resolver is destroyed: at most 8 stale
-  // Publisheds per thread.
+  // its own pin of the snapshot (detail::SnapshotPin, disco/endpoint_ptr.h),
+  // on which the EndpointPtrs it returns count: without an atomic
+  // instruction on the thread that made them, and without touching the
+  // snapshot's shared count, which moves once per thread per published
+  // snapshot. The snapshot is freed once no thread pins it and no
+  // EndpointPtr of it is left. The cost: a thread keeps the last Published
+  // it saw (snapshot and picker) alive until it picks from this resolver
+  // again, another resolver takes its slot, or the thread exits -- even
+  // after the resolver is destroyed: at most 8 stale Publisheds per thread.
   struct Pinned {
     std::shared_ptr<Published> published;
-    SnapshotConstPtr snapshot;
+    detail::SnapshotPin* pin = nullptr;  // holds one reference; Disown()ed when replaced
+
+    Pinned() = default;
+    Pinned(const Pinned&) = delete;
+    Pinned& operator=(const Pinned&) = delete;
+    ~Pinned() { Reset(); }
+    void Reset() {
+      if (pin != nullptr) std::exchange(pin, nullptr)->Disown();
+      published.reset();
+    }
   };
 
   // The calling thread's Pinned for this resolver, refreshed only when the
@@ -167,13 +174,8 @@ class WatchedResolver final : public Resolver {
     std::uint64_t generation = generation_.load(std::memory_order_acquire);
     if (slot.owner != this || slot.generation != generation) [[unlikely]] {
       auto published = current_.load(std::memory_order_acquire);
-      // Cache-line aligned, so that two threads' pins (allocated at the
-      // same moment, often side by side) never share a line.
-      struct alignas(64) Holder {
-        SnapshotConstPtr snapshot;
-      };
-      auto holder = std::make_shared<Holder>(published->snapshot);
-      slot.pinned.snapshot = SnapshotConstPtr(holder, holder->snapshot.get());
+      slot.pinned.Reset();
+      slot.pinned.pin = new detail::SnapshotPin(published->snapshot);
       slot.pinned.published = std::move(published);
       slot.owner = this;
       slot.generation = slot.pinned.published->generation;

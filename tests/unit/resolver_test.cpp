@@ -172,6 +172,107 @@ TEST_F(ResolverTest, PickedEndpointOutlivesTheResolver) {
   EXPECT_EQ(endpoint->address, "127.0.0.1:1");
 }
 
+// EndpointPtr counts copies on the picking thread without atomics
+// (disco/endpoint_ptr.h): copies that move to, are copied on and die on
+// other threads, before and after the picking thread let go of the snapshot
+// or exited, must keep the snapshot exactly as long as the last one lives.
+TEST_F(ResolverTest, ASnapshotLivesUntilItsLastEndpointPtrOnAnyThreadGoes) {
+  auto a = Register("a", 1);
+  auto resolver = MakeResolver();
+  std::weak_ptr<const Snapshot> first = resolver->snapshot();
+  std::vector<EndpointPtr> kept;  // made on the picker thread, which then exits
+  std::thread([&] {
+    EndpointPtr endpoint = resolver->Pick();
+    ASSERT_NE(endpoint, nullptr);
+    for (int i = 0; i < 3; ++i) kept.push_back(endpoint);
+    kept.push_back(std::move(endpoint));
+  }).join();
+  auto b = Register("b", 2);  // a new snapshot: the resolver lets go of the first
+  std::vector<EndpointPtr> copies;
+  std::thread([&] {
+    for (const auto& endpoint : kept) copies.push_back(endpoint);  // counted here, atomically
+  }).join();
+  kept.clear();
+  EXPECT_FALSE(first.expired()) << "copies made on another thread still hold it";
+  ASSERT_EQ(copies.size(), 4u);
+  EXPECT_EQ(copies.back()->instance.id, "a");
+  std::thread([&] { copies.resize(1); }).join();
+  EXPECT_FALSE(first.expired());
+  copies.clear();
+  EXPECT_TRUE(first.expired()) << "the last copy frees it";
+}
+
+TEST_F(ResolverTest, ThePickingThreadCanOutliveItsPinAndKeepCopying) {
+  auto a = Register("a", 1);
+  auto resolver = MakeResolver();
+  std::weak_ptr<const Snapshot> first = resolver->snapshot();
+  std::thread([&] {
+    EndpointPtr old = resolver->Pick();
+    auto b = Register("b", 2);
+    EndpointPtr fresh = resolver->Pick();  // this thread now pins the second snapshot
+    EndpointPtr copy = old;                // a copy of the first, after its pin was let go
+    EndpointPtr moved = std::move(old);
+    EXPECT_EQ(old, nullptr);
+    EXPECT_FALSE(first.expired());
+    copy = fresh;  // the first snapshot's copy goes by assignment
+    moved = nullptr;
+    EXPECT_TRUE(first.expired()) << "no copy of the first snapshot's endpoint is left";
+    EXPECT_NE(copy, nullptr);
+  }).join();
+}
+
+TEST_F(ResolverTest, EndpointPtrsHandedBetweenThreadsWhileSnapshotsChange) {
+  auto base = Register("base", 1000);
+  auto resolver = MakeResolver();
+  std::mutex mu;
+  std::vector<std::weak_ptr<const Snapshot>> published;
+  auto subscription = resolver->Subscribe([&](const SnapshotConstPtr& snapshot) {
+    std::lock_guard lock(mu);
+    published.emplace_back(snapshot);
+  });
+  std::vector<EndpointPtr> handed;  // guarded by mu
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {  // pick, keep a few, hand some over
+      std::vector<EndpointPtr> mine;
+      while (!stop.load()) {
+        EndpointPtr endpoint = resolver->Pick();
+        ASSERT_NE(endpoint, nullptr);
+        mine.push_back(endpoint);
+        if (mine.size() > 8) mine.erase(mine.begin());
+        std::lock_guard lock(mu);
+        handed.push_back(std::move(endpoint));
+      }
+    });
+  }
+  threads.emplace_back([&] {  // take over, copy, drop
+    while (!stop.load()) {
+      std::vector<EndpointPtr> taken;
+      {
+        std::lock_guard lock(mu);
+        taken.swap(handed);
+      }
+      std::vector<EndpointPtr> copies(taken.begin(), taken.end());
+      for (const auto& endpoint : copies) ASSERT_FALSE(endpoint->address.empty());
+    }
+  });
+  std::vector<std::unique_ptr<Registration>> registrations;
+  for (int i = 0; i < 200; ++i) {
+    registrations.push_back(
+        Register("x" + std::to_string(i), static_cast<std::uint16_t>(2000 + i)));
+    if (i % 2 == 0) registrations.pop_back();
+  }
+  stop = true;
+  for (auto& thread : threads) thread.join();
+  handed.clear();
+  subscription.reset();
+  resolver.reset();
+  std::lock_guard lock(mu);
+  ASSERT_GT(published.size(), 100u);
+  for (const auto& snapshot : published) EXPECT_TRUE(snapshot.expired());
+}
+
 TEST_F(ResolverTest, RejectsBadNamesAndPolicies) {
   auto bad_name = Resolver::Make(*registry_, "no/slashes");
   ASSERT_FALSE(bad_name);
