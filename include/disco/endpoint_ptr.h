@@ -32,6 +32,18 @@ class EndpointPtr;
 
 namespace detail {
 
+// The calling thread's number, never given to another thread, so that a
+// thread created after a pin's owner exited can never pass for it; 0 until
+// the thread first asks. Initial-exec TLS: one load at a fixed offset from
+// the thread pointer (libdisco is loaded with the program; glibc keeps room
+// for a few such variables even when a library is dlopen()ed).
+[[gnu::tls_model("initial-exec")]] extern thread_local constinit std::uint64_t t_pin_thread;
+std::uint64_t NumberThisThread() noexcept;
+inline std::uint64_t ThisThread() noexcept {
+  const std::uint64_t number = t_pin_thread;
+  return number != 0 ? number : NumberThisThread();
+}
+
 // One thread's hold on one snapshot. Made by Resolver::Pick's per-thread
 // cache, which keeps one reference until it lets go with Disown().
 class SnapshotPin {
@@ -42,17 +54,33 @@ class SnapshotPin {
   SnapshotPin& operator=(const SnapshotPin&) = delete;
 
   // A new reference to `endpoint`, which must belong to the pinned snapshot.
-  EndpointPtr Share(const Endpoint* endpoint) noexcept;
+  // REQUIRES: called by the owner before Disown().
+  EndpointPtr ShareOwned(const Endpoint* endpoint) noexcept;
   // The owner gives up its own reference and its ownership: every later
   // count is atomic. Call once, on the owning thread. May free the pin.
   void Disown() noexcept;
 
-  void Acquire() noexcept;
-  void Release() noexcept;  // may free the pin
+  void Acquire() noexcept {
+    if (OwnedHere()) {
+      ++owned_;
+      return;
+    }
+    AcquireShared();
+  }
+  void Release() noexcept {  // may free the pin
+    if (OwnedHere()) {
+      --owned_;  // never reaches zero here: the owner's own reference is in it
+      return;
+    }
+    ReleaseShared();
+  }
 
  private:
   ~SnapshotPin() = default;
-  bool OwnedHere() const noexcept;
+  // disowned_ is read only after owner_ matched: only the owner reads it.
+  bool OwnedHere() const noexcept { return owner_ == ThisThread() && !disowned_; }
+  void AcquireShared() noexcept;
+  void ReleaseShared() noexcept;
 
   // Set once the count lives in shared_ alone: shared_ - kMerged is then the
   // number of references. Before, shared_ is the other threads' copies made
@@ -60,7 +88,7 @@ class SnapshotPin {
   static constexpr std::int64_t kMerged = std::int64_t{1} << 40;
 
   SnapshotConstPtr snapshot_;
-  const std::uint64_t owner_;  // the owning thread's number (never reused)
+  const std::uint64_t owner_;  // the owning thread's number
   // The owner's references; only the owner thread reads or writes these two.
   std::int64_t owned_ = 1;
   bool disowned_ = false;
@@ -106,5 +134,10 @@ class EndpointPtr {
   detail::SnapshotPin* pin_ = nullptr;
   const Endpoint* endpoint_ = nullptr;
 };
+
+inline EndpointPtr detail::SnapshotPin::ShareOwned(const Endpoint* endpoint) noexcept {
+  ++owned_;
+  return EndpointPtr(this, endpoint);
+}
 
 }  // namespace disco

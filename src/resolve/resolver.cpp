@@ -36,6 +36,59 @@ std::atomic<std::uint32_t> g_resolver_number{0};
 
 class WatchedResolver;
 
+// What a thread holds of a resolver's current Published: the Published
+// itself and its own pin of the snapshot (detail::SnapshotPin,
+// disco/endpoint_ptr.h), on which the EndpointPtrs it returns count: without
+// an atomic instruction on the thread that made them, and without touching
+// the snapshot's shared count, which moves once per thread per published
+// snapshot. The snapshot is freed once no thread pins it and no EndpointPtr
+// of it is left. The cost: a thread keeps the last Published it saw
+// (snapshot and picker) alive until it picks from that resolver again,
+// another resolver takes its slot, or the thread exits -- even after the
+// resolver is destroyed: at most 8 stale Publisheds per thread.
+struct Pinned {
+  std::shared_ptr<Published> published;
+  detail::SnapshotPin* pin = nullptr;  // holds one reference; Disown()ed when replaced
+
+  Pinned() = default;
+  Pinned(const Pinned&) = delete;
+  Pinned& operator=(const Pinned&) = delete;
+  ~Pinned() { Reset(); }
+  void Reset() {
+    if (pin != nullptr) std::exchange(pin, nullptr)->Disown();
+    published.reset();
+  }
+};
+
+struct PinSlot {
+  const WatchedResolver* owner = nullptr;
+  std::uint64_t generation = 0;
+  Pinned pinned;
+};
+using PinSlots = std::array<PinSlot, 8>;
+
+// The calling thread's slots as a plain pointer, read on every pick: an
+// initial-exec variable without constructor is one load from the thread
+// pointer, where the thread_local array itself would cost a guard check
+// and, in a shared library, a __tls_get_addr call.
+[[gnu::tls_model("initial-exec")]] constinit thread_local PinSlots* t_pin_slots = nullptr;
+[[gnu::tls_model("initial-exec")]] constinit thread_local bool t_pins_gone = false;
+
+// Makes the calling thread's slots; nullptr once they were let go at thread exit.
+PinSlots* ThreadPinSlots() {
+  if (t_pins_gone) return nullptr;
+  struct Owner {
+    PinSlots slots;
+    Owner() { t_pin_slots = &slots; }
+    ~Owner() {
+      t_pin_slots = nullptr;
+      t_pins_gone = true;
+    }  // then the slots let go of their pins
+  };
+  thread_local Owner owner;
+  return &owner.slots;
+}
+
 class SubscriptionImpl final : public Resolver::Subscription {
  public:
   SubscriptionImpl(WatchedResolver* owner, std::uint64_t id) : owner_(owner), id_(id) {}
@@ -87,12 +140,14 @@ class WatchedResolver final : public Resolver {
   }
 
   EndpointPtr Pick(const PickContext& context) override {
-    const Pinned& pinned = Current();
-    const Endpoint* endpoint = pinned.published->picker->Pick(context);
+    Pinned* pinned = Current();
+    if (pinned == nullptr) [[unlikely]]
+      return PickUnpinned(context);
+    const Endpoint* endpoint = pinned->published->picker->Pick(context);
     if (endpoint == nullptr) return nullptr;
     endpoint->stats->Count(EndpointStats::kPicks);
     // Counted on this thread's pin with plain arithmetic (endpoint_ptr.h).
-    return pinned.pin->Share(endpoint);
+    return pinned->pin->ShareOwned(endpoint);
   }
 
   void Report(const Endpoint& endpoint, CallOutcome outcome) override {
@@ -137,41 +192,31 @@ class WatchedResolver final : public Resolver {
   }
 
  private:
-  // What a thread holds of the current Published: the Published itself and
-  // its own pin of the snapshot (detail::SnapshotPin, disco/endpoint_ptr.h),
-  // on which the EndpointPtrs it returns count: without an atomic
-  // instruction on the thread that made them, and without touching the
-  // snapshot's shared count, which moves once per thread per published
-  // snapshot. The snapshot is freed once no thread pins it and no
-  // EndpointPtr of it is left. The cost: a thread keeps the last Published
-  // it saw (snapshot and picker) alive until it picks from this resolver
-  // again, another resolver takes its slot, or the thread exits -- even
-  // after the resolver is destroyed: at most 8 stale Publisheds per thread.
-  struct Pinned {
-    std::shared_ptr<Published> published;
-    detail::SnapshotPin* pin = nullptr;  // holds one reference; Disown()ed when replaced
+  // A pick from a thread whose pins are gone (a thread-local destructor at
+  // thread exit): a pin of its own, let go at once, so counted atomically.
+  EndpointPtr PickUnpinned(const PickContext& context) {
+    auto published = current_.load(std::memory_order_acquire);
+    const Endpoint* endpoint = published->picker->Pick(context);
+    if (endpoint == nullptr) return nullptr;
+    endpoint->stats->Count(EndpointStats::kPicks);
+    auto* pin = new detail::SnapshotPin(published->snapshot);
+    EndpointPtr picked = pin->ShareOwned(endpoint);
+    pin->Disown();
+    return picked;
+  }
 
-    Pinned() = default;
-    Pinned(const Pinned&) = delete;
-    Pinned& operator=(const Pinned&) = delete;
-    ~Pinned() { Reset(); }
-    void Reset() {
-      if (pin != nullptr) std::exchange(pin, nullptr)->Disown();
-      published.reset();
+  // The calling thread's Pinned for this resolver (see Pinned), refreshed
+  // only when the generation moved. The fast path is three loads and two
+  // compares; nullptr only in a thread-local destructor after the thread's
+  // pins were let go.
+  Pinned* Current() {
+    PinSlots* slots = t_pin_slots;
+    if (slots == nullptr) [[unlikely]] {
+      slots = ThreadPinSlots();
+      if (slots == nullptr) return nullptr;
     }
-  };
-
-  // The calling thread's Pinned for this resolver, refreshed only when the
-  // generation moved. The fast path is two loads and a compare.
-  const Pinned& Current() {
-    struct Slot {
-      const WatchedResolver* owner = nullptr;
-      std::uint64_t generation = 0;
-      Pinned pinned;
-    };
-    thread_local std::array<Slot, 8> slots;
-    auto& slot = slots[slot_index_ % slots.size()];
-    std::uint64_t generation = generation_.load(std::memory_order_acquire);
+    PinSlot& slot = (*slots)[slot_index_ % slots->size()];
+    const std::uint64_t generation = generation_.load(std::memory_order_acquire);
     if (slot.owner != this || slot.generation != generation) [[unlikely]] {
       auto published = current_.load(std::memory_order_acquire);
       slot.pinned.Reset();
@@ -180,7 +225,7 @@ class WatchedResolver final : public Resolver {
       slot.owner = this;
       slot.generation = slot.pinned.published->generation;
     }
-    return slot.pinned;
+    return &slot.pinned;
   }
 
   void Publish(SnapshotConstPtr snapshot) {

@@ -221,6 +221,36 @@ TEST_F(ResolverTest, ThePickingThreadCanOutliveItsPinAndKeepCopying) {
   }).join();
 }
 
+// A thread-local object made before the thread first picks is destroyed
+// after the thread let go of its pins: a pick from its destructor still works.
+struct PicksWhenTheThreadEnds {
+  Resolver* resolver = nullptr;
+  std::vector<EndpointPtr>* out = nullptr;
+  ~PicksWhenTheThreadEnds() {
+    if (resolver != nullptr) out->push_back(resolver->Pick());
+  }
+};
+
+TEST_F(ResolverTest, APickFromAThreadLocalDestructorAtThreadExitWorks) {
+  auto a = Register("a", 1);
+  auto resolver = MakeResolver();
+  std::weak_ptr<const Snapshot> first = resolver->snapshot();
+  std::vector<EndpointPtr> picked;
+  std::thread([&] {
+    thread_local PicksWhenTheThreadEnds late;
+    late.resolver = resolver.get();
+    late.out = &picked;
+    picked.push_back(resolver->Pick());
+  }).join();
+  ASSERT_EQ(picked.size(), 2u);
+  ASSERT_NE(picked[1], nullptr);
+  EXPECT_EQ(picked[1]->instance.id, "a");
+  auto b = Register("b", 2);
+  EXPECT_FALSE(first.expired());
+  picked.clear();
+  EXPECT_TRUE(first.expired());
+}
+
 TEST_F(ResolverTest, EndpointPtrsHandedBetweenThreadsWhileSnapshotsChange) {
   auto base = Register("base", 1000);
   auto resolver = MakeResolver();
