@@ -69,7 +69,9 @@ class SnapshotPin {
   }
   void Release() noexcept {  // may free the pin
     if (OwnedHere()) {
-      --owned_;  // never reaches zero here: the owner's own reference is in it
+      // May reach zero or below: a copy made on another thread (counted in
+      // shared_) and dropped here. Only owned_ + shared_ is the count.
+      --owned_;
       return;
     }
     ReleaseShared();
@@ -82,15 +84,21 @@ class SnapshotPin {
   void AcquireShared() noexcept;
   void ReleaseShared() noexcept;
 
-  // Set once the count lives in shared_ alone: shared_ - kMerged is then the
-  // number of references. Before, shared_ is the other threads' copies made
-  // minus copies dropped (it may go below zero) and never comes near it.
-  static constexpr std::int64_t kMerged = std::int64_t{1} << 40;
+  // Added when the owner merges: shared_ - kMerged is then the number of
+  // references. Before, shared_ is copies made minus copies dropped on other
+  // threads, which drifts without bound when copies made elsewhere are
+  // dropped on the owner (and owned_ the other way); it must not reach
+  // kMerged first. At 2^62 that takes 4.6e18 such round trips on one pin
+  // (146 years at 1e9 a second); the sum stays below 2^63.
+  static constexpr std::int64_t kMerged = std::int64_t{1} << 62;
 
+  // Read by every thread that copies or drops (OwnedHere): never written.
   SnapshotConstPtr snapshot_;
   const std::uint64_t owner_;  // the owning thread's number
-  // The owner's references; only the owner thread reads or writes these two.
-  std::int64_t owned_ = 1;
+  // The owner's references; only the owner thread reads or writes these
+  // two. A line of their own, so that the owner's writes on every pick do
+  // not evict owner_ from other threads' caches.
+  alignas(64) std::int64_t owned_ = 1;
   bool disowned_ = false;
   // Other threads' counts, on a line of its own so that they never slow the
   // owner's plain arithmetic down.
@@ -103,6 +111,11 @@ class EndpointPtr {
  public:
   EndpointPtr() noexcept = default;
   EndpointPtr(std::nullptr_t) noexcept {}  // NOLINT: converts like a pointer
+  // `endpoint` (which must belong to `snapshot`), keeping `snapshot` alive:
+  // for Resolver implementations and decorators outside the library, as
+  // shared_ptr's aliasing constructor was. Counted atomically on every
+  // thread (the fast per-thread path is Resolver::Pick's own).
+  EndpointPtr(SnapshotConstPtr snapshot, const Endpoint* endpoint);
   EndpointPtr(const EndpointPtr& other) noexcept : pin_(other.pin_), endpoint_(other.endpoint_) {
     if (pin_ != nullptr) pin_->Acquire();
   }
@@ -118,12 +131,17 @@ class EndpointPtr {
     if (pin_ != nullptr) pin_->Release();
   }
 
+  void reset() noexcept { *this = nullptr; }
+
   const Endpoint* get() const noexcept { return endpoint_; }
   const Endpoint* operator->() const noexcept { return endpoint_; }
   const Endpoint& operator*() const noexcept { return *endpoint_; }
   explicit operator bool() const noexcept { return endpoint_ != nullptr; }
   friend bool operator==(const EndpointPtr& ptr, std::nullptr_t) noexcept {
     return ptr.endpoint_ == nullptr;
+  }
+  friend bool operator==(const EndpointPtr& a, const EndpointPtr& b) noexcept {
+    return a.endpoint_ == b.endpoint_;  // the same endpoint of the same snapshot
   }
 
  private:

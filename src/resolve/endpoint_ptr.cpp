@@ -36,3 +36,14 @@ void SnapshotPin::Disown() noexcept {
 }
 
 }  // namespace disco::detail
+
+namespace disco {
+
+EndpointPtr::EndpointPtr(SnapshotConstPtr snapshot, const Endpoint* endpoint) {
+  if (endpoint == nullptr) return;
+  auto* pin = new detail::SnapshotPin(std::move(snapshot));
+  *this = pin->ShareOwned(endpoint);
+  pin->Disown();
+}
+
+}  // namespace disco

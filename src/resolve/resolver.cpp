@@ -199,10 +199,7 @@ class WatchedResolver final : public Resolver {
     const Endpoint* endpoint = published->picker->Pick(context);
     if (endpoint == nullptr) return nullptr;
     endpoint->stats->Count(EndpointStats::kPicks);
-    auto* pin = new detail::SnapshotPin(published->snapshot);
-    EndpointPtr picked = pin->ShareOwned(endpoint);
-    pin->Disown();
-    return picked;
+    return EndpointPtr(published->snapshot, endpoint);
   }
 
   // The calling thread's Pinned for this resolver (see Pinned), refreshed
@@ -219,8 +216,11 @@ class WatchedResolver final : public Resolver {
     const std::uint64_t generation = generation_.load(std::memory_order_acquire);
     if (slot.owner != this || slot.generation != generation) [[unlikely]] {
       auto published = current_.load(std::memory_order_acquire);
+      // Allocate before touching the slot: if this throws, the slot still
+      // holds a whole Pinned for its owner and generation.
+      auto* pin = new detail::SnapshotPin(published->snapshot);
       slot.pinned.Reset();
-      slot.pinned.pin = new detail::SnapshotPin(published->snapshot);
+      slot.pinned.pin = pin;
       slot.pinned.published = std::move(published);
       slot.owner = this;
       slot.generation = slot.pinned.published->generation;

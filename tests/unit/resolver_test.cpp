@@ -221,6 +221,50 @@ TEST_F(ResolverTest, ThePickingThreadCanOutliveItsPinAndKeepCopying) {
   }).join();
 }
 
+// Copies made on another thread and dropped on the picking thread while it
+// still owns the pin: its own count goes to zero and below, and only the sum
+// with the other threads' count is the truth.
+TEST_F(ResolverTest, CopiesMadeElsewhereAndDroppedOnThePickingThreadBalance) {
+  auto a = Register("a", 1);
+  auto resolver = MakeResolver();
+  std::weak_ptr<const Snapshot> first = resolver->snapshot();
+  std::thread([&] {
+    std::vector<EndpointPtr> made_elsewhere;
+    {
+      EndpointPtr picked = resolver->Pick();
+      std::thread([&] {
+        for (int i = 0; i < 5; ++i) made_elsewhere.push_back(picked);
+      }).join();
+    }  // the pick itself is gone: the owner's count is back to its own reference
+    made_elsewhere.resize(1);  // four dropped here, on the owner: its count goes below one
+    auto b = Register("b", 2);
+    EXPECT_NE(resolver->Pick(), nullptr);  // lets go of the first pin
+    EXPECT_FALSE(first.expired()) << "one copy is left";
+    made_elsewhere.clear();
+    EXPECT_TRUE(first.expired());
+  }).join();
+}
+
+TEST(EndpointPtrTest, MadeFromASnapshotKeepsItAliveAndComparesByEndpoint) {
+  auto snapshot = MakeSnapshot("svc", {Instance("a", 1), Instance("b", 2)}, nullptr, 1);
+  std::weak_ptr<const Snapshot> weak = snapshot;
+  EndpointPtr a(snapshot, &snapshot->endpoints[0]);
+  EndpointPtr b(snapshot, &snapshot->endpoints[1]);
+  snapshot.reset();
+  EXPECT_FALSE(weak.expired());
+  EndpointPtr a2 = a;
+  EXPECT_TRUE(a2 == a);
+  EXPECT_FALSE(a == b);
+  EXPECT_EQ(b->instance.id, "b");
+  std::thread([&] { a2.reset(); }).join();
+  EXPECT_EQ(a2, nullptr);
+  a.reset();
+  EXPECT_FALSE(weak.expired());
+  b = nullptr;
+  EXPECT_TRUE(weak.expired());
+  EXPECT_EQ(EndpointPtr(SnapshotConstPtr(), nullptr), nullptr);
+}
+
 // A thread-local object made before the thread first picks is destroyed
 // after the thread let go of its pins: a pick from its destructor still works.
 struct PicksWhenTheThreadEnds {
