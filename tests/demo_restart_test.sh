@@ -91,23 +91,30 @@ WRAPPER
 chmod +x "$fake/services/user/user-service"
 
 # Ports: random in 20000-31999 (below the ephemeral range, where the test
-# fixtures' FreePort() picks too) and free now; the same for every run.
+# fixtures' FreePort() picks too) and free now; the same for every run. Each
+# is claimed with an flock on $TMPDIR/disco-test-ports/<port>, as FreePort()
+# does, so a test process beside this one cannot take it while the demo is
+# down between runs. The locks go when this shell exits.
 chosen=" "
-free_port() {
-  local p _
+lockdir="${TMPDIR:-/tmp}/disco-test-ports"
+mkdir -p "$lockdir"
+port=
+free_port() {  # sets $port (not echoed: the claim must live in this shell)
+  local p _ fd
   for _ in $(seq 500); do
     p=$((20000 + RANDOM % 12000))
     case "$chosen" in *" $p "*) continue ;; esac
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && continue
-    chosen+="$p "; echo "$p"; return 0
+    exec {fd}<>"$lockdir/$p" || continue
+    if ! flock -n "$fd"; then exec {fd}>&-; continue; fi
+    chosen+="$p "; port=$p; return 0
   done
   fatal "no free port"
 }
 for v in ETCD_PORT ETCD_PEER_PORT CONSUL_PORT CONSUL_SERVER_PORT CONSUL_SERF_PORT GATEWAY_PORT; do
-  p=$(free_port); chosen+="$p "; export "DISCO_DEMO_$v=$p"
+  free_port; export "DISCO_DEMO_$v=$port"
 done
-u1=$(free_port); chosen+="$u1 "; u2=$(free_port); chosen+="$u2 "
-o1=$(free_port); chosen+="$o1 "; o2=$(free_port); chosen+="$o2 "
+free_port; u1=$port; free_port; u2=$port; free_port; o1=$port; free_port; o2=$port
 export DISCO_DEMO_USER_PORTS=$u1,$u2 DISCO_DEMO_ORDER_PORTS=$o1,$o2
 export DISCO_DEMO_RUN_DIR=$run DISCO_DEMO_BUILD_DIR=$fake DISCO_DEMO_TTL=10 DISCO_DEMO_REGISTRY=etcd
 export DISCO_DEMO_PORTS='' DISCO_REGISTRY='' DISCO_JWT_SECRET=''
