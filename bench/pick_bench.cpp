@@ -7,6 +7,8 @@
 //                                              a different hash key per pick
 //   BM_ResolverPick/1000/threads:<t>           Resolver::Pick through memory://,
 //                                              round_robin: the full path callers pay
+//   BM_ResolverPickAcross/<n>/threads:<t>      picks from n resolvers (100 endpoints
+//                                              each) in turn: a gateway's many routes
 //   BM_Build/<policy>/<weights>/<endpoints>    Balancer::Build on one snapshot
 //
 // Figures and the command that produced them: docs/benchmarks.md.
@@ -128,6 +130,48 @@ void BM_ResolverPick(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// Many services on one thread (a gateway's routes): n resolvers of 100
+// endpoints each, picked from in turn. Shows what a thread's per-resolver
+// state (its pin of the snapshot and its round-robin position) costs once
+// there are more resolvers than the thread keeps slots for.
+std::vector<Resolver*>& ResolversFor(std::size_t count) {
+  static std::mutex mu;
+  static std::map<std::size_t, std::vector<Resolver*>> sets;
+  static std::vector<ResolverFixture> fixtures;  // owns them all
+  std::lock_guard lock(mu);
+  auto& set = sets[count];
+  if (set.empty()) {
+    for (std::size_t r = 0; r < count; ++r) {
+      ResolverFixture fixture;
+      const std::string name = "across-" + std::to_string(count) + "-" + std::to_string(r);
+      fixture.registry = std::move(*MakeRegistry("memory://pick-bench-" + name));
+      for (auto instance : MakeInstances(100, false)) {
+        fixture.registrations.push_back(std::move(*fixture.registry->Register(instance)));
+      }
+      fixture.resolver = std::move(
+          *Resolver::Make(*fixture.registry, "bench", ResolverOptions{.policy = "round_robin"}));
+      if (!fixture.resolver->WaitReady(std::chrono::seconds(5))) {
+        std::fprintf(stderr, "resolver not ready\n");
+        std::abort();
+      }
+      set.push_back(fixture.resolver.get());
+      fixtures.push_back(std::move(fixture));
+    }
+  }
+  return set;
+}
+
+void BM_ResolverPickAcross(benchmark::State& state) {
+  const auto& resolvers = ResolversFor(static_cast<std::size_t>(state.range(0)));
+  std::size_t next = static_cast<std::size_t>(state.thread_index()) % resolvers.size();
+  for (auto _ : state) {
+    EndpointPtr endpoint = resolvers[next]->Pick();
+    benchmark::DoNotOptimize(endpoint.get());
+    next = next + 1 == resolvers.size() ? 0 : next + 1;
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 void BM_Build(benchmark::State& state, const std::string& policy, bool mixed_weights) {
   auto snapshot = MakeSnapshot(
       "bench", MakeInstances(static_cast<std::size_t>(state.range(0)), mixed_weights), nullptr, 1);
@@ -155,6 +199,12 @@ void RegisterAll() {
       ->Arg(10)
       ->Arg(1000)
       ->ThreadRange(1, 16);
+  benchmark::RegisterBenchmark("BM_ResolverPickAcross", BM_ResolverPickAcross)
+      ->Arg(1)
+      ->Arg(8)
+      ->Arg(16)
+      ->Arg(64)
+      ->ThreadRange(1, 2);
   for (const char* policy : {"weighted_round_robin", "ring_hash"}) {
     for (bool mixed : {false, true}) {
       const std::string name =

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -44,6 +45,16 @@ struct PickContext {
   // attempt, which costs the policies one test. Ids, not endpoint pointers:
   // a retry may pick from a newer snapshot than the attempt it follows.
   std::span<const std::string> tried{};
+  // A position the caller keeps for this picker on this thread alone; the
+  // Resolver keeps one beside each thread's pin of the snapshot. round_robin
+  // and weighted_round_robin walk their sequence on it with plain arithmetic
+  // instead of their per-CPU cursor's compare-and-swap, so a pick writes
+  // nothing another thread writes and runs no locked instruction (issue 19).
+  // A position out of range (kUnsetPosition, the first pick on a thread) is
+  // seeded from the per-CPU cursor. nullptr, as for a Picker called
+  // directly: the per-CPU cursors. Other policies ignore it.
+  static constexpr std::uint32_t kUnsetPosition = ~std::uint32_t{0};
+  std::uint32_t* thread_position = nullptr;
 
   bool Tried(const Endpoint& endpoint) const noexcept {
     for (const auto& id : tried) {

@@ -13,12 +13,18 @@
 // preempted or moved to another CPU between reading its slot and writing it,
 // and, on a line only one CPU writes, no dearer than a fetch_add.
 //
-// Thread safety: Advance may be called from any thread.
+// A caller that keeps a position of its own per thread (the Resolver does)
+// skips even that: NextPosition walks the thread's position with plain
+// arithmetic, and the CPU's cursor only seeds it.
+//
+// Thread safety: Advance may be called from any thread; NextPosition too,
+// each thread with its own PickContext::thread_position.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 
+#include "disco/balancer.h"
 #include "disco/per_cpu.h"
 #include "util/fast_random.h"
 
@@ -45,6 +51,22 @@ inline std::uint32_t Advance(Cursor& cursor, std::uint64_t period) {
   while (!cursor.next.compare_exchange_weak(at, at + 1 == period ? 0 : at + 1,
                                             std::memory_order_relaxed)) {
   }
+  return at;
+}
+
+// The position to pick at for this call: on the caller's per-thread
+// position when it keeps one (PickContext::thread_position: a plain load and
+// store, one writer), else on the calling CPU's cursor. A thread's position
+// starts where the CPU's cursor is, so that threads spread as CPUs do.
+// REQUIRES: 0 < period < 2^32.
+inline std::uint32_t NextPosition(PerCpu<Cursor>& cursors, std::uint64_t period,
+                                  const PickContext& context) {
+  std::uint32_t* position = context.thread_position;
+  if (position == nullptr) return Advance(cursors.Local(), period);
+  std::uint32_t at = *position;
+  if (at >= period) [[unlikely]]
+    at = Advance(cursors.Local(), period);
+  *position = at + 1 == period ? 0 : at + 1;
   return at;
 }
 

@@ -4,6 +4,9 @@
 // write different cache lines: each CPU's picks go strictly round robin, and
 // over the whole process each endpoint's count is within one per CPU that
 // picked of every other's (BalancerFairnessTest.RoundRobinIsFairAcrossThreads).
+// Through a Resolver each thread walks a position of its own instead
+// (PickContext::thread_position): strictly round robin per thread, within one
+// per thread that picked over the process (ResolverTest.RoundRobinIsFair...).
 #include <cstdint>
 
 #include "balance/cursor.h"
@@ -24,7 +27,7 @@ class RoundRobinPicker final : public Picker {
 
   const Endpoint* Pick(const PickContext& context) override {
     if (size_ == 0) return nullptr;
-    return FirstUsableFrom(endpoints_, Advance(cursors_.Local(), size_), context);
+    return FirstUsableFrom(endpoints_, NextPosition(cursors_, size_, context), context);
   }
 
  private:

@@ -11,7 +11,9 @@
 // CPU it runs on (balance/cursor.h): lock-free, allocation-free, O(1), and
 // no write to a line another core writes. Each CPU's picks follow the
 // sequence exactly; the process's picks are its proportions to within one
-// pick per endpoint per CPU.
+// pick per endpoint per CPU. Through a Resolver each thread walks a position
+// of its own (PickContext::thread_position): no locked instruction at all,
+// and within one pick per endpoint per thread.
 //
 // The schedule, for weights w_i divided by their gcd (the sequence does not
 // change when all weights are scaled), is P = sum(w_i) picks long and repeats
@@ -149,9 +151,8 @@ class WeightedRoundRobinPicker final : public Picker {
 
   const Endpoint* Pick(const PickContext& context) override {
     if (period_ == 0) return nullptr;
-    Cursor& cursor = cursors_.Local();
     for (int skip = 0; skip < kMaxSkips; ++skip) {
-      const Endpoint& endpoint = endpoints_[schedule_[Advance(cursor, period_)]];
+      const Endpoint& endpoint = endpoints_[schedule_[NextPosition(cursors_, period_, context)]];
       if (!Avoided(endpoint, context)) return &endpoint;
     }
     return FirstUsableFrom(endpoints_, FastRandomBelow(size_), context);

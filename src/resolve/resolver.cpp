@@ -1,7 +1,6 @@
 #include "disco/resolver.h"
 
 #include <algorithm>
-#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <list>
@@ -12,13 +11,12 @@
 #include <utility>
 
 #include "disco/metrics.h"
+#include "resolve/pin_slots.h"
 #include "resolve/resolver_metrics.h"
 #include "util/log.h"
 
 namespace disco {
-namespace {
-
-using Clock = std::chrono::steady_clock;
+namespace detail {
 
 // What Pick() reads: a snapshot and the picker built from it. `generation` is
 // unique across every resolver of the process, so a per-thread cache keyed by
@@ -29,65 +27,18 @@ struct Published {
   std::uint64_t generation = 0;
 };
 
+}  // namespace detail
+
+namespace {
+
+using detail::Pinned;
+using detail::Published;
+
+using Clock = std::chrono::steady_clock;
+
 std::atomic<std::uint64_t> g_generation{0};
-// Numbers resolvers in creation order, so that a thread's first eight
-// resolvers get eight different per-thread slots (addresses could collide).
-std::atomic<std::uint32_t> g_resolver_number{0};
 
 class WatchedResolver;
-
-// What a thread holds of a resolver's current Published: the Published
-// itself and its own pin of the snapshot (detail::SnapshotPin,
-// disco/endpoint_ptr.h), on which the EndpointPtrs it returns count: without
-// an atomic instruction on the thread that made them, and without touching
-// the snapshot's shared count, which moves once per thread per published
-// snapshot. The snapshot is freed once no thread pins it and no EndpointPtr
-// of it is left. The cost: a thread keeps the last Published it saw
-// (snapshot and picker) alive until it picks from that resolver again,
-// another resolver takes its slot, or the thread exits -- even after the
-// resolver is destroyed: at most 8 stale Publisheds per thread.
-struct Pinned {
-  std::shared_ptr<Published> published;
-  detail::SnapshotPin* pin = nullptr;  // holds one reference; Disown()ed when replaced
-
-  Pinned() = default;
-  Pinned(const Pinned&) = delete;
-  Pinned& operator=(const Pinned&) = delete;
-  ~Pinned() { Reset(); }
-  void Reset() {
-    if (pin != nullptr) std::exchange(pin, nullptr)->Disown();
-    published.reset();
-  }
-};
-
-struct PinSlot {
-  const WatchedResolver* owner = nullptr;
-  std::uint64_t generation = 0;
-  Pinned pinned;
-};
-using PinSlots = std::array<PinSlot, 8>;
-
-// The calling thread's slots as a plain pointer, read on every pick: an
-// initial-exec variable without constructor is one load from the thread
-// pointer, where the thread_local array itself would cost a guard check
-// and, in a shared library, a __tls_get_addr call.
-[[gnu::tls_model("initial-exec")]] constinit thread_local PinSlots* t_pin_slots = nullptr;
-[[gnu::tls_model("initial-exec")]] constinit thread_local bool t_pins_gone = false;
-
-// Makes the calling thread's slots; nullptr once they were let go at thread exit.
-PinSlots* ThreadPinSlots() {
-  if (t_pins_gone) return nullptr;
-  struct Owner {
-    PinSlots slots;
-    Owner() { t_pin_slots = &slots; }
-    ~Owner() {
-      t_pin_slots = nullptr;
-      t_pins_gone = true;
-    }  // then the slots let go of their pins
-  };
-  thread_local Owner owner;
-  return &owner.slots;
-}
 
 class SubscriptionImpl final : public Resolver::Subscription {
  public:
@@ -143,7 +94,9 @@ class WatchedResolver final : public Resolver {
     Pinned* pinned = Current();
     if (pinned == nullptr) [[unlikely]]
       return PickUnpinned(context);
-    const Endpoint* endpoint = pinned->published->picker->Pick(context);
+    PickContext mine = context;
+    mine.thread_position = &pinned->position;
+    const Endpoint* endpoint = pinned->published->picker->Pick(mine);
     if (endpoint == nullptr) return nullptr;
     endpoint->stats->Count(EndpointStats::kPicks);
     // Counted on this thread's pin with plain arithmetic (endpoint_ptr.h).
@@ -192,8 +145,9 @@ class WatchedResolver final : public Resolver {
   }
 
  private:
-  // A pick from a thread whose pins are gone (a thread-local destructor at
-  // thread exit): a pin of its own, let go at once, so counted atomically.
+  // A pick without a slot (a thread-local destructor at thread exit, after
+  // the thread's slots went; a resolver numbered kMaxPinSlots or more): a
+  // pin of its own, let go at once, so counted atomically.
   EndpointPtr PickUnpinned(const PickContext& context) {
     auto published = current_.load(std::memory_order_acquire);
     const Endpoint* endpoint = published->picker->Pick(context);
@@ -202,30 +156,27 @@ class WatchedResolver final : public Resolver {
     return EndpointPtr(published->snapshot, endpoint);
   }
 
-  // The calling thread's Pinned for this resolver (see Pinned), refreshed
-  // only when the generation moved. The fast path is three loads and two
-  // compares; nullptr only in a thread-local destructor after the thread's
-  // pins were let go.
+  // The calling thread's Pinned for this resolver (resolve/pin_slots.h),
+  // refreshed only when the generation moved. The fast path is four loads
+  // and three compares; nullptr in a thread-local destructor after the
+  // thread's slots were let go, or beyond kMaxPinSlots live resolvers.
   Pinned* Current() {
-    PinSlots* slots = t_pin_slots;
-    if (slots == nullptr) [[unlikely]] {
-      slots = ThreadPinSlots();
-      if (slots == nullptr) return nullptr;
-    }
-    PinSlot& slot = (*slots)[slot_index_ % slots->size()];
+    detail::PinSlot* slot = detail::ThreadPinSlot(number_.value());
+    if (slot == nullptr) [[unlikely]]
+      return nullptr;
     const std::uint64_t generation = generation_.load(std::memory_order_acquire);
-    if (slot.owner != this || slot.generation != generation) [[unlikely]] {
+    if (slot->owner != this || slot->generation != generation) [[unlikely]] {
       auto published = current_.load(std::memory_order_acquire);
       // Allocate before touching the slot: if this throws, the slot still
       // holds a whole Pinned for its owner and generation.
       auto* pin = new detail::SnapshotPin(published->snapshot);
-      slot.pinned.Reset();
-      slot.pinned.pin = pin;
-      slot.pinned.published = std::move(published);
-      slot.owner = this;
-      slot.generation = slot.pinned.published->generation;
+      slot->pinned.Reset();
+      slot->pinned.pin = pin;
+      slot->pinned.published = std::move(published);
+      slot->owner = this;
+      slot->generation = slot->pinned.published->generation;
     }
-    return &slot.pinned;
+    return &slot->pinned;
   }
 
   void Publish(SnapshotConstPtr snapshot) {
@@ -371,7 +322,7 @@ class WatchedResolver final : public Resolver {
   std::unique_ptr<Balancer> balancer_;
   std::atomic<std::shared_ptr<Published>> current_;
   std::atomic<std::uint64_t> generation_{0};
-  const std::uint32_t slot_index_ = g_resolver_number.fetch_add(1, std::memory_order_relaxed);
+  const detail::PinNumber number_;  // this resolver's slot in each thread's array
 
   mutable std::mutex mu_;
   std::condition_variable ready_cv_;

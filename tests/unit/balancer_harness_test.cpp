@@ -131,6 +131,41 @@ TEST_P(BalancerHarnessTest, EqualWeightsGiveEqualShares) {
   }
 }
 
+// A caller's per-thread position (PickContext::thread_position, what a
+// Resolver passes): any value, the first pick's kUnsetPosition or garbage, is
+// safe, and the sequence policies keep it in range and walk it one endpoint
+// at a time; the others leave it alone.
+TEST_P(BalancerHarnessTest, AThreadPositionIsSeededKeptInRangeAndWalked) {
+  constexpr std::size_t kEndpoints = 10;
+  const bool walks = policy() == "round_robin" || policy() == "weighted_round_robin";
+  auto snapshot = MakeEndpoints(kEndpoints);
+  auto picker = Build(snapshot);
+  for (std::uint32_t start : {PickContext::kUnsetPosition, std::uint32_t{kEndpoints},
+                              std::uint32_t{12'345}, std::uint32_t{3}}) {
+    SCOPED_TRACE(start);
+    std::uint32_t position = start;
+    PickContext context = KeyAt(start);
+    context.thread_position = &position;
+    std::size_t previous = kEndpoints;
+    for (std::size_t i = 0; i < 3 * kEndpoints; ++i) {
+      const std::size_t index = IndexOf(*snapshot, picker->Pick(context));
+      ASSERT_LT(index, kEndpoints) << "a foreign endpoint";
+      if (!walks) {
+        EXPECT_EQ(position, start);
+        continue;
+      }
+      EXPECT_LT(position, kEndpoints);
+      if (start == 3 && i == 0) {
+        EXPECT_EQ(index, 3u) << "a position in range is where it picks";
+      }
+      if (previous < kEndpoints) {
+        EXPECT_EQ(index, (previous + 1) % kEndpoints);
+      }
+      previous = index;
+    }
+  }
+}
+
 TEST_P(BalancerHarnessTest, EjectedEndpointsAreSkipped) {
   constexpr std::size_t kEndpoints = 10;
   auto snapshot = MakeEndpoints(kEndpoints);

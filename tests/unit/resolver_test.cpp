@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <atomic>
 #include <mutex>
 #include <set>
@@ -383,6 +385,55 @@ TEST_F(ResolverTest, ConcurrentPicksWhileSnapshotsChange) {
   for (auto& t : pickers) t.join();
   EXPECT_GT(picks.load(), 0u);
   EXPECT_EQ(resolver->snapshot()->endpoints.size(), 1u + 200u);
+}
+
+// Through a Resolver, round_robin and weighted_round_robin walk a position
+// per thread (PickContext::thread_position), not the per-CPU cursor: each
+// thread's picks are one unbroken stretch of the sequence even with more
+// threads than cores (the per-CPU cursor would interleave the threads that
+// share a CPU), and over the process every endpoint is within one pick per
+// thread of every other.
+TEST_F(ResolverTest, RoundRobinWalksEachThreadsOwnPositionAndIsFairOverTheProcess) {
+  constexpr int kThreads = 8;
+  constexpr int kEndpoints = 10;
+  constexpr std::size_t kPicksPerThread = 20'011;
+  std::vector<std::unique_ptr<Registration>> registrations;
+  for (int i = 0; i < kEndpoints; ++i)
+    registrations.push_back(Register("e" + std::to_string(i), static_cast<std::uint16_t>(i + 1)));
+  for (const char* policy : {"round_robin", "weighted_round_robin"}) {
+    SCOPED_TRACE(policy);
+    auto resolver = MakeResolver(policy);
+    ASSERT_TRUE(resolver->WaitReady(std::chrono::seconds(1)));
+    ASSERT_EQ(resolver->snapshot()->endpoints.size(), std::size_t{kEndpoints});
+    std::vector<std::array<std::uint64_t, kEndpoints>> counts(kThreads);
+    std::atomic<std::uint64_t> broken_runs{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        int previous = -1;
+        for (std::size_t i = 0; i < kPicksPerThread; ++i) {
+          auto endpoint = resolver->Pick();
+          ASSERT_NE(endpoint, nullptr);
+          const int index = endpoint->instance.port - 1;  // ids e0..e9 sort as ports 1..10
+          if (previous >= 0 && index != (previous + 1) % kEndpoints) broken_runs.fetch_add(1);
+          previous = index;
+          ++counts[t][static_cast<std::size_t>(index)];
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(broken_runs.load(), 0u) << "a thread's picks left its own sequence";
+    std::uint64_t least = ~std::uint64_t{0}, most = 0, total = 0;
+    for (int e = 0; e < kEndpoints; ++e) {
+      std::uint64_t count = 0;
+      for (const auto& mine : counts) count += mine[static_cast<std::size_t>(e)];
+      least = std::min(least, count);
+      most = std::max(most, count);
+      total += count;
+    }
+    EXPECT_EQ(total, kThreads * kPicksPerThread);
+    EXPECT_LE(most - least, std::uint64_t{kThreads}) << "least " << least << ", most " << most;
+  }
 }
 
 TEST_F(ResolverTest, TwoResolversDoNotShareCachedPickers) {
