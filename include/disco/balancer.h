@@ -45,16 +45,24 @@ struct PickContext {
   // attempt, which costs the policies one test. Ids, not endpoint pointers:
   // a retry may pick from a newer snapshot than the attempt it follows.
   std::span<const std::string> tried{};
-  // A position the caller keeps for this picker on this thread alone; the
+  // A place in a picker's sequence that the caller keeps for one thread; the
   // Resolver keeps one beside each thread's pin of the snapshot. round_robin
   // and weighted_round_robin walk their sequence on it with plain arithmetic
   // instead of their per-CPU cursor's compare-and-swap, so a pick writes
   // nothing another thread writes and runs no locked instruction (issue 19).
-  // A position out of range (kUnsetPosition, the first pick on a thread) is
-  // seeded from the per-CPU cursor. nullptr, as for a Picker called
-  // directly: the per-CPU cursors. Other policies ignore it.
-  static constexpr std::uint32_t kUnsetPosition = ~std::uint32_t{0};
-  std::uint32_t* thread_position = nullptr;
+  // The first such picker to see a fresh ThreadPosition (owner == nullptr)
+  // seeds it from its per-CPU cursor and owns it; any other picker handed the
+  // same context (a policy of your own that delegates to two inner pickers)
+  // leaves it alone and uses its per-CPU cursor, so positions are never
+  // shared between sequences. nullptr, as for a Picker called directly: the
+  // per-CPU cursors. Other policies ignore it.
+  // Thread safety: a context with a position belongs to one thread at a time
+  // (the position is written without synchronisation).
+  struct ThreadPosition {
+    const void* owner = nullptr;  // the picker that seeded `next`
+    std::uint32_t next = 0;
+  };
+  ThreadPosition* thread_position = nullptr;
 
   bool Tried(const Endpoint& endpoint) const noexcept {
     for (const auto& id : tried) {
@@ -99,7 +107,10 @@ using BalancerFactory = std::function<std::unique_ptr<Balancer>()>;
 // PickContext::tried; a policy that ignores `tried` still works, its retries
 // just may land on an instance that failed this call); run your policy
 // through the balancer harness (tests/unit/balancer_harness_test.cpp shows
-// how). Register at start-up, before making resolvers.
+// how). A picker that calls other pickers passes them the context, `tried`
+// and `thread_position` included (the position stays with the first picker
+// that takes it, see PickContext); it must not call Resolver::Pick, which
+// may allocate. Register at start-up, before making resolvers.
 // Errors: kInvalidArgument for a name that is empty, not [a-z0-9_]+, or
 // already taken (built-ins cannot be replaced), or an empty factory.
 Result<void> RegisterBalancer(std::string_view name, BalancerFactory factory);

@@ -55,18 +55,24 @@ inline std::uint32_t Advance(Cursor& cursor, std::uint64_t period) {
 }
 
 // The position to pick at for this call: on the caller's per-thread
-// position when it keeps one (PickContext::thread_position: a plain load and
-// store, one writer), else on the calling CPU's cursor. A thread's position
-// starts where the CPU's cursor is, so that threads spread as CPUs do.
+// position when it keeps one for `picker` (PickContext::thread_position: a
+// plain load and store, one writer), else on the calling CPU's cursor. A
+// fresh position is taken by the first picker that sees it and starts where
+// that CPU's cursor is, so that threads spread as CPUs do; a position that
+// another picker took is left alone.
 // REQUIRES: 0 < period < 2^32.
 inline std::uint32_t NextPosition(PerCpu<Cursor>& cursors, std::uint64_t period,
-                                  const PickContext& context) {
-  std::uint32_t* position = context.thread_position;
+                                  const PickContext& context, const void* picker) {
+  PickContext::ThreadPosition* position = context.thread_position;
   if (position == nullptr) return Advance(cursors.Local(), period);
-  std::uint32_t at = *position;
-  if (at >= period) [[unlikely]]
+  std::uint32_t at = position->next;
+  if (position->owner != picker || at >= period) [[unlikely]] {
+    if (position->owner != nullptr && position->owner != picker)
+      return Advance(cursors.Local(), period);
+    position->owner = picker;
     at = Advance(cursors.Local(), period);
-  *position = at + 1 == period ? 0 : at + 1;
+  }
+  position->next = at + 1 == period ? 0 : at + 1;
   return at;
 }
 

@@ -27,7 +27,7 @@ class RoundRobinPicker final : public Picker {
 
   const Endpoint* Pick(const PickContext& context) override {
     if (size_ == 0) return nullptr;
-    return FirstUsableFrom(endpoints_, NextPosition(cursors_, size_, context), context);
+    return FirstUsableFrom(endpoints_, NextPosition(cursors_, size_, context, this), context);
   }
 
  private:

@@ -29,8 +29,8 @@
 // by either method; Build takes a shortcut for them.
 //
 // Ejected endpoints: an ejected schedule entry (or, for a retry, one of an
-// instance it tried) is consumed and the next one taken (up to kMaxSkips), so the healthy endpoints keep their relative
-// weights; then a scan from a random start finds any healthy endpoint.
+// instance it tried) is consumed and the next one taken (up to kMaxSkips), so the healthy endpoints
+// keep their relative weights; then a scan from a random start finds any healthy endpoint.
 //
 // Thread safety: Build runs on the control plane; the picker's schedule is
 // immutable and its cursors relaxed atomics, so Pick runs on any thread.
@@ -152,7 +152,8 @@ class WeightedRoundRobinPicker final : public Picker {
   const Endpoint* Pick(const PickContext& context) override {
     if (period_ == 0) return nullptr;
     for (int skip = 0; skip < kMaxSkips; ++skip) {
-      const Endpoint& endpoint = endpoints_[schedule_[NextPosition(cursors_, period_, context)]];
+      const std::uint32_t at = NextPosition(cursors_, period_, context, this);
+      const Endpoint& endpoint = endpoints_[schedule_[at]];
       if (!Avoided(endpoint, context)) return &endpoint;
     }
     return FirstUsableFrom(endpoints_, FastRandomBelow(size_), context);

@@ -1,6 +1,7 @@
 #include "resolve/pin_slots.h"
 
-#include <algorithm>
+#include <array>
+#include <atomic>
 #include <functional>
 #include <mutex>
 #include <queue>
@@ -8,7 +9,7 @@
 
 namespace disco::detail {
 
-constinit thread_local PinSlot* t_pin_slots = nullptr;
+constinit thread_local PinSlot** t_pin_chunks = nullptr;
 constinit thread_local std::uint32_t t_pin_slot_count = 0;
 
 namespace {
@@ -19,6 +20,9 @@ struct Numbers {
   std::mutex mu;
   std::uint32_t next = 0;
   std::priority_queue<std::uint32_t, std::vector<std::uint32_t>, std::greater<>> free;
+  // How often each number was handed back: a thread's slot filled under an
+  // older count belongs to a destroyed resolver.
+  std::array<std::atomic<std::uint32_t>, kMaxPinSlots> retirements{};
 };
 Numbers& TheNumbers() {
   static auto* numbers = new Numbers;
@@ -27,23 +31,16 @@ Numbers& TheNumbers() {
 
 [[gnu::tls_model("initial-exec")]] constinit thread_local bool t_pin_slots_gone = false;
 
-// Owns the calling thread's array; lets go of its pins at thread exit.
+// Owns the calling thread's chunks; lets go of its pins at thread exit.
 struct SlotsOwner {
-  std::unique_ptr<PinSlot[]> slots;
+  std::array<PinSlot*, kMaxPinSlots / kPinChunk> chunks{};
+  std::array<std::unique_ptr<PinSlot[]>, kMaxPinSlots / kPinChunk> owned;
   ~SlotsOwner() {
-    t_pin_slots = nullptr;
+    t_pin_chunks = nullptr;
     t_pin_slot_count = 0;
     t_pin_slots_gone = true;
-  }  // then `slots` goes, and with it the thread's pins
+  }  // then `owned` goes, and with it the thread's pins
 };
-
-void MoveSlot(PinSlot& to, PinSlot& from) {
-  to.owner = from.owner;
-  to.generation = from.generation;
-  to.pinned.published = std::move(from.pinned.published);
-  to.pinned.pin = std::exchange(from.pinned.pin, nullptr);
-  to.pinned.position = from.pinned.position;
-}
 
 }  // namespace
 
@@ -60,6 +57,7 @@ PinNumber::PinNumber() {
 
 PinNumber::~PinNumber() {
   auto& numbers = TheNumbers();
+  if (value_ < kMaxPinSlots) numbers.retirements[value_].fetch_add(1, std::memory_order_relaxed);
   std::lock_guard lock(numbers.mu);
   numbers.free.push(value_);
 }
@@ -67,14 +65,36 @@ PinNumber::~PinNumber() {
 PinSlot* GrowPinSlots(std::uint32_t number) {
   if (number >= kMaxPinSlots || t_pin_slots_gone) return nullptr;
   thread_local SlotsOwner owner;
-  const std::uint32_t count =
-      std::min(kMaxPinSlots, std::max({number + 1, 2 * t_pin_slot_count, std::uint32_t{8}}));
-  auto grown = std::make_unique<PinSlot[]>(count);
-  for (std::uint32_t i = 0; i < t_pin_slot_count; ++i) MoveSlot(grown[i], owner.slots[i]);
-  owner.slots = std::move(grown);
-  t_pin_slots = owner.slots.get();
-  t_pin_slot_count = count;
-  return &t_pin_slots[number];
+  t_pin_chunks = owner.chunks.data();
+  for (std::uint32_t chunk = t_pin_slot_count / kPinChunk; chunk <= number / kPinChunk; ++chunk) {
+    owner.owned[chunk] = std::make_unique<PinSlot[]>(kPinChunk);
+    owner.chunks[chunk] = owner.owned[chunk].get();
+    t_pin_slot_count = (chunk + 1) * kPinChunk;
+  }
+  return &t_pin_chunks[number / kPinChunk][number % kPinChunk];
+}
+
+void FillPinSlot(PinSlot& slot, std::uint32_t number, const void* owner,
+                 std::shared_ptr<Published> published, SnapshotPin* pin, std::uint64_t generation) {
+  auto& numbers = TheNumbers();
+  // Let go of the slots of destroyed resolvers. `slot` itself is filled
+  // below whatever its state, and a slot in use further up this thread's
+  // stack (a pick within a pick) belongs to a live resolver.
+  for (std::uint32_t i = 0; i < t_pin_slot_count; ++i) {
+    PinSlot& other = t_pin_chunks[i / kPinChunk][i % kPinChunk];
+    if (other.owner == nullptr || &other == &slot) continue;
+    if (other.retirements != numbers.retirements[i].load(std::memory_order_relaxed)) {
+      other.pinned.Reset();
+      other.owner = nullptr;
+      other.generation = 0;
+    }
+  }
+  slot.pinned.Reset();
+  slot.pinned.pin = pin;
+  slot.pinned.published = std::move(published);
+  slot.owner = owner;
+  slot.generation = generation;
+  slot.retirements = numbers.retirements[number].load(std::memory_order_relaxed);
 }
 
 }  // namespace disco::detail

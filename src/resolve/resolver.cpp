@@ -157,7 +157,7 @@ class WatchedResolver final : public Resolver {
   }
 
   // The calling thread's Pinned for this resolver (resolve/pin_slots.h),
-  // refreshed only when the generation moved. The fast path is four loads
+  // refreshed only when the generation moved. The fast path is five loads
   // and three compares; nullptr in a thread-local destructor after the
   // thread's slots were let go, or beyond kMaxPinSlots live resolvers.
   Pinned* Current() {
@@ -170,11 +170,8 @@ class WatchedResolver final : public Resolver {
       // Allocate before touching the slot: if this throws, the slot still
       // holds a whole Pinned for its owner and generation.
       auto* pin = new detail::SnapshotPin(published->snapshot);
-      slot->pinned.Reset();
-      slot->pinned.pin = pin;
-      slot->pinned.published = std::move(published);
-      slot->owner = this;
-      slot->generation = slot->pinned.published->generation;
+      const std::uint64_t filled = published->generation;
+      detail::FillPinSlot(*slot, number_.value(), this, std::move(published), pin, filled);
     }
     return &slot->pinned;
   }

@@ -132,18 +132,18 @@ TEST_P(BalancerHarnessTest, EqualWeightsGiveEqualShares) {
 }
 
 // A caller's per-thread position (PickContext::thread_position, what a
-// Resolver passes): any value, the first pick's kUnsetPosition or garbage, is
-// safe, and the sequence policies keep it in range and walk it one endpoint
-// at a time; the others leave it alone.
+// Resolver passes): the sequence policies take a fresh one, keep it in range
+// and walk it one endpoint at a time, whatever was in it; the others leave
+// it alone.
 TEST_P(BalancerHarnessTest, AThreadPositionIsSeededKeptInRangeAndWalked) {
   constexpr std::size_t kEndpoints = 10;
   const bool walks = policy() == "round_robin" || policy() == "weighted_round_robin";
   auto snapshot = MakeEndpoints(kEndpoints);
   auto picker = Build(snapshot);
-  for (std::uint32_t start : {PickContext::kUnsetPosition, std::uint32_t{kEndpoints},
-                              std::uint32_t{12'345}, std::uint32_t{3}}) {
+  for (std::uint32_t start :
+       {std::uint32_t{0}, std::uint32_t{kEndpoints}, std::uint32_t{12'345}, ~std::uint32_t{0}}) {
     SCOPED_TRACE(start);
-    std::uint32_t position = start;
+    PickContext::ThreadPosition position{nullptr, start};
     PickContext context = KeyAt(start);
     context.thread_position = &position;
     std::size_t previous = kEndpoints;
@@ -151,17 +151,48 @@ TEST_P(BalancerHarnessTest, AThreadPositionIsSeededKeptInRangeAndWalked) {
       const std::size_t index = IndexOf(*snapshot, picker->Pick(context));
       ASSERT_LT(index, kEndpoints) << "a foreign endpoint";
       if (!walks) {
-        EXPECT_EQ(position, start);
+        EXPECT_EQ(position.owner, nullptr);
+        EXPECT_EQ(position.next, start);
         continue;
       }
-      EXPECT_LT(position, kEndpoints);
-      if (start == 3 && i == 0) {
-        EXPECT_EQ(index, 3u) << "a position in range is where it picks";
-      }
+      EXPECT_EQ(position.owner, picker.get());
+      EXPECT_LT(position.next, kEndpoints);
       if (previous < kEndpoints) {
         EXPECT_EQ(index, (previous + 1) % kEndpoints);
       }
       previous = index;
+    }
+  }
+}
+
+// A policy of one's own that delegates to two inner pickers passes them the
+// same context, position included: the first takes the position, the second
+// keeps to its per-CPU cursor, and both stay fair (sharing one position, a
+// 2-endpoint and a 5-endpoint round robin gave 1/3499 and 3499/1/0/0/0).
+TEST(BalancerFairnessTest, InnerPickersHandedOnePositionStayFair) {
+  for (const char* policy : {"round_robin", "weighted_round_robin"}) {
+    SCOPED_TRACE(policy);
+    auto small = MakeEndpoints(2);
+    auto large = MakeEndpoints(5);
+    auto first = BuildPicker(policy, small);
+    auto second = BuildPicker(policy, large);
+    PickContext::ThreadPosition position;
+    PickContext context;
+    context.thread_position = &position;
+    std::vector<std::uint64_t> small_counts(2), large_counts(5);
+    for (int i = 0; i < 7000; ++i) {
+      const std::size_t a = IndexOf(*small, first->Pick(context));
+      const std::size_t b = IndexOf(*large, second->Pick(context));
+      ASSERT_LT(a, 2u);
+      ASSERT_LT(b, 5u);
+      ++small_counts[a];
+      ++large_counts[b];
+    }
+    EXPECT_EQ(position.owner, first.get());
+    for (auto count : small_counts) EXPECT_EQ(count, 3500u);
+    // The per-CPU cursors: exact per CPU, so within one per CPU over the process.
+    for (auto count : large_counts) {
+      EXPECT_LE(std::abs(static_cast<double>(count) - 1400.0), static_cast<double>(CpuSlots()));
     }
   }
 }
