@@ -20,6 +20,38 @@
 namespace disco::detail {
 namespace {
 
+// Registers one instance of `service` at 127.0.0.1:port.
+std::unique_ptr<Registration> RegisterOne(Registry& registry, const std::string& service,
+                                          const std::string& id, std::uint16_t port) {
+  ServiceInstance instance;
+  instance.service = service;
+  instance.id = id;
+  instance.host = "127.0.0.1";
+  instance.port = port;
+  auto registration = registry.Register(instance);
+  EXPECT_TRUE(registration) << registration.error().ToString();
+  return registration ? std::move(*registration) : nullptr;
+}
+
+// `count` services svc0, svc1... on one memory registry, one instance each
+// (id i<r>, port 1000 + r), and a ready resolver for each.
+struct Services {
+  std::unique_ptr<Registry> registry;
+  std::vector<std::unique_ptr<Registration>> registrations;
+  std::vector<std::unique_ptr<Resolver>> resolvers;
+
+  Services(const std::string& name, int count) {
+    registry = std::move(*MakeRegistry("memory://" + name));
+    for (int r = 0; r < count; ++r) {
+      const std::string service = "svc" + std::to_string(r);
+      registrations.push_back(RegisterOne(*registry, service, "i" + std::to_string(r),
+                                          static_cast<std::uint16_t>(1000 + r)));
+      resolvers.push_back(std::move(*Resolver::Make(*registry, service)));
+      EXPECT_TRUE(resolvers.back()->WaitReady(std::chrono::seconds(1)));
+    }
+  }
+};
+
 TEST(PinNumberTest, LiveNumbersAreDistinctAndAFreedOneIsReusedFirst) {
   std::vector<std::unique_ptr<PinNumber>> numbers;
   for (int i = 0; i < 20; ++i) numbers.push_back(std::make_unique<PinNumber>());
@@ -58,21 +90,9 @@ TEST(PinSlotsTest, SlotsNeverMoveAsTheThreadMakesMore) {
 // one thread and across threads while snapshots change: every pick is from
 // its own resolver's service, and every snapshot goes when its last pick does.
 TEST(PinSlotsTest, ManyResolversPickedInTurnEachKeepTheirOwnSlot) {
-  auto registry = MakeRegistry("memory://pin-slots-many");
-  ASSERT_TRUE(registry);
   constexpr int kResolvers = 40;
-  std::vector<std::unique_ptr<Registration>> registrations;
-  std::vector<std::unique_ptr<Resolver>> resolvers;
-  for (int r = 0; r < kResolvers; ++r) {
-    ServiceInstance instance;
-    instance.service = "svc" + std::to_string(r);
-    instance.id = "i" + std::to_string(r);
-    instance.host = "127.0.0.1";
-    instance.port = static_cast<std::uint16_t>(1000 + r);
-    registrations.push_back(std::move(*(*registry)->Register(instance)));
-    resolvers.push_back(std::move(*Resolver::Make(**registry, instance.service)));
-    ASSERT_TRUE(resolvers.back()->WaitReady(std::chrono::seconds(1)));
-  }
+  Services services("pin-slots-many", kResolvers);
+  auto& resolvers = services.resolvers;
   std::weak_ptr<const Snapshot> first = resolvers[0]->snapshot();
   std::vector<std::thread> threads;
   std::atomic<int> wrong{0};
@@ -87,12 +107,7 @@ TEST(PinSlotsTest, ManyResolversPickedInTurnEachKeepTheirOwnSlot) {
     });
   }
   // A second instance of svc0 while the threads pick: a new snapshot.
-  ServiceInstance extra;
-  extra.service = "svc0";
-  extra.id = "j0";
-  extra.host = "127.0.0.1";
-  extra.port = 1000;
-  registrations.push_back(std::move(*(*registry)->Register(extra)));
+  services.registrations.push_back(RegisterOne(*services.registry, "svc0", "j0", 1000));
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(wrong.load(), 0);
   // The threads are gone, and with them their pins: the first snapshot of
@@ -105,22 +120,13 @@ TEST(PinSlotsTest, ManyResolversPickedInTurnEachKeepTheirOwnSlot) {
 // the next time it takes a new snapshot of any resolver (it kept them until
 // it exited: 100 destroyed resolvers' snapshots on each of 4 threads).
 TEST(PinSlotsTest, ALiveThreadLetsGoOfDestroyedResolversSnapshots) {
-  auto registry = MakeRegistry("memory://pin-slots-retired");
-  ASSERT_TRUE(registry);
   constexpr int kResolvers = 20;
-  std::vector<std::unique_ptr<Registration>> registrations;
-  std::vector<std::unique_ptr<Resolver>> resolvers;
+  Services services("pin-slots-retired", kResolvers + 1);
+  auto& resolvers = services.resolvers;
+  auto& registrations = services.registrations;
   std::vector<std::weak_ptr<const Snapshot>> snapshots;
-  for (int r = 0; r < kResolvers + 1; ++r) {
-    ServiceInstance instance;
-    instance.service = "svc" + std::to_string(r);
-    instance.id = "i" + std::to_string(r);
-    instance.host = "127.0.0.1";
-    instance.port = static_cast<std::uint16_t>(1000 + r);
-    registrations.push_back(std::move(*(*registry)->Register(instance)));
-    resolvers.push_back(std::move(*Resolver::Make(**registry, instance.service)));
-    ASSERT_TRUE(resolvers.back()->WaitReady(std::chrono::seconds(1)));
-    if (r < kResolvers) snapshots.push_back(resolvers.back()->snapshot());
+  for (int r = 0; r < kResolvers; ++r) {
+    snapshots.push_back(resolvers[static_cast<std::size_t>(r)]->snapshot());
   }
   std::mutex mu;
   std::condition_variable cv;
@@ -151,12 +157,8 @@ TEST(PinSlotsTest, ALiveThreadLetsGoOfDestroyedResolversSnapshots) {
   std::size_t alive_before = 0;
   for (const auto& snapshot : snapshots) alive_before += snapshot.expired() ? 0 : 1;
   EXPECT_EQ(alive_before, std::size_t{kResolvers}) << "the picking thread still pins them";
-  ServiceInstance extra;
-  extra.service = "svc" + std::to_string(kResolvers);
-  extra.id = "j";
-  extra.host = "127.0.0.1";
-  extra.port = 2000;
-  registrations.push_back(std::move(*(*registry)->Register(extra)));
+  registrations.push_back(
+      RegisterOne(*services.registry, "svc" + std::to_string(kResolvers), "j", 2000));
   {
     std::unique_lock lock(mu);
     step = 2;
@@ -183,17 +185,9 @@ TEST(PinSlotsTest, APickWithinAPickDoesNotMoveTheOuterSlot) {
   auto registry = MakeRegistry("memory://pin-slots-nested");
   ASSERT_TRUE(registry);
   std::vector<std::unique_ptr<Registration>> registrations;
-  auto add = [&](const std::string& service, std::uint16_t port) {
-    ServiceInstance instance;
-    instance.service = service;
-    instance.id = service + "-" + std::to_string(port);
-    instance.host = "127.0.0.1";
-    instance.port = port;
-    registrations.push_back(std::move(*(*registry)->Register(instance)));
-  };
-  add("outer", 1);
-  add("outer", 2);
-  add("inner", 3);
+  registrations.push_back(RegisterOne(**registry, "outer", "outer-1", 1));
+  registrations.push_back(RegisterOne(**registry, "outer", "outer-2", 2));
+  registrations.push_back(RegisterOne(**registry, "inner", "inner-3", 3));
   static std::atomic<Resolver*> inner{nullptr};
   static std::atomic<int> inner_picks{0};
   class Nested final : public Balancer {
