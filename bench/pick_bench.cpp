@@ -98,26 +98,31 @@ struct ResolverFixture {
   std::unique_ptr<Resolver> resolver;
 };
 
+// A memory:// registry named `name` with `endpoints` instances of "bench",
+// and a ready round_robin resolver over them.
+ResolverFixture MakeResolverFixture(const std::string& name, std::size_t endpoints) {
+  ResolverFixture fixture;
+  fixture.registry = std::move(*MakeRegistry("memory://pick-bench-" + name));
+  // Register first, then resolve: one snapshot, not one per registration.
+  for (const auto& instance : MakeInstances(endpoints, false)) {
+    fixture.registrations.push_back(std::move(*fixture.registry->Register(instance)));
+  }
+  fixture.resolver = std::move(
+      *Resolver::Make(*fixture.registry, "bench", ResolverOptions{.policy = "round_robin"}));
+  if (!fixture.resolver->WaitReady(std::chrono::seconds(5)) ||
+      fixture.resolver->snapshot()->endpoints.size() != endpoints) {
+    std::fprintf(stderr, "resolver not ready\n");
+    std::abort();
+  }
+  return fixture;
+}
+
 Resolver& ResolverFor(std::size_t endpoints) {
   static std::mutex mu;
   static std::map<std::size_t, ResolverFixture> fixtures;
   std::lock_guard lock(mu);
   auto& fixture = fixtures[endpoints];
-  if (!fixture.resolver) {
-    fixture.registry =
-        std::move(*MakeRegistry("memory://pick-bench-" + std::to_string(endpoints)));
-    // Register first, then resolve: one snapshot, not one per registration.
-    for (const auto& instance : MakeInstances(endpoints, false)) {
-      fixture.registrations.push_back(std::move(*fixture.registry->Register(instance)));
-    }
-    fixture.resolver = std::move(
-        *Resolver::Make(*fixture.registry, "bench", ResolverOptions{.policy = "round_robin"}));
-    if (!fixture.resolver->WaitReady(std::chrono::seconds(5)) ||
-        fixture.resolver->snapshot()->endpoints.size() != endpoints) {
-      std::fprintf(stderr, "resolver not ready\n");
-      std::abort();
-    }
-  }
+  if (!fixture.resolver) fixture = MakeResolverFixture(std::to_string(endpoints), endpoints);
   return *fixture.resolver;
 }
 
@@ -142,18 +147,8 @@ std::vector<Resolver*>& ResolversFor(std::size_t count) {
   auto& set = sets[count];
   if (set.empty()) {
     for (std::size_t r = 0; r < count; ++r) {
-      ResolverFixture fixture;
-      const std::string name = "across-" + std::to_string(count) + "-" + std::to_string(r);
-      fixture.registry = std::move(*MakeRegistry("memory://pick-bench-" + name));
-      for (auto instance : MakeInstances(100, false)) {
-        fixture.registrations.push_back(std::move(*fixture.registry->Register(instance)));
-      }
-      fixture.resolver = std::move(
-          *Resolver::Make(*fixture.registry, "bench", ResolverOptions{.policy = "round_robin"}));
-      if (!fixture.resolver->WaitReady(std::chrono::seconds(5))) {
-        std::fprintf(stderr, "resolver not ready\n");
-        std::abort();
-      }
+      auto fixture =
+          MakeResolverFixture("across-" + std::to_string(count) + "-" + std::to_string(r), 100);
       set.push_back(fixture.resolver.get());
       fixtures.push_back(std::move(fixture));
     }

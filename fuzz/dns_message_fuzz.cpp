@@ -1,7 +1,7 @@
 // The DNS answer reader (src/registry/dns/dns_message.cpp) on any bytes a
 // name server (or anything answering on its port) may send: it must never
 // crash, loop or throw. What it keeps must be usable: names canonical (lower
-// case, no trailing dot), addresses that parse as IPv4 or IPv6, and no more
+// case, no trailing dot, no escapes), addresses that parse as IPv4 or IPv6, and no more
 // records than the message could hold.
 #include <arpa/inet.h>
 
@@ -15,6 +15,7 @@ namespace {
 
 void CheckName(const std::string& name) {
   Check(name.empty() || name.back() != '.', "a name kept its trailing dot");
+  Check(name.find('\\') == std::string::npos, "a name kept an escape");
   for (unsigned char c : name) Check(!std::isupper(c), "a name is not lower case");
 }
 

@@ -64,14 +64,14 @@ inline std::uint32_t Advance(Cursor& cursor, std::uint64_t period) {
 inline std::uint32_t NextPosition(PerCpu<Cursor>& cursors, std::uint64_t period,
                                   const PickContext& context, const void* picker) {
   PickContext::ThreadPosition* position = context.thread_position;
-  if (position == nullptr) return Advance(cursors.Local(), period);
-  std::uint32_t at = position->next;
-  if (position->owner != picker || at >= period) [[unlikely]] {
-    if (position->owner != nullptr && position->owner != picker)
-      return Advance(cursors.Local(), period);
+  const bool others =
+      position != nullptr && position->owner != nullptr && position->owner != picker;
+  if (position == nullptr || others) return Advance(cursors.Local(), period);
+  if (position->owner == nullptr || position->next >= period) [[unlikely]] {
     position->owner = picker;
-    at = Advance(cursors.Local(), period);
+    position->next = Advance(cursors.Local(), period);
   }
+  const std::uint32_t at = position->next;
   position->next = at + 1 == period ? 0 : at + 1;
   return at;
 }

@@ -23,6 +23,9 @@ struct Numbers {
   // How often each number was handed back: a thread's slot filled under an
   // older count belongs to a destroyed resolver.
   std::array<std::atomic<std::uint32_t>, kMaxPinSlots> retirements{};
+  // All of them summed: a thread looks through its slots only when this
+  // moved since it last did, not on every new snapshot.
+  std::atomic<std::uint64_t> total_retirements{0};
 };
 Numbers& TheNumbers() {
   static auto* numbers = new Numbers;
@@ -30,6 +33,8 @@ Numbers& TheNumbers() {
 }
 
 [[gnu::tls_model("initial-exec")]] constinit thread_local bool t_pin_slots_gone = false;
+// total_retirements when the calling thread last looked through its slots.
+constinit thread_local std::uint64_t t_retirements_seen = 0;
 
 // Owns the calling thread's chunks; lets go of its pins at thread exit.
 struct SlotsOwner {
@@ -57,7 +62,10 @@ PinNumber::PinNumber() {
 
 PinNumber::~PinNumber() {
   auto& numbers = TheNumbers();
-  if (value_ < kMaxPinSlots) numbers.retirements[value_].fetch_add(1, std::memory_order_relaxed);
+  if (value_ < kMaxPinSlots) {
+    numbers.retirements[value_].fetch_add(1, std::memory_order_relaxed);
+    numbers.total_retirements.fetch_add(1, std::memory_order_relaxed);
+  }
   std::lock_guard lock(numbers.mu);
   numbers.free.push(value_);
 }
@@ -80,13 +88,15 @@ void FillPinSlot(PinSlot& slot, std::uint32_t number, const void* owner,
   // Let go of the slots of destroyed resolvers. `slot` itself is filled
   // below whatever its state, and a slot in use further up this thread's
   // stack (a pick within a pick) belongs to a live resolver.
-  for (std::uint32_t i = 0; i < t_pin_slot_count; ++i) {
-    PinSlot& other = t_pin_chunks[i / kPinChunk][i % kPinChunk];
-    if (other.owner == nullptr || &other == &slot) continue;
-    if (other.retirements != numbers.retirements[i].load(std::memory_order_relaxed)) {
-      other.pinned.Reset();
-      other.owner = nullptr;
-      other.generation = 0;
+  const std::uint64_t total = numbers.total_retirements.load(std::memory_order_relaxed);
+  if (total != t_retirements_seen) {
+    t_retirements_seen = total;
+    for (std::uint32_t i = 0; i < t_pin_slot_count; ++i) {
+      PinSlot& other = t_pin_chunks[i / kPinChunk][i % kPinChunk];
+      if (other.owner != nullptr && &other != &slot &&
+          other.retirements != numbers.retirements[i].load(std::memory_order_relaxed)) {
+        other.Clear();
+      }
     }
   }
   slot.pinned.Reset();

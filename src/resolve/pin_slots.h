@@ -11,16 +11,16 @@
 // gateway's routes) finds each one's slot with a compare and two loads, and
 // no two live resolvers share a slot: with a fixed table of 8 slots keyed by
 // creation order, the ninth resolver evicted another's pin on every pick and
-// a pick cost 8-30x more (BM_ResolverPickAcross, docs/benchmarks.md). Slots
+// a pick cost 126-660 ns instead of 17-23 (BM_ResolverPickAcross,
+// docs/benchmarks.md). Slots
 // never move once made: a pick may hold one while a picker of its own makes
 // another (a policy that picks from a second resolver).
 //
 // A thread lets go of the slots of resolvers destroyed since it filled them
 // (their snapshots and pickers) whenever it takes a new snapshot of any
-// resolver, and at its exit: PinNumber counts each number's retirements, and
-// a slot remembers the count it was filled under. Numbers from kMaxPinSlots
-// up get no slot: their picks take the unpinned path (atomic counts on the
-// snapshot, still correct).
+// resolver after some resolver was destroyed, and at its exit: PinNumber counts each number's
+// retirements, and a slot remembers the count it was filled under. Numbers from kMaxPinSlots up get
+// no slot: their picks take the unpinned path (atomic counts on the snapshot, still correct).
 //
 // Thread safety: PinNumber may be made and destroyed on any thread; the slot
 // functions work on the calling thread's own slots only.
@@ -59,6 +59,12 @@ struct PinSlot {
   std::uint64_t generation = 0;
   std::uint32_t retirements = 0;  // the number's count when this slot was filled
   Pinned pinned;
+
+  void Clear() {
+    pinned.Reset();
+    owner = nullptr;
+    generation = 0;
+  }
 };
 
 inline constexpr std::uint32_t kPinChunk = 64;

@@ -19,12 +19,17 @@ std::uint32_t Get32(const unsigned char* p) {
 auto Malformed(const std::string& why) { return Fail(ErrorCode::kMalformed, "DNS answer: " + why); }
 
 // Expands the (possibly compressed) name at `at`; `length` is its size on the wire.
+// A name with a label no host name can carry (a '.', a '\\' or an unprintable
+// byte inside it, which c-ares writes as an escape) reads as "", the root: it
+// can name no host we could connect to. Kept as text, "a\." would end in a
+// dot that is not the root's, and compare unequal to every name asked for.
 Result<std::string> ReadName(std::span<const unsigned char> msg, const unsigned char* at,
                              long* length) {
   char* raw = nullptr;
   if (ares_expand_name(at, msg.data(), static_cast<int>(msg.size()), &raw, length) != ARES_SUCCESS)
     return Malformed("bad name");
   std::unique_ptr<char, void (*)(void*)> owned(raw, ares_free_string);
+  if (std::string_view(raw).find('\\') != std::string_view::npos) return std::string();
   return CanonicalName(raw);
 }
 

@@ -16,14 +16,16 @@
 namespace disco::dns {
 
 struct SrvRecord {
-  std::string owner{};
+  std::string owner{};  // lower case, no trailing dot; "" for a name no host can carry
   std::uint32_t ttl = 0;
   std::uint16_t priority = 0, weight = 0, port = 0;
-  std::string target{};  // lower case, no trailing dot; "" for "." (no service)
+  // Lower case, no trailing dot; "" for "." (no service) and for a name no
+  // host can carry (a '.', '\\' or unprintable byte inside a label).
+  std::string target{};
 };
 
 struct AddressRecord {
-  std::string owner{};  // lower case, no trailing dot
+  std::string owner{};  // as SrvRecord::owner
   std::uint32_t ttl = 0;
   std::string address{};  // text form ("10.0.0.1", "fd00::1")
 };
