@@ -203,10 +203,16 @@ class WatchedResolver final : public Resolver {
       ready_cv_.notify_all();
       return;
     }
-    bool recovering = false;
+    // The registry answered: no longer stale, and so before the snapshot it
+    // gave is published. Whoever sees that snapshot must not see it called
+    // stale (a test that waited for the snapshot saw 2 s of staleness).
+    bool recovering = false, was_stale = false;
     {
       std::lock_guard lock(mu_);
-      recovering = stale_since_.has_value() && got_snapshot_;
+      was_stale = stale_since_.has_value();
+      recovering = was_stale && got_snapshot_;
+      stale_since_.reset();
+      last_error_.clear();
     }
     registry_view_ = update.instances;
     if (recovering && recovery_grace_.count() > 0) {
@@ -219,7 +225,7 @@ class WatchedResolver final : public Resolver {
     std::size_t held = ApplyLocked();
     {
       std::lock_guard lock(mu_);
-      if (stale_since_) {
+      if (was_stale) {
         if (held > 0) {
           log::Get().info(
               "resolver {}: registry reachable again, {} endpoint(s); keeping {} it does not "
@@ -230,8 +236,6 @@ class WatchedResolver final : public Resolver {
                           update.instances.size());
         }
       }
-      stale_since_.reset();
-      last_error_.clear();
       got_update_ = true;
       got_snapshot_ = true;
     }
