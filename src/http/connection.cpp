@@ -234,4 +234,42 @@ bool HasLineBreak(std::string_view text) {
   return n % 8 != 0 && has_break(data + n - 8);
 }
 
+std::size_t CountLineBreakBytes(std::string_view text) {
+  const char* data = text.data();
+  const std::size_t n = text.size();
+  std::size_t count = 0, i = 0;
+#if defined(__SSE2__)
+  if (n >= 16) {
+    // Per-byte counters (a match compares as -1, subtracted), summed with
+    // psadbw every 255 blocks, before a counter could wrap: five
+    // instructions a block, where a popcount per block is a libgcc call
+    // (no -mpopcnt).
+    const __m128i cr = _mm_set1_epi8('\r');
+    const __m128i lf = _mm_set1_epi8('\n');
+    const __m128i zero = _mm_setzero_si128();
+    auto breaks = [&](const char* p) {
+      const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+      return _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf));
+    };
+    while (n - i >= 16) {
+      const std::size_t blocks = std::min<std::size_t>((n - i) / 16, 255);
+      __m128i counters = zero;
+      for (std::size_t b = 0; b < blocks; ++b, i += 16)
+        counters = _mm_sub_epi8(counters, breaks(data + i));
+      const __m128i sums = _mm_sad_epu8(counters, zero);
+      count += static_cast<std::size_t>(_mm_cvtsi128_si32(sums)) +
+               static_cast<std::size_t>(_mm_cvtsi128_si32(_mm_srli_si128(sums, 8)));
+    }
+    // The rest: the last sixteen bytes, of which only the last n - i are new.
+    if (i < n) {
+      const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(breaks(data + n - 16)));
+      count += static_cast<std::size_t>(__builtin_popcount(mask >> (16 - (n - i))));
+    }
+    return count;
+  }
+#endif
+  for (; i < n; ++i) count += (data[i] == '\r') + (data[i] == '\n');
+  return count;
+}
+
 }  // namespace disco::http::detail

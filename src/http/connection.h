@@ -238,6 +238,8 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
 
 // True when `text` holds a CR or LF (header injection).
 bool HasLineBreak(std::string_view text);
+// How many bytes of `text` are CR or LF.
+std::size_t CountLineBreakBytes(std::string_view text);
 
 // NewRequestId() into `out`, reusing its buffer (servers do it per request).
 void NewRequestIdInto(std::string& out);

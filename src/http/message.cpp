@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "http/connection.h"
-#include "util/fast_random.h"
+#include "http/trace_context.h"
 #include "util/utf8.h"
 
 namespace disco::http {
@@ -186,13 +186,8 @@ bool IsValidRequestId(std::string_view id) {
 }
 
 void detail::NewRequestIdInto(std::string& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
   out.resize(32);
-  std::uint64_t a = FastRandom(), b = FastRandom();
-  for (int i = 0; i < 16; ++i) {
-    out[i] = kHex[(a >> (i * 4)) & 0xf];
-    out[16 + i] = kHex[(b >> (i * 4)) & 0xf];
-  }
+  PutRandomHex(out.data(), 32);
 }
 
 std::string NewRequestId() {

@@ -10,6 +10,7 @@
 // span as its parent).
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,10 @@ inline constexpr std::size_t kTraceparentSize = 55;
 // characters, a later version (not ff) at least 55 with '-' after them; all
 // hex digits lower case; neither trace id nor parent id all zeros.
 bool IsValidTraceparent(std::string_view value);
+
+// `digits` random lowercase hex digits at `out`, written in place two per
+// random byte (a table lookup each). REQUIRES: digits % 16 == 0.
+void PutRandomHex(char* out, std::size_t digits);
 
 // The span this server handles a request in. From the caller's `incoming`
 // traceparent (the header's value, maybe empty or invalid): `traceparent`

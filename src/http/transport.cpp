@@ -303,14 +303,12 @@ std::string Transport::SerializeHead(const ClientRequest& request, std::string_v
                            FieldSize("traceparent", request.traceparent) +
                            FieldSize("Authorization", request.authorization) + extra +
                            FieldSize("Content-Length", "18446744073709551615") + 2;
-  std::string out;
-  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
-    detail::HeadWriter w(buffer);
+  auto write = [&](detail::HeadWriter& w) {
     w.Put(request.method);
     w.Put(" ");
     if (target.empty() || target.front() == '?') w.Put("/");
     w.Put(target);
-    w.Put(" HTTP/1.1\r\n");
+    w.Line(" HTTP/1.1");
     if (!own_host) w.OwnField("Host", authority);
     if (!own_agent) w.OwnField("User-Agent", user_agent);
     if (!request.content_type.empty()) w.OwnField("Content-Type", request.content_type);
@@ -329,8 +327,11 @@ std::string Transport::SerializeHead(const ClientRequest& request, std::string_v
       auto [end, ec] = std::to_chars(digits, digits + sizeof digits, request.body.size());
       w.Field("Content-Length", std::string_view(digits, static_cast<std::size_t>(end - digits)));
     }
-    w.Put("\r\n");
-    return w.size();
+    w.Line("");
+  };
+  std::string out;
+  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
+    return detail::WriteCheckedHead(buffer, write);
   });
   return out;
 }

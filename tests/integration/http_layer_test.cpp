@@ -110,6 +110,48 @@ TEST(HttpServerTest, RequestIdIsEchoedOrReplaced) {
   EXPECT_EQ(none.Json()["request_id"], none.Header("x-request-id"));
 }
 
+// A handler's header with a line break in its name or value is dropped, and
+// only it (no header injection through a handler's headers).
+TEST(HttpServerTest, ResponseFieldsWithALineBreakAreDropped) {
+  Router router;
+  router.Add("GET", "/h", [](Request& r) -> Awaitable<Response> {
+    Response response = Response::Text(200, "ok");
+    response.headers = {{"X-Before", "1"}};
+    const std::string_view how = r.Header("X-How");
+    if (how == "value") response.headers.emplace_back("X-Bad", "a\r\nX-Evil: 1");
+    if (how == "name") response.headers.emplace_back("X-Evil\n", "1");
+    if (how == "lf") response.headers.emplace_back("X-Bad", "\nX-Evil: 1");
+    if (how == "type") response.content_type = "text/plain\r\nX-Evil: 1";
+    response.headers.emplace_back("X-After", "2");
+    co_return response;
+  });
+  Server server(std::move(router), Options());
+  ASSERT_TRUE(server.Start());
+  for (const char* how : {"none", "value", "name", "lf", "type"}) {
+    const std::string raw =
+        RawHttp(server.port(), "GET /h HTTP/1.1\r\nHost: x\r\nX-How: " + std::string(how) +
+                                   "\r\nConnection: close\r\n\r\n",
+                5s)
+            .raw;
+    const auto head_end = raw.find("\r\n\r\n");
+    ASSERT_NE(head_end, std::string::npos) << how << ": " << raw;
+    const std::string head = raw.substr(0, head_end + 2);
+    EXPECT_EQ(raw.substr(0, 15), "HTTP/1.1 200 OK") << how;
+    EXPECT_NE(head.find("\r\nX-Before: 1\r\n"), std::string::npos) << how << ": " << head;
+    EXPECT_NE(head.find("\r\nX-After: 2\r\n"), std::string::npos) << how << ": " << head;
+    EXPECT_EQ(head.find("Evil"), std::string::npos) << how << ": " << head;
+    EXPECT_EQ(head.find("X-Bad"), std::string::npos) << how << ": " << head;
+    EXPECT_EQ(raw.substr(raw.size() - 2), "ok") << how;
+    // Every line break of the head ends one of its lines.
+    std::size_t breaks = 0, lines = 0;
+    for (std::size_t i = 0; i < head.size(); ++i) {
+      breaks += head[i] == '\r' || head[i] == '\n';
+      lines += head.compare(i, 2, "\r\n") == 0;
+    }
+    EXPECT_EQ(breaks, 2 * lines) << how << ": " << head;
+  }
+}
+
 TEST(HttpServerTest, ChunkedTrailersLeaveTheRequestIntact) {
   Server server(EchoRouter("a"), Options());
   ASSERT_TRUE(server.Start());

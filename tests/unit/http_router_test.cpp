@@ -2,13 +2,16 @@
 #include <gtest/gtest.h>
 
 #include <cctype>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "disco/http/message.h"
 #include "disco/http/router.h"
 #include "http/connection.h"
+#include "http/transport.h"
 
 namespace disco::http {
 namespace {
@@ -163,6 +166,71 @@ TEST(HttpMessageTest, LineBreaksAreFoundAnywhere) {
       EXPECT_FALSE(detail::HasLineBreak(near)) << n << " at " << i;
     }
   }
+}
+
+// Counted in one pass, sixteen bytes at a time: every length around the
+// blocks, every position.
+TEST(HttpMessageTest, LineBreakBytesAreCountedAnywhere) {
+  for (std::size_t n = 0; n <= 40; ++n) {
+    const std::string clean(n, 'a');
+    EXPECT_EQ(detail::CountLineBreakBytes(clean), 0u) << n;
+    std::string all = clean;
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string one = clean;
+      one[i] = i % 2 == 0 ? '\r' : '\n';
+      EXPECT_EQ(detail::CountLineBreakBytes(one), 1u) << n << " at " << i;
+      all[i] = one[i];
+      EXPECT_EQ(detail::CountLineBreakBytes(all), i + 1) << n << " at " << i;
+    }
+  }
+  // Past the 255 blocks a byte's counter holds before it is summed.
+  const std::string breaks(16 * 600 + 7, '\n');
+  EXPECT_EQ(detail::CountLineBreakBytes(breaks), breaks.size());
+}
+
+// A request head is written unchecked and counted once; a line break in any
+// name or value drops that field (and only it), wherever it comes from.
+TEST(HttpMessageTest, RequestHeadsDropEveryFieldWithALineBreak) {
+  detail::Transport transport(detail::TransportOptions{});
+  ClientRequest clean;
+  clean.method = "POST";
+  clean.body = "{}";
+  clean.content_type = "application/json";
+  clean.request_id = "rid";
+  clean.authorization = "Bearer t";
+  clean.headers = {{"X-Own", "1"}};
+  clean.borrowed_headers = {{"X-Borrowed", "2"}};
+  const std::string expected =
+      "POST /p HTTP/1.1\r\nHost: svc\r\nUser-Agent: disco-http\r\n"
+      "Content-Type: application/json\r\nX-Request-Id: rid\r\nAuthorization: Bearer t\r\n"
+      "X-Own: 1\r\nX-Borrowed: 2\r\nContent-Length: 2\r\n\r\n";
+  EXPECT_EQ(transport.SerializeHead(clean, "svc", "/p"), expected);
+
+  // Each way in for a line break, and the field it must take out.
+  const std::vector<std::pair<std::function<void(ClientRequest&)>, std::string>> cases = {
+      {[](ClientRequest& r) { r.content_type = "a\r\nX-Evil: 1"; },
+       "Content-Type: application/json\r\n"},
+      {[](ClientRequest& r) { r.request_id = "r\nid"; }, "X-Request-Id: rid\r\n"},
+      {[](ClientRequest& r) { r.authorization = "Bearer\r"; }, "Authorization: Bearer t\r\n"},
+      {[](ClientRequest& r) { r.headers[0].second = "1\r\n\r\nGET /x HTTP/1.1"; },
+       "X-Own: 1\r\n"},
+      {[](ClientRequest& r) { r.headers[0].first = "X-O\nwn"; }, "X-Own: 1\r\n"},
+      {[](ClientRequest& r) { r.borrowed_headers[0].second = "\n2"; }, "X-Borrowed: 2\r\n"},
+      {[](ClientRequest& r) { r.borrowed_headers[0].first = "X-Borrowed\r"; },
+       "X-Borrowed: 2\r\n"},
+  };
+  for (const auto& [spoil, dropped] : cases) {
+    ClientRequest request = clean;
+    spoil(request);
+    std::string want = expected;
+    want.erase(want.find(dropped), dropped.size());
+    const std::string head = transport.SerializeHead(request, "svc", "/p");
+    EXPECT_EQ(head, want);
+    EXPECT_EQ(head.find("Evil"), std::string::npos);
+  }
+  // A Host with a line break is not written either.
+  EXPECT_EQ(transport.SerializeHead(clean, "svc\r\nX-Evil: 1", "/p").find("Evil"),
+            std::string::npos);
 }
 
 }  // namespace

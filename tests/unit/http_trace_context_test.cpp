@@ -1,5 +1,6 @@
 // W3C Trace Context: which traceparent values a server joins, and the span
 // it starts (the examples and rules of https://www.w3.org/TR/trace-context/).
+#include "http/connection.h"
 #include "http/trace_context.h"
 
 #include <gtest/gtest.h>
@@ -38,6 +39,33 @@ TEST(TraceContextTest, RefusesMalformedValues) {
       std::string("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\0", 55),
   };
   for (const auto& value : bad) EXPECT_FALSE(IsValidTraceparent(value)) << value;
+}
+
+// Every byte value at every hex position of the ids: only 0-9 and a-f pass
+// (the ids are checked sixteen bytes at a time; bytes from 0x80 up must not
+// pass as signed values do).
+TEST(TraceContextTest, OnlyLowerHexDigitsPassAtEveryPosition) {
+  const std::string valid(kExample);
+  for (std::size_t at = 3; at < 52; ++at) {
+    if (at == 35) continue;  // the '-' between the ids
+    for (int byte = 0; byte < 256; ++byte) {
+      std::string value = valid;
+      value[at] = static_cast<char>(byte);
+      const bool hex = (byte >= '0' && byte <= '9') || (byte >= 'a' && byte <= 'f');
+      // A digit may still make an id all zeros; the example's ids are not.
+      EXPECT_EQ(IsValidTraceparent(value), hex) << "byte " << byte << " at " << at;
+    }
+  }
+}
+
+// Request ids: 32 lower-case hex digits, new each time.
+TEST(TraceContextTest, RequestIdsAreThirtyTwoHexDigits) {
+  std::string a, b;
+  NewRequestIdInto(a);
+  NewRequestIdInto(b);
+  EXPECT_EQ(a.size(), 32u);
+  EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos) << a;
+  EXPECT_NE(a, b);
 }
 
 TEST(TraceContextTest, JoinsTheCallersTraceUnderANewSpan) {
