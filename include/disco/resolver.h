@@ -85,8 +85,10 @@ class Resolver {
   // Returns true if a snapshot from the registry is available.
   virtual bool WaitReady(std::chrono::milliseconds timeout) = 0;
 
-  // Seconds since the registry last confirmed this view; 0 while the watch
-  // is connected and healthy.
+  // How long since the registry last confirmed this view; 0 while the watch
+  // is connected and healthy. A snapshot published on the registry's return
+  // is never seen with the outage's staleness or error: both are cleared
+  // before it is published (so also before subscribers hear of it).
   virtual std::chrono::milliseconds Staleness() const = 0;
 
   // The last watch error, empty while connected.
