@@ -1,8 +1,8 @@
 // The DNS answer reader (src/registry/dns/dns_message.cpp) on any bytes a
 // name server (or anything answering on its port) may send: it must never
 // crash, loop or throw. What it keeps must be usable: names canonical (lower
-// case, no trailing dot, no escapes), addresses that parse as IPv4 or IPv6, and no more
-// records than the message could hold.
+// case, no trailing dot, no escapes), addresses that parse as IPv4 or IPv6,
+// and no more records than the message could hold.
 #include <arpa/inet.h>
 
 #include <cctype>

@@ -387,14 +387,19 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
       extra + detail::FieldSize("Content-Length", "18446744073709551615") +
       detail::FieldSize("Connection", "keep-alive") + 2;
   out.clear();
-  auto write = [&](detail::HeadWriter& w) {
+  // Checked field by field, not counted once as a request head is
+  // (detail::WriteCheckedHead): a response has a few short fields to check,
+  // and counting its whole head cost 200 instructions more (callgrind).
+  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
+    detail::HeadWriter w(buffer);
     w.Put(version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ");
     const char digits[3] = {static_cast<char>('0' + status / 100),
                             static_cast<char>('0' + status / 10 % 10),
                             static_cast<char>('0' + status % 10)};
     w.Put(std::string_view(digits, 3));
     w.Put(" ");
-    w.Line(reason);
+    w.Put(reason);
+    w.Put("\r\n");
     if (!content_type.empty()) w.OwnField("Content-Type", content_type);
     w.OwnField("X-Request-Id", request_id);
     if (!served_by.empty()) w.OwnField(kServedBy, served_by);
@@ -409,16 +414,9 @@ void WriteHead(std::string& out, const Response& response, std::string_view requ
       auto [end, ec] = std::to_chars(length, length + sizeof length, response.body.size());
       w.Field("Content-Length", std::string_view(length, static_cast<std::size_t>(end - length)));
     }
-    if (!keep_alive && version != 10) w.Line("Connection: close");
-    if (keep_alive && version == 10) w.Line("Connection: keep-alive");
-    w.Line("");
-  };
-  // Checked field by field, not counted once as a request head is
-  // (WriteCheckedHead): a response has a few short fields to check, and
-  // counting its whole head cost 200 instructions more (callgrind).
-  out.resize_and_overwrite(room, [&](char* buffer, std::size_t) {
-    detail::HeadWriter w(buffer);
-    write(w);
+    if (!keep_alive && version != 10) w.Put("Connection: close\r\n");
+    if (keep_alive && version == 10) w.Put("Connection: keep-alive\r\n");
+    w.Put("\r\n");
     return w.size();
   });
 }

@@ -69,7 +69,6 @@ void PutRandomHex(char* out, std::size_t digits) {
   }
 }
 
-
 bool IsValidTraceparent(std::string_view value) {
   if (value.size() < kTraceparentSize) return false;
   std::string_view version = value.substr(0, 2), trace_id = value.substr(3, 32),

@@ -12,15 +12,16 @@
 // no two live resolvers share a slot: with a fixed table of 8 slots keyed by
 // creation order, the ninth resolver evicted another's pin on every pick and
 // a pick cost 126-660 ns instead of 17-23 (BM_ResolverPickAcross,
-// docs/benchmarks.md). Slots
-// never move once made: a pick may hold one while a picker of its own makes
-// another (a policy that picks from a second resolver).
+// docs/benchmarks.md). Slots never move once made: a pick may hold one while
+// a picker of its own makes another (a policy that picks from a second
+// resolver).
 //
 // A thread lets go of the slots of resolvers destroyed since it filled them
 // (their snapshots and pickers) whenever it takes a new snapshot of any
-// resolver after some resolver was destroyed, and at its exit: PinNumber counts each number's
-// retirements, and a slot remembers the count it was filled under. Numbers from kMaxPinSlots up get
-// no slot: their picks take the unpinned path (atomic counts on the snapshot, still correct).
+// resolver after some resolver was destroyed, and at its exit: PinNumber
+// counts each number's retirements, and a slot remembers the count it was
+// filled under. Numbers from kMaxPinSlots up get no slot: their picks take
+// the unpinned path (atomic counts on the snapshot, still correct).
 //
 // Thread safety: PinNumber may be made and destroyed on any thread; the slot
 // functions work on the calling thread's own slots only.
