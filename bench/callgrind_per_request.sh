@@ -4,13 +4,20 @@
 # a fraction of a percent from run to run, so they compare code before and
 # after a change.
 #
-#   bench/callgrind_per_request.sh gateway [BUILD_DIR] [SECONDS]
-#   bench/callgrind_per_request.sh orders  [BUILD_DIR] [SECONDS]
+#   bench/callgrind_per_request.sh gateway     [BUILD_DIR] [SECONDS]
+#   bench/callgrind_per_request.sh gateway-tls [BUILD_DIR] [SECONDS]
+#   bench/callgrind_per_request.sh orders      [BUILD_DIR] [SECONDS]
 #   (defaults: build/release 20)
 #
 # gateway: wrk → gateway (under callgrind; 1 I/O thread, no access log, rate
 #   limiting off, route /up → user-service as in run_gateway_bench.sh) →
 #   user-service (native) GET /health.
+# gateway-tls: the same over TLS, as run_gateway_bench.sh TLS=1: a throwaway
+#   CA (openssl CLI, EC P-256), wrk → gateway HTTPS (--tls-cert/--tls-key),
+#   gateway → user-service HTTPS (user-service --tls-cert/--tls-key, verified
+#   by the gateway against the CA: --tls-ca), keep-alive both sides, so the
+#   count is the per-request record-layer cost (no handshakes after warm-up).
+#   The gateway's /metrics is read over HTTPS too (curl trusts the CA).
 # orders: wrk → order-service → user-service, both under callgrind (1 I/O
 #   thread each, access logs on, as in run_services_bench.sh), POST /api/orders.
 #
@@ -23,7 +30,7 @@
 # (default: a temp dir that is printed). Everything started is stopped by PID.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-mode=${1:?usage: $0 gateway|orders [BUILD_DIR] [SECONDS]}
+mode=${1:?usage: $0 gateway|gateway-tls|orders [BUILD_DIR] [SECONDS]}
 build=${2:-$root/build/release}
 seconds=${3:-20}
 out=${OUT_DIR:-$(mktemp -d /tmp/disco-callgrind-XXXXXX)}
@@ -31,6 +38,7 @@ mkdir -p "$out"
 for tool in etcd wrk valgrind callgrind_control python3 curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
+[ "$mode" != gateway-tls ] || command -v openssl >/dev/null || { echo "missing openssl" >&2; exit 1; }
 
 stop_wait=100 wait_tries=600  # valgrind starts and stops slowly
 . "$(dirname "$0")/lib.sh"
@@ -70,10 +78,32 @@ export DISCO_JWT_SECRET=callgrind-secret-0123456789-abcdefghijklmnopqrstuvwxyz
 user_port=$(free_port)
 counted=()
 
-if [ "$mode" = gateway ]; then
+if [ "$mode" = gateway ] || [ "$mode" = gateway-tls ]; then
+  scheme=http user_tls=() gw_tls=()
+  if [ "$mode" = gateway-tls ]; then
+    # A CA; user-service's certificate (SAN user-service, 127.0.0.1) and the
+    # gateway's (SAN 127.0.0.1), as in run_gateway_bench.sh TLS=1.
+    (
+      cd "$work"
+      openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+      openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench CA" -out ca.pem
+      for name in user-service proxy; do
+        openssl ecparam -name prime256v1 -genkey -noout -out "$name.key"
+        openssl req -new -key "$name.key" -subj "/CN=$name" -out "$name.csr"
+        printf '%s\n' "extendedKeyUsage=serverAuth,clientAuth" \
+          "subjectAltName=DNS:$name,IP:127.0.0.1" >"$name.ext"
+        openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+          -extfile "$name.ext" -out "$name.pem"
+      done
+    ) >"$work/openssl.log" 2>&1
+    export CURL_CA_BUNDLE=$work/ca.pem  # wait_http's and served's curl trust the CA
+    scheme=https
+    user_tls=(--tls-cert "$work/user-service.pem" --tls-key "$work/user-service.key")
+    gw_tls=(--tls-cert "$work/proxy.pem" --tls-key "$work/proxy.key" --tls-ca "$work/ca.pem")
+  fi
   start user "$build/services/user/user-service" --port "$user_port" --db "$work/users.db" \
-    --threads 1 --access-log false --log-level warn
-  wait_http "http://127.0.0.1:$user_port/health"
+    --threads 1 --access-log false --log-level warn "${user_tls[@]}"
+  wait_http "$scheme://127.0.0.1:$user_port/health"
   cat >"$work/routes.json" <<EOF
 {"routes": [{"prefix": "/up", "service": "user-service", "strip_prefix": true}],
  "rate_limit": {"requests_per_second": 0}}
@@ -81,12 +111,12 @@ EOF
   gw_port=$(free_port)
   # shellcheck disable=SC2046
   start gateway $(callgrind gateway) "$build/services/gateway/gateway" --port "$gw_port" \
-    --routes "$work/routes.json" --threads 1 --access-log false --log-level warn
+    --routes "$work/routes.json" --threads 1 --access-log false --log-level warn "${gw_tls[@]}"
   counted=("${pids[-1]}")
-  wait_http "http://127.0.0.1:$gw_port/up/health"
-  n=$(measure "http://127.0.0.1:$gw_port/up/health" 'route="/up/{rest...}"' "http://127.0.0.1:$gw_port")
+  wait_http "$scheme://127.0.0.1:$gw_port/up/health"
+  n=$(measure "$scheme://127.0.0.1:$gw_port/up/health" 'route="/up/{rest...}"' "$scheme://127.0.0.1:$gw_port")
   ir=$(instructions "${counted[0]}")
-  echo "gateway: $n requests, $ir instructions, $((ir / n)) instructions/request (dumps in $out)"
+  echo "$mode: $n requests, $ir instructions, $((ir / n)) instructions/request (dumps in $out)"
 elif [ "$mode" = orders ]; then
   order_port=$(free_port)
   # shellcheck disable=SC2046
@@ -113,6 +143,6 @@ elif [ "$mode" = orders ]; then
   echo "orders: $n created; order-service $((ir_order / n)) + user-service $((ir_user / n)) =" \
     "$(((ir_order + ir_user) / n)) instructions/order (dumps in $out)"
 else
-  echo "unknown mode $mode (gateway|orders)" >&2
+  echo "unknown mode $mode (gateway|gateway-tls|orders)" >&2
   exit 2
 fi

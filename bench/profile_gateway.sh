@@ -73,7 +73,7 @@ wait_http "$url"
 wrk -t1 -c50 -d2s "$url" >/dev/null
 
 # Wait on the sampler's PID only: a bare `wait` would wait for the servers.
-perf record -F 2000 -g -p "$gw_pid" -o "$out/perf.data" -- sleep "$duration" >/dev/null 2>&1 &
+perf record -F 2000 ${PERF_CALL_GRAPH:+--call-graph "$PERF_CALL_GRAPH"} -g -p "$gw_pid" -o "$out/perf.data" -- sleep "$duration" >/dev/null 2>&1 &
 sampler=$!
 wrk -t1 -c50 -d"${duration}s" "$url" >"$out/wrk-perf.txt"
 wait "$sampler"

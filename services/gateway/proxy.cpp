@@ -282,7 +282,7 @@ std::variant<http::Response, http::ClientRequest> Proxy::Forward(Route& route,
     upstream.headers.emplace_back("X-Forwarded-For", std::move(chain));
   }
   if (!host.empty()) headers.emplace_back("X-Forwarded-Host", host);
-  headers.emplace_back("X-Forwarded-Proto", "http");
+  headers.emplace_back("X-Forwarded-Proto", request.secure ? "https" : "http");
   // Views of the request and the route: both outlive the upstream call.
   headers.emplace_back(service::kClientAddressHeader, client);
   headers.emplace_back(service::kRequestTimeoutHeader, route.timeout_ms);

@@ -149,8 +149,9 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
               boost::system::error_code& ec) {
   ec = {};
   if (buffers[0].size() + buffers[1].size() == 0) return true;
-  // TLS writes encrypt first (AsyncWrite); a blocking write would stall the thread.
-  if (connection.tls() != nullptr || !connection.socket().non_blocking()) return false;
+  if (connection.tls() != nullptr) return connection.tls()->WriteNow(buffers, ec);
+  // A blocking write would stall the thread.
+  if (!connection.socket().non_blocking()) return false;
   // sendmsg through syscall(), not glibc's wrapper: the wrapper is a thread
   // cancellation point, and in a multi-threaded process it brackets every
   // call with two atomic updates of the thread's cancellation state

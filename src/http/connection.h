@@ -34,10 +34,9 @@
 #include <string>
 #include <string_view>
 
-#include <boost/asio/ssl/stream.hpp>
-
 #include "disco/detail/asio.h"
 #include "disco/http/awaitable.h"
+#include "http/tls_stream.h"
 
 namespace disco::http::detail {
 
@@ -45,11 +44,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 
-using http::Executor;  // io_context's own (disco/http/awaitable.h)
-using Socket = asio::basic_stream_socket<asio::ip::tcp, Executor>;
 using Clock = std::chrono::steady_clock;
-// TLS over the connection's own socket (which it keeps owning).
-using TlsStream = asio::ssl::stream<Socket&>;
 
 // A Beast parser that appends the body, plain or chunked, to `body`; the
 // subclass takes the start line (on_request_impl or on_response_impl) and
@@ -111,7 +106,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Puts TLS with `context` (kept alive by the connection, so a reload of
   // the settings does not touch open connections) over the socket; the
   // handshake is the caller's. From then on every read and write goes
-  // through TLS (AsyncReadSome, AsyncWrite; WriteNow declines).
+  // through TLS (AsyncReadSome, AsyncWrite, WriteNow).
   TlsStream& StartTls(std::shared_ptr<asio::ssl::context> context);
   TlsStream* tls() { return tls_.get(); }
 
@@ -124,7 +119,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
   template <class ConstBuffers, class Token>
   auto AsyncWrite(const ConstBuffers& buffers, Token&& token) {
-    if (tls_) return asio::async_write(*tls_, buffers, std::forward<Token>(token));
+    if (tls_) return tls_->async_write(buffers, std::forward<Token>(token));
     return asio::async_write(socket_, buffers, std::forward<Token>(token));
   }
 

@@ -892,6 +892,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   }
   SessionState s(*connection, worker, entry, self, reserve, body_budget);
   s.request.remote_address = peer.to_string();
+  s.request.secure = connection->tls() != nullptr;
   bool linger = false;  // close gently after an error answer (the peer may still be sending)
   while (!draining.load(std::memory_order_relaxed)) {
     if (connection->buffer().size() == 0) {

@@ -66,9 +66,10 @@ Awaitable<TlsAccept> AcceptTls(Connection& connection, const tls::Config& config
   }
   auto& stream = connection.StartTls(config.context());
   ERR_clear_error();
-  co_await stream.async_handshake(asio::ssl::stream_base::server, buffer.data(),
-                                  asio::redirect_error(http::use_awaitable, ec));
+  stream.Preload(buffer.data());
   buffer.consume(buffer.size());
+  co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                  asio::redirect_error(http::use_awaitable, ec));
   if (!ec) co_return TlsAccept::kDone;
   if (connection.timed_out()) co_return TlsAccept::kTimeout;
   reason = ec.message();

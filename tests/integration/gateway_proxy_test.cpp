@@ -10,11 +10,14 @@
 #include <thread>
 
 #include "common/jwt.h"
+#include "disco/http/client.h"
 #include "disco/http/server.h"
 #include "disco/metrics.h"
 #include "disco/registry.h"
 #include "fixture/http_client.h"
+#include "fixture/run_awaitable.h"
 #include "fixture/service_process.h"
+#include "fixture/test_certs.h"
 #include "fixture/upstream_server.h"
 #include "fixture/util.h"
 #include "gateway/catalog.h"
@@ -41,7 +44,8 @@ using namespace std::chrono_literals;
 class InProcessGateway {
  public:
   InProcessGateway(Registry& registry, gateway::GatewayConfig config, const service::JwtCodec* jwt,
-                   std::size_t body_limit = 64 * 1024) {
+                   std::size_t body_limit = 64 * 1024,
+                   std::shared_ptr<tls::Config> tls = nullptr) {
     auto made = gateway::Proxy::Make(registry, std::move(config), jwt, &metrics_);
     if (!made) throw std::runtime_error(made.error().ToString());
     proxy_ = std::move(*made);
@@ -61,6 +65,7 @@ class InProcessGateway {
     options.access_log = false;
     options.body_limit = body_limit;
     options.metrics = &metrics_;
+    options.tls = std::move(tls);  // HTTPS to the gateway; its upstreams stay plain
     server_ = std::make_unique<http::Server>(std::move(router), options);
     if (auto ok = server_->Start(); !ok) throw std::runtime_error(ok.error().ToString());
   }
@@ -236,6 +241,42 @@ TEST_F(GatewayProxyTest, RequestIdForwardedForAndHopByHopHeaders) {
   }
   EXPECT_EQ(set_cookie, 2);
   EXPECT_EQ(cookies.Header("x-upstream"), "yes");
+}
+
+// Behind a gateway serving HTTPS, the upstream learns that its caller used
+// HTTPS (X-Forwarded-Proto), as it needs to for redirects and Secure cookies.
+TEST_F(GatewayProxyTest, OverTlsTheUpstreamIsToldTheCallerUsedHttps) {
+  testing::TempDir dir{"disco-gateway-tls"};
+  testing::TestCa ca{dir.path(), "gateway"};
+  const auto issued = ca.Issue("gateway", {});
+  auto server_tls = tls::Config::Load(tls::Role::kServer, {issued.cert_file, issued.key_file, ""});
+  ASSERT_TRUE(server_tls) << server_tls.error().ToString();
+  auto client_tls = tls::Config::Load(tls::Role::kClient, {"", "", ca.ca_file()});
+  ASSERT_TRUE(client_tls) << client_tls.error().ToString();
+
+  TestUpstream users(*registry_, "user-service", "users-1");
+  InProcessGateway gw(*registry_, Config({Route("/api/users", "user-service")}), nullptr,
+                      64 * 1024, *server_tls);
+  auto caller_registry = MakeRegistry("memory://gateway-tls-caller");
+  ASSERT_TRUE(caller_registry);
+  http::ClientOptions options;
+  options.tls = *client_tls;
+  options.max_attempts = 1;
+  http::Client caller(**caller_registry, options);
+  auto echo = [&]() -> Result<http::ClientResponse> {
+    http::ClientRequest request;
+    request.url = "https://127.0.0.1:" + std::to_string(gw.port()) + "/api/users/echo";
+    request.headers = {{"X-Forwarded-Proto", "http"}};  // a caller's claim, replaced
+    return testing::RunAwaitable(caller.Send(std::move(request)));
+  };
+  ASSERT_TRUE(WaitFor([&] {
+    auto answer = echo();
+    return answer && answer->status == 200;
+  }, 10s)) << "the gateway never routed over HTTPS";
+  auto answer = echo();
+  ASSERT_TRUE(answer) << answer.error().ToString();
+  auto json = nlohmann::json::parse(answer->body);
+  EXPECT_EQ(HeaderValues(json, "x-forwarded-proto"), nlohmann::json::array({"https"}));
 }
 
 TEST_F(GatewayProxyTest, BodiesPassThroughBothWays) {

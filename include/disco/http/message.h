@@ -48,6 +48,9 @@ struct Request {
   std::string_view route{};  // the matched pattern, e.g. "/api/users/{id}"
   std::vector<std::pair<std::string_view, std::string_view>> params{};  // {name} -> segment
   std::string remote_address{};
+  // It came over TLS (the server serves HTTPS): a proxy tells its upstream
+  // so (X-Forwarded-Proto), for redirects and Secure cookies.
+  bool secure = false;
 
   // The first header with this name, or empty.
   std::string_view Header(std::string_view name) const;
