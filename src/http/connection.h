@@ -216,7 +216,7 @@ std::size_t ReadSize(const beast::flat_buffer& buffer);
 void TranslateReadError(const Connection& connection, boost::system::error_code& ec);
 
 // Writes what the socket takes right now, without waiting: one
-// non-blocking sendmsg. True when everything was written or the write
+// non-blocking sendmsg (through TLS: TlsStream::WriteNow, a record's send). True when everything was written or the write
 // failed (`ec` set); false when the kernel's send buffer was full, with
 // `buffers` advanced past what was written. In two steps like reading:
 //

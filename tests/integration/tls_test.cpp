@@ -10,6 +10,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <boost/asio/ssl.hpp>
@@ -205,6 +206,99 @@ TEST_F(TlsTest, APooledConnectionDroppedWithoutCloseNotifyIsRetriedOnAFreshOne) 
   }
   server.join();
   EXPECT_EQ(connections.load(), 2);
+}
+
+// Bodies larger than a TLS record and than the socket's buffers, both
+// ways: the server reads a request body of many records, and its answer
+// (many records too) fills the send buffer, so OpenSSL's writes wait for
+// the socket and are taken up again where they stopped.
+TEST_F(TlsTest, LargeBodiesCrossManyRecordsBothWays) {
+  Router router;
+  router.Add("POST", "/mirror", [](Request& request) -> Awaitable<Response> {
+    std::string body = request.body;
+    std::reverse(body.begin(), body.end());
+    co_return Response::Text(200, body + body + body + body);
+  });
+  auto issued = ca_.Issue("mirror", {.dns = {"mirror"}});
+  ServerOptions options = QuietOptions();
+  options.body_limit = 2 * 1024 * 1024;
+  options.tls = MustLoad(tls::Role::kServer, {issued.cert_file, issued.key_file, ""});
+  const auto port = Start(std::move(router), options);
+  auto client_options = ClientWith(MustLoad(tls::Role::kClient, {.ca_file = ca_.ca_file()}));
+  client_options.response_limit = 16 * 1024 * 1024;
+  Client client(*registry_, client_options);
+
+  std::string body(1024 * 1024 + 7, '\0');
+  for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i * 7 % 26);
+  ClientRequest request;
+  request.method = "POST";
+  request.url = "https://127.0.0.1:" + std::to_string(port) + "/mirror";
+  request.body = body;
+  auto answer = RunAwaitable(client.Send(std::move(request)));
+  ASSERT_TRUE(answer) << answer.error().ToString();
+  ASSERT_EQ(answer->status, 200);
+  std::string reversed(body.rbegin(), body.rend());
+  ASSERT_EQ(answer->body.size(), 4 * body.size());
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_TRUE(answer->body.compare(i * body.size(), body.size(), reversed) == 0)
+        << "copy " << i << " of the answer differs";
+  }
+}
+
+// A client that sends many requests at once and reads nothing for a while:
+// the server's answers (a head and a 10 KB body each, written as one
+// record) soon find the send buffer full (20 MB of answers against Linux's
+// 4 MiB at most for it and the client's 64 KiB), wait, and go on where they
+// stopped. Every answer arrives whole and in order. (strace: sendto fails
+// with EAGAIN and is taken up again.)
+TEST_F(TlsTest, PipelinedAnswersThatWaitForTheSocketArriveWholeAndInOrder) {
+  namespace asio = boost::asio;
+  Router router;
+  router.Add("GET", "/n/{n}", [](Request& request) -> Awaitable<Response> {
+    const std::string n(request.Param("n"));
+    std::string body(10 * 1000, static_cast<char>('A' + std::stoi(n) % 26));
+    body.replace(0, n.size(), n);
+    co_return Response::Text(200, std::move(body));
+  });
+  auto issued = ca_.Issue("pipeline", {.dns = {"pipeline"}});
+  ServerOptions options = QuietOptions();
+  options.tls = MustLoad(tls::Role::kServer, {issued.cert_file, issued.key_file, ""});
+  const auto port = Start(std::move(router), options);
+
+  asio::io_context ioc;
+  asio::ssl::context context(asio::ssl::context::tls_client);
+  context.load_verify_file(ca_.ca_file());
+  context.set_verify_mode(asio::ssl::verify_peer);
+  asio::ssl::stream<asio::ip::tcp::socket> stream(ioc, context);
+  stream.next_layer().connect({asio::ip::make_address("127.0.0.1"), port});
+  // A fixed receive buffer (no autotuning), so the server's writes must wait.
+  stream.next_layer().set_option(asio::socket_base::receive_buffer_size(64 * 1024));
+  stream.handshake(asio::ssl::stream_base::client);
+  constexpr int kRequests = 2000;
+  std::string requests;
+  for (int i = 0; i < kRequests; ++i)
+    requests += "GET /n/" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  asio::write(stream, asio::buffer(requests));
+  std::this_thread::sleep_for(300ms);  // the server meanwhile fills what it can
+
+  std::string in;
+  for (int i = 0; i < kRequests; ++i) {
+    const std::size_t head_end = asio::read_until(stream, asio::dynamic_buffer(in), "\r\n\r\n");
+    const std::string head = in.substr(0, head_end);
+    ASSERT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << "answer " << i << ": " << head;
+    const auto at = head.find("Content-Length: ");
+    ASSERT_NE(at, std::string::npos) << head;
+    const std::size_t length = std::stoul(head.substr(at + 16));
+    ASSERT_EQ(length, 10'000u) << "answer " << i;
+    if (in.size() < head_end + length)
+      asio::read(stream, asio::dynamic_buffer(in), asio::transfer_exactly(head_end + length - in.size()));
+    const std::string body = in.substr(head_end, length);
+    const std::string n = std::to_string(i);
+    ASSERT_EQ(body.substr(0, n.size()), n) << "answer " << i << " is another's";
+    ASSERT_EQ(body.find_first_not_of(static_cast<char>('A' + i % 26), n.size()), std::string::npos)
+        << "answer " << i << " is damaged";
+    in.erase(0, head_end + length);
+  }
 }
 
 TEST_F(TlsTest, AnUntrustedCaIsAClearError) {
