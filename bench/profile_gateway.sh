@@ -10,7 +10,9 @@
 # Starts etcd (temp data dir), one user-service (1 I/O thread) and the
 # gateway routing /up/* to it on free loopback ports, each stopped by its
 # PID at the end; warms up with wrk for 2 s; then, each during its own
-# `wrk -t1 -c50` run: `perf record -F 2000 -g` of the gateway (OUT_DIR/
+# `wrk -t1 -c50` run: `perf record -F 2000 -g` of the gateway
+# (PERF_CALL_GRAPH=dwarf: call graphs unwound from DWARF, through OpenSSL
+# and other code built without frame pointers; OUT_DIR/
 # perf.data; read it with `perf report -i OUT_DIR/perf.data --no-children
 # --sort dso` or `--sort sym`) and `strace -c -f` (OUT_DIR/strace.txt:
 # system calls per request = calls ÷ the requests in OUT_DIR/wrk-strace.txt,
@@ -73,7 +75,9 @@ wait_http "$url"
 wrk -t1 -c50 -d2s "$url" >/dev/null
 
 # Wait on the sampler's PID only: a bare `wait` would wait for the servers.
-perf record -F 2000 ${PERF_CALL_GRAPH:+--call-graph "$PERF_CALL_GRAPH"} -g -p "$gw_pid" -o "$out/perf.data" -- sleep "$duration" >/dev/null 2>&1 &
+call_graph=(-g)
+[ -n "${PERF_CALL_GRAPH:-}" ] && call_graph=(--call-graph "$PERF_CALL_GRAPH")
+perf record -F 2000 "${call_graph[@]}" -p "$gw_pid" -o "$out/perf.data" -- sleep "$duration" >/dev/null 2>&1 &
 sampler=$!
 wrk -t1 -c50 -d"${duration}s" "$url" >"$out/wrk-perf.txt"
 wait "$sampler"
