@@ -165,6 +165,7 @@ TlsStream::Step TlsStream::Outcome(int ok, boost::system::error_code& ec) {
 
 TlsStream::Step TlsStream::Handshake(boost::system::error_code& ec) {
   ClearErrors();
+  send_errno_ = 0;
   return Outcome(SSL_do_handshake(ssl_), ec);
 }
 
@@ -174,6 +175,7 @@ TlsStream::Step TlsStream::Read(asio::mutable_buffer out, std::size_t& n,
   ec = {};
   if (out.size() == 0) return Step::kDone;
   ClearErrors();
+  send_errno_ = 0;
   const int ok = SSL_read_ex(ssl_, out.data(), out.size(), &n);
   return Outcome(ok, ec);
 }
@@ -181,6 +183,10 @@ TlsStream::Step TlsStream::Read(asio::mutable_buffer out, std::size_t& n,
 TlsStream::Step TlsStream::Write(std::array<asio::const_buffer, 2>& buffers, std::size_t& total,
                                  boost::system::error_code& ec) {
   ec = {};
+  if (write_broken_) {
+    ec = asio::error::operation_aborted;
+    return Step::kDone;
+  }
   for (;;) {
     const std::size_t size = buffers[0].size() + buffers[1].size();
     if (size == 0) return Step::kDone;
@@ -197,13 +203,18 @@ TlsStream::Step TlsStream::Write(std::array<asio::const_buffer, 2>& buffers, std
     }
     std::size_t written = 0;
     ClearErrors();
+    send_errno_ = 0;
     const Step step = Outcome(SSL_write_ex(ssl_, piece.data(), piece.size(), &written), ec);
-    if (step != Step::kDone) return step;  // the same piece is written again
+    write_waiting_ = step != Step::kDone;
+    if (write_waiting_) return step;  // the same piece is written again
     if (joining_) {
       joining_ = false;
       if (joined_.capacity() > 4096) std::string().swap(joined_);
     }
-    if (ec) return Step::kDone;
+    if (ec) {
+      write_broken_ = true;
+      return Step::kDone;
+    }
     total += written;
     const std::size_t first = std::min(written, buffers[0].size());
     buffers[0] += first;

@@ -136,13 +136,17 @@ class TlsStream {
           if (ec == asio::error::eof) {
             tls.InputEnded();  // OpenSSL tells a close_notify'd end from a truncated one
           } else if (ec) {
+            tls.Abandoned();
             return finish(self, ec, 0);
           } else {
             tls.CommitInput(got);
           }
           break;
         case State::kWaiting:
-          if (ec) return finish(self, ec, 0);
+          if (ec) {
+            tls.Abandoned();
+            return finish(self, ec, 0);
+          }
           break;
         case State::kPosted: return finish(self, result, n);
       }
@@ -181,6 +185,13 @@ class TlsStream {
   asio::mutable_buffer InputSpace();
   void CommitInput(std::size_t n) { in_end_ += n; }
   void InputEnded() { in_ended_ = true; }
+  // An operation ended on a socket error, a deadline or a cancellation. A
+  // record OpenSSL had begun to send can then never be finished with the
+  // same bytes: later writes fail rather than send the rest of it in front
+  // of something else (a 408 after a timed-out 100 Continue).
+  void Abandoned() {
+    if (write_waiting_) write_broken_ = true;
+  }
 
   friend struct TlsStreamBio;
 
@@ -191,7 +202,9 @@ class TlsStream {
   std::size_t in_begin_ = 0;
   std::size_t in_end_ = 0;
   bool in_ended_ = false;  // the socket read its end
-  int send_errno_ = 0;     // of the last send that failed
+  int send_errno_ = 0;     // of the last send that failed, during the current call
+  bool write_waiting_ = false;  // a write began and waits for the socket
+  bool write_broken_ = false;   // see Abandoned()
   // A small head and body are written as one record, from here; kept while
   // that write waits for the socket (OpenSSL retries it with the same bytes).
   std::string joined_;
