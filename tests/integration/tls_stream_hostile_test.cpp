@@ -19,12 +19,16 @@
 #include <string>
 #include <thread>
 
+#include <boost/asio/ssl.hpp>
+
+#include "disco/detail/asio.h"
 #include "disco/http/server.h"
 #include "disco/metrics.h"
 #include "disco/tls.h"
 #include "fixture/http_client.h"
 #include "fixture/test_certs.h"
 #include "fixture/util.h"
+#include "http/tls_stream.h"
 
 namespace disco::http {
 namespace {
@@ -335,6 +339,71 @@ TEST_F(TlsStreamHostileTest, PipelinedRequestsFromAClientThatNeverReadsEndAtTheW
   // (No CPU bound here: until its send buffer fills the server answers
   // thousands of real requests, slow under the sanitizers.)
   (void)cpu;
+}
+
+
+// The stream itself: a write that began a record, found the socket full and
+// was then abandoned (its deadline cancelled it) leaves that record half
+// sent. A later write must fail, not let OpenSSL finish the old record in
+// front of its own bytes (it would: a longer write passes OpenSSL's check).
+TEST(TlsStreamTest, AWriteAbandonedHalfSentFailsTheWritesAfterIt) {
+  namespace asio = boost::asio;
+  testing::TempDir dir{"disco-tls-stream"};
+  testing::TestCa ca{dir.path(), "stream"};
+  const auto issued = ca.Issue("stream", {});
+  asio::io_context ioc;
+  asio::ssl::context server_context(asio::ssl::context::tls_server);
+  server_context.use_certificate_chain_file(issued.cert_file);
+  server_context.use_private_key_file(issued.key_file, asio::ssl::context::pem);
+  asio::ssl::context client_context(asio::ssl::context::tls_client);
+
+  asio::ip::tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  asio::ssl::stream<asio::ip::tcp::socket> client(ioc, client_context);
+  // Small fixed buffers on both ends, and a client that never reads.
+  client.next_layer().open(asio::ip::tcp::v4());
+  client.next_layer().set_option(asio::socket_base::receive_buffer_size(4096));
+  client.next_layer().connect(acceptor.local_endpoint());
+  detail::Socket socket(ioc.get_executor());
+  acceptor.accept(socket);
+  socket.set_option(asio::socket_base::send_buffer_size(4096));
+  socket.non_blocking(true);
+  detail::TlsStream tls(socket, server_context);
+
+  boost::system::error_code server_ec = asio::error::would_block, client_ec;
+  tls.async_handshake(detail::TlsStream::Role::server,
+                      [&](boost::system::error_code ec) { server_ec = ec; });
+  client.async_handshake(asio::ssl::stream_base::client,
+                         [&](boost::system::error_code ec) { client_ec = ec; });
+  ioc.run();
+  ioc.restart();
+  ASSERT_FALSE(server_ec) << server_ec.message();
+  ASSERT_FALSE(client_ec) << client_ec.message();
+
+  // Writes until one waits for the socket, its record half sent.
+  const std::string first(64 * 1024, 'a');
+  std::array<asio::const_buffer, 2> out{};
+  boost::system::error_code ec;
+  bool waits = false;
+  for (int i = 0; i < 1000 && !waits; ++i) {
+    out = {asio::buffer(first), asio::const_buffer()};
+    waits = !tls.WriteNow(out, ec);
+    ASSERT_FALSE(ec) << ec.message();
+  }
+  ASSERT_TRUE(waits) << "the socket never filled";
+  // The rest goes to async_write, whose deadline cancels it.
+  boost::system::error_code abandoned;
+  tls.async_write(out, [&](boost::system::error_code e, std::size_t) { abandoned = e; });
+  ioc.poll();
+  socket.cancel();
+  ioc.run();
+  ASSERT_EQ(abandoned, asio::error::operation_aborted);
+
+  // Something else, longer than what was left: refused whole, nothing sent.
+  const std::string second(128 * 1024, 'b');
+  std::array<asio::const_buffer, 2> next{asio::buffer(second), asio::const_buffer()};
+  EXPECT_TRUE(tls.WriteNow(next, ec));
+  EXPECT_EQ(ec, asio::error::operation_aborted) << ec.message();
+  EXPECT_EQ(next[0].size(), second.size());
 }
 
 }  // namespace
