@@ -22,7 +22,7 @@ mkdir -p "$tmp/headers"
   echo 'set(CMAKE_CXX_STANDARD 23)'
   echo 'set(CMAKE_CXX_STANDARD_REQUIRED ON)'
   echo 'add_compile_options(-Wall -Wextra -Wpedantic -Werror)'
-  echo 'find_package(disco 0.1 REQUIRED)'
+  echo 'find_package(disco 0.2 REQUIRED)'
   echo 'add_library(header_check OBJECT)'
   echo 'target_link_libraries(header_check PRIVATE disco::disco)'
 } > "$tmp/headers/CMakeLists.txt"

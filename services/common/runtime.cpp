@@ -117,7 +117,7 @@ int ServiceRuntime::Serve(http::Router router) {
   instance.host = config.advertise_address;
   instance.port = server.port();
   instance.tags = {"disco"};
-  instance.metadata = {{"version", "0.1.0"}};
+  instance.metadata = {{"version", "0.2.0"}};
   if (options.tls) instance.metadata[std::string(kSchemeKey)] = std::string(kSchemeHttps);
   TlsReloader reloader(impl_->tls, std::chrono::milliseconds(config.tls_reload_check_ms));
   std::thread registrar([this, instance] { impl_->RegisterLoop(instance); });

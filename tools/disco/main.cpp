@@ -10,7 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"disco: service registration and discovery on etcd and Consul, and the demo client",
                "disco"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "disco 0.1.0");
+  app.set_version_flag("--version", "disco 0.2.0");
 
   disco::cli::GlobalOptions global;
   const char* env = std::getenv("DISCO_REGISTRY");
