@@ -38,7 +38,6 @@ mkdir -p "$out"
 for tool in etcd wrk valgrind callgrind_control python3 curl; do
   command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-[ "$mode" != gateway-tls ] || command -v openssl >/dev/null || { echo "missing openssl" >&2; exit 1; }
 
 stop_wait=100 wait_tries=600  # valgrind starts and stops slowly
 . "$(dirname "$0")/lib.sh"
@@ -81,22 +80,7 @@ counted=()
 if [ "$mode" = gateway ] || [ "$mode" = gateway-tls ]; then
   scheme=http user_tls=() gw_tls=()
   if [ "$mode" = gateway-tls ]; then
-    # A CA; user-service's certificate (SAN user-service, 127.0.0.1) and the
-    # gateway's (SAN 127.0.0.1), as in run_gateway_bench.sh TLS=1.
-    (
-      cd "$work"
-      openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-      openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench CA" -out ca.pem
-      for name in user-service proxy; do
-        openssl ecparam -name prime256v1 -genkey -noout -out "$name.key"
-        openssl req -new -key "$name.key" -subj "/CN=$name" -out "$name.csr"
-        printf '%s\n' "extendedKeyUsage=serverAuth,clientAuth" \
-          "subjectAltName=DNS:$name,IP:127.0.0.1" >"$name.ext"
-        openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-          -extfile "$name.ext" -out "$name.pem"
-      done
-    ) >"$work/openssl.log" 2>&1
-    export CURL_CA_BUNDLE=$work/ca.pem  # wait_http's and served's curl trust the CA
+    make_bench_certs  # bench/lib.sh: as run_gateway_bench.sh TLS=1
     scheme=https
     user_tls=(--tls-cert "$work/user-service.pem" --tls-key "$work/user-service.key")
     gw_tls=(--tls-cert "$work/proxy.pem" --tls-key "$work/proxy.key" --tls-ca "$work/ca.pem")

@@ -8,6 +8,11 @@
 #   start_etcd NAME     etcd on free ports, data in $work/etcd; sets etcd_port
 #                       and exports DISCO_REGISTRY
 #   wrk_figures FILE    from a `wrk --latency` output: "requests/s p50_ms p99_ms non-2xx"
+#   make_bench_certs    a throwaway CA ($work/ca.pem) and EC P-256 certificates
+#                       $work/user-service.{pem,key} (SAN user-service,
+#                       127.0.0.1) and $work/proxy.{pem,key} (SAN proxy,
+#                       127.0.0.1), made with the openssl CLI; exports
+#                       CURL_CA_BUNDLE so the helpers' curl trusts the CA
 work=$(mktemp -d /tmp/disco-bench-XXXXXX)
 pids=()
 stop_wait=${stop_wait:-50}
@@ -52,4 +57,22 @@ p99 = ms(re.search(r"\s99%\s+(\S+)", text).group(1))
 bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 print(f"{rps:.0f} {p50:.3f} {p99:.3f} {bad.group(1) if bad else 0}")
 PY
+}
+
+make_bench_certs() {
+  command -v openssl >/dev/null || { echo "missing openssl" >&2; exit 1; }
+  (
+    cd "$work"
+    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
+    openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench CA" -out ca.pem
+    for name in user-service proxy; do
+      openssl ecparam -name prime256v1 -genkey -noout -out "$name.key"
+      openssl req -new -key "$name.key" -subj "/CN=$name" -out "$name.csr"
+      printf '%s\n' "extendedKeyUsage=serverAuth,clientAuth" \
+        "subjectAltName=DNS:$name,IP:127.0.0.1" >"$name.ext"
+      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+        -extfile "$name.ext" -out "$name.pem"
+    done
+  ) >"$work/openssl.log" 2>&1
+  export CURL_CA_BUNDLE=$work/ca.pem
 }

@@ -38,20 +38,7 @@ registry=$DISCO_REGISTRY
 
 scheme=http user_tls=() gw_tls=()
 if [ "$tls" = 1 ]; then
-  (
-    cd "$work"
-    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-    openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench CA" -out ca.pem
-    for name in user-service proxy; do
-      openssl ecparam -name prime256v1 -genkey -noout -out "$name.key"
-      openssl req -new -key "$name.key" -subj "/CN=$name" -out "$name.csr"
-      printf '%s\n' "extendedKeyUsage=serverAuth,clientAuth" \
-        "subjectAltName=DNS:$name,IP:127.0.0.1" >"$name.ext"
-      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile "$name.ext" -out "$name.pem"
-    done
-  ) >"$work/openssl.log" 2>&1
-  export CURL_CA_BUNDLE=$work/ca.pem
+  make_bench_certs  # bench/lib.sh
   scheme=https
   user_tls=(--tls-cert "$work/user-service.pem" --tls-key "$work/user-service.key")
   gw_tls=(--tls-cert "$work/proxy.pem" --tls-key "$work/proxy.key" --tls-ca "$work/ca.pem")

@@ -50,24 +50,9 @@ registry=$DISCO_REGISTRY
 
 scheme=http user_tls=() gw_tls=() nginx_listen='' nginx_upstream='' haproxy_bind='' haproxy_server=''
 if [ "$tls" = 1 ]; then
-  command -v openssl >/dev/null || { echo "missing openssl" >&2; exit 1; }
-  # A CA; user-service's certificate (SAN user-service, 127.0.0.1), and the
-  # proxies' (SAN 127.0.0.1).
-  (
-    cd "$work"
-    openssl ecparam -name prime256v1 -genkey -noout -out ca.key
-    openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=bench CA" -out ca.pem
-    for name in user-service proxy; do
-      openssl ecparam -name prime256v1 -genkey -noout -out "$name.key"
-      openssl req -new -key "$name.key" -subj "/CN=$name" -out "$name.csr"
-      printf '%s\n' "extendedKeyUsage=serverAuth,clientAuth" \
-        "subjectAltName=DNS:$name,IP:127.0.0.1" > "$name.ext"
-      openssl x509 -req -in "$name.csr" -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
-        -extfile "$name.ext" -out "$name.pem"
-    done
-    cat proxy.pem proxy.key > proxy-haproxy.pem
-  ) >"$work/openssl.log" 2>&1
-  export CURL_CA_BUNDLE=$work/ca.pem  # wait_http's curl trusts the CA
+  # A CA, user-service's certificate and the proxies' (bench/lib.sh).
+  make_bench_certs
+  cat "$work/proxy.pem" "$work/proxy.key" >"$work/proxy-haproxy.pem"
   scheme=https
   user_tls=(--tls-cert "$work/user-service.pem" --tls-key "$work/user-service.key")
   gw_tls=(--tls-cert "$work/proxy.pem" --tls-key "$work/proxy.key" --tls-ca "$work/ca.pem")

@@ -37,7 +37,6 @@ struct TlsStreamBio {
   static int Write(BIO* bio, const char* data, int size) {
     auto* tls = static_cast<TlsStream*>(BIO_get_data(bio));
     BIO_clear_retry_flags(bio);
-    tls->send_errno_ = 0;
     // The socket's descriptor now, not one remembered: -1 once the
     // connection was closed (a deadline), never another connection's.
     const int fd = tls->socket_.native_handle();
