@@ -10,6 +10,8 @@
 #   handshakes per second per core of the gateway, nginx and HAProxy
 #   answering /health themselves, every request on a new connection
 #   (wrk -H 'Connection: close'; wrk resumes no session: full handshakes).
+#   UNBATCHED=1: one more path, a second gateway with --send-batching false
+#   (one send per message instead of sends in batches), in the same rounds.
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
 #   etcd (temp data dir), one user-service (the upstream, 1 I/O thread),
@@ -35,6 +37,7 @@ connections=${3:-50}
 rounds=${ROUNDS:-3}
 threads=${THREADS:-1}
 tls=${TLS:-0}
+unbatched=${UNBATCHED:-0}
 
 for tool in etcd nginx haproxy wrk python3; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
@@ -88,6 +91,14 @@ start gateway "$gateway" --port "$gw_port" --registry "$registry" --routes "$wor
 gw_pid=$!
 wait_http "$scheme://127.0.0.1:$gw_port/health"
 wait_http "$scheme://127.0.0.1:$gw_port/up/health"
+if [ "$unbatched" = 1 ]; then
+  gw1_port=$(free_port)
+  start gateway-unbatched "$gateway" --port "$gw1_port" --registry "$registry" \
+    --routes "$work/routes.json" --threads "$threads" --access-log false --log-level warn \
+    --send-batching false "${gw_tls[@]}"
+  gw1_pid=$!
+  wait_http "$scheme://127.0.0.1:$gw1_port/up/health"
+fi
 
 nginx_port=$(free_port)
 mkdir -p "$work/nginx/logs"
@@ -175,6 +186,7 @@ for round in $(seq 1 "$rounds"); do
   run_wrk nginx "$scheme://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
   run_wrk haproxy "$scheme://127.0.0.1:$haproxy_port/up/health" "$haproxy_pid"
   run_wrk gateway "$scheme://127.0.0.1:$gw_port/up/health" "$gw_pid"
+  if [ "$unbatched" = 1 ]; then run_wrk gateway-unbatched "$scheme://127.0.0.1:$gw1_port/up/health" "$gw1_pid"; fi
 done
 
 python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" <<'EOF'
@@ -203,7 +215,9 @@ print(f"TLS={'1: HTTPS to the proxy and from the proxy to user-service' if sys.a
 print()
 print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx | vs HAProxy | CPU µs/request (user + sys) |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-for name in ("direct", "nginx", "haproxy", "gateway"):
+for name in ("direct", "nginx", "haproxy", "gateway", "gateway-unbatched"):
+    if name not in med:
+        continue
     rps, p99, p50, cpu_user, cpu_sys = med[name]
     print(f"| {name} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {rps / med['nginx'][0]:.2f}× "
           f"| {rps / med['haproxy'][0]:.2f}× | {cpu_user + cpu_sys:.1f} ({cpu_user:.1f} + {cpu_sys:.1f}) |")

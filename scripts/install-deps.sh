@@ -21,7 +21,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   nlohmann-json3-dev libjwt-dev libcrypt-dev libsqlite3-dev libpqxx-dev
   libspdlog-dev libfmt-dev libcli11-dev libssl-dev libbenchmark-dev libgoogle-perftools-dev
-  libc-ares-dev
+  libc-ares-dev liburing-dev
   etcd-server etcd-client curl procps iproute2
   # scripts/demo.sh --tls makes its certificates with the openssl command.
   openssl

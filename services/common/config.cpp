@@ -86,6 +86,11 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
   app.add_option("--access-log", c.access_log, "Write a JSON access-log line per request to stdout")
       ->envname("DISCO_ACCESS_LOG")
       ->capture_default_str();
+  app.add_option("--send-batching", c.send_batching,
+                 "Hand the answers of one turn of the event loop to the kernel together "
+                 "(io_uring; off, or where the kernel refuses io_uring: one send each)")
+      ->envname("DISCO_SEND_BATCHING")
+      ->capture_default_str();
   app.add_option("--body-limit", c.body_limit,
                  "Largest request body accepted, in bytes (larger: 413)")
       ->envname("DISCO_BODY_LIMIT")

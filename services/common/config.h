@@ -35,6 +35,7 @@ struct ServiceConfig {
   int drain_delay_ms = 1000;
   std::string sqlite_sync = "normal";
   bool access_log = true;
+  bool send_batching = true;  // http::SetSendBatching
   std::size_t body_limit = 1024 * 1024;
   std::size_t body_memory = 256 * 1024 * 1024;
   std::size_t max_connections = 0;              // 0: half the descriptor limit

@@ -90,6 +90,7 @@ int ServiceRuntime::Serve(http::Router router) {
   options.threads = static_cast<std::size_t>(config.threads);
   options.service = config.service;
   options.access_log = config.access_log;
+  const bool batching = http::SetSendBatching(config.send_batching);
   options.body_limit = config.body_limit;
   options.body_memory_limit = config.body_memory;
   options.max_connections = config.max_connections;
@@ -107,9 +108,12 @@ int ServiceRuntime::Serve(http::Router router) {
   config.port = server.port();
   FinishConfig(config, config.port);
   SetLogIdentity(config.service, config.id);
-  Log().info("{} {} listening on {}://{}:{} ({} I/O threads)", config.service, config.id,
-             options.tls ? "https" : "http", config.host, server.port(),
-             options.threads ? options.threads : std::thread::hardware_concurrency());
+  Log().info("{} {} listening on {}://{}:{} ({} I/O threads, sends in batches: {})",
+             config.service, config.id, options.tls ? "https" : "http", config.host,
+             server.port(), options.threads ? options.threads : std::thread::hardware_concurrency(),
+             batching ? "on"
+             : config.send_batching ? "off, this kernel refuses io_uring"
+                                    : "off");
 
   ServiceInstance instance;
   instance.service = config.service;

@@ -15,9 +15,19 @@
 
 #include <boost/asio/ssl/error.hpp>
 
+#include "http/send_batch.h"
+
 namespace disco::http::detail {
 
-Connection::Connection(Socket socket) : socket_(std::move(socket)), timer_(socket_.get_executor()) {
+Connection::Connection(Socket socket)
+    : socket_(std::move(socket)),
+      timer_(socket_.get_executor()),
+      batch_(&asio::use_service<SendBatch>(socket_.get_executor().context()))
+#if DISCO_DRAINED_READ
+      ,
+      reactor_(&asio::use_service<asio::detail::reactor>(socket_.get_executor().context()))
+#endif
+{
   // WriteNow() relies on it; asynchronous operations are unaffected.
   boost::system::error_code ignored;
   socket_.non_blocking(true, ignored);
@@ -45,9 +55,38 @@ void Connection::ClearDeadline() {
 }
 
 void Connection::Close() {
+  FlushOutbox();
   ClearDeadline();
   boost::system::error_code ignored;
   socket_.close(ignored);
+}
+
+void Connection::Shutdown() {
+  FlushOutbox();
+  boost::system::error_code ignored;
+  socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+}
+
+void Connection::FlushOutbox() {
+  if (outbox_ == Outbox::kQueued) batch_->Flush();
+}
+
+void Connection::WriteTail(std::string_view rest) {
+  tail_.assign(rest);
+  outbox_ = Outbox::kTail;
+  asio::async_write(socket_, asio::buffer(tail_),
+                    [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                      self->outbox_ = Outbox::kEmpty;
+                      std::string().swap(self->tail_);
+                      if (ec) self->FailWrites(ec);
+                      if (self->tail_waiter_) std::exchange(self->tail_waiter_, nullptr)->Resume();
+                    });
+}
+
+void Connection::FailWrites(const boost::system::error_code& ec) {
+  if (!write_error_) write_error_ = ec;
+  boost::system::error_code ignored;
+  socket_.shutdown(asio::socket_base::shutdown_both, ignored);
 }
 
 void Connection::Arm(Clock::time_point at) {
@@ -69,6 +108,7 @@ void Connection::OnTimer(std::uint64_t generation, const boost::system::error_co
     return;
   }
   timed_out_ = true;
+  FlushOutbox();  // never close a descriptor the batch still means to send on
   boost::system::error_code ignored;
   // The pending operation completes with an error.
   if (close_on_timeout_)
@@ -148,6 +188,12 @@ Awaitable<void> ReadMore(Connection& connection, bhttp::basic_parser<kIsRequest>
 bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
               boost::system::error_code& ec) {
   ec = {};
+  connection.FlushOutbox();  // what was written before leaves before
+  if (connection.write_error_) {
+    ec = connection.write_error_;
+    return true;
+  }
+  if (connection.outbox_ == Connection::Outbox::kTail) return false;
   if (buffers[0].size() + buffers[1].size() == 0) return true;
   if (connection.tls() != nullptr) return connection.tls()->WriteNow(buffers, ec);
   // A blocking write would stall the thread.
@@ -181,6 +227,36 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
   buffers[0] += first;
   buffers[1] += n - first;
   return buffers[0].size() + buffers[1].size() == 0;
+}
+
+bool WriteSoon(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
+               boost::system::error_code& ec) {
+  ec = {};
+  if (connection.write_error_) {
+    ec = connection.write_error_;
+    return true;
+  }
+  if (connection.tls() == nullptr && connection.outbox_ != Connection::Outbox::kTail &&
+      connection.batch_->Queue(
+          connection,
+          std::string_view(static_cast<const char*>(buffers[0].data()), buffers[0].size()),
+          std::string_view(static_cast<const char*>(buffers[1].data()), buffers[1].size()))) {
+    buffers[0] += buffers[0].size();
+    buffers[1] += buffers[1].size();
+    return true;
+  }
+  return WriteNow(connection, buffers, ec);
+}
+
+Awaitable<void> WriteRest(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
+                          boost::system::error_code& ec) {
+  if (connection.outbox_ == Connection::Outbox::kTail)
+    co_await connection.AwaitTail(http::use_awaitable);
+  if (connection.write_error_) {
+    ec = connection.write_error_;
+    co_return;
+  }
+  co_await connection.AsyncWrite(buffers, asio::redirect_error(http::use_awaitable, ec));
 }
 
 template bool ParseBuffered<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,

@@ -36,6 +36,8 @@
 
 #include "disco/detail/asio.h"
 #include "disco/http/awaitable.h"
+#include "http/drained_read.h"
+#include "http/suspended_coroutine.h"
 #include "http/tls_stream.h"
 
 namespace disco::http::detail {
@@ -92,6 +94,8 @@ class BodyParser : public bhttp::basic_parser<isRequest> {
   std::string& body_;
 };
 
+class SendBatch;
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   static constexpr Clock::time_point kNever = Clock::time_point::max();
@@ -115,7 +119,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   template <class MutableBuffer, class Token>
   auto AsyncReadSome(const MutableBuffer& buffer, Token&& token) {
     if (tls_) return tls_->async_read_some(buffer, std::forward<Token>(token));
+#if DISCO_DRAINED_READ
+    return ReadSome(socket_, *reactor_, asio::mutable_buffer(buffer), std::forward<Token>(token));
+#else
     return socket_.async_read_some(buffer, std::forward<Token>(token));
+#endif
   }
   template <class ConstBuffers, class Token>
   auto AsyncWrite(const ConstBuffers& buffers, Token&& token) {
@@ -143,12 +151,40 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Gives a grown read buffer back when it is empty (after a large message).
   void ShrinkBuffer();
 
-  // Cancels the timer and closes the socket (idempotent).
+  // Cancels the timer and closes the socket (idempotent). Bytes waiting in
+  // the send batch go out first.
   void Close();
+  // Shuts both directions down, after the bytes waiting in the send batch.
+  void Shutdown();
 
  private:
+  friend class SendBatch;
+  friend bool WriteNow(Connection&, std::array<asio::const_buffer, 2>&, boost::system::error_code&);
+  friend bool WriteSoon(Connection&, std::array<asio::const_buffer, 2>&,
+                        boost::system::error_code&);
+  friend Awaitable<void> WriteRest(Connection&, std::array<asio::const_buffer, 2>&,
+                                   boost::system::error_code&);
+
   void Arm(Clock::time_point at);
   void OnTimer(std::uint64_t generation, const boost::system::error_code& ec);
+
+  // Where the connection's writes through the send batch stand: none
+  // pending; bytes queued for the next flush; the rest of a send the socket
+  // took only in part being written asynchronously (tail_).
+  enum class Outbox : std::uint8_t { kEmpty, kQueued, kTail };
+  // Sends what the batch holds for this connection now (Outbox::kQueued).
+  void FlushOutbox();
+  // From the batch: `rest` did not fit the socket; write it asynchronously.
+  void WriteTail(std::string_view rest);
+  // From the batch or the tail: a send failed. Later writes fail with `ec`,
+  // and the socket is shut down so that a pending read ends too.
+  void FailWrites(const boost::system::error_code& ec);
+  // Completes when the tail is written or has failed.
+  template <class Token>
+  auto AwaitTail(Token&& token) {
+    return asio::async_initiate<Token, void()>(
+        [this](auto handler) { tail_waiter_ = Suspend(std::move(handler)); }, token);
+  }
 
   Socket socket_;
   // After socket_: destroyed before the socket it refers to.
@@ -163,6 +199,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool armed_ = false;
   bool timed_out_ = false;
   bool close_on_timeout_ = true;
+  Outbox outbox_ = Outbox::kEmpty;
+  std::size_t outbox_slot_ = 0;  // the batch's entry, while kQueued
+  SendBatch* batch_;             // the socket's io_context's
+#if DISCO_DRAINED_READ
+  asio::detail::reactor* reactor_;  // the socket's io_context's (drained_read.h)
+#endif
+  std::string tail_;
+  std::unique_ptr<SuspendedCoroutine> tail_waiter_;
+  boost::system::error_code write_error_;  // a batched send failed
 };
 
 // How far Read() goes.
@@ -216,12 +261,18 @@ std::size_t ReadSize(const beast::flat_buffer& buffer);
 void TranslateReadError(const Connection& connection, boost::system::error_code& ec);
 
 // Writes what the socket takes right now, without waiting: one
-// non-blocking sendmsg (through TLS: TlsStream::WriteNow, a record's send). True when everything was written or the write
-// failed (`ec` set); false when the kernel's send buffer was full, with
-// `buffers` advanced past what was written. In two steps like reading:
+// non-blocking sendmsg (through TLS: TlsStream::WriteNow, a record's send),
+// after whatever the send batch still holds for the connection. True when
+// everything was written or the write failed (`ec` set); false when the
+// kernel's send buffer was full, with `buffers` advanced past what was
+// written, or an earlier batched send is still being finished. In two steps
+// like reading:
 //
 //   if (!WriteNow(connection, buffers, ec))
-//     co_await asio::async_write(connection.socket(), buffers, ...);
+//     co_await WriteRest(connection, buffers, ec);
+//
+// Every write on a connection goes through these (or WriteSoon), so that
+// bytes leave in the order they were written.
 //
 // Why: a small message almost always fits the send buffer at once, and
 // then it costs one system call and no asynchronous operation (Asio's own
@@ -230,6 +281,21 @@ void TranslateReadError(const Connection& connection, boost::system::error_code&
 // proxied request).
 bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
               boost::system::error_code& ec);
+
+// As WriteNow, but a plain message of up to SendBatch::kMaxBytes joins the
+// io_context's send batch instead (send_batch.h): it is copied, and goes out
+// with the others before the thread next waits for events, in order with
+// the connection's other writes and before it closes. For a write the caller
+// does not wait on, as an answer followed by a read. True: taken (`ec` from
+// an earlier batched send that failed, if any).
+bool WriteSoon(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
+               boost::system::error_code& ec);
+
+// What WriteNow or WriteSoon left: waits for an earlier batched send to be
+// finished, then writes `buffers` (asynchronously, within the connection's
+// deadline).
+Awaitable<void> WriteRest(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
+                          boost::system::error_code& ec);
 
 // True when `text` holds a CR or LF (header injection).
 bool HasLineBreak(std::string_view text);

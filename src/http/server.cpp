@@ -922,10 +922,11 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     // a write that has to wait for the peer needs a deadline.
     std::array<asio::const_buffer, 2> out{asio::buffer(s.head),
                                           asio::buffer(handled.response.body.data(), bytes_out)};
-    if (!detail::WriteNow(*connection, out, s.ec)) {
+    // An answer followed by a read joins the send batch (send_batch.h); the
+    // last one is sent at once, before the connection closes.
+    if (!(keep_alive ? detail::WriteSoon : detail::WriteNow)(*connection, out, s.ec)) {
       connection->SetDeadline(Clock::now() + options.request_timeout);
-      co_await connection->AsyncWrite(out,
-                                 asio::redirect_error(http::use_awaitable, s.ec));
+      co_await detail::WriteRest(*connection, out, s.ec);
     }
     s.now = Clock::now();
     EndRequest(s, handled, start, bytes_in, bytes_out);
@@ -935,7 +936,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   }
 
   if (linger && connection->socket().is_open()) co_await Linger(s);
-  connection->socket().shutdown(tcp::socket::shutdown_both, s.ec);
+  connection->Shutdown();
   // ~Unlink closes the connection.
 }
 
@@ -1025,8 +1026,9 @@ Awaitable<void> Server::Impl::ReadWithParser(SessionState& s, Clock::time_point 
   }
   if (!ec && parser.expects_continue() && !parser.is_done()) {
     static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-    co_await connection.AsyncWrite(asio::buffer(kContinue.data(), kContinue.size()),
-                               asio::redirect_error(http::use_awaitable, ec));
+    std::array<asio::const_buffer, 2> out{asio::buffer(kContinue.data(), kContinue.size()),
+                                          asio::const_buffer()};
+    if (!detail::WriteNow(connection, out, ec)) co_await detail::WriteRest(connection, out, ec);
     if (ec && connection.timed_out()) ec = beast::error::timeout;
   }
   if (!ec && !detail::ParseBuffered(connection, parser, ReadUntil::kMessage, ec))
@@ -1079,10 +1081,8 @@ Awaitable<void> Server::Impl::AnswerReadFailure(SessionState& s, ReadFailure fai
   WriteHead(s.head, error, request_id, options.instance_id, 11, false);
   s.connection.SetDeadline(Clock::now() + options.request_timeout);
   std::array<asio::const_buffer, 2> out{asio::buffer(s.head), asio::buffer(error.body)};
-  if (!detail::WriteNow(s.connection, out, s.ec) && !failure.timed_out) {
-    co_await s.connection.AsyncWrite(out,
-                               asio::redirect_error(http::use_awaitable, s.ec));
-  }
+  if (!detail::WriteNow(s.connection, out, s.ec) && !failure.timed_out)
+    co_await detail::WriteRest(s.connection, out, s.ec);
   Finish(s.worker, kUnmatched, 0, "-", "-", error.status, start, Clock::now(), request_id, 0,
          error.body.size());
   if (error.status == 503) refused_body_memory->Inc();  // the only 503 here: the budget

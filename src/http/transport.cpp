@@ -409,9 +409,8 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     if (interrupt) interrupt->active_ = connection;
     connection->SetDeadline(deadline);
     std::array<asio::const_buffer, 2> out{asio::buffer(wire), asio::buffer(body)};
-    if (!detail::WriteNow(*connection, out, ec))
-      co_await connection->AsyncWrite(out,
-                                 asio::redirect_error(http::use_awaitable, ec));
+    // The answer is read next: the request joins the send batch.
+    if (!detail::WriteSoon(*connection, out, ec)) co_await detail::WriteRest(*connection, out, ec);
     if (ec) {
       const bool timed_out = connection->timed_out();
       connection->Close();
@@ -460,7 +459,7 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
       result.code = ErrorCode::kMalformed;
       result.error = "the answer of " + std::string(address) + " is larger than " +
                      std::to_string(options_.response_limit) + " bytes";
-      connection->socket().shutdown(tcp::socket::shutdown_both, ec);
+      connection->Shutdown();
       connection->Close();
       co_return;
     }
@@ -500,7 +499,7 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
       connection->ClearDeadline();
       pools.Put(pool_key(), std::move(connection), options_.max_idle_per_endpoint, started);
     } else {
-      connection->socket().shutdown(tcp::socket::shutdown_both, ec);
+      connection->Shutdown();
       connection->Close();
     }
     co_return;

@@ -111,6 +111,18 @@ struct ServerOptions {
   std::shared_ptr<tls::Config> tls{};
 };
 
+// Sends in batches (on by default): on an io_context run by one thread (a
+// concurrency hint of 1, as Server's I/O threads have), a plain HTTP
+// message of up to 8 KiB that is followed by a read (a keep-alive answer, a
+// client's request) is handed to the kernel with the other sends of the same
+// turn of the event loop, in one io_uring_enter, instead of one sendmsg
+// each. Off, or where io_uring is unavailable (an old kernel, a seccomp
+// profile, kernel.io_uring_disabled), each is sent at once. Process-wide;
+// an io_context decides when it first sends, so set it before servers and
+// clients start. Returns whether sends will be batched: false when off or
+// when this kernel refuses io_uring.
+bool SetSendBatching(bool on);
+
 class Server {
  public:
   Server(Router router, ServerOptions options);

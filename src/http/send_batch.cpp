@@ -1,0 +1,213 @@
+#include "http/send_batch.h"
+
+#include <liburing.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "disco/http/server.h"
+#include "http/connection.h"
+
+namespace disco::http::detail {
+
+namespace {
+
+std::atomic<bool> g_batching{true};
+std::atomic<std::uint64_t> g_flushes{0};
+std::atomic<std::uint64_t> g_messages{0};
+std::atomic<std::uint64_t> g_tails{0};
+
+// Entries per flush: more wait for the next one (a flush happens early).
+constexpr unsigned kRingEntries = 128;
+
+// The scheduler's concurrency hint: 1 (or "unsafe") promises one thread.
+bool RunByOneThread(asio::io_context& ioc) {
+  const int hint = asio::use_service<asio::detail::scheduler>(ioc).concurrency_hint();
+  return hint == 1 || !BOOST_ASIO_CONCURRENCY_HINT_IS_LOCKING(SCHEDULER, hint) ||
+         !BOOST_ASIO_CONCURRENCY_HINT_IS_LOCKING(REACTOR_IO, hint);
+}
+
+// One non-blocking send, for when the ring fails: the result as a CQE has it.
+long SendNow(int fd, const std::string& bytes) {
+  long sent;
+  do {
+    sent = ::syscall(SYS_sendto, fd, bytes.data(), bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
+                     nullptr, 0);
+  } while (sent < 0 && errno == EINTR);
+  return sent < 0 ? -errno : sent;
+}
+
+}  // namespace
+
+struct SendBatch::Ring {
+  io_uring ring{};
+};
+
+bool SendBatchingOn() { return g_batching.load(std::memory_order_relaxed); }
+
+SendBatchStats SendBatchCounts() {
+  return {g_flushes.load(std::memory_order_relaxed), g_messages.load(std::memory_order_relaxed),
+          g_tails.load(std::memory_order_relaxed)};
+}
+
+SendBatch::SendBatch(asio::execution_context& context)
+    : asio::execution_context::service(context), ioc_(static_cast<asio::io_context&>(context)) {}
+
+SendBatch::~SendBatch() {
+  if (ring_) io_uring_queue_exit(&ring_->ring);
+}
+
+void SendBatch::shutdown() {
+  // The io_context is going away: its loop will not run the posted flush.
+  // Sending now keeps the promise that queued bytes leave before a close.
+  shut_down_ = true;
+  Flush();
+  entries_.clear();
+}
+
+bool SendBatch::Start() {
+  if (!SendBatchingOn() || !RunByOneThread(ioc_)) return false;
+  auto ring = std::make_unique<Ring>();
+  if (io_uring_queue_init(kRingEntries, &ring->ring, 0) != 0) return false;
+  ring_ = std::move(ring);
+  owner_ = std::this_thread::get_id();
+  return true;
+}
+
+bool SendBatch::enabled() {
+  if (!tried_) {
+    tried_ = true;
+    Start();
+  }
+  return ring_ != nullptr;
+}
+
+bool SendBatch::Queue(Connection& connection, std::string_view first, std::string_view second) {
+  const std::size_t size = first.size() + second.size();
+  if (size > kMaxBytes || flushing_ || !enabled()) return false;
+  // A second thread would race the first (a hint of 1 is only a hint).
+  if (std::this_thread::get_id() != owner_) return false;
+  if (connection.outbox_ == Connection::Outbox::kQueued) {
+    Entry& entry = entries_[connection.outbox_slot_];
+    if (entry.bytes.size() + size <= kMaxBytes) {
+      entry.bytes.append(first).append(second);
+      return true;
+    }
+    Flush();
+    if (connection.outbox_ != Connection::Outbox::kEmpty || connection.write_error_) return false;
+  }
+  if (used_ == kRingEntries) Flush();
+  if (used_ == entries_.size()) entries_.emplace_back();
+  Entry& entry = entries_[used_];
+  entry.connection = connection.shared_from_this();
+  entry.bytes.assign(first).append(second);
+  connection.outbox_ = Connection::Outbox::kQueued;
+  connection.outbox_slot_ = used_++;
+  if (!flush_posted_) {
+    flush_posted_ = true;
+    asio::post(ioc_, [this] {
+      flush_posted_ = false;
+      Flush();
+    });
+  }
+  return true;
+}
+
+void SendBatch::Flush() {
+  if (flushing_ || used_ == 0) return;
+  flushing_ = true;
+  const std::size_t count = used_;
+  // The descriptor is read now, not when queued: a socket closed meanwhile
+  // (only by a path that bypasses Connection::Close) reads as -1 and gets
+  // EBADF, never another connection's bytes.
+  std::size_t submitted = 0;
+  if (ring_) {
+    for (std::size_t i = 0; i < count; ++i) {
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
+      const Entry& entry = entries_[i];
+      io_uring_prep_send(sqe, entry.connection->socket().native_handle(), entry.bytes.data(),
+                         entry.bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      sqe->user_data = i;
+    }
+    for (int attempts = 0; submitted < count && attempts < 4; ++attempts) {
+      const int r = io_uring_submit(&ring_->ring);
+      if (r > 0) submitted += static_cast<std::size_t>(r);
+    }
+    // MSG_DONTWAIT: each send completed inline, so its result is there
+    // already; the wait is a formality that costs no system call.
+    std::size_t seen = 0;
+    while (seen < submitted) {
+      io_uring_cqe* cqe = nullptr;
+      const int r = io_uring_wait_cqe(&ring_->ring, &cqe);
+      if (r == -EINTR) continue;
+      if (r < 0) break;
+      Settle(entries_[cqe->user_data], cqe->res);
+      io_uring_cqe_seen(&ring_->ring, cqe);
+      ++seen;
+    }
+    if (submitted > 0) {
+      g_flushes.fetch_add(1, std::memory_order_relaxed);
+      g_messages.fetch_add(submitted, std::memory_order_relaxed);
+    }
+    if (submitted < count || seen < submitted) {
+      // The ring failed: what it did not take goes out one by one below,
+      // and batching stops for this io_context.
+      io_uring_queue_exit(&ring_->ring);
+      ring_.reset();
+    }
+  }
+  for (std::size_t i = 0; i < count; ++i) {
+    Entry& entry = entries_[i];
+    const bool pending = entry.connection->outbox_ == Connection::Outbox::kQueued;
+    if (i >= submitted) {
+      Settle(entry, SendNow(entry.connection->socket().native_handle(), entry.bytes));
+    } else if (pending) {
+      // Handed to the ring, result lost: whether it left is unknown, so the
+      // connection cannot be written to again.
+      Settle(entry, -EIO);
+    }
+    entry.connection.reset();
+  }
+  used_ = 0;
+  flushing_ = false;
+}
+
+void SendBatch::Settle(Entry& entry, long result) {
+  Connection& connection = *entry.connection;
+  connection.outbox_ = Connection::Outbox::kEmpty;
+  const auto size = static_cast<long>(entry.bytes.size());
+  if (result == size) return;
+  if (result == -EAGAIN || result == -EWOULDBLOCK) result = 0;
+  if (result < 0) {
+    connection.FailWrites(boost::system::error_code(static_cast<int>(-result),
+                                                    asio::error::get_system_category()));
+    return;
+  }
+  g_tails.fetch_add(1, std::memory_order_relaxed);
+  const auto rest = std::string_view(entry.bytes).substr(static_cast<std::size_t>(result));
+  if (shut_down_) {
+    // No loop left to write the rest in.
+    connection.FailWrites(asio::error::operation_aborted);
+    return;
+  }
+  connection.WriteTail(rest);
+}
+
+}  // namespace disco::http::detail
+
+namespace disco::http {
+
+bool SetSendBatching(bool on) {
+  detail::g_batching.store(on, std::memory_order_relaxed);
+  if (!on) return false;
+  // A ring made and dropped at once: whether the kernel allows io_uring here.
+  io_uring ring{};
+  if (io_uring_queue_init(2, &ring, 0) != 0) return false;
+  io_uring_queue_exit(&ring);
+  return true;
+}
+
+}  // namespace disco::http

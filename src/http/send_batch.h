@@ -1,0 +1,100 @@
+// SendBatch: the small plain writes of one io_context's handlers, handed to
+// the kernel together, in one io_uring_enter per turn of the event loop,
+// instead of one sendmsg each. Private to src/http.
+//
+// Why: a proxied request costs two receives and two sends, and on the hosts
+// we measure on (paravirtualised VMs) the system calls themselves are most of
+// its CPU: a null system call takes about 1 µs there, and one send on
+// loopback 3-4 µs; 16 sends in one io_uring_enter cost about 1.4 µs each
+// (docs/benchmarks.md, "Sends in batches"). Under load one turn of the loop
+// answers tens of requests, so their sends go out together.
+//
+// How: WriteSoon (connection.h) copies a message of up to kMaxBytes into the
+// batch and asks the io_context to run Flush() once: Asio queues that after
+// the handlers already ready, so the batch goes out before the thread next
+// waits for events, with at most one extra non-blocking epoll_wait in
+// between. Each send is MSG_DONTWAIT, so io_uring completes it inline and
+// Flush() sees every result before it returns. A send the socket takes only
+// in part leaves its rest to an asynchronous write (the connection's tail),
+// which later writes on that connection wait for. A send that fails shuts
+// the socket down, so the read its owner waits on ends. A connection closed
+// with bytes in the batch sends them first (Connection::Close flushes), so
+// no byte ever goes to a reused descriptor.
+//
+// Where io_uring is not available (an old kernel, a seccomp profile that
+// refuses it, io_uring_disabled), or batching is switched off
+// (http::SetSendBatching), WriteSoon sends at once as before.
+//
+// Thread safety: none. A batch belongs to an io_context run by one thread,
+// as its connections do (Server's workers, Transport's pools).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "disco/detail/asio.h"
+
+namespace disco::http::detail {
+
+namespace asio = boost::asio;
+
+class Connection;
+
+class SendBatch final : public asio::execution_context::service {
+ public:
+  using key_type = SendBatch;
+  static inline asio::execution_context::id id;
+  // A larger message is sent at once: copying it would cost about what
+  // batching saves.
+  static constexpr std::size_t kMaxBytes = 8 * 1024;
+
+  explicit SendBatch(asio::execution_context& context);
+  ~SendBatch() override;
+
+  // Batching is on for this io_context (io_uring works, nothing turned it off).
+  bool enabled();
+  // Adds `bytes` to what goes out to `connection` with the next flush
+  // (appended to what is already queued for it, in order). False when the
+  // batch cannot take it: the caller sends at once.
+  bool Queue(Connection& connection, std::string_view first, std::string_view second);
+  // Sends everything queued now and settles each connection's state.
+  void Flush();
+
+ private:
+  struct Entry {
+    std::shared_ptr<Connection> connection;
+    std::string bytes;  // kept between flushes: steady state allocates nothing
+  };
+  void shutdown() override;
+  bool Start();
+  void Settle(Entry& entry, long result);
+
+  asio::io_context& ioc_;
+  struct Ring;
+  std::unique_ptr<Ring> ring_;  // null until first use, or when io_uring is unavailable
+  bool tried_ = false;          // whether Start() ran
+  bool flush_posted_ = false;
+  bool flushing_ = false;
+  bool shut_down_ = false;
+  std::thread::id owner_;  // the thread that queued first
+  std::vector<Entry> entries_;
+  std::size_t used_ = 0;  // entries_[0, used_) are queued
+};
+
+// Whether SetSendBatching (disco/http/server.h) left batching on.
+bool SendBatchingOn();
+
+// What the batches of this process did, for tests and the docs' figures
+// (one relaxed increment per flush, not per message).
+struct SendBatchStats {
+  std::uint64_t flushes;   // io_uring_enter calls that sent a batch
+  std::uint64_t messages;  // messages sent in them (appends to one count once)
+  std::uint64_t tails;     // sends the socket took only in part
+};
+SendBatchStats SendBatchCounts();
+
+}  // namespace disco::http::detail
