@@ -22,12 +22,7 @@ namespace disco::http::detail {
 Connection::Connection(Socket socket)
     : socket_(std::move(socket)),
       timer_(socket_.get_executor()),
-      batch_(&asio::use_service<SendBatch>(socket_.get_executor().context()))
-#if DISCO_DRAINED_READ
-      ,
-      reactor_(&asio::use_service<asio::detail::reactor>(socket_.get_executor().context()))
-#endif
-{
+      batch_(&asio::use_service<SendBatch>(socket_.get_executor().context())) {
   // WriteNow() relies on it; asynchronous operations are unaffected.
   boost::system::error_code ignored;
   socket_.non_blocking(true, ignored);

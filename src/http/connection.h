@@ -36,7 +36,6 @@
 
 #include "disco/detail/asio.h"
 #include "disco/http/awaitable.h"
-#include "http/drained_read.h"
 #include "http/suspended_coroutine.h"
 #include "http/tls_stream.h"
 
@@ -119,11 +118,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   template <class MutableBuffer, class Token>
   auto AsyncReadSome(const MutableBuffer& buffer, Token&& token) {
     if (tls_) return tls_->async_read_some(buffer, std::forward<Token>(token));
-#if DISCO_DRAINED_READ
-    return ReadSome(socket_, *reactor_, asio::mutable_buffer(buffer), std::forward<Token>(token));
-#else
     return socket_.async_read_some(buffer, std::forward<Token>(token));
-#endif
   }
   template <class ConstBuffers, class Token>
   auto AsyncWrite(const ConstBuffers& buffers, Token&& token) {
@@ -202,9 +197,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Outbox outbox_ = Outbox::kEmpty;
   std::size_t outbox_slot_ = 0;  // the batch's entry, while kQueued
   SendBatch* batch_;             // the socket's io_context's
-#if DISCO_DRAINED_READ
-  asio::detail::reactor* reactor_;  // the socket's io_context's (drained_read.h)
-#endif
   std::string tail_;
   std::unique_ptr<SuspendedCoroutine> tail_waiter_;
   boost::system::error_code write_error_;  // a batched send failed

@@ -9,9 +9,8 @@
 // nginx and HAProxy, OpenSSL writes to the socket itself (a BIO whose write
 // is one non-blocking send), so a record the socket takes at once costs one
 // system call and no asynchronous operation (WriteNow, as for plain HTTP);
-// reads go through Asio's own socket read, which knows when the socket is
-// drained and waits for epoll instead of trying (no failed recv per read),
-// into a buffer OpenSSL reads from directly.
+// reads go through Asio's own socket read into a buffer OpenSSL reads from
+// directly.
 //
 // Operations complete through the scheduler, never inside the call that
 // starts them, as Asio's own do. Errors are Asio's: the socket's, OpenSSL's

@@ -1,11 +1,11 @@
-// Sends in batches (src/http/send_batch.h) and the drained read
-// (src/http/drained_read.h), end to end through a real Server and Client on
-// loopback: bytes leave whole and in order whatever path a write takes
-// (queued, appended to a queued message, a message over the batch's size, a
-// send the socket takes only in part, a write that must go at once), and a
-// read started after the socket was drained never misses bytes that came
-// while nobody was reading. Each test checks from SendBatchCounts() that the
-// path it is about was taken, so that none passes with batching silently off.
+// Sends in batches (src/http/send_batch.h), end to end through a real
+// Server and Client on loopback: bytes leave whole and in order whatever path
+// a write takes (queued, appended to a queued message, a message over the
+// batch's size, a send the socket takes only in part, a write that must go
+// at once), and the reads around them miss nothing (bytes that came while
+// nothing read, a request in pieces, a half-close). The write tests check
+// from SendBatchCounts() that the path they are about was taken, so that
+// none passes with batching silently off.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -195,13 +195,12 @@ TEST(SendBatchTest, AnAnswerSentAtOnceGoesAfterTheBatchedOnesAndBeforeTheClose) 
   EXPECT_GT(detail::SendBatchCounts().messages, before.messages);
 }
 
-// The drained read: the server reads the first request whole (the socket is
-// drained), and the second arrives while its handler runs and nothing reads.
-// Its EPOLLIN edge is consumed then; the read after the answer must still
-// find it (the edge set the reactor's flag again, so it tries at once).
-// (A read that filled its buffer is not drained: the pipelined tests above
-// hang without that rule.)
-TEST(SendBatchTest, BytesThatArriveWhileNothingReadsAreReadAfterADrainedRead) {
+// The server reads the first request whole, and the second arrives while
+// its handler runs and nothing reads: its EPOLLIN edge is consumed then
+// (the socket is edge-triggered), and the read after the batched answer
+// must still find it. (A guard for any change that skips the read's first
+// try: a read that filled its buffer, or an edge since, must try.)
+TEST(SendBatchTest, BytesThatArriveWhileNothingReadsAreReadAfterTheAnswer) {
   Server server(SizedRouter(), Options());
   ASSERT_TRUE(server.Start());
   int fd = Connect(server.port());
@@ -218,8 +217,9 @@ TEST(SendBatchTest, BytesThatArriveWhileNothingReadsAreReadAfterADrainedRead) {
   ::close(fd);
 }
 
-// Bytes that come in pieces, each after the last was drained, are all read.
-TEST(SendBatchTest, ARequestInPiecesIsReadWholeAfterEachDrainedRead) {
+// Bytes that come in pieces, each after the last read found them all, are
+// all read.
+TEST(SendBatchTest, ARequestInPiecesIsReadWhole) {
   Server server(SizedRouter(), Options());
   ASSERT_TRUE(server.Start());
   int fd = Connect(server.port());
@@ -233,6 +233,31 @@ TEST(SendBatchTest, ARequestInPiecesIsReadWholeAfterEachDrainedRead) {
   ::close(fd);
   ASSERT_EQ(bodies.size(), 1u);
   EXPECT_EQ(bodies[0], Expected(7, 500));
+}
+
+// A client that sends a keep-alive request and then shuts its side down
+// gets the (batched) answer and then the end of the connection at once, not
+// at the idle timeout: its FIN came with the request, so no new event
+// announces it, and only the read's first try finds it. (Skipping that try
+// after a read that returned less than asked, nginx's rule, fails this
+// without EPOLLRDHUP: docs/architecture.md.)
+TEST(SendBatchTest, AHalfCloseAfterAKeepAliveRequestGetsTheAnswerThenTheEndAtOnce) {
+  Server server(SizedRouter(), Options());
+  ASSERT_TRUE(server.Start());
+  int fd = Connect(server.port());
+  ASSERT_GE(fd, 0);
+  SendAll(fd, Get(3, 100));
+  ::shutdown(fd, SHUT_WR);
+  const auto start = std::chrono::steady_clock::now();
+  const auto bodies = ReadResponses(fd, 1);
+  ASSERT_EQ(bodies.size(), 1u);
+  EXPECT_EQ(bodies[0], Expected(3, 100));
+  char extra;
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "no end of connection within 5 s";
+  EXPECT_EQ(::recv(fd, &extra, 1, 0), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  ::close(fd);
 }
 
 // The client side: requests from an io_context run by one thread (hint 1,
