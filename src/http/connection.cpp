@@ -69,10 +69,23 @@ void Connection::FlushOutbox() {
 void Connection::WriteTail(std::string_view rest) {
   tail_.assign(rest);
   outbox_ = Outbox::kTail;
+  tail_deadline_ = Clock::time_point{};
+  if (write_timeout_.count() > 0) {
+    const auto by = Clock::now() + write_timeout_;
+    if (by < deadline_) {
+      saved_deadline_ = deadline_;
+      tail_deadline_ = by;
+      SetDeadline(by);
+    }
+  }
   asio::async_write(socket_, asio::buffer(tail_),
                     [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                       self->outbox_ = Outbox::kEmpty;
                       std::string().swap(self->tail_);
+                      // The owner's deadline again, unless it set another meanwhile.
+                      if (self->tail_deadline_ != Clock::time_point{} &&
+                          self->deadline_ == self->tail_deadline_ && !self->timed_out_)
+                        self->SetDeadline(self->saved_deadline_);
                       if (ec) self->FailWrites(ec);
                       if (self->tail_waiter_) std::exchange(self->tail_waiter_, nullptr)->Resume();
                     });
@@ -252,6 +265,13 @@ Awaitable<void> WriteRest(Connection& connection, std::array<asio::const_buffer,
     co_return;
   }
   co_await connection.AsyncWrite(buffers, asio::redirect_error(http::use_awaitable, ec));
+}
+
+Awaitable<void> FinishWrites(Connection& connection, boost::system::error_code& ec) {
+  connection.FlushOutbox();
+  if (connection.outbox_ == Connection::Outbox::kTail)
+    co_await connection.AwaitTail(http::use_awaitable);
+  ec = connection.write_error_;
 }
 
 template bool ParseBuffered<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,

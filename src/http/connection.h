@@ -146,6 +146,20 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Gives a grown read buffer back when it is empty (after a large message).
   void ShrinkBuffer();
 
+  // Bytes written through the send batch have not all left yet: queued for
+  // the next flush, or the rest of a send the socket took only in part being
+  // written. Such a connection is not idle (nothing to evict or cancel).
+  bool sending() const { return outbox_ != Outbox::kEmpty; }
+  // The rest of a partial batched send is being written.
+  bool tail_pending() const { return outbox_ == Outbox::kTail; }
+  // A batched send failed: the connection cannot be written to (nor reused).
+  bool write_failed() const { return static_cast<bool>(write_error_); }
+  // How long the rest of a partial batched send may take: while it is being
+  // written the deadline is at most this far away (a server's
+  // request_timeout, so that a client reading slowly is cut off as when its
+  // answer's write was awaited). Zero: the deadline as it is.
+  void set_write_timeout(std::chrono::milliseconds timeout) { write_timeout_ = timeout; }
+
   // Cancels the timer and closes the socket (idempotent). Bytes waiting in
   // the send batch go out first.
   void Close();
@@ -159,6 +173,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
                         boost::system::error_code&);
   friend Awaitable<void> WriteRest(Connection&, std::array<asio::const_buffer, 2>&,
                                    boost::system::error_code&);
+  friend Awaitable<void> FinishWrites(Connection&, boost::system::error_code&);
 
   void Arm(Clock::time_point at);
   void OnTimer(std::uint64_t generation, const boost::system::error_code& ec);
@@ -199,6 +214,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   SendBatch* batch_;             // the socket's io_context's
   std::string tail_;
   std::unique_ptr<SuspendedCoroutine> tail_waiter_;
+  std::chrono::milliseconds write_timeout_{0};
+  Clock::time_point tail_deadline_{};   // set by WriteTail from write_timeout_
+  Clock::time_point saved_deadline_{};  // the deadline before it, restored after
   boost::system::error_code write_error_;  // a batched send failed
 };
 
@@ -288,6 +306,12 @@ bool WriteSoon(Connection& connection, std::array<asio::const_buffer, 2>& buffer
 // deadline).
 Awaitable<void> WriteRest(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
                           boost::system::error_code& ec);
+
+// Before a connection is shut down or let go: sends what the batch holds for
+// it and waits, within the connection's deadline, until the rest of a partial
+// send is written (`ec` when it failed). Close() and Shutdown() only flush:
+// what the socket does not take then would be lost.
+Awaitable<void> FinishWrites(Connection& connection, boost::system::error_code& ec);
 
 // True when `text` holds a CR or LF (header injection).
 bool HasLineBreak(std::string_view text);

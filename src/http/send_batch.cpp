@@ -68,10 +68,27 @@ void SendBatch::shutdown() {
   entries_.clear();
 }
 
+// Whether `ring` works: a no-op submitted and completed. (A seccomp profile
+// may allow io_uring_setup and refuse io_uring_enter.)
+static bool Works(io_uring& ring) {
+  io_uring_sqe* sqe = io_uring_get_sqe(&ring);
+  if (sqe == nullptr) return false;
+  io_uring_prep_nop(sqe);
+  if (io_uring_submit_and_wait(&ring, 1) != 1) return false;
+  io_uring_cqe* cqe = nullptr;
+  if (io_uring_peek_cqe(&ring, &cqe) != 0) return false;
+  io_uring_cqe_seen(&ring, cqe);
+  return true;
+}
+
 bool SendBatch::Start() {
   if (!SendBatchingOn() || !RunByOneThread(ioc_)) return false;
   auto ring = std::make_unique<Ring>();
   if (io_uring_queue_init(kRingEntries, &ring->ring, 0) != 0) return false;
+  if (!Works(ring->ring)) {
+    io_uring_queue_exit(&ring->ring);
+    return false;
+  }
   ring_ = std::move(ring);
   owner_ = std::this_thread::get_id();
   return true;
@@ -203,11 +220,12 @@ namespace disco::http {
 bool SetSendBatching(bool on) {
   detail::g_batching.store(on, std::memory_order_relaxed);
   if (!on) return false;
-  // A ring made and dropped at once: whether the kernel allows io_uring here.
+  // A ring made, tried and dropped: whether the kernel allows io_uring here.
   io_uring ring{};
   if (io_uring_queue_init(2, &ring, 0) != 0) return false;
+  const bool works = detail::Works(ring);
   io_uring_queue_exit(&ring);
-  return true;
+  return works;
 }
 
 }  // namespace disco::http

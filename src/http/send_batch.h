@@ -26,7 +26,10 @@
 // (http::SetSendBatching), WriteSoon sends at once as before.
 //
 // Thread safety: none. A batch belongs to an io_context run by one thread,
-// as its connections do (Server's workers, Transport's pools).
+// as its connections do (Server's workers, Transport's pools); batching is
+// on only for an io_context made with a concurrency hint of 1 (or the
+// unsafe hints), which promises that. One made so and run by several
+// threads anyway must turn batching off (SetSendBatching(false)).
 #pragma once
 
 #include <cstddef>

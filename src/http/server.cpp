@@ -782,7 +782,9 @@ void Server::Impl::EvictIdle() {
     asio::post(*w->ioc, [this, w] {
       if (evictions_wanted.load(std::memory_order_relaxed) <= 0) return;
       for (auto it = w->connections.rbegin(); it != w->connections.rend(); ++it) {
-        if (!(*it)->idle) continue;  // the list's back: idle the longest
+        // The list's back: idle the longest. One still sending its last
+        // answer is not idle.
+        if (!(*it)->idle || (*it)->connection->sending()) continue;
         if (evictions_wanted.fetch_sub(1, std::memory_order_relaxed) <= 0) {
           evictions_wanted.fetch_add(1, std::memory_order_relaxed);
           return;
@@ -891,6 +893,8 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     if (!secured) co_return;  // ~Unlink closes
   }
   SessionState s(*connection, worker, entry, self, reserve, body_budget);
+  // The rest of a batched answer (send_batch.h) is bounded as its write was.
+  connection->set_write_timeout(options.request_timeout);
   s.request.remote_address = peer.to_string();
   s.request.secure = connection->tls() != nullptr;
   bool linger = false;  // close gently after an error answer (the peer may still be sending)
@@ -898,6 +902,13 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     if (connection->buffer().size() == 0) {
       const bool arrived = co_await AwaitRequest(s);
       if (!arrived) break;
+    }
+    // A batched answer the socket took only in part is finished before the
+    // next request is read: the request's deadline (408) must not cut it.
+    if (connection->tail_pending()) {
+      connection->SetDeadline(Clock::now() + options.request_timeout);
+      co_await detail::FinishWrites(*connection, s.ec);
+      if (s.ec) break;
     }
     const auto start = Clock::now();
     ResetRequest(s);
@@ -935,6 +946,13 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     connection->ShrinkBuffer();
   }
 
+  // Answers still in the send batch, or the rest of one the socket took
+  // only in part, leave before the connection is shut down (the client may
+  // have half-closed, or the server be draining).
+  if (connection->sending() && !connection->timed_out()) {
+    connection->SetDeadline(Clock::now() + options.request_timeout);
+    co_await detail::FinishWrites(*connection, s.ec);
+  }
   if (linger && connection->socket().is_open()) co_await Linger(s);
   connection->Shutdown();
   // ~Unlink closes the connection.
@@ -1228,7 +1246,13 @@ bool Server::Drain(std::chrono::milliseconds grace) {
     asio::post(*worker->ioc, [w = worker.get()] {
       for (ConnectionEntry* entry : w->connections) {
         boost::system::error_code ignored;
-        if (entry->idle) entry->connection->socket().cancel(ignored);
+        if (!entry->idle) continue;
+        // One still sending its last answer stops reading only (the read
+        // ends as at the client's end of stream), so the answer still leaves.
+        if (entry->connection->sending())
+          entry->connection->socket().shutdown(tcp::socket::shutdown_receive, ignored);
+        else
+          entry->connection->socket().cancel(ignored);
       }
     });
   }

@@ -495,7 +495,9 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     result.answered = true;
     if (result.response.status >= 500) result.outcome = CallOutcome::kServerError;
     result.response.address = address;
-    if (keep && buffer.size() == 0) {
+    // Not a connection whose request is still going out (an upstream may
+    // answer before it read the whole request) or failed to.
+    if (keep && buffer.size() == 0 && !connection->sending() && !connection->write_failed()) {
       connection->ClearDeadline();
       pools.Put(pool_key(), std::move(connection), options_.max_idle_per_endpoint, started);
     } else {

@@ -235,6 +235,79 @@ TEST(SendBatchTest, ARequestInPiecesIsReadWhole) {
   EXPECT_EQ(bodies[0], Expected(7, 500));
 }
 
+// Sends keep-alive requests one at a time with answers of 7,000 bytes to a
+// client that reads nothing (a 4 KiB receive buffer), until a batched answer
+// goes out only in part; returns how many were asked (-1: no tail in 2,000).
+int FillUntilATail(int fd) {
+  const auto tails = detail::SendBatchCounts().tails;
+  for (int i = 0; i < 2000; ++i) {
+    const auto messages = detail::SendBatchCounts().messages;
+    SendAll(fd, Get(static_cast<std::size_t>(i), 7000));
+    const auto until = std::chrono::steady_clock::now() + 1s;
+    while (detail::SendBatchCounts().messages == messages &&
+           detail::SendBatchCounts().tails == tails && std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(1ms);
+    if (detail::SendBatchCounts().tails != tails) return i + 1;
+  }
+  return -1;
+}
+
+// Found by a hostile review: the rest of a partial answer was cut off when
+// the session stopped reading (here the client's half-close) before it left.
+TEST(SendBatchTest, AHalfCloseWhileAnAnswerIsOnlyPartlySentStillGetsEveryAnswer) {
+  Server server(SizedRouter(), Options());
+  ASSERT_TRUE(server.Start());
+  int fd = Connect(server.port(), 4096);
+  ASSERT_GE(fd, 0);
+  const int asked = FillUntilATail(fd);
+  ASSERT_GT(asked, 0) << "the socket never filled";
+  ::shutdown(fd, SHUT_WR);
+  std::this_thread::sleep_for(300ms);
+  const auto bodies = ReadResponses(fd, static_cast<std::size_t>(asked));
+  ::close(fd);
+  ASSERT_EQ(bodies.size(), static_cast<std::size_t>(asked));
+  for (int i = 0; i < asked; ++i)
+    ASSERT_EQ(bodies[i], Expected(static_cast<std::size_t>(i), 7000)) << i;
+}
+
+// A drain closes idle connections, but one still sending its last answer
+// stops reading only: the answer leaves whole, within the grace period.
+TEST(SendBatchTest, ADrainLetsAPartlySentAnswerFinish) {
+  Server server(SizedRouter(), Options());
+  ASSERT_TRUE(server.Start());
+  int fd = Connect(server.port(), 4096);
+  ASSERT_GE(fd, 0);
+  const int asked = FillUntilATail(fd);
+  ASSERT_GT(asked, 0) << "the socket never filled";
+  bool clean = false;
+  std::thread drain([&] { clean = server.Drain(5s); });
+  std::this_thread::sleep_for(300ms);
+  const auto bodies = ReadResponses(fd, static_cast<std::size_t>(asked));
+  drain.join();
+  ::close(fd);
+  EXPECT_TRUE(clean);
+  ASSERT_EQ(bodies.size(), static_cast<std::size_t>(asked));
+  for (int i = 0; i < asked; ++i)
+    ASSERT_EQ(bodies[i], Expected(static_cast<std::size_t>(i), 7000)) << i;
+}
+
+// A client that stops reading is cut off at request_timeout, as when its
+// answer's write was awaited, not at the longer idle timeout.
+TEST(SendBatchTest, AClientThatStopsReadingIsCutOffAtTheRequestTimeout) {
+  ServerOptions options = Options();
+  options.request_timeout = 1s;
+  options.idle_timeout = 6s;
+  Server server(SizedRouter(), options);
+  ASSERT_TRUE(server.Start());
+  int fd = Connect(server.port(), 4096);
+  ASSERT_GE(fd, 0);
+  ASSERT_GT(FillUntilATail(fd), 0) << "the socket never filled";
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE(testing::WaitFor([&] { return server.open_connections() == 0; }, 5s));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+  ::close(fd);
+}
+
 // A client that sends a keep-alive request and then shuts its side down
 // gets the (batched) answer and then the end of the connection at once, not
 // at the idle timeout: its FIN came with the request, so no new event
