@@ -1,4 +1,5 @@
-// What one small send costs on this host, alone and in an io_uring batch
+// What a system call and one small send cost on this host, the send alone
+// and in an io_uring batch
 // (docs/benchmarks.md, "Sends in batches"). N loopback TCP connections;
 // each round sends 200 bytes on every one, first with one send() each, then
 // with one io_uring_enter for all N (MSG_DONTWAIT, as src/http/send_batch.cpp
@@ -14,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,7 +86,16 @@ static void run(int n) {
   free(s);
 }
 
+// The cost of entering the kernel and leaving it, doing nothing there.
+static void null_syscall(void) {
+  const int calls = 1000000;
+  double t0 = now_ns();
+  for (int i = 0; i < calls; i++) syscall(SYS_getppid);
+  printf("null system call (getppid through syscall()): %.0f ns\n", (now_ns() - t0) / calls);
+}
+
 int main(int argc, char** argv) {
+  null_syscall();
   if (argc < 2) {
     int sizes[] = {1, 2, 4, 8, 16, 32};
     for (unsigned i = 0; i < sizeof sizes / sizeof *sizes; i++) run(sizes[i]);

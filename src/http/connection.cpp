@@ -240,11 +240,10 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
 bool WriteSoon(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
                boost::system::error_code& ec) {
   ec = {};
-  if (connection.write_error_) {
-    ec = connection.write_error_;
-    return true;
-  }
-  if (connection.tls() == nullptr && connection.outbox_ != Connection::Outbox::kTail &&
+  // Anything but a plain connection free to queue goes through WriteNow,
+  // which also reports an earlier failed send.
+  if (!connection.write_error_ && connection.tls() == nullptr &&
+      connection.outbox_ != Connection::Outbox::kTail &&
       connection.batch_->Queue(
           connection,
           std::string_view(static_cast<const char*>(buffers[0].data()), buffers[0].size()),
@@ -256,22 +255,17 @@ bool WriteSoon(Connection& connection, std::array<asio::const_buffer, 2>& buffer
   return WriteNow(connection, buffers, ec);
 }
 
-Awaitable<void> WriteRest(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
-                          boost::system::error_code& ec) {
-  if (connection.outbox_ == Connection::Outbox::kTail)
-    co_await connection.AwaitTail(http::use_awaitable);
-  if (connection.write_error_) {
-    ec = connection.write_error_;
-    co_return;
-  }
-  co_await connection.AsyncWrite(buffers, asio::redirect_error(http::use_awaitable, ec));
-}
-
 Awaitable<void> FinishWrites(Connection& connection, boost::system::error_code& ec) {
   connection.FlushOutbox();
   if (connection.outbox_ == Connection::Outbox::kTail)
     co_await connection.AwaitTail(http::use_awaitable);
   ec = connection.write_error_;
+}
+
+Awaitable<void> WriteRest(Connection& connection, std::array<asio::const_buffer, 2>& buffers,
+                          boost::system::error_code& ec) {
+  co_await FinishWrites(connection, ec);
+  if (!ec) co_await connection.AsyncWrite(buffers, asio::redirect_error(http::use_awaitable, ec));
 }
 
 template bool ParseBuffered<true>(Connection&, bhttp::basic_parser<true>&, ReadUntil,

@@ -567,6 +567,10 @@ struct Server::Impl {
                   std::size_t bytes_in, std::size_t bytes_out);
   // After an error answer: see the comment inside.
   Awaitable<void> Linger(SessionState& s);
+  // What the send batch still holds for the connection, or the rest of an
+  // answer the socket took only in part, leaves within request_timeout
+  // (detail::FinishWrites; s.ec when it did not).
+  Awaitable<void> FinishSending(SessionState& s);
   // The TLS handshake of a new connection (options.tls): true when done.
   Awaitable<bool> StartTls(Connection& connection, const asio::ip::address& peer,
                            ConnectionEntry& entry, bool reserve);
@@ -906,8 +910,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
     // A batched answer the socket took only in part is finished before the
     // next request is read: the request's deadline (408) must not cut it.
     if (connection->tail_pending()) {
-      connection->SetDeadline(Clock::now() + options.request_timeout);
-      co_await detail::FinishWrites(*connection, s.ec);
+      co_await FinishSending(s);
       if (s.ec) break;
     }
     const auto start = Clock::now();
@@ -949,10 +952,7 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   // Answers still in the send batch, or the rest of one the socket took
   // only in part, leave before the connection is shut down (the client may
   // have half-closed, or the server be draining).
-  if (connection->sending() && !connection->timed_out()) {
-    connection->SetDeadline(Clock::now() + options.request_timeout);
-    co_await detail::FinishWrites(*connection, s.ec);
-  }
+  if (connection->sending() && !connection->timed_out()) co_await FinishSending(s);
   if (linger && connection->socket().is_open()) co_await Linger(s);
   connection->Shutdown();
   // ~Unlink closes the connection.
@@ -986,6 +986,11 @@ Awaitable<bool> Server::Impl::StartTls(Connection& connection, const asio::ip::a
                      peer.to_string(), detail::TlsAcceptName(result), reason.empty() ? "" : ": ",
                      reason);
   co_return false;
+}
+
+Awaitable<void> Server::Impl::FinishSending(SessionState& s) {
+  s.connection.SetDeadline(Clock::now() + options.request_timeout);
+  co_await detail::FinishWrites(s.connection, s.ec);
 }
 
 Awaitable<bool> Server::Impl::AwaitRequest(SessionState& s) {

@@ -30,17 +30,20 @@ namespace {
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
 
+// n bytes (at least the prefix) of a pattern that starts with "seq:".
+std::string Body(std::string_view seq, std::size_t n) {
+  std::string body = std::string(seq) + ":";
+  while (body.size() < n) body.push_back(static_cast<char>('a' + body.size() % 26));
+  body.resize(std::max(n, seq.size() + 1));
+  return body;
+}
+
 // GET /size/{n}: n bytes of a pattern that starts with the request's
 // X-Seq, so that a response out of place or cut short shows.
 Router SizedRouter() {
   Router router;
   router.Add("GET", "/size/{n}", [](Request& r) -> Awaitable<Response> {
-    const std::string seq(r.Header("X-Seq"));
-    std::size_t n = std::stoul(std::string(r.Param("n")));
-    std::string body = seq + ":";
-    while (body.size() < n) body.push_back(static_cast<char>('a' + body.size() % 26));
-    body.resize(std::max(n, seq.size() + 1));
-    co_return Response::Text(200, body);
+    co_return Response::Text(200, Body(r.Header("X-Seq"), std::stoul(std::string(r.Param("n")))));
   });
   router.Add("GET", "/slow", [](Request&) -> Awaitable<Response> {
     asio::steady_timer timer(co_await asio::this_coro::executor, 200ms);
@@ -65,11 +68,14 @@ ServerOptions Options() {
   return o;
 }
 
-std::string Expected(std::size_t seq, std::size_t n) {
-  std::string body = std::to_string(seq) + ":";
-  while (body.size() < n) body.push_back(static_cast<char>('a' + body.size() % 26));
-  body.resize(std::max(n, std::to_string(seq).size() + 1));
-  return body;
+// The body GET /size/{n} answers with X-Seq: seq.
+std::string Expected(std::size_t seq, std::size_t n) { return Body(std::to_string(seq), n); }
+
+// `bodies` are the answers to requests 0..count-1 asking for size_of(i) bytes each.
+template <class SizeOf>
+void ExpectAnswers(const std::vector<std::string>& bodies, std::size_t count, SizeOf size_of) {
+  ASSERT_EQ(bodies.size(), count);
+  for (std::size_t i = 0; i < count; ++i) ASSERT_EQ(bodies[i], Expected(i, size_of(i))) << i;
 }
 
 int Connect(std::uint16_t port, int receive_buffer = 0) {
@@ -150,8 +156,7 @@ TEST(SendBatchTest, PipelinedAnswersLeaveWholeAndInOrderWhateverPathEachTakes) {
   SendAll(fd, requests);
   const auto bodies = ReadResponses(fd, kCount);
   ::close(fd);
-  ASSERT_EQ(bodies.size(), kCount);
-  for (std::size_t i = 0; i < kCount; ++i) ASSERT_EQ(bodies[i], Expected(i, SizeOf(i))) << i;
+  ExpectAnswers(bodies, kCount, SizeOf);
   const auto after = detail::SendBatchCounts();
   EXPECT_GT(after.flushes, before.flushes);
   EXPECT_GT(after.messages, before.messages);
@@ -176,9 +181,7 @@ TEST(SendBatchTest, ASendTheSocketTakesInPartFinishesBeforeTheWritesAfterIt) {
   const auto bodies = ReadResponses(fd, kCount);
   sender.join();
   ::close(fd);
-  ASSERT_EQ(bodies.size(), kCount);
-  for (std::size_t i = 0; i < kCount; ++i)
-    ASSERT_EQ(bodies[i], Expected(i, 1000 + (i % 7) * 1000)) << i;
+  ExpectAnswers(bodies, kCount, [](std::size_t i) { return 1000 + (i % 7) * 1000; });
   EXPECT_GT(detail::SendBatchCounts().tails, before.tails);
 }
 
@@ -276,9 +279,7 @@ TEST(SendBatchTest, AHalfCloseWhileAnAnswerIsOnlyPartlySentStillGetsEveryAnswer)
   std::this_thread::sleep_for(300ms);
   const auto bodies = ReadResponses(fd, static_cast<std::size_t>(asked));
   ::close(fd);
-  ASSERT_EQ(bodies.size(), static_cast<std::size_t>(asked));
-  for (int i = 0; i < asked; ++i)
-    ASSERT_EQ(bodies[i], Expected(static_cast<std::size_t>(i), 7000)) << i;
+  ExpectAnswers(bodies, static_cast<std::size_t>(asked), [](std::size_t) { return 7000; });
 }
 
 // A drain closes idle connections, but one still sending its last answer
@@ -298,9 +299,7 @@ TEST(SendBatchTest, ADrainLetsAPartlySentAnswerFinish) {
   drain.join();
   ::close(fd);
   EXPECT_TRUE(clean);
-  ASSERT_EQ(bodies.size(), static_cast<std::size_t>(asked));
-  for (int i = 0; i < asked; ++i)
-    ASSERT_EQ(bodies[i], Expected(static_cast<std::size_t>(i), 7000)) << i;
+  ExpectAnswers(bodies, static_cast<std::size_t>(asked), [](std::size_t) { return 7000; });
 }
 
 // A client that stops reading is cut off at request_timeout, as when its
@@ -393,8 +392,7 @@ TEST(SendBatchTest, SwitchedOffNothingIsBatchedAndEverythingStillArrives) {
   SendAll(fd, requests);
   const auto bodies = ReadResponses(fd, 50);
   ::close(fd);
-  ASSERT_EQ(bodies.size(), 50u);
-  for (std::size_t i = 0; i < 50; ++i) EXPECT_EQ(bodies[i], Expected(i, SizeOf(i)));
+  ExpectAnswers(bodies, 50, SizeOf);
   EXPECT_EQ(detail::SendBatchCounts().messages, before.messages);
   SetSendBatching(true);
 }
