@@ -34,10 +34,11 @@ bool IsRetryable(CallOutcome outcome, int http_status);
 std::chrono::milliseconds RetryBackoff(const RetryOptions& options, std::uint32_t attempt);
 
 // Envoy's retry budget: retries in flight may be at most budget_percent of
-// requests in flight, but at least min_concurrency.
+// requests in flight, but at least min_concurrency (Envoy's default is 3;
+// ours is 10, for the reason at http::ClientOptions::retry_budget_min).
 class RetryBudget {
  public:
-  explicit RetryBudget(double budget_percent = 20.0, std::uint32_t min_concurrency = 3)
+  explicit RetryBudget(double budget_percent = 20.0, std::uint32_t min_concurrency = 10)
       : percent_(budget_percent), min_concurrency_(min_concurrency) {}
 
   // Counts a request in flight for as long as it lives.
@@ -73,6 +74,9 @@ class RetryBudget {
   std::uint64_t exhausted_total() const { return exhausted_.load(std::memory_order_relaxed); }
   std::uint64_t retries_total() const { return granted_.load(std::memory_order_relaxed); }
   std::uint32_t active_requests() const { return active_.load(std::memory_order_relaxed); }
+  std::uint32_t retries_in_flight() const { return retries_.load(std::memory_order_relaxed); }
+  // How many retries may be in flight now.
+  std::uint32_t Limit() const;
 
  private:
   const double percent_;

@@ -12,7 +12,7 @@
 //       {"prefix": "/api/users",  "service": "user-service",  "policy": "round_robin",
 //        "auth": false, "strip_prefix": false,
 //        "max_attempts": 2, "per_try_timeout_ms": 5000, "deadline_ms": 10000,
-//        "retry_budget_percent": 20, "retry_budget_min": 3},
+//        "retry_budget_percent": 20, "retry_budget_min": 10},
 //       {"prefix": "/api/orders", "service": "order-service"}
 //     ],
 //     "rate_limit": {"requests_per_second": 1000, "burst": 2000, "trust_forwarded_for": false},
@@ -65,7 +65,7 @@ struct RouteConfig {
   std::chrono::milliseconds per_try_timeout{5000};
   std::chrono::milliseconds deadline{10000};
   double retry_budget_percent = 20.0;
-  std::uint32_t retry_budget_min = 3;
+  std::uint32_t retry_budget_min = 10;  // as http::ClientOptions
   std::optional<RouteRateLimit> rate_limit{};  // none: only the global limit
 };
 

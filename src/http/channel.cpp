@@ -360,8 +360,12 @@ std::optional<RetryBudget::Token> Channel::Impl::RetryToken(std::string_view aut
   budget_exhausted->Inc();
   if (!result.answered) {
     result.code = ErrorCode::kUnavailable;
-    result.error = "retry budget of " + std::string(authority) +
-                   " exhausted (too many retries in flight); last attempt: " + result.error;
+    // The figures say whether the share or the minimum was the limit.
+    result.error = "retry budget of " + std::string(authority) + " exhausted (" +
+                   std::to_string(budget.retries_in_flight()) + " retries in flight, at most " +
+                   std::to_string(budget.Limit()) + " for " +
+                   std::to_string(budget.active_requests()) +
+                   " calls in flight); last attempt: " + result.error;
   }
   return std::nullopt;
 }

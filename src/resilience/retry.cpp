@@ -30,10 +30,14 @@ std::chrono::milliseconds RetryBackoff(const RetryOptions& options, std::uint32_
   return std::chrono::milliseconds(static_cast<std::int64_t>(FastRandom() % static_cast<std::uint64_t>(ceiling + 1)));
 }
 
-std::optional<RetryBudget::Token> RetryBudget::TryAcquire() {
-  auto limit = std::max<std::uint32_t>(
+std::uint32_t RetryBudget::Limit() const {
+  return std::max<std::uint32_t>(
       min_concurrency_,
       static_cast<std::uint32_t>(std::floor(active_.load(std::memory_order_relaxed) * percent_ / 100.0)));
+}
+
+std::optional<RetryBudget::Token> RetryBudget::TryAcquire() {
+  const auto limit = Limit();
   auto current = retries_.load(std::memory_order_relaxed);
   while (current < limit) {
     if (retries_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed)) {

@@ -708,6 +708,20 @@ TEST_F(HttpClientTest, RetriesRefusedConnectionsForEveryMethod) {
   }
 }
 
+// A refused retry says which bound refused it, the share or the minimum.
+TEST_F(HttpClientTest, ARetryTheBudgetRefusesNamesTheBudgetsFigures) {
+  Register("c-dead", testing::FreePort());  // nothing listens: connection refused
+  Client client(*registry_, {.retry_budget_percent = 0, .retry_budget_min = 0});
+  auto r = Call(client, {.url = "http://svc/echo"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(r.error().message.find("retry budget of svc exhausted (0 retries in flight, at most 0 "
+                                   "for 1 calls in flight); last attempt: "),
+            std::string::npos)
+      << r.error().message;
+  EXPECT_EQ(client.stats().budget_exhausted, 1u);
+}
+
 TEST_F(HttpClientTest, NoInstanceIsAClearError) {
   Client client(*registry_);
   auto r = Call(client, {.url = "http://svc/echo"});

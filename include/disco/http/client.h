@@ -91,9 +91,14 @@ struct ClientOptions {
   std::chrono::milliseconds backoff_base{25};
   std::chrono::milliseconds backoff_max{250};
   // Retries in flight per service may be at most this share of the calls in
-  // flight to it, but at least retry_budget_min.
+  // flight to it, but at least retry_budget_min. The minimum is Envoy's 3
+  // times three: a hung instance's calls time out in a steady stream that
+  // thins out as its last calls expire, and with a floor of 3 a stall of
+  // ~20 ms on the healthy instances then (150 timeouts/s) refused a retry a
+  // user saw (docs/architecture.md, on retries). Ten retries at
+  // once stays small beside what max_attempts already allows.
   double retry_budget_percent = 20.0;
-  std::uint32_t retry_budget_min = 3;
+  std::uint32_t retry_budget_min = 10;
   std::size_t max_idle_per_endpoint = 64;  // pooled connections per (thread, endpoint)
   // A pooled connection unused for this long is closed instead of reused;
   // keep it below the servers' idle timeout so we rarely reuse a dying one.
