@@ -12,6 +12,12 @@
 #   (wrk -H 'Connection: close'; wrk resumes no session: full handshakes).
 #   UNBATCHED=1: one more path, a second gateway with --send-batching false
 #   (one send per message instead of sends in batches), in the same rounds.
+#   PIN=1: each proxy runs alone on CPU 1, while wrk, user-service and etcd share CPU 0
+#   (taskset). Unpinned, three busy processes share two cores as the
+#   scheduler decides, round by round, and that sharing moves the ratios by
+#   ±15 %; pinned, the proxy has a core of its own, so its throughput is its
+#   own cost per request. The direct path then has wrk and user-service on
+#   one core: it is no ceiling, only a check that CPU 0 is not the bound.
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
 #   etcd (temp data dir), one user-service (the upstream, 1 I/O thread),
@@ -38,8 +44,17 @@ rounds=${ROUNDS:-3}
 threads=${THREADS:-1}
 tls=${TLS:-0}
 unbatched=${UNBATCHED:-0}
+pin=${PIN:-0}
+# Commands prefixed with these run on the core given (PIN=1), else anywhere.
+on_proxy_core=() on_load_core=()
+if [ "$pin" = 1 ]; then
+  [ "$(nproc)" -ge 2 ] || { echo "PIN=1 needs two cores" >&2; exit 1; }
+  [ "$threads" = 1 ] || { echo "PIN=1 gives the proxy one core: THREADS=1 only" >&2; exit 1; }
+  on_proxy_core=(taskset -c 1) on_load_core=(taskset -c 0)
+  taskset -pc 0 $$ >/dev/null  # this script, etcd, curl: off the proxy's core
+fi
 
-for tool in etcd nginx haproxy wrk python3; do
+for tool in etcd nginx haproxy wrk python3 taskset; do
   command -v "$tool" >/dev/null || { echo "missing $tool (scripts/install-deps.sh)" >&2; exit 1; }
 done
 gateway=$build/services/gateway/gateway
@@ -75,7 +90,7 @@ if [ "$tls" = 1 ]; then
 fi
 
 user_port=$(free_port)
-start user env DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
+start user "${on_load_core[@]}" env DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
   "$user_service" --port "$user_port" --registry "$registry" --db "$work/users.db" --threads 1 \
   --access-log false --log-level warn "${user_tls[@]}"
 user_pid=$!
@@ -86,14 +101,14 @@ cat >"$work/routes.json" <<EOF
  "rate_limit": {"requests_per_second": 0}}
 EOF
 gw_port=$(free_port)
-start gateway "$gateway" --port "$gw_port" --registry "$registry" --routes "$work/routes.json" \
+start gateway "${on_proxy_core[@]}" "$gateway" --port "$gw_port" --registry "$registry" --routes "$work/routes.json" \
   --threads "$threads" --access-log false --log-level warn "${gw_tls[@]}"
 gw_pid=$!
 wait_http "$scheme://127.0.0.1:$gw_port/health"
 wait_http "$scheme://127.0.0.1:$gw_port/up/health"
 if [ "$unbatched" = 1 ]; then
   gw1_port=$(free_port)
-  start gateway-unbatched "$gateway" --port "$gw1_port" --registry "$registry" \
+  start gateway-unbatched "${on_proxy_core[@]}" "$gateway" --port "$gw1_port" --registry "$registry" \
     --routes "$work/routes.json" --threads "$threads" --access-log false --log-level warn \
     --send-batching false "${gw_tls[@]}"
   gw1_pid=$!
@@ -126,7 +141,7 @@ http {
   }
 }
 EOF
-start nginx nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log"
+start nginx "${on_proxy_core[@]}" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log"
 nginx_pid=$!
 wait_http "$scheme://127.0.0.1:$nginx_port/up/health"
 
@@ -149,7 +164,7 @@ backend user
   http-request replace-path /up(/.*) \\1
   server user1 127.0.0.1:$user_port$haproxy_server
 EOF
-start haproxy haproxy -db -f "$work/haproxy.cfg"
+start haproxy "${on_proxy_core[@]}" haproxy -db -f "$work/haproxy.cfg"
 haproxy_pid=$!
 wait_http "$scheme://127.0.0.1:$haproxy_port/up/health"
 
@@ -164,10 +179,10 @@ cpu_ticks() {
 wrk_extra=()                 # more wrk options (the handshake runs: Connection: close)
 results=$work/results.txt
 run_wrk() {  # name url pid-whose-CPU-time-is-measured
-  wrk -t1 -c"$connections" -d2s "${wrk_extra[@]}" "$2" >/dev/null 2>&1  # warm-up: pools, caches
+  "${on_load_core[@]}" wrk -t1 -c"$connections" -d2s "${wrk_extra[@]}" "$2" >/dev/null 2>&1  # warm-up: pools, caches
   local cpu_before cpu_after
   cpu_before=$(cpu_ticks "$3")
-  wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
+  "${on_load_core[@]}" wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
   cpu_after=$(cpu_ticks "$3")
   local rps p50 p99
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.txt")
@@ -189,7 +204,7 @@ for round in $(seq 1 "$rounds"); do
   if [ "$unbatched" = 1 ]; then run_wrk gateway-unbatched "$scheme://127.0.0.1:$gw1_port/up/health" "$gw1_pid"; fi
 done
 
-python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" <<'EOF'
+python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" "$pin" <<'EOF'
 import statistics, sys
 path, rounds, duration, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 tick_us = 1e6 / float(sys.argv[5])
@@ -211,7 +226,8 @@ med = {n: tuple(statistics.median(x[i] for x in v) for i in range(5)) for n, v i
 print(f"THREADS={threads}: wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
       f"(each round: {', '.join(f'{n} ' + '/'.join(f'{x[0]:.0f}' for x in v) for n, v in runs.items())} req/s)")
 print()
-print(f"TLS={'1: HTTPS to the proxy and from the proxy to user-service' if sys.argv[7] == '1' else '0'}")
+print(f"TLS={'1: HTTPS to the proxy and from the proxy to user-service' if sys.argv[7] == '1' else '0'}, "
+      f"PIN={'1: each proxy alone on CPU 1; wrk, user-service and etcd on CPU 0' if sys.argv[8] == '1' else '0'}")
 print()
 print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx | vs HAProxy | CPU µs/request (user + sys) |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -14,7 +14,9 @@
 // the handlers already ready, so the batch goes out before the thread next
 // waits for events, with at most one extra non-blocking epoll_wait in
 // between. Each send is MSG_DONTWAIT, so io_uring completes it inline and
-// Flush() sees every result before it returns. A send the socket takes only
+// Flush() sees every result before it returns. A flush of one message
+// sends it with one send(): through the ring, one costs more than alone. A
+// send the socket takes only
 // in part leaves its rest to an asynchronous write (the connection's tail),
 // which later writes on that connection wait for. A send that fails shuts
 // the socket down, so the read its owner waits on ends. A connection closed
@@ -94,8 +96,9 @@ bool SendBatchingOn();
 // What the batches of this process did, for tests and the docs' figures
 // (one relaxed increment per flush, not per message).
 struct SendBatchStats {
-  std::uint64_t flushes;   // io_uring_enter calls that sent a batch
+  std::uint64_t flushes;   // flushes that sent what was queued
   std::uint64_t messages;  // messages sent in them (appends to one count once)
+  std::uint64_t alone;     // flushes that used send(), not the ring (one message)
   std::uint64_t tails;     // sends the socket took only in part
 };
 SendBatchStats SendBatchCounts();
