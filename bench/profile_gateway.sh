@@ -16,8 +16,11 @@
 # perf.data; read it with `perf report -i OUT_DIR/perf.data --no-children
 # --sort dso` or `--sort sym`) and `strace -c -f` (OUT_DIR/strace.txt:
 # system calls per request = calls ÷ the requests in OUT_DIR/wrk-strace.txt,
-# which strace slows down). perf and strace come from Debian (linux-perf,
-# strace).
+# which strace slows down) and `perf stat` of the system calls that matter
+# on the request path (OUT_DIR/syscalls.txt: counts per request, from
+# tracepoints, which do not slow the process down the way strace does, so
+# they also show the receives that fail with EAGAIN, which strace's
+# slowdown hides). perf and strace come from Debian (linux-perf, strace).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build/default}
@@ -72,6 +75,22 @@ timeout "$((duration + 2))" strace -c -f -p "$gw_pid" -o "$out/strace.txt" 2>/de
 sampler=$!
 wrk -t1 -c50 -d"${duration}s" "$url" >"$out/wrk-strace.txt"
 wait "$sampler" || true
+calls=(recvfrom sendto sendmsg io_uring_enter epoll_wait epoll_ctl)
+events=()
+for call in "${calls[@]}"; do events+=(-e "syscalls:sys_enter_$call"); done
+perf stat -x, -o "$out/perf-stat.txt" "${events[@]}" -e syscalls:sys_exit_recvfrom \
+  --filter 'ret < 0' -p "$gw_pid" -- sleep "$duration" >/dev/null 2>&1 &
+sampler=$!
+wrk -t1 -c50 -d"${duration}s" "$url" >"$out/wrk-stat.txt"
+wait "$sampler"
+requests=$(awk '/requests in/ {print $1}' "$out/wrk-stat.txt")
+awk -F, -v n="$requests" '$3 ~ /^syscalls:/ {
+    name = $3; sub(/^syscalls:sys_(enter|exit)_/, "", name)
+    if ($3 ~ /sys_exit_recvfrom/) name = "recvfrom failed (EAGAIN and others)"
+    printf "%-40s %8.3f per request\n", name, $1 / n
+  }' "$out/perf-stat.txt" >"$out/syscalls.txt"
+echo "system calls per request ($requests requests, perf stat):"
+cat "$out/syscalls.txt"
 echo "perf: $out/perf.data ($(awk '/^Requests\/sec:/ {print $2}' "$out/wrk-perf.txt") requests/s while sampled)"
 echo "strace: $out/strace.txt ($(awk '/requests in/ {print $1}' "$out/wrk-strace.txt") requests while traced)"
 perf report -i "$out/perf.data" --no-children --sort dso -g none 2>/dev/null | grep -E '^ +[0-9]' | head -8
