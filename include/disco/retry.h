@@ -68,15 +68,20 @@ class RetryBudget {
     RetryBudget* budget_;
   };
 
-  // A token if a retry may start now; nullopt (and a count) if the budget is spent.
-  std::optional<Token> TryAcquire();
+  // The figures a refusal was decided on.
+  struct Refusal {
+    std::uint32_t retries_in_flight;
+    std::uint32_t limit;
+    std::uint32_t requests_in_flight;
+  };
+  // A token if a retry may start now; nullopt (and a count, and `why` if
+  // given) if the budget is spent.
+  std::optional<Token> TryAcquire(Refusal* why = nullptr);
 
   std::uint64_t exhausted_total() const { return exhausted_.load(std::memory_order_relaxed); }
   std::uint64_t retries_total() const { return granted_.load(std::memory_order_relaxed); }
   std::uint32_t active_requests() const { return active_.load(std::memory_order_relaxed); }
   std::uint32_t retries_in_flight() const { return retries_.load(std::memory_order_relaxed); }
-  // How many retries may be in flight now.
-  std::uint32_t Limit() const;
 
  private:
   const double percent_;

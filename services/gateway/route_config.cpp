@@ -140,6 +140,28 @@ bool PrefixMatches(std::string_view prefix, std::string_view path) {
   return path.starts_with(prefix) && (path.size() == prefix.size() || path[prefix.size()] == '/');
 }
 
+// Routes to one service share its channel, so they must agree on the
+// channel's settings. One that leaves a setting out takes it from the first
+// route to that service that sets it (else the default), so that
+// setting it once is enough; two that set it differently stay a mismatch,
+// which the gateway refuses at start, naming the route.
+static void ShareServiceSettings(const json& items, std::vector<RouteConfig>& routes) {
+  auto share = [&](const char* key, auto member) {
+    for (std::size_t i = 0; i < routes.size(); ++i) {
+      if (items[i].contains(key)) continue;
+      for (std::size_t j = 0; j < routes.size(); ++j) {
+        if (items[j].contains(key) && routes[j].service == routes[i].service) {
+          routes[i].*member = routes[j].*member;
+          break;
+        }
+      }
+    }
+  };
+  share("policy", &RouteConfig::policy);
+  share("retry_budget_percent", &RouteConfig::retry_budget_percent);
+  share("retry_budget_min", &RouteConfig::retry_budget_min);
+}
+
 Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
   json root = json::parse(text, nullptr, false);
   if (root.is_discarded() || !root.is_object()) {
@@ -161,6 +183,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
     }
     config.routes.push_back(std::move(*route));
   }
+  ShareServiceSettings(*routes, config.routes);
   if (auto limit = root.find("rate_limit"); limit != root.end()) {
     if (!limit->is_object())
       return Fail(ErrorCode::kInvalidArgument, "rate_limit must be an object");

@@ -23,8 +23,10 @@
 //
 // Every field but "prefix" and "service" is optional. Routes to one service
 // share its channel (one balancer, one retry budget), so they must agree on
-// "policy", "retry_budget_percent" and "retry_budget_min" (the gateway
-// refuses to start otherwise, naming the route); attempts and timeouts are
+// "policy", "retry_budget_percent" and "retry_budget_min": a route that
+// leaves one out takes it from the first route to that service that sets it,
+// and two that set it differently make the gateway refuse to start, naming
+// the route; attempts and timeouts are
 // each route's own. A prefix matches itself
 // and everything below it ("/api/users" matches "/api/users" and
 // "/api/users/7", not "/api/usersX"); the longest prefix wins. A route's own

@@ -351,7 +351,8 @@ std::optional<Clock::duration> Channel::Impl::RetryPause(AttemptResult& result, 
 // recorded in `result` and the metrics.
 std::optional<RetryBudget::Token> Channel::Impl::RetryToken(std::string_view authority,
                                                             AttemptResult& result) {
-  if (auto token = budget.TryAcquire()) {
+  RetryBudget::Refusal why{};
+  if (auto token = budget.TryAcquire(&why)) {
     shared.retries->With({label, CallOutcomeName(result.outcome)}).Inc();
     retried.fetch_add(1, std::memory_order_relaxed);
     return token;
@@ -362,9 +363,8 @@ std::optional<RetryBudget::Token> Channel::Impl::RetryToken(std::string_view aut
     result.code = ErrorCode::kUnavailable;
     // The figures say whether the share or the minimum was the limit.
     result.error = "retry budget of " + std::string(authority) + " exhausted (" +
-                   std::to_string(budget.retries_in_flight()) + " retries in flight, at most " +
-                   std::to_string(budget.Limit()) + " for " +
-                   std::to_string(budget.active_requests()) +
+                   std::to_string(why.retries_in_flight) + " retries in flight, at most " +
+                   std::to_string(why.limit) + " for " + std::to_string(why.requests_in_flight) +
                    " calls in flight); last attempt: " + result.error;
   }
   return std::nullopt;

@@ -2,7 +2,10 @@
 
 #include <boost/version.hpp>
 
+#include <atomic>
 #include <mutex>
+#include <optional>
+#include <utility>
 
 #if BOOST_VERSION == 107400 && defined(BOOST_ASIO_HAS_EPOLL) && !defined(BOOST_ASIO_HAS_IOCP)
 #define DISCO_READ_READINESS 1
@@ -53,23 +56,41 @@ struct SocketAccess : Socket {
   static constexpr auto kImpl = &SocketAccess::impl_;
 };
 
+std::atomic<std::uint64_t> g_skipped{0};
+
+// Swaps in `value` for the "try at once" flag of the socket's reads, under
+// the descriptor's lock; what the flag was, or nullopt when a read is
+// already waiting or cannot wait (not registered with epoll).
+std::optional<bool> SwapTry(Socket& socket, bool value) {
+  State* state = (socket.*SocketAccess::kImpl).get_implementation().reactor_data_;
+  if (state == nullptr) return std::nullopt;
+  std::lock_guard lock(state->*Get(Lock{}));
+  if ((state->*Get(Registered{})) == 0 ||
+      !(state->*Get(Queues{}))[epoll_reactor::read_op].empty())
+    return std::nullopt;
+  return std::exchange((state->*Get(TrySpeculative{}))[epoll_reactor::read_op], value);
+}
+
 }  // namespace
 
+void MarkQuiet(Socket& socket) { SwapTry(socket, false); }
+
+bool TakeQuiet(Socket& socket) { return SwapTry(socket, true) == false; }
+
 bool SkipFirstReceive(Socket& socket) {
-  State* state = (socket.*SocketAccess::kImpl).get_implementation().reactor_data_;
-  if (state == nullptr) return false;
-  std::lock_guard lock(state->*Get(Lock{}));
-  // Not registered with epoll (then a read must try at once), or a read
-  // already waiting (then this one is not the first).
-  if ((state->*Get(Registered{})) == 0 || !(state->*Get(Queues{}))[epoll_reactor::read_op].empty())
-    return false;
-  (state->*Get(TrySpeculative{}))[epoll_reactor::read_op] = false;
+  if (!SwapTry(socket, false)) return false;
+  g_skipped.fetch_add(1, std::memory_order_relaxed);
   return true;
 }
 
+std::uint64_t SkippedFirstReceives() { return g_skipped.load(std::memory_order_relaxed); }
+
 #else
 
+void MarkQuiet(Socket&) {}
+bool TakeQuiet(Socket&) { return false; }
 bool SkipFirstReceive(Socket&) { return false; }
+std::uint64_t SkippedFirstReceives() { return 0; }
 
 #endif
 

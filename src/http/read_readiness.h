@@ -1,29 +1,28 @@
-// SkipFirstReceive: the next read on a socket waits for the reactor's next
-// event instead of trying recv() first. Private to src/http.
+// The first read of an answer without a recv() that cannot succeed.
+// Private to src/http.
 //
 // Why: Asio starts every read with a speculative recv(). Right after a
 // request is sent that recv() cannot succeed, since the answer is at least
 // a round trip away; it fails with EAGAIN, and on the hosts we measure on a
 // failed system call costs about 1 µs, about 3 % of a proxied request
-// (docs/benchmarks.md, "Sends in batches": two of a proxied request's four
-// receives fail). nginx skips that recv() the same way (its "ready" flag).
+// (docs/benchmarks.md: two of a proxied request's four receives failed).
+// nginx skips that recv() the same way (its "ready" flag).
 //
-// When it is safe: only for the first read of the answer to a request that
-// is still queued in the send batch (it has not left, so no byte of its
-// answer can be here). What may be here is only what came while the
-// connection was idle in the pool: a FIN, a reset or stray bytes. Each of
-// those raised its event when no read was waiting, so skipping the recv()
-// leaves it unread until the next event, and the next event comes: the
-// request reaching a closed socket draws a reset, a failed send shuts our
-// socket down, and the answer's bytes raise one each (edge-triggered epoll
-// signals every arrival). The case left is a peer that shut its sending
-// side and keeps reading without answering (a lingering close): nothing
-// raises an event, and only a recv() tried at once would see its FIN. A
-// server does that to a connection idle past its keep-alive timeout, so the
-// Transport skips only on a fresh connection or one idle in the pool for
-// under 250 ms (transport.cpp, kBriefIdle), and a server that lingers on a
-// connection it has just answered keeps the read waiting until the
-// per-try deadline, as any server that hangs does.
+// The rule: the read waits for the socket's next event instead, when
+//  - the request is still queued in the send batch (it has not left, so no
+//    byte of its answer can be here), and
+//  - the connection comes from the pool and no event has come for it since
+//    it went there (MarkQuiet when pooled, TakeQuiet when taken): nothing
+//    arrived while it was idle, no FIN, no reset, no stray byte.
+// Then every byte and every close that can concern the answer is still to
+// come, and each raises an event (edge-triggered epoll signals every
+// arrival; a failed send shuts our socket down, which raises one too).
+// What is left: a FIN that came together with the last bytes of the
+// previous answer, from a server that then keeps the socket open to read
+// and discard (a lingering close) instead of closing it, without having
+// said "Connection: close": that read waits until its deadline, as with a
+// server that hangs. A fresh connection never skips: a server may shut it
+// at once (refusing a client), and that event may have come already.
 //
 // Not for a server's next request (bytes of a pipelined request may have
 // raised their event already) nor any read after a short read (a FIN that
@@ -31,17 +30,36 @@
 // EPOLLRDHUP). docs/architecture.md, "System calls on the request path".
 //
 // How: Asio 1.74's epoll reactor keeps, per descriptor, whether the next
-// read should try at once (try_speculative_); an event sets it again. That
-// member is private, so it is reached the one way C++ allows, through an
-// explicit instantiation. Pinned to Boost 1.74 (Debian 12); elsewhere this
-// does nothing and every read tries recv() first, as before.
+// read should try at once (try_speculative_); every event sets it again.
+// That member is private, so it is reached the one way C++ allows, through
+// an explicit instantiation. Pinned to Boost 1.74 (Debian 12); elsewhere
+// these do nothing and every read tries recv() first, as before.
+//
+// Thread safety: under the descriptor's own lock; meant for an io_context
+// run by one thread, as the send batch is.
 #pragma once
+
+#include <cstdint>
 
 #include "http/tls_stream.h"  // Socket
 
 namespace disco::http::detail {
 
-// True when the next read on `socket` will wait for the next event.
+// The connection goes idle into a pool: from now on its next read will
+// wait for an event, and TakeQuiet can tell whether one came.
+void MarkQuiet(Socket& socket);
+
+// The connection is taken from the pool: true if no event came since
+// MarkQuiet (nothing arrived while it was idle). Either way its next read
+// tries recv() at once again, unless SkipFirstReceive says otherwise.
+bool TakeQuiet(Socket& socket);
+
+// The next read on `socket` waits for the next event. For the first read
+// of an answer whose request is still queued, on a connection TakeQuiet
+// found quiet. True when it took effect.
 bool SkipFirstReceive(Socket& socket);
+
+// How many reads SkipFirstReceive sent to wait, in this process (tests).
+std::uint64_t SkippedFirstReceives();
 
 }  // namespace disco::http::detail

@@ -94,7 +94,7 @@ class SendBatch final : public asio::execution_context::service {
 bool SendBatchingOn();
 
 // What the batches of this process did, for tests and the docs' figures
-// (one relaxed increment per flush, not per message).
+// (relaxed increments per flush, not per message).
 struct SendBatchStats {
   std::uint64_t flushes;   // flushes that sent what was queued
   std::uint64_t messages;  // messages sent in them (appends to one count once)

@@ -50,10 +50,8 @@ class PoolService final : public asio::execution_context::service {
   };
 
   // `now`: about now (the caller's clock read, not one of our own).
-  // The most recently pooled connection idle for less than `max_idle`, and
-  // (`idle_for`) how long it was.
   std::shared_ptr<Connection> Take(std::string_view key, std::chrono::milliseconds max_idle,
-                                   Clock::time_point now, Clock::duration& idle_for) {
+                                   Clock::time_point now) {
     std::lock_guard lock(mu_);
     auto it = pools_.find(key);
     if (it == pools_.end()) return nullptr;
@@ -62,8 +60,7 @@ class PoolService final : public asio::execution_context::service {
       Idle entry =
           std::move(idle.back());  // most recently used first: warmest, least likely closed
       idle.pop_back();
-      idle_for = now - entry.since;
-      if (idle_for < max_idle) return std::move(entry.connection);
+      if (now - entry.since < max_idle) return std::move(entry.connection);
       entry.connection->Close();
     }
     return nullptr;
@@ -144,13 +141,6 @@ class ResponseParser final : public detail::BodyParser<false> {
 
 constexpr std::size_t kResponseHeaderLimit = 64 * 1024;
 
-// A pooled connection idle for longer may have been closed by its server in
-// a way that raises no event when our request reaches it (a lingering
-// close: its sending side shut, the socket left open to read and discard),
-// so its first read tries recv() at once, which sees the FIN. Far shorter
-// than any server's idle timeout; under load a connection is back in use
-// within microseconds.
-constexpr auto kBriefIdle = std::chrono::milliseconds(250);
 
 // The answer at the front of `buffer`, when the strict fast parser takes it
 // (http/simple_head.h): fills `out` and `keep_alive`, consumes the bytes.
@@ -402,11 +392,11 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
   // connection (once) without calling it a retry.
   for (int round = 0; round < 2; ++round) {
     if (cancelled()) co_return;
-    Clock::duration idle_for{};
-    auto connection = round == 0
-                          ? pools.Take(pool_key(), options_.pool_idle_timeout, started, idle_for)
-                          : nullptr;
+    auto connection =
+        round == 0 ? pools.Take(pool_key(), options_.pool_idle_timeout, started) : nullptr;
     const bool reused = connection != nullptr;
+    // Nothing came for it while it was pooled (read_readiness.h).
+    const bool quiet = reused && !tls && detail::TakeQuiet(connection->socket());
     if (!connection) {
       const auto connect_by = control ? std::min(deadline, control->connect_deadline) : deadline;
       connection = co_await Connect(*ioc, address, connect_by, result);
@@ -444,10 +434,10 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     bool parsed = false;
     if (method != "HEAD") {
       if (buffer.size() == 0) {
-        // The request still waits in the send batch: no answer can be here
-        // yet, so the read waits for the next event (read_readiness.h).
-        if (connection->sending() && !connection->tail_pending() && !connection->tls() &&
-            (!reused || idle_for < kBriefIdle))
+        // The request still waits in the send batch and nothing came while
+        // the connection was pooled: no answer or close can be here yet, so
+        // the read waits for the next event (read_readiness.h).
+        if (quiet && connection->sending() && !connection->tail_pending())
           detail::SkipFirstReceive(connection->socket());
         const std::size_t n = co_await connection->AsyncReadSome(
             buffer.prepare(detail::ReadSize(buffer)),
@@ -518,6 +508,7 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     // answer before it read the whole request) or failed to.
     if (keep && buffer.size() == 0 && !connection->sending() && !connection->write_failed()) {
       connection->ClearDeadline();
+      if (!tls) detail::MarkQuiet(connection->socket());
       pools.Put(pool_key(), std::move(connection), options_.max_idle_per_endpoint, started);
     } else {
       connection->Shutdown();

@@ -30,14 +30,10 @@ std::chrono::milliseconds RetryBackoff(const RetryOptions& options, std::uint32_
   return std::chrono::milliseconds(static_cast<std::int64_t>(FastRandom() % static_cast<std::uint64_t>(ceiling + 1)));
 }
 
-std::uint32_t RetryBudget::Limit() const {
-  return std::max<std::uint32_t>(
-      min_concurrency_,
-      static_cast<std::uint32_t>(std::floor(active_.load(std::memory_order_relaxed) * percent_ / 100.0)));
-}
-
-std::optional<RetryBudget::Token> RetryBudget::TryAcquire() {
-  const auto limit = Limit();
+std::optional<RetryBudget::Token> RetryBudget::TryAcquire(Refusal* why) {
+  const auto active = active_.load(std::memory_order_relaxed);
+  const auto limit = std::max<std::uint32_t>(
+      min_concurrency_, static_cast<std::uint32_t>(std::floor(active * percent_ / 100.0)));
   auto current = retries_.load(std::memory_order_relaxed);
   while (current < limit) {
     if (retries_.compare_exchange_weak(current, current + 1, std::memory_order_relaxed)) {
@@ -46,6 +42,7 @@ std::optional<RetryBudget::Token> RetryBudget::TryAcquire() {
     }
   }
   exhausted_.fetch_add(1, std::memory_order_relaxed);
+  if (why) *why = {current, limit, active};
   return std::nullopt;
 }
 

@@ -399,6 +399,8 @@ TEST(SendBatchTest, AClientOnAOneThreadContextBatchesItsRequests) {
   // the server's answers alone would make.
   const auto after = detail::SendBatchCounts();
   EXPECT_GT(after.messages - before.messages, static_cast<std::uint64_t>(kCalls));
+  EXPECT_GT((after.flushes - after.alone) - (before.flushes - before.alone), 0u)
+      << "several connections' sends in one turn go through the ring";
 }
 
 TEST(SendBatchTest, SwitchedOffNothingIsBatchedAndEverythingStillArrives) {

@@ -1,11 +1,12 @@
 // The first read of an answer (src/http/read_readiness.h): with the request
-// still in the send batch, the Transport waits for the socket's next event
-// instead of trying recv() first. These tests hold it to its safety
-// argument with a server that closes pooled connections behind our back:
-// closed outright while briefly idle (our request draws a reset: an event),
-// and half-closed while idle for longer (no event ever comes; only the
-// recv() tried at once sees the FIN, so a connection idle that long must
-// not skip it). Either way the call goes to a fresh connection at once.
+// still in the send batch, on a pooled connection nothing came for while it
+// was idle, the Transport waits for the socket's next event instead of
+// trying recv() first. These tests show that it does, and hold it to its
+// safety rule with a server that closes pooled connections behind our
+// back: closed, reset, or half-closed and kept open (a lingering close,
+// which raises no event when our request reaches it). Each close raised an
+// event while the connection was pooled, so the read tries recv() at once,
+// sees the close, and the call goes to a fresh connection at once.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -16,6 +17,7 @@
 #include <functional>
 #include <string>
 #include <optional>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -23,6 +25,7 @@
 #include "disco/http/client.h"
 #include "disco/http/server.h"
 #include "disco/registry.h"
+#include "http/read_readiness.h"
 
 namespace disco::http {
 namespace {
@@ -42,15 +45,20 @@ class ScriptedServer {
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listener_, 8);
+    if (listener_ < 0 || ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(listener_, 8) != 0)
+      throw std::runtime_error("ScriptedServer: cannot listen on loopback");
     socklen_t length = sizeof address;
     ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length);
     port_ = ntohs(address.sin_port);
     thread_ = std::thread([this] {
       for (int i = 0;; ++i) {
         const int fd = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
-        if (fd < 0) return;  // the listener was shut down
+        if (fd < 0) {
+          if (stopping_) return;  // the listener was shut down
+          --i;
+          continue;
+        }
         script_(*this, i, fd);
       }
     });
@@ -128,6 +136,7 @@ Second TwoCalls(Client& client, std::uint16_t port, Clock::duration pause) {
       },
       asio::detached);
   ioc.run();
+  if (!second) return {std::unexpected(Error{ErrorCode::kInternal, "the calls did not finish"}), {}};
   return std::move(*second);
 }
 
@@ -144,47 +153,78 @@ ClientOptions OneTry() {
     if (!SetSendBatching(true)) GTEST_SKIP() << "io_uring is refused on this machine"; \
   } while (0)
 
-TEST(TransportFirstReadTest, APooledConnectionClosedWhileBrieflyIdleIsReplacedAtOnce) {
+// A server that keeps its connections: the second call's first read skips
+// the recv() that cannot succeed, and its answer still arrives.
+TEST(TransportFirstReadTest, AQuietPooledConnectionWaitsForTheAnswersEvent) {
   REQUIRE_BATCHING();
   ScriptedServer server([](ScriptedServer&, int i, int fd) {
-    if (i == 0) {
-      ScriptedServer::AnswerOne(fd, 0);
-      std::this_thread::sleep_for(30ms);  // idle in the client's pool
-      ::close(fd);                        // FIN now; our next request draws a reset
-      return;
+    for (int n = i; ScriptedServer::AnswerOne(fd, n); ++n) {
     }
-    ScriptedServer::AnswerOne(fd, i);
     ::close(fd);
   });
-  auto registry = MakeRegistry("memory://transport-first-read-1");
+  auto registry = MakeRegistry("memory://transport-first-read-0");
   ASSERT_TRUE(registry);
   Client client(**registry, OneTry());
-  const auto second = TwoCalls(client, server.port(), 100ms);  // under the 250 ms of a skip
+  const auto skipped = detail::SkippedFirstReceives();
+  const auto second = TwoCalls(client, server.port(), 50ms);
   ASSERT_TRUE(second.response) << second.response.error().ToString();
-  EXPECT_EQ(second.response->body, "ok1") << "answered on a fresh connection";
+  EXPECT_EQ(second.response->body, "ok1") << "answered on the pooled connection";
+  EXPECT_EQ(detail::SkippedFirstReceives() - skipped, 1u)
+      << "the second call's read, on a quiet pooled connection (not the first's: fresh)";
   EXPECT_LT(second.took, 1s);
 }
 
-TEST(TransportFirstReadTest, APooledConnectionHalfClosedWhileLongIdleIsReplacedAtOnce) {
-  REQUIRE_BATCHING();
-  ScriptedServer server([](ScriptedServer& self, int i, int fd) {
-    if (i == 0) {
-      ScriptedServer::AnswerOne(fd, 0);
-      std::this_thread::sleep_for(30ms);
-      // Our request reaching a lingering socket raises no event on our side.
-      self.Linger(fd);
+// How the server ends connection 0 while it is pooled in the client.
+enum class End { kClose, kReset, kLinger };
+
+void ExpectAFreshConnectionAtOnce(End end, const std::string& name) {
+  ScriptedServer server([end](ScriptedServer& self, int i, int fd) {
+    ScriptedServer::AnswerOne(fd, i);
+    if (i != 0) {
+      ::close(fd);
       return;
     }
-    ScriptedServer::AnswerOne(fd, i);
-    ::close(fd);
+    std::this_thread::sleep_for(30ms);  // idle in the client's pool
+    switch (end) {
+      case End::kClose:
+        ::close(fd);  // FIN; our request then draws a reset
+        break;
+      case End::kReset: {
+        const linger abort{1, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+        ::close(fd);  // RST
+        break;
+      }
+      case End::kLinger:
+        self.Linger(fd);  // FIN, and our request reaching it raises nothing
+        break;
+    }
   });
-  auto registry = MakeRegistry("memory://transport-first-read-2");
+  auto registry = MakeRegistry("memory://transport-first-read-" + name);
   ASSERT_TRUE(registry);
   Client client(**registry, OneTry());
-  const auto second = TwoCalls(client, server.port(), 400ms);  // past the 250 ms of a skip
+  const auto skipped = detail::SkippedFirstReceives();
+  const auto second = TwoCalls(client, server.port(), 100ms);
   ASSERT_TRUE(second.response) << second.response.error().ToString();
   EXPECT_EQ(second.response->body, "ok1") << "answered on a fresh connection";
   EXPECT_LT(second.took, 1s);
+  EXPECT_EQ(detail::SkippedFirstReceives(), skipped)
+      << "the close raised an event while pooled: the read tries recv() at once";
+}
+
+TEST(TransportFirstReadTest, APooledConnectionClosedWhileIdleIsReplacedAtOnce) {
+  REQUIRE_BATCHING();
+  ExpectAFreshConnectionAtOnce(End::kClose, "close");
+}
+
+TEST(TransportFirstReadTest, APooledConnectionResetWhileIdleIsReplacedAtOnce) {
+  REQUIRE_BATCHING();
+  ExpectAFreshConnectionAtOnce(End::kReset, "reset");
+}
+
+TEST(TransportFirstReadTest, APooledConnectionLingeringClosedWhileIdleIsReplacedAtOnce) {
+  REQUIRE_BATCHING();
+  ExpectAFreshConnectionAtOnce(End::kLinger, "linger");
 }
 
 }  // namespace

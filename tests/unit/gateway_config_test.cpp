@@ -32,6 +32,25 @@ TEST(GatewayConfig, DefaultRoutesAreTheDemos) {
   EXPECT_GT(config.rate_limit.requests_per_second, 0);
 }
 
+// Routes to one service share its channel: a setting given once holds for
+// every route to that service, so a config that set it on one route only
+// (as docs/gateway.md's example did) keeps starting when a default changes.
+TEST(GatewayConfig, AChannelSettingSetOnOneRouteHoldsForEveryRouteToThatService) {
+  auto config = ParseGatewayConfig(R"({
+    "routes": [{"prefix": "/api/users", "service": "user-service", "policy": "least_request",
+                "retry_budget_percent": 10, "retry_budget_min": 3},
+               {"prefix": "/api/users/login", "service": "user-service"},
+               {"prefix": "/api/orders", "service": "order-service"}]})");
+  ASSERT_TRUE(config) << config.error().message;
+  const auto& login = config->routes.at(1);
+  EXPECT_EQ(login.policy, "least_request");
+  EXPECT_EQ(login.retry_budget_percent, 10);
+  EXPECT_EQ(login.retry_budget_min, 3u);
+  const auto& orders = config->routes.at(2);  // another service: the defaults
+  EXPECT_EQ(orders.policy, "round_robin");
+  EXPECT_EQ(orders.retry_budget_min, RouteConfig{}.retry_budget_min);
+}
+
 TEST(GatewayConfig, ParsesEveryField) {
   auto config = ParseGatewayConfig(R"({
     "routes": [{"prefix": "/api/users/", "service": "user-service", "policy": "least_request", "auth": true,
