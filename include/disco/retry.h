@@ -74,9 +74,11 @@ class RetryBudget {
     std::uint32_t limit;
     std::uint32_t requests_in_flight;
   };
-  // A token if a retry may start now; nullopt (and a count, and `why` if
-  // given) if the budget is spent.
-  std::optional<Token> TryAcquire(Refusal* why = nullptr);
+  // A token if a retry may start now; nullopt (and a count, and `why`) if
+  // the budget is spent. (Two overloads, not a default argument: the first
+  // keeps the 0.2 library's symbol.)
+  std::optional<Token> TryAcquire();
+  std::optional<Token> TryAcquire(Refusal& why);
 
   std::uint64_t exhausted_total() const { return exhausted_.load(std::memory_order_relaxed); }
   std::uint64_t retries_total() const { return granted_.load(std::memory_order_relaxed); }

@@ -352,7 +352,7 @@ std::optional<Clock::duration> Channel::Impl::RetryPause(AttemptResult& result, 
 std::optional<RetryBudget::Token> Channel::Impl::RetryToken(std::string_view authority,
                                                             AttemptResult& result) {
   RetryBudget::Refusal why{};
-  if (auto token = budget.TryAcquire(&why)) {
+  if (auto token = budget.TryAcquire(why)) {
     shared.retries->With({label, CallOutcomeName(result.outcome)}).Inc();
     retried.fetch_add(1, std::memory_order_relaxed);
     return token;

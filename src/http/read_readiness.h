@@ -17,11 +17,14 @@
 // Then every byte and every close that can concern the answer is still to
 // come, and each raises an event (edge-triggered epoll signals every
 // arrival; a failed send shuts our socket down, which raises one too).
-// What is left: a FIN that came together with the last bytes of the
-// previous answer, from a server that then keeps the socket open to read
-// and discard (a lingering close) instead of closing it, without having
-// said "Connection: close": that read waits until its deadline, as with a
-// server that hangs. A fresh connection never skips: a server may shut it
+// What is left: a FIN whose event came before the previous answer's last
+// recv() (with its last bytes, say), from a server that said nothing of
+// closing. If the server closed its socket, our request draws a reset,
+// which raises an event, and the call goes to a fresh connection. If no
+// reset comes back (a server that keeps the socket open to read and
+// discard, a lingering close; a host that is gone; a firewall that drops
+// the packet), the read waits until its per-try deadline, as with a server
+// that hangs. Nothing short of a system call would tell. A fresh connection never skips: a server may shut it
 // at once (refusing a client), and that event may have come already.
 //
 // Not for a server's next request (bytes of a pipelined request may have

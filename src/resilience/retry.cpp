@@ -30,7 +30,12 @@ std::chrono::milliseconds RetryBackoff(const RetryOptions& options, std::uint32_
   return std::chrono::milliseconds(static_cast<std::int64_t>(FastRandom() % static_cast<std::uint64_t>(ceiling + 1)));
 }
 
-std::optional<RetryBudget::Token> RetryBudget::TryAcquire(Refusal* why) {
+std::optional<RetryBudget::Token> RetryBudget::TryAcquire() {
+  Refusal ignored;
+  return TryAcquire(ignored);
+}
+
+std::optional<RetryBudget::Token> RetryBudget::TryAcquire(Refusal& why) {
   const auto active = active_.load(std::memory_order_relaxed);
   const auto limit = std::max<std::uint32_t>(
       min_concurrency_, static_cast<std::uint32_t>(std::floor(active * percent_ / 100.0)));
@@ -42,7 +47,7 @@ std::optional<RetryBudget::Token> RetryBudget::TryAcquire(Refusal* why) {
     }
   }
   exhausted_.fetch_add(1, std::memory_order_relaxed);
-  if (why) *why = {current, limit, active};
+  why = {current, limit, active};
   return std::nullopt;
 }
 
