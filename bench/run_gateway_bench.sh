@@ -45,13 +45,14 @@ threads=${THREADS:-1}
 tls=${TLS:-0}
 unbatched=${UNBATCHED:-0}
 pin=${PIN:-0}
-# Commands prefixed with these run on the core given (PIN=1), else anywhere.
-on_proxy_core=() on_load_core=()
+# Commands prefixed with this run on CPU 1 (PIN=1), else anywhere; the rest
+# inherit this script's CPU 0.
+on_proxy_core=()
 if [ "$pin" = 1 ]; then
   [ "$(nproc)" -ge 2 ] || { echo "PIN=1 needs two cores" >&2; exit 1; }
   [ "$threads" = 1 ] || { echo "PIN=1 gives the proxy one core: THREADS=1 only" >&2; exit 1; }
-  on_proxy_core=(taskset -c 1) on_load_core=(taskset -c 0)
-  taskset -pc 0 $$ >/dev/null  # this script, etcd, curl: off the proxy's core
+  on_proxy_core=(taskset -c 1)
+  taskset -pc 0 $$ >/dev/null  # this script and all it starts (etcd, wrk, user-service, curl)
 fi
 
 for tool in etcd nginx haproxy wrk python3 taskset; do
@@ -90,7 +91,7 @@ if [ "$tls" = 1 ]; then
 fi
 
 user_port=$(free_port)
-start user "${on_load_core[@]}" env DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
+start user env DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz \
   "$user_service" --port "$user_port" --registry "$registry" --db "$work/users.db" --threads 1 \
   --access-log false --log-level warn "${user_tls[@]}"
 user_pid=$!
@@ -179,10 +180,10 @@ cpu_ticks() {
 wrk_extra=()                 # more wrk options (the handshake runs: Connection: close)
 results=$work/results.txt
 run_wrk() {  # name url pid-whose-CPU-time-is-measured
-  "${on_load_core[@]}" wrk -t1 -c"$connections" -d2s "${wrk_extra[@]}" "$2" >/dev/null 2>&1  # warm-up: pools, caches
+  wrk -t1 -c"$connections" -d2s "${wrk_extra[@]}" "$2" >/dev/null 2>&1  # warm-up: pools, caches
   local cpu_before cpu_after
   cpu_before=$(cpu_ticks "$3")
-  "${on_load_core[@]}" wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
+  wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
   cpu_after=$(cpu_ticks "$3")
   local rps p50 p99
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.txt")

@@ -31,7 +31,8 @@ bool RunByOneThread(asio::io_context& ioc) {
          !BOOST_ASIO_CONCURRENCY_HINT_IS_LOCKING(REACTOR_IO, hint);
 }
 
-// One non-blocking send, for when the ring fails: the result as a CQE has it.
+// One non-blocking send, for a message alone or when the ring fails: the
+// result as a CQE has it.
 long SendNow(int fd, const std::string& bytes) {
   long sent;
   do {

@@ -141,7 +141,6 @@ class ResponseParser final : public detail::BodyParser<false> {
 
 constexpr std::size_t kResponseHeaderLimit = 64 * 1024;
 
-
 // The answer at the front of `buffer`, when the strict fast parser takes it
 // (http/simple_head.h): fills `out` and `keep_alive`, consumes the bytes.
 // False: nothing done, Beast's turn.

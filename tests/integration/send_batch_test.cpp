@@ -265,16 +265,23 @@ int FillUntilATail(int fd) {
   return -1;
 }
 
+// Connects to `server` with a 4 KiB receive buffer and asks until an answer
+// goes out only in part (its tail); `asked`: how many requests that took.
+void ConnectUntilATail(Server& server, int& fd, int& asked) {
+  fd = Connect(server.port(), 4096);
+  ASSERT_GE(fd, 0);
+  asked = FillUntilATail(fd);
+  ASSERT_GT(asked, 0) << "the socket never filled";
+}
+
 // Found by a hostile review: the rest of a partial answer was cut off when
 // the session stopped reading (here the client's half-close) before it left.
 TEST(SendBatchTest, AHalfCloseWhileAnAnswerIsOnlyPartlySentStillGetsEveryAnswer) {
   REQUIRE_BATCHING();
   Server server(SizedRouter(), Options());
   ASSERT_TRUE(server.Start());
-  int fd = Connect(server.port(), 4096);
-  ASSERT_GE(fd, 0);
-  const int asked = FillUntilATail(fd);
-  ASSERT_GT(asked, 0) << "the socket never filled";
+  int fd = -1, asked = 0;
+  ASSERT_NO_FATAL_FAILURE(ConnectUntilATail(server, fd, asked));
   ::shutdown(fd, SHUT_WR);
   std::this_thread::sleep_for(300ms);
   const auto bodies = ReadResponses(fd, static_cast<std::size_t>(asked));
@@ -288,10 +295,8 @@ TEST(SendBatchTest, ADrainLetsAPartlySentAnswerFinish) {
   REQUIRE_BATCHING();
   Server server(SizedRouter(), Options());
   ASSERT_TRUE(server.Start());
-  int fd = Connect(server.port(), 4096);
-  ASSERT_GE(fd, 0);
-  const int asked = FillUntilATail(fd);
-  ASSERT_GT(asked, 0) << "the socket never filled";
+  int fd = -1, asked = 0;
+  ASSERT_NO_FATAL_FAILURE(ConnectUntilATail(server, fd, asked));
   bool clean = false;
   std::thread drain([&] { clean = server.Drain(5s); });
   std::this_thread::sleep_for(300ms);
@@ -311,9 +316,8 @@ TEST(SendBatchTest, AClientThatStopsReadingIsCutOffAtTheRequestTimeout) {
   options.idle_timeout = 6s;
   Server server(SizedRouter(), options);
   ASSERT_TRUE(server.Start());
-  int fd = Connect(server.port(), 4096);
-  ASSERT_GE(fd, 0);
-  ASSERT_GT(FillUntilATail(fd), 0) << "the socket never filled";
+  int fd = -1, asked = 0;
+  ASSERT_NO_FATAL_FAILURE(ConnectUntilATail(server, fd, asked));
   const auto start = std::chrono::steady_clock::now();
   EXPECT_TRUE(testing::WaitFor([&] { return server.open_connections() == 0; }, 5s));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
