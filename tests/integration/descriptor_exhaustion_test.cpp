@@ -50,6 +50,15 @@ std::size_t Count(const std::string& text, const std::string& what) {
 }
 
 TEST(DescriptorExhaustionTest, NewClientsAreClosedAtOnceAndTheLogStaysQuiet) {
+#ifdef DISCO_UBSAN_VPTR
+  // UBSan (GCC 12's libubsan) checks a virtual call on a type it has not
+  // cached by writing the vtable into a pipe() to learn whether the memory
+  // is readable. With every descriptor taken the pipe cannot be made, the
+  // check calls a valid boost::system::error_category invalid, and
+  // -fno-sanitize-recover ends the service: a fault of the tool in exactly
+  // the state this test creates. The default build runs the test.
+  GTEST_SKIP() << "UBSan's vptr check needs free descriptors (it opens a pipe)";
+#endif
   testing::TempDir dir("disco-fds");
   testing::ServiceOptions options;
   options.binary = testing::UserServicePath();
@@ -97,9 +106,15 @@ TEST(DescriptorExhaustionTest, NewClientsAreClosedAtOnceAndTheLogStaysQuiet) {
 
   for (int fd : idle) ::close(fd);
   // Descriptors free again: served as before.
+  int status = 0;
   EXPECT_TRUE(testing::WaitFor(
-      [&] { return HttpRequest(service.port(), "GET", "/health", {}, {}, 1s).status == 200; }, 10s,
-      50ms));
+      [&] {
+        status = HttpRequest(service.port(), "GET", "/health", {}, {}, 1s).status;
+        return status == 200;
+      },
+      10s, 50ms))
+      << "last status " << status << ", service running: " << service.running() << "\n"
+      << service.ReadLog().substr(0, 4000);
 }
 
 }  // namespace
