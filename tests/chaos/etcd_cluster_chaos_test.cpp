@@ -222,7 +222,9 @@ TEST_F(EtcdClusterChaosTest, QuorumLostFor20sFailsNoRequestAndResyncs) {
   EXPECT_TRUE(stale_before_return) << "staleness must be reported while the quorum is lost";
   // Counted from the report (the watch waits out an election first), and
   // growing until the quorum is back.
-  if (noticed) EXPECT_GE(stale_s, 20.0 - static_cast<double>(noticed->count()) / 1000 - 1.0);
+  if (noticed) {
+    EXPECT_GE(stale_s, 20.0 - static_cast<double>(noticed->count()) / 1000 - 1.0);
+  }
   EXPECT_TRUE(reregistered) << "a registration is not active again\n" << s.Logs();
   EXPECT_TRUE(resynced) << "a watcher does not hold the registry's state\n" << s.Logs();
   ExpectNoFailures(s, all);

@@ -120,16 +120,23 @@ TEST(EtcdClusterTest, QuorumLostFor20sReportsErrorKeepsSnapshotAndResyncs) {
   const auto lost = SteadyClock::now();
   cluster.Kill9(1);
   cluster.Kill9(2);
-  ASSERT_TRUE(watcher.WaitError(15s)) << "the watch must end with an error, not silence";
+  ASSERT_TRUE(watcher.WaitError(20s)) << "the watch must end with an error, not silence";
   const auto error_ms = MillisSince(lost);
+  RecordProperty("error_after_ms", std::to_string(error_ms));
+  // The survivor ends the confirmed stream once it has been without a leader
+  // for about three election timeouts (3 s); that needs no further grace,
+  // which would put the report past 8 s.
+  EXPECT_LT(error_ms, 8000) << "the lost quorum waited out the election grace as well";
   EXPECT_NE(watcher.last_error().message.find("leader"), std::string::npos)
       << watcher.last_error().ToString();
   ASSERT_TRUE(WaitFor([&] { return (*resolver)->Staleness() > 0ms; }, 5s));
+  const auto stale_seen = SteadyClock::now();
   EXPECT_FALSE((*resolver)->LastError().empty());
   std::this_thread::sleep_until(lost + 20s);
-  // Counted from the report (the watch waits out an election first), and
-  // growing until the quorum is back.
-  EXPECT_GE((*resolver)->Staleness(), 20s - std::chrono::milliseconds(error_ms) - 1s)
+  // Counted from the resolver's own watch's report, and growing until the
+  // quorum is back.
+  EXPECT_GE((*resolver)->Staleness(), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          SteadyClock::now() - stale_seen))
       << "error reported after " << error_ms << " ms";
   EXPECT_EQ((*resolver)->snapshot()->endpoints.size(), 2u) << "the last snapshot is served";
   EXPECT_NE((*resolver)->Pick(), nullptr);

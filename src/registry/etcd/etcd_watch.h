@@ -19,8 +19,10 @@
 //   in a row failed to serve a stream (or the Range fails), an error is
 //   delivered, once per outage, so resolvers serve their last snapshot and
 //   report its staleness; the first stream confirmed afterwards delivers the
-//   list again. With several endpoints that error waits 5 s (an election
-//   after a leader loss ends within it: about 3 s measured here). Retries back off from 100 ms to 2 s.
+//   list again. With several endpoints that error waits 5 s (two election
+//   rounds), unless a member ended a confirmed stream for want of a leader
+//   (etcd waits about three election timeouts before it does that).
+//   Retries back off from 100 ms to 2 s.
 //
 // A quiet stream is checked every few seconds with a progress request: if
 // etcd does not answer within kProgressTimeout the stream is treated as dead
