@@ -29,8 +29,6 @@ constexpr std::chrono::milliseconds kRetryBackoffMax{2000};
 // and one whose pre-vote fails (a member that has just joined, say) leaves
 // it to the next: two rounds fit in 5 s. 2 s reported an election after a
 // member's replacement as an outage (EtcdClusterTest.ReplacedMember...).
-// A stream etcd had confirmed and then ends for want of a leader needs no
-// grace: etcd does that only after about three election timeouts without one.
 constexpr std::chrono::milliseconds kElectionGrace{5000};
 // A resumed watch on a member whose store is behind the revision it resumes
 // from asks for progress every kBehindPoll, and Ranges again if the store is
@@ -108,15 +106,12 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       return;
     }
     Backoff backoff(kRetryBackoffInitial, kRetryBackoffMax);
-    // Streams in a row that were never confirmed, went silent or ended for
-    // want of a leader; once every endpoint had its chance the watch reports
-    // an error.
+    // Streams in a row, since the last one etcd confirmed, that were never
+    // confirmed, went silent or ended for want of a leader; once every
+    // endpoint had its chance the watch reports an error.
     std::size_t failed_streams = 0;
     // Among those, the last "no leader": it says more than a refused connection.
     std::optional<Error> no_leader;
-    // Among those, one that etcd had confirmed and ended for want of a leader:
-    // the election grace has passed on the member already.
-    bool leader_lost = false;
     Clock::time_point failing_since;
     while (!Stopping()) {
       // Member discovery (auto_sync) may change the count.
@@ -128,22 +123,24 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       RunBeforeCreateHook(service_, next_revision_);
       const StreamEnd end = Stream(next_revision_);
       if (Stopping()) return;
+      if (end.created) {
+        // A member served this stream: whatever ended it starts a new run
+        // (a run left over from before would report the next failure at
+        // once, without trying another member).
+        failed_streams = 0;
+        no_leader.reset();
+      }
       if (end.resync) {
         // Compaction, or a store behind what this watch saw: Range again.
         next_revision_ = 0;
         continue;
       }
-      if (end.created && !end.no_leader && !end.silent) {
-        failed_streams = 0;
-        no_leader.reset();
-        leader_lost = false;
-      } else {
+      if (!end.created || end.no_leader || end.silent) {
         if (failed_streams++ == 0) failing_since = Clock::now();
         if (end.no_leader) no_leader = end.error;
-        if (end.leader_lost) leader_lost = true;
       }
       if (failed_streams >= endpoints && !failing_ &&
-          (endpoints == 1 || leader_lost || Clock::now() - failing_since >= kElectionGrace)) {
+          (endpoints == 1 || Clock::now() - failing_since >= kElectionGrace)) {
         failing_ = true;
         const Error& error = no_leader ? *no_leader : end.error;
         log::Get().debug("etcd {}: watch of {} has no member to serve it: {}", context_->url,
@@ -285,7 +282,6 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     bool created = false;    // etcd confirmed the watch
     bool resync = false;     // Range before the next stream
     bool no_leader = false;  // the member lost its leader (require-leader)
-    bool leader_lost = false;  // confirmed, then ended by the member: no leader
     bool silent = false;     // given up: the member stopped answering
     bool healthy = false;    // compacted, or confirmed and served for a while
     Error error;             // why it ended
@@ -331,7 +327,6 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     }
 
     grpc::Status status = FinishStream(s);
-    bool cancelled_by_member = false;
     if (s.silent) {
       status = grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "watch stream stopped answering");
     } else if (status.error_code() == grpc::StatusCode::CANCELLED && !s.ours && !Stopping()) {
@@ -339,7 +334,6 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
       // leader (its server-side context, so the client sees CANCELLED).
       status = grpc::Status(grpc::StatusCode::UNAVAILABLE,
                             "etcdserver: no leader (the member cancelled the watch)");
-      cancelled_by_member = true;
     }
     if (!Stopping() && (s.silent || status.error_code() != grpc::StatusCode::CANCELLED)) {
       context_->connection.ReportStreamFailure(*target, status);
@@ -349,7 +343,6 @@ class WatchLoop : public std::enable_shared_from_this<WatchLoop> {
     end.created = s.created;
     end.resync = s.resync;
     end.no_leader = IsMemberUnready(status);
-    end.leader_lost = s.created && cancelled_by_member;
     end.silent = s.silent;
     end.healthy = s.resync || (s.created && Clock::now() - opened >= kHealthyLifetime);
     end.error = context_->connection.ToError(status, target->endpoint());

@@ -19,9 +19,8 @@
 //   in a row failed to serve a stream (or the Range fails), an error is
 //   delivered, once per outage, so resolvers serve their last snapshot and
 //   report its staleness; the first stream confirmed afterwards delivers the
-//   list again. With several endpoints that error waits 5 s (two election
-//   rounds), unless a member ended a confirmed stream for want of a leader
-//   (etcd waits about three election timeouts before it does that).
+//   list again. With several endpoints that error waits until the streams
+//   since the last confirmed one have failed for 5 s (two election rounds).
 //   Retries back off from 100 ms to 2 s.
 //
 // A quiet stream is checked every few seconds with a progress request: if
