@@ -88,10 +88,9 @@ class Resolver {
   // How long since the registry last confirmed this view; 0 while the watch
   // is connected and healthy. Counted from the watch's error, which a backend
   // may hold back for a moment (etcd with several members waits out an
-  // election: up to 5 s). A snapshot published
-  // on the registry's return is never seen with the outage's staleness or
-  // error: both are cleared before it is published (so also before
-  // subscribers hear of it).
+  // election: up to 5 s). A snapshot published on the registry's return is
+  // never seen with the outage's staleness or error: both are cleared before
+  // it is published (so also before subscribers hear of it).
   virtual std::chrono::milliseconds Staleness() const = 0;
 
   // The last watch error, empty while connected.

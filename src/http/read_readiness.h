@@ -24,8 +24,9 @@
 // reset comes back (a server that keeps the socket open to read and
 // discard, a lingering close; a host that is gone; a firewall that drops
 // the packet), the read waits until its per-try deadline, as with a server
-// that hangs. Nothing short of a system call would tell. A fresh connection never skips: a server may shut it
-// at once (refusing a client), and that event may have come already.
+// that hangs. Nothing short of a system call would tell. A fresh connection
+// never skips: a server may shut it at once (refusing a client), and that
+// event may have come already.
 //
 // Not for a server's next request (bytes of a pipelined request may have
 // raised their event already) nor any read after a short read (a FIN that

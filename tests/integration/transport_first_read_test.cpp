@@ -83,9 +83,9 @@ class ScriptedServer {
     });
   }
   std::uint16_t port() const { return port_; }
-  // Whether a script said it ended connection 0 (Ended()).
+  // Whether a script said it ended connection 0 (MarkEnded()).
   bool ended() const { return ended_; }
-  void Ended() { ended_ = true; }
+  void MarkEnded() { ended_ = true; }
 
   // Reads one request head (no body) and answers it with "ok" + `index`,
   // keep-alive.
@@ -199,18 +199,18 @@ void ExpectAFreshConnectionAtOnce(End end, const std::string& name) {
     switch (end) {
       case End::kClose:
         ::close(fd);  // FIN; our request then draws a reset
-        self.Ended();
+        self.MarkEnded();
         break;
       case End::kReset: {
         const linger abort{1, 0};
         ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
         ::close(fd);  // RST
-        self.Ended();
+        self.MarkEnded();
         break;
       }
       case End::kLinger:
         self.Linger(fd);  // FIN, and our request reaching it raises nothing
-        self.Ended();
+        self.MarkEnded();
         break;
     }
   });
