@@ -12,6 +12,9 @@
 #   (wrk -H 'Connection: close'; wrk resumes no session: full handshakes).
 #   UNBATCHED=1: one more path, a second gateway with --send-batching false
 #   (one send per message instead of sends in batches), in the same rounds.
+#   BASELINE=DIR: one more path, a gateway built in DIR (another checkout's
+#   build, say the commit before a change), in the same rounds: a change's
+#   effect measured against the code before it on the same noise.
 #   PIN=1: each proxy runs alone on CPU 1, while wrk, user-service and etcd share CPU 0
 #   (taskset). Unpinned, three busy processes share two cores as the
 #   scheduler decides, round by round, and that sharing moves the ratios by
@@ -44,6 +47,7 @@ rounds=${ROUNDS:-3}
 threads=${THREADS:-1}
 tls=${TLS:-0}
 unbatched=${UNBATCHED:-0}
+baseline=${BASELINE:-}
 pin=${PIN:-0}
 # Commands prefixed with this run on CPU 1 (PIN=1), else anywhere; the rest
 # inherit this script's CPU 0.
@@ -114,6 +118,16 @@ if [ "$unbatched" = 1 ]; then
     --send-batching false "${gw_tls[@]}"
   gw1_pid=$!
   wait_http "$scheme://127.0.0.1:$gw1_port/up/health"
+fi
+
+if [ -n "$baseline" ]; then
+  [ -x "$baseline/services/gateway/gateway" ] || { echo "BASELINE=$baseline: no services/gateway/gateway there" >&2; exit 1; }
+  gw2_port=$(free_port)
+  start gateway-baseline "${on_proxy_core[@]}" "$baseline/services/gateway/gateway" --port "$gw2_port" \
+    --registry "$registry" --routes "$work/routes.json" --threads "$threads" --access-log false \
+    --log-level warn "${gw_tls[@]}"
+  gw2_pid=$!
+  wait_http "$scheme://127.0.0.1:$gw2_port/up/health"
 fi
 
 nginx_port=$(free_port)
@@ -203,6 +217,7 @@ for round in $(seq 1 "$rounds"); do
   run_wrk haproxy "$scheme://127.0.0.1:$haproxy_port/up/health" "$haproxy_pid"
   run_wrk gateway "$scheme://127.0.0.1:$gw_port/up/health" "$gw_pid"
   if [ "$unbatched" = 1 ]; then run_wrk gateway-unbatched "$scheme://127.0.0.1:$gw1_port/up/health" "$gw1_pid"; fi
+  if [ -n "$baseline" ]; then run_wrk gateway-baseline "$scheme://127.0.0.1:$gw2_port/up/health" "$gw2_pid"; fi
 done
 
 python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" "$pin" <<'EOF'
@@ -227,12 +242,14 @@ med = {n: tuple(statistics.median(x[i] for x in v) for i in range(5)) for n, v i
 print(f"THREADS={threads}: wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
       f"(each round: {', '.join(f'{n} ' + '/'.join(f'{x[0]:.0f}' for x in v) for n, v in runs.items())} req/s)")
 print()
+print(f"CPU µs/request, each round: {', '.join(f'{n} ' + '/'.join(f'{x[3] + x[4]:.1f}' for x in v) for n, v in runs.items())}")
+print()
 print(f"TLS={'1: HTTPS to the proxy and from the proxy to user-service' if sys.argv[7] == '1' else '0'}, "
       f"PIN={'1: each proxy alone on CPU 1; wrk, user-service and etcd on CPU 0' if sys.argv[8] == '1' else '0'}")
 print()
 print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx | vs HAProxy | CPU µs/request (user + sys) |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-for name in ("direct", "nginx", "haproxy", "gateway", "gateway-unbatched"):
+for name in ("direct", "nginx", "haproxy", "gateway", "gateway-unbatched", "gateway-baseline"):
     if name not in med:
         continue
     rps, p99, p50, cpu_user, cpu_sys = med[name]

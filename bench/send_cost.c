@@ -3,10 +3,15 @@
 // (docs/benchmarks.md, "Sends in batches"). N loopback TCP connections;
 // each round sends 200 bytes on every one, first with one send() each, then
 // with one io_uring_enter for all N (MSG_DONTWAIT, as src/http/send_batch.cpp
-// sends), draining the receivers in between (not timed).
+// sends), draining the receivers in between (not timed). Then what a
+// server's read of the next request costs when nothing is there yet: a
+// recv() that fails (EAGAIN), against a recv with MSG_PEEK added to the
+// batch after each send (send_batch.h's peek): the batch with peeks minus
+// the batch without, per connection.
 //
 //   cc -O2 bench/send_cost.c -o /tmp/send_cost -luring && /tmp/send_cost [N...]
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
@@ -57,7 +62,8 @@ static void run(int n) {
   char out[200], in[4096];
   memset(out, 'x', sizeof out);
   const int rounds = 3000;
-  double plain = 0, batched = 0;
+  double plain = 0, batched = 0, failed = 0, peeked = 0;
+  char peek;
   for (int r = 0; r < rounds; r++) {
     double t0 = now_ns();
     for (int i = 0; i < n; i++) send(c[i], out, sizeof out, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -76,9 +82,29 @@ static void run(int n) {
     io_uring_cq_advance(&ring, seen);
     batched += now_ns() - t0;
     for (int i = 0; i < n; i++) recv(s[i], in, sizeof in, 0);
+    t0 = now_ns();
+    for (int i = 0; i < n; i++)
+      if (recv(c[i], in, sizeof in, MSG_DONTWAIT) >= 0) fprintf(stderr, "recv found bytes\n");
+    failed += now_ns() - t0;
+    t0 = now_ns();
+    for (int i = 0; i < n; i++) {
+      io_uring_prep_send(io_uring_get_sqe(&ring), c[i], out, sizeof out, MSG_DONTWAIT | MSG_NOSIGNAL);
+      io_uring_prep_recv(io_uring_get_sqe(&ring), c[i], &peek, 1, MSG_PEEK | MSG_DONTWAIT);
+    }
+    io_uring_submit(&ring);
+    seen = 0;
+    io_uring_for_each_cqe(&ring, head, cqe) {
+      if ((seen & 1) && cqe->res != -EAGAIN) fprintf(stderr, "peek: %d\n", cqe->res);
+      seen++;
+    }
+    io_uring_cq_advance(&ring, seen);
+    peeked += now_ns() - t0;
+    for (int i = 0; i < n; i++) recv(s[i], in, sizeof in, 0);
   }
   printf("%3d connections: send() %5.0f ns each, io_uring batch %5.0f ns each (%.2fx)\n", n,
          plain / rounds / n, batched / rounds / n, plain / batched);
+  printf("%3d connections: a recv() that fails %5.0f ns each, a peek in the batch %5.0f ns each\n",
+         n, failed / rounds / n, (peeked - batched) / rounds / n);
   io_uring_queue_exit(&ring);
   for (int i = 0; i < n; i++) close(c[i]), close(s[i]);
   close(listener);

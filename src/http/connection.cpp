@@ -15,6 +15,7 @@
 
 #include <boost/asio/ssl/error.hpp>
 
+#include "http/read_readiness.h"
 #include "http/send_batch.h"
 
 namespace disco::http::detail {
@@ -60,6 +61,11 @@ void Connection::Shutdown() {
   FlushOutbox();
   boost::system::error_code ignored;
   socket_.shutdown(asio::socket_base::shutdown_both, ignored);
+}
+
+void Connection::SkipReceiveUntilSent() {
+  if (tls_ || !batch_->CanPeekAfterSend(*this)) return;
+  if (SkipFirstReceive(socket_)) batch_->PeekAfterSend(*this);
 }
 
 void Connection::FlushOutbox() {

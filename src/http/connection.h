@@ -160,6 +160,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // answer's write was awaited). Zero: the deadline as it is.
   void set_write_timeout(std::chrono::milliseconds timeout) { write_timeout_ = timeout; }
 
+  // For a read that follows bytes still queued in the send batch, as a
+  // server's read of the next request after its answer: the read skips its
+  // first recv(), which cannot find the next request before the client has
+  // the answer, and the batch peeks after the send instead, waking the read
+  // if something is there already (send_batch.h). Call just before the
+  // read; does nothing when the bytes have left, for TLS, or where
+  // read_readiness.h does not know the reactor.
+  void SkipReceiveUntilSent();
+
   // Cancels the timer and closes the socket (idempotent). Bytes waiting in
   // the send batch go out first.
   void Close();

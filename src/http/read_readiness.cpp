@@ -1,6 +1,7 @@
 #include "http/read_readiness.h"
 
 #include <boost/version.hpp>
+#include <sys/epoll.h>
 
 #include <atomic>
 #include <mutex>
@@ -45,7 +46,17 @@ struct Lock {
   using type = asio::detail::conditionally_enabled_mutex State::*;
   friend type Get(Lock);
 };
+struct Reactor {
+  using type = epoll_reactor* State::*;
+  friend type Get(Reactor);
+};
+struct EpollFd {
+  using type = int epoll_reactor::*;
+  friend type Get(EpollFd);
+};
 template struct Expose<TrySpeculative, &State::try_speculative_>;
+template struct Expose<Reactor, &State::reactor_>;
+template struct Expose<EpollFd, &epoll_reactor::epoll_fd_>;
 template struct Expose<Registered, &State::registered_events_>;
 template struct Expose<Queues, &State::op_queue_>;
 template struct Expose<Lock, &State::mutex_>;
@@ -83,6 +94,22 @@ bool SkipFirstReceive(Socket& socket) {
   return true;
 }
 
+void WakeReader(Socket& socket) {
+  State* state = (socket.*SocketAccess::kImpl).get_implementation().reactor_data_;
+  if (state == nullptr) return;
+  std::lock_guard lock(state->*Get(Lock{}));
+  const std::uint32_t registered = state->*Get(Registered{});
+  if (registered == 0) return;
+  epoll_event event{};
+  event.events = registered;
+  event.data.ptr = state;
+  // The registration as it is: the kernel looks at the descriptor again and
+  // queues an event if it is ready. A failure (the descriptor closed) leaves
+  // nothing to wake.
+  ::epoll_ctl((state->*Get(Reactor{}))->*Get(EpollFd{}), EPOLL_CTL_MOD, socket.native_handle(),
+              &event);
+}
+
 std::uint64_t SkippedFirstReceives() { return g_skipped.load(std::memory_order_relaxed); }
 
 #else
@@ -90,6 +117,7 @@ std::uint64_t SkippedFirstReceives() { return g_skipped.load(std::memory_order_r
 void MarkQuiet(Socket&) {}
 bool TakeQuiet(Socket&) { return false; }
 bool SkipFirstReceive(Socket&) { return false; }
+void WakeReader(Socket&) {}
 std::uint64_t SkippedFirstReceives() { return 0; }
 
 #endif

@@ -28,10 +28,13 @@
 // never skips: a server may shut it at once (refusing a client), and that
 // event may have come already.
 //
-// Not for a server's next request (bytes of a pipelined request may have
-// raised their event already) nor any read after a short read (a FIN that
-// came with the last bytes raises no further event: Asio does not register
-// EPOLLRDHUP). docs/architecture.md, "System calls on the request path".
+// Not, by itself, for a server's next request (bytes of a pipelined request
+// may have raised their event already) nor any read after a short read (a
+// FIN that came with the last bytes raises no further event: Asio does not
+// register EPOLLRDHUP). A server's read of the next request skips only
+// with the send batch's peek behind it, which wakes the read when something
+// is there already (Connection::SkipReceiveUntilSent, send_batch.h).
+// docs/architecture.md, "System calls on the request path".
 //
 // How: Asio 1.74's epoll reactor keeps, per descriptor, whether the next
 // read should try at once (try_speculative_); every event sets it again.
@@ -62,6 +65,13 @@ bool TakeQuiet(Socket& socket);
 // of an answer whose request is still queued, on a connection TakeQuiet
 // found quiet. True when it took effect.
 bool SkipFirstReceive(Socket& socket);
+
+// Has epoll report the socket again if it is ready now (bytes, a FIN or an
+// error waiting): a read that skipped its first recv, parked while an
+// event for what is already there came and went, then runs. One
+// epoll_ctl(EPOLL_CTL_MOD), which queues an event for a ready descriptor;
+// for the rare case the send batch's peek finds something (send_batch.h).
+void WakeReader(Socket& socket);
 
 // How many reads SkipFirstReceive sent to wait, in this process (tests).
 std::uint64_t SkippedFirstReceives();

@@ -10,6 +10,7 @@
 
 #include "disco/http/server.h"
 #include "http/connection.h"
+#include "http/read_readiness.h"
 
 namespace disco::http::detail {
 
@@ -20,9 +21,13 @@ std::atomic<std::uint64_t> g_flushes{0};
 std::atomic<std::uint64_t> g_messages{0};
 std::atomic<std::uint64_t> g_tails{0};
 std::atomic<std::uint64_t> g_alone{0};
+std::atomic<std::uint64_t> g_peeks{0};
+std::atomic<std::uint64_t> g_woken{0};
 
 // Entries per flush: more wait for the next one (a flush happens early).
 constexpr unsigned kRingEntries = 128;
+// A send and a peek per entry at most.
+constexpr unsigned kRingSlots = 2 * kRingEntries;
 
 // The scheduler's concurrency hint: 1 (or "unsafe") promises one thread.
 bool RunByOneThread(asio::io_context& ioc) {
@@ -46,13 +51,15 @@ long SendNow(int fd, const std::string& bytes) {
 
 struct SendBatch::Ring {
   io_uring ring{};
+  char peeked = 0;  // where every peek puts its byte; never read
 };
 
 bool SendBatchingOn() { return g_batching.load(std::memory_order_relaxed); }
 
 SendBatchStats SendBatchCounts() {
   return {g_flushes.load(std::memory_order_relaxed), g_messages.load(std::memory_order_relaxed),
-          g_alone.load(std::memory_order_relaxed), g_tails.load(std::memory_order_relaxed)};
+          g_alone.load(std::memory_order_relaxed), g_tails.load(std::memory_order_relaxed),
+          g_peeks.load(std::memory_order_relaxed), g_woken.load(std::memory_order_relaxed)};
 }
 
 SendBatch::SendBatch(asio::execution_context& context)
@@ -86,10 +93,14 @@ static bool Works(io_uring& ring) {
 bool SendBatch::Start() {
   if (!SendBatchingOn() || !RunByOneThread(ioc_)) return false;
   auto ring = std::make_unique<Ring>();
-  if (io_uring_queue_init(kRingEntries, &ring->ring, 0) != 0) return false;
+  if (io_uring_queue_init(kRingSlots, &ring->ring, 0) != 0) return false;
   if (!Works(ring->ring)) {
     io_uring_queue_exit(&ring->ring);
     return false;
+  }
+  if (io_uring_probe* probe = io_uring_get_probe_ring(&ring->ring)) {
+    can_peek_ = io_uring_opcode_supported(probe, IORING_OP_RECV) != 0;
+    io_uring_free_probe(probe);
   }
   ring_ = std::move(ring);
   owner_ = std::this_thread::get_id();
@@ -135,6 +146,14 @@ bool SendBatch::Queue(Connection& connection, std::string_view first, std::strin
   return true;
 }
 
+bool SendBatch::CanPeekAfterSend(const Connection& connection) const {
+  return can_peek_ && ring_ && !flushing_ && connection.outbox_ == Connection::Outbox::kQueued;
+}
+
+void SendBatch::PeekAfterSend(Connection& connection) {
+  entries_[connection.outbox_slot_].peek = Entry::Peek::kWanted;
+}
+
 void SendBatch::Flush() {
   if (flushing_ || used_ == 0) return;
   flushing_ = true;
@@ -142,24 +161,40 @@ void SendBatch::Flush() {
   // The descriptor is read now, not when queued: a socket closed meanwhile
   // (only by a path that bypasses Connection::Close) reads as -1 and gets
   // EBADF, never another connection's bytes.
-  std::size_t submitted = 0;
+  //
   // A message alone is cheaper as one send than through the ring
   // (bench/send_cost.c 1: about 4.8 against 5.5 µs here), so the ring is for
-  // two or more; either way it leaves at the end of the loop's turn.
-  const bool use_ring = ring_ && count > 1;
+  // two or more, or one and a peek; either way it leaves at the end of the
+  // loop's turn.
+  const bool use_ring = ring_ && (count > 1 || entries_[0].peek == Entry::Peek::kWanted);
+  // How many of the first entries' sends the kernel took: the others go out
+  // one by one below.
+  std::size_t taken = 0;
   if (use_ring) {
+    std::size_t slots = 0;
     for (std::size_t i = 0; i < count; ++i) {
-      io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
       const Entry& entry = entries_[i];
-      io_uring_prep_send(sqe, entry.connection->socket().native_handle(), entry.bytes.data(),
-                         entry.bytes.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
-      sqe->user_data = i;
+      const int fd = entry.connection->socket().native_handle();
+      io_uring_sqe* sqe = io_uring_get_sqe(&ring_->ring);
+      io_uring_prep_send(sqe, fd, entry.bytes.data(), entry.bytes.size(),
+                         MSG_DONTWAIT | MSG_NOSIGNAL);
+      sqe->user_data = i << 1;
+      ++slots;
+      if (entry.peek == Entry::Peek::kWanted) {
+        // After the send, in order (each completes inline): what is there
+        // to read now, without taking it.
+        sqe = io_uring_get_sqe(&ring_->ring);
+        io_uring_prep_recv(sqe, fd, &ring_->peeked, 1, MSG_PEEK | MSG_DONTWAIT);
+        sqe->user_data = (i << 1) | 1;
+        ++slots;
+      }
     }
-    for (int attempts = 0; submitted < count && attempts < 4; ++attempts) {
+    std::size_t submitted = 0;
+    for (int attempts = 0; submitted < slots && attempts < 4; ++attempts) {
       const int r = io_uring_submit(&ring_->ring);
       if (r > 0) submitted += static_cast<std::size_t>(r);
     }
-    // MSG_DONTWAIT: each send completed inline, so its result is there
+    // MSG_DONTWAIT: each operation completed inline, so its result is there
     // already; the wait is a formality that costs no system call.
     std::size_t seen = 0;
     while (seen < submitted) {
@@ -167,13 +202,22 @@ void SendBatch::Flush() {
       const int r = io_uring_wait_cqe(&ring_->ring, &cqe);
       if (r == -EINTR) continue;
       if (r < 0) break;
-      Settle(entries_[cqe->user_data], cqe->res);
+      Entry& entry = entries_[cqe->user_data >> 1];
+      if ((cqe->user_data & 1) != 0)
+        SettlePeek(entry, cqe->res);
+      else
+        Settle(entry, cqe->res);
       io_uring_cqe_seen(&ring_->ring, cqe);
       ++seen;
     }
-    if (submitted < count || seen < submitted) {
+    if (submitted == slots && seen == submitted) {
+      taken = count;
+    } else {
       // The ring failed: what it did not take goes out one by one below,
       // and batching stops for this io_context.
+      // An entry's send is taken when its slot is below `submitted`.
+      for (std::size_t slot = 0; taken < count && slot < submitted; ++taken)
+        slot += entries_[taken].peek == Entry::Peek::kNone ? 1 : 2;
       io_uring_queue_exit(&ring_->ring);
       ring_.reset();
     }
@@ -181,13 +225,16 @@ void SendBatch::Flush() {
   for (std::size_t i = 0; i < count; ++i) {
     Entry& entry = entries_[i];
     const bool pending = entry.connection->outbox_ == Connection::Outbox::kQueued;
-    if (i >= submitted) {
+    if (i >= taken) {
       Settle(entry, SendNow(entry.connection->socket().native_handle(), entry.bytes));
     } else if (pending) {
       // Handed to the ring, result lost: whether it left is unknown, so the
       // connection cannot be written to again.
       Settle(entry, -EIO);
     }
+    // A peek not made or whose result was lost: the read looks for itself.
+    if (entry.peek == Entry::Peek::kWanted) SettlePeek(entry, -EIO);
+    entry.peek = Entry::Peek::kNone;
     entry.connection.reset();
   }
   g_flushes.fetch_add(1, std::memory_order_relaxed);
@@ -195,6 +242,17 @@ void SendBatch::Flush() {
   if (!use_ring) g_alone.fetch_add(1, std::memory_order_relaxed);
   used_ = 0;
   flushing_ = false;
+}
+
+void SendBatch::SettlePeek(Entry& entry, long result) {
+  entry.peek = Entry::Peek::kDone;
+  g_peeks.fetch_add(1, std::memory_order_relaxed);
+  // Nothing to read, no FIN, no error: whatever comes next raises an event.
+  if (result == -EAGAIN || result == -EWOULDBLOCK) return;
+  // Bytes, the end of the stream or an error are there, and the event that
+  // announced them may have been taken before the read skipped its recv.
+  g_woken.fetch_add(1, std::memory_order_relaxed);
+  WakeReader(entry.connection->socket());
 }
 
 void SendBatch::Settle(Entry& entry, long result) {

@@ -23,6 +23,16 @@
 // with bytes in the batch sends them first (Connection::Close flushes), so
 // no byte ever goes to a reused descriptor.
 //
+// A server's read of the next request, made while its answer still waits
+// here, skips the recv() that could only fail (the client has not seen the
+// answer yet) and has the batch look instead, after the answer's send and
+// in the same io_uring_enter, whether anything waits to be read (a recv
+// with MSG_PEEK; PeekAfterSend). Almost always nothing does, and the read
+// waits for the next event: every arrival from then on raises one. When
+// something does (pipelined bytes, a FIN that came with the request, a
+// reset), the read is woken (WakeReader, read_readiness.h), since its
+// event may have come and gone already.
+//
 // Where io_uring is not available (an old kernel, a seccomp profile that
 // refuses it, io_uring_disabled), or batching is switched off
 // (http::SetSendBatching), WriteSoon sends at once as before.
@@ -68,19 +78,31 @@ class SendBatch final : public asio::execution_context::service {
   bool Queue(Connection& connection, std::string_view first, std::string_view second);
   // Sends everything queued now and settles each connection's state.
   void Flush();
+  // Whether PeekAfterSend can take `connection`: bytes are queued for it
+  // and the ring can peek.
+  bool CanPeekAfterSend(const Connection& connection) const;
+  // After the next flush sends what is queued for `connection`, looks
+  // whether bytes, a FIN or an error wait to be read on it, and if so wakes
+  // its parked read (read_readiness.h, WakeReader). Only after
+  // CanPeekAfterSend, and after the read skipped its first recv.
+  void PeekAfterSend(Connection& connection);
 
  private:
   struct Entry {
     std::shared_ptr<Connection> connection;
     std::string bytes;  // kept between flushes: steady state allocates nothing
+    // kWanted: peek after the send (PeekAfterSend); kDone: its result was seen.
+    enum class Peek : std::uint8_t { kNone, kWanted, kDone } peek = Peek::kNone;
   };
   void shutdown() override;
   bool Start();
   void Settle(Entry& entry, long result);
+  void SettlePeek(Entry& entry, long result);
 
   asio::io_context& ioc_;
   struct Ring;
   std::unique_ptr<Ring> ring_;  // null until first use, or when io_uring is unavailable
+  bool can_peek_ = false;       // the ring knows IORING_OP_RECV (Linux 5.6)
   bool tried_ = false;          // whether Start() ran
   bool flush_posted_ = false;
   bool flushing_ = false;
@@ -100,6 +122,8 @@ struct SendBatchStats {
   std::uint64_t messages;  // messages sent in them (appends to one count once)
   std::uint64_t alone;     // flushes that used send(), not the ring (one message)
   std::uint64_t tails;     // sends the socket took only in part
+  std::uint64_t peeks;     // reads' peeks after a send (PeekAfterSend)
+  std::uint64_t woken;     // of them, those that found something and woke the read
 };
 SendBatchStats SendBatchCounts();
 

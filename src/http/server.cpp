@@ -1001,6 +1001,10 @@ Awaitable<bool> Server::Impl::AwaitRequest(SessionState& s) {
                                                     options.idle_timeout, kReserveRequestTimeout)
                                               : options.idle_timeout));
   auto& buffer = s.connection.buffer();
+  // The last answer may still wait in the send batch: then the client
+  // cannot have sent its next request (unless it pipelines, which the
+  // batch's peek sees), and the recv() that would find nothing is skipped.
+  s.connection.SkipReceiveUntilSent();
   std::size_t n = co_await s.connection.AsyncReadSome(
       buffer.prepare(4096), asio::redirect_error(http::use_awaitable, s.ec));
   s.entry.SetIdle(false);
