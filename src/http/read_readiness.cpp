@@ -112,12 +112,15 @@ void WakeReader(Socket& socket) {
 
 std::uint64_t SkippedFirstReceives() { return g_skipped.load(std::memory_order_relaxed); }
 
+bool ReadReadinessKnown() { return true; }
+
 #else
 
 void MarkQuiet(Socket&) {}
 bool TakeQuiet(Socket&) { return false; }
 bool SkipFirstReceive(Socket&) { return false; }
 void WakeReader(Socket&) {}
+bool ReadReadinessKnown() { return false; }
 std::uint64_t SkippedFirstReceives() { return 0; }
 
 #endif

@@ -1,5 +1,6 @@
-// The first read of an answer without a recv() that cannot succeed.
-// Private to src/http.
+// Reads that skip a first recv() that cannot succeed: the Transport's first
+// read of an answer, and (with the send batch's peek) a server's read of
+// the next request. Private to src/http.
 //
 // Why: Asio starts every read with a speculative recv(). Right after a
 // request is sent that recv() cannot succeed, since the answer is at least
@@ -42,8 +43,9 @@
 // an explicit instantiation. Pinned to Boost 1.74 (Debian 12); elsewhere
 // these do nothing and every read tries recv() first, as before.
 //
-// Thread safety: under the descriptor's own lock; meant for an io_context
-// run by one thread, as the send batch is.
+// Thread safety: meant for an io_context run by one thread, as the send
+// batch is; the descriptor's lock is taken, but an io_context made for one
+// thread (BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO) has it switched off.
 #pragma once
 
 #include <cstdint>
@@ -63,7 +65,9 @@ bool TakeQuiet(Socket& socket);
 
 // The next read on `socket` waits for the next event. For the first read
 // of an answer whose request is still queued, on a connection TakeQuiet
-// found quiet. True when it took effect.
+// found quiet; and for a server's read of the next request, with the send
+// batch's peek behind it (Connection::SkipReceiveUntilSent). True when it
+// took effect.
 bool SkipFirstReceive(Socket& socket);
 
 // Has epoll report the socket again if it is ready now (bytes, a FIN or an
@@ -75,5 +79,9 @@ void WakeReader(Socket& socket);
 
 // How many reads SkipFirstReceive sent to wait, in this process (tests).
 std::uint64_t SkippedFirstReceives();
+
+// Whether this build knows Asio's reactor (Boost 1.74, epoll): elsewhere no
+// read is ever skipped (tests).
+bool ReadReadinessKnown();
 
 }  // namespace disco::http::detail

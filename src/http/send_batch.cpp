@@ -26,7 +26,8 @@ std::atomic<std::uint64_t> g_woken{0};
 
 // Entries per flush: more wait for the next one (a flush happens early).
 constexpr unsigned kRingEntries = 128;
-// A send and a peek per entry at most.
+// A send and a peek per entry at most: every flush's operations fit the
+// (empty) submission queue, so io_uring_get_sqe cannot fail there.
 constexpr unsigned kRingSlots = 2 * kRingEntries;
 
 // The scheduler's concurrency hint: 1 (or "unsafe") promises one thread.
@@ -233,13 +234,18 @@ void SendBatch::Flush() {
       Settle(entry, -EIO);
     }
     // A peek not made or whose result was lost: the read looks for itself.
-    if (entry.peek == Entry::Peek::kWanted) SettlePeek(entry, -EIO);
+    if (entry.peek == Entry::Peek::kWanted) WakeReader(entry.connection->socket());
     entry.peek = Entry::Peek::kNone;
     entry.connection.reset();
   }
   g_flushes.fetch_add(1, std::memory_order_relaxed);
   g_messages.fetch_add(count, std::memory_order_relaxed);
-  if (!use_ring) g_alone.fetch_add(1, std::memory_order_relaxed);
+  if (use_ring) {
+    ++ring_flushes_;
+    ring_messages_ += count;
+  } else {
+    g_alone.fetch_add(1, std::memory_order_relaxed);
+  }
   used_ = 0;
   flushing_ = false;
 }

@@ -14,10 +14,9 @@
 // the handlers already ready, so the batch goes out before the thread next
 // waits for events, with at most one extra non-blocking epoll_wait in
 // between. Each send is MSG_DONTWAIT, so io_uring completes it inline and
-// Flush() sees every result before it returns. A flush of one message
-// sends it with one send(): through the ring, one costs more than alone. A
-// send the socket takes only
-// in part leaves its rest to an asynchronous write (the connection's tail),
+// Flush() sees every result before it returns. A flush of one message and
+// no peek sends it with one send(): through the ring, one costs more than
+// alone. A send the socket takes only in part leaves its rest to an asynchronous write (the connection's tail),
 // which later writes on that connection wait for. A send that fails shuts
 // the socket down, so the read its owner waits on ends. A connection closed
 // with bytes in the batch sends them first (Connection::Close flushes), so
@@ -87,6 +86,11 @@ class SendBatch final : public asio::execution_context::service {
   // CanPeekAfterSend, and after the read skipped its first recv.
   void PeekAfterSend(Connection& connection);
 
+  // This batch's flushes through the ring and the messages they carried
+  // (tests: what one io_context did, apart from the others in the process).
+  std::uint64_t ring_flushes() const { return ring_flushes_; }
+  std::uint64_t ring_messages() const { return ring_messages_; }
+
  private:
   struct Entry {
     std::shared_ptr<Connection> connection;
@@ -110,6 +114,8 @@ class SendBatch final : public asio::execution_context::service {
   std::thread::id owner_;  // the thread that queued first
   std::vector<Entry> entries_;
   std::size_t used_ = 0;  // entries_[0, used_) are queued
+  std::uint64_t ring_flushes_ = 0;
+  std::uint64_t ring_messages_ = 0;
 };
 
 // Whether SetSendBatching (disco/http/server.h) left batching on.
@@ -122,8 +128,9 @@ struct SendBatchStats {
   std::uint64_t messages;  // messages sent in them (appends to one count once)
   std::uint64_t alone;     // flushes that used send(), not the ring (one message)
   std::uint64_t tails;     // sends the socket took only in part
-  std::uint64_t peeks;     // reads' peeks after a send (PeekAfterSend)
+  std::uint64_t peeks;     // peeks made after a send (PeekAfterSend)
   std::uint64_t woken;     // of them, those that found something and woke the read
+                           // (a peek the ring failed to make wakes the read uncounted)
 };
 SendBatchStats SendBatchCounts();
 

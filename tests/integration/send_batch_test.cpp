@@ -22,6 +22,7 @@
 #include "disco/http/server.h"
 #include "disco/registry.h"
 #include "fixture/util.h"
+#include "http/read_readiness.h"
 #include "http/send_batch.h"
 
 namespace disco::http {
@@ -215,7 +216,7 @@ TEST(SendBatchTest, AnAnswerSentAtOnceGoesAfterTheBatchedOnesAndBeforeTheClose) 
 // the batch), so the batch's peek after the answer must see the bytes and
 // wake it; without the wake it would wait for the idle timeout.
 TEST(SendBatchTest, BytesThatArriveWhileNothingReadsAreReadAfterTheAnswer) {
-  const bool batching = SetSendBatching(true);
+  const bool peeking = SetSendBatching(true) && detail::ReadReadinessKnown();
   Server server(SizedRouter(), Options());
   ASSERT_TRUE(server.Start());
   int fd = Connect(server.port());
@@ -233,9 +234,11 @@ TEST(SendBatchTest, BytesThatArriveWhileNothingReadsAreReadAfterTheAnswer) {
     EXPECT_LT(std::chrono::steady_clock::now() - started, 5s) << "round " << round;
   }
   ::close(fd);
-  if (batching) {
-    EXPECT_GE(detail::SendBatchCounts().woken - before.woken, 3u)
-        << "each round's second request was found by the peek after the slow answer";
+  // At least once (each round's, unless a slow machine let the two
+  // requests be read together).
+  if (peeking) {
+    EXPECT_GE(detail::SendBatchCounts().woken - before.woken, 1u)
+        << "a second request was found by the peek after the slow answer";
   }
 }
 
@@ -246,11 +249,13 @@ TEST(SendBatchTest, BytesThatArriveWhileNothingReadsAreReadAfterTheAnswer) {
 // then, so no read is woken.
 TEST(SendBatchTest, EachAnswerIsFollowedByAPeekInsteadOfAReceiveThatFails) {
   REQUIRE_BATCHING();
+  if (!detail::ReadReadinessKnown()) GTEST_SKIP() << "reads are skipped with Boost 1.74's Asio only";
   Server server(SizedRouter(), Options());
   ASSERT_TRUE(server.Start());
   int fd = Connect(server.port());
   ASSERT_GE(fd, 0);
   const auto before = detail::SendBatchCounts();
+  const auto skipped = detail::SkippedFirstReceives();
   constexpr std::size_t kCount = 20;
   for (std::size_t i = 0; i < kCount; ++i) {
     SendAll(fd, Get(i, 100));
@@ -262,6 +267,7 @@ TEST(SendBatchTest, EachAnswerIsFollowedByAPeekInsteadOfAReceiveThatFails) {
   const auto after = detail::SendBatchCounts();
   // The last answer's peek may be counted just after the client has it.
   EXPECT_GE(after.peeks - before.peeks, kCount - 1);
+  EXPECT_GE(detail::SkippedFirstReceives() - skipped, kCount - 1) << "reads that skipped their recv()";
   EXPECT_LE(after.woken - before.woken, 2u)
       << "the client sends its next request only after it has the answer";
   EXPECT_EQ(after.alone - before.alone, 0u) << "an answer with a peek goes through the ring";
@@ -368,12 +374,10 @@ TEST(SendBatchTest, AClientThatStopsReadingIsCutOffAtTheRequestTimeout) {
 // after a read that returned less than asked, nginx's rule, fails this
 // without EPOLLRDHUP: docs/architecture.md.)
 TEST(SendBatchTest, AHalfCloseAfterAKeepAliveRequestGetsTheAnswerThenTheEndAtOnce) {
-  const bool batching = SetSendBatching(true);
   Server server(SizedRouter(), Options());
   ASSERT_TRUE(server.Start());
   int fd = Connect(server.port());
   ASSERT_GE(fd, 0);
-  const auto before = detail::SendBatchCounts();
   SendAll(fd, Get(3, 100));
   ::shutdown(fd, SHUT_WR);
   const auto start = std::chrono::steady_clock::now();
@@ -386,8 +390,31 @@ TEST(SendBatchTest, AHalfCloseAfterAKeepAliveRequestGetsTheAnswerThenTheEndAtOnc
   EXPECT_EQ(::recv(fd, &extra, 1, 0), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
   ::close(fd);
-  // The read after the answer skipped its recv(); the peek found the FIN.
-  if (batching) {
+}
+
+// The same with the FIN certainly there before the answer (it comes while
+// the handler waits): the read after the answer skips its recv(), and only
+// the batch's peek finds the FIN.
+TEST(SendBatchTest, AHalfCloseDuringTheHandlerIsFoundByThePeekAfterTheAnswer) {
+  const bool peeking = SetSendBatching(true) && detail::ReadReadinessKnown();
+  Server server(SizedRouter(), Options());
+  ASSERT_TRUE(server.Start());
+  int fd = Connect(server.port());
+  ASSERT_GE(fd, 0);
+  const auto before = detail::SendBatchCounts();
+  SendAll(fd, "GET /slow HTTP/1.1\r\nHost: t\r\n\r\n");
+  ::shutdown(fd, SHUT_WR);
+  const auto start = std::chrono::steady_clock::now();
+  const auto bodies = ReadResponses(fd, 1);
+  ASSERT_EQ(bodies.size(), 1u);
+  EXPECT_EQ(bodies[0], "slow");
+  char extra;
+  pollfd p{fd, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 5000), 1) << "no end of connection within 5 s";
+  EXPECT_EQ(::recv(fd, &extra, 1, 0), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  ::close(fd);
+  if (peeking) {
     EXPECT_GE(detail::SendBatchCounts().woken - before.woken, 1u);
   }
 }
@@ -457,7 +484,10 @@ TEST(SendBatchTest, AClientOnAOneThreadContextBatchesItsRequests) {
   // the server's answers alone would make.
   const auto after = detail::SendBatchCounts();
   EXPECT_GT(after.messages - before.messages, static_cast<std::uint64_t>(kCalls));
-  EXPECT_GT((after.flushes - after.alone) - (before.flushes - before.alone), 0u)
+  // This io_context's own batch: several requests in one flush.
+  const auto& batch = asio::use_service<detail::SendBatch>(ioc);
+  EXPECT_GT(batch.ring_flushes(), 0u);
+  EXPECT_GT(batch.ring_messages(), batch.ring_flushes())
       << "several connections' sends in one turn go through the ring";
 }
 
