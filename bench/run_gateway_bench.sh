@@ -12,6 +12,12 @@
 #   (wrk -H 'Connection: close'; wrk resumes no session: full handshakes).
 #   UNBATCHED=1: one more path, a second gateway with --send-batching false
 #   (one send per message instead of sends in batches), in the same rounds.
+#   UPSTREAM=static (plain HTTP only): the upstream is a second nginx (one
+#   worker) answering /health itself, registered in etcd as
+#   "static-upstream" with `disco register`, instead of user-service: it
+#   costs CPU 0 less per request, so that the proxy, not CPU 0, is the
+#   bound (with user-service, pinned, nginx and HAProxy filled their core
+#   and the gateway did not). The direct path then measures that nginx.
 #   BASELINE=DIR: one more path, a gateway built in DIR (another checkout's
 #   build, say the commit before a change), in the same rounds: a change's
 #   effect measured against the code before it on the same noise.
@@ -48,6 +54,12 @@ threads=${THREADS:-1}
 tls=${TLS:-0}
 unbatched=${UNBATCHED:-0}
 baseline=${BASELINE:-}
+upstream=${UPSTREAM:-user-service}
+case "$upstream" in
+  user-service) ;;
+  static) [ "$tls" = 0 ] || { echo "UPSTREAM=static is plain HTTP only" >&2; exit 1; } ;;
+  *) echo "UPSTREAM=$upstream: user-service or static" >&2; exit 1 ;;
+esac
 pin=${PIN:-0}
 # Commands prefixed with this run on CPU 1 (PIN=1), else anywhere; the rest
 # inherit this script's CPU 0.
@@ -101,8 +113,36 @@ start user env DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwx
 user_pid=$!
 wait_http "$scheme://127.0.0.1:$user_port/health"
 
+# What every proxy forwards to, and what the direct path measures.
+up_port=$user_port up_pid=$user_pid up_service=user-service
+if [ "$upstream" = static ]; then
+  up_port=$(free_port)
+  mkdir -p "$work/static/logs"
+  cat >"$work/static/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+user root;
+error_log $work/static/logs/error.log warn;
+pid $work/static/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  server {
+    listen 127.0.0.1:$up_port;
+    location = /health { return 200 '{"status":"ok"}'; }
+  }
+}
+EOF
+  start static-upstream nginx -p "$work/static" -c "$work/static/nginx.conf" -e "$work/static/logs/error.log"
+  up_pid=$!
+  wait_http "http://127.0.0.1:$up_port/health"
+  up_service=static-upstream
+  start register "$build/tools/disco/disco" --registry "$registry" register "$up_service" \
+    --id static-1 --address 127.0.0.1 --port "$up_port"
+fi
+
 cat >"$work/routes.json" <<EOF
-{"routes": [{"prefix": "/up", "service": "user-service", "strip_prefix": true}],
+{"routes": [{"prefix": "/up", "service": "$up_service", "strip_prefix": true}],
  "rate_limit": {"requests_per_second": 0}}
 EOF
 gw_port=$(free_port)
@@ -142,7 +182,7 @@ events { worker_connections 4096; }
 http {
   access_log off;
   upstream backend {
-    server 127.0.0.1:$user_port;
+    server 127.0.0.1:$up_port;
     keepalive 64;
   }
   server {
@@ -177,7 +217,7 @@ frontend bench
   default_backend user
 backend user
   http-request replace-path /up(/.*) \\1
-  server user1 127.0.0.1:$user_port$haproxy_server
+  server user1 127.0.0.1:$up_port$haproxy_server
 EOF
 start haproxy "${on_proxy_core[@]}" haproxy -db -f "$work/haproxy.cfg"
 haproxy_pid=$!
@@ -212,7 +252,7 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
 }
 
 for round in $(seq 1 "$rounds"); do
-  run_wrk direct "$scheme://127.0.0.1:$user_port/health" "$user_pid"
+  run_wrk direct "$scheme://127.0.0.1:$up_port/health" "$up_pid"
   run_wrk nginx "$scheme://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
   run_wrk haproxy "$scheme://127.0.0.1:$haproxy_port/up/health" "$haproxy_pid"
   run_wrk gateway "$scheme://127.0.0.1:$gw_port/up/health" "$gw_pid"
