@@ -171,6 +171,10 @@ if [ -n "$baseline" ]; then
 fi
 
 nginx_port=$(free_port)
+# Idle upstream connections nginx keeps: at least the connections wrk
+# opens, as the gateway's pool (256) and HAProxy (no limit) keep them;
+# fewer, and every answer past the limit closes its upstream connection.
+nginx_keepalive=$((connections > 64 ? connections : 64))
 mkdir -p "$work/nginx/logs"
 cat >"$work/nginx/nginx.conf" <<EOF
 worker_processes $threads;
@@ -183,7 +187,7 @@ http {
   access_log off;
   upstream backend {
     server 127.0.0.1:$up_port;
-    keepalive 64;
+    keepalive $nginx_keepalive;
   }
   server {
     listen 127.0.0.1:$nginx_port$nginx_listen;

@@ -35,7 +35,7 @@ namespace disco::http::detail {
 class Connection;
 
 struct TransportOptions {
-  std::size_t max_idle_per_endpoint = 64;  // pooled connections per (thread, endpoint)
+  std::size_t max_idle_per_endpoint = 256;  // pooled connections per (thread, endpoint); ClientOptions
   // A pooled connection unused for this long is closed instead of reused.
   std::chrono::milliseconds pool_idle_timeout{15'000};
   std::size_t response_limit = 8 * 1024 * 1024;

@@ -99,7 +99,13 @@ struct ClientOptions {
   // once stays small beside what max_attempts already allows.
   double retry_budget_percent = 20.0;
   std::uint32_t retry_budget_min = 10;
-  std::size_t max_idle_per_endpoint = 64;  // pooled connections per (thread, endpoint)
+  // Pooled connections per (thread, endpoint). Above the requests in flight
+  // to one endpoint, or each answer past it closes its connection and the
+  // next request opens one: at 200 in flight a limit of 64 doubled the
+  // gateway's CPU per request and left a TIME_WAIT socket per request
+  // (docs/benchmarks.md, "At 200 connections"). Idle ones close after
+  // pool_idle_timeout, so the pool only holds what a recent peak needed.
+  std::size_t max_idle_per_endpoint = 256;
   // A pooled connection unused for this long is closed instead of reused;
   // keep it below the servers' idle timeout so we rarely reuse a dying one.
   std::chrono::milliseconds pool_idle_timeout{15'000};
