@@ -113,18 +113,25 @@ start user env DISCO_JWT_SECRET=bench-secret-0123456789-abcdefghijklmnopqrstuvwx
 user_pid=$!
 wait_http "$scheme://127.0.0.1:$user_port/health"
 
+# The start of an nginx.conf for an nginx in "$work/$1" with $2 workers;
+# the caller makes "$work/$1/logs" first and adds the http block.
+nginx_conf_head() {
+  cat <<EOF
+worker_processes $2;
+daemon off;
+user root;
+error_log $work/$1/logs/error.log warn;
+pid $work/$1/nginx.pid;
+events { worker_connections 4096; }
+EOF
+}
+
 # What every proxy forwards to, and what the direct path measures.
 up_port=$user_port up_pid=$user_pid up_service=user-service
 if [ "$upstream" = static ]; then
   up_port=$(free_port)
   mkdir -p "$work/static/logs"
-  cat >"$work/static/nginx.conf" <<EOF
-worker_processes 1;
-daemon off;
-user root;
-error_log $work/static/logs/error.log warn;
-pid $work/static/nginx.pid;
-events { worker_connections 4096; }
+  { nginx_conf_head static 1; cat <<EOF; } >"$work/static/nginx.conf"
 http {
   access_log off;
   server {
@@ -176,13 +183,7 @@ nginx_port=$(free_port)
 # fewer, and every answer past the limit closes its upstream connection.
 nginx_keepalive=$((connections > 64 ? connections : 64))
 mkdir -p "$work/nginx/logs"
-cat >"$work/nginx/nginx.conf" <<EOF
-worker_processes $threads;
-daemon off;
-user root;
-error_log $work/nginx/logs/error.log warn;
-pid $work/nginx/nginx.pid;
-events { worker_connections 4096; }
+{ nginx_conf_head nginx "$threads"; cat <<EOF; } >"$work/nginx/nginx.conf"
 http {
   access_log off;
   upstream backend {
