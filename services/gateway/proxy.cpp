@@ -122,6 +122,8 @@ Result<std::unique_ptr<Proxy>> Proxy::Make(Registry& registry, GatewayConfig con
   http::ClientOptions defaults;
   defaults.outlier_detection = proxy->config_.outlier_detection;
   defaults.response_limit = proxy->config_.response_limit;
+  defaults.max_idle_per_endpoint = proxy->config_.upstream_pool.max_idle_per_endpoint;
+  defaults.pool_idle_timeout = proxy->config_.upstream_pool.idle_timeout;
   defaults.user_agent = "disco-gateway";
   defaults.tls = proxy->config_.upstream_tls;
   defaults.metrics = &m;

@@ -232,6 +232,21 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
       config.outlier_detection = o;
     }
   }
+  if (auto pool = root.find("upstream_pool"); pool != root.end()) {
+    if (!pool->is_object())
+      return Fail(ErrorCode::kInvalidArgument, "upstream_pool must be an object");
+    auto& up = config.upstream_pool;
+    if (auto ok = ReadNumber<std::size_t>(*pool, "max_idle_per_endpoint", "upstream_pool", 0,
+                                          65'536, up.max_idle_per_endpoint);
+        !ok) {
+      return std::unexpected(ok.error());
+    }
+    if (auto ok = ReadMillis(*pool, "idle_timeout_ms", "upstream_pool", 100, 3'600'000,
+                             up.idle_timeout);
+        !ok) {
+      return std::unexpected(ok.error());
+    }
+  }
   if (auto ok = ReadNumber<std::size_t>(root, "response_limit", "config", 1024,
                                         std::size_t{1} << 30, config.response_limit);
       !ok) {

@@ -80,8 +80,19 @@ struct RateLimitConfig {
   bool trust_forwarded_for = false;
 };
 
+// Idle keep-alive connections to upstreams (http::ClientOptions): per I/O
+// thread and upstream instance. Requests in flight to one instance beyond
+// max_idle_per_endpoint close their connection when answered (and the next
+// ones open new ones), so it should be at least the concurrency one
+// instance sees; the idle timeout gives back what a past peak left.
+struct UpstreamPoolConfig {
+  std::size_t max_idle_per_endpoint = 256;  // 0: a new connection per request
+  std::chrono::milliseconds idle_timeout{15'000};
+};
+
 struct GatewayConfig {
   std::vector<RouteConfig> routes;
+  UpstreamPoolConfig upstream_pool;
   RateLimitConfig rate_limit;
   std::optional<OutlierOptions> outlier_detection = OutlierOptions{};  // null in JSON: off
   std::size_t response_limit = 8 * 1024 * 1024;  // larger upstream answers → 502

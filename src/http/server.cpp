@@ -444,6 +444,14 @@ struct Server::Impl {
         &metrics
              ->GaugeFamily("http_server_open_connections", "Open client connections", {"service"})
              .With({options.service});
+    connections_accepted =
+        &metrics
+             ->CounterFamily("http_server_connections_accepted_total",
+                             "Client connections admitted (refused ones are counted in "
+                             "http_server_connections_refused_total); against requests, "
+                             "how well callers reuse connections",
+                             {"service"})
+             .With({options.service});
     in_flight_gauge =
         &metrics
              ->GaugeFamily("http_server_requests_in_flight", "Requests being handled", {"service"})
@@ -587,6 +595,7 @@ struct Server::Impl {
   Family<Counter>* requests_family;
   Family<Histogram>* latency_family;
   Gauge* connections_gauge;
+  Counter* connections_accepted;
   Gauge* in_flight_gauge;
   Counter* refused_full;
   Counter* refused_per_address;
@@ -624,6 +633,7 @@ struct Server::Impl {
   bool stopped = false;
   std::atomic<bool> draining{false};
   std::atomic<std::uint64_t> open_connections{0};
+  std::atomic<std::uint64_t> accepted_connections{0};
   std::atomic<std::uint64_t> in_flight{0};
 };
 
@@ -874,7 +884,9 @@ Awaitable<void> Server::Impl::Session(Socket socket, Worker& worker, asio::ip::a
   worker.connections.push_front(&entry);
   auto self = worker.connections.begin();
   open_connections.fetch_add(1, std::memory_order_relaxed);
+  accepted_connections.fetch_add(1, std::memory_order_relaxed);
   connections_gauge->Add(1);
+  connections_accepted->Inc();
   struct Unlink {
     Impl* impl;
     Worker& worker;
@@ -1237,6 +1249,9 @@ Result<void> Server::Start() {
 std::uint16_t Server::port() const { return impl_->port; }
 bool Server::draining() const { return impl_->draining.load(); }
 std::uint64_t Server::open_connections() const { return impl_->open_connections.load(); }
+std::uint64_t Server::accepted_connections() const {
+  return impl_->accepted_connections.load();
+}
 std::uint64_t Server::requests_in_flight() const { return impl_->in_flight.load(); }
 
 bool Server::Drain(std::chrono::milliseconds grace) {

@@ -173,6 +173,36 @@ TEST_F(GatewayProxyTest, RoutesByPrefixToTheRightService) {
   EXPECT_EQ(users.hits(), 0u);
 }
 
+// upstream_pool reaches the channels' transport: with no idle connections
+// kept, every request opens one; with the default pool, sequential requests
+// reuse one per gateway I/O thread; a connection idle longer than
+// idle_timeout_ms is not reused.
+TEST_F(GatewayProxyTest, UpstreamPoolSettingsDecideConnectionReuse) {
+  TestUpstream users(*registry_, "user-service", "users-1");
+  auto opened_by = [&](gateway::UpstreamPoolConfig pool, auto&& requests) {
+    auto config = Config({Route("/api/users", "user-service")});
+    config.upstream_pool = pool;
+    InProcessGateway gw(*registry_, config, nullptr);
+    WaitRouted(gw.port(), "/api/users/echo");
+    const std::uint64_t before = users.accepted_connections();
+    requests(gw.port());
+    return users.accepted_connections() - before;
+  };
+  auto ten = [](std::uint16_t port) {
+    for (int i = 0; i < 10; ++i) ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
+  };
+  EXPECT_EQ(opened_by({.max_idle_per_endpoint = 0}, ten), 10u);
+  EXPECT_LE(opened_by({}, ten), 2u) << "the in-process gateway has 2 I/O threads";
+  auto four_after_pauses = [](std::uint16_t port) {
+    for (int i = 0; i < 4; ++i) {
+      std::this_thread::sleep_for(300ms);
+      ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
+    }
+  };
+  EXPECT_EQ(opened_by({.idle_timeout = 100ms}, four_after_pauses), 4u)
+      << "kept 15 s, they would reuse at most 2";
+}
+
 TEST_F(GatewayProxyTest, StripPrefixForwardsTheRest) {
   TestUpstream users(*registry_, "user-service", "users-1");
   auto route = Route("/u", "user-service");

@@ -59,6 +59,7 @@ TEST(GatewayConfig, ParsesEveryField) {
     "rate_limit": {"requests_per_second": 5, "burst": 10, "trust_forwarded_for": true},
     "outlier_detection": {"consecutive_failures": 2, "base_ejection_ms": 1000, "max_ejection_ms": 5000,
                           "max_ejected_percent": 34},
+    "upstream_pool": {"max_idle_per_endpoint": 300, "idle_timeout_ms": 2500},
     "response_limit": 4096})");
   ASSERT_TRUE(config) << config.error().message;
   const auto& r = config->routes.at(0);
@@ -78,6 +79,8 @@ TEST(GatewayConfig, ParsesEveryField) {
   EXPECT_EQ(config->outlier_detection->consecutive_failures, 2u);
   EXPECT_EQ(config->outlier_detection->max_ejected_percent, 34u);
   EXPECT_EQ(config->response_limit, 4096u);
+  EXPECT_EQ(config->upstream_pool.max_idle_per_endpoint, 300u);
+  EXPECT_EQ(config->upstream_pool.idle_timeout, 2500ms);
   EXPECT_FALSE(r.rate_limit);
   auto limited = ParseGatewayConfig(
       R"({"routes":[{"prefix":"/login","service":"s","rate_limit":{"requests_per_second":0.5,"burst":3}},
@@ -116,6 +119,13 @@ TEST(GatewayConfig, RejectsBadConfigNamingTheField) {
       {R"({"routes":[{"prefix":"/a","service":"s","rate_limit":5}]})", "routes[0].rate_limit"},
       {R"({"routes":[{"prefix":"/a","service":"s"}],"outlier_detection":{"max_ejected_percent":101}})",
        "max_ejected_percent"},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"upstream_pool":64})", "upstream_pool"},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"upstream_pool":{"max_idle_per_endpoint":-1}})",
+       "upstream_pool.max_idle_per_endpoint"},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"upstream_pool":{"max_idle_per_endpoint":"9"}})",
+       "upstream_pool.max_idle_per_endpoint"},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"upstream_pool":{"idle_timeout_ms":0}})",
+       "upstream_pool.idle_timeout_ms"},
   };
   for (const auto& c : cases) {
     auto parsed = ParseGatewayConfig(c.json);

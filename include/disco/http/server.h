@@ -148,6 +148,9 @@ class Server {
 
   bool draining() const;
   std::uint64_t open_connections() const;
+  // Connections admitted since Start (those refused at accept not counted):
+  // against requests answered, it shows how well callers reuse them.
+  std::uint64_t accepted_connections() const;
   std::uint64_t requests_in_flight() const;
 
  private:
