@@ -3,6 +3,8 @@
 # then KILL after `stop_wait` tenths of a second. Loopback only.
 #   work        a temp dir for logs and data, removed on exit
 #   start NAME CMD...   runs CMD in the background, output in $work/NAME.log
+#   rmdirs              directories to remove once every process stopped
+#                       (cgroups a script made)
 #   free_port           a free TCP port on 127.0.0.1
 #   wait_http URL       waits until URL answers 2xx (every 0.1 s, $wait_tries times)
 #   start_etcd NAME     etcd on free ports, data in $work/etcd; sets etcd_port
@@ -15,12 +17,16 @@
 #                       CURL_CA_BUNDLE so the helpers' curl trusts the CA
 work=$(mktemp -d /tmp/disco-bench-XXXXXX)
 pids=()
+rmdirs=()
 stop_wait=${stop_wait:-50}
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do
     for _ in $(seq "$stop_wait"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null || true
+  done
+  for dir in "${rmdirs[@]}"; do
+    for _ in $(seq 20); do rmdir "$dir" 2>/dev/null && break; sleep 0.1; done
   done
   rm -rf "$work"
 }

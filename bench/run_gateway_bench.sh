@@ -18,6 +18,11 @@
 #   costs CPU 0 less per request, so that the proxy, not CPU 0, is the
 #   bound (with user-service, pinned, nginx and HAProxy filled their core
 #   and the gateway did not). The direct path then measures that nginx.
+#   UPSTREAM=tiny (plain HTTP only): the upstream is bench/tiny_upstream.c
+#   (compiled here with cc), a fixed answer from one epoll loop, registered
+#   as "tiny-upstream": it costs CPU 0 the least, the only upstream with
+#   which, pinned, a proxy's own core fills before CPU 0 does (the
+#   "CPU 0 and CPU 1 busy" line shows which core was the bound).
 #   BASELINE=DIR: one more path, a gateway built in DIR (another checkout's
 #   build, say the commit before a change), in the same rounds: a change's
 #   effect measured against the code before it on the same noise.
@@ -27,6 +32,13 @@
 #   ±15 %; pinned, the proxy has a core of its own, so its throughput is its
 #   own cost per request. The direct path then has wrk and user-service on
 #   one core: it is no ceiling, only a check that CPU 0 is not the bound.
+#   QUOTA=P (with PIN=1): each proxy may use P % of CPU 1 (a cgroup v1 CPU
+#   quota, 10 ms periods, one cgroup per proxy), as a gateway with a
+#   Kubernetes CPU limit of P/100 cores is. Pinned without it, CPU 0 (wrk
+#   and the upstream) fills first whichever proxy runs, and requests/s
+#   measures what each proxy's traffic costs CPU 0; with a quota the
+#   proxy's own cost per request is the bound, so requests/s measures the
+#   proxy. The "CPU 0 and CPU 1 busy" line shows which core was full.
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
 #   etcd (temp data dir), one user-service (the upstream, 1 I/O thread),
@@ -57,10 +69,17 @@ baseline=${BASELINE:-}
 upstream=${UPSTREAM:-user-service}
 case "$upstream" in
   user-service) ;;
-  static) [ "$tls" = 0 ] || { echo "UPSTREAM=static is plain HTTP only" >&2; exit 1; } ;;
-  *) echo "UPSTREAM=$upstream: user-service or static" >&2; exit 1 ;;
+  static | tiny) [ "$tls" = 0 ] || { echo "UPSTREAM=$upstream is plain HTTP only" >&2; exit 1; } ;;
+  *) echo "UPSTREAM=$upstream: user-service, static or tiny" >&2; exit 1 ;;
 esac
 pin=${PIN:-0}
+quota=${QUOTA:-}
+if [ -n "$quota" ]; then
+  [ "$pin" = 1 ] || { echo "QUOTA needs PIN=1" >&2; exit 1; }
+  [[ "$quota" =~ ^[0-9]+$ ]] && [ "$quota" -ge 10 ] && [ "$quota" -le 100 ] ||
+    { echo "QUOTA=$quota: a percentage of one core, 10 to 100" >&2; exit 1; }
+  [ -w /sys/fs/cgroup/cpu ] || { echo "QUOTA needs cgroup v1's cpu controller at /sys/fs/cgroup/cpu (root)" >&2; exit 1; }
+fi
 # Commands prefixed with this run on CPU 1 (PIN=1), else anywhere; the rest
 # inherit this script's CPU 0.
 on_proxy_core=()
@@ -79,6 +98,19 @@ user_service=$build/services/user/user-service
 [ -x "$gateway" ] && [ -x "$user_service" ] || { echo "build first: $gateway, $user_service" >&2; exit 1; }
 
 . "$(dirname "$0")/lib.sh"
+
+# QUOTA: puts process $2 and its children (nginx's workers) into a cgroup
+# of their own that may use $quota % of a core.
+limit_cpu() {
+  [ -n "$quota" ] || return 0
+  local group pid
+  group=/sys/fs/cgroup/cpu/$(basename "$work")-$1
+  mkdir "$group"
+  rmdirs+=("$group")
+  echo 10000 >"$group/cpu.cfs_period_us"
+  echo $((quota * 100)) >"$group/cpu.cfs_quota_us"
+  for pid in "$2" $(ps -o pid= --ppid "$2"); do echo "$pid" >"$group/cgroup.procs"; done
+}
 
 start_etcd bench
 registry=$DISCO_REGISTRY
@@ -144,8 +176,18 @@ EOF
   up_pid=$!
   wait_http "http://127.0.0.1:$up_port/health"
   up_service=static-upstream
+fi
+if [ "$upstream" = tiny ]; then
+  up_port=$(free_port)
+  cc -O2 "$root/bench/tiny_upstream.c" -o "$work/tiny_upstream"
+  start tiny-upstream "$work/tiny_upstream" "$up_port"
+  up_pid=$!
+  wait_http "http://127.0.0.1:$up_port/health"
+  up_service=tiny-upstream
+fi
+if [ "$upstream" != user-service ]; then
   start register "$build/tools/disco/disco" --registry "$registry" register "$up_service" \
-    --id static-1 --address 127.0.0.1 --port "$up_port"
+    --id "$up_service-1" --address 127.0.0.1 --port "$up_port"
 fi
 
 cat >"$work/routes.json" <<EOF
@@ -158,6 +200,7 @@ start gateway "${on_proxy_core[@]}" "$gateway" --port "$gw_port" --registry "$re
 gw_pid=$!
 wait_http "$scheme://127.0.0.1:$gw_port/health"
 wait_http "$scheme://127.0.0.1:$gw_port/up/health"
+limit_cpu gateway "$gw_pid"
 if [ "$unbatched" = 1 ]; then
   gw1_port=$(free_port)
   start gateway-unbatched "${on_proxy_core[@]}" "$gateway" --port "$gw1_port" --registry "$registry" \
@@ -165,6 +208,7 @@ if [ "$unbatched" = 1 ]; then
     --send-batching false "${gw_tls[@]}"
   gw1_pid=$!
   wait_http "$scheme://127.0.0.1:$gw1_port/up/health"
+  limit_cpu gateway-unbatched "$gw1_pid"
 fi
 
 if [ -n "$baseline" ]; then
@@ -175,6 +219,7 @@ if [ -n "$baseline" ]; then
     --log-level warn "${gw_tls[@]}"
   gw2_pid=$!
   wait_http "$scheme://127.0.0.1:$gw2_port/up/health"
+  limit_cpu gateway-baseline "$gw2_pid"
 fi
 
 nginx_port=$(free_port)
@@ -204,6 +249,7 @@ EOF
 start nginx "${on_proxy_core[@]}" nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -e "$work/nginx/logs/error.log"
 nginx_pid=$!
 wait_http "$scheme://127.0.0.1:$nginx_port/up/health"
+limit_cpu nginx "$nginx_pid"
 
 haproxy_port=$(free_port)
 cat >"$work/haproxy.cfg" <<EOF
@@ -227,6 +273,7 @@ EOF
 start haproxy "${on_proxy_core[@]}" haproxy -db -f "$work/haproxy.cfg"
 haproxy_pid=$!
 wait_http "$scheme://127.0.0.1:$haproxy_port/up/health"
+limit_cpu haproxy "$haproxy_pid"
 
 # CPU time (user and system, in clock ticks) a process and its children
 # (nginx's workers) have used so far.
@@ -235,14 +282,23 @@ cpu_ticks() {
   for pid in "$1" $(ps -o pid= --ppid "$1"); do awk '{print $14, $15}' "/proc/$pid/stat"; done |
     awk '{u += $1; s += $2} END {print u, s}'
 }
+# Busy and total clock ticks of CPU 0 and of CPU 1 so far (/proc/stat: busy
+# is user, nice, system, irq and softirq; total adds idle, iowait and steal):
+# whether a round's bound was the proxy's core or the core wrk and the
+# upstream share, and what the path cost that core per request.
+cores_ticks() {
+  awk '/^cpu[01] / {printf "%d %d ", $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
+}
 # wrk's summary: "Requests/sec: N" and the latency distribution's "99% X".
 wrk_extra=()                 # more wrk options (the handshake runs: Connection: close)
 results=$work/results.txt
 run_wrk() {  # name url pid-whose-CPU-time-is-measured
   wrk -t1 -c"$connections" -d2s "${wrk_extra[@]}" "$2" >/dev/null 2>&1  # warm-up: pools, caches
-  local cpu_before cpu_after
+  local cpu_before cpu_after cores_before cores_after
   cpu_before=$(cpu_ticks "$3")
+  cores_before=$(cores_ticks)
   wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
+  cores_after=$(cores_ticks)
   cpu_after=$(cpu_ticks "$3")
   local rps p50 p99
   rps=$(awk '/^Requests\/sec:/ {print $2}' "$work/$1.txt")
@@ -253,7 +309,7 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
   [ -z "$errors" ] || echo "$1: $errors" >&2
   local requests
   requests=$(awk '/requests in/ {print $1}' "$work/$1.txt")
-  echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after" >>"$results"
+  echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after $cores_before $cores_after" >>"$results"
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -265,7 +321,7 @@ for round in $(seq 1 "$rounds"); do
   if [ -n "$baseline" ]; then run_wrk gateway-baseline "$scheme://127.0.0.1:$gw2_port/up/health" "$gw2_pid"; fi
 done
 
-python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" "$pin" <<'EOF'
+python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" "$pin" "$quota" <<'EOF'
 import statistics, sys
 path, rounds, duration, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 tick_us = 1e6 / float(sys.argv[5])
@@ -277,9 +333,14 @@ def us(text):
             return float(text[: -len(unit)]) * units[unit]
     raise ValueError(text)
 runs = {}
+cores = {}  # name -> [(CPU 0 busy %, CPU 1 busy %, CPU 0 µs/request)] per round
 for line in open(path):
-    name, rps, p50, p99, requests, user0, sys0, user1, sys1 = line.split()
+    name, rps, p50, p99, requests, user0, sys0, user1, sys1, *ticks = line.split()
     n = float(requests)
+    b0, t0, b1, t1, b0_, t0_, b1_, t1_ = map(float, ticks)
+    cores.setdefault(name, []).append((100 * (b0_ - b0) / max(t0_ - t0, 1),
+                                       100 * (b1_ - b1) / max(t1_ - t1, 1),
+                                       (b0_ - b0) * tick_us / n))
     cpu_user = (float(user1) - float(user0)) * tick_us / n
     cpu_sys = (float(sys1) - float(sys0)) * tick_us / n
     runs.setdefault(name, []).append((float(rps), us(p99), us(p50), cpu_user, cpu_sys))
@@ -289,8 +350,16 @@ print(f"THREADS={threads}: wrk -t1 -c{connections} -d{duration}s, {rounds} inter
 print()
 print(f"CPU µs/request, each round: {', '.join(f'{n} ' + '/'.join(f'{x[3] + x[4]:.1f}' for x in v) for n, v in runs.items())}")
 print()
+print(f"p99 µs, each round: {', '.join(f'{n} ' + '/'.join(f'{x[1]:.0f}' for x in v) for n, v in runs.items())}")
+print()
+print(f"CPU 0 and CPU 1 busy %, each round: {', '.join(f'{n} ' + ' '.join(f'{x[0]:.0f}/{x[1]:.0f}' for x in v) for n, v in cores.items())}")
+print()
+print(f"CPU 0's time per request (µs; with PIN=1 wrk's, the upstream's and the kernel's there), each round: "
+      f"{', '.join(f'{n} ' + '/'.join(f'{x[2]:.1f}' for x in v) for n, v in cores.items())}")
+print()
 print(f"TLS={'1: HTTPS to the proxy and from the proxy to user-service' if sys.argv[7] == '1' else '0'}, "
-      f"PIN={'1: each proxy alone on CPU 1; wrk, user-service and etcd on CPU 0' if sys.argv[8] == '1' else '0'}")
+      f"PIN={'1: each proxy alone on CPU 1; wrk, user-service and etcd on CPU 0' if sys.argv[8] == '1' else '0'}"
+      f"{f', QUOTA={sys.argv[9]}: each proxy may use {sys.argv[9]} % of CPU 1' if sys.argv[9] else ''}")
 print()
 print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx | vs HAProxy | CPU µs/request (user + sys) |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -325,7 +394,7 @@ import statistics, sys
 path, ticks, connections, duration = sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]
 runs = {}
 for line in open(path):
-    name, rps, p50, p99, requests, user0, sys0, user1, sys1 = line.split()
+    name, rps, p50, p99, requests, user0, sys0, user1, sys1, *_ = line.split()
     cpu_s = (float(user1) - float(user0) + float(sys1) - float(sys0)) / ticks
     runs.setdefault(name, []).append((float(rps), float(requests) / cpu_s if cpu_s else 0))
 med = {n: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v))
