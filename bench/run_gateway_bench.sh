@@ -14,30 +14,30 @@
 #   (one send per message instead of sends in batches), in the same rounds.
 #   UPSTREAM=static (plain HTTP only): the upstream is a second nginx (one
 #   worker) answering /health itself, registered in etcd as
-#   "static-upstream" with `disco register`, instead of user-service: it
-#   costs CPU 0 less per request, so that the proxy, not CPU 0, is the
-#   bound (with user-service, pinned, nginx and HAProxy filled their core
-#   and the gateway did not). The direct path then measures that nginx.
+#   "static-upstream" with `disco register`, instead of user-service (it
+#   costs CPU 0 more per request than user-service does). The direct path
+#   then measures that nginx.
 #   UPSTREAM=tiny (plain HTTP only): the upstream is bench/tiny_upstream.c
 #   (compiled here with cc), a fixed answer from one epoll loop, registered
-#   as "tiny-upstream": it costs CPU 0 the least, the only upstream with
-#   which, pinned, a proxy's own core fills before CPU 0 does (the
-#   "CPU 0 and CPU 1 busy" line shows which core was the bound).
+#   as "tiny-upstream". It costs about what user-service costs (most of it
+#   is the loopback send), so pinned CPU 0 still fills first; with QUOTA it
+#   takes user-service out of the comparison.
 #   BASELINE=DIR: one more path, a gateway built in DIR (another checkout's
 #   build, say the commit before a change), in the same rounds: a change's
 #   effect measured against the code before it on the same noise.
 #   PIN=1: each proxy runs alone on CPU 1, while wrk, user-service and etcd share CPU 0
 #   (taskset). Unpinned, three busy processes share two cores as the
 #   scheduler decides, round by round, and that sharing moves the ratios by
-#   ±15 %; pinned, the proxy has a core of its own, so its throughput is its
-#   own cost per request. The direct path then has wrk and user-service on
-#   one core: it is no ceiling, only a check that CPU 0 is not the bound.
+#   ±15 %; pinned, the proxy has a core of its own, but CPU 0 (wrk, the
+#   upstream and the kernel's work for them) is then full behind every
+#   proxy (docs/benchmarks.md, "Which core is full"), so requests/s
+#   measures what each proxy's traffic costs CPU 0; the proxy's own cost is
+#   its CPU per request. The direct path has wrk and user-service on one
+#   core: no ceiling.
 #   QUOTA=P (with PIN=1): each proxy may use P % of CPU 1 (a cgroup v1 CPU
 #   quota, 10 ms periods, one cgroup per proxy), as a gateway with a
-#   Kubernetes CPU limit of P/100 cores is. Pinned without it, CPU 0 (wrk
-#   and the upstream) fills first whichever proxy runs, and requests/s
-#   measures what each proxy's traffic costs CPU 0; with a quota the
-#   proxy's own cost per request is the bound, so requests/s measures the
+#   Kubernetes CPU limit of P/100 cores is: the proxy's own cost per
+#   request is then the bound, so requests/s measures the
 #   proxy. The "CPU 0 and CPU 1 busy" line shows which core was full.
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
@@ -358,7 +358,7 @@ print(f"CPU 0's time per request (µs; with PIN=1 wrk's, the upstream's and the 
       f"{', '.join(f'{n} ' + '/'.join(f'{x[2]:.1f}' for x in v) for n, v in cores.items())}")
 print()
 print(f"TLS={'1: HTTPS to the proxy and from the proxy to user-service' if sys.argv[7] == '1' else '0'}, "
-      f"PIN={'1: each proxy alone on CPU 1; wrk, user-service and etcd on CPU 0' if sys.argv[8] == '1' else '0'}"
+      f"PIN={'1: each proxy alone on CPU 1; wrk, the upstream and etcd on CPU 0' if sys.argv[8] == '1' else '0'}"
       f"{f', QUOTA={sys.argv[9]}: each proxy may use {sys.argv[9]} % of CPU 1' if sys.argv[9] else ''}")
 print()
 print("| path | requests/s | p50 (µs) | p99 (µs) | vs nginx | vs HAProxy | CPU µs/request (user + sys) |")
