@@ -26,6 +26,9 @@ cleanup() {
     kill -KILL "$pid" 2>/dev/null || true
   done
   for dir in "${rmdirs[@]}"; do
+    # Only what this script put there, and what those forked (nginx's
+    # workers), can be in it.
+    [ -f "$dir/cgroup.procs" ] && xargs -r kill -KILL <"$dir/cgroup.procs" 2>/dev/null || true
     for _ in $(seq 20); do rmdir "$dir" 2>/dev/null && break; sleep 0.1; done
   done
   rm -rf "$work"

@@ -41,7 +41,7 @@
 #   proxy. The "CPU 0 and CPU 1 busy" line shows which core was full.
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
-#   etcd (temp data dir), one user-service (the upstream, 1 I/O thread),
+#   etcd (temp data dir), one user-service (the upstream unless UPSTREAM says otherwise, 1 I/O thread),
 #   the gateway (1 I/O thread, rate limiting off, no access log) routing
 #   /up/* to user-service with the prefix stripped, and Debian's nginx
 #   (THREADS workers, access log off) and Debian's HAProxy (nbthread
@@ -76,7 +76,7 @@ pin=${PIN:-0}
 quota=${QUOTA:-}
 if [ -n "$quota" ]; then
   [ "$pin" = 1 ] || { echo "QUOTA needs PIN=1" >&2; exit 1; }
-  [[ "$quota" =~ ^[0-9]+$ ]] && [ "$quota" -ge 10 ] && [ "$quota" -le 100 ] ||
+  [[ "$quota" =~ ^[1-9][0-9]*$ ]] && [ "$quota" -ge 10 ] && [ "$quota" -le 100 ] ||
     { echo "QUOTA=$quota: a percentage of one core, 10 to 100" >&2; exit 1; }
   [ -w /sys/fs/cgroup/cpu ] || { echo "QUOTA needs cgroup v1's cpu controller at /sys/fs/cgroup/cpu (root)" >&2; exit 1; }
 fi
@@ -179,6 +179,7 @@ EOF
 fi
 if [ "$upstream" = tiny ]; then
   up_port=$(free_port)
+  command -v cc >/dev/null || { echo "UPSTREAM=tiny needs a C compiler (cc)" >&2; exit 1; }
   cc -O2 "$root/bench/tiny_upstream.c" -o "$work/tiny_upstream"
   start tiny-upstream "$work/tiny_upstream" "$up_port"
   up_pid=$!
@@ -337,6 +338,8 @@ cores = {}  # name -> [(CPU 0 busy %, CPU 1 busy %, CPU 0 µs/request)] per roun
 for line in open(path):
     name, rps, p50, p99, requests, user0, sys0, user1, sys1, *ticks = line.split()
     n = float(requests)
+    if len(ticks) != 8:  # a one-CPU machine: no CPU 1
+        ticks = ["0"] * 8
     b0, t0, b1, t1, b0_, t0_, b1_, t1_ = map(float, ticks)
     cores.setdefault(name, []).append((100 * (b0_ - b0) / max(t0_ - t0, 1),
                                        100 * (b1_ - b1) / max(t1_ - t1, 1),

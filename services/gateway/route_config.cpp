@@ -1,6 +1,8 @@
 #include "gateway/route_config.h"
 
 #include <algorithm>
+#include <cmath>
+#include <type_traits>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -23,6 +25,9 @@ Result<void> ReadNumber(const json& object, const char* key, const std::string& 
   if (it == object.end()) return {};
   if (!it->is_number()) return Invalid(where + "." + key + " must be a number");
   double value = it->get<double>();
+  // 0.5 connections must not quietly become 0 (no pooling at all).
+  if (std::is_integral_v<T> && value != std::floor(value))
+    return Invalid(where + "." + key + " must be a whole number");
   if (value < static_cast<double>(min) || value > static_cast<double>(max)) {
     return Invalid(where + "." + key + " must be between " + std::to_string(min) + " and " +
                    std::to_string(max));
@@ -232,9 +237,10 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
       config.outlier_detection = o;
     }
   }
-  if (auto pool = root.find("upstream_pool"); pool != root.end()) {
+  // null: the defaults, as for outlier_detection's object.
+  if (auto pool = root.find("upstream_pool"); pool != root.end() && !pool->is_null()) {
     if (!pool->is_object())
-      return Fail(ErrorCode::kInvalidArgument, "upstream_pool must be an object");
+      return Fail(ErrorCode::kInvalidArgument, "upstream_pool must be an object or null");
     auto& up = config.upstream_pool;
     if (auto ok = ReadNumber<std::size_t>(*pool, "max_idle_per_endpoint", "upstream_pool", 0,
                                           65'536, up.max_idle_per_endpoint);

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <charconv>
+#include <deque>
 #include <mutex>
 #include <unordered_map>
 
@@ -56,6 +57,14 @@ class PoolService final : public asio::execution_context::service {
     auto it = pools_.find(key);
     if (it == pools_.end()) return nullptr;
     auto& idle = it->second;
+    // The oldest first (Put keeps them in the order they went idle): what a
+    // past peak left below the warm ones the steady load reuses would
+    // otherwise never be looked at again, and would sit out the upstream's
+    // close as CLOSE_WAIT descriptors.
+    while (!idle.empty() && now - idle.front().since >= max_idle) {
+      idle.front().connection->Close();
+      idle.pop_front();
+    }
     while (!idle.empty()) {
       Idle entry =
           std::move(idle.back());  // most recently used first: warmest, least likely closed
@@ -66,11 +75,12 @@ class PoolService final : public asio::execution_context::service {
     return nullptr;
   }
 
+  // `now`: when the connection went idle.
   void Put(std::string_view key, std::shared_ptr<Connection> connection, std::size_t max,
            Clock::time_point now) {
     std::lock_guard lock(mu_);
     auto it = pools_.find(key);
-    if (it == pools_.end()) it = pools_.emplace(std::string(key), std::vector<Idle>{}).first;
+    if (it == pools_.end()) it = pools_.emplace(std::string(key), std::deque<Idle>{}).first;
     auto& idle = it->second;
     if (idle.size() >= max) {
       connection->Close();
@@ -107,7 +117,7 @@ class PoolService final : public asio::execution_context::service {
     std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   std::mutex mu_;
-  std::unordered_map<std::string, std::vector<Idle>, Hash, std::equal_to<>> pools_;
+  std::unordered_map<std::string, std::deque<Idle>, Hash, std::equal_to<>> pools_;
 };
 
 bool MethodHasBody(std::string_view method) {
@@ -508,7 +518,9 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
     if (keep && buffer.size() == 0 && !connection->sending() && !connection->write_failed()) {
       connection->ClearDeadline();
       if (!tls) detail::MarkQuiet(connection->socket());
-      pools.Put(pool_key(), std::move(connection), options_.max_idle_per_endpoint, started);
+      // Idle from now, not from the attempt's start: a slow answer does not
+      // age its connection.
+      pools.Put(pool_key(), std::move(connection), options_.max_idle_per_endpoint, Clock::now());
     } else {
       connection->Shutdown();
       connection->Close();

@@ -176,31 +176,60 @@ TEST_F(GatewayProxyTest, RoutesByPrefixToTheRightService) {
 // upstream_pool reaches the channels' transport: with no idle connections
 // kept, every request opens one; with the default pool, sequential requests
 // reuse one per gateway I/O thread; a connection idle longer than
-// idle_timeout_ms is not reused.
+// idle_timeout_ms is not reused, and one a past peak left is closed while
+// the steady load reuses others.
 TEST_F(GatewayProxyTest, UpstreamPoolSettingsDecideConnectionReuse) {
   TestUpstream users(*registry_, "user-service", "users-1");
-  auto opened_by = [&](gateway::UpstreamPoolConfig pool, auto&& requests) {
-    auto config = Config({Route("/api/users", "user-service")});
+  auto route = Route("/api/users", "user-service");
+  route.max_attempts = 1;  // a slow attempt retried would open a connection more
+  route.per_try_timeout = 10s;
+  route.deadline = 10s;
+  auto with_gateway = [&](gateway::UpstreamPoolConfig pool, auto&& test) {
+    auto config = Config({route});
     config.upstream_pool = pool;
     InProcessGateway gw(*registry_, config, nullptr);
     WaitRouted(gw.port(), "/api/users/echo");
-    const std::uint64_t before = users.accepted_connections();
-    requests(gw.port());
-    return users.accepted_connections() - before;
+    test(gw.port());
   };
-  auto ten = [](std::uint16_t port) {
-    for (int i = 0; i < 10; ++i) ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
+  auto opened_by = [&](gateway::UpstreamPoolConfig pool, int requests, auto pause) {
+    std::uint64_t opened = 0;
+    with_gateway(pool, [&](std::uint16_t port) {
+      const std::uint64_t before = users.accepted_connections();
+      const std::uint64_t hits = users.hits();
+      for (int i = 0; i < requests; ++i) {
+        std::this_thread::sleep_for(pause);
+        ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
+      }
+      EXPECT_EQ(users.hits() - hits, static_cast<std::uint64_t>(requests)) << "one attempt each";
+      opened = users.accepted_connections() - before;
+    });
+    return opened;
   };
-  EXPECT_EQ(opened_by({.max_idle_per_endpoint = 0}, ten), 10u);
-  EXPECT_LE(opened_by({}, ten), 2u) << "the in-process gateway has 2 I/O threads";
-  auto four_after_pauses = [](std::uint16_t port) {
-    for (int i = 0; i < 4; ++i) {
-      std::this_thread::sleep_for(300ms);
-      ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
-    }
-  };
-  EXPECT_EQ(opened_by({.idle_timeout = 100ms}, four_after_pauses), 4u)
+  EXPECT_EQ(opened_by({.max_idle_per_endpoint = 0}, 10, 0ms), 10u);
+  EXPECT_LE(opened_by({}, 10, 0ms), 2u) << "the in-process gateway has 2 I/O threads";
+  EXPECT_EQ(opened_by({.idle_timeout = 100ms}, 4, 300ms), 4u)
       << "kept 15 s, they would reuse at most 2";
+
+  // A peak of 8 slow requests at once leaves 8 idle connections; then one
+  // request every 20 ms keeps the newest warm while the rest age past
+  // 300 ms, and are closed.
+  with_gateway({.idle_timeout = 300ms}, [&](std::uint16_t port) {
+    users.SetHangMs(200);
+    users.SetMode(TestUpstream::Mode::kHang);
+    std::vector<std::thread> peak;
+    for (int i = 0; i < 8; ++i)
+      peak.emplace_back([port] { HttpRequest(port, "GET", "/api/users/echo"); });
+    for (auto& t : peak) t.join();
+    users.SetMode(TestUpstream::Mode::kNormal);
+    EXPECT_GE(users.open_connections(), 8u);
+    const auto until = std::chrono::steady_clock::now() + 800ms;
+    while (std::chrono::steady_clock::now() < until) {
+      ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_TRUE(WaitFor([&] { return users.open_connections() <= 2; }, 2s))
+        << users.open_connections() << " upstream connections still open";
+  });
 }
 
 TEST_F(GatewayProxyTest, StripPrefixForwardsTheRest) {

@@ -2,6 +2,7 @@
 // (rest captures, any-method routes): pure logic, injected clock.
 #include <gtest/gtest.h>
 
+#include "disco/http/client.h"
 #include "disco/http/router.h"
 #include "gateway/history.h"
 #include "gateway/rate_limiter.h"
@@ -90,10 +91,14 @@ TEST(GatewayConfig, ParsesEveryField) {
   EXPECT_EQ(limited->routes[0].rate_limit->requests_per_second, 0.5);
   EXPECT_EQ(limited->routes[0].rate_limit->burst, 3);
   EXPECT_FALSE(limited->routes[1].rate_limit);
-  auto off =
-      ParseGatewayConfig(R"({"routes":[{"prefix":"/","service":"s"}],"outlier_detection":null})");
+  auto off = ParseGatewayConfig(
+      R"({"routes":[{"prefix":"/","service":"s"}],"outlier_detection":null,"upstream_pool":null})");
   ASSERT_TRUE(off);
   EXPECT_FALSE(off->outlier_detection);
+  EXPECT_EQ(off->upstream_pool.max_idle_per_endpoint, UpstreamPoolConfig{}.max_idle_per_endpoint);
+  // The gateway's defaults are the client's: one figure in the docs.
+  EXPECT_EQ(UpstreamPoolConfig{}.max_idle_per_endpoint, http::ClientOptions{}.max_idle_per_endpoint);
+  EXPECT_EQ(UpstreamPoolConfig{}.idle_timeout, http::ClientOptions{}.pool_idle_timeout);
 }
 
 TEST(GatewayConfig, RejectsBadConfigNamingTheField) {
@@ -126,6 +131,10 @@ TEST(GatewayConfig, RejectsBadConfigNamingTheField) {
        "upstream_pool.max_idle_per_endpoint"},
       {R"({"routes":[{"prefix":"/a","service":"s"}],"upstream_pool":{"idle_timeout_ms":0}})",
        "upstream_pool.idle_timeout_ms"},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"upstream_pool":{"max_idle_per_endpoint":0.5}})",
+       "upstream_pool.max_idle_per_endpoint must be a whole number"},
+      {R"({"routes":[{"prefix":"/a","service":"s","max_attempts":2.5}]})",
+       "routes[0].max_attempts must be a whole number"},
   };
   for (const auto& c : cases) {
     auto parsed = ParseGatewayConfig(c.json);
