@@ -84,7 +84,8 @@ struct RateLimitConfig {
 // thread and upstream instance. Requests in flight to one instance beyond
 // max_idle_per_endpoint close their connection when answered (and the next
 // ones open new ones), so it should be at least the concurrency one
-// instance sees; the idle timeout gives back what a past peak left.
+// instance sees. Connections idle longer than idle_timeout are closed at
+// the next request to that instance (no timer; docs/gateway.md).
 struct UpstreamPoolConfig {
   std::size_t max_idle_per_endpoint = 256;  // 0: a new connection per request
   std::chrono::milliseconds idle_timeout{15'000};

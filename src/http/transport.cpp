@@ -65,14 +65,12 @@ class PoolService final : public asio::execution_context::service {
       idle.front().connection->Close();
       idle.pop_front();
     }
-    while (!idle.empty()) {
-      Idle entry =
-          std::move(idle.back());  // most recently used first: warmest, least likely closed
-      idle.pop_back();
-      if (now - entry.since < max_idle) return std::move(entry.connection);
-      entry.connection->Close();
-    }
-    return nullptr;
+    // The rest went idle later, so none is stale either.
+    if (idle.empty()) return nullptr;
+    // The most recently used: warmest, least likely closed by the peer.
+    auto connection = std::move(idle.back().connection);
+    idle.pop_back();
+    return connection;
   }
 
   // `now`: when the connection went idle.

@@ -103,8 +103,9 @@ struct ClientOptions {
   // to one endpoint, or each answer past it closes its connection and the
   // next request opens one: at 200 in flight a limit of 64 doubled the
   // gateway's CPU per request and left a TIME_WAIT socket per request
-  // (docs/benchmarks.md, "At 200 connections"). Idle ones close after
-  // pool_idle_timeout, so the pool only holds what a recent peak needed.
+  // (docs/benchmarks.md, "At 200 connections"). Ones idle longer than
+  // pool_idle_timeout are closed, oldest first, at the next request to
+  // that endpoint, so steady traffic sheds what a past peak left.
   std::size_t max_idle_per_endpoint = 256;
   // A pooled connection unused for this long is closed instead of reused;
   // keep it below the servers' idle timeout so we rarely reuse a dying one.
