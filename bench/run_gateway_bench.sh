@@ -290,15 +290,28 @@ cpu_ticks() {
 cores_ticks() {
   awk '/^cpu[01] / {printf "%d %d ", $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat
 }
+# QUOTA: periods the proxy's cgroup has run in, been throttled in, and its
+# time throttled (ns) so far; "0 0 0" without a quota or a cgroup (direct).
+throttle_stat() {
+  local group=/sys/fs/cgroup/cpu/$(basename "$work")-$1
+  if [ -n "$quota" ] && [ -r "$group/cpu.stat" ]; then
+    awk '{v[$1] = $2} END {print v["nr_periods"] + 0, v["nr_throttled"] + 0, v["throttled_time"] + 0}' "$group/cpu.stat"
+  else
+    echo 0 0 0
+  fi
+}
 # wrk's summary: "Requests/sec: N" and the latency distribution's "99% X".
 wrk_extra=()                 # more wrk options (the handshake runs: Connection: close)
 results=$work/results.txt
 run_wrk() {  # name url pid-whose-CPU-time-is-measured
   wrk -t1 -c"$connections" -d2s "${wrk_extra[@]}" "$2" >/dev/null 2>&1  # warm-up: pools, caches
   local cpu_before cpu_after cores_before cores_after
+  local throttle_before throttle_after
   cpu_before=$(cpu_ticks "$3")
   cores_before=$(cores_ticks)
+  throttle_before=$(throttle_stat "$1")
   wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
+  throttle_after=$(throttle_stat "$1")
   cores_after=$(cores_ticks)
   cpu_after=$(cpu_ticks "$3")
   local rps p50 p99
@@ -310,7 +323,7 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
   [ -z "$errors" ] || echo "$1: $errors" >&2
   local requests
   requests=$(awk '/requests in/ {print $1}' "$work/$1.txt")
-  echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after $cores_before $cores_after" >>"$results"
+  echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after $cores_before $cores_after $throttle_before $throttle_after" >>"$results"
 }
 
 for round in $(seq 1 "$rounds"); do
@@ -335,9 +348,14 @@ def us(text):
     raise ValueError(text)
 runs = {}
 cores = {}  # name -> [(CPU 0 busy %, CPU 1 busy %, CPU 0 µs/request)] per round
+throttles = {}  # QUOTA: name -> [(% of periods throttled, mean ms throttled when throttled)] per round
 for line in open(path):
-    name, rps, p50, p99, requests, user0, sys0, user1, sys1, *ticks = line.split()
+    name, rps, p50, p99, requests, user0, sys0, user1, sys1, *rest = line.split()
     n = float(requests)
+    ticks, throttle = rest[:-6], list(map(float, rest[-6:]))
+    if throttle[0] != throttle[3]:
+        periods, throttled, ns = (throttle[i + 3] - throttle[i] for i in range(3))
+        throttles.setdefault(name, []).append((100 * throttled / periods, ns / 1e6 / max(throttled, 1)))
     if len(ticks) != 8:  # a one-CPU machine: no CPU 1
         ticks = ["0"] * 8
     b0, t0, b1, t1, b0_, t0_, b1_, t1_ = map(float, ticks)
@@ -360,6 +378,12 @@ print()
 print(f"CPU 0's time per request (µs; with PIN=1 wrk's, the upstream's and the kernel's there), each round: "
       f"{', '.join(f'{n} ' + '/'.join(f'{x[2]:.1f}' for x in v) for n, v in cores.items())}")
 print()
+if throttles:
+    print("QUOTA: % of 10 ms periods throttled / mean time throttled when throttled (ms; a throttle "
+          "within one period lasts at most 10 − quota/10 ms, a longer one paid back a run past the "
+          "quota), each round: "
+          f"{', '.join(f'{n} ' + ' '.join(f'{x[0]:.0f}%/{x[1]:.2f}' for x in v) for n, v in throttles.items())}")
+    print()
 print(f"TLS={'1: HTTPS to the proxy and from the proxy to user-service' if sys.argv[7] == '1' else '0'}, "
       f"PIN={'1: each proxy alone on CPU 1; wrk, the upstream and etcd on CPU 0' if sys.argv[8] == '1' else '0'}"
       f"{f', QUOTA={sys.argv[9]}: each proxy may use {sys.argv[9]} % of CPU 1' if sys.argv[9] else ''}")

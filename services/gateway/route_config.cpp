@@ -36,6 +36,21 @@ Result<void> ReadNumber(const json& object, const char* key, const std::string& 
   return {};
 }
 
+// A misspelt key ("max_idle" for "max_idle_per_endpoint") would otherwise
+// leave the default in place without a word. Keys that start with '_' are
+// the operator's own (JSON has no comments: "_why": "...").
+Result<void> OnlyKnownKeys(const json& object, const std::string& where,
+                           std::initializer_list<std::string_view> known) {
+  for (const auto& [key, value] : object.items()) {
+    if (key.starts_with('_') || std::ranges::find(known, key) != known.end()) continue;
+    std::string names;
+    for (auto name : known) names.append(names.empty() ? "" : ", ").append(name);
+    return Invalid(where + ": unknown key \"" + key + "\" (known: " + names +
+                   "; keys starting with _ are ignored)");
+  }
+  return {};
+}
+
 Result<void> ReadBool(const json& object, const char* key, const std::string& where, bool& out) {
   auto it = object.find(key);
   if (it == object.end()) return {};
@@ -55,6 +70,13 @@ Result<void> ReadMillis(const json& object, const char* key, const std::string& 
 Result<RouteConfig> ParseRoute(const json& item, std::size_t index) {
   std::string where = "routes[" + std::to_string(index) + "]";
   if (!item.is_object()) return Fail(ErrorCode::kInvalidArgument, where + " must be an object");
+  if (auto ok = OnlyKnownKeys(item, where,
+                              {"prefix", "service", "policy", "auth", "strip_prefix",
+                               "max_attempts", "per_try_timeout_ms", "deadline_ms",
+                               "retry_budget_percent", "retry_budget_min", "rate_limit"});
+      !ok) {
+    return std::unexpected(ok.error());
+  }
   RouteConfig route;
   auto prefix = item.find("prefix");
   if (prefix == item.end() || !prefix->is_string()) {
@@ -108,6 +130,8 @@ Result<RouteConfig> ParseRoute(const json& item, std::size_t index) {
       return Fail(ErrorCode::kInvalidArgument, where + ".rate_limit must be an object or null");
     RouteRateLimit rl;
     const std::string at = where + ".rate_limit";
+    if (ok = OnlyKnownKeys(*limit, at, {"requests_per_second", "burst"}); !ok)
+      return std::unexpected(ok.error());
     if (ok = ReadNumber(*limit, "requests_per_second", at, 0.001, 1e9, rl.requests_per_second);
         !ok) {
       return std::unexpected(ok.error());
@@ -172,6 +196,12 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
   if (root.is_discarded() || !root.is_object()) {
     return Fail(ErrorCode::kInvalidArgument, "the route config is not a JSON object");
   }
+  if (auto ok = OnlyKnownKeys(root, "the route config",
+                              {"routes", "rate_limit", "outlier_detection", "upstream_pool",
+                               "response_limit"});
+      !ok) {
+    return std::unexpected(ok.error());
+  }
   GatewayConfig config;
   auto routes = root.find("routes");
   if (routes == root.end() || !routes->is_array() || routes->empty()) {
@@ -193,7 +223,9 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
     if (!limit->is_object())
       return Fail(ErrorCode::kInvalidArgument, "rate_limit must be an object");
     auto& rl = config.rate_limit;
-    Result<void> ok;
+    Result<void> ok = OnlyKnownKeys(*limit, "rate_limit",
+                                    {"requests_per_second", "burst", "trust_forwarded_for"});
+    if (!ok) return std::unexpected(ok.error());
     if (ok = ReadNumber(*limit, "requests_per_second", "rate_limit", 0.0, 1e9,
                         rl.requests_per_second);
         !ok) {
@@ -212,8 +244,12 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
       return Fail(ErrorCode::kInvalidArgument, "outlier_detection must be an object or null");
     } else {
       OutlierOptions o;
-      Result<void> ok;
       const std::string where = "outlier_detection";
+      Result<void> ok = OnlyKnownKeys(*outlier, where,
+                                      {"consecutive_failures", "base_ejection_ms",
+                                       "max_ejection_ms", "max_ejected_percent",
+                                       "eject_on_refused"});
+      if (!ok) return std::unexpected(ok.error());
       if (ok = ReadNumber<std::uint32_t>(*outlier, "consecutive_failures", where, 1, 1000,
                                          o.consecutive_failures);
           !ok) {
@@ -242,6 +278,10 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
     if (!pool->is_object())
       return Fail(ErrorCode::kInvalidArgument, "upstream_pool must be an object or null");
     auto& up = config.upstream_pool;
+    if (auto ok = OnlyKnownKeys(*pool, "upstream_pool", {"max_idle_per_endpoint", "idle_timeout_ms"});
+        !ok) {
+      return std::unexpected(ok.error());
+    }
     if (auto ok = ReadNumber<std::size_t>(*pool, "max_idle_per_endpoint", "upstream_pool", 0,
                                           65'536, up.max_idle_per_endpoint);
         !ok) {

@@ -37,35 +37,38 @@ std::atomic<std::uint64_t> g_transport_ids{0};
 // Idle keep-alive connections of one io_context, by (client, address). An
 // io_context service, so the connections die with their io_context and are
 // only ever used on the thread(s) running it.
+//
+// No timer: stale connections are closed by the takes and puts on their
+// io_context. A take closes its endpoint's stale ones, oldest first; at most
+// once per kSweepEvery, a take or put closes every endpoint's and forgets the
+// emptied endpoints, so an instance no request goes to any more (one that
+// left the registry) does not keep its connections and key for the
+// process's life.
 class PoolService final : public asio::execution_context::service {
  public:
   using key_type = PoolService;
   static inline asio::execution_context::id id;
+  static constexpr std::chrono::seconds kSweepEvery{1};
 
   explicit PoolService(asio::execution_context& context)
       : asio::execution_context::service(context) {}
 
   struct Idle {
     std::shared_ptr<Connection> connection;
-    Clock::time_point since;
+    Clock::time_point expires;
   };
 
   // `now`: about now (the caller's clock read, not one of our own).
-  std::shared_ptr<Connection> Take(std::string_view key, std::chrono::milliseconds max_idle,
-                                   Clock::time_point now) {
+  std::shared_ptr<Connection> Take(std::string_view key, Clock::time_point now) {
     std::lock_guard lock(mu_);
+    SweepIfDue(now);
     auto it = pools_.find(key);
     if (it == pools_.end()) return nullptr;
     auto& idle = it->second;
-    // The oldest first (Put keeps them in the order they went idle): what a
-    // past peak left below the warm ones the steady load reuses would
+    // What a past peak left below the warm ones the steady load reuses would
     // otherwise never be looked at again, and would sit out the upstream's
     // close as CLOSE_WAIT descriptors.
-    while (!idle.empty() && now - idle.front().since >= max_idle) {
-      idle.front().connection->Close();
-      idle.pop_front();
-    }
-    // The rest went idle later, so none is stale either.
+    CloseExpired(idle, now);
     if (idle.empty()) return nullptr;
     // The most recently used: warmest, least likely closed by the peer.
     auto connection = std::move(idle.back().connection);
@@ -75,8 +78,9 @@ class PoolService final : public asio::execution_context::service {
 
   // `now`: when the connection went idle.
   void Put(std::string_view key, std::shared_ptr<Connection> connection, std::size_t max,
-           Clock::time_point now) {
+           Clock::time_point now, std::chrono::milliseconds max_idle) {
     std::lock_guard lock(mu_);
+    SweepIfDue(now);
     auto it = pools_.find(key);
     if (it == pools_.end()) it = pools_.emplace(std::string(key), std::deque<Idle>{}).first;
     auto& idle = it->second;
@@ -84,7 +88,7 @@ class PoolService final : public asio::execution_context::service {
       connection->Close();
       return;
     }
-    idle.push_back(Idle{std::move(connection), now});
+    idle.push_back(Idle{std::move(connection), now + max_idle});
   }
 
   // Closes and forgets every idle connection whose key starts with `prefix`.
@@ -101,6 +105,24 @@ class PoolService final : public asio::execution_context::service {
   }
 
  private:
+  // One transport's connections to one endpoint share a timeout and are kept
+  // in the order they went idle, so the expired ones are at the front.
+  static void CloseExpired(std::deque<Idle>& idle, Clock::time_point now) {
+    while (!idle.empty() && idle.front().expires <= now) {
+      idle.front().connection->Close();
+      idle.pop_front();
+    }
+  }
+
+  void SweepIfDue(Clock::time_point now) {
+    if (now < next_sweep_) return;
+    next_sweep_ = now + kSweepEvery;
+    for (auto it = pools_.begin(); it != pools_.end();) {
+      CloseExpired(it->second, now);
+      it = it->second.empty() ? pools_.erase(it) : std::next(it);
+    }
+  }
+
   void shutdown() override {
     std::lock_guard lock(mu_);
     for (auto& [key, idle] : pools_) {
@@ -116,6 +138,7 @@ class PoolService final : public asio::execution_context::service {
   };
   std::mutex mu_;
   std::unordered_map<std::string, std::deque<Idle>, Hash, std::equal_to<>> pools_;
+  Clock::time_point next_sweep_{};
 };
 
 bool MethodHasBody(std::string_view method) {
@@ -400,7 +423,7 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
   for (int round = 0; round < 2; ++round) {
     if (cancelled()) co_return;
     auto connection =
-        round == 0 ? pools.Take(pool_key(), options_.pool_idle_timeout, started) : nullptr;
+        round == 0 ? pools.Take(pool_key(), started) : nullptr;
     const bool reused = connection != nullptr;
     // Nothing came for it while it was pooled (read_readiness.h).
     const bool quiet = reused && !tls && detail::TakeQuiet(connection->socket());
@@ -518,7 +541,8 @@ Awaitable<void> Transport::RoundTrip(std::string_view wire, std::string_view bod
       if (!tls) detail::MarkQuiet(connection->socket());
       // Idle from now, not from the attempt's start: a slow answer does not
       // age its connection.
-      pools.Put(pool_key(), std::move(connection), options_.max_idle_per_endpoint, Clock::now());
+      pools.Put(pool_key(), std::move(connection), options_.max_idle_per_endpoint, Clock::now(),
+                options_.pool_idle_timeout);
     } else {
       connection->Shutdown();
       connection->Close();

@@ -106,8 +106,8 @@ class Transport {
   // reads the answer into `result` (which must be Reset()), on the calling
   // coroutine's io_context, by `deadline`. A pooled connection the peer
   // closed while idle is replaced once, transparently (the request had not
-  // been processed). `started`: when the attempt began (a connection parked
-  // since counts as idle from then).
+  // been processed). `started`: when the attempt began (the pool's "now" for
+  // this take; a connection is idle from when it was put back).
   // `control` (may be null) must outlive the exchange.
   Awaitable<void> RoundTrip(std::string_view head, std::string_view body, std::string_view method,
                             std::string_view address, Clock::time_point started,

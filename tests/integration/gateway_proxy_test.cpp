@@ -230,6 +230,37 @@ TEST_F(GatewayProxyTest, UpstreamPoolSettingsDecideConnectionReuse) {
     EXPECT_TRUE(WaitFor([&] { return users.open_connections() <= 2; }, 2s))
         << users.open_connections() << " upstream connections still open";
   });
+
+  // An instance that leaves the registry gets no more requests, so no take
+  // to it ever closes its idle connections: the pool's periodic sweep must.
+  with_gateway({.idle_timeout = 300ms}, [&](std::uint16_t port) {
+    TestUpstream others(*registry_, "user-service", "users-2");
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          return HttpRequest(port, "GET", "/api/users/echo").status == 200 && others.hits() > 0;
+        },
+        5s));
+    ASSERT_GE(users.open_connections(), 1u);
+    users.Deregister();
+    // Until the gateway's snapshot no longer holds users-1: 10 answers in a
+    // row from users-2.
+    int in_a_row = 0;
+    const auto gone_by = std::chrono::steady_clock::now() + 5s;
+    while (in_a_row < 10 && std::chrono::steady_clock::now() < gone_by) {
+      const auto before = users.hits();
+      ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
+      in_a_row = users.hits() == before ? in_a_row + 1 : 0;
+    }
+    ASSERT_EQ(in_a_row, 10) << "users-1 still gets requests after leaving";
+    // Timeout 300 ms + one sweep period (1 s) + slack, with traffic (the
+    // sweep runs on a take or put).
+    const auto until = std::chrono::steady_clock::now() + 3s;
+    while (users.open_connections() > 0 && std::chrono::steady_clock::now() < until) {
+      ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
+      std::this_thread::sleep_for(20ms);
+    }
+    EXPECT_EQ(users.open_connections(), 0u) << "idle connections to the instance that left";
+  });
 }
 
 TEST_F(GatewayProxyTest, StripPrefixForwardsTheRest) {

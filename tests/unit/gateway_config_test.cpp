@@ -54,12 +54,13 @@ TEST(GatewayConfig, AChannelSettingSetOnOneRouteHoldsForEveryRouteToThatService)
 
 TEST(GatewayConfig, ParsesEveryField) {
   auto config = ParseGatewayConfig(R"({
+    "_why": "keys starting with _ are comments",
     "routes": [{"prefix": "/api/users/", "service": "user-service", "policy": "least_request", "auth": true,
                 "strip_prefix": true, "max_attempts": 3, "per_try_timeout_ms": 250, "deadline_ms": 900,
-                "retry_budget_percent": 10, "retry_budget_min": 1}],
+                "retry_budget_percent": 10, "retry_budget_min": 1, "_note": {"any": "value"}}],
     "rate_limit": {"requests_per_second": 5, "burst": 10, "trust_forwarded_for": true},
     "outlier_detection": {"consecutive_failures": 2, "base_ejection_ms": 1000, "max_ejection_ms": 5000,
-                          "max_ejected_percent": 34},
+                          "max_ejected_percent": 34, "eject_on_refused": false},
     "upstream_pool": {"max_idle_per_endpoint": 300, "idle_timeout_ms": 2500},
     "response_limit": 4096})");
   ASSERT_TRUE(config) << config.error().message;
@@ -79,6 +80,9 @@ TEST(GatewayConfig, ParsesEveryField) {
   ASSERT_TRUE(config->outlier_detection);
   EXPECT_EQ(config->outlier_detection->consecutive_failures, 2u);
   EXPECT_EQ(config->outlier_detection->max_ejected_percent, 34u);
+  EXPECT_EQ(config->outlier_detection->base_ejection, 1000ms);
+  EXPECT_EQ(config->outlier_detection->max_ejection, 5000ms);
+  EXPECT_FALSE(config->outlier_detection->eject_on_refused);
   EXPECT_EQ(config->response_limit, 4096u);
   EXPECT_EQ(config->upstream_pool.max_idle_per_endpoint, 300u);
   EXPECT_EQ(config->upstream_pool.idle_timeout, 2500ms);
@@ -135,6 +139,18 @@ TEST(GatewayConfig, RejectsBadConfigNamingTheField) {
        "upstream_pool.max_idle_per_endpoint must be a whole number"},
       {R"({"routes":[{"prefix":"/a","service":"s","max_attempts":2.5}]})",
        "routes[0].max_attempts must be a whole number"},
+      // A misspelt key is named, wherever it is.
+      {R"({"route":[{"prefix":"/a","service":"s"}]})", "the route config: unknown key \"route\""},
+      {R"({"routes":[{"prefix":"/a","service":"s","max_attempt":2}]})",
+       "routes[0]: unknown key \"max_attempt\""},
+      {R"({"routes":[{"prefix":"/a","service":"s","rate_limit":{"rps":5}}]})",
+       "routes[0].rate_limit: unknown key \"rps\""},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"rate_limit":{"trust_forwarded":true}})",
+       "rate_limit: unknown key \"trust_forwarded\""},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"outlier_detection":{"failures":3}})",
+       "outlier_detection: unknown key \"failures\""},
+      {R"({"routes":[{"prefix":"/a","service":"s"}],"upstream_pool":{"max_idle":0}})",
+       "upstream_pool: unknown key \"max_idle\""},
   };
   for (const auto& c : cases) {
     auto parsed = ParseGatewayConfig(c.json);

@@ -105,7 +105,9 @@ struct ClientOptions {
   // gateway's CPU per request and left a TIME_WAIT socket per request
   // (docs/benchmarks.md, "At 200 connections"). Ones idle longer than
   // pool_idle_timeout are closed, oldest first, at the next request to
-  // that endpoint, so steady traffic sheds what a past peak left.
+  // that endpoint, so steady traffic sheds what a past peak left; and at
+  // most a second later by a request to any endpoint on the same thread, so
+  // an endpoint that left keeps none.
   std::size_t max_idle_per_endpoint = 256;
   // A pooled connection unused for this long is closed instead of reused;
   // keep it below the servers' idle timeout so we rarely reuse a dying one.
