@@ -39,6 +39,9 @@
 #   Kubernetes CPU limit of P/100 cores is: the proxy's own cost per
 #   request is then the bound, so requests/s measures the
 #   proxy. The "CPU 0 and CPU 1 busy" line shows which core was full.
+#   SYSCALLS=1: perf stat counts, in each proxied round, the proxy's system
+#   calls, its epoll_waits (turns of its event loop that waited) and its
+#   context switches, per request: how much work each turn of its loop got.
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
 #   etcd (temp data dir), one user-service (the upstream unless UPSTREAM says otherwise, 1 I/O thread),
@@ -72,6 +75,7 @@ case "$upstream" in
   static | tiny) [ "$tls" = 0 ] || { echo "UPSTREAM=$upstream is plain HTTP only" >&2; exit 1; } ;;
   *) echo "UPSTREAM=$upstream: user-service, static or tiny" >&2; exit 1 ;;
 esac
+syscalls=${SYSCALLS:-0}
 pin=${PIN:-0}
 quota=${QUOTA:-}
 if [ -n "$quota" ]; then
@@ -310,7 +314,16 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
   cpu_before=$(cpu_ticks "$3")
   cores_before=$(cores_ticks)
   throttle_before=$(throttle_stat "$1")
+  local counter=''
+  if [ "$syscalls" = 1 ] && [ "$1" != direct ]; then
+    # The proxy and its children (nginx's workers).
+    perf stat -x, -o "$work/$1.perf" -e raw_syscalls:sys_enter -e syscalls:sys_enter_epoll_wait \
+      -e context-switches -p "$(echo "$3" $(ps -o pid= --ppid "$3") | tr ' ' ,)" \
+      -- sleep "$duration" >/dev/null 2>&1 &
+    counter=$!
+  fi
   wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
+  [ -z "$counter" ] || wait "$counter"
   throttle_after=$(throttle_stat "$1")
   cores_after=$(cores_ticks)
   cpu_after=$(cpu_ticks "$3")
@@ -323,6 +336,11 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
   [ -z "$errors" ] || echo "$1: $errors" >&2
   local requests
   requests=$(awk '/requests in/ {print $1}' "$work/$1.txt")
+  if [ -n "$counter" ]; then
+    awk -F, -v name="$1" -v n="$requests" '$3 ~ /sys_enter$/ {all = $1} $3 ~ /epoll_wait/ {ew = $1}
+      $3 ~ /context-switches/ {cs = $1} END {printf "%s %.2f %.3f %.3f\n", name, all / n, ew / n, cs / n}' \
+      "$work/$1.perf" >>"$work/syscalls.txt"
+  fi
   echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after $cores_before $cores_after $throttle_before $throttle_after" >>"$results"
 }
 
@@ -336,7 +354,7 @@ for round in $(seq 1 "$rounds"); do
 done
 
 python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" "$pin" "$quota" <<'EOF'
-import statistics, sys
+import os, statistics, sys
 path, rounds, duration, connections = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 tick_us = 1e6 / float(sys.argv[5])
 threads = sys.argv[6]
@@ -378,6 +396,15 @@ print()
 print(f"CPU 0's time per request (µs; with PIN=1 wrk's, the upstream's and the kernel's there), each round: "
       f"{', '.join(f'{n} ' + '/'.join(f'{x[2]:.1f}' for x in v) for n, v in cores.items())}")
 print()
+calls = {}
+if os.path.exists(os.path.join(os.path.dirname(path), "syscalls.txt")):
+    for line in open(os.path.join(os.path.dirname(path), "syscalls.txt")):
+        name, *values = line.split()
+        calls.setdefault(name, []).append(values)
+if calls:
+    print("SYSCALLS: the proxy's system calls / epoll_waits / context switches per request, each round: "
+          f"{', '.join(f'{n} ' + ' '.join('/'.join(x) for x in v) for n, v in calls.items())}")
+    print()
 if throttles:
     print("QUOTA: % of 10 ms periods throttled / mean time throttled when throttled (ms; a throttle "
           "within one period lasts at most 10 − quota/10 ms, a longer one paid back a run past the "
