@@ -40,8 +40,11 @@
 #   request is then the bound, so requests/s measures the
 #   proxy. The "CPU 0 and CPU 1 busy" line shows which core was full.
 #   SYSCALLS=1: perf stat counts, in each proxied round, the proxy's system
-#   calls, its epoll_waits (turns of its event loop that waited) and its
-#   context switches, per request: how much work each turn of its loop got.
+#   calls, its epoll_wait calls (turns of its event loop, blocking or not)
+#   and its context switches (times it slept), per request: how much work
+#   each turn of its loop got. The tracepoints cost each system call a
+#   little, so such a run's requests/s and CPU figures are not comparable
+#   with a run without it. Needs root (or perf_event_paranoid ≤ -1).
 #
 # Starts on free loopback ports, each stopped by its PID at the end:
 #   etcd (temp data dir), one user-service (the upstream unless UPSTREAM says otherwise, 1 I/O thread),
@@ -76,6 +79,7 @@ case "$upstream" in
   *) echo "UPSTREAM=$upstream: user-service, static or tiny" >&2; exit 1 ;;
 esac
 syscalls=${SYSCALLS:-0}
+count_syscalls=0  # on only in the proxied rounds, not the TLS handshake ones
 pin=${PIN:-0}
 quota=${QUOTA:-}
 if [ -n "$quota" ]; then
@@ -315,15 +319,18 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
   cores_before=$(cores_ticks)
   throttle_before=$(throttle_stat "$1")
   local counter=''
-  if [ "$syscalls" = 1 ] && [ "$1" != direct ]; then
+  if [ "$count_syscalls" = 1 ] && [ "$1" != direct ]; then
     # The proxy and its children (nginx's workers).
     perf stat -x, -o "$work/$1.perf" -e raw_syscalls:sys_enter -e syscalls:sys_enter_epoll_wait \
       -e context-switches -p "$(echo "$3" $(ps -o pid= --ppid "$3") | tr ' ' ,)" \
-      -- sleep "$duration" >/dev/null 2>&1 &
+      -- sleep "$duration" >/dev/null 2>"$work/$1.perf.err" &
     counter=$!
   fi
   wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
-  [ -z "$counter" ] || wait "$counter"
+  if [ -n "$counter" ] && ! wait "$counter"; then
+    echo "$1: perf stat failed: $(head -c 300 "$work/$1.perf.err")" >&2
+    exit 1
+  fi
   throttle_after=$(throttle_stat "$1")
   cores_after=$(cores_ticks)
   cpu_after=$(cpu_ticks "$3")
@@ -337,13 +344,21 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
   local requests
   requests=$(awk '/requests in/ {print $1}' "$work/$1.txt")
   if [ -n "$counter" ]; then
-    awk -F, -v name="$1" -v n="$requests" '$3 ~ /sys_enter$/ {all = $1} $3 ~ /epoll_wait/ {ew = $1}
-      $3 ~ /context-switches/ {cs = $1} END {printf "%s %.2f %.3f %.3f\n", name, all / n, ew / n, cs / n}' \
-      "$work/$1.perf" >>"$work/syscalls.txt"
+    # A count perf could not take ("<not counted>") shows as n/a, not 0.
+    awk -F, -v name="$1" -v n="${requests:-0}" '
+      function per(x, digits) { return (x ~ /^[0-9]+$/ && n > 0) ? sprintf("%." digits "f", x / n) : "n/a" }
+      $3 ~ /raw_syscalls:sys_enter/ {all = $1} $3 ~ /epoll_wait/ {ew = $1} $3 ~ /context-switches/ {cs = $1}
+      END {print name, per(all, 2), per(ew, 3), per(cs, 3)}' "$work/$1.perf" >>"$work/syscalls.txt"
   fi
   echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after $cores_before $cores_after $throttle_before $throttle_after" >>"$results"
 }
 
+if [ "$syscalls" = 1 ]; then
+  perf stat -e raw_syscalls:sys_enter -e syscalls:sys_enter_epoll_wait -e context-switches -- true \
+    >/dev/null 2>"$work/perf-check.err" ||
+    { echo "SYSCALLS=1: perf cannot count system calls here (root?): $(head -c 300 "$work/perf-check.err")" >&2; exit 1; }
+  count_syscalls=1
+fi
 for round in $(seq 1 "$rounds"); do
   run_wrk direct "$scheme://127.0.0.1:$up_port/health" "$up_pid"
   run_wrk nginx "$scheme://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
@@ -352,6 +367,7 @@ for round in $(seq 1 "$rounds"); do
   if [ "$unbatched" = 1 ]; then run_wrk gateway-unbatched "$scheme://127.0.0.1:$gw1_port/up/health" "$gw1_pid"; fi
   if [ -n "$baseline" ]; then run_wrk gateway-baseline "$scheme://127.0.0.1:$gw2_port/up/health" "$gw2_pid"; fi
 done
+count_syscalls=0
 
 python3 - "$work/results.txt" "$rounds" "$duration" "$connections" "$(getconf CLK_TCK)" "$threads" "$tls" "$pin" "$quota" <<'EOF'
 import os, statistics, sys
@@ -402,7 +418,7 @@ if os.path.exists(os.path.join(os.path.dirname(path), "syscalls.txt")):
         name, *values = line.split()
         calls.setdefault(name, []).append(values)
 if calls:
-    print("SYSCALLS: the proxy's system calls / epoll_waits / context switches per request, each round: "
+    print("SYSCALLS: the proxy's system calls / epoll_wait calls / context switches per request, each round: "
           f"{', '.join(f'{n} ' + ' '.join('/'.join(x) for x in v) for n, v in calls.items())}")
     print()
 if throttles:

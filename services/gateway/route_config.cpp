@@ -41,14 +41,16 @@ Result<void> ReadNumber(const json& object, const char* key, const std::string& 
 // the operator's own (JSON has no comments: "_why": "...").
 Result<void> OnlyKnownKeys(const json& object, const std::string& where,
                            std::initializer_list<std::string_view> known) {
+  std::string unknown;  // all of them: one fix-and-rerun, not one per key
   for (const auto& [key, value] : object.items()) {
     if (key.starts_with('_') || std::ranges::find(known, key) != known.end()) continue;
-    std::string names;
-    for (auto name : known) names.append(names.empty() ? "" : ", ").append(name);
-    return Invalid(where + ": unknown key \"" + key + "\" (known: " + names +
-                   "; keys starting with _ are ignored)");
+    unknown.append(unknown.empty() ? "\"" : ", \"").append(key).append("\"");
   }
-  return {};
+  if (unknown.empty()) return {};
+  std::string names;
+  for (auto name : known) names.append(names.empty() ? "" : ", ").append(name);
+  return Invalid(where + ": unknown key " + unknown + " (known: " + names +
+                 "; keys starting with _ are ignored)");
 }
 
 Result<void> ReadBool(const json& object, const char* key, const std::string& where, bool& out) {
@@ -196,7 +198,7 @@ Result<GatewayConfig> ParseGatewayConfig(std::string_view text) {
   if (root.is_discarded() || !root.is_object()) {
     return Fail(ErrorCode::kInvalidArgument, "the route config is not a JSON object");
   }
-  if (auto ok = OnlyKnownKeys(root, "the route config",
+  if (auto ok = OnlyKnownKeys(root, "config",
                               {"routes", "rate_limit", "outlier_detection", "upstream_pool",
                                "response_limit"});
       !ok) {

@@ -85,8 +85,8 @@ struct RateLimitConfig {
 // max_idle_per_endpoint close their connection when answered (and the next
 // ones open new ones), so it should be at least the concurrency one
 // instance sees. Connections idle longer than idle_timeout are closed at
-// the next request to that instance, or to any within a second (no timer;
-// docs/gateway.md).
+// the next request to that instance or, up to a second later, at a request
+// to any instance on the same I/O thread (no timer; docs/gateway.md).
 struct UpstreamPoolConfig {
   std::size_t max_idle_per_endpoint = 256;  // 0: a new connection per request
   std::chrono::milliseconds idle_timeout{15'000};

@@ -49,6 +49,7 @@ class PoolService final : public asio::execution_context::service {
   using key_type = PoolService;
   static inline asio::execution_context::id id;
   static constexpr std::chrono::seconds kSweepEvery{1};
+  static constexpr std::chrono::milliseconds kForever = std::chrono::hours(24 * 365 * 100);
 
   explicit PoolService(asio::execution_context& context)
       : asio::execution_context::service(context) {}
@@ -65,9 +66,8 @@ class PoolService final : public asio::execution_context::service {
     auto it = pools_.find(key);
     if (it == pools_.end()) return nullptr;
     auto& idle = it->second;
-    // What a past peak left below the warm ones the steady load reuses would
-    // otherwise never be looked at again, and would sit out the upstream's
-    // close as CLOSE_WAIT descriptors.
+    // What a past peak left below the warm ones the steady load reuses: its
+    // own endpoint's take closes it at once, not a second later.
     CloseExpired(idle, now);
     if (idle.empty()) return nullptr;
     // The most recently used: warmest, least likely closed by the peer.
@@ -88,7 +88,9 @@ class PoolService final : public asio::execution_context::service {
       connection->Close();
       return;
     }
-    idle.push_back(Idle{std::move(connection), now + max_idle});
+    // A library user's milliseconds::max() must not overflow the time point
+    // (compared in milliseconds: in nanoseconds it would overflow already).
+    idle.push_back(Idle{std::move(connection), now + std::min(max_idle, kForever)});
   }
 
   // Closes and forgets every idle connection whose key starts with `prefix`.

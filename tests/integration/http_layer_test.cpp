@@ -472,6 +472,23 @@ class HttpClientTest : public ::testing::Test {
     return RunAwaitable(client.Send(std::move(request)));
   }
 
+  // GETs `url` `n` times, one after another, on one io_context (the pool is
+  // the io_context's, so they can share a connection); the 200s.
+  int GetInTurn(Client& client, const std::string& url, int n) {
+    auto run = [&]() -> Awaitable<int> {
+      int ok = 0;
+      for (int i = 0; i < n; ++i) {
+        // A named request: GCC 12 mishandles a braced temporary passed by
+        // value to a coroutine inside a co_await expression.
+        ClientRequest request{.url = url};
+        auto r = co_await client.Send(std::move(request));
+        if (r && r->status == 200) ++ok;
+      }
+      co_return ok;
+    };
+    return RunAwaitable(run());
+  }
+
   std::unique_ptr<Registry> registry_;
   std::vector<std::unique_ptr<Server>> servers_;
   std::vector<std::unique_ptr<Registration>> registrations_;
@@ -763,21 +780,7 @@ TEST_F(HttpClientTest, ReusesConnectionsAndCountsStats) {
   Register("only", port);
   MetricsRegistry metrics;
   Client client(*registry_, {.metrics = &metrics});
-  boost::asio::io_context ioc;
-  auto run = [&]() -> Awaitable<int> {
-    int ok = 0;
-    for (int i = 0; i < 50; ++i) {
-      // A named request: GCC 12 mishandles a braced temporary passed by value
-      // to a coroutine inside a co_await expression.
-      ClientRequest request{.url = "http://svc/echo"};
-      auto r = co_await client.Send(std::move(request));
-      if (r && r->status == 200) ++ok;
-    }
-    co_return ok;
-  };
-  auto future = boost::asio::co_spawn(ioc, run(), boost::asio::use_future);
-  ioc.run();
-  EXPECT_EQ(future.get(), 50);
+  EXPECT_EQ(GetInTurn(client, "http://svc/echo", 50), 50);
   EXPECT_LE(servers_[0]->open_connections(), 1u) << "one pooled keep-alive connection";
   std::string text = metrics.Render();
   EXPECT_NE(text.find("http_client_attempts_total{service=\"svc\",outcome=\"200\"} 50"),
@@ -785,6 +788,15 @@ TEST_F(HttpClientTest, ReusesConnectionsAndCountsStats) {
       << text;
   EXPECT_NE(text.find("http_client_requests_total{service=\"svc\",outcome=\"200\"} 50"),
             std::string::npos);
+}
+
+// The idle timeout is a library user's to set: the largest one means
+// "never", not a time point that overflows (the sanitize build traps it).
+TEST_F(HttpClientTest, TheLargestIdleTimeoutKeepsConnectionsForReuse) {
+  auto port = StartServer(EchoRouter("forever"), "forever");
+  Client client(*registry_, {.pool_idle_timeout = std::chrono::milliseconds::max()});
+  EXPECT_EQ(GetInTurn(client, "http://127.0.0.1:" + std::to_string(port) + "/items/1", 5), 5);
+  EXPECT_EQ(servers_[0]->accepted_connections(), 1u) << "one pooled keep-alive connection";
 }
 
 TEST_F(HttpClientTest, DirectAddressesSkipDiscovery) {

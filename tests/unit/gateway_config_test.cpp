@@ -140,7 +140,9 @@ TEST(GatewayConfig, RejectsBadConfigNamingTheField) {
       {R"({"routes":[{"prefix":"/a","service":"s","max_attempts":2.5}]})",
        "routes[0].max_attempts must be a whole number"},
       // A misspelt key is named, wherever it is.
-      {R"({"route":[{"prefix":"/a","service":"s"}]})", "the route config: unknown key \"route\""},
+      {R"({"route":[{"prefix":"/a","service":"s"}]})", "config: unknown key \"route\""},
+      {R"({"routes":[{"prefix":"/a","service":"s","retries":2,"timeout":5}]})",
+       "routes[0]: unknown key \"retries\", \"timeout\""},
       {R"({"routes":[{"prefix":"/a","service":"s","max_attempt":2}]})",
        "routes[0]: unknown key \"max_attempt\""},
       {R"({"routes":[{"prefix":"/a","service":"s","rate_limit":{"rps":5}}]})",
