@@ -39,6 +39,11 @@
 #   Kubernetes CPU limit of P/100 cores is: the proxy's own cost per
 #   request is then the bound, so requests/s measures the
 #   proxy. The "CPU 0 and CPU 1 busy" line shows which core was full.
+#   ONLY=PATH (direct, nginx, haproxy, gateway, gateway-unbatched or
+#   gateway-baseline): measures that path alone, its rounds back to back:
+#   whether a slow stretch of the host (a minute or more, docs/benchmarks.md,
+#   "A CPU limit, again") or the proxy itself moves its figures; the ratio
+#   columns then show "—".
 #   SYSCALLS=1: perf stat counts, in each proxied round, the proxy's system
 #   calls, its epoll_wait calls (turns of its event loop, blocking or not)
 #   and its context switches (times it slept), per request: how much work
@@ -79,6 +84,11 @@ case "$upstream" in
   *) echo "UPSTREAM=$upstream: user-service, static or tiny" >&2; exit 1 ;;
 esac
 syscalls=${SYSCALLS:-0}
+only=${ONLY:-}
+case "$only" in
+  '' | direct | nginx | haproxy | gateway | gateway-unbatched | gateway-baseline) ;;
+  *) echo "ONLY=$only: direct, nginx, haproxy, gateway, gateway-unbatched or gateway-baseline" >&2; exit 1 ;;
+esac
 count_syscalls=0  # on only in the proxied rounds, not the TLS handshake ones
 pin=${PIN:-0}
 quota=${QUOTA:-}
@@ -359,13 +369,20 @@ if [ "$syscalls" = 1 ]; then
     { echo "SYSCALLS=1: perf cannot count system calls here (root?): $(head -c 300 "$work/perf-check.err")" >&2; exit 1; }
   count_syscalls=1
 fi
+# A path of the rounds: all of them, or the ONLY one.
+measure() {  # name url pid
+  [ -z "$only" ] || [ "$only" = "$1" ] || return 0
+  run_wrk "$@"
+}
+[ "$only" != gateway-unbatched ] || [ "$unbatched" = 1 ] || { echo "ONLY=gateway-unbatched needs UNBATCHED=1" >&2; exit 1; }
+[ "$only" != gateway-baseline ] || [ -n "$baseline" ] || { echo "ONLY=gateway-baseline needs BASELINE" >&2; exit 1; }
 for round in $(seq 1 "$rounds"); do
-  run_wrk direct "$scheme://127.0.0.1:$up_port/health" "$up_pid"
-  run_wrk nginx "$scheme://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
-  run_wrk haproxy "$scheme://127.0.0.1:$haproxy_port/up/health" "$haproxy_pid"
-  run_wrk gateway "$scheme://127.0.0.1:$gw_port/up/health" "$gw_pid"
-  if [ "$unbatched" = 1 ]; then run_wrk gateway-unbatched "$scheme://127.0.0.1:$gw1_port/up/health" "$gw1_pid"; fi
-  if [ -n "$baseline" ]; then run_wrk gateway-baseline "$scheme://127.0.0.1:$gw2_port/up/health" "$gw2_pid"; fi
+  measure direct "$scheme://127.0.0.1:$up_port/health" "$up_pid"
+  measure nginx "$scheme://127.0.0.1:$nginx_port/up/health" "$nginx_pid"
+  measure haproxy "$scheme://127.0.0.1:$haproxy_port/up/health" "$haproxy_pid"
+  measure gateway "$scheme://127.0.0.1:$gw_port/up/health" "$gw_pid"
+  if [ "$unbatched" = 1 ]; then measure gateway-unbatched "$scheme://127.0.0.1:$gw1_port/up/health" "$gw1_pid"; fi
+  if [ -n "$baseline" ]; then measure gateway-baseline "$scheme://127.0.0.1:$gw2_port/up/health" "$gw2_pid"; fi
 done
 count_syscalls=0
 
@@ -400,7 +417,8 @@ for line in open(path):
     cpu_sys = (float(sys1) - float(sys0)) * tick_us / n
     runs.setdefault(name, []).append((float(rps), us(p99), us(p50), cpu_user, cpu_sys))
 med = {n: tuple(statistics.median(x[i] for x in v) for i in range(5)) for n, v in runs.items()}
-print(f"THREADS={threads}: wrk -t1 -c{connections} -d{duration}s, {rounds} interleaved rounds, median shown "
+print(f"THREADS={threads}: wrk -t1 -c{connections} -d{duration}s, {rounds} "
+      f"{'interleaved rounds' if len(runs) > 1 else 'rounds back to back'}, median shown "
       f"(each round: {', '.join(f'{n} ' + '/'.join(f'{x[0]:.0f}' for x in v) for n, v in runs.items())} req/s)")
 print()
 print(f"CPU µs/request, each round: {', '.join(f'{n} ' + '/'.join(f'{x[3] + x[4]:.1f}' for x in v) for n, v in runs.items())}")
@@ -437,8 +455,11 @@ for name in ("direct", "nginx", "haproxy", "gateway", "gateway-unbatched", "gate
     if name not in med:
         continue
     rps, p99, p50, cpu_user, cpu_sys = med[name]
-    print(f"| {name} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {rps / med['nginx'][0]:.2f}× "
-          f"| {rps / med['haproxy'][0]:.2f}× | {cpu_user + cpu_sys:.1f} ({cpu_user:.1f} + {cpu_sys:.1f}) |")
+    ratio = lambda ref: f"{rps / med[ref][0]:.2f}×" if ref in med else "—"
+    print(f"| {name} | {rps:,.0f} | {p50:,.0f} | {p99:,.0f} | {ratio('nginx')} "
+          f"| {ratio('haproxy')} | {cpu_user + cpu_sys:.1f} ({cpu_user:.1f} + {cpu_sys:.1f}) |")
+if not all(n in med for n in ("direct", "nginx", "haproxy", "gateway")):
+    sys.exit(0)  # ONLY: no ratios
 overhead = lambda n: 1e6 / med[n][0] - 1e6 / med["direct"][0]
 print()
 print(f"gateway/nginx throughput {med['gateway'][0] / med['nginx'][0]:.2f}×, "
