@@ -117,17 +117,22 @@ user_service=$build/services/user/user-service
 
 . "$(dirname "$0")/lib.sh"
 
-# QUOTA: puts process $2 and its children (nginx's workers) into a cgroup
-# of their own that may use $quota % of a core.
+# A proxy is its process and that process's children (nginx's workers).
+proxy_pids() { echo "$1" $(ps -o pid= --ppid "$1"); }
+# QUOTA: the cgroup of path $1 (this run's own, removed at exit).
+cgroup_of() { echo "/sys/fs/cgroup/cpu/$(basename "$work")-$1"; }
+
+# QUOTA: puts proxy $2 into a cgroup of its own that may use $quota % of a
+# core.
 limit_cpu() {
   [ -n "$quota" ] || return 0
   local group pid
-  group=/sys/fs/cgroup/cpu/$(basename "$work")-$1
+  group=$(cgroup_of "$1")
   mkdir "$group"
   rmdirs+=("$group")
   echo 10000 >"$group/cpu.cfs_period_us"
   echo $((quota * 100)) >"$group/cpu.cfs_quota_us"
-  for pid in "$2" $(ps -o pid= --ppid "$2"); do echo "$pid" >"$group/cgroup.procs"; done
+  for pid in $(proxy_pids "$2"); do echo "$pid" >"$group/cgroup.procs"; done
 }
 
 start_etcd bench
@@ -294,11 +299,10 @@ haproxy_pid=$!
 wait_http "$scheme://127.0.0.1:$haproxy_port/up/health"
 limit_cpu haproxy "$haproxy_pid"
 
-# CPU time (user and system, in clock ticks) a process and its children
-# (nginx's workers) have used so far.
+# CPU time (user and system, in clock ticks) proxy $1 has used so far.
 cpu_ticks() {
   local pid
-  for pid in "$1" $(ps -o pid= --ppid "$1"); do awk '{print $14, $15}' "/proc/$pid/stat"; done |
+  for pid in $(proxy_pids "$1"); do awk '{print $14, $15}' "/proc/$pid/stat"; done |
     awk '{u += $1; s += $2} END {print u, s}'
 }
 # Busy and total clock ticks of CPU 0 and of CPU 1 so far (/proc/stat: busy
@@ -311,7 +315,8 @@ cores_ticks() {
 # QUOTA: periods the proxy's cgroup has run in, been throttled in, and its
 # time throttled (ns) so far; "0 0 0" without a quota or a cgroup (direct).
 throttle_stat() {
-  local group=/sys/fs/cgroup/cpu/$(basename "$work")-$1
+  local group
+  group=$(cgroup_of "$1")
   if [ -n "$quota" ] && [ -r "$group/cpu.stat" ]; then
     awk '{v[$1] = $2} END {print v["nr_periods"] + 0, v["nr_throttled"] + 0, v["throttled_time"] + 0}' "$group/cpu.stat"
   else
@@ -330,9 +335,8 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
   throttle_before=$(throttle_stat "$1")
   local counter=''
   if [ "$count_syscalls" = 1 ] && [ "$1" != direct ]; then
-    # The proxy and its children (nginx's workers).
     perf stat -x, -o "$work/$1.perf" -e raw_syscalls:sys_enter -e syscalls:sys_enter_epoll_wait \
-      -e context-switches -p "$(echo "$3" $(ps -o pid= --ppid "$3") | tr ' ' ,)" \
+      -e context-switches -p "$(proxy_pids "$3" | tr ' ' ,)" \
       -- sleep "$duration" >/dev/null 2>"$work/$1.perf.err" &
     counter=$!
   fi

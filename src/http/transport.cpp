@@ -38,10 +38,10 @@ std::atomic<std::uint64_t> g_transport_ids{0};
 // io_context service, so the connections die with their io_context and are
 // only ever used on the thread(s) running it.
 //
-// No timer: stale connections are closed by the takes and puts on their
-// io_context. A take closes its endpoint's stale ones, oldest first; at most
-// once per kSweepEvery, a take or put closes every endpoint's and forgets the
-// emptied endpoints, so an instance no request goes to any more (one that
+// No timer: stale connections are closed by the takes on their io_context
+// (every exchange starts with one). A take closes its endpoint's stale ones,
+// oldest first; at most once per kSweepEvery, it closes every endpoint's and
+// forgets the emptied endpoints, so an instance no request goes to any more (one that
 // left the registry) does not keep its connections and key for the
 // process's life.
 class PoolService final : public asio::execution_context::service {
@@ -80,7 +80,6 @@ class PoolService final : public asio::execution_context::service {
   void Put(std::string_view key, std::shared_ptr<Connection> connection, std::size_t max,
            Clock::time_point now, std::chrono::milliseconds max_idle) {
     std::lock_guard lock(mu_);
-    SweepIfDue(now);
     auto it = pools_.find(key);
     if (it == pools_.end()) it = pools_.emplace(std::string(key), std::deque<Idle>{}).first;
     auto& idle = it->second;

@@ -253,7 +253,7 @@ TEST_F(GatewayProxyTest, UpstreamPoolSettingsDecideConnectionReuse) {
     }
     ASSERT_EQ(in_a_row, 10) << "users-1 still gets requests after leaving";
     // Timeout 300 ms + one sweep period (1 s) + slack, with traffic (the
-    // sweep runs on a take or put, on the thread that makes it: the gateway's
+    // sweep runs on a take, on the thread that makes it: the gateway's
     // accepts alternate between its two I/O threads, so both sweep).
     const std::uint64_t warm = others.accepted_connections();
     const auto until = std::chrono::steady_clock::now() + 3s;
