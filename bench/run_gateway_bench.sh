@@ -63,7 +63,9 @@
 # rounds interleaved (direct, nginx, haproxy, gateway) ROUNDS times so that
 # machine noise hits all alike; prints a markdown table (median of the
 # rounds) with requests/s, p99, ratios to nginx and HAProxy, the gateway's
-# overhead per request over direct, and the CPU time per request of the
+# overhead per request over direct, each round's tail (p95, p99.9, max;
+# bench/wrk/percentiles.lua) and in how many rounds the gateway's p99 was at
+# or below HAProxy's and nginx's of the same round, and the CPU time per request of the
 # process that answers wrk (user-service for direct, else the proxy with its
 # worker processes: user + system time from /proc, so the kernel's share is
 # visible too).
@@ -340,7 +342,8 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
       -- sleep "$duration" >/dev/null 2>"$work/$1.perf.err" &
     counter=$!
   fi
-  wrk -t1 -c"$connections" -d"${duration}s" --latency "${wrk_extra[@]}" "$2" >"$work/$1.txt" 2>&1
+  wrk -t1 -c"$connections" -d"${duration}s" --latency -s "$root/bench/wrk/percentiles.lua" "${wrk_extra[@]}" "$2" \
+    >"$work/$1.txt" 2>&1
   if [ -n "$counter" ] && ! wait "$counter"; then
     echo "$1: perf stat failed: $(head -c 300 "$work/$1.perf.err")" >&2
     exit 1
@@ -364,6 +367,7 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
       $3 ~ /raw_syscalls:sys_enter/ {all = $1} $3 ~ /epoll_wait/ {ew = $1} $3 ~ /context-switches/ {cs = $1}
       END {print name, per(all, 2), per(ew, 3), per(cs, 3)}' "$work/$1.perf" >>"$work/syscalls.txt"
   fi
+  awk -v name="$1" '$1 == "PERCENTILES" {print name, $2, $3, $4, $5}' "$work/$1.txt" >>"$work/tails.txt"
   echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after $cores_before $cores_after $throttle_before $throttle_after" >>"$results"
 }
 
@@ -434,14 +438,33 @@ print()
 print(f"CPU 0's time per request (µs; with PIN=1 wrk's, the upstream's and the kernel's there), each round: "
       f"{', '.join(f'{n} ' + '/'.join(f'{x[2]:.1f}' for x in v) for n, v in cores.items())}")
 print()
-calls = {}
-if os.path.exists(os.path.join(os.path.dirname(path), "syscalls.txt")):
-    for line in open(os.path.join(os.path.dirname(path), "syscalls.txt")):
-        name, *values = line.split()
-        calls.setdefault(name, []).append(values)
+def per_round(file, convert=list):
+    """name -> one entry per round, from a file of "name value..." lines beside results.txt."""
+    rows = {}
+    full = os.path.join(os.path.dirname(path), file)
+    if os.path.exists(full):
+        for line in open(full):
+            name, *values = line.split()
+            rows.setdefault(name, []).append(convert(values))
+    return rows
+calls = per_round("syscalls.txt")
 if calls:
     print("SYSCALLS: the proxy's system calls / epoll_wait calls / context switches per request, each round: "
           f"{', '.join(f'{n} ' + ' '.join('/'.join(x) for x in v) for n, v in calls.items())}")
+    print()
+tails = per_round("tails.txt", lambda v: tuple(map(int, v)))  # (p95, p99, p99.9, max) µs
+if tails:
+    print("Tail µs, p95/p99.9/max, each round (p99 above): "
+          f"{', '.join(f'{n} ' + ' '.join(f'{x[0]}/{x[2]}/{x[3]}' for x in v) for n, v in tails.items())}")
+    print()
+    # One round's p99 moves by up to 43 % for one binary (docs/benchmarks.md,
+    # "the same binary twice"), so the comparison that means something is
+    # round by round, on the same stretch of the host.
+    for ref in ("haproxy", "nginx"):
+        if "gateway" in tails and ref in tails and len(tails["gateway"]) == len(tails[ref]):
+            pairs = list(zip(tails["gateway"], tails[ref]))
+            lower = sum(g[1] <= r[1] for g, r in pairs)
+            print(f"Rounds with the gateway's p99 at or below {ref}'s in the same round: {lower} of {len(pairs)}")
     print()
 if throttles:
     print("QUOTA: % of 10 ms periods throttled / mean time throttled when throttled (ms; a throttle "
