@@ -328,6 +328,7 @@ throttle_stat() {
 # wrk's summary: "Requests/sec: N" and the latency distribution's "99% X".
 wrk_extra=()                 # more wrk options (the handshake runs: Connection: close)
 results=$work/results.txt
+tails=$work/tails.txt  # each round's tail (bench/wrk/percentiles.lua), "-" where wrk gave none
 run_wrk() {  # name url pid-whose-CPU-time-is-measured
   wrk -t1 -c"$connections" -d2s "${wrk_extra[@]}" "$2" >/dev/null 2>&1  # warm-up: pools, caches
   local cpu_before cpu_after cores_before cores_after
@@ -367,7 +368,11 @@ run_wrk() {  # name url pid-whose-CPU-time-is-measured
       $3 ~ /raw_syscalls:sys_enter/ {all = $1} $3 ~ /epoll_wait/ {ew = $1} $3 ~ /context-switches/ {cs = $1}
       END {print name, per(all, 2), per(ew, 3), per(cs, 3)}' "$work/$1.perf" >>"$work/syscalls.txt"
   fi
-  awk -v name="$1" '$1 == "PERCENTILES" {print name, $2, $3, $4, $5}' "$work/$1.txt" >>"$work/tails.txt"
+  # A round wrk saw errors in (fast 502s make a short tail) is marked, and
+  # left out of the p99 comparison.
+  awk -v name="$1" -v errors="${errors:+1}" '
+    $1 == "PERCENTILES" {line = name " " $2 " " $3 " " $4 " " $5}
+    END {print (line ? line : name " - - - -"), (errors ? "errors" : "ok")}' "$work/$1.txt" >>"$tails"
   echo "$1 $rps $p50 $p99 $requests $cpu_before $cpu_after $cores_before $cores_after $throttle_before $throttle_after" >>"$results"
 }
 
@@ -452,19 +457,25 @@ if calls:
     print("SYSCALLS: the proxy's system calls / epoll_wait calls / context switches per request, each round: "
           f"{', '.join(f'{n} ' + ' '.join('/'.join(x) for x in v) for n, v in calls.items())}")
     print()
-tails = per_round("tails.txt", lambda v: tuple(map(int, v)))  # (p95, p99, p99.9, max) µs
+# (p95, p99, p99.9, max) µs, or None for a round wrk gave no tail for or saw errors in
+tails = per_round("tails.txt", lambda v: tuple(map(int, v[:4])) if v[4] == "ok" and "-" not in v else None)
 if tails:
-    print("Tail µs, p95/p99.9/max, each round (p99 above): "
-          f"{', '.join(f'{n} ' + ' '.join(f'{x[0]}/{x[2]}/{x[3]}' for x in v) for n, v in tails.items())}")
+    print("Tail µs, p95/p99/p99.9/max, each round (n/a: wrk errors or no tail): "
+          f"{', '.join(f'{n} ' + ' '.join('/'.join(map(str, x)) if x else 'n/a' for x in v) for n, v in tails.items())}")
     print()
-    # One round's p99 moves by up to 43 % for one binary (docs/benchmarks.md,
-    # "the same binary twice"), so the comparison that means something is
-    # round by round, on the same stretch of the host.
-    for ref in ("haproxy", "nginx"):
-        if "gateway" in tails and ref in tails and len(tails["gateway"]) == len(tails[ref]):
-            pairs = list(zip(tails["gateway"], tails[ref]))
+    # The medians of one binary measured twice in one run were 43 % apart in
+    # p99 (docs/benchmarks.md, "the same binary twice"): what a slow stretch
+    # of the host does to whichever rounds it overlaps. So p99s are compared
+    # round by round, each pair on the same stretch.
+    for mine in ("gateway", "gateway-unbatched", "gateway-baseline"):
+        for ref in ("haproxy", "nginx"):
+            if mine not in tails or ref not in tails:
+                continue
+            pairs = [(g, r) for g, r in zip(tails[mine], tails[ref]) if g and r]
+            left_out = max(len(tails[mine]), len(tails[ref])) - len(pairs)
             lower = sum(g[1] <= r[1] for g, r in pairs)
-            print(f"Rounds with the gateway's p99 at or below {ref}'s in the same round: {lower} of {len(pairs)}")
+            print(f"Rounds with the {mine}'s p99 at or below {ref}'s in the same round: {lower} of {len(pairs)}"
+                  + (f" ({left_out} round(s) left out: wrk errors or no tail)" if left_out else ""))
     print()
 if throttles:
     print("QUOTA: % of 10 ms periods throttled / mean time throttled when throttled (ms; a throttle "
@@ -502,6 +513,7 @@ EOF
 # handshakes per second per core.
 wrk_extra=(-H 'Connection: close')
 results=$work/handshakes.txt
+tails=$work/handshake-tails.txt
 for _ in $(seq 1 "$rounds"); do
   run_wrk nginx "https://127.0.0.1:$nginx_port/health" "$nginx_pid"
   run_wrk haproxy "https://127.0.0.1:$haproxy_port/health" "$haproxy_pid"
