@@ -41,9 +41,9 @@ std::atomic<std::uint64_t> g_transport_ids{0};
 // No timer: stale connections are closed by the takes on their io_context
 // (every exchange starts with one). A take closes its endpoint's stale ones,
 // oldest first; at most once per kSweepEvery, it closes every endpoint's and
-// forgets the emptied endpoints, so an instance no request goes to any more (one that
-// left the registry) does not keep its connections and key for the
-// process's life.
+// forgets the emptied endpoints, so an instance no request goes to any more
+// (one that left the registry) does not keep its connections and key for
+// the process's life.
 class PoolService final : public asio::execution_context::service {
  public:
   using key_type = PoolService;
