@@ -108,12 +108,14 @@ int ServiceRuntime::Serve(http::Router router) {
   config.port = server.port();
   FinishConfig(config, config.port);
   SetLogIdentity(config.service, config.id);
-  Log().info("{} {} listening on {}://{}:{} ({} I/O threads, sends in batches: {})",
+  const std::optional<double> cpu_limit = http::CpuLimitCores();
+  Log().info("{} {} listening on {}://{}:{} ({} I/O threads, sends in batches: {}, CPU limit: {})",
              config.service, config.id, options.tls ? "https" : "http", config.host,
-             server.port(), options.threads ? options.threads : std::thread::hardware_concurrency(),
+             server.port(), server.threads(),
              batching ? "on"
              : config.send_batching ? "off, this kernel refuses io_uring"
-                                    : "off");
+                                    : "off",
+             cpu_limit ? fmt::format("{:.2f} cores", *cpu_limit) : std::string("none"));
 
   ServiceInstance instance;
   instance.service = config.service;

@@ -8,6 +8,7 @@
 #include "common/startup.h"
 #include "disco/http/admission_queue.h"
 #include "disco/http/blocking_pool.h"
+#include "disco/http/server.h"
 #include "user_handlers.h"
 #include "user_repository.h"
 
@@ -79,7 +80,7 @@ int main(int argc, char** argv) {
     // bcrypt is CPU-bound and slow on purpose: niced, so request handling
     // (the I/O threads) always wins the CPU while logins run flat out.
     http::BlockingPool cpu_pool({.name = "bcrypt",
-                                 .threads = std::max(1u, std::thread::hardware_concurrency()),
+                                 .threads = http::UsableCores(),
                                  .nice = 10});
     // One bcrypt, timed: the hash logins of unknown users are checked
     // against, and what the admission queue's defaults are derived from.

@@ -15,6 +15,7 @@
 
 #include <boost/asio/ssl/error.hpp>
 
+#include "http/cpu_limit.h"
 #include "http/read_readiness.h"
 #include "http/send_batch.h"
 
@@ -209,7 +210,11 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
   }
   if (connection.outbox_ == Connection::Outbox::kTail) return false;
   if (buffers[0].size() + buffers[1].size() == 0) return true;
-  if (connection.tls() != nullptr) return connection.tls()->WriteNow(buffers, ec);
+  if (connection.tls() != nullptr) {
+    const bool done = connection.tls()->WriteNow(buffers, ec);
+    CpuLimitCheckpoint();  // after a send made at once, as after a flush (cpu_limit.h)
+    return done;
+  }
   // A blocking write would stall the thread.
   if (!connection.socket().non_blocking()) return false;
   // sendmsg through syscall(), not glibc's wrapper: the wrapper is a thread
@@ -231,6 +236,7 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
     sent = ::sendmsg(connection.socket().native_handle(), &message, MSG_NOSIGNAL);
 #endif
   } while (sent < 0 && errno == EINTR);
+  CpuLimitCheckpoint();  // after a send made at once, as after a flush (cpu_limit.h)
   if (sent < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
     ec.assign(errno, boost::asio::error::get_system_category());

@@ -10,6 +10,7 @@
 
 #include "disco/http/server.h"
 #include "http/connection.h"
+#include "http/cpu_limit.h"
 #include "http/read_readiness.h"
 
 namespace disco::http::detail {
@@ -248,6 +249,8 @@ void SendBatch::Flush() {
   }
   used_ = 0;
   flushing_ = false;
+  // The turn's sends are out: a moment for the kernel to account it.
+  CpuLimitCheckpoint();
 }
 
 void SendBatch::SettlePeek(Entry& entry, long result) {

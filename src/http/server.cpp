@@ -430,7 +430,7 @@ struct Server::Impl {
         limits({options.max_connections, options.max_connections_per_address,
                 options.reserved_connections}),
         body_budget(std::max(options.body_memory_limit, options.body_limit)) {
-    if (options.threads == 0) options.threads = std::max(1u, std::thread::hardware_concurrency());
+    if (options.threads == 0) options.threads = UsableCores();
     metrics = options.metrics ? options.metrics : &MetricsRegistry::Default();
     requests_family =
         &metrics->CounterFamily("http_server_requests_total", "HTTP requests answered",
@@ -1247,6 +1247,7 @@ Result<void> Server::Start() {
 }
 
 std::uint16_t Server::port() const { return impl_->port; }
+std::size_t Server::threads() const { return impl_->options.threads; }
 bool Server::draining() const { return impl_->draining.load(); }
 std::uint64_t Server::open_connections() const { return impl_->open_connections.load(); }
 std::uint64_t Server::accepted_connections() const {

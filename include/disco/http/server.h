@@ -51,6 +51,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "disco/error.h"
@@ -68,7 +69,7 @@ namespace disco::http {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   std::uint16_t port = 0;   // 0: any free port (see Server::port())
-  std::size_t threads = 0;  // 0: one per core
+  std::size_t threads = 0;  // 0: UsableCores(): one per CPU, or per core of the CPU limit
 
   std::size_t body_limit = 1024 * 1024;  // larger bodies → 413
   std::size_t header_limit = 16 * 1024;  // larger header blocks → 431
@@ -123,6 +124,25 @@ struct ServerOptions {
 // when this kernel refuses io_uring.
 bool SetSendBatching(bool on);
 
+// The CPU limit this process runs under, in cores: a cgroup's CPU quota
+// (cgroup v2's cpu.max, v1's cpu.cfs_quota_us; a Kubernetes CPU limit,
+// systemd's CPUQuota=, docker --cpus), the smallest on the path from its
+// cgroup to the root of the hierarchy it can see; nullopt when none
+// applies. Read from the cgroup files at each call (blocking file reads:
+// not for an event loop).
+//
+// When the process's own cgroup sets one, busy I/O threads read their CPU
+// clock after a turn's sends, at most every 200 µs, so that the kernel
+// checks the quota then rather than at its next tick: a loop that never
+// sleeps otherwise overruns the quota by up to a tick (4 ms at HZ=250) and
+// is then throttled as much longer (src/http/cpu_limit.h; docs/benchmarks.md).
+std::optional<double> CpuLimitCores();
+
+// The cores this process can use: the CPUs its affinity allows, or the CPU
+// limit rounded up when that is fewer (as the JVM counts them). The default
+// number of I/O threads. Blocking file reads, as CpuLimitCores.
+std::size_t UsableCores();
+
 class Server {
  public:
   Server(Router router, ServerOptions options);
@@ -136,6 +156,8 @@ class Server {
 
   // The bound port (useful when options.port was 0). REQUIRES: Start() succeeded.
   std::uint16_t port() const;
+  // The I/O threads it runs (ServerOptions::threads, or what 0 chose).
+  std::size_t threads() const;
 
   // Stops accepting, lets requests in progress finish (new requests on open
   // connections are still answered, with "Connection: close"), closes idle
