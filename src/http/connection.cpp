@@ -236,12 +236,12 @@ bool WriteNow(Connection& connection, std::array<asio::const_buffer, 2>& buffers
     sent = ::sendmsg(connection.socket().native_handle(), &message, MSG_NOSIGNAL);
 #endif
   } while (sent < 0 && errno == EINTR);
-  CpuLimitCheckpoint();  // after a send made at once, as after a flush (cpu_limit.h)
   if (sent < 0) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return false;
     ec.assign(errno, boost::asio::error::get_system_category());
     return true;
   }
+  CpuLimitCheckpoint();  // after a send made at once, as after a flush (cpu_limit.h)
   const auto n = static_cast<std::size_t>(sent);
   const std::size_t first = std::min(n, buffers[0].size());
   buffers[0] += first;

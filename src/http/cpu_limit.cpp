@@ -149,11 +149,14 @@ std::optional<std::string> ReadWholeFile(const std::string& path) {
 
 // Reads the limit every second on a thread of its own and publishes whether
 // checkpoints read the clock. One per process, started by the first
-// checkpoint, stopped at exit.
+// checkpoint, and never stopped: a reader destroyed at exit could be waited
+// for by a child forked while it held its lock, and I/O threads may still
+// pass checkpoints during static destruction. It touches only its own
+// members and trivially destructible globals.
 class LimitReader {
  public:
   static LimitReader& Instance() {
-    static LimitReader reader;
+    static LimitReader& reader = *new LimitReader;
     return reader;
   }
   void Wake() {
@@ -163,26 +166,18 @@ class LimitReader {
     }
     wakeup_.notify_one();
   }
-  ~LimitReader() {
-    {
-      std::lock_guard lock(mutex_);
-      stop_ = true;
-    }
-    wakeup_.notify_one();
-    thread_.join();
-  }
 
  private:
-  LimitReader() : thread_([this] { Run(); }) {}
+  LimitReader() { std::thread([this] { Run(); }).detach(); }
 
-  void Run() {
+  [[noreturn]] void Run() {
     ::pthread_setname_np(::pthread_self(), "cpu-limit");
     std::unique_lock lock(mutex_);
-    while (!stop_) {
+    for (;;) {
       lock.unlock();
       Publish();
       lock.lock();
-      wakeup_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_ || wake_; });
+      wakeup_.wait_for(lock, std::chrono::seconds(1), [this] { return wake_; });
       wake_ = false;
     }
   }
@@ -200,9 +195,7 @@ class LimitReader {
 
   std::mutex mutex_;
   std::condition_variable wakeup_;
-  bool stop_ = false;
   bool wake_ = false;
-  std::thread thread_;  // last: starts once the rest is ready
 };
 
 }  // namespace

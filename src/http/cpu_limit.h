@@ -20,8 +20,12 @@
 // process's own cgroup sets a limit below the CPUs it may use and at least
 // kCpuClockInterval has passed since this thread last read it. The read is
 // a system call (1.3-2 µs on the hosts we measure on), so it is spaced:
-// at most about 1 % of the time of each busy I/O thread, and an overrun is
-// bounded by the interval plus one turn. Only the own cgroup's: the read has
+// at most about 1 % of an I/O thread's time, and an overrun is bounded by
+// the interval plus one turn. (A thread that is not busy reads once per
+// turn that comes 200 µs after the last, which buys nothing, since its
+// sleeps are checks too; that is up to 2 µs a request at low load, when CPU
+// is not short.) Threads that never send (bcrypt, database workers) are
+// still checked at the tick. Only the own cgroup's: the read has
 // the kernel account the thread in its own cgroup's run queue, not its
 // ancestors' (a limit set only on a parent, e.g. a systemd slice, is still
 // checked at the tick, and then the reads would buy nothing). Without such
@@ -34,7 +38,8 @@
 // a process), and the read takes the kernel's cgroup lock, which an event
 // loop must never wait for.
 //
-// Thread safety: all of it may be called from any thread.
+// Thread safety: all of it may be called from any thread, the checkpoint
+// even during static destruction.
 #pragma once
 
 #include <chrono>
