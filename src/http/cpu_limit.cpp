@@ -256,9 +256,9 @@ std::size_t AffinityCpus() {
 }
 
 void CpuLimitCheckpoint() {
-  // The first checkpoint starts the reader; without it (no thread to be
-  // had) nothing is ever read.
-  static const bool reading = [] {
+  // The first checkpoint starts the reader. Without one (no thread to be
+  // had) g_own_limit stays false: nothing is ever read.
+  [[maybe_unused]] static const bool started = [] {
     try {
       LimitReader::Instance();
       return true;
@@ -266,7 +266,6 @@ void CpuLimitCheckpoint() {
       return false;
     }
   }();
-  if (!reading) return;
   if (!g_own_limit.load(std::memory_order_relaxed)) return;
   const Clock::time_point now = Clock::now();
   thread_local Clock::time_point last_read{};
