@@ -1254,6 +1254,7 @@ std::uint64_t Server::accepted_connections() const {
   return impl_->accepted_connections.load();
 }
 std::uint64_t Server::requests_in_flight() const { return impl_->in_flight.load(); }
+std::size_t Server::body_bytes_held() const { return impl_->body_budget.used(); }
 
 bool Server::Drain(std::chrono::milliseconds grace) {
   Impl& impl = *impl_;

@@ -233,7 +233,9 @@ TEST_F(GatewayProxyTest, UpstreamPoolSettingsDecideConnectionReuse) {
 
   // An instance that leaves the registry gets no more requests, so no take
   // to it ever closes its idle connections: the pool's periodic sweep must.
-  with_gateway({.idle_timeout = 300ms}, [&](std::uint16_t port) {
+  // A timeout of 1 s: a stall of the test or the gateway shorter than that
+  // cannot expire users-2's connections, which are in use.
+  with_gateway({.idle_timeout = 1s}, [&](std::uint16_t port) {
     TestUpstream others(*registry_, "user-service", "users-2");
     ASSERT_TRUE(WaitFor(
         [&] {
@@ -252,11 +254,11 @@ TEST_F(GatewayProxyTest, UpstreamPoolSettingsDecideConnectionReuse) {
       in_a_row = users.hits() == before ? in_a_row + 1 : 0;
     }
     ASSERT_EQ(in_a_row, 10) << "users-1 still gets requests after leaving";
-    // Timeout 300 ms + one sweep period (1 s) + slack, with traffic (the
+    // Timeout 1 s + one sweep period (1 s) + slack, with traffic (the
     // sweep runs on a take, on the thread that makes it: the gateway's
     // accepts alternate between its two I/O threads, so both sweep).
     const std::uint64_t warm = others.accepted_connections();
-    const auto until = std::chrono::steady_clock::now() + 3s;
+    const auto until = std::chrono::steady_clock::now() + 5s;
     while (users.open_connections() > 0 && std::chrono::steady_clock::now() < until) {
       ASSERT_EQ(HttpRequest(port, "GET", "/api/users/echo").status, 200);
       std::this_thread::sleep_for(20ms);
@@ -459,7 +461,7 @@ TEST_F(GatewayProxyTest, DeadlineBoundsRetries) {
   auto answer = HttpRequest(gw.port(), "GET", "/api/users/echo");
   auto took = std::chrono::steady_clock::now() - started;
   EXPECT_EQ(answer.status, 504);
-  EXPECT_LT(took, 1200ms) << "the overall deadline was not respected";
+  EXPECT_LT(took, 1500ms) << "the overall deadline was not respected (five tries take 2 s)";
   EXPECT_LE(a.hits() + b.hits(), 2u + 2u);  // the WaitRouted hits plus at most two tries
 }
 
@@ -603,7 +605,9 @@ TEST_F(GatewayProxyTest, RetryBudgetLimitsUpstreamHits) {
 TEST_F(GatewayProxyTest, RateLimitAnswers429ThenRefills) {
   TestUpstream users(*registry_, "user-service", "users-1");
   auto config = Config({Route("/api/users", "user-service")});
-  config.rate_limit.requests_per_second = 2;
+  // One token a second: the seven requests below must all land before one
+  // comes back, and a slow (sanitized) run can take a good part of a second.
+  config.rate_limit.requests_per_second = 1;
   config.rate_limit.burst = 5;
   InProcessGateway gw(*registry_, config, nullptr);
   // Before the burst: wait until routed without spending tokens on 503s.
@@ -629,7 +633,7 @@ TEST_F(GatewayProxyTest, RateLimitAnswers429ThenRefills) {
       HttpRequest(gw.port(), "GET", "/api/users/echo", {}, {{"X-Forwarded-For", "198.51.100.7"}})
           .status,
       429);
-  std::this_thread::sleep_for(1100ms);  // two tokens back
+  std::this_thread::sleep_for(1100ms);  // a token back
   EXPECT_EQ(HttpRequest(gw.port(), "GET", "/api/users/echo").status, 200);
   EXPECT_EQ(gw.proxy().totals().rate_limited, 2u);
 }
@@ -810,7 +814,8 @@ TEST_F(GatewayProxyTest, ServiceDiscoveryDashboardAndMetrics) {
 TEST_F(GatewayProxyTest, RouteRateLimitIsItsOwn) {
   TestUpstream users(*registry_, "user-service", "users-1");
   auto login = Route("/api/users/login", "user-service");
-  login.rate_limit = gateway::RouteRateLimit{.requests_per_second = 1, .burst = 2};
+  // A token every two seconds: the three logins land before one comes back.
+  login.rate_limit = gateway::RouteRateLimit{.requests_per_second = 0.5, .burst = 2};
   InProcessGateway gw(*registry_, Config({Route("/api/users", "user-service"), login}), nullptr);
   ASSERT_EQ(gw.proxy().routes()[0]->channel, gw.proxy().routes()[1]->channel)
       << "routes to one service share its channel";
@@ -821,7 +826,7 @@ TEST_F(GatewayProxyTest, RouteRateLimitIsItsOwn) {
   auto limited = HttpRequest(gw.port(), "POST", "/api/users/login", "{}");
   EXPECT_EQ(limited.status, 429) << limited.raw;
   EXPECT_EQ(limited.Json()["error"], "rate_limited");
-  EXPECT_EQ(limited.Header("retry-after"), "1");
+  EXPECT_EQ(limited.Header("retry-after"), "2");
   EXPECT_NE(limited.Json()["message"].get<std::string>().find("/api/users/login"),
             std::string::npos);
   EXPECT_EQ(users.hits(), 2u);

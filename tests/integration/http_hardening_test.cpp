@@ -17,6 +17,7 @@
 
 #include "disco/http/server.h"
 #include "fixture/http_client.h"
+#include "fixture/util.h"
 
 namespace disco::http {
 namespace {
@@ -255,7 +256,9 @@ TEST(HttpHardeningTest, BodiesHeldAtOnceAreBounded) {
     ASSERT_TRUE(SendAll(fd, post_head(250 * 1024) + part));
     slow.push_back(fd);
   }
-  std::this_thread::sleep_for(200ms);  // read by the server
+  ASSERT_TRUE(
+      testing::WaitFor([&] { return server.body_bytes_held() == 2 * part.size(); }, 5s))
+      << server.body_bytes_held() << " body bytes held";
   // A third large body does not fit: 503 at once, with Retry-After.
   auto start = std::chrono::steady_clock::now();
   auto refused = RawHttp(server.port(), post_head(250 * 1024) + std::string(250 * 1024, 'x'), 5s);
@@ -279,7 +282,8 @@ TEST(HttpHardeningTest, BodiesHeldAtOnceAreBounded) {
   // The other goes away mid-body: its bytes are given back too.
   ::close(slow[1]);
   ::close(slow[0]);
-  std::this_thread::sleep_for(200ms);
+  ASSERT_TRUE(testing::WaitFor([&] { return server.body_bytes_held() == 0; }, 5s))
+      << server.body_bytes_held() << " body bytes still held";
   auto fits = RawHttp(server.port(), post_head(250 * 1024) + std::string(250 * 1024, 'y'), 5s);
   EXPECT_EQ(fits.status, 200);
   EXPECT_EQ(fits.body.size(), 250u * 1024);
@@ -304,6 +308,9 @@ TEST(HttpHardeningTest, BodiesHeldAtOnceAreBounded) {
     }
     idle.push_back(fd);
   }
+  // Given back once each answer is sent (the idle timeout is 30 s).
+  EXPECT_TRUE(testing::WaitFor([&] { return server.body_bytes_held() == 0; }, 5s))
+      << server.body_bytes_held() << " body bytes held by idle connections";
   auto beside_idle = RawHttp(server.port(), post_head(250 * 1024) + std::string(250 * 1024, 'i'), 5s);
   EXPECT_EQ(beside_idle.status, 200);
   for (int fd : idle) ::close(fd);
@@ -354,12 +361,15 @@ TEST(HttpHardeningTest, IdleConnectionsNeverKeepRequestsOut) {
   }
   for (int i = 0; i < 100 && server.open_connections() < 8; ++i) std::this_thread::sleep_for(10ms);
   ASSERT_EQ(server.open_connections(), 8u);
-  // A keep-alive connection used a moment ago: idle, but not the longest.
+  // A connection opened a moment ago: idle, but not the longest.
   int recent = ConnectFrom(server.port(), "127.0.0.20");
   ASSERT_GE(recent, 0);
   // Served although in the reserved band: every other connection is idle.
   EXPECT_EQ(Get(server.port(), "/echo", "127.0.0.30").status, 200);
   EXPECT_EQ(Get(server.port(), "/echo", "127.0.0.31").status, 200);
+  // Each made room before it was served, so `recent` is checked now: it is
+  // in the reserved band, whose idle connections are closed after 1 s.
+  EXPECT_FALSE(ClosedByServer(recent, 100ms));
   // Each closed the connection idle the longest (each I/O thread its own):
   // two of the first eight, never the recent one.
   std::size_t closed = 0;
@@ -371,7 +381,6 @@ TEST(HttpHardeningTest, IdleConnectionsNeverKeepRequestsOut) {
     }
   }
   EXPECT_GE(closed, 2u);
-  EXPECT_FALSE(ClosedByServer(recent, 100ms));
   for (int fd : idle) ::close(fd);
   ::close(recent);
 }

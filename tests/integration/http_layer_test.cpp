@@ -250,13 +250,17 @@ TEST(HttpServerTest, MetricsAreLabelledByRoutePattern) {
       std::string::npos);
 }
 
+// The pool's work is held until /health has answered, so /health answers
+// while the work blocks, however slow the machine (no timing in the check).
 TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
   BlockingPool pool({.name = "test", .threads = 2, .nice = 0});
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
   Router router;
-  router.Add("GET", "/slow", [&pool](Request&) -> Awaitable<Response> {
+  router.Add("GET", "/slow", [&pool, released](Request&) -> Awaitable<Response> {
     int value = 0;
     co_await pool.Run([&] {
-      std::this_thread::sleep_for(500ms);
+      released.wait_for(20s);
       value = 42;
     });
     co_return Response::Json(200, "{\"value\":" + std::to_string(value) + "}");
@@ -273,12 +277,13 @@ TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
   options.threads = 1;  // one I/O thread: a blocked loop would stall /health
   Server server(std::move(router), options);
   ASSERT_TRUE(server.Start());
-  auto slow =
-      std::async(std::launch::async, [&] { return HttpRequest(server.port(), "GET", "/slow"); });
-  std::this_thread::sleep_for(100ms);
-  auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(HttpRequest(server.port(), "GET", "/health").status, 200);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 200ms);
+  auto slow = std::async(std::launch::async,
+                         [&] { return HttpRequest(server.port(), "GET", "/slow", {}, {}, 30s); });
+  ASSERT_TRUE(testing::WaitFor([&] { return server.requests_in_flight() == 1; }, 5s));
+  EXPECT_EQ(HttpRequest(server.port(), "GET", "/health", {}, {}, 5s).status, 200)
+      << "the event loop answers while the pool's work blocks";
+  EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout);
+  release.set_value();
   EXPECT_EQ(slow.get().Json()["value"], 42);
   EXPECT_EQ(HttpRequest(server.port(), "GET", "/fail").status, 503)
       << "exceptions come back to the coroutine";
@@ -409,7 +414,7 @@ TEST(HttpServerTest, DrainFinishesInFlightRequestsAndStopsAccepting) {
   ASSERT_TRUE(server.Start());
   auto port = server.port();
   auto slow = std::async(std::launch::async, [&] { return HttpRequest(port, "GET", "/slow"); });
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(testing::WaitFor([&] { return server.requests_in_flight() == 1; }, 5s));
   EXPECT_TRUE(server.Drain(5s));
   auto answer = slow.get();
   EXPECT_EQ(answer.status, 200) << "the request in flight finished";
@@ -428,7 +433,7 @@ TEST(HttpServerTest, DrainGivesUpAfterTheGracePeriod) {
   ASSERT_TRUE(server.Start());
   auto hung = std::async(std::launch::async,
                          [&] { return HttpRequest(server.port(), "GET", "/hang", {}, {}, 5s); });
-  std::this_thread::sleep_for(100ms);
+  ASSERT_TRUE(testing::WaitFor([&] { return server.requests_in_flight() == 1; }, 5s));
   auto start = std::chrono::steady_clock::now();
   EXPECT_FALSE(server.Drain(300ms));
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);

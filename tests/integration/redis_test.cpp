@@ -95,9 +95,9 @@ TEST(RedisClientTest, ScriptsRunBySha1AfterAFlushToo) {
 
 TEST(RedisClientTest, SlowRedisTimesOutAndTheConnectionStaysInStep) {
   RedisServer server;
-  redis::Client client(OptionsFor(server, 50ms));
+  redis::Client client(OptionsFor(server, 200ms));
   ASSERT_TRUE(client.WaitConnected(5s));
-  // A hung server (SIGSTOP): our call gives up at 50 ms.
+  // A hung server (SIGSTOP): our call gives up at 200 ms.
   server.Pause();
   auto started = std::chrono::steady_clock::now();
   auto slow = RunCoroutine<Result<redis::Reply>>([&client]() {
@@ -107,13 +107,22 @@ TEST(RedisClientTest, SlowRedisTimesOutAndTheConnectionStaysInStep) {
   server.Resume();
   ASSERT_FALSE(slow);
   EXPECT_EQ(slow.error().code, ErrorCode::kTimeout);
-  EXPECT_LT(waited, 250ms);
+  EXPECT_GE(waited, 190ms);
+  EXPECT_LT(waited, 800ms) << "gave up at the stall limit, not at the call's timeout";
   // The late reply is read and dropped: the next call gets its own answer.
-  auto next = RunCoroutine<Result<redis::Reply>>([&client]() {
-    return client.Call({"ECHO", "mine"});
-  });
-  ASSERT_TRUE(next) << next.error().message;
-  EXPECT_EQ(next->text, "mine");
+  // A redis just woken on a busy machine may miss a call's 200 ms, so it
+  // is asked again until it answers; no answer may be the late one.
+  std::string answer;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        auto next = RunCoroutine<Result<redis::Reply>>([&client]() {
+          return client.Call({"ECHO", "mine"});
+        });
+        if (next) answer = next->text;
+        return next.has_value();
+      },
+      5s, 10ms));
+  EXPECT_EQ(answer, "mine");
   // Hung for longer than the stall limit (1 s): the connection is reset and
   // made again once the server is back.
   server.Pause();

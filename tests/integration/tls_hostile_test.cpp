@@ -242,11 +242,13 @@ TEST_F(TlsHostileTest, StalledHandshakesHoldTheReservedBandOnlyBriefly) {
   const auto start = Clock::now();
   std::string answer;
   // A health check: what the reserved band is for.
-  while (Clock::now() - start < 5s &&
+  while (Clock::now() - start < 8s &&
          (answer = HonestGet(port, nullptr, "/health")) != "HTTP/1.1 200 OK")
     std::this_thread::sleep_for(200ms);
   EXPECT_EQ(answer, "HTTP/1.1 200 OK");
-  EXPECT_LT(Clock::now() - start, 3s);
+  // The band's handshakes get 1 s, the rest request_timeout's 10 s: half of
+  // that still tells them apart, with room for a slow (sanitized) run.
+  EXPECT_LT(Clock::now() - start, 5s);
   for (int fd : stalled) ::close(fd);
 }
 

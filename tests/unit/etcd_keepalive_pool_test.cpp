@@ -44,19 +44,25 @@ TEST(KeepAlivePoolTest, RemoveWaitsForARunInProgress) {
   EXPECT_TRUE(done.load());
 }
 
+// The slow task holds its thread until the fast one has run five times, so
+// the check waits on an event, not on how much a sleep let happen.
 TEST(KeepAlivePoolTest, ASlowTaskDoesNotHoldUpTheOthers) {
   KeepAlivePool pool(2);
   std::atomic<int> fast{0};
-  const auto slow = pool.Add(0ms, [] {
-    std::this_thread::sleep_for(300ms);
+  std::atomic<bool> slow_inside{false}, release{false};
+  const auto slow = pool.Add(0ms, [&] {
+    slow_inside = true;
+    while (!release.load()) std::this_thread::sleep_for(1ms);
     return 1h;
   });
+  ASSERT_TRUE(testing::WaitFor([&] { return slow_inside.load(); }, 5s, 1ms));
   const auto quick = pool.Add(10ms, [&] {
     fast.fetch_add(1);
     return 10ms;
   });
-  std::this_thread::sleep_for(150ms);
-  EXPECT_GE(fast.load(), 5) << "the second thread should have kept running the fast task";
+  EXPECT_TRUE(testing::WaitFor([&] { return fast.load() >= 5; }, 5s, 1ms))
+      << "the second thread should have kept running the fast task";
+  release = true;
   pool.Remove(quick);
   pool.Remove(slow);
 }

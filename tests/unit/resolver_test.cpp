@@ -540,8 +540,10 @@ using IdList = std::vector<std::string>;
 // each instance is listed again, or the recovery grace ends.
 TEST(ResolverRecoveryTest, KeepsUnlistedEndpointsForTheGraceAfterAnOutage) {
   ScriptedRegistry registry;
+  // A grace long enough that the checks inside it hold on a slow
+  // (sanitized) run; Eventually waits up to 5 s for its end.
   auto made = Resolver::Make(registry, "svc",
-                             ResolverOptions{.recovery_grace = std::chrono::milliseconds(300)});
+                             ResolverOptions{.recovery_grace = std::chrono::seconds(2)});
   ASSERT_TRUE(made);
   auto& resolver = **made;
   registry.Deliver({Instance("a", 1), Instance("b", 2), Instance("c", 3)});
@@ -567,7 +569,7 @@ TEST(ResolverRecoveryTest, KeepsUnlistedEndpointsForTheGraceAfterAnOutage) {
 TEST(ResolverRecoveryTest, SubscribersHearTheGraceEndFromTheResolversThread) {
   ScriptedRegistry registry;
   auto made = Resolver::Make(registry, "svc",
-                             ResolverOptions{.recovery_grace = std::chrono::milliseconds(200)});
+                             ResolverOptions{.recovery_grace = std::chrono::seconds(1)});
   ASSERT_TRUE(made);
   auto& resolver = **made;
   std::mutex mu;

@@ -174,6 +174,8 @@ class Server {
   // against requests answered, it shows how well callers reuse them.
   std::uint64_t accepted_connections() const;
   std::uint64_t requests_in_flight() const;
+  // Request body bytes held now, against body_memory_limit.
+  std::size_t body_bytes_held() const;
 
  private:
   struct Impl;
