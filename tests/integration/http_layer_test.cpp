@@ -279,11 +279,26 @@ TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
   ASSERT_TRUE(server.Start());
   auto slow = std::async(std::launch::async,
                          [&] { return HttpRequest(server.port(), "GET", "/slow", {}, {}, 30s); });
+  // Opened on every way out (and destroyed before `slow`, whose destructor
+  // waits for the answer), so that a failed check does not leave the
+  // pool's work waiting out its 20 s.
+  struct Opener {
+    std::promise<void>& release;
+    bool open = false;
+    void Open() {
+      if (!open) release.set_value();
+      open = true;
+    }
+    ~Opener() { Open(); }
+  } opener{release};
   ASSERT_TRUE(testing::WaitFor([&] { return server.requests_in_flight() == 1; }, 5s));
+  const auto start = std::chrono::steady_clock::now();
   EXPECT_EQ(HttpRequest(server.port(), "GET", "/health", {}, {}, 5s).status, 200)
       << "the event loop answers while the pool's work blocks";
+  // Loose: a stalled loop would take the whole 5 s.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
   EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout);
-  release.set_value();
+  opener.Open();
   EXPECT_EQ(slow.get().Json()["value"], 42);
   EXPECT_EQ(HttpRequest(server.port(), "GET", "/fail").status, 503)
       << "exceptions come back to the coroutine";
@@ -405,7 +420,11 @@ TEST(BatchQueueTest, ItemsWaitingTogetherRunAsOneBatch) {
 
 TEST(HttpServerTest, DrainFinishesInFlightRequestsAndStopsAccepting) {
   Router router;
-  router.Add("GET", "/slow", [](Request&) -> Awaitable<Response> {
+  // Set once the handler runs, and stays set: in flight is true for only
+  // the handler's 400 ms, which a stalled test thread could miss.
+  auto entered = std::make_shared<std::atomic<bool>>(false);
+  router.Add("GET", "/slow", [entered](Request&) -> Awaitable<Response> {
+    entered->store(true);
     boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor, 400ms);
     co_await timer.async_wait(disco::http::use_awaitable);
     co_return Response::Json(200, "{\"done\":true}");
@@ -414,7 +433,7 @@ TEST(HttpServerTest, DrainFinishesInFlightRequestsAndStopsAccepting) {
   ASSERT_TRUE(server.Start());
   auto port = server.port();
   auto slow = std::async(std::launch::async, [&] { return HttpRequest(port, "GET", "/slow"); });
-  ASSERT_TRUE(testing::WaitFor([&] { return server.requests_in_flight() == 1; }, 5s));
+  ASSERT_TRUE(testing::WaitFor([&] { return entered->load(); }, 5s));
   EXPECT_TRUE(server.Drain(5s));
   auto answer = slow.get();
   EXPECT_EQ(answer.status, 200) << "the request in flight finished";

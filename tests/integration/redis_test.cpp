@@ -112,17 +112,21 @@ TEST(RedisClientTest, SlowRedisTimesOutAndTheConnectionStaysInStep) {
   // The late reply is read and dropped: the next call gets its own answer.
   // A redis just woken on a busy machine may miss a call's 200 ms, so it
   // is asked again until it answers; no answer may be the late one.
-  std::string answer;
+  // Each try echoes its own word, so that a reply handed to a later call
+  // (a client out of step) cannot pass.
+  std::string answer, asked;
+  int tries = 0;
   ASSERT_TRUE(WaitFor(
       [&] {
-        auto next = RunCoroutine<Result<redis::Reply>>([&client]() {
-          return client.Call({"ECHO", "mine"});
+        asked = "mine-" + std::to_string(++tries);
+        auto next = RunCoroutine<Result<redis::Reply>>([&client, &asked]() {
+          return client.Call({"ECHO", asked});
         });
         if (next) answer = next->text;
         return next.has_value();
       },
       5s, 10ms));
-  EXPECT_EQ(answer, "mine");
+  EXPECT_EQ(answer, asked);
   // Hung for longer than the stall limit (1 s): the connection is reset and
   // made again once the server is back.
   server.Pause();

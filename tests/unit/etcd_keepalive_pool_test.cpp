@@ -47,9 +47,16 @@ TEST(KeepAlivePoolTest, RemoveWaitsForARunInProgress) {
 // The slow task holds its thread until the fast one has run five times, so
 // the check waits on an event, not on how much a sleep let happen.
 TEST(KeepAlivePoolTest, ASlowTaskDoesNotHoldUpTheOthers) {
-  KeepAlivePool pool(2);
+  // Declared before the pool, which joins its threads when destroyed, and
+  // released by a guard destroyed before it: a failed check cannot leave
+  // the slow task spinning on a dead flag.
   std::atomic<int> fast{0};
   std::atomic<bool> slow_inside{false}, release{false};
+  KeepAlivePool pool(2);
+  struct Release {
+    std::atomic<bool>& flag;
+    ~Release() { flag = true; }
+  } release_on_exit{release};
   const auto slow = pool.Add(0ms, [&] {
     slow_inside = true;
     while (!release.load()) std::this_thread::sleep_for(1ms);

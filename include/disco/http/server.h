@@ -174,7 +174,10 @@ class Server {
   // against requests answered, it shows how well callers reuse them.
   std::uint64_t accepted_connections() const;
   std::uint64_t requests_in_flight() const;
-  // Request body bytes held now, against body_memory_limit.
+  // Request body bytes held now, from any thread (a snapshot): bytes of
+  // bodies still arriving and of requests not yet answered, taken as they
+  // arrive and given back when the answer is written or the connection
+  // ends. Bounded by max(body_memory_limit, body_limit).
   std::size_t body_bytes_held() const;
 
  private:
