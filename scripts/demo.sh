@@ -702,10 +702,12 @@ else
   sleep 2.5
   victim_pid=$(pid_of user-service-2)
   [ -n "$victim_pid" ] || { stop_client; fail "user-service-2 is not running" "$run/user-service-2.log"; }
-  kill_ms=$(date +%s%3N)
   read_pid_file "$run/user-service-2.pid"
   victim_start=$r_start
   kill -KILL "$victim_pid"
+  # Read after the kill: a call that starts after this time cannot have
+  # reached the victim, however long this shell stalled before it.
+  kill_ms=$(date +%s%3N)
   wait_gone "$victim_pid" "$victim_start" 50 || { stop_client; fail "user-service-2 (pid $victim_pid) survived kill -9"; }
   forget "$run/user-service-2.pid" "$victim_pid"
   note "kill -9 user-service-2 (pid $victim_pid); the registry still lists it until its TTL ($ttl s) runs out"

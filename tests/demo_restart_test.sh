@@ -77,8 +77,9 @@ chmod +x "$fake/tools/disco/disco"
 ln -s "$build/services/order/order-service" "$fake/services/order/order-service"
 ln -s "$build/services/gateway/gateway" "$fake/services/gateway/gateway"
 mkfifo "$tmp/never"
-# The whole test in 100 s: then TERM to this shell, whose trap cleans up.
-( read -r -t 100 _ <> "$tmp/never" || kill -TERM $$ ) &
+# The whole test in 170 s (it takes about 15 s; ctest's limit is 180 s, and
+# it runs beside another test): then TERM to this shell, whose trap cleans up.
+( read -r -t 170 _ <> "$tmp/never" || kill -TERM $$ ) &
 watchdog=$!
 disown "$watchdog"  # no "Killed" report when cleanup ends it
 cat > "$fake/services/user/user-service" <<WRAPPER

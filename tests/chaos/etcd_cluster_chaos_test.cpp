@@ -75,8 +75,11 @@ class EtcdClusterChaosTest : public ::testing::Test {
   }
 
   // Every watcher holds exactly what the registry lists: each listed
-  // instance is in every resolver, usable, and the registry lists the
-  // stack's instances and no other.
+  // instance is in every resolver, and the registry lists the stack's
+  // instances and no other. Present, not necessarily usable: a service the
+  // machine stalls may rightly be ejected by a caller's outlier detection
+  // for 30 s, which is the balancer's decision, not the registry's state
+  // (as in consul_cluster_chaos_test.cpp, where that was seen).
   bool ExactlyTheRegistry(milliseconds timeout) {
     return WaitFor(
         [&] {
@@ -84,7 +87,7 @@ class EtcdClusterChaosTest : public ::testing::Test {
             auto listed = registry_->List(service);
             if (!listed || listed->size() != 2) return false;
             for (const auto& status : *listed) {
-              if (!stack_->Everywhere(service, status.instance.id, true, true)) return false;
+              if (!stack_->Everywhere(service, status.instance.id, true)) return false;
             }
           }
           return AllListed() == true &&
