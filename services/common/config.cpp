@@ -48,7 +48,9 @@ void AddCommonFlags(CLI::App& app, ServiceConfig& c) {
       ->capture_default_str();
   app.add_option("--id", c.id, "Instance id in the registry (default: <service>-<address>-<port>)")
       ->envname("DISCO_ID");
-  app.add_option("--threads", c.threads, "I/O threads (0: one per core, or per core of the CPU limit when a cgroup sets one)")
+  app.add_option("--threads", c.threads,
+                 "I/O threads (0: one per core, or per core of the CPU limit when a cgroup sets "
+                 "one)")
       ->envname("DISCO_THREADS")
       ->check(CLI::Range(0, 256))
       ->capture_default_str();

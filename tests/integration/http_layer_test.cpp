@@ -279,26 +279,19 @@ TEST(HttpServerTest, BlockingWorkDoesNotStallTheEventLoop) {
   ASSERT_TRUE(server.Start());
   auto slow = std::async(std::launch::async,
                          [&] { return HttpRequest(server.port(), "GET", "/slow", {}, {}, 30s); });
-  // Opened on every way out (and destroyed before `slow`, whose destructor
-  // waits for the answer), so that a failed check does not leave the
-  // pool's work waiting out its 20 s.
-  struct Opener {
-    std::promise<void>& release;
-    bool open = false;
-    void Open() {
-      if (!open) release.set_value();
-      open = true;
-    }
-    ~Opener() { Open(); }
-  } opener{release};
-  ASSERT_TRUE(testing::WaitFor([&] { return server.requests_in_flight() == 1; }, 5s));
-  const auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(HttpRequest(server.port(), "GET", "/health", {}, {}, 5s).status, 200)
-      << "the event loop answers while the pool's work blocks";
-  // Loose: a stalled loop would take the whole 5 s.
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
-  EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout);
-  opener.Open();
+  {
+    // The gate opens as this block is left, however (before `slow`'s
+    // destructor waits for the answer): a failed check does not leave the
+    // pool's work waiting out its 20 s.
+    testing::OnScopeExit open_the_gate([&] { release.set_value(); });
+    ASSERT_TRUE(testing::WaitFor([&] { return server.requests_in_flight() == 1; }, 5s));
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(HttpRequest(server.port(), "GET", "/health", {}, {}, 5s).status, 200)
+        << "the event loop answers while the pool's work blocks";
+    // Loose: a stalled loop would take the whole 5 s.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+    EXPECT_EQ(slow.wait_for(0s), std::future_status::timeout);
+  }
   EXPECT_EQ(slow.get().Json()["value"], 42);
   EXPECT_EQ(HttpRequest(server.port(), "GET", "/fail").status, 503)
       << "exceptions come back to the coroutine";

@@ -132,8 +132,9 @@ TEST(CpuLimitParseTest, CpusetIsNotTheCpuController) {
 }
 
 TEST(CpuLimitParseTest, TheSmallerOfV1AndV2InAHybridSetup) {
-  const std::string mounts = std::string(kV1Mounts) +
-                             "26 24 0:23 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
+  const std::string mounts =
+      std::string(kV1Mounts) +
+      "26 24 0:23 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
   Files v2_smaller{{{"/sys/fs/cgroup/unified/app/cpu.max", "40000 100000\n"},
                     {"/sys/fs/cgroup/cpu,cpuacct/app/cpu.cfs_quota_us", "80000\n"},
                     {"/sys/fs/cgroup/cpu,cpuacct/app/cpu.cfs_period_us", "100000\n"}}};

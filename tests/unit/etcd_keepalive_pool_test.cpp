@@ -53,10 +53,7 @@ TEST(KeepAlivePoolTest, ASlowTaskDoesNotHoldUpTheOthers) {
   std::atomic<int> fast{0};
   std::atomic<bool> slow_inside{false}, release{false};
   KeepAlivePool pool(2);
-  struct Release {
-    std::atomic<bool>& flag;
-    ~Release() { flag = true; }
-  } release_on_exit{release};
+  testing::OnScopeExit release_on_exit([&] { release = true; });
   const auto slow = pool.Add(0ms, [&] {
     slow_inside = true;
     while (!release.load()) std::this_thread::sleep_for(1ms);
